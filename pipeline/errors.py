@@ -1,0 +1,44 @@
+"""Domain errors. ``code`` is stable (the API and the job record carry it); ``message`` is for a person."""
+
+
+class PipelineError(Exception):
+    code = "pipeline_error"
+
+    def __init__(self, message: str, *, detail: str = ""):
+        super().__init__(message)
+        self.message = message
+        self.detail = detail  # e.g. ffmpeg's stderr, for logs
+
+
+class MediaError(PipelineError):
+    """The input is not decodable audio/video (empty, corrupt, truncated, no audio stream)."""
+
+    code = "bad_media"
+
+
+class NoAudioStreamError(MediaError):
+    code = "no_audio"
+
+
+class MediaTooLongError(MediaError):
+    code = "too_long"
+
+
+class ModelNotReadyError(PipelineError):
+    """A model's files are missing; the message names the command that fetches them."""
+
+    code = "model_missing"
+
+
+class EngineMissingError(PipelineError):
+    """An optional engine (funasr, torch, faster-whisper) is not installed; the message says what to install."""
+
+    code = "engine_missing"
+
+
+class HotwordError(PipelineError):
+    code = "bad_hotwords"
+
+
+class UnknownProfileError(PipelineError):
+    code = "unknown_profile"
