@@ -1,0 +1,145 @@
+"""The stage seams a model profile fills: VAD, ASR, punctuation, ITN.
+
+A profile (see :mod:`pipeline.profiles`) returns an :class:`Engine` holding one object per
+stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
+(decoding, batching, timestamps on the file's timeline, sentences, progress). Stage objects
+hold loaded models, so they are built once per process and reused across jobs; they must not
+keep per-job state.
+
+Only typing lives here: importing this module loads neither numpy nor any model runtime.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence, runtime_checkable
+
+from pipeline.types import Hotword
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from pipeline.audio import PcmFile
+
+
+@dataclass(frozen=True)
+class SpeechSpan:
+    """A stretch of speech found by VAD, in ms on the file's timeline; ``end_ms`` is exclusive."""
+
+    start_ms: int
+    end_ms: int
+
+    @property
+    def duration_ms(self) -> int:
+        return self.end_ms - self.start_ms
+
+
+@runtime_checkable
+class VadModel(Protocol):
+    """Finds speech in a decoded file.
+
+    Implementations read the :class:`~pipeline.audio.PcmFile` in chunks (``pcm.read(start_ms,
+    end_ms)``) so memory stays bounded whatever the file's length, and return spans already
+    shaped for their ASR model: padded, merged across short silences, and split so that no span
+    is longer than the ASR model takes at once (30 s for Whisper).
+    """
+
+    def speech_spans(
+        self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
+    ) -> list[SpeechSpan]:
+        """Speech spans in time order, not overlapping. ``on_progress`` gets 0..1 through the file."""
+        ...
+
+
+@dataclass(frozen=True)
+class AsrWord:
+    """A recognised word (a character or token for Chinese), times in ms from its segment's start.
+
+    ``text`` carries no surrounding whitespace; the pipeline joins words (with a space between
+    two Latin words, none around CJK). Trailing punctuation the model wrote may stay attached
+    (``"you,"``) when :attr:`AsrResult.punctuated` is true.
+    """
+
+    start_ms: int
+    end_ms: int
+    text: str
+
+
+@dataclass(frozen=True)
+class AsrResult:
+    """What the ASR stage says about one segment.
+
+    ``language`` is ``"zh"`` or ``"en"`` (or another ISO code the model detected).
+    ``punctuated`` is true when the model writes its own punctuation (Whisper), in which case no
+    punctuation model runs over it.
+    """
+
+    text: str
+    language: str
+    words: tuple[AsrWord, ...]
+    punctuated: bool
+
+
+@runtime_checkable
+class AsrModel(Protocol):
+    """Recognises batches of speech segments.
+
+    ``supports_hotwords``: whether ``hotwords`` change anything; when false the pipeline adds a
+    warning to the transcript instead of passing them silently.
+    """
+
+    supports_hotwords: bool
+
+    def recognize(
+        self,
+        segments: Sequence["np.ndarray"],
+        *,
+        language: str,
+        hotwords: Sequence[Hotword] = (),
+    ) -> list[AsrResult]:
+        """One result per segment, in order.
+
+        ``segments`` are float32 mono arrays at 16 kHz in [-1, 1], each at most as long as the VAD
+        made them. ``language`` is ``"auto"``, ``"zh"`` or ``"en"``.
+        """
+        ...
+
+
+@runtime_checkable
+class PuncModel(Protocol):
+    """Punctuates unpunctuated text, over the whole transcript so sentences can cross segments."""
+
+    def punctuate(self, tokens: Sequence[str], *, language: str) -> list[str]:
+        """For each token, the punctuation mark to write after it (``""`` for none).
+
+        Sentence-final marks (``。？！.?!``) are where the pipeline cuts sentences.
+        """
+        ...
+
+
+@runtime_checkable
+class ItnModel(Protocol):
+    """Inverse text normalisation: spoken forms to written ones ("一百二十三" -> "123")."""
+
+    def normalize(self, text: str, *, language: str) -> str:
+        """``text`` is one sentence; ``language`` is ``"zh"`` or ``"en"`` (others pass unchanged)."""
+        ...
+
+
+@dataclass
+class Engine:
+    """One loaded model set. Build it once per process (the worker caches it) and reuse it.
+
+    ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
+    (then ``TranscribeOptions.itn`` is a no-op with a warning).
+    """
+
+    name: str
+    vad: VadModel
+    asr: AsrModel
+    punc: PuncModel | None = None
+    itn: ItnModel | None = None
+    batch_seconds: float = 120.0
+
+    @property
+    def supports_hotwords(self) -> bool:
+        return bool(self.asr.supports_hotwords)
