@@ -42,3 +42,21 @@ class HotwordError(PipelineError):
 
 class UnknownProfileError(PipelineError):
     code = "unknown_profile"
+
+
+class EmptyMediaError(MediaError):
+    """The uploaded file has no bytes at all."""
+
+    code = "empty_file"
+
+
+class TruncatedMediaError(MediaError):
+    """The container promises more audio than could be decoded (an interrupted upload or copy)."""
+
+    code = "truncated_media"
+
+
+class FfmpegMissingError(PipelineError):
+    """No ffmpeg binary could be found; the message says how to get one."""
+
+    code = "ffmpeg_missing"
