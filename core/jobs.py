@@ -1,0 +1,218 @@
+"""The job state machine: queued -> running -> done | failed | canceled.
+
+Every transition is one conditional UPDATE, so two workers (or a worker and a user cancelling)
+racing on one job cannot both win. A claim bumps ``attempt``; a worker writes only while its
+attempt is current and the job is still ``running``, so a stale worker cannot overwrite a
+newer one's work.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from core import events
+from core.models import Job, JobEvent, Transcript, utcnow
+
+QUEUED, RUNNING, DONE, FAILED, CANCELED = "queued", "running", "done", "failed", "canceled"
+STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELED)
+TERMINAL = frozenset({DONE, FAILED, CANCELED})
+KNOWN_PROFILES = ("offline", "funasr")
+LANGUAGES = ("auto", "zh", "en")
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_job(
+    session: Session,
+    *,
+    job_id: str,
+    media_path: str,
+    filename: str,
+    profile: str,
+    options: dict,
+    size_bytes: int = 0,
+    duration_ms: int | None = None,
+    source: str = "api",
+    priority: int = 0,
+    callback_url: str | None = None,
+) -> Job:
+    job = Job(
+        id=job_id,
+        status=QUEUED,
+        profile=profile,
+        options=options,
+        filename=filename,
+        media_path=media_path,
+        size_bytes=size_bytes,
+        duration_ms=duration_ms,
+        source=source,
+        priority=priority,
+        callback_url=callback_url,
+        progress=0.0,
+        attempt=0,
+        warnings=[],
+        created_at=utcnow(),
+    )
+    session.add(job)
+    session.flush()
+    events.publish(session, job_id, QUEUED, {"status": QUEUED})
+    return job
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(enqueued_at=utcnow()))
+
+
+def claim(session: Session, job_id: str) -> int | None:
+    """queued -> running. Returns the new attempt number, or None when the job is not claimable
+    (already running elsewhere, finished, canceled, deleted): redelivery is then a no-op."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == QUEUED)
+        .values(
+            status=RUNNING,
+            attempt=Job.attempt + 1,
+            started_at=now,
+            heartbeat_at=now,
+            stage="decode",
+            progress=0.0,
+            error_code=None,
+            error_message=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        return None
+    attempt = session.execute(select(Job.attempt).where(Job.id == job_id)).scalar_one()
+    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": "decode", "progress": 0.0, "attempt": attempt})
+    return attempt
+
+
+def _mine(job_id: str, attempt: int):
+    return (Job.id == job_id, Job.attempt == attempt, Job.status == RUNNING)
+
+
+def report_progress(session: Session, job_id: str, attempt: int, stage: str | None, progress: float | None) -> bool:
+    """Heartbeat, with stage/progress when given. False: this attempt lost the job (canceled,
+    deleted, or handed to another worker) and should stop."""
+    values: dict = {"heartbeat_at": utcnow()}
+    if stage is not None:
+        values["stage"] = stage
+    if progress is not None:
+        values["progress"] = max(0.0, min(1.0, float(progress)))
+    result = session.execute(update(Job).where(*_mine(job_id, attempt)).values(**values))
+    if result.rowcount != 1:
+        return False
+    if progress is not None:
+        events.publish(session, job_id, "progress", {"status": RUNNING, "stage": stage, "progress": values["progress"]})
+    return True
+
+
+def complete(
+    session: Session,
+    job_id: str,
+    attempt: int,
+    transcript: dict,
+    *,
+    warnings: list[str] = (),
+) -> bool:
+    """running -> done together with the transcript, in the caller's single transaction."""
+    result = session.execute(
+        update(Job)
+        .where(*_mine(job_id, attempt))
+        .values(
+            status=DONE,
+            progress=1.0,
+            stage=None,
+            finished_at=utcnow(),
+            duration_ms=transcript["duration_ms"],
+            warnings=list(warnings),
+        )
+    )
+    if result.rowcount != 1:
+        return False
+    session.add(
+        Transcript(
+            job_id=job_id,
+            language=transcript["language"],
+            duration_ms=transcript["duration_ms"],
+            text=transcript["text"],
+            data=transcript,
+            created_at=utcnow(),
+        )
+    )
+    events.publish(session, job_id, DONE, {"status": DONE, "progress": 1.0})
+    return True
+
+
+def fail(session: Session, job_id: str, attempt: int | None, code: str, message: str) -> bool:
+    """-> failed. ``attempt`` None fails a job that was never claimed (e.g. refused by the gateway)."""
+    conditions = _mine(job_id, attempt) if attempt is not None else (Job.id == job_id, Job.status.in_([QUEUED, RUNNING]))
+    result = session.execute(
+        update(Job)
+        .where(*conditions)
+        .values(status=FAILED, stage=None, finished_at=utcnow(), error_code=code, error_message=message)
+    )
+    if result.rowcount != 1:
+        return False
+    events.publish(session, job_id, FAILED, {"status": FAILED, "error": {"code": code, "message": message}})
+    return True
+
+
+def cancel(session: Session, job_id: str) -> bool:
+    """queued|running -> canceled. A running worker sees it at its next heartbeat and stops."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([QUEUED, RUNNING]))
+        .values(status=CANCELED, stage=None, finished_at=utcnow())
+    )
+    if result.rowcount != 1:
+        return False
+    events.publish(session, job_id, CANCELED, {"status": CANCELED})
+    return True
+
+
+def delete_job(session: Session, job_id: str) -> bool:
+    """Only finished jobs are deleted; the caller removes the files after commit."""
+    session.execute(delete(Transcript).where(Transcript.job_id == job_id))
+    session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    result = session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(TERMINAL)))
+    return result.rowcount == 1
+
+
+def release_stale(session: Session, lease_s: float, now: datetime | None = None) -> list[str]:
+    """running jobs whose worker stopped reporting -> queued again (returned, to be re-sent).
+
+    This is what makes an accepted job survive a ``kill -9`` of its worker whatever the broker
+    does with the unacknowledged message."""
+    cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
+    stale = session.execute(
+        select(Job.id).where(Job.status == RUNNING, Job.heartbeat_at < cutoff)
+    ).scalars().all()
+    released = []
+    for job_id in stale:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
+            .values(status=QUEUED, stage=None, progress=0.0, enqueued_at=None)
+        )
+        if result.rowcount == 1:
+            events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": "worker lost; retrying"})
+            released.append(job_id)
+    return released
+
+
+def unsent(session: Session, older_than_s: float = 5.0) -> list[str]:
+    """Queued jobs whose task message never reached the broker (it was down at upload)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    return list(
+        session.execute(
+            select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_(None), Job.created_at < cutoff)
+        ).scalars()
+    )

@@ -1,0 +1,61 @@
+"""Where a job's files live: ``media/<job id>/source<ext>`` under the data directory.
+
+Uploads are spooled into ``work/uploads`` (same filesystem) and renamed into place, so a file
+is either wholly there or not at all.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from core.settings import Settings
+
+_SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+def ensure_dirs(settings: Settings) -> None:
+    for path in (settings.data_dir, settings.media_dir, settings.work_dir, upload_spool_dir(settings), settings.cache_dir):
+        path.mkdir(parents=True, exist_ok=True)
+
+
+def upload_spool_dir(settings: Settings) -> Path:
+    return settings.work_dir / "uploads"
+
+
+def open_spool_file(settings: Settings):
+    """A named temporary file for an incoming upload; the caller renames or deletes it."""
+    spool = upload_spool_dir(settings)
+    spool.mkdir(parents=True, exist_ok=True)
+    return tempfile.NamedTemporaryFile(dir=spool, prefix="upload-", suffix=".part", delete=False)
+
+
+def safe_extension(filename: str) -> str:
+    ext = os.path.splitext(filename or "")[1].lower()
+    return ext if _SAFE_EXT.match(ext) else ".bin"
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return settings.media_dir / job_id
+
+
+def media_path_for(settings: Settings, job_id: str, filename: str) -> Path:
+    return job_dir(settings, job_id) / f"source{safe_extension(filename)}"
+
+
+def place_upload(settings: Settings, spooled: Path, job_id: str, filename: str) -> Path:
+    target = media_path_for(settings, job_id, filename)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(spooled, target)
+    return target
+
+
+def job_work_dir(settings: Settings, job_id: str) -> Path:
+    return settings.work_dir / "jobs" / job_id
+
+
+def delete_job_files(settings: Settings, job_id: str) -> None:
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+    shutil.rmtree(job_work_dir(settings, job_id), ignore_errors=True)
