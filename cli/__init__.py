@@ -1,0 +1,158 @@
+"""The ``tingxie`` command. Each sub-command imports what it needs when it runs, so
+``tingxie web`` never loads model code and ``tingxie --help`` is instant."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+# Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
+PLUGINS = ("cli.transcribe", "cli.models", "cli.gateway")
+
+
+def _settings(args=None):
+    from core.settings import Settings
+
+    return Settings.from_env()
+
+
+def _apply_common(args) -> None:
+    """Flags given on the command line become the environment, so child processes see them too."""
+    if getattr(args, "data_dir", None):
+        os.environ["TINGXIE_DATA_DIR"] = os.path.abspath(args.data_dir)
+    if getattr(args, "port", None):
+        os.environ["TINGXIE_PORT"] = str(args.port)
+    if getattr(args, "host", None):
+        os.environ["TINGXIE_HOST"] = args.host
+
+
+def cmd_db(args) -> int:
+    from core.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings, args.revision)
+    print(f"database at revision {args.revision}: {settings.database_url}")
+    return 0
+
+
+def cmd_web(args) -> int:
+    settings = _settings()
+    if args.dev:
+        from werkzeug.serving import make_server
+
+        from web import create_app
+
+        server = make_server(settings.host, settings.port, create_app(settings), threaded=True)
+        logging.getLogger("tingxie.web").info("serving on http://%s:%d", settings.host, settings.port)
+        print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
+        server.serve_forever()
+        return 0
+    argv = [
+        sys.executable, "-m", "gunicorn",
+        "--worker-class", "gthread",
+        "--workers", str(args.workers),
+        "--threads", str(args.threads),
+        "--bind", f"{settings.host}:{settings.port}",
+        "--timeout", "120",
+        "--access-logfile", "-",
+        "web:create_app()",
+    ]
+    os.execv(sys.executable, argv)
+
+
+def cmd_worker(args) -> int:
+    from worker.celery_app import run_worker
+
+    run_worker(_settings(), concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
+def cmd_up(args) -> int:
+    """Everything on one machine with no server installed: migrate, then web, worker and the
+    FunASR gateway as child processes; Ctrl-C stops them all."""
+    from core.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings)
+    me = [sys.executable, "-m", "cli"]
+    children = [
+        subprocess.Popen(me + ["web", "--dev"]),
+        subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)]),
+    ]
+    if not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None:
+        children.append(subprocess.Popen(me + ["gateway"]))
+    print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
+          flush=True)
+    stopping = False
+
+    def _stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping and all(c.poll() is None for c in children):
+            time.sleep(0.5)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+    # A child that died on its own (not by our Ctrl-C) is a failure.
+    return 0 if stopping else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tingxie", description="Self-hosted batch transcription.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run web + worker (+ FunASR gateway) on the embedded default")
+    up.add_argument("--data-dir", help="where everything is kept (TINGXIE_DATA_DIR)")
+    up.add_argument("--host")
+    up.add_argument("--port", type=int)
+    up.add_argument("--concurrency", type=int, default=1, help="worker processes (one model set each)")
+    up.add_argument("--no-gateway", action="store_true", help="do not start the FunASR-protocol gateway")
+    up.set_defaults(func=cmd_up)
+
+    web = sub.add_parser("web", help="run the web tier (gunicorn; --dev: a threaded development server)")
+    web.add_argument("--host")
+    web.add_argument("--port", type=int)
+    web.add_argument("--dev", action="store_true")
+    web.add_argument("--workers", type=int, default=2)
+    web.add_argument("--threads", type=int, default=32)
+    web.set_defaults(func=cmd_web)
+
+    worker = sub.add_parser("worker", help="run a Celery worker (one model set per process)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=cmd_worker)
+
+    db = sub.add_parser("db", help="database migrations")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply migrations (default: to head)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db)
+
+    for name in PLUGINS:
+        if importlib.util.find_spec(name) is not None:
+            module = importlib.import_module(name)
+            module.add_parser(sub).set_defaults(func=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    _apply_common(args)
+    return args.func(args) or 0

@@ -1,0 +1,235 @@
+"""What one worker process holds: settings, a database session factory, and one model set per
+profile, loaded once. ``run_job`` is the whole life of a job on a worker."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+
+from sqlalchemy.orm import sessionmaker
+
+from core import jobs, storage
+from core.db import make_engine, make_sessionmaker, session_scope
+from core.hotwords import HotwordError, check_cap, load_hotword_file, merge
+from core.models import Job
+from core.queue import DELIVER_WEBHOOK, QueueClient
+from core.settings import Settings
+
+log = logging.getLogger("tingxie.worker")
+
+
+class JobLostError(Exception):
+    """This attempt no longer owns the job (canceled, deleted or handed to another worker)."""
+
+
+@dataclass
+class _Snapshot:
+    stage: str | None = None
+    fraction: float | None = None
+    changed: bool = False
+
+
+class Heartbeat:
+    """Reports liveness and progress from a thread, so a long model call cannot starve it, and
+    throttles database writes to about one a second."""
+
+    def __init__(self, factory: sessionmaker, job_id: str, attempt: int, lease_s: float):
+        self.factory, self.job_id, self.attempt = factory, job_id, attempt
+        self.interval_s = max(0.2, min(1.0, lease_s / 4))
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._snap = _Snapshot()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self._thread.start()
+        return self
+
+    def progress(self, stage: str, fraction: float) -> None:
+        """The pipeline's progress callback; raises JobLostError to abort the pipeline."""
+        if self.lost.is_set():
+            raise JobLostError(self.job_id)
+        with self._lock:
+            self._snap = _Snapshot(stage, fraction, True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def beat(self) -> None:
+        with self._lock:
+            snap, self._snap = self._snap, _Snapshot(self._snap.stage, self._snap.fraction, False)
+        try:
+            with session_scope(self.factory) as session:
+                ok = jobs.report_progress(
+                    session, self.job_id, self.attempt,
+                    snap.stage if snap.changed else None,
+                    snap.fraction if snap.changed else None,
+                )
+        except Exception:  # the database may blip; the lease absorbs a few missed beats
+            log.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
+            return
+        if not ok:
+            self.lost.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class Runtime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.queue = QueueClient(settings)
+        self._pid: int | None = None
+        self._factory: sessionmaker | None = None
+        self._engines: dict[str, object] = {}
+
+    @property
+    def factory(self) -> sessionmaker:
+        """Per process: a forked child must not reuse its parent's connections."""
+        if self._factory is None or self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._factory = make_sessionmaker(make_engine(self.settings.database_url), self.settings.events_url)
+        return self._factory
+
+    def engine(self, profile: str):
+        """The model set for a profile, loaded on first use and kept for the process's life."""
+        engine = self._engines.get(profile)
+        if engine is None:
+            from pipeline.profiles import EngineConfig, load_engine
+
+            s = self.settings
+            engine = load_engine(
+                profile,
+                EngineConfig(
+                    model_dir=s.model_dir,
+                    cache_dir=s.cache_dir,
+                    device=s.device,
+                    batch_seconds=s.batch_seconds,
+                    options=dict(s.profile_options),
+                ),
+            )
+            self._engines[profile] = engine
+        return engine
+
+    def options_for(self, job: Job):
+        from pipeline.types import Hotword, TranscribeOptions
+
+        stored = job.options or {}
+        words = [(w, wt) for w, wt in stored.get("hotwords", [])]
+        if self.settings.hotword_file:
+            words = merge(load_hotword_file(self.settings.hotword_file), words)
+        check_cap(words, self.settings.max_hotwords)
+        return TranscribeOptions(
+            language=stored.get("language", "auto"),
+            itn=bool(stored.get("itn", True)),
+            hotwords=tuple(Hotword(w, wt) for w, wt in words),
+        )
+
+    def run_job(self, job_id: str) -> str:
+        from pipeline import transcribe
+        from pipeline.errors import PipelineError
+
+        with session_scope(self.factory) as session:
+            attempt = jobs.claim(session, job_id)
+        if attempt is None:
+            log.info("job %s is not claimable (done, running elsewhere, canceled or gone); skipping", job_id)
+            return "skipped"
+        with session_scope(self.factory) as session:
+            job = session.get(Job, job_id)
+            session.expunge(job)
+        log.info("job %s attempt %d: %s", job_id, attempt, job.filename)
+        heartbeat = Heartbeat(self.factory, job_id, attempt, self.settings.job_lease_s).start()
+        work_dir = storage.job_work_dir(self.settings, job_id)
+        outcome = "failed"
+        try:
+            options = self.options_for(job)
+            engine = self.engine(job.profile)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            result = transcribe(
+                job.media_path,
+                options,
+                engine,
+                work_dir=work_dir,
+                on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
+                max_duration_ms=int(self.settings.max_duration_s * 1000),
+                ffmpeg=self.settings.ffmpeg or None,
+            )
+        except JobLostError:
+            log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
+            return "lost"
+        except (PipelineError, HotwordError) as exc:
+            code = getattr(exc, "code", "bad_hotwords")
+            message = getattr(exc, "message", str(exc))
+            log.info("job %s failed: %s: %s", job_id, code, message)
+            self._finish(lambda s: jobs.fail(s, job_id, attempt, code, message))
+        except Exception as exc:
+            log.exception("job %s crashed", job_id)
+            self._finish(lambda s: jobs.fail(
+                s, job_id, attempt, "internal_error",
+                f"the transcription crashed ({type(exc).__name__}: {exc}); the worker logs have details",
+            ))
+        else:
+            data = result.to_dict()
+            if self._finish(lambda s: jobs.complete(s, job_id, attempt, data, warnings=result.warnings)):
+                outcome = "done"
+            else:
+                outcome = "lost"
+        finally:
+            heartbeat.stop()
+            shutil.rmtree(work_dir, ignore_errors=True)
+        if job.callback_url and outcome in ("done", "failed"):
+            self.queue.send(DELIVER_WEBHOOK, [job_id])
+        return outcome
+
+    def _finish(self, write) -> bool:
+        with session_scope(self.factory) as session:
+            return write(session)
+
+    def sweep(self) -> list[str]:
+        """Hand stale running jobs, and queued jobs never sent, to the queue again."""
+        with session_scope(self.factory) as session:
+            ids = jobs.release_stale(session, self.settings.job_lease_s) + jobs.unsent(session)
+            priorities = dict(session.query(Job.id, Job.priority).filter(Job.id.in_(ids)).all()) if ids else {}
+        for job_id in ids:
+            self.queue.send_transcribe(job_id, priority=priorities.get(job_id, 0))
+            with session_scope(self.factory) as session:
+                jobs.mark_enqueued(session, job_id)
+            log.info("job %s re-sent to the queue", job_id)
+        return ids
+
+
+class Sweeper(threading.Thread):
+    def __init__(self, runtime: Runtime):
+        super().__init__(name="tingxie-sweeper", daemon=True)
+        self.runtime = runtime
+        self.interval_s = max(1.0, runtime.settings.job_lease_s / 3)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.runtime.sweep()
+            except Exception:
+                log.warning("sweep failed; will try again", exc_info=True)
+            self.stopped.wait(self.interval_s)
+
+
+_runtime: Runtime | None = None
+
+
+def configure(settings: Settings) -> Runtime:
+    global _runtime
+    _runtime = Runtime(settings)
+    return _runtime
+
+
+def current() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("worker runtime not configured: start workers with `tingxie worker`")
+    return _runtime
+
