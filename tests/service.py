@@ -1,0 +1,165 @@
+"""Real tingxie processes for tests: web and worker started as the CLI starts them, on a given
+Settings (passed through the environment, as in production)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from core.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINGXIE_")}
+    env.update(
+        TINGXIE_DATA_DIR=str(settings.data_dir),
+        TINGXIE_DATABASE_URL=settings.database_url,
+        TINGXIE_BROKER_URL=settings.broker_url,
+        TINGXIE_EVENTS_URL=settings.events_url,
+        TINGXIE_PROFILE=settings.profile,
+        TINGXIE_MODEL_DIR=str(settings.model_dir),
+        TINGXIE_DEVICE=settings.device,
+        TINGXIE_BATCH_SECONDS=str(settings.batch_seconds),
+        TINGXIE_MAX_UPLOAD_MB=str(settings.max_upload_bytes / 1024**2),
+        TINGXIE_MAX_DURATION_S=str(settings.max_duration_s),
+        TINGXIE_JOB_LEASE_S=str(settings.job_lease_s),
+        TINGXIE_MAX_HOTWORDS=str(settings.max_hotwords),
+        TINGXIE_HOST=settings.host,
+        TINGXIE_PORT=str(settings.port),
+        TINGXIE_GATEWAY_PORT=str(settings.gateway_port),
+        TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
+        PYTHONUNBUFFERED="1",
+    )
+    optional = {
+        "TINGXIE_HOTWORD_FILE": settings.hotword_file,
+        "TINGXIE_GATEWAY_CERTFILE": settings.gateway_certfile,
+        "TINGXIE_GATEWAY_KEYFILE": settings.gateway_keyfile,
+        "TINGXIE_WEBHOOK_SECRET": settings.webhook_secret,
+        "TINGXIE_WEBHOOK_ALLOW": ",".join(settings.webhook_allow),
+        "TINGXIE_FFMPEG": settings.ffmpeg,
+    }
+    env.update({k: str(v) for k, v in optional.items() if v})
+    for name, value in settings.profile_options.items():
+        env[f"TINGXIE_MODEL_{name.upper()}"] = value
+    return env
+
+
+@dataclass
+class Service:
+    """A running web tier and worker. ``base_url`` for HTTP; ``kill_worker`` for crash tests."""
+
+    settings: Settings
+    log_dir: Path
+    web: subprocess.Popen | None = None
+    workers: list[subprocess.Popen] = field(default_factory=list)
+    extra: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", *args],
+            cwd=REPO,
+            env=settings_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_web(self) -> None:
+        self.web = self._spawn("web", "web", "--dev")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.web.poll() is not None:
+                raise RuntimeError(f"web exited: {self.log('web')}")
+            try:
+                if requests.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"web did not become ready: {self.log('web')}")
+
+    def start_worker(self, wait: bool = True) -> subprocess.Popen:
+        name = f"worker{len(self.workers)}"
+        proc = self._spawn(name, "worker", "--concurrency", "1")
+        self.workers.append(proc)
+        if wait:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited: {self.log(name)}")
+                if " ready." in self.log(name):
+                    return proc
+                time.sleep(0.2)
+            raise RuntimeError(f"worker did not become ready: {self.log(name)}")
+        return proc
+
+    def spawn(self, name: str, *args: str) -> subprocess.Popen:
+        """Another CLI process (e.g. the gateway) stopped with the service."""
+        proc = self._spawn(name, *args)
+        self.extra.append(proc)
+        return proc
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill_worker(self, proc: subprocess.Popen) -> None:
+        """SIGKILL the worker's whole process group (parent and pool children), as a crash would."""
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        procs = [p for p in [self.web, *self.workers, *self.extra] if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+
+    # --- HTTP helpers -------------------------------------------------------------------
+    def submit(self, path: Path, **form) -> dict:
+        with open(path, "rb") as fh:
+            response = requests.post(self.base_url + "/api/v1/jobs", files={"file": (Path(path).name, fh)},
+                                     data=form, timeout=60)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def job(self, job_id: str) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+
+    def wait(self, job_id: str, timeout_s: float = 300, statuses=("done", "failed", "canceled")) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            time.sleep(0.3)
+        raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s}s; worker log:\n"
+                             + "\n".join(self.log(f"worker{i}")[-3000:] for i in range(len(self.workers))))
