@@ -53,7 +53,7 @@ def parse_hotwords(text: str | None) -> Hotwords:
     text = text.strip()
     if not text:
         return []
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
