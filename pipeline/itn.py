@@ -1,0 +1,36 @@
+"""Inverse text normalisation with wetext's FST grammars (WeTextProcessing's, without pynini).
+
+Each sentence is normalised with the grammar of its own language: the English grammar leaves
+Chinese alone and the Chinese one leaves Latin words alone, but running the Chinese grammar on
+English would read "one" and "two" in words; so the caller passes the sentence's language.
+"""
+from __future__ import annotations
+
+import re
+
+from pipeline.errors import EngineMissingError
+
+# wetext's English grammar writes "fifth." as "5th ." ; the space before the mark is undone.
+_SPACE_BEFORE_MARK = re.compile(r"(?<=\S) ([.,?!;:])(?=\s|$)")
+
+
+class WetextItn:
+    """:class:`~pipeline.stages.ItnModel` for ``zh`` and ``en``; other languages pass unchanged."""
+
+    languages = ("zh", "en")
+
+    def __init__(self) -> None:
+        try:
+            from wetext import Normalizer
+        except ImportError as exc:
+            raise EngineMissingError("ITN needs wetext: pip install 'tingxie[offline]'") from exc
+        self._normalizers = {lang: Normalizer(lang=lang, operator="itn") for lang in self.languages}
+
+    def normalize(self, text: str, *, language: str) -> str:
+        normalizer = self._normalizers.get(language)
+        if normalizer is None or not text.strip():
+            return text
+        normalised = normalizer.normalize(text)
+        if language == "en" and not _SPACE_BEFORE_MARK.search(text):
+            normalised = _SPACE_BEFORE_MARK.sub(r"\1", normalised)
+        return normalised

@@ -1,0 +1,34 @@
+"""The ``offline`` profile: Whisper-base (faster-whisper, int8 on CPU) + Silero VAD + wetext ITN.
+
+Everything it needs comes from PyPI packages; nothing is downloaded at run time and torch is
+never imported. Whisper punctuates its own output, so the profile has no punctuation model.
+"""
+from __future__ import annotations
+
+from pipeline.itn import WetextItn
+from pipeline.profiles import EngineConfig
+from pipeline.stages import Engine
+from pipeline.vad_silero import SileroVad, VadOptions
+from pipeline.whisper import WhisperAsr, prepare_whisper_base
+
+
+def load_offline_engine(config: EngineConfig) -> Engine:
+    """Options (all optional): ``beam_size`` (default 5), ``cpu_threads`` (0: CTranslate2 chooses),
+    ``compute_type`` (default int8 on CPU, float16 on CUDA)."""
+    opts = config.options
+    model_dir = prepare_whisper_base(config.cache_dir)
+    asr = WhisperAsr(
+        model_dir,
+        device=config.device,
+        compute_type=opts.get("compute_type") or None,
+        beam_size=int(opts.get("beam_size", 5)),
+        cpu_threads=int(opts.get("cpu_threads", 0)),
+    )
+    return Engine(
+        name="offline",
+        vad=SileroVad(VadOptions(max_span_ms=30_000)),
+        asr=asr,
+        punc=None,
+        itn=WetextItn(),
+        batch_seconds=config.batch_seconds,
+    )

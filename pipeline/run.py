@@ -1,0 +1,286 @@
+"""One transcription, stage by stage: decode -> VAD -> ASR -> punctuation -> ITN -> sentences.
+
+The engine's models do the recognising; everything between them is here, the same for every
+profile: the PCM file on disk, batching segments by seconds of audio, putting word times on the
+file's timeline, cutting sentences, and progress. Memory holds one ASR batch of audio plus the
+words found so far, so it does not grow with the file beyond those small records.
+"""
+from __future__ import annotations
+
+import difflib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+from pipeline.stages import Engine, SpeechSpan
+from pipeline.text import PUNCTUATION, SENTENCE_END, join_words
+from pipeline.types import Progress, Segment, TranscribeOptions, Transcript, Word
+
+# Share of the progress bar each stage owns (ASR dominates the time).
+_STAGE_SPAN = {"decode": (0.0, 0.08), "vad": (0.08, 0.12), "asr": (0.12, 0.96), "punc": (0.96, 0.98), "itn": (0.98, 1.0)}
+
+# A pause this long between two words ends a sentence even without a full stop.
+SENTENCE_GAP_MS = 1500
+# Sentences longer than this are cut at their next comma-like mark, else at the next word.
+MAX_SENTENCE_MS = 30_000
+
+# Decoding less than this share of the declared duration (but enough to go on) gives a warning.
+_PARTIAL_DECODE_WARN = 0.98
+
+
+@dataclass
+class _TimedWord:
+    """A word on the file's timeline while sentences are being built."""
+
+    start_ms: int
+    end_ms: int
+    text: str
+    language: str
+    segment: int  # index of the VAD span it came from
+
+
+class _Reporter:
+    def __init__(self, callback: Callable[[Progress], None] | None):
+        self._callback = callback
+
+    def __call__(self, stage: str, within: float) -> None:
+        if self._callback is None:
+            return
+        lo, hi = _STAGE_SPAN[stage]
+        self._callback(Progress(stage=stage, fraction=round(lo + (hi - lo) * min(1.0, max(0.0, within)), 4)))
+
+
+def transcribe(
+    path: str | Path,
+    options: TranscribeOptions,
+    engine: Engine,
+    *,
+    work_dir: Path,
+    on_progress: Callable[[Progress], None] | None = None,
+    max_duration_ms: int | None = None,
+    ffmpeg: str | None = None,
+) -> Transcript:
+    """Transcribe one media file. Raises MediaError subclasses for input a person must fix.
+
+    ``work_dir`` receives the decoded PCM (32 kB per second of audio) for the duration of the
+    call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
+    raises (e.g. the job was cancelled) stops the transcription and propagates.
+    """
+    report = _Reporter(on_progress)
+    ffmpeg = find_ffmpeg(ffmpeg)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    pcm_path = work_dir / f"decoded-{uuid.uuid4().hex}.s16le"
+    warnings: list[str] = []
+    try:
+        report("decode", 0.0)
+        info = probe(path, ffmpeg)
+        duration_ms = decode_to_pcm(
+            path, pcm_path, ffmpeg, max_duration_ms, info=info, on_progress=lambda f: report("decode", f)
+        )
+        if info.duration_ms and duration_ms < _PARTIAL_DECODE_WARN * info.duration_ms - 1000:
+            warnings.append(
+                f"Only {duration_ms / 1000:.1f} s of the {info.duration_ms / 1000:.1f} s the file declares "
+                "could be decoded; the file may be cut short."
+            )
+        pcm = PcmFile(pcm_path)
+        report("vad", 0.0)
+        spans = engine.vad.speech_spans(pcm, on_progress=lambda f: report("vad", f))
+        if options.hotwords and not engine.supports_hotwords:
+            warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
+        words = _recognize(pcm, spans, options, engine, report)
+    finally:
+        pcm_path.unlink(missing_ok=True)
+
+    report("punc", 0.0)
+    words = _punctuate(words, engine)
+    report("punc", 1.0)
+    sentences = _sentences(words)
+    report("itn", 0.0)
+    if options.itn and engine.itn is None:
+        warnings.append(f"The {engine.name!r} profile has no inverse text normalisation; ITN was skipped.")
+    segments = []
+    for i, (language, sentence) in enumerate(sentences):
+        segments.append(_segment(sentence, language, engine if options.itn else None))
+        if i % 50 == 0:
+            report("itn", i / len(sentences))
+    report("itn", 1.0)
+
+    return Transcript(
+        text=join_words(s.text for s in segments),
+        language=_dominant_language(words, options.language),
+        duration_ms=duration_ms,
+        segments=segments,
+        warnings=warnings,
+    )
+
+
+def _recognize(
+    pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine, report: _Reporter
+) -> list[_TimedWord]:
+    """ASR over the spans in batches of at most ``engine.batch_seconds`` of audio, longest first
+    (similar lengths pad least, and the largest batch comes first so peak memory shows early)."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i].duration_ms, reverse=True)
+    total_ms = sum(s.duration_ms for s in spans) or 1
+    budget_ms = max(1, int(engine.batch_seconds * 1000))
+    per_span: list[list[_TimedWord]] = [[] for _ in spans]
+    done_ms = 0
+    report("asr", 0.0)
+    batch: list[int] = []
+    batch_ms = 0
+    for position, index in enumerate(order):
+        batch.append(index)
+        batch_ms += spans[index].duration_ms
+        last = position == len(order) - 1
+        if not last and batch_ms + spans[order[position + 1]].duration_ms <= budget_ms:
+            continue
+        audio = [pcm.read(spans[i].start_ms, spans[i].end_ms) for i in batch]
+        results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
+        del audio
+        for i, result in zip(batch, results):
+            span = spans[i]
+            per_span[i] = [
+                _TimedWord(
+                    start_ms=min(span.end_ms, span.start_ms + w.start_ms),
+                    end_ms=min(span.end_ms, span.start_ms + w.end_ms),
+                    text=w.text,
+                    language=result.language,
+                    segment=i,
+                )
+                for w in result.words
+            ]
+        done_ms += batch_ms
+        report("asr", done_ms / total_ms)
+        batch, batch_ms = [], 0
+    words = [w for span_words in per_span for w in span_words]
+    _make_monotonic(words)
+    return words
+
+
+def _make_monotonic(words: list[_TimedWord]) -> None:
+    """Aligners sometimes let a word start before the previous one ends; clamp, in place."""
+    previous_end = 0
+    for w in words:
+        w.start_ms = max(w.start_ms, previous_end)
+        w.end_ms = max(w.end_ms, w.start_ms)
+        previous_end = w.end_ms
+
+
+def _punctuate(words: list[_TimedWord], engine: Engine) -> list[_TimedWord]:
+    """Run the profile's punctuation model over the whole text, when its ASR does not punctuate."""
+    if engine.punc is None or not words:
+        return words
+    language = _dominant_language(words, "auto")
+    marks = engine.punc.punctuate([w.text for w in words], language=language)
+    for w, mark in zip(words, marks):
+        if mark and not w.text.endswith(mark):
+            w.text += mark
+    return words
+
+
+def _sentences(words: list[_TimedWord]) -> list[tuple[str, list[_TimedWord]]]:
+    """Cut the word stream into sentences: at sentence-final marks, long pauses, language changes,
+    and when a sentence runs past MAX_SENTENCE_MS (at a comma if one comes)."""
+    sentences: list[tuple[str, list[_TimedWord]]] = []
+    current: list[_TimedWord] = []
+    for w in words:
+        if current and (
+            w.language != current[-1].language
+            or w.start_ms - current[-1].end_ms >= SENTENCE_GAP_MS
+            or (w.end_ms - current[0].start_ms > MAX_SENTENCE_MS * 1.5)
+        ):
+            sentences.append((current[0].language, current))
+            current = []
+        current.append(w)
+        long_enough = w.end_ms - current[0].start_ms > MAX_SENTENCE_MS
+        if w.text[-1] in SENTENCE_END or (long_enough and w.text[-1] in PUNCTUATION):
+            sentences.append((current[0].language, current))
+            current = []
+    if current:
+        sentences.append((current[0].language, current))
+    return sentences
+
+
+def _segment(words: list[_TimedWord], language: str, engine: Engine | None) -> Segment:
+    """A sentence record; with ``engine`` its text goes through ITN and words are re-aligned."""
+    items = [Word(w.start_ms, w.end_ms, w.text) for w in words]
+    text = join_words(w.text for w in items)
+    if engine is not None and engine.itn is not None:
+        normalised = engine.itn.normalize(text, language=language)
+        if normalised != text:
+            items = realign_words(items, text, normalised)
+            text = normalised
+    punc = text[-1] if text and text[-1] in PUNCTUATION else ""
+    return Segment(
+        start_ms=items[0].start_ms if items else words[0].start_ms,
+        end_ms=items[-1].end_ms if items else words[-1].end_ms,
+        text=text,
+        words=tuple(items),
+        punc=punc,
+        tokens=tuple((w.start_ms, w.end_ms) for w in items),
+    )
+
+
+def realign_words(words: Sequence[Word], before: str, after: str) -> list[Word]:
+    """Words for ``after`` (ITN's output for ``before``, which is the join of ``words``).
+
+    Words ITN left alone keep their text and times; the words one rewrite touched ("二" "十"
+    "三" -> "23") become a single word spanning their times and carrying the rewritten text.
+    """
+    bounds: list[tuple[int, int]] = []  # each word's [start, end) in ``before``
+    at = 0
+    for w in words:
+        at = before.index(w.text, at)
+        bounds.append((at, at + len(w.text)))
+        at += len(w.text)
+    opcodes = [op for op in difflib.SequenceMatcher(None, before, after, autojunk=False).get_opcodes()]
+
+    # Runs of consecutive words that one change touches become one group: group_last[n] is the
+    # index of the last word in the group that starts at word n.
+    group_last = list(range(len(words)))
+    for tag, i1, i2, _, _ in opcodes:
+        if tag == "equal":
+            continue
+        touched = [
+            n for n, (a, b) in enumerate(bounds)
+            if (a <= i1 <= b if i1 == i2 else a < i2 and b > i1)
+        ]
+        if touched:
+            group_last[touched[0]] = max(group_last[touched[0]], touched[-1])
+
+    def start_in_after(pos: int) -> int:
+        for tag, i1, i2, j1, _ in opcodes:
+            if i1 == i2 == pos or (i1 <= pos < i2):
+                return j1 + (pos - i1) if tag == "equal" else j1
+        return len(after)
+
+    def end_in_after(pos: int) -> int:
+        found = len(after)
+        for tag, i1, i2, j1, j2 in opcodes:
+            if i1 == i2 == pos or (i1 < pos <= i2):
+                found = j1 + (pos - i1) if tag == "equal" else j2
+        return found
+
+    result: list[Word] = []
+    n = 0
+    while n < len(words):
+        m = group_last[n]
+        while m + 1 < len(words) and any(group_last[k] > m for k in range(n, m + 1)):
+            m = max(group_last[k] for k in range(n, m + 1))
+        text = after[start_in_after(bounds[n][0]):end_in_after(bounds[m][1])].strip()
+        if text:
+            result.append(Word(words[n].start_ms, words[m].end_ms, text))
+        n = m + 1
+    return result
+
+
+def _dominant_language(words: Sequence[_TimedWord], requested: str) -> str:
+    """The language with the most speech time; the requested one when nothing was recognised."""
+    totals: dict[str, int] = {}
+    for w in words:
+        totals[w.language] = totals.get(w.language, 0) + max(1, w.end_ms - w.start_ms)
+    if totals:
+        return max(totals, key=totals.__getitem__)
+    return requested if requested != "auto" else ""

