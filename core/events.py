@@ -8,6 +8,7 @@ on ``tingxie:job:<id>`` so that watchers hear it at once.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Iterator
 
@@ -16,6 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.models import JobEvent, utcnow
+
+log = logging.getLogger("tingxie.events")
 
 _PENDING = "tingxie_pending_events"
 _URL = "tingxie_events_url"
@@ -47,9 +50,15 @@ def attach(factory: sessionmaker, events_url: str) -> None:
         rows = session.info.pop(_PENDING, [])
         url = session.info.get(_URL)
         if rows and url:
-            client = _redis(url)
-            for row in rows:
-                client.publish(channel(row.job_id), json.dumps(as_message(row)))
+            import redis
+
+            try:
+                client = _redis(url)
+                for row in rows:
+                    client.publish(channel(row.job_id), json.dumps(as_message(row)))
+            except redis.RedisError:
+                # The rows are committed; watchers that miss the live message read them from the database.
+                log.warning("could not publish %d job event(s) to Redis", len(rows), exc_info=True)
 
     @sa_event.listens_for(factory, "after_rollback")
     def _after_rollback(session: Session) -> None:
@@ -75,15 +84,158 @@ def history(session: Session, job_id: str, after_id: int = 0) -> list[dict]:
     return [as_message(r) for r in rows]
 
 
-def listen(factory: sessionmaker, job_id: str, *, after_id: int = 0, poll_s: float = 0.25,
-           timeout_s: float | None = None) -> Iterator[dict]:
-    """Yield the job's events after ``after_id`` as they are committed, from the database."""
-    deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    while deadline is None or time.monotonic() < deadline:
-        with factory() as session:
-            batch = history(session, job_id, after_id)
-        for message in batch:
-            after_id = message["id"]
-            yield message
-        if not batch:
-            time.sleep(poll_s)
+TERMINAL_TYPES = frozenset({"done", "failed", "canceled"})
+
+
+def listen(
+    factory: sessionmaker,
+    job_id: str,
+    *,
+    events_url: str = "",
+    after_id: int = 0,
+    poll_s: float = 0.25,
+    tick_s: float | None = None,
+) -> Iterator[dict | None]:
+    """Yield the job's events after ``after_id``, in order, as they are committed; endless, the
+    caller stops (a terminal event is the usual place).
+
+    The database gives the order and the content. With ``events_url`` a Redis publication wakes
+    the listener at once (it subscribes before reading the database, so nothing falls between),
+    and the database is re-read every few seconds in case a publication was lost; without it the
+    database is read every ``poll_s``. With ``tick_s``, ``None`` is yielded after that long
+    without an event, so a caller can check that its own client is still there.
+    """
+    pubsub = None
+    if events_url:
+        pubsub = _redis(events_url).pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(channel(job_id))
+    try:
+        quiet_since = time.monotonic()
+        while True:
+            with factory() as session:
+                batch = history(session, job_id, after_id)
+            for message in batch:
+                after_id = message["id"]
+                yield message
+            now = time.monotonic()
+            if batch:
+                quiet_since = now
+                continue
+            if tick_s is not None and now - quiet_since >= tick_s:
+                quiet_since = now
+                yield None
+            if pubsub is None:
+                time.sleep(poll_s)
+            else:
+                # Any publication on the channel (or the timeout) sends us back to the database.
+                pubsub.get_message(timeout=5.0 if tick_s is None else min(5.0, tick_s))
+    finally:
+        if pubsub is not None:
+            pubsub.close()
+
+
+class AsyncJobWatcher:
+    """Lets an asyncio server wait for many jobs to end at the price of one Redis subscription
+    (when ``events_url`` is set) and one database query per ``sweep_s`` for all of them.
+
+    The sweep alone is correct (it reads the jobs' status); Redis only makes the answer prompt.
+    """
+
+    def __init__(self, factory: sessionmaker, events_url: str = "", *, sweep_s: float | None = None):
+        self.factory = factory
+        self.events_url = events_url
+        self.sweep_s = sweep_s if sweep_s is not None else (5.0 if events_url else 0.5)
+        self._waiting: dict[str, list] = {}
+        self._tasks: list = []
+
+    async def start(self) -> None:
+        import asyncio
+
+        self._tasks.append(asyncio.create_task(self._sweep_loop(), name="tingxie-job-sweep"))
+        if self.events_url:
+            self._tasks.append(asyncio.create_task(self._redis_loop(), name="tingxie-job-redis"))
+
+    async def close(self) -> None:
+        import asyncio
+
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        for futures in self._waiting.values():
+            for future in futures:
+                future.cancel()
+        self._waiting.clear()
+
+    @property
+    def watched(self) -> int:
+        return len(self._waiting)
+
+    async def wait_finished(self, job_id: str) -> str:
+        """The job's terminal status (done, failed or canceled), once it has one."""
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job_id, []).append(future)
+        try:
+            return await future
+        finally:
+            futures = self._waiting.get(job_id, [])
+            if future in futures:
+                futures.remove(future)
+            if not futures:
+                self._waiting.pop(job_id, None)
+
+    def _resolve(self, job_id: str, status: str) -> None:
+        for future in self._waiting.get(job_id, []):
+            if not future.done():
+                future.set_result(status)
+
+    async def _sweep_loop(self) -> None:
+        import asyncio
+
+        while True:
+            await asyncio.sleep(self.sweep_s)
+            ids = list(self._waiting)
+            if ids:
+                for job_id, status in await asyncio.to_thread(self._finished, ids):
+                    self._resolve(job_id, status)
+
+    def _finished(self, ids: list[str]) -> list[tuple[str, str]]:
+        from core.models import Job
+
+        found: list[tuple[str, str]] = []
+        with self.factory() as session:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                found.extend(session.execute(
+                    select(Job.id, Job.status).where(Job.id.in_(chunk), Job.status.in_(TERMINAL_TYPES))
+                ).tuples())
+        return found
+
+    async def _redis_loop(self) -> None:
+        import asyncio
+        import logging
+
+        import redis.asyncio as aredis
+        from redis.exceptions import RedisError
+
+        while True:
+            client = aredis.Redis.from_url(self.events_url)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.psubscribe(channel("*"))
+                while True:
+                    message = await pubsub.get_message(timeout=30.0)
+                    if message is None:
+                        continue
+                    event = json.loads(message["data"])
+                    if event.get("type") in TERMINAL_TYPES:
+                        self._resolve(event["job_id"], event["type"])
+            except (RedisError, OSError):
+                logging.getLogger("tingxie.events").warning(
+                    "lost the Redis event channel; the database sweep carries on", exc_info=True)
+                await asyncio.sleep(1.0)
+            finally:
+                await pubsub.aclose()
+                await client.aclose()

@@ -1,0 +1,29 @@
+"""Dependency direction: web -> core <- worker -> pipeline. Checked in fresh interpreters."""
+import subprocess
+import sys
+
+HEAVY = ("torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr")
+
+
+def _loaded_after(statement: str) -> set[str]:
+    code = f"import sys; {statement}; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_import_web_loads_no_model_code():
+    loaded = _loaded_after("import web; web.create_app")
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    assert "pipeline" not in loaded and "worker" not in loaded
+
+
+def test_creating_the_app_loads_no_model_code(tmp_path):
+    loaded = _loaded_after(
+        f"from core.settings import Settings; import web; web.create_app(Settings(data_dir={str(tmp_path)!r}))"
+    )
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
+def test_core_and_pipeline_stay_in_their_lane():
+    assert not {m for m in _loaded_after("import core.jobs, core.queue, core.events") if m.split(".")[0] in (*HEAVY, "flask", "web", "pipeline")}
+    assert not {m for m in _loaded_after("import pipeline, pipeline.types") if m.split(".")[0] in ("flask", "celery", "sqlalchemy", "core", "web", "worker")}

@@ -1,0 +1,155 @@
+"""The REST API against a real database and a real broker (no worker: jobs stay queued)."""
+import io
+import json
+
+import pytest
+from sqlalchemy import select
+
+from core import jobs
+from core.db import session_scope
+from core.models import Job
+
+
+def _upload(client, data: bytes | None = None, name="a.flac", path=None, **form):
+    if path is not None:
+        data, name = path.read_bytes(), path.name
+    form["file"] = (io.BytesIO(data), name)
+    return client.post("/api/v1/jobs", data=form, content_type="multipart/form-data")
+
+
+def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
+    r = _upload(client, path=speech_path("jfk.flac"), language="en", hotwords="ComfyUI 20", itn="false")
+    assert r.status_code == 202, r.json
+    body = r.json
+    assert body["status"] == "queued" and r.headers["Location"] == body["links"]["self"]
+    job = client.get(body["links"]["self"]).json
+    assert job["duration_ms"] == 11000 and job["options"] == {"language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]]}
+    with session_scope(app.extensions["tingxie"]["db"]) as s:
+        row = s.get(Job, body["id"])
+        assert row.enqueued_at is not None  # the message reached the broker
+        with open(row.media_path, "rb") as fh:
+            assert fh.read() == speech_path("jfk.flac").read_bytes()
+    # Nothing is left behind in the upload spool.
+    assert list((any_settings.work_dir / "uploads").iterdir()) == []
+    # The message is really on the broker.
+    if any_settings.embedded_broker:
+        assert len(list((any_settings.broker_dir / "queue").glob("*.msg"))) == 1
+    else:
+        import redis
+
+        assert redis.Redis.from_url(any_settings.broker_url).llen("tingxie") == 1
+
+
+@pytest.mark.parametrize(
+    "data,name,status,code",
+    [
+        (b"", "empty.wav", 400, "empty_file"),
+        (b"this is not audio at all" * 100, "notes.mp3", 415, "bad_media"),
+    ],
+)
+def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, data, name, status, code):
+    r = _upload(client, data, name)
+    assert r.status_code == status and r.json["error"]["code"] == code, r.json
+    assert name in r.json["error"]["message"] or code == "empty_file"
+    with session_scope(app.extensions["tingxie"]["db"]) as s:
+        assert s.execute(select(Job)).first() is None
+    assert list((any_settings.work_dir / "uploads").iterdir()) == []
+    assert list(any_settings.media_dir.iterdir()) == []
+
+
+def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_path):
+    data = speech_path("asr_example.mp3").read_bytes()[:200]
+    r = _upload(client, data, "cut.mp3")
+    # ffmpeg can tell some truncations apart at probe time; the rest fail in the worker.
+    assert r.status_code in (202, 415, 422), r.json
+
+
+def test_too_long_and_too_big(app, client, speech_path):
+    settings = app.extensions["tingxie"]["settings"]
+    object.__setattr__(settings, "max_duration_s", 5.0)
+    r = _upload(client, path=speech_path("jfk.flac"))
+    assert r.status_code == 413 and r.json["error"]["code"] == "too_long"
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    r = _upload(client, path=speech_path("asr_example.wav"))
+    assert r.status_code == 413 and r.json["error"]["code"] == "request_entity_too_large"
+
+
+def test_bad_options(client, speech_path, app):
+    jfk = speech_path("jfk.flac")
+    assert _upload(client, path=jfk, language="fr").json["error"]["code"] == "bad_option"
+    assert _upload(client, path=jfk, itn="maybe").json["error"]["code"] == "bad_option"
+    assert _upload(client, path=jfk, profile="nope").json["error"]["code"] == "unknown_profile"
+    settings = app.extensions["tingxie"]["settings"]
+    many = "\n".join(f"w{i}" for i in range(settings.max_hotwords + 1))
+    r = _upload(client, path=jfk, hotwords=many)
+    assert r.status_code == 400 and r.json["error"]["code"] == "bad_hotwords"
+    assert client.post("/api/v1/jobs", data={}).json["error"]["code"] == "no_file"
+
+
+def test_list_paginates_newest_first(client, speech_path):
+    ids = [_upload(client, path=speech_path("asr_example.wav")).json["id"] for _ in range(3)]
+    page1 = client.get("/api/v1/jobs?per_page=2").json
+    assert page1["total"] == 3 and [j["id"] for j in page1["items"]] == ids[::-1][:2]
+    assert "next" in page1["links"]
+    page2 = client.get(page1["links"]["next"]).json
+    assert [j["id"] for j in page2["items"]] == ids[:1]
+    assert client.get("/api/v1/jobs?status=done").json["total"] == 0
+
+
+def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_settings):
+    job_id = _upload(client, path=speech_path("asr_example.wav")).json["id"]
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript").status_code == 409
+    factory = app.extensions["tingxie"]["db"]
+    data = {"text": "你好。", "language": "zh", "duration_ms": 5550,
+            "segments": [{"start_ms": 0, "end_ms": 900, "text": "你好。", "words": [{"start_ms": 0, "end_ms": 900, "text": "你好"}]}]}
+    with session_scope(factory) as s:
+        attempt = jobs.claim(s, job_id)
+        jobs.complete(s, job_id, attempt, data)
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == data
+    srt = client.get(f"/api/v1/jobs/{job_id}/transcript?format=srt&download=1")
+    assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:00,900\n你好。\n"
+    assert "asr_example.srt" in srt.headers["Content-Disposition"]
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript?format=doc").status_code == 400
+    media = client.get(f"/api/v1/jobs/{job_id}/media", headers={"Range": "bytes=0-99"})
+    assert media.status_code == 206 and len(media.data) == 100
+    # Deleting a finished job removes it and its files.
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    assert client.get(f"/api/v1/jobs/{job_id}").status_code == 404
+    assert not (any_settings.media_dir / job_id).exists()
+    # Deleting a queued job cancels it.
+    other = _upload(client, path=speech_path("asr_example.wav")).json["id"]
+    r = client.delete(f"/api/v1/jobs/{other}")
+    assert r.status_code == 200 and r.json["status"] == "canceled"
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "broker": "ok"}
+
+
+def test_not_ready_when_broker_is_down(tmp_path):
+    from core.migrate import upgrade
+    from core.settings import Settings
+    from web import create_app
+
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
+    upgrade(settings)
+    r = create_app(settings).test_client().get("/readyz")
+    assert r.status_code == 503 and r.json["checks"]["broker"].startswith("unreachable")
+
+
+def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path):
+    """The row is committed before sending; a broker outage leaves it queued and unsent for a sweeper."""
+    from core.migrate import upgrade
+    from core.settings import Settings
+    from web import create_app
+
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
+    upgrade(settings)
+    app = create_app(settings)
+    r = _upload(app.test_client(), path=speech_path("asr_example.wav"))
+    assert r.status_code == 202
+    with session_scope(app.extensions["tingxie"]["db"]) as s:
+        assert s.get(Job, r.json["id"]).enqueued_at is None
+        assert json.dumps(jobs.unsent(s, older_than_s=0)) == json.dumps([r.json["id"]])
