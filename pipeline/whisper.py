@@ -43,7 +43,7 @@ _INSTALL_HINT = "pip install 'tingxie[offline]'"
 
 # Whisper writes Chinese in traditional characters about as often as simplified; a simplified
 # prompt steers it, and OpenCC's t2s catches the rest.
-ZH_INITIAL_PROMPT = "以下是普通话的句子，使用简体中文。"
+ZH_INITIAL_PROMPT = "以下是普通话的句子。"
 SUPPORTED_LANGUAGES = ("zh", "en")
 
 # faster-whisper's defaults: which punctuation marks join the word before / after them.

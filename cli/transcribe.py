@@ -1,0 +1,120 @@
+"""``tingxie transcribe FILE...``: run the pipeline in this process, no service needed.
+
+Settings (model and cache directories, device, ffmpeg, duration cap) come from the same
+environment the service reads, so the CLI reuses the service's joined model files.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+FORMATS = ("json", "txt", "srt", "vtt")
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "transcribe",
+        help="transcribe media files here and now (no service)",
+        description="Transcribe audio or video files with a local model profile. With one file and no "
+        "-o the transcript goes to stdout; otherwise FILE-stem.FORMAT is written into -o DIR.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="audio or video files ffmpeg can read")
+    parser.add_argument("--format", choices=FORMATS, default="txt", help="output format (default txt)")
+    parser.add_argument(
+        "--hotwords",
+        metavar="WORDS",
+        help="phrases to favour: 'word1,word2', FunASR's 'word weight' lines, JSON, or @FILE to read them from",
+    )
+    parser.add_argument("--language", choices=("auto", "zh", "en"), default="auto", help="default auto")
+    parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
+    parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
+    parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
+    return parser
+
+
+def _hotwords(value: str | None):
+    from core.hotwords import parse_hotwords
+    from pipeline.types import Hotword
+
+    if not value:
+        return ()
+    if value.startswith("@"):
+        value = Path(value[1:]).expanduser().read_text(encoding="utf-8")
+    return tuple(Hotword(word, weight) for word, weight in parse_hotwords(value))
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from core.export import render
+    from core.hotwords import HotwordError
+    from core.settings import Settings
+    from pipeline import transcribe
+    from pipeline.errors import MediaError, PipelineError
+    from pipeline.profiles import EngineConfig, load_engine
+    from pipeline.types import TranscribeOptions
+
+    files = [Path(f) for f in args.files]
+    out_dir = Path(args.output_dir) if args.output_dir else None
+    if out_dir is None and len(files) > 1:
+        print("tingxie transcribe: several files need -o DIR to write their transcripts into", file=sys.stderr)
+        return 2
+    try:
+        hotwords = _hotwords(args.hotwords)
+    except (HotwordError, OSError) as exc:
+        print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
+        return 2
+    options = TranscribeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords)
+    settings = Settings.from_env()
+    profile = args.profile or settings.profile
+    try:
+        engine = load_engine(
+            profile,
+            EngineConfig(
+                model_dir=settings.model_dir,
+                cache_dir=settings.cache_dir,
+                device=settings.device,
+                batch_seconds=settings.batch_seconds,
+                options=dict(settings.profile_options),
+            ),
+        )
+    except PipelineError as exc:
+        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
+        return 1
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    failures = 0
+    for path in files:
+        bar = tqdm(total=100, desc=path.name, unit="%", file=sys.stderr, disable=None,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+
+        def progress(p, bar=bar):
+            bar.n = round(p.fraction * 100, 1)
+            bar.set_postfix_str(p.stage, refresh=True)
+
+        try:
+            with tempfile.TemporaryDirectory(prefix="tingxie-") as work_dir:
+                transcript = transcribe(
+                    path, options, engine, work_dir=Path(work_dir), on_progress=progress,
+                    max_duration_ms=int(settings.max_duration_s * 1000), ffmpeg=settings.ffmpeg or None,
+                )
+        except MediaError as exc:
+            bar.close()
+            print(f"{path}: {exc.message} [{exc.code}]", file=sys.stderr)
+            failures += 1
+            continue
+        bar.close()
+        for warning in transcript.warnings:
+            print(f"{path}: warning: {warning}", file=sys.stderr)
+        rendered = render(transcript.to_dict(), args.format)
+        if out_dir is None:
+            sys.stdout.write(rendered)
+            sys.stdout.flush()
+        else:
+            target = out_dir / f"{path.stem}.{args.format}"
+            target.write_text(rendered, encoding="utf-8")
+            print(f"{path} -> {target}", file=sys.stderr)
+    return 1 if failures else 0
