@@ -1,0 +1,33 @@
+"""Celery task delivering a finished job's webhook: one attempt per run, retried with backoff.
+
+The job row is the record (attempts, last status, delivered time), so a redelivered message
+for an already delivered job sends nothing.
+"""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from core import webhooks
+from core.queue import DELIVER_WEBHOOK
+from worker import runtime
+
+log = logging.getLogger("tingxie.worker")
+
+
+@shared_task(bind=True, name=DELIVER_WEBHOOK, max_retries=len(webhooks.BACKOFF_S))
+def deliver_webhook(self, job_id: str) -> str:
+    rt = runtime.current()
+    result = webhooks.deliver_for_job(rt.settings, rt.factory, job_id)
+    if result is None:
+        return "nothing to deliver"
+    if result.ok:
+        log.info("webhook for job %s delivered (%s)", job_id, result.status)
+        return result.status
+    if result.retry:
+        countdown = webhooks.backoff_s(self.request.retries)
+        log.info("webhook for job %s failed (%s); retrying in %d s", job_id, result.status, countdown)
+        raise self.retry(countdown=countdown)
+    log.warning("webhook for job %s given up: %s", job_id, result.status)
+    return result.status
