@@ -15,7 +15,7 @@ from worker import runtime
 
 log = logging.getLogger("tingxie.worker")
 
-TASK_MODULES = ("worker.tasks",)
+TASK_MODULES = ("worker.tasks", "worker.webhooks")
 
 
 def create_worker_app(settings: Settings) -> Celery:
