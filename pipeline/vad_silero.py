@@ -35,7 +35,7 @@ class VadOptions:
     merge_gap_ms: regions closer than this are merged into one span, up to ``max_span_ms``;
         default 2000 ms.
     max_span_ms: no span is longer than this (Whisper reads 30 s at once); default 30000 ms.
-    chunk_windows: windows scored per onnxruntime call (memory per call); default 1875 (60 s).
+    chunk_windows: windows scored per onnxruntime call (memory per call); default 625 (20 s).
     """
 
     threshold: float = 0.5
@@ -45,7 +45,7 @@ class VadOptions:
     speech_pad_ms: int = 200
     merge_gap_ms: int = 2000
     max_span_ms: int = 30_000
-    chunk_windows: int = 1875
+    chunk_windows: int = 625
 
 
 def silero_model_path() -> Path:
@@ -69,6 +69,7 @@ class SileroVad:
         opts.inter_op_num_threads = 1
         opts.intra_op_num_threads = 1
         opts.enable_cpu_mem_arena = False  # keep memory flat across long files
+        opts.enable_mem_pattern = False
         opts.log_severity_level = 4
         self._session = onnxruntime.InferenceSession(
             str(model_path or silero_model_path()), providers=["CPUExecutionProvider"], sess_options=opts
