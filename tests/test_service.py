@@ -1,0 +1,103 @@
+"""The whole path over HTTP with real web and worker processes, on the embedded default and on
+PostgreSQL + Redis: submit, poll to done, fetch every format; crashes and bad files."""
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from core.db import make_engine, make_sessionmaker, session_scope
+from core.media import ffmpeg_binary
+from core.models import Transcript
+
+pytestmark = pytest.mark.slow
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def test_submit_poll_and_fetch_every_format(live_service, any_settings, speech_path):
+    service = live_service(any_settings)
+    jfk = service.submit(speech_path("jfk.flac"), language="en")
+    zh = service.submit(speech_path("asr_example.mp3"), hotwords="达摩院 20")
+    job = service.wait(jfk["id"], timeout_s=300)
+    assert job["status"] == "done", job
+    assert job["progress"] == 1.0 and job["duration_ms"] == 11000 and job["timings"]["running_s"] > 0
+    base = f"{service.base_url}/api/v1/jobs/{jfk['id']}/transcript"
+    data = requests.get(base).json()
+    assert "ask not what your country can do for you" in " ".join(_words(data["text"]))
+    assert data["language"] == "en" and data["duration_ms"] == 11000
+    for segment in data["segments"]:
+        assert 0 <= segment["start_ms"] <= segment["end_ms"] <= 11000
+        starts = [w["start_ms"] for w in segment["words"]]
+        assert starts == sorted(starts)
+    txt = requests.get(base + "?format=txt").text
+    srt = requests.get(base + "?format=srt").text
+    vtt = requests.get(base + "?format=vtt").text
+    assert "ask not" in txt.lower()
+    assert re.match(r"1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n\S", srt)
+    assert vtt.startswith("WEBVTT\n\n") and " --> " in vtt
+    zh_job = service.wait(zh["id"], timeout_s=300)
+    assert zh_job["status"] == "done", zh_job
+    zh_text = requests.get(f"{service.base_url}/api/v1/jobs/{zh['id']}/transcript?format=txt").text
+    assert "达摩院" in zh_text
+
+
+def _make_long_speech(tmp_path, speech_path, repeats: int):
+    out = tmp_path / "long.flac"
+    subprocess.run(
+        [ffmpeg_binary(), "-v", "error", "-stream_loop", str(repeats - 1), "-i", str(speech_path("jfk.flac")),
+         "-ac", "1", "-ar", "16000", str(out)],
+        check=True,
+    )
+    return out
+
+
+def test_kill_9_mid_job_is_delivered_again_and_completes_once(live_service, any_settings, speech_path, tmp_path):
+    service = live_service(any_settings)
+    long_file = _make_long_speech(tmp_path, speech_path, repeats=12)  # 132 s of speech
+    job_id = service.submit(long_file, language="en")["id"]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        job = service.job(job_id)
+        if job["status"] == "running" and job["stage"] == "asr" and job["progress"] > 0:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"job never got going: {service.job(job_id)}")
+    service.kill_worker(service.workers[0])
+    service.start_worker()
+    job = service.wait(job_id, timeout_s=400)
+    assert job["status"] == "done", job
+    assert job["attempt"] == 2
+    engine = make_engine(any_settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            assert s.execute(select(func.count()).select_from(Transcript)).scalar_one() == 1
+    finally:
+        engine.dispose()
+    data = requests.get(f"{service.base_url}/api/v1/jobs/{job_id}/transcript").json()
+    assert data["segments"][-1]["end_ms"] > 125_000  # the second attempt covered the whole file
+    assert data["text"].lower().count("fellow americans") >= 10
+
+
+def test_bad_files_fail_their_job_and_the_worker_goes_on(live_service, settings, speech_path, tmp_path):
+    service = live_service(settings)
+    # A FLAC whose header promises 11 s but whose audio frames are garbage: passes the probe,
+    # fails in the worker.
+    good = speech_path("jfk.flac").read_bytes()
+    corrupt = tmp_path / "corrupt.flac"
+    corrupt.write_bytes(good[:8192] + bytes(range(256)) * 2000)
+    bad_job = service.submit(corrupt)
+    good_job = service.submit(speech_path("jfk.flac"))
+    failed = service.wait(bad_job["id"])
+    assert failed["status"] == "failed", failed
+    assert failed["error"]["code"] in ("bad_media", "truncated_media") and len(failed["error"]["message"]) > 10
+    done = service.wait(good_job["id"])
+    assert done["status"] == "done"
+    assert service.workers[0].poll() is None  # the same worker, still alive
