@@ -1,0 +1,32 @@
+# One image for web, worker and migrations. PROFILE=funasr adds torch + funasr (build arg
+# TORCH_INDEX selects the CUDA build for GPU hosts).
+FROM python:3.11-slim
+
+ARG PROFILE=offline
+ARG TORCH_SPEC="torch==2.13.0"
+ARG TORCH_INDEX=""
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ffmpeg curl \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY core core
+COPY web web
+COPY worker worker
+COPY pipeline pipeline
+COPY cli cli
+COPY migrations migrations
+RUN if [ "$PROFILE" = "funasr" ]; then \
+      pip install --no-cache-dir ${TORCH_INDEX:+--index-url $TORCH_INDEX} "$TORCH_SPEC" \
+      && pip install --no-cache-dir ".[offline,funasr]" ; \
+    else \
+      pip install --no-cache-dir ".[offline]" ; \
+    fi
+
+ENV TINGXIE_DATA_DIR=/data TINGXIE_HOST=0.0.0.0
+VOLUME ["/data"]
+EXPOSE 8000 10095
+ENTRYPOINT ["tingxie"]
+CMD ["up"]
