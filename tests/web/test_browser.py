@@ -1,0 +1,262 @@
+"""The page, end to end in a real headless Chromium (Debian's ``chromium``, driven by Playwright),
+against real web and worker processes.
+
+Screenshots of each state land in tests/artifacts/ (git-ignored) for a person to look at.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SRT_TIME = r"(\d\d):(\d\d):(\d\d),(\d\d\d)"
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Debian's Chromium under Playwright; never a downloaded browser."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e .[dev])")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium):
+    """A desktop-sized page; console errors from our own script fail the test at teardown."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"browser-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def throttle_upload(page, bytes_per_s: int | None) -> None:
+    """Slow the browser's upload (DevTools network emulation) so the upload state can be seen."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1,
+        "uploadThroughput": bytes_per_s if bytes_per_s else -1,
+    })
+
+
+def watch_job_statuses(page) -> None:
+    """Record every status a job row shows, so the test can see it went through to done."""
+    page.evaluate("""() => {
+        window.__statuses = [];
+        new MutationObserver((records) => {
+            for (const r of records) {
+                const status = r.target.dataset && r.target.dataset.status;
+                if (r.target.classList && r.target.classList.contains('job') && status
+                    && window.__statuses[window.__statuses.length - 1] !== status) window.__statuses.push(status);
+            }
+        }).observe(document.querySelector('#jobs'), {subtree: true, childList: true, attributes: true,
+                                                     attributeFilter: ['data-status']});
+    }""")
+
+
+def parse_srt(text: str) -> list[tuple[int, int, str]]:
+    cues = []
+    for block in re.split(r"\n\s*\n", text.strip()):
+        lines = block.strip().splitlines()
+        assert lines[0].strip().isdigit(), block
+        match = re.fullmatch(rf"{SRT_TIME} --> {SRT_TIME}", lines[1].strip())
+        assert match, lines[1]
+        h1, m1, s1, ms1, h2, m2, s2, ms2 = map(int, match.groups())
+        start = ((h1 * 60 + m1) * 60 + s1) * 1000 + ms1
+        end = ((h2 * 60 + m2) * 60 + s2) * 1000 + ms2
+        cues.append((start, end, " ".join(lines[2:])))
+    return cues
+
+
+def words_only(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def test_upload_watch_read_replay_download(live_service, page, speech_path):
+    service = live_service()
+    base = service.base_url
+    page.goto(base + "/")
+    assert page.title().startswith("tingxie")
+    page.locator("#jobs-empty").wait_for(state="visible")  # the list loaded, and it is empty
+    watch_job_statuses(page)
+
+    # Upload through the file chooser, slowed down so that the per-file progress is visible.
+    throttle_upload(page, 250_000)
+    page.set_input_files("#file-input", str(speech_path("jfk.flac")))
+    upload = page.locator("#uploads .upload")
+    page.wait_for_function(
+        "() => /\\/s/.test(document.querySelector('#uploads .upload .item-progress-text')?.textContent || '')")
+    text = upload.locator(".item-progress-text").inner_text()
+    assert re.search(r"of 1\.\d MB · \d+(\.\d)? KB/s · .*left", text), text
+    assert int(upload.locator('[role="progressbar"]').get_attribute("aria-valuenow")) < 100
+    shot(page, "1-upload")
+    throttle_upload(page, None)
+
+    # The job row appears and updates live until done.
+    job = page.locator("#jobs .job").first
+    job.wait_for()
+    upload.wait_for(state="detached")
+    assert job.locator(".job-open").inner_text() == "jfk.flac"
+    page.wait_for_function("() => ['running', 'done'].some((s) => window.__statuses.includes(s))", timeout=300_000)
+    shot(page, "2-progress")
+    page.wait_for_selector('#jobs .job[data-status="done"]', timeout=300_000)
+    statuses = page.evaluate("window.__statuses")
+    assert statuses[0] == "queued" and statuses[-1] == "done", statuses
+    assert "11 s audio" in job.inner_text()
+
+    # The transcript: sentences with times, the player, the words.
+    job.locator(".job-open").click()
+    page.wait_for_selector("#transcript .w")
+    job_id = page.evaluate("location.hash").rsplit("/", 1)[-1]
+    transcript = requests.get(f"{base}/api/v1/jobs/{job_id}/transcript", params={"format": "json"}, timeout=10).json()
+    shown = page.locator("#transcript").inner_text()
+    assert "ask not what your country can do for you" in words_only(shown)
+    assert page.locator("#transcript .seg").count() == len(transcript["segments"])
+    assert page.locator("#viewer-title").inner_text() == "jfk.flac"
+    page.wait_for_function("() => document.querySelector('#player audio').readyState >= 1")
+
+    # Click a word: the player jumps to that word's start and the word is highlighted.
+    words = [w for seg in transcript["segments"] for w in seg["words"]]
+    target_index = max(range(len(words)), key=lambda i: words[i]["end_ms"] - words[i]["start_ms"])
+    target = page.locator("#transcript .w").nth(target_index)
+    assert target.inner_text().strip() == words[target_index]["text"].strip()
+    target.click()
+    current_s = page.evaluate("() => { const a = document.querySelector('#player audio'); a.pause(); return a.currentTime; }")
+    start_s = words[target_index]["start_ms"] / 1000
+    assert start_s - 0.01 <= current_s <= start_s + 0.5, (current_s, start_s)
+    page.evaluate(f"() => {{ document.querySelector('#player audio').currentTime = {start_s + 0.01}; }}")
+    page.wait_for_function(f"() => document.querySelectorAll('#transcript .w')[{target_index}].classList.contains('now')")
+    assert page.locator("#transcript .seg.active").count() == 1
+    shot(page, "3-transcript")
+
+    # Keyboard: a sentence's time button seeks to the sentence start.
+    page.evaluate("() => { const a = document.querySelector('#player audio'); a.currentTime = 5; }")
+    page.locator("#transcript .seg-time").first.focus()
+    page.keyboard.press("Enter")
+    current_s = page.evaluate("() => { const a = document.querySelector('#player audio'); a.pause(); return a.currentTime; }")
+    assert transcript["segments"][0]["start_ms"] / 1000 - 0.01 <= current_s <= transcript["segments"][0]["start_ms"] / 1000 + 0.5
+
+    # Copy puts the sentences on the clipboard.
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    page.click("#copy-text")
+    page.wait_for_selector("#toast >> text=Transcript copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert words_only(copied) == words_only(" ".join(seg["text"] for seg in transcript["segments"]))
+
+    # Search within the transcript; "/" gets there from the keyboard.
+    page.locator("#transcript").focus()
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "search"
+    page.keyboard.type("country")
+    page.wait_for_function("() => /of 2$/.test(document.querySelector('#search-count').textContent)")
+    assert page.locator("#transcript .w.hit").count() == 2
+    page.fill("#search", "")
+
+    # Download SRT: its cues are the transcript's sentences with their times.
+    with page.expect_download() as download_info:
+        page.click("#dl-srt")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".srt")
+    cues = parse_srt(Path(download.path()).read_text(encoding="utf-8"))
+    assert len(cues) == len(transcript["segments"])
+    for (start, end, text), seg in zip(cues, transcript["segments"]):
+        assert abs(start - seg["start_ms"]) <= 1 and abs(end - seg["end_ms"]) <= 1
+        assert words_only(text) == words_only(seg["text"])
+    assert "ask not what your country can do for you" in words_only(" ".join(c[2] for c in cues))
+    for fmt in ("txt", "vtt", "json"):
+        href = page.locator(f"#dl-{fmt}").get_attribute("href")
+        assert requests.get(base + href, timeout=10).status_code == 200
+
+    # Options go with the upload: Chinese, a hotword, and the transcript renders in Chinese.
+    page.locator("#viewer-close").click()
+    page.select_option("#opt-language", "zh")
+    page.locator("#hotwords-details summary").click()
+    page.fill("#opt-hotwords", "达摩院 20")
+    page.set_input_files("#file-input", str(speech_path("asr_example.wav")))
+    page.wait_for_selector('#jobs .job[data-status="done"] >> text=asr_example.wav', timeout=300_000)
+    zh_job = page.locator("#jobs .job", has_text="asr_example.wav")
+    zh_id = zh_job.get_attribute("data-id")
+    assert service.job(zh_id)["options"] == {"language": "zh", "itn": True, "hotwords": [["达摩院", 20.0]]}
+    zh_job.locator(".job-open").click()
+    page.wait_for_selector('#transcript .seg-text[lang="zh-Hans"] .w')
+    assert "达摩院" in page.locator("#transcript").inner_text()
+    shot(page, "4-transcript-zh")
+
+    # Phone-sized screen: the transcript takes the screen, the job list hides behind the back button.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert not page.locator(".side").is_visible()
+    shot(page, "5-phone-transcript")
+    page.locator("#viewer-close").click()
+    assert page.locator(".side").is_visible()
+    shot(page, "6-phone-jobs")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # Delete asks once more, then the job and its files are gone.
+    row = page.locator(f'#jobs .job[data-id="{job_id}"]')
+    row.locator('button[aria-label^="Delete"]').click()
+    row.locator('button[aria-label^="Press again"]').click()
+    row.wait_for(state="detached")
+    assert requests.get(f"{base}/api/v1/jobs/{job_id}", timeout=10).status_code == 404
+
+
+def test_upload_cancel_and_refused_file(live_service, page, tmp_path):
+    service = live_service(workers=0)
+    base = service.base_url
+    page.goto(base + "/")
+
+    # Cancel mid-upload: the row goes away and no job is created.
+    big = tmp_path / "long.wav"
+    big.write_bytes(b"RIFF" + b"\0" * 3_000_000)
+    throttle_upload(page, 100_000)
+    page.set_input_files("#file-input", str(big))
+    upload = page.locator("#uploads .upload")
+    page.wait_for_function(
+        "() => /\\/s/.test(document.querySelector('#uploads .upload .item-progress-text')?.textContent || '')")
+    upload.locator('button[aria-label^="Cancel upload"]').click()
+    upload.wait_for(state="detached")
+    throttle_upload(page, None)
+    assert requests.get(f"{base}/api/v1/jobs", timeout=10).json()["total"] == 0
+
+    # A file that is not media: the server refuses it and the page says why, in words.
+    bogus = tmp_path / "notes.mp3"
+    bogus.write_text("these are meeting notes, not audio\n" * 20)
+    page.set_input_files("#file-input", str(bogus))
+    error = page.locator("#uploads .upload .item-error")
+    error.wait_for()
+    message = error.inner_text()
+    assert "notes.mp3" in message and len(message) > 20, message
+    assert page.locator("#uploads .upload .badge").inner_text() == "Not uploaded"
+    shot(page, "7-refused")
+    page.locator('#uploads button[aria-label^="Dismiss"]').click()
+    assert page.locator("#uploads .upload").count() == 0
+    assert requests.get(f"{base}/api/v1/jobs", timeout=10).json()["total"] == 0
