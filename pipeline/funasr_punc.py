@@ -1,0 +1,158 @@
+"""CT-Transformer punctuation over the whole transcript, on onnxruntime or PyTorch.
+
+The text is cut into the model's units (jieba words with the model's user dictionary for the
+large cn-en model, characters otherwise) and scored in 20-unit windows; as in FunASR, the words
+after the last full stop of a window are carried into the next one, so a sentence is always
+judged whole, and a window running past 200 units without one is closed at its last comma.
+The marks are then mapped back onto the pipeline's tokens by character position.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import threading
+from pathlib import Path
+from typing import Callable, Sequence
+
+from pipeline.funasr_vad import _onnx_file, onnx_providers
+from pipeline.text import is_cjk
+
+WINDOW_UNITS = 20
+CARRY_LIMIT_UNITS = 200
+_ASCII_MARKS = {"，": ",", "。": ".", "？": "?", "、": ","}
+_SENTENCE_END_MARKS = ("。", "？")
+
+
+class CtPunc:
+    """:class:`~pipeline.stages.PuncModel` for a CT-Transformer directory (``model.onnx`` or ``model.pt``)."""
+
+    def __init__(self, model_dir: Path, *, device: str = "cpu"):
+        from omegaconf import OmegaConf
+
+        self.model_dir = Path(model_dir)
+        config = OmegaConf.to_container(OmegaConf.load(self.model_dir / "config.yaml"), resolve=True)
+        model_conf = config.get("model_conf", {})
+        self._punc_list: list[str] = list(model_conf["punc_list"])
+        self._sentence_end_id = int(model_conf.get("sentence_end_id", 3))
+        tokens = json.loads((self.model_dir / "tokens.json").read_text(encoding="utf-8"))
+        self._token_ids = {t: i for i, t in enumerate(tokens)}
+        self._unk_id = self._token_ids.get("<unk>", len(tokens) - 1)
+        self._jieba = None
+        if (self.model_dir / "jieba_usr_dict").exists():
+            import jieba
+
+            self._jieba = jieba.Tokenizer()  # our own instance: funasr's global one is left alone
+            self._jieba.load_userdict(str(self.model_dir / "jieba_usr_dict"))
+        self._lock = threading.Lock()
+        onnx_file = _onnx_file(self.model_dir)
+        if (self.model_dir / "model.pt").exists() or onnx_file is None:
+            self._forward = _torch_forward(self.model_dir, device)
+            self.backend = "pytorch"
+        else:
+            self._forward = _onnx_forward(onnx_file, device)
+            self.backend = "onnx"
+
+    def punctuate(self, tokens: Sequence[str], *, language: str) -> list[str]:
+        from funasr.models.ct_transformer.utils import split_words
+
+        marks = [""] * len(tokens)
+        if not tokens:
+            return marks
+        units = [u for u in split_words(" ".join(tokens), jieba_usr_dict=self._jieba) if u.strip()]
+        with self._lock:
+            ids = self._punc_ids(units)
+        # Chinese words are marked on their last character, as FunASR's punc_array does.
+        token_ends = _ends(tokens)
+        position = 0
+        for unit, punc_id in zip(units, ids):
+            position += len(unit)
+            mark = self._mark(punc_id, unit)
+            if mark:
+                index = min(len(tokens) - 1, bisect.bisect_left(token_ends, position))
+                marks[index] = mark
+        return marks
+
+    def _mark(self, punc_id: int, unit: str) -> str:
+        mark = self._punc_list[punc_id] if 0 <= punc_id < len(self._punc_list) else ""
+        if mark in ("_", "<unk>"):
+            return ""
+        if unit and not is_cjk(unit[-1]):
+            mark = _ASCII_MARKS.get(mark, mark)
+        return mark
+
+    def _punc_ids(self, units: list[str]) -> list[int]:
+        """One punctuation id per unit; the last one always ends a sentence."""
+        ids = [self._token_ids.get(u, self._unk_id) for u in units]
+        out: list[int] = []
+        carry: list[int] = []
+        windows = [ids[i:i + WINDOW_UNITS] for i in range(0, len(ids), WINDOW_UNITS)]
+        for n, window in enumerate(windows):
+            chunk = carry + window
+            predicted = self._forward(chunk)
+            if n < len(windows) - 1:
+                cut = -1
+                last_comma = -1
+                for i in range(len(predicted) - 2, 1, -1):
+                    mark = self._punc_list[predicted[i]]
+                    if mark in _SENTENCE_END_MARKS:
+                        cut = i
+                        break
+                    if last_comma < 0 and mark == "，":
+                        last_comma = i
+                if cut < 0 and len(chunk) > CARRY_LIMIT_UNITS and last_comma >= 0:
+                    cut = last_comma
+                    predicted[cut] = self._sentence_end_id
+                carry = chunk[cut + 1:]
+                predicted = predicted[:cut + 1]
+            out.extend(predicted)
+        if out and self._punc_list[out[-1]] not in _SENTENCE_END_MARKS:
+            out[-1] = self._sentence_end_id
+        return out
+
+
+def _ends(tokens: Sequence[str]) -> list[int]:
+    """Character offset just past each token in the tokens' concatenation without spaces."""
+    ends: list[int] = []
+    at = 0
+    for t in tokens:
+        at += len(t.replace(" ", ""))
+        ends.append(at)
+    return ends
+
+
+def _torch_forward(model_dir: Path, device: str) -> Callable[[list[int]], list[int]]:
+    import torch
+    from funasr import AutoModel
+
+    model, kwargs = AutoModel.build_model(
+        model=str(model_dir), device=device, disable_update=True, ncpu=max(1, torch.get_num_threads()),
+        log_level="ERROR",
+    )
+    target = kwargs["device"]
+
+    def forward(ids: list[int]) -> list[int]:
+        with torch.inference_mode():
+            text = torch.tensor([ids], dtype=torch.int32, device=target)
+            lengths = torch.tensor([len(ids)], dtype=torch.int32, device=target)
+            logits, _ = model.punc_forward(text=text, text_lengths=lengths)
+            return logits[0].argmax(dim=-1).tolist()
+
+    return forward
+
+
+def _onnx_forward(onnx_file: Path, device: str) -> Callable[[list[int]], list[int]]:
+    import numpy as np
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(onnx_file), options, providers=onnx_providers(device))
+
+    def forward(ids: list[int]) -> list[int]:
+        logits = session.run(
+            ["logits"],
+            {"inputs": np.array([ids], dtype=np.int32), "text_lengths": np.array([len(ids)], dtype=np.int32)},
+        )[0]
+        return logits[0].argmax(axis=-1).tolist()
+
+    return forward
