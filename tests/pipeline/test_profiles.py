@@ -1,0 +1,60 @@
+"""The profile registry and the offline profile's weights."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipeline import profiles, whisper
+from pipeline.errors import EngineMissingError, ModelNotReadyError, UnknownProfileError
+from pipeline.profiles import EngineConfig, available_profiles, load_engine
+
+
+def test_known_profiles(tmp_path):
+    assert {"offline", "funasr"} <= set(available_profiles())
+    with pytest.raises(UnknownProfileError, match="offline"):
+        load_engine("nope", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_missing_engine_package_names_the_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(profiles._LAZY_MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
+    with pytest.raises(EngineMissingError, match=r"pip install 'tingxie\[x\]'"):
+        load_engine("elsewhere", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_weights_are_joined_once_and_verified(tmp_path):
+    model_dir = whisper.prepare_whisper_base(tmp_path)
+    assert model_dir == tmp_path / "whisper-base"
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.json"]
+    assert (model_dir / "model.bin").stat().st_size == 94_371_840 + 50_845_767
+    stamp = (model_dir / "model.bin").stat().st_mtime_ns
+    assert whisper.prepare_whisper_base(tmp_path) == model_dir
+    assert (model_dir / "model.bin").stat().st_mtime_ns == stamp  # not joined again
+    assert [p.name for p in tmp_path.iterdir()] == ["whisper-base"]  # no temporary left
+
+
+def test_checksum_mismatch_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(whisper.WHISPER_BASE_SHA256, "model.bin", "0" * 64)
+    with pytest.raises(ModelNotReadyError, match="does not match its checksum"):
+        whisper.prepare_whisper_base(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_processes_preparing_at_once_agree(tmp_path):
+    code = "import sys; from pathlib import Path; from pipeline.whisper import prepare_whisper_base; " \
+           "print(prepare_whisper_base(Path(sys.argv[1])))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outputs = {p.communicate(timeout=120)[0].strip() for p in procs}
+    assert [p.returncode for p in procs] == [0, 0, 0]
+    assert outputs == {str(tmp_path / "whisper-base")}
+    assert [p.name for p in tmp_path.iterdir()] == ["whisper-base"]
+    assert (tmp_path / "whisper-base" / "model.bin").stat().st_size == 94_371_840 + 50_845_767
+
+
+def test_importing_the_pipeline_loads_no_model_runtime():
+    code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run; " \
+           "print(sorted(m for m in ('numpy', 'ctranslate2', 'onnxruntime', 'torch', 'faster_whisper') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

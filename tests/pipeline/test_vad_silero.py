@@ -1,0 +1,42 @@
+"""Silero VAD on real speech, and how regions become spans."""
+from __future__ import annotations
+
+from pipeline.audio import PcmFile, decode_to_pcm
+from pipeline.stages import SpeechSpan, VadModel
+from pipeline.vad_silero import SileroVad, VadOptions, _shape_spans
+
+
+def test_finds_speech_in_jfk_with_silence_around(speech_dir, ffmpeg, make_media, tmp_path):
+    padded = make_media("padded.wav", "-i", str(speech_dir / "jfk.flac"), "-af", "adelay=5000:all=1,apad=pad_dur=5",
+                        "-ac", "1", "-ar", "16000")
+    decode_to_pcm(padded, tmp_path / "p.s16le", ffmpeg)
+    vad = SileroVad()
+    assert isinstance(vad, VadModel)
+    seen = []
+    spans = vad.speech_spans(PcmFile(tmp_path / "p.s16le"), on_progress=seen.append)
+    assert spans and seen[-1] == 1.0
+    assert 4_500 <= spans[0].start_ms <= 5_300  # speech starts 5 s in (padding aside)
+    assert 15_000 <= spans[-1].end_ms <= 16_500  # and ends before the 5 s of trailing silence
+    assert all(s.duration_ms <= 30_000 for s in spans)
+
+
+def test_short_gaps_merge_long_gaps_split():
+    opt = VadOptions(speech_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
+    spans = _shape_spans([(0, 1_000), (1_500, 3_000), (6_000, 7_000)], 10_000, opt)
+    assert spans == [SpeechSpan(0, 3_000), SpeechSpan(6_000, 7_000)]
+
+
+def test_spans_never_exceed_max_span():
+    opt = VadOptions(speech_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
+    regions = [(i * 5_000, i * 5_000 + 4_500) for i in range(20)]  # 100 s of talk with short pauses
+    spans = _shape_spans(regions, 100_000, opt)
+    assert all(s.duration_ms <= 30_000 for s in spans)
+    assert spans[0].start_ms == 0 and spans[-1].end_ms == 99_500
+    long_one = _shape_spans([(0, 75_000)], 80_000, opt)  # no pause at all: cut into equal parts
+    assert [s.duration_ms for s in long_one] == [25_000, 25_000, 25_000]
+
+
+def test_padding_stays_inside_the_file_and_between_neighbours():
+    opt = VadOptions(speech_pad_ms=400, merge_gap_ms=0, max_span_ms=30_000)
+    spans = _shape_spans([(100, 1_000), (1_300, 2_000), (9_800, 9_900)], 10_000, opt)
+    assert spans == [SpeechSpan(0, 1_150), SpeechSpan(1_150, 2_400), SpeechSpan(9_400, 10_000)]
