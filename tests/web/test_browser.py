@@ -109,6 +109,8 @@ def test_upload_watch_read_replay_download(live_service, page, speech_path):
     assert page.title().startswith("tingxie")
     page.locator("#jobs-empty").wait_for(state="visible")  # the list loaded, and it is empty
     watch_job_statuses(page)
+    pushed: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: pushed.append(str(frame))))
 
     # Upload through the file chooser, slowed down so that the per-file progress is visible.
     throttle_upload(page, 250_000)
@@ -133,6 +135,8 @@ def test_upload_watch_read_replay_download(live_service, page, speech_path):
     statuses = page.evaluate("window.__statuses")
     assert statuses[0] == "queued" and statuses[-1] == "done", statuses
     assert "11 s audio" in job.inner_text()
+    # The live list used the job event push, not only polling.
+    assert any('"type": "snapshot"' in frame for frame in pushed), pushed[:3]
 
     # The transcript: sentences with times, the player, the words.
     job.locator(".job-open").click()
@@ -260,3 +264,46 @@ def test_upload_cancel_and_refused_file(live_service, page, tmp_path):
     page.locator('#uploads button[aria-label^="Dismiss"]').click()
     assert page.locator("#uploads .upload").count() == 0
     assert requests.get(f"{base}/api/v1/jobs", timeout=10).json()["total"] == 0
+
+
+def make_video(speech: Path, target: Path) -> Path:
+    """A small real video (VP8 + Opus in WebM) carrying real speech, made with tingxie's own ffmpeg."""
+    import subprocess
+
+    from core.media import ffmpeg_binary
+
+    subprocess.run(
+        [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "color=c=0x334155:s=320x180:r=10", "-i", str(speech),
+         "-shortest", "-c:v", "libvpx", "-b:v", "100k", "-c:a", "libopus", str(target)],
+        check=True, capture_output=True,
+    )
+    return target
+
+
+def test_several_files_at_once_and_a_video(live_service, page, speech_path, tmp_path):
+    service = live_service()
+    page.goto(service.base_url + "/")
+    video = make_video(speech_path("jfk.flac"), tmp_path / "jfk-video.webm")
+
+    # Two files chosen together: both upload and both finish.
+    page.set_input_files("#file-input", [str(video), str(speech_path("jfk.flac"))])
+    page.wait_for_function(
+        "() => document.querySelectorAll('#jobs .job[data-status=\"done\"]').length === 2", timeout=300_000)
+    assert page.locator("#uploads .upload").count() == 0
+    assert page.locator("#jobs-count").inner_text() == "2 total"
+
+    # A video plays as a video in the page, and a word click seeks it.
+    page.locator("#jobs .job", has_text="jfk-video.webm").locator(".job-open").click()
+    page.wait_for_selector("#transcript .w")
+    page.wait_for_function("() => document.querySelector('#player video')?.readyState >= 1")
+    assert page.evaluate("document.querySelector('#player video').videoWidth") == 320
+    word = page.locator("#transcript .w").nth(5)
+    word.click()
+    current_s = page.evaluate("() => { const v = document.querySelector('#player video'); v.pause(); return v.currentTime; }")
+    job_id = page.evaluate("location.hash").rsplit("/", 1)[-1]
+    transcript = requests.get(
+        f"{service.base_url}/api/v1/jobs/{job_id}/transcript", params={"format": "json"}, timeout=10).json()
+    start_s = [w for seg in transcript["segments"] for w in seg["words"]][5]["start_ms"] / 1000
+    assert start_s - 0.01 <= current_s <= start_s + 0.5, (current_s, start_s)
+    shot(page, "8-video")

@@ -450,7 +450,8 @@ function renderJob(job) {
       class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-role": "bar",
     }, el("div", { class: "bar-fill" })),
     el("span", { class: "item-progress-text", "data-role": "text" }),
-    el("p", { class: "item-error", role: "alert", "data-role": "error", hidden: true }));
+    el("p", { class: "item-error", role: "alert", "data-role": "error", hidden: true }),
+    el("p", { class: "item-warning", "data-role": "warnings", hidden: true }));
   node.append(main, el("div", { class: "item-actions", "data-role": "actions" }));
   return node;
 }
@@ -515,6 +516,11 @@ function updateJob(job, previous) {
     error.textContent = "Canceled.";
     error.removeAttribute("role");
   }
+
+  const warnings = $('[data-role="warnings"]', node);
+  const warningText = (job.warnings || []).join(" ");
+  warnings.hidden = !warningText;
+  warnings.textContent = warningText;
 
   if (!previous || previous.status !== status) renderJobActions(job);
   if (previous && previous.status && previous.status !== status && TERMINAL.has(status)) {
@@ -801,6 +807,9 @@ function showTranscript(job, transcript) {
   const count = (transcript.segments || []).length;
   meta.push(`${count} sentence${count === 1 ? "" : "s"}`);
   $("#viewer-meta").textContent = meta.join(" · ");
+  const note = $("#player-note");
+  note.textContent = (job.warnings || []).join(" ");
+  note.hidden = !note.textContent;
 
   // The player: the original upload, streamed with Range requests by the browser.
   const isVideo = VIDEO_EXTENSIONS.has(fileExtension(name));
