@@ -307,3 +307,59 @@ def test_several_files_at_once_and_a_video(live_service, page, speech_path, tmp_
     start_s = [w for seg in transcript["segments"] for w in seg["words"]][5]["start_ms"] / 1000
     assert start_s - 0.01 <= current_s <= start_s + 0.5, (current_s, start_s)
     shot(page, "8-video")
+
+
+def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, page, tmp_path):
+    """1.1 GB of real WAV through the page: neither the browser nor the web process grows with it."""
+    import subprocess
+    import threading
+
+    psutil = pytest.importorskip("psutil")
+    from core.media import ffmpeg_binary
+
+    big = tmp_path / "long-meeting.wav"  # 48 kHz stereo silence, 98 minutes: under the duration cap
+    subprocess.run([ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+                    "-i", "anullsrc=r=48000:cl=stereo", "-t", "5900", "-c:a", "pcm_s16le", str(big)],
+                   check=True, capture_output=True)
+    assert big.stat().st_size > 1_100_000_000
+
+    service = live_service(workers=0)  # nothing transcribes it: this is about the upload
+    page.goto(service.base_url + "/")
+    web = psutil.Process(service.web.pid)
+    browser = [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name().lower()]
+    assert browser, "the browser's processes are children of this test"
+
+    def browser_uss() -> int:
+        total = 0
+        for proc in browser:
+            try:
+                total += proc.memory_full_info().uss
+            except psutil.NoSuchProcess:
+                continue
+        return total
+
+    before_web, before_browser = web.memory_info().rss, browser_uss()
+    peaks = {"web": before_web, "browser": before_browser}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peaks["web"] = max(peaks["web"], web.memory_info().rss)
+            peaks["browser"] = max(peaks["browser"], browser_uss())
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        page.set_input_files("#file-input", str(big))
+        page.wait_for_selector('#jobs .job[data-status="queued"]', timeout=300_000)
+    finally:
+        done.set()
+        sampler.join()
+    assert page.locator("#uploads .upload").count() == 0
+    assert "1 h 38 min audio" in page.locator("#jobs .job").first.inner_text()
+    grown_web_mb = (peaks["web"] - before_web) / 2**20
+    grown_browser_mb = (peaks["browser"] - before_browser) / 2**20
+    print(f"1.1 GB upload: web grew {grown_web_mb:.0f} MiB, browser grew {grown_browser_mb:.0f} MiB")
+    assert grown_web_mb < 100, grown_web_mb
+    assert grown_browser_mb < 200, grown_browser_mb
