@@ -107,6 +107,15 @@ def _asr_vocab(size: str) -> list[str]:
 
 def build_seaco_paraformer(model_dir: Path, *, size: str = "tiny", seed: int = 0) -> Path:
     """A SeACo-Paraformer directory (``SeacoParaformer``, CIF-V3 predictor with timestamps)."""
+    return _build_paraformer(model_dir, "SeacoParaformer", size=size, seed=seed)
+
+
+def build_timestamp_paraformer(model_dir: Path, *, size: str = "tiny", seed: int = 0) -> Path:
+    """A Paraformer-large-vad-punc-shaped directory (``BiCifParaformer``: timestamps, no hotwords)."""
+    return _build_paraformer(model_dir, "BiCifParaformer", size=size, seed=seed)
+
+
+def _build_paraformer(model_dir: Path, model_class: str, *, size: str, seed: int) -> Path:
     import torch
     from funasr.register import tables
     import funasr.models.seaco_paraformer.model  # noqa: F401  (registers the classes)
@@ -124,7 +133,7 @@ def build_seaco_paraformer(model_dir: Path, *, size: str = "tiny", seed: int = 0
 
     d = s["d"]
     config = {
-        "model": "SeacoParaformer",
+        "model": model_class,
         "model_conf": {
             "ctc_weight": 0.0,
             "lsm_weight": 0.1,
@@ -211,6 +220,12 @@ def build_seaco_paraformer(model_dir: Path, *, size: str = "tiny", seed: int = 0
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
     }
+    if model_class != "SeacoParaformer":
+        for key in ("seaco_decoder", "seaco_decoder_conf"):
+            del config[key]
+        for key in ("inner_dim", "bias_encoder_type", "bias_encoder_bid", "seaco_lsm_weight",
+                    "seaco_length_normalized_loss", "train_decoder", "NO_BIAS"):
+            del config["model_conf"][key]
     _write_yaml(model_dir / "config.yaml", config)
     _write_configuration(
         model_dir,
@@ -227,14 +242,15 @@ def build_seaco_paraformer(model_dir: Path, *, size: str = "tiny", seed: int = 0
     model_conf = dict(config["model_conf"])
     for key in ("encoder", "encoder_conf", "decoder", "decoder_conf", "seaco_decoder",
                 "seaco_decoder_conf", "predictor", "predictor_conf"):
-        model_conf[key] = config[key]
-    model = tables.model_classes.get("SeacoParaformer")(
+        if key in config:
+            model_conf[key] = config[key]
+    model = tables.model_classes.get(model_class)(
         vocab_size=len(tokens), input_size=560, **model_conf
     )
     with torch.no_grad():
         # Random weights fire the CIF about every other frame; steer both CIF heads to about
         # four tokens a second, the rate of real Mandarin, so timestamps look like real ones.
-        rate = 0.25 if size == "tiny" else 0.25
+        rate = 0.25
         for head in (model.predictor.cif_output, model.predictor.cif_output2):
             head.weight.mul_(0.01)
             head.bias.fill_(math.log(rate / (1 - rate)))
