@@ -170,6 +170,15 @@ def test_upload_watch_read_replay_download(live_service, page, speech_path):
     current_s = page.evaluate("() => { const a = document.querySelector('#player audio'); a.pause(); return a.currentTime; }")
     assert transcript["segments"][0]["start_ms"] / 1000 - 0.01 <= current_s <= transcript["segments"][0]["start_ms"] / 1000 + 0.5
 
+    # Keyboard: arrows walk from the sentence button into its words, Enter plays from the word.
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("document.activeElement.dataset.i") == "2"
+    page.keyboard.press("Enter")
+    current_s = page.evaluate("() => { const a = document.querySelector('#player audio'); a.pause(); return a.currentTime; }")
+    assert words[2]["start_ms"] / 1000 - 0.01 <= current_s <= words[2]["start_ms"] / 1000 + 0.5, current_s
+
     # Copy puts the sentences on the clipboard.
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     page.click("#copy-text")

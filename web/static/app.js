@@ -575,7 +575,7 @@ async function deleteJob(id, kind) {
     if (error.status !== 404) { toast(error.message); return; }
   }
   if (kind === "cancel") {
-    const fresh = await api(`/jobs/${encodeURIComponent(id)}`).catch(() => null);
+    const fresh = await api(`/jobs/${encodeURIComponent(id)}`).catch((error) => { console.warn("tingxie: could not re-read the job", error); return null; });
     upsertJob(fresh || { id, status: "canceled" });
     announce(`${name} canceled`);
   } else {
@@ -695,13 +695,25 @@ function applyEvent(id, message) {
 
 async function pollActive() {
   const due = Array.from(watchers.entries()).filter(([, watcher]) => watcher.polling);
+  if (due.length > 8) {
+    // Many jobs waiting: one list request a second instead of one request per job.
+    const data = await api("/jobs?page=1&per_page=100").catch((error) => { console.warn("tingxie: poll failed", error); return null; });
+    for (const job of data ? data.items : []) {
+      if (!watchers.has(job.id)) continue;
+      upsertJob(job);
+      if (TERMINAL.has(job.status)) watchers.delete(job.id);
+    }
+    return;
+  }
   await Promise.all(due.map(async ([id]) => {
     try {
       const job = await api(`/jobs/${encodeURIComponent(id)}`);
       upsertJob(job);
       if (TERMINAL.has(job.status)) watchers.delete(id);
     } catch (error) {
+      // Gone: drop it. Unreachable server: the banner says so and the next tick tries again.
       if (error.status === 404) removeJob(id);
+      else console.warn("tingxie: poll failed", error);
     }
   }));
 }
@@ -858,7 +870,7 @@ function showTranscript(job, transcript) {
       const gap = leading || (needsSpace(previous, trimmed) ? " " : "");
       if (gap) { text.append(gap); seg.plain += gap; }
       const index = words.length;
-      const node = el("span", { class: "w", "data-i": String(index), text: trimmed });
+      const node = el("span", { class: "w", "data-i": String(index), tabindex: "-1", text: trimmed });
       text.append(node);
       words.push({ start_ms: word.start_ms, end_ms: word.end_ms, node, seg: segIndex });
       seg.words.push(index);
@@ -895,6 +907,35 @@ transcriptBox.addEventListener("click", (event) => {
   const seg = event.target.closest(".seg");
   if (seg && !window.getSelection().toString()) seekTo(segments[Number(seg.dataset.seg)].start_ms);
 });
+/** Arrow keys walk the words and sentences; Enter or Space on a word plays from it. */
+transcriptBox.addEventListener("keydown", (event) => {
+  const word = event.target.closest(".w");
+  const time = event.target.closest(".seg-time");
+  if (!word && !time) return;
+  const segIndex = Number((word || time).closest(".seg").dataset.seg);
+  let next = null;
+  if (word) {
+    const index = Number(word.dataset.i);
+    if (event.key === "Enter" || event.key === " ") {
+      event.preventDefault();
+      seekTo(words[index].start_ms);
+      return;
+    }
+    if (event.key === "ArrowRight") next = words[index + 1]?.node;
+    else if (event.key === "ArrowLeft") next = index > 0 && words[index - 1].seg === segIndex ? words[index - 1].node : $(".seg-time", segments[segIndex].node);
+    else if (event.key === "ArrowDown") next = segments[segIndex + 1] && $(".seg-time", segments[segIndex + 1].node);
+    else if (event.key === "ArrowUp") next = $(".seg-time", segments[segIndex].node);
+  } else {
+    if (event.key === "ArrowRight") next = segments[segIndex].words.length ? words[segments[segIndex].words[0]].node : null;
+    else if (event.key === "ArrowLeft" || event.key === "ArrowUp") next = segments[segIndex - 1] && $(".seg-time", segments[segIndex - 1].node);
+    else if (event.key === "ArrowDown") next = segments[segIndex + 1] && $(".seg-time", segments[segIndex + 1].node);
+  }
+  if (next) {
+    event.preventDefault();
+    next.focus();
+  }
+});
+
 for (const type of ["wheel", "touchmove", "keydown"]) {
   transcriptBox.addEventListener(type, () => { lastUserScroll = performance.now(); }, { passive: true });
 }
@@ -1053,11 +1094,17 @@ $("#viewer-close").addEventListener("click", () => {
 document.addEventListener("keydown", (event) => {
   const typing = event.target.closest("input, textarea, select, [contenteditable]");
   if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (event.key === "/" && !viewer.hidden) {
+  if (viewer.hidden) return;
+  if (event.key === "/") {
     event.preventDefault();
     searchInput.focus();
-  } else if (event.key === "Escape" && !viewer.hidden) {
+  } else if (event.key === "Escape") {
     $("#viewer-close").click();
+  } else if (media && event.key === "k") {
+    if (media.paused) media.play().catch((error) => console.warn("tingxie: playback did not start", error));
+    else media.pause();
+  } else if (media && (event.key === "j" || event.key === "l")) {
+    media.currentTime = Math.max(0, media.currentTime + (event.key === "j" ? -5 : 5));
   }
 });
 
