@@ -272,6 +272,22 @@ def test_upload_cancel_and_refused_file(live_service, page, tmp_path):
     shot(page, "7-refused")
     page.locator('#uploads button[aria-label^="Dismiss"]').click()
     assert page.locator("#uploads .upload").count() == 0
+
+    # Drag and drop: the drop zone lights up while files are over the page, and a drop uploads them.
+    page.evaluate("""() => {
+        window.__drop = new DataTransfer();
+        window.__drop.items.add(new File(['not audio either\\n'.repeat(40)], 'dropped.mp3', {type: 'audio/mpeg'}));
+        document.querySelector('#dropzone').dispatchEvent(
+            new DragEvent('dragenter', {dataTransfer: window.__drop, bubbles: true, cancelable: true}));
+    }""")
+    assert "dragging" in page.locator("#dropzone").get_attribute("class")
+    page.evaluate("""() => {
+        for (const type of ['dragover', 'drop']) document.querySelector('#dropzone').dispatchEvent(
+            new DragEvent(type, {dataTransfer: window.__drop, bubbles: true, cancelable: true}));
+    }""")
+    assert "dragging" not in page.locator("#dropzone").get_attribute("class")
+    page.locator("#uploads .upload .item-error").wait_for()
+    assert "dropped.mp3" in page.locator("#uploads .upload .item-error").inner_text()
     assert requests.get(f"{base}/api/v1/jobs", timeout=10).json()["total"] == 0
 
 
