@@ -210,7 +210,7 @@ class AsyncJobWatcher:
                 chunk = ids[start:start + 500]
                 found.extend(session.execute(
                     select(Job.id, Job.status).where(Job.id.in_(chunk), Job.status.in_(TERMINAL_TYPES))
-                ).tuples())
+                ).all())
         return found
 
     async def _redis_loop(self) -> None:

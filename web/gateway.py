@@ -444,13 +444,14 @@ class Gateway:
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"
             if status == jobs.DONE and transcript is not None:
-                frames = [encode(result_frame(request, transcript.data))]
+                frames = [encode(result_frame(request, transcript.data, job_id))]
                 if ack:
                     frames.append(encode(ack_frame(request)))
                 return frames
             if status == jobs.FAILED:
-                return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed"))]
-        return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished"))]
+                return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
+                                          job_id))]
+        return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
 
 
 async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,

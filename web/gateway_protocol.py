@@ -178,8 +178,10 @@ def _text_seg(segment: dict) -> str:
     return " ".join(words) if words else segment.get("text", "").strip()
 
 
-def result_frame(request: FileRequest, transcript: dict) -> dict:
-    """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``)."""
+def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None) -> dict:
+    """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``).
+
+    ``job_id`` (a key FunASR clients ignore) names the tingxie job, for the REST API."""
     timestamp: list[list[int]] = []
     stamp_sents = []
     for segment in transcript.get("segments", []):
@@ -199,6 +201,7 @@ def result_frame(request: FileRequest, transcript: dict) -> dict:
         "is_final": True,
         "timestamp": json.dumps(timestamp, separators=(",", ":")),
         "stamp_sents": stamp_sents,
+        "job_id": job_id,
     }
 
 
@@ -206,7 +209,7 @@ def ack_frame(request: FileRequest) -> dict:
     return {"mode": request.reply_mode, "wav_name": request.wav_name, "is_end": True, "is_final": True}
 
 
-def error_frame(request: FileRequest | None, code: str, message: str) -> dict:
+def error_frame(request: FileRequest | None, code: str, message: str, job_id: str | None = None) -> dict:
     """A failed file or a refused connection: ``text`` is present (older clients index it), and
     ``is_end``/``is_final: false`` tells the newest client the file failed and why."""
     request = request or FileRequest()
@@ -218,6 +221,7 @@ def error_frame(request: FileRequest | None, code: str, message: str) -> dict:
         "is_final": False,
         "error": message,
         "error_code": code,
+        "job_id": job_id,
     }
 
 

@@ -1,0 +1,108 @@
+"""A FunASR WebSocket client for tests, written from the protocol notes (not from tingxie's code).
+
+Two generations: ``old`` ends a file with ``{"is_speaking": false}`` and takes the first frame
+as the result (as the older Python and the C++ clients do); ``new`` adds ``"is_end": true`` and
+waits for the acknowledgement after the result. ``pipelined`` sends every file before reading
+any answer, as the C++ client does on one connection.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from dataclasses import dataclass, field
+
+import websockets
+
+FRAME_LIMIT_BYTES = 1024 * 1024
+
+
+@dataclass
+class Audio:
+    data: bytes
+    wav_name: str
+    wav_format: str | None = "pcm"  # None: the key is left out
+    audio_fs: int | None = 16000
+    hotwords: str | None = None
+    itn: bool | None = True
+    mode: str | None = "offline"
+    chunk_bytes: int = 19200  # the Python client's stride at 16 kHz
+
+
+@dataclass
+class Answer:
+    result: dict | None = None
+    ack: dict | None = None
+    frames: list[dict] = field(default_factory=list)
+
+
+def client_ssl() -> ssl.SSLContext:
+    """As FunASR's clients do: TLS without verifying the (self-signed) certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _config(audio: Audio) -> str:
+    message = {"chunk_size": [5, 10, 5], "chunk_interval": 10, "encoder_chunk_look_back": 4,
+               "wav_name": audio.wav_name, "is_speaking": True}
+    for key, value in (("mode", audio.mode), ("wav_format", audio.wav_format), ("audio_fs", audio.audio_fs),
+                       ("hotwords", audio.hotwords), ("itn", audio.itn)):
+        if value is not None:
+            message[key] = value
+    return json.dumps(message, ensure_ascii=False)
+
+
+async def _send_file(ws, audio: Audio, generation: str) -> None:
+    await ws.send(_config(audio))
+    for start in range(0, len(audio.data), audio.chunk_bytes):
+        await ws.send(audio.data[start:start + audio.chunk_bytes])
+    end = {"is_speaking": False}
+    if generation == "new":
+        end["is_end"] = True
+    await ws.send(json.dumps(end))
+
+
+async def _recv(ws, timeout_s: float) -> dict:
+    raw = await asyncio.wait_for(ws.recv(), timeout_s)
+    assert isinstance(raw, str), "the server sends text frames only"
+    assert len(raw.encode()) < FRAME_LIMIT_BYTES
+    return json.loads(raw)
+
+
+async def transcribe(url: str, files: list[Audio], *, generation: str = "new", pipelined: bool = False,
+                     timeout_s: float = 300.0) -> list[Answer]:
+    """Send ``files`` on one connection and collect each file's answer, in order."""
+    answers: list[Answer] = []
+    ctx = client_ssl() if url.startswith("wss://") else None
+    async with websockets.connect(url, subprotocols=["binary"], ping_interval=None, ssl=ctx,
+                                  max_size=FRAME_LIMIT_BYTES, open_timeout=60) as ws:
+        assert ws.subprotocol == "binary"
+        if pipelined:
+            for audio in files:
+                await _send_file(ws, audio, generation)
+            for _audio in files:
+                answers.append(await _read_answer(ws, generation, timeout_s))
+        else:
+            for audio in files:
+                await _send_file(ws, audio, generation)
+                answers.append(await _read_answer(ws, generation, timeout_s))
+    return answers
+
+
+async def _read_answer(ws, generation: str, timeout_s: float) -> Answer:
+    answer = Answer()
+    first = await _recv(ws, timeout_s)
+    answer.frames.append(first)
+    answer.result = first
+    # A failed file is one frame; a recognised one is followed by its acknowledgement (new only).
+    if generation == "new" and first.get("is_final") is True and not first.get("is_end"):
+        ack = await _recv(ws, timeout_s)
+        answer.frames.append(ack)
+        answer.ack = ack
+    return answer
+
+
+def run(url: str, files: list[Audio], **kwargs) -> list[Answer]:
+    return asyncio.run(transcribe(url, files, **kwargs))
