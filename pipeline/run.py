@@ -7,6 +7,7 @@ words found so far, so it does not grow with the file beyond those small records
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,11 @@ _STAGE_SPAN = {"decode": (0.0, 0.08), "vad": (0.08, 0.12), "asr": (0.12, 0.96), 
 SENTENCE_GAP_MS = 1500
 # Sentences longer than this are cut at their next comma-like mark, else at the next word.
 MAX_SENTENCE_MS = 30_000
+
+# Speech the first ASR pass left without words is read again when it lasts at least this long.
+MIN_RETRY_MS = 1000
+# A speech part counts as read when words lie over at least this share of it.
+MIN_COVERED_SHARE = 0.3
 
 # Decoding less than this share of the declared duration (but enough to go on) gives a warning.
 _PARTIAL_DECODE_WARN = 0.98
@@ -120,14 +126,34 @@ def transcribe(
 def _recognize(
     pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine, report: _Reporter
 ) -> list[_TimedWord]:
-    """ASR over the spans in batches of at most ``engine.batch_seconds`` of audio, longest first
-    (similar lengths pad least, and the largest batch comes first so peak memory shows early)."""
-    order = sorted(range(len(spans)), key=lambda i: spans[i].duration_ms, reverse=True)
+    """ASR over the spans, then once more over speech the first pass left without words."""
     total_ms = sum(s.duration_ms for s in spans) or 1
+    done = [0]
+
+    def progress(ms: int) -> None:
+        done[0] += ms
+        report("asr", done[0] / total_ms)
+
+    report("asr", 0.0)
+    words = _recognize_spans(pcm, spans, options, engine, progress)
+    retry = _uncovered(spans, words)
+    if retry:
+        total_ms += sum(s.duration_ms for s in retry)
+        words += _recognize_spans(pcm, retry, options, engine, progress)
+        words.sort(key=lambda w: (w.start_ms, w.end_ms))
+    _make_monotonic(words)
+    return words
+
+
+def _recognize_spans(
+    pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine,
+    progress: Callable[[int], None],
+) -> list[_TimedWord]:
+    """ASR in batches of at most ``engine.batch_seconds`` of audio, longest spans first (similar
+    lengths pad least, and the largest batch comes first so peak memory shows early)."""
+    order = sorted(range(len(spans)), key=lambda i: spans[i].duration_ms, reverse=True)
     budget_ms = max(1, int(engine.batch_seconds * 1000))
     per_span: list[list[_TimedWord]] = [[] for _ in spans]
-    done_ms = 0
-    report("asr", 0.0)
     batch: list[int] = []
     batch_ms = 0
     for position, index in enumerate(order):
@@ -151,12 +177,36 @@ def _recognize(
                 )
                 for w in result.words
             ]
-        done_ms += batch_ms
-        report("asr", done_ms / total_ms)
+        progress(batch_ms)
         batch, batch_ms = [], 0
-    words = [w for span_words in per_span for w in span_words]
-    _make_monotonic(words)
-    return words
+    return [w for span_words in per_span for w in span_words]
+
+
+def _uncovered(spans: Sequence[SpeechSpan], words: Sequence[_TimedWord]) -> list[SpeechSpan]:
+    """Runs of a span's speech parts that got (almost) no words, long enough to be worth reading again.
+
+    Whisper reads a merged span as one window in one language; speech in the other language
+    inside it may be skipped. Read on its own, it is recognised.
+    """
+    starts = [w.start_ms for w in words]
+    retry: list[SpeechSpan] = []
+    for span in spans:
+        run: list[tuple[int, int]] = []
+        for part in (*span.parts, None):
+            if part is not None:
+                lo = bisect.bisect_left(starts, part[0] - 5_000)
+                overlap_ms = sum(
+                    max(0, min(w.end_ms, part[1]) - max(w.start_ms, part[0]))
+                    for w in words[lo:bisect.bisect_left(starts, part[1])]
+                )
+                covered = overlap_ms >= MIN_COVERED_SHARE * (part[1] - part[0])
+                if not covered:
+                    run.append(part)
+                    continue
+            if run and run[-1][1] - run[0][0] >= MIN_RETRY_MS and len(run) < len(span.parts):
+                retry.append(SpeechSpan(run[0][0], run[-1][1], tuple(run)))
+            run = []
+    return retry
 
 
 def _make_monotonic(words: list[_TimedWord]) -> None:

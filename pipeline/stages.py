@@ -10,7 +10,7 @@ Only typing lives here: importing this module loads neither numpy nor any model 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence, runtime_checkable
 
 from pipeline.types import Hotword
@@ -23,10 +23,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SpeechSpan:
-    """A stretch of speech found by VAD, in ms on the file's timeline; ``end_ms`` is exclusive."""
+    """A stretch of speech found by VAD, in ms on the file's timeline; ``end_ms`` is exclusive.
+
+    ``parts``: the speech regions a VAD merged into this span (``(start_ms, end_ms)`` pairs,
+    pauses between them), when it merges; the pipeline re-reads a part that came back without
+    words (Whisper can skip the part of a window that is in another language).
+    """
 
     start_ms: int
     end_ms: int
+    parts: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def duration_ms(self) -> int:

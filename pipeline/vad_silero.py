@@ -154,14 +154,14 @@ def _shape_spans(regions: list[tuple[int, int]], duration_ms: int, opt: VadOptio
         pieces.extend((s, min(end, s + step)) for s in range(start, end, step) if step)
 
     spans: list[SpeechSpan] = []
-    cur_start = cur_end = None
+    current: list[tuple[int, int]] = []
     for start, end in pieces:
-        if cur_start is not None and start - cur_end < opt.merge_gap_ms and end - cur_start <= opt.max_span_ms:
-            cur_end = end
+        if current and start - current[-1][1] < opt.merge_gap_ms and end - current[0][0] <= opt.max_span_ms:
+            current.append((start, end))
             continue
-        if cur_start is not None:
-            spans.append(SpeechSpan(cur_start, cur_end))
-        cur_start, cur_end = start, end
-    if cur_start is not None:
-        spans.append(SpeechSpan(cur_start, cur_end))
+        if current:
+            spans.append(SpeechSpan(current[0][0], current[-1][1], tuple(current)))
+        current = [(start, end)]
+    if current:
+        spans.append(SpeechSpan(current[0][0], current[-1][1], tuple(current)))
     return spans

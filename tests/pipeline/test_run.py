@@ -125,3 +125,16 @@ def test_a_raising_progress_callback_stops_the_run(vad, speech_dir, tmp_path):
     with pytest.raises(Cancelled):
         transcribe(speech_dir / "asr_example.wav", TranscribeOptions(), engine, work_dir=tmp_path, on_progress=cancel)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_parts_left_without_words_are_read_again():
+    from pipeline.run import _TimedWord, _uncovered
+    from pipeline.stages import SpeechSpan
+
+    span = SpeechSpan(0, 20_000, parts=((0, 4_000), (4_500, 9_000), (10_000, 20_000)))
+    english = [_TimedWord(t, t + 400, "word", "en", 0) for t in range(10_000, 20_000, 500)]
+    assert _uncovered([span], english) == [SpeechSpan(0, 9_000)]
+    assert _uncovered([span], english)[0].parts == ((0, 4_000), (4_500, 9_000))
+    everywhere = [_TimedWord(t, t + 400, "word", "en", 0) for t in range(0, 20_000, 500)]
+    assert _uncovered([span], everywhere) == []
+    assert _uncovered([span], []) == []  # nothing at all came back: reading it again would not help

@@ -139,3 +139,17 @@ def test_bad_media_raise_media_errors_and_leave_nothing(run, tmp_path, speech_di
     with pytest.raises(MediaTooLongError):
         run(speech_dir / "jfk.flac", max_duration_ms=10_000)
     assert not run.work_dir.exists() or list(run.work_dir.iterdir()) == []
+
+
+def test_speech_in_another_language_inside_one_window_is_not_lost(run, speech_dir, make_media):
+    """Chinese then English with a short pause: one Whisper window, read in one language; the
+    part it skips is read again on its own."""
+    joined = make_media(
+        "zh-en.wav", "-i", str(speech_dir / "asr_example.wav"), "-f", "lavfi", "-t", "0.7", "-i",
+        "anullsrc=r=16000:cl=mono", "-i", str(speech_dir / "jfk.flac"),
+        "-filter_complex", "[2:a]aresample=16000,pan=mono|c0=c0[b];[0:a][1:a][b]concat=n=3:v=0:a=1", "-ar", "16000",
+    )
+    transcript = run(joined, hotwords=(Hotword("达摩院"),))
+    assert hanzi(transcript.text), transcript.text
+    assert wer(JFK, transcript.text) <= 0.1, transcript.text
+    assert_timeline(transcript)

@@ -1,0 +1,75 @@
+"""Long inputs made of real speech: the recordings in ../shared/data/speech, in turn, with short
+silences between them, repeated to the length asked for (16 kHz mono FLAC, cached in bench/out/).
+
+    python -m bench.speech 10        # prints the path of a 10-minute file, building it once
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+from pathlib import Path
+
+from pipeline.audio import find_ffmpeg
+
+REPO = Path(__file__).resolve().parents[1]
+SPEECH_DIR = REPO.parent / "shared" / "data" / "speech"
+OUT_DIR = REPO / "bench" / "out"
+SILENCE_S = (0.7, 1.5)  # alternated between recordings, so VAD sees pauses of both lengths
+
+
+def _ffmpeg(ffmpeg: str, *args: str) -> None:
+    subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-v", "error", *args], check=True,
+                   stdin=subprocess.DEVNULL)
+
+
+def _cycle(ffmpeg: str, out_dir: Path) -> Path:
+    """Every recording once, each followed by a silence: the unit the long file repeats."""
+    target = out_dir / "speech-cycle.wav"
+    if target.exists():
+        return target
+    recordings = sorted(p for p in SPEECH_DIR.iterdir() if p.suffix in {".wav", ".mp3", ".flac"})
+    if not recordings:
+        raise SystemExit(f"no recordings in {SPEECH_DIR}")
+    args: list[str] = []
+    labels = []
+    for i, rec in enumerate(recordings):
+        args += ["-i", str(rec)]
+    for i, rec in enumerate(recordings):
+        silence = SILENCE_S[i % len(SILENCE_S)]
+        args += ["-f", "lavfi", "-t", str(silence), "-i", "anullsrc=r=16000:cl=mono"]
+    n = len(recordings)
+    parts = []
+    for i in range(n):
+        parts.append(f"[{i}:a]aresample=16000,aformat=sample_fmts=s16:channel_layouts=mono[r{i}]")
+        labels += [f"[r{i}]", f"[{n + i}:a]"]
+    graph = ";".join(parts) + ";" + "".join(labels) + f"concat=n={2 * n}:v=0:a=1[out]"
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.wav")
+    _ffmpeg(ffmpeg, *args, "-filter_complex", graph, "-map", "[out]", "-ar", "16000", "-ac", "1", "-y", str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+def build_speech(minutes: float, out_dir: Path = OUT_DIR, ffmpeg: str | None = None) -> Path:
+    """Path of a ``minutes``-long FLAC of real speech, built on first use (atomically)."""
+    ffmpeg = find_ffmpeg(ffmpeg)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"speech-{minutes:g}min.flac"
+    if target.exists():
+        return target
+    cycle = _cycle(ffmpeg, out_dir)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp.flac")
+    _ffmpeg(ffmpeg, "-stream_loop", "-1", "-i", str(cycle), "-t", str(minutes * 60), "-ar", "16000", "-ac", "1",
+            "-c:a", "flac", "-y", str(tmp))
+    os.replace(tmp, target)
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("minutes", type=float)
+    print(build_speech(parser.parse_args().minutes))
+
+
+if __name__ == "__main__":
+    main()
