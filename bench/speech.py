@@ -32,14 +32,13 @@ def _cycle(ffmpeg: str, out_dir: Path) -> Path:
     if not recordings:
         raise SystemExit(f"no recordings in {SPEECH_DIR}")
     args: list[str] = []
-    labels = []
-    for i, rec in enumerate(recordings):
+    for rec in recordings:
         args += ["-i", str(rec)]
-    for i, rec in enumerate(recordings):
-        silence = SILENCE_S[i % len(SILENCE_S)]
-        args += ["-f", "lavfi", "-t", str(silence), "-i", "anullsrc=r=16000:cl=mono"]
+    for i in range(len(recordings)):
+        args += ["-f", "lavfi", "-t", str(SILENCE_S[i % len(SILENCE_S)]), "-i", "anullsrc=r=16000:cl=mono"]
     n = len(recordings)
-    parts = []
+    parts: list[str] = []
+    labels: list[str] = []
     for i in range(n):
         parts.append(f"[{i}:a]aresample=16000,aformat=sample_fmts=s16:channel_layouts=mono[r{i}]")
         labels += [f"[r{i}]", f"[{n + i}:a]"]

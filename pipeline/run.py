@@ -44,7 +44,6 @@ class _TimedWord:
     end_ms: int
     text: str
     language: str
-    segment: int  # index of the VAD span it came from
 
 
 class _Reporter:
@@ -173,7 +172,6 @@ def _recognize_spans(
                     end_ms=min(span.end_ms, span.start_ms + w.end_ms),
                     text=w.text,
                     language=result.language,
-                    segment=i,
                 )
                 for w in result.words
             ]

@@ -11,7 +11,6 @@ PyPI's size limit); :func:`prepare_whisper_base` joins them once into the cache 
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import uuid
@@ -27,8 +26,6 @@ from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np
-
-log = logging.getLogger(__name__)
 
 # sha256 of the joined model.bin and of the files shipped beside it (computed from the 1.0.0 packages).
 WHISPER_BASE_SHA256 = {
@@ -260,8 +257,12 @@ class WhisperAsr:
 
 
 def _continues_latin_word(previous: str, raw: str) -> bool:
-    return bool(raw) and not raw[0].isspace() and previous[-1:].isascii() and previous[-1:].isalnum() \
-        and raw[0].isascii() and raw[0].isalnum()
+    """True when ``raw`` (a word as the aligner wrote it) glues onto ``previous`` without a space."""
+
+    def latin(ch: str) -> bool:
+        return ch.isascii() and ch.isalnum()
+
+    return bool(raw) and bool(previous) and latin(previous[-1]) and latin(raw[0])
 
 
 def _take(storage, indices: list[int]):

@@ -132,9 +132,9 @@ def test_parts_left_without_words_are_read_again():
     from pipeline.stages import SpeechSpan
 
     span = SpeechSpan(0, 20_000, parts=((0, 4_000), (4_500, 9_000), (10_000, 20_000)))
-    english = [_TimedWord(t, t + 400, "word", "en", 0) for t in range(10_000, 20_000, 500)]
+    english = [_TimedWord(t, t + 400, "word", "en") for t in range(10_000, 20_000, 500)]
     assert _uncovered([span], english) == [SpeechSpan(0, 9_000)]
     assert _uncovered([span], english)[0].parts == ((0, 4_000), (4_500, 9_000))
-    everywhere = [_TimedWord(t, t + 400, "word", "en", 0) for t in range(0, 20_000, 500)]
+    everywhere = [_TimedWord(t, t + 400, "word", "en") for t in range(0, 20_000, 500)]
     assert _uncovered([span], everywhere) == []
     assert _uncovered([span], []) == []  # nothing at all came back: reading it again would not help
