@@ -31,4 +31,5 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         punc=None,
         itn=WetextItn(),
         batch_seconds=config.batch_seconds,
+        asr_window_ms=30_000,
     )

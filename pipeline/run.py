@@ -127,11 +127,13 @@ def _recognize(
 ) -> list[_TimedWord]:
     """ASR over the spans, then once more over speech the first pass left without words."""
     total_ms = sum(s.duration_ms for s in spans) or 1
-    done = [0]
+    done_ms = reported = 0.0
 
     def progress(ms: int) -> None:
-        done[0] += ms
-        report("asr", done[0] / total_ms)
+        nonlocal done_ms, reported
+        done_ms += ms
+        reported = max(reported, done_ms / total_ms)  # a second pass grows the total: never go back
+        report("asr", reported)
 
     report("asr", 0.0)
     words = _recognize_spans(pcm, spans, options, engine, progress)
@@ -148,18 +150,24 @@ def _recognize_spans(
     pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine,
     progress: Callable[[int], None],
 ) -> list[_TimedWord]:
-    """ASR in batches of at most ``engine.batch_seconds`` of audio, longest spans first (similar
+    """ASR in batches of at most ``engine.batch_seconds`` of audio (each span counted as at least
+    ``engine.asr_window_ms``), longest spans first (similar
     lengths pad least, and the largest batch comes first so peak memory shows early)."""
     order = sorted(range(len(spans)), key=lambda i: spans[i].duration_ms, reverse=True)
     budget_ms = max(1, int(engine.batch_seconds * 1000))
+
+    def cost_ms(i: int) -> int:
+        return max(spans[i].duration_ms, engine.asr_window_ms)
+
     per_span: list[list[_TimedWord]] = [[] for _ in spans]
     batch: list[int] = []
-    batch_ms = 0
+    batch_ms = batch_cost_ms = 0
     for position, index in enumerate(order):
         batch.append(index)
         batch_ms += spans[index].duration_ms
+        batch_cost_ms += cost_ms(index)
         last = position == len(order) - 1
-        if not last and batch_ms + spans[order[position + 1]].duration_ms <= budget_ms:
+        if not last and batch_cost_ms + cost_ms(order[position + 1]) <= budget_ms:
             continue
         audio = [pcm.read(spans[i].start_ms, spans[i].end_ms) for i in batch]
         results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
@@ -176,7 +184,7 @@ def _recognize_spans(
                 for w in result.words
             ]
         progress(batch_ms)
-        batch, batch_ms = [], 0
+        batch, batch_ms, batch_cost_ms = [], 0, 0
     return [w for span_words in per_span for w in span_words]
 
 

@@ -135,7 +135,7 @@ class ItnModel(Protocol):
 class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
 
-    ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
+    Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
     (then ``TranscribeOptions.itn`` is a no-op with a warning).
     """
 
@@ -145,6 +145,9 @@ class Engine:
     punc: PuncModel | None = None
     itn: ItnModel | None = None
     batch_seconds: float = 120.0
+    # Every segment costs at least this much of the batch budget: Whisper pads each input to a
+    # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
+    asr_window_ms: int = 0
 
     @property
     def supports_hotwords(self) -> bool:

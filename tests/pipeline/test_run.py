@@ -105,6 +105,16 @@ def test_batches_hold_at_most_batch_seconds_longest_first(vad, jfk_three_times, 
     assert starts == sorted(starts) and transcript.segments[-1].end_ms <= 33_000
 
 
+def test_padded_windows_count_against_the_batch(vad, jfk_three_times, tmp_path):
+    """Whisper pads every segment to 30 s, so a 30 s budget holds one segment however short."""
+    by_seconds, by_windows = ScriptedAsr(("ask", "not"), language="en"), ScriptedAsr(("ask", "not"), language="en")
+    for asr, window_ms in ((by_seconds, 0), (by_windows, 30_000)):
+        engine = Engine(name="scripted", vad=vad, asr=asr, batch_seconds=30.0, asr_window_ms=window_ms)
+        transcribe(jfk_three_times, TranscribeOptions(itn=False), engine, work_dir=tmp_path)
+    assert max(len(batch) for batch in by_seconds.batches) >= 2
+    assert max(len(batch) for batch in by_windows.batches) == 1
+
+
 def test_unsupported_hotwords_and_missing_itn_are_warned(vad, speech_dir, tmp_path):
     engine = Engine(name="scripted", vad=vad, asr=ScriptedAsr(("好",)))
     transcript = transcribe(speech_dir / "asr_example.wav", TranscribeOptions(hotwords=(Hotword("达摩院"),)),
