@@ -54,7 +54,7 @@ def _config(audio: Audio) -> str:
     return json.dumps(message, ensure_ascii=False)
 
 
-async def _send_file(ws, audio: Audio, generation: str) -> None:
+async def send_file(ws, audio: Audio, generation: str) -> None:
     await ws.send(_config(audio))
     for start in range(0, len(audio.data), audio.chunk_bytes):
         await ws.send(audio.data[start:start + audio.chunk_bytes])
@@ -71,27 +71,32 @@ async def _recv(ws, timeout_s: float) -> dict:
     return json.loads(raw)
 
 
+def connect(url: str):
+    """As FunASR clients connect: subprotocol "binary", no pings, unverified TLS for wss."""
+    ctx = client_ssl() if url.startswith("wss://") else None
+    return websockets.connect(url, subprotocols=["binary"], ping_interval=None, ssl=ctx,
+                              max_size=FRAME_LIMIT_BYTES, open_timeout=120)
+
+
 async def transcribe(url: str, files: list[Audio], *, generation: str = "new", pipelined: bool = False,
                      timeout_s: float = 300.0) -> list[Answer]:
     """Send ``files`` on one connection and collect each file's answer, in order."""
     answers: list[Answer] = []
-    ctx = client_ssl() if url.startswith("wss://") else None
-    async with websockets.connect(url, subprotocols=["binary"], ping_interval=None, ssl=ctx,
-                                  max_size=FRAME_LIMIT_BYTES, open_timeout=60) as ws:
+    async with connect(url) as ws:
         assert ws.subprotocol == "binary"
         if pipelined:
             for audio in files:
-                await _send_file(ws, audio, generation)
+                await send_file(ws, audio, generation)
             for _audio in files:
-                answers.append(await _read_answer(ws, generation, timeout_s))
+                answers.append(await read_answer(ws, generation, timeout_s))
         else:
             for audio in files:
-                await _send_file(ws, audio, generation)
-                answers.append(await _read_answer(ws, generation, timeout_s))
+                await send_file(ws, audio, generation)
+                answers.append(await read_answer(ws, generation, timeout_s))
     return answers
 
 
-async def _read_answer(ws, generation: str, timeout_s: float) -> Answer:
+async def read_answer(ws, generation: str, timeout_s: float) -> Answer:
     answer = Answer()
     first = await _recv(ws, timeout_s)
     answer.frames.append(first)
