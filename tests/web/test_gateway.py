@@ -267,3 +267,26 @@ def test_200_concurrent_connections(live_service, tmp_path, speech_path, postgre
     print(f"200 concurrent connections answered in {elapsed:.1f} s; gateway RSS {rss_mib:.0f} MiB, "
           f"CPU {cpu_s:.1f} s")
     assert rss_mib < 500
+
+
+def test_gateway_files_do_not_wait_behind_a_batch_queue(live_service, speech_path):
+    """Four long batch jobs queued first; a gateway file sent after them is taken before most of
+    them (the worker reads the interactive queue first)."""
+    service = live_service(workers=0)
+    url = start_gateway(service, "--certfile", "0")
+    batch = [service.submit(speech_path("jfk.flac"), language="en")["id"] for _ in range(4)]
+    pcm, _ = pcm_of(speech_path("asr_example.wav"))
+
+    async def go():
+        async with connect(url) as ws:
+            await send_file(ws, Audio(pcm, "urgent", "pcm", 16000, "达摩院"), "new")
+            await asyncio.sleep(1.0)  # the job is committed and queued behind the batch
+            service.start_worker(wait=False)
+            return await read_answer(ws, "new", 300)
+
+    answer = asyncio.run(go())
+    assert "达摩院" in answer.result["text"]
+    urgent = service.job(answer.result["job_id"])
+    batch_jobs = [service.wait(job_id) for job_id in batch]
+    started_before = [j for j in batch_jobs if j["started_at"] < urgent["started_at"]]
+    assert len(started_before) <= 1, [j["started_at"] for j in batch_jobs] + [urgent["started_at"]]
