@@ -393,6 +393,14 @@ class Gateway:
         if self._engine is not None:
             self._engine.dispose()
 
+    def stats(self) -> dict:
+        """Open connections, asyncio tasks and watched jobs: what a leak would make grow."""
+        return {
+            "connections": len(self._server.connections) if self._server is not None else 0,
+            "tasks": len(asyncio.all_tasks()),
+            "watched_jobs": self.watcher.watched if self.watcher is not None else 0,
+        }
+
     async def _handle(self, ws: _Connection) -> None:
         await _Conversation(self, ws).run()
 
@@ -522,6 +530,12 @@ class GatewayThread:
     @property
     def url(self) -> str:
         return self.gateway.url
+
+    def stats(self) -> dict:
+        async def read() -> dict:
+            return self.gateway.stats()
+
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -261,3 +262,33 @@ def _assert_nothing_left(gateway) -> None:
         statuses = session.execute(select(Job.status).where(Job.filename.like("bad%"))).scalars().all()
     engine.dispose()
     assert statuses == []
+
+
+def test_many_refused_and_abandoned_connections_leave_nothing_behind(gateway, speech_path):
+    baseline = gateway.stats()
+    pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
+
+    async def abandon():
+        """Half a file, then the client vanishes."""
+        ctx = client_ssl() if gateway.url.startswith("wss") else None
+        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+            await ws.send(config(wav_name="bad-abandoned"))
+            await ws.send(pcm)
+
+    for i in range(10):
+        converse(gateway.url, [b"\x00" * 10])
+        converse(gateway.url, ["{oops"])
+        asyncio.run(abandon())
+    _assert_nothing_left(gateway)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and gateway.stats() != baseline:
+        time.sleep(0.1)
+    assert gateway.stats() == baseline == {"connections": 0, "tasks": baseline["tasks"], "watched_jobs": 0}
+
+
+def test_the_gateway_loads_no_model_code():
+    code = ("import sys, web.gateway, cli.gateway, web.events; "
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    heavy = {"torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr", "pipeline", "worker"}
+    assert not {m for m in loaded if m.split(".")[0] in heavy}
