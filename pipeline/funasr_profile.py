@@ -128,7 +128,9 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
 
     Options (``EngineConfig.options``): ``vad``, ``asr``, ``punc`` (ModelScope id or directory),
     ``fp16`` (float16 autocast on CUDA, default on), ``max_span_ms`` (longest VAD span, default
-    60000), ``max_batch_s`` (padded seconds per GPU forward, default 600).
+    60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD
+    and punctuation in that many helper processes, for a GPU worker running jobs concurrently;
+    default 0: in this process).
     """
     _require_engines()
     options = dict(config.options)
@@ -154,16 +156,24 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
     from pipeline.itn import WetextItn
 
     device = config.device or "cpu"
+    max_span_ms = int(options.get("max_span_ms", 60_000))
+    cpu_workers = int(options.get("cpu_workers", 0))
     # VAD stays on the CPU, as in FunASR's runtime: its network is tiny and its detection state
     # machine reads one score per 10 ms frame, which on a GPU would be one sync per frame.
-    vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=int(options.get("max_span_ms", 60_000)))
+    if cpu_workers > 0:
+        from pipeline.funasr_pool import CpuHelpers
+
+        helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=cpu_workers, max_span_ms=max_span_ms)
+        vad, punc = helpers.vad, helpers.punc
+    else:
+        vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=max_span_ms)
+        punc = CtPunc(dirs["punc"], device=device)
     asr = ParaformerAsr(
         dirs["asr"],
         device=device,
         fp16=_flag(options.get("fp16"), True),
         max_batch_s=float(options.get("max_batch_s", 600.0)),
     )
-    punc = CtPunc(dirs["punc"], device=device)
     return Engine(
         name="funasr",
         vad=vad,

@@ -3,7 +3,8 @@
 The text is cut into the model's units (jieba words with the model's user dictionary for the
 large cn-en model, characters otherwise) and scored in 20-unit windows; as in FunASR, the words
 after the last full stop of a window are carried into the next one, so a sentence is always
-judged whole, and a window running past 200 units without one is closed at its last comma.
+judged whole, and a window running past 200 units without one is closed at its last comma
+(or, with none, at its end).
 The marks are then mapped back onto the pipeline's tokens by character position.
 """
 from __future__ import annotations
@@ -99,8 +100,11 @@ class CtPunc:
                         break
                     if last_comma < 0 and mark == "，":
                         last_comma = i
-                if cut < 0 and len(chunk) > CARRY_LIMIT_UNITS and last_comma >= 0:
-                    cut = last_comma
+                if cut < 0 and len(chunk) > CARRY_LIMIT_UNITS:
+                    # FunASR closes an over-long sentence at its last comma; with no comma at all
+                    # it would carry the words on for ever (quadratic in the text's length), so
+                    # here the window's end closes it instead.
+                    cut = last_comma if last_comma >= 0 else len(predicted) - 1
                     predicted[cut] = self._sentence_end_id
                 carry = chunk[cut + 1:]
                 predicted = predicted[:cut + 1]

@@ -52,6 +52,17 @@ def build_tiny_models(root: Path) -> dict[str, Path]:
     return paths
 
 
+def build_large_models(root: Path, *, jieba: bool = True) -> dict[str, Path]:
+    """The default model set at full size, random weights, for benchmarks: Paraformer-large
+    (SeACo), FSMN-VAD (its real size), CT-Transformer large-sized (see build_ct_transformer)."""
+    root = Path(root)
+    return {
+        "asr": build_seaco_paraformer(root / ASR_ID, size="large"),
+        "vad": build_fsmn_vad(root / VAD_ID),
+        "punc": build_ct_transformer(root / PUNC_ID, size="large", jieba=jieba),
+    }
+
+
 def _write_cmvn(path: Path, dim: int, mean: float, scale: float) -> None:
     """Kaldi nnet-format global CMVN, as ``am.mvn`` files are written (shift, then rescale)."""
     shift = " ".join([f"{-mean:.6f}"] * dim)
@@ -349,8 +360,15 @@ def build_fsmn_vad(model_dir: Path, *, seed: int = 0) -> Path:
     return model_dir
 
 
-def build_ct_transformer(model_dir: Path, *, seed: int = 0) -> Path:
-    """A CT-Transformer punctuation directory shaped like the large cn-en model (jieba words)."""
+def build_ct_transformer(model_dir: Path, *, size: str = "tiny", jieba: bool = True, seed: int = 0) -> Path:
+    """A CT-Transformer punctuation directory shaped like the large cn-en model (jieba words).
+
+    ``size="large"``: 516 wide, 12 SAN-M layers, 12 heads: our estimate of the large model from
+    its 1.05 GB file, not its published config; the vocabulary stays small, which changes no
+    arithmetic (an embedding lookup costs the same in any table).
+    ``jieba=False`` leaves out the jieba user dictionary: the model then reads characters, as
+    FunASR's zh-only CT-Transformer does (more, shorter units; no jieba needed).
+    """
     import torch
     from funasr.register import tables
     import funasr.models.ct_transformer.model  # noqa: F401
@@ -362,11 +380,10 @@ def build_ct_transformer(model_dir: Path, *, seed: int = 0) -> Path:
     tokens = ["<blank>", "<s>", "</s>"] + words + chars + [w for w in _SEED_WORDS if not w.endswith("@@")]
     tokens.append("<unk>")
     (model_dir / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
-    (model_dir / "jieba_usr_dict").write_text(
-        "".join(f"{w} 10\n" for w in words), encoding="utf-8"
-    )
+    if jieba:
+        (model_dir / "jieba_usr_dict").write_text("".join(f"{w} 10\n" for w in words), encoding="utf-8")
     punc_list = ["<unk>", "_", "，", "。", "？", "、"]
-    d = 32
+    d, heads, ffn, blocks = (32, 2, 64, 2) if size == "tiny" else (516, 12, 2048, 12)
     model_conf = {
         "ignore_id": 0,
         "embed_unit": d,
@@ -379,9 +396,9 @@ def build_ct_transformer(model_dir: Path, *, seed: int = 0) -> Path:
     encoder_conf = {
         "input_size": d,
         "output_size": d,
-        "attention_heads": 2,
-        "linear_units": 64,
-        "num_blocks": 2,
+        "attention_heads": heads,
+        "linear_units": ffn,
+        "num_blocks": blocks,
         "dropout_rate": 0.1,
         "positional_dropout_rate": 0.1,
         "attention_dropout_rate": 0.0,
@@ -414,8 +431,9 @@ def build_ct_transformer(model_dir: Path, *, seed: int = 0) -> Path:
     )
     with torch.no_grad():
         # Mostly "no mark", some commas and full stops, so sentences get cut.
-        model.decoder.weight.mul_(3.0)
-        model.decoder.bias.copy_(torch.tensor([-9.0, 1.5, 0.3, 0.6, -1.0, -2.0]))
+        model.decoder.weight.mul_(3.0 if size == "tiny" else 4.0)
+        bias = [-9.0, 1.5, 0.3, 0.6, -1.0, -2.0] if size == "tiny" else [-9.0, 2.0, -0.5, 1.2, -1.0, -2.0]
+        model.decoder.bias.copy_(torch.tensor(bias))
     torch.save(model.state_dict(), model_dir / "model.pt")
     return model_dir
 

@@ -35,10 +35,13 @@ class FsmnVad:
         self._lock = threading.Lock()  # the model keeps detection options on itself
         onnx_file = _onnx_file(self.model_dir)
         if (self.model_dir / "model.pt").exists() or onnx_file is None:
+            import torch
             from funasr import AutoModel
 
+            # ncpu: funasr sets torch's process-wide thread count from it; keep the current one.
             model, kwargs = AutoModel.build_model(
-                model=str(self.model_dir), device=device, disable_update=True, ncpu=1, log_level="ERROR"
+                model=str(self.model_dir), device=device, disable_update=True,
+                ncpu=torch.get_num_threads(), log_level="ERROR",
             )
             self._model, self._frontend, self._device = model, kwargs["frontend"], kwargs["device"]
             self.backend = "pytorch"

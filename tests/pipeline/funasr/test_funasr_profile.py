@@ -220,3 +220,14 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
     (partial / ASR_ID / "model.pt").unlink()
     with pytest.raises(ModelNotReadyError, match="asr model"):
         load_funasr(model_dir=partial)
+
+
+def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_speech):
+    """VAD and punctuation in spawned helper processes (a GPU worker's set-up) change nothing."""
+    pooled = load_funasr(cpu_workers="2")
+    assert (pooled.vad.backend, pooled.punc.backend) == ("pool", "pool")
+    from_pool = run(pooled, long_speech)
+    in_process = run(funasr_engine, long_speech)
+    assert [(s.start_ms, s.end_ms, s.text) for s in from_pool.segments] == [
+        (s.start_ms, s.end_ms, s.text) for s in in_process.segments
+    ]
