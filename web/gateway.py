@@ -36,6 +36,7 @@ from web.gateway_protocol import (
     encode,
     error_frame,
     is_end_frame,
+    StereoProbe,
     is_wav_container,
     parse_config,
     parse_text_frame,
@@ -120,6 +121,7 @@ class _Upload:
         self.path = Path(self.handle.name)
         self.audio_bytes = 0
         self.raw: bool | None = None  # decided by the first audio frame
+        self.stereo = StereoProbe()
 
     def write(self, chunk: bytes) -> None:
         if self.raw is None:
@@ -144,11 +146,16 @@ class _Upload:
                 )
         self.handle.write(chunk)
         self.audio_bytes = total
+        if self.raw:
+            self.stereo.feed(chunk)
 
     def finish(self) -> None:
         if self.raw:
+            channels = 2 if self.stereo.duplicated else 1
+            if channels == 2:
+                log.info("%s: raw audio is stereo with equal channels; read as stereo", self.request.wav_name)
             self.handle.seek(0)
-            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes))
+            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, channels))
         self.handle.close()
 
     def discard(self) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
+from array import array
 from dataclasses import dataclass, replace
 
 from core.hotwords import HotwordError, Hotwords, parse_hotwords
@@ -154,6 +156,54 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
 def is_wav_container(head: bytes) -> bool:
     """The html5 client sends a .wav with its header under wav_format "PCM": spot the header."""
     return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
+class StereoProbe:
+    """Spots stereo sent as mono: FunASR's Python client sends a stereo .wav's frames as "pcm"
+    without mixing them down. When both channels carry one signal (a mono recording saved as
+    stereo, the usual case), the difference of each sample pair is tiny against their sum, while
+    neighbouring samples of mono speech differ by a percent or more of their energy. Stereo with
+    two different channels cannot be told from mono and is taken as mono.
+
+    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps two sums, not the audio.
+    """
+
+    RATIO = 1e-4  # difference energy / sum energy below this: equal channels
+    MIN_RMS = 100  # quieter than this (per summed pair) says nothing either way
+
+    def __init__(self, limit_bytes: int = 128000):
+        self.limit_bytes = limit_bytes
+        self.seen_bytes = 0
+        self.pairs = 0
+        self.diff_energy = 0
+        self.sum_energy = 0
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.seen_bytes >= self.limit_bytes:
+            return
+        piece = chunk[: self.limit_bytes - self.seen_bytes]
+        self.seen_bytes += len(piece)
+        data = self._carry + piece
+        whole = len(data) // 4 * 4
+        self._carry = data[whole:]
+        samples = array("h")
+        samples.frombytes(data[:whole])
+        if sys.byteorder == "big":
+            samples.byteswap()
+        diff = total = 0
+        for left, right in zip(samples[0::2], samples[1::2]):
+            diff += (left - right) ** 2
+            total += (left + right) ** 2
+        self.pairs += len(samples) // 2
+        self.diff_energy += diff
+        self.sum_energy += total
+
+    @property
+    def duplicated(self) -> bool:
+        if self.pairs == 0 or self.sum_energy < self.pairs * self.MIN_RMS ** 2:
+            return False
+        return self.diff_energy < self.RATIO * self.sum_energy
 
 
 def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes:

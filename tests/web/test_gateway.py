@@ -130,8 +130,14 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
                       chunk_bytes=204800)
     jfk_pcm8k = Audio(pcm8k, "jfk8k", "PCM", 8000, chunk_bytes=9600)
 
+    # The Python client's stereo .wav, frames sent un-mixed as "pcm" (equal channels: detected).
+    stereo = convert(media["wav"], media["jfk8k"].parent / "stereo.wav", "-ac", "2")
+    with wave.open(str(stereo), "rb") as handle:
+        stereo_pcm = handle.readframes(handle.getnframes())
+    stereo_json = Audio(stereo_pcm, "stereo.wav", "pcm", 16000, HOTWORD_SHAPES["json"])
+
     # Older generation, plain ws, one file per connection (as the Python client does).
-    for audio, key in ((pcm_json, "json"), (mp3_comma, "comma")):
+    for audio, key in ((pcm_json, "json"), (mp3_comma, "comma"), (stereo_json, "json")):
         (answer,) = run(ws_url, [audio], generation="old")
         assert check_result(answer, audio.wav_name)["text"] == expected[key]
         assert answer.ack is None
@@ -156,7 +162,7 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     # Every file became a job, visible in the REST API, from the gateway, with interactive priority.
     listed = requests.get(f"{service.base_url}/api/v1/jobs", params={"per_page": 100}).json()["items"]
     from_gateway = [j for j in listed if j["source"] == "gateway"]
-    assert len(from_gateway) == 7
+    assert len(from_gateway) == 8
     assert all(j["status"] == "done" and j["priority"] > 0 for j in from_gateway)
     job = service.job(answers[1].result["job_id"])
     assert job["filename"] == "second" and job["options"]["hotwords"]  # the connection's hotwords applied

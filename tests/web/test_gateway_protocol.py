@@ -27,6 +27,7 @@ from web.gateway_protocol import (
     error_frame,
     is_end_frame,
     is_wav_container,
+    StereoProbe,
     parse_config,
     parse_text_frame,
     result_frame,
@@ -106,6 +107,28 @@ def test_wav_header_makes_raw_pcm_a_file_ffmpeg_resamples(tmp_path, speech_path)
     out = subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(path), "-ar", "16000", "-ac", "1", "-f", "s16le", "-"],
                          capture_output=True, check=True).stdout
     assert abs(len(out) - len(raw)) <= 64  # 5.55 s either way
+
+
+def _probe(data: bytes, chunk_bytes: int = 3001) -> bool:
+    probe = StereoProbe()
+    for start in range(0, len(data), chunk_bytes):  # odd chunk sizes: pairs split across frames
+        probe.feed(data[start:start + chunk_bytes])
+    return probe.duplicated
+
+
+@pytest.mark.parametrize("name", ["asr_example.wav", "jfk.flac", "hotwords.mp3"])
+@pytest.mark.parametrize("rate", ["8000", "16000"])
+def test_stereo_sent_as_pcm_is_spotted_when_its_channels_are_equal(speech_path, name, rate):
+    def pcm(channels: str) -> bytes:
+        return subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(speech_path(name)), "-f", "s16le",
+                               "-ar", rate, "-ac", channels, "-"], capture_output=True, check=True).stdout
+
+    assert not _probe(pcm("1"))
+    assert _probe(pcm("2"))
+
+
+def test_silence_says_nothing_about_channels():
+    assert not _probe(b"\x00" * 200000) and not _probe(b"")
 
 
 def test_result_frame_shape_from_a_stored_transcript():
