@@ -135,9 +135,11 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     with wave.open(str(stereo), "rb") as handle:
         stereo_pcm = handle.readframes(handle.getnframes())
     stereo_json = Audio(stereo_pcm, "stereo.wav", "pcm", 16000, HOTWORD_SHAPES["json"])
+    # The html5 page sends the .wav with its header under "PCM".
+    html5_json = Audio(media["wav"].read_bytes(), "html5.wav", "PCM", 16000, HOTWORD_SHAPES["json"], chunk_bytes=1024)
 
     # Older generation, plain ws, one file per connection (as the Python client does).
-    for audio, key in ((pcm_json, "json"), (mp3_comma, "comma"), (stereo_json, "json")):
+    for audio, key in ((pcm_json, "json"), (mp3_comma, "comma"), (stereo_json, "json"), (html5_json, "json")):
         (answer,) = run(ws_url, [audio], generation="old")
         assert check_result(answer, audio.wav_name)["text"] == expected[key]
         assert answer.ack is None
@@ -162,7 +164,7 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     # Every file became a job, visible in the REST API, from the gateway, with interactive priority.
     listed = requests.get(f"{service.base_url}/api/v1/jobs", params={"per_page": 100}).json()["items"]
     from_gateway = [j for j in listed if j["source"] == "gateway"]
-    assert len(from_gateway) == 8
+    assert len(from_gateway) == 9
     assert all(j["status"] == "done" and j["priority"] > 0 for j in from_gateway)
     job = service.job(answers[1].result["job_id"])
     assert job["filename"] == "second" and job["options"]["hotwords"]  # the connection's hotwords applied

@@ -242,6 +242,17 @@ def test_empty_file_is_answered_and_the_connection_goes_on(gateway):
     _assert_nothing_left(gateway)
 
 
+def test_a_browser_without_the_binary_subprotocol_is_served(gateway):
+    async def go():
+        ctx = client_ssl() if gateway.url.startswith("wss") else None
+        async with websockets.connect(gateway.url, ping_interval=None, ssl=ctx) as ws:
+            assert ws.subprotocol is None
+            await ws.send(config(wav_name="browser"))
+            await ws.send(json.dumps({"is_finished": True}))  # the C++ server's end frame
+            return json.loads(await asyncio.wait_for(ws.recv(), 10))
+    assert asyncio.run(go())["wav_name"] == "browser"
+
+
 def test_a_repeated_end_frame_after_a_file_is_ignored(gateway):
     received, _ = converse(gateway.url, [config(wav_name="e"), END, END, json.dumps({"is_speaking": False})])
     assert [f["error_code"] for f in received] == ["empty_audio"]
