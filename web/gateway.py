@@ -242,7 +242,11 @@ class _Conversation:
             except ConnectionClosed:
                 return None
             try:
-                self._on_message(message)
+                try:
+                    self._on_message(message)
+                except OSError as exc:  # the spool disk is full or gone
+                    log.error("could not store audio: %s", exc)
+                    raise ProtocolError("server_error", f"the server could not store the audio: {exc.strerror}") from exc
             except ProtocolError as exc:
                 request = self.upload.request if self.upload is not None else None
                 self._drop_upload()
@@ -250,7 +254,12 @@ class _Conversation:
 
     def _refuse(self, exc: ProtocolError, request: FileRequest | None) -> _Close:
         log.info("refusing a client: %s: %s", exc.code, exc.message)
-        code = CloseCode.MESSAGE_TOO_BIG if exc.code in _SIZE_CODES else CloseCode.POLICY_VIOLATION
+        if exc.code in _SIZE_CODES:
+            code = CloseCode.MESSAGE_TOO_BIG
+        elif exc.code == "server_error":
+            code = CloseCode.INTERNAL_ERROR
+        else:
+            code = CloseCode.POLICY_VIOLATION
         return _Close(encode(error_frame(request, exc.code, exc.message)), code, exc.code)
 
     def _drop_upload(self) -> None:
