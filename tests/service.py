@@ -132,10 +132,7 @@ class Service:
         procs = [p for p in [self.web, *self.workers, *self.extra] if p is not None]
         for proc in procs:
             if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+                proc.terminate()  # the parent alone: Celery's warm shutdown stops its own pool
         for proc in procs:
             try:
                 proc.wait(timeout=20)
