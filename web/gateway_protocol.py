@@ -13,6 +13,7 @@ one ``2pass-offline`` frame; ``online`` is refused with an error frame.
 from __future__ import annotations
 
 import json
+import re
 import struct
 import sys
 from array import array
@@ -223,9 +224,40 @@ def _spans(segment: dict) -> list[list[int]]:
     return [[int(w["start_ms"]), int(w["end_ms"])] for w in segment.get("words", [])]
 
 
-def _text_seg(segment: dict) -> str:
-    words = [w["text"].strip() for w in segment.get("words", []) if w["text"].strip()]
-    return " ".join(words) if words else segment.get("text", "").strip()
+# FunASR gives one span per Chinese character and per English word, and the html5 demo walks
+# the text that way (split at these marks; a run of Latin letters is one unit, anything else
+# one unit per character) indexing ``timestamp`` as it goes: lay the spans out the same way so
+# it never runs past the end.
+_UNIT_SPLIT = re.compile(r"[。？，、?.,\s]+")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def text_units(text: str) -> list[str]:
+    units: list[str] = []
+    for chunk in _UNIT_SPLIT.split(text):
+        if not chunk:
+            continue
+        if _LATIN_WORD.fullmatch(chunk):
+            units.append(chunk)
+        else:
+            units.extend(chunk)
+    return units
+
+
+def unit_spans(segment: dict, count: int) -> list[list[int]]:
+    """``count`` spans in order inside the segment: the recognised words' or tokens' own spans
+    when they match one to one, else spread over them in proportion."""
+    spans = _spans(segment) or [[int(segment["start_ms"]), int(segment["end_ms"])]]
+    if len(spans) == count or count == 0:
+        return spans if count else []
+    k = len(spans)
+
+    def at(x: float) -> int:
+        i = min(int(x), k - 1)
+        start, end = spans[i]
+        return round(start + (end - start) * min(x - i, 1.0))
+
+    return [[at(i * k / count), at((i + 1) * k / count)] for i in range(count)]
 
 
 def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None) -> dict:
@@ -235,10 +267,11 @@ def result_frame(request: FileRequest, transcript: dict, job_id: str | None = No
     timestamp: list[list[int]] = []
     stamp_sents = []
     for segment in transcript.get("segments", []):
-        spans = _spans(segment)
+        units = text_units(segment.get("text", ""))
+        spans = unit_spans(segment, len(units))
         timestamp.extend(spans)
         stamp_sents.append({
-            "text_seg": _text_seg(segment),
+            "text_seg": " ".join(units),
             "punc": segment.get("punc", ""),
             "start": int(segment["start_ms"]),
             "end": int(segment["end_ms"]),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 from dataclasses import dataclass, field
 
@@ -111,3 +112,15 @@ async def read_answer(ws, generation: str, timeout_s: float) -> Answer:
 
 def run(url: str, files: list[Audio], **kwargs) -> list[Answer]:
     return asyncio.run(transcribe(url, files, **kwargs))
+
+
+def html5_walk(text: str, timestamp: str) -> int:
+    """The html5 demo's handleWithTimestamp: how far into ``timestamp`` it indexes."""
+    spans = json.loads(timestamp)
+    index = 0
+    for chunk in re.sub(r"。|？|，|、|\?|\.| ", ",", text).split(","):
+        if not chunk:
+            continue
+        assert index < len(spans), f"html5 would read timestamp[{index}] of {len(spans)}"
+        index += 1 if re.fullmatch(r"[a-zA-Z]+", chunk) else len(chunk)
+    return index

@@ -17,7 +17,7 @@ import requests
 from core.media import ffmpeg_binary
 from tests.conftest import make_settings
 from tests.service import free_port
-from tests.web.funasr_testclient import Audio, connect, read_answer, run, send_file
+from tests.web.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +72,13 @@ def rest_text(service, path: Path, hotwords: str | None = None, itn: bool = True
     return requests.get(f"{service.base_url}/api/v1/jobs/{job['id']}/transcript").json()["text"]
 
 
+def same(gateway_text: str, rest: str) -> bool:
+    """Equal words: Whisper's temperature fallback may vary punctuation and case between two
+    runs on the same audio, whichever way the audio arrived."""
+    assert gateway_text.strip(), "a result with no text"
+    return _plain(gateway_text).lower() == _plain(rest).lower()
+
+
 def check_result(answer, wav_name: str, mode: str = "offline") -> dict:
     result = answer.result
     assert result["mode"] == mode and result["wav_name"] == wav_name and result["is_final"] is True, result
@@ -83,6 +90,8 @@ def check_result(answer, wav_name: str, mode: str = "offline") -> dict:
     for sent in result["stamp_sents"]:
         assert {"text_seg", "punc", "start", "end", "ts_list"} <= set(sent)
         assert sent["start"] <= sent["end"]
+        assert len(sent["ts_list"]) == len(sent["text_seg"].split())
+    assert html5_walk(result["text"], result["timestamp"]) == len(spans)
     return result
 
 
@@ -141,13 +150,13 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     # Older generation, plain ws, one file per connection (as the Python client does).
     for audio, key in ((pcm_json, "json"), (mp3_comma, "comma"), (stereo_json, "json"), (html5_json, "json")):
         (answer,) = run(ws_url, [audio], generation="old")
-        assert check_result(answer, audio.wav_name)["text"] == expected[key]
+        assert same(check_result(answer, audio.wav_name)["text"], expected[key])
         assert answer.ack is None
 
     # Newest generation, wss, several files on one connection, each acknowledged after its result.
     answers = run(wss_url, [mp4_space, jfk_pcm8k, pcm_json], generation="new")
     for answer, audio, key in zip(answers, (mp4_space, jfk_pcm8k, pcm_json), ("space", "jfk8k", "json")):
-        assert check_result(answer, audio.wav_name)["text"] == expected[key]
+        assert same(check_result(answer, audio.wav_name)["text"], expected[key])
         assert answer.ack == {"mode": "offline", "wav_name": audio.wav_name, "is_end": True, "is_final": True}
 
     # C++ style: every file sent before any answer, no mode key, hotwords only in the first
@@ -158,8 +167,8 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     ]
     answers = run(ws_url, cxx, generation="old", pipelined=True)
     assert [a.result["wav_name"] for a in answers] == ["wav_default_id", "second"]
-    assert answers[0].result["text"] == expected["json"]
-    assert answers[1].result["text"] == rest_text(service, media["mp4"], HOTWORD_SHAPES["json"])
+    assert same(answers[0].result["text"], expected["json"])
+    assert same(answers[1].result["text"], rest_text(service, media["mp4"], HOTWORD_SHAPES["json"]))
 
     # Every file became a job, visible in the REST API, from the gateway, with interactive priority.
     listed = requests.get(f"{service.base_url}/api/v1/jobs", params={"per_page": 100}).json()["items"]

@@ -33,7 +33,7 @@ from web.gateway_protocol import (
     result_frame,
     wav_header,
 )
-from tests.web.funasr_testclient import client_ssl
+from tests.web.funasr_testclient import client_ssl, html5_walk
 
 # --- pure rules -------------------------------------------------------------------------------
 
@@ -145,12 +145,33 @@ def test_result_frame_shape_from_a_stored_transcript():
     frame = result_frame(FileRequest(wav_name="w", mode="offline"), transcript, "job1")
     assert frame["mode"] == "offline" and frame["wav_name"] == "w" and frame["is_final"] is True
     assert frame["text"] == "正是因为，存在。" and frame["job_id"] == "job1"
-    assert json.loads(frame["timestamp"]) == [[430, 670], [670, 1130], [1200, 1500], [1500, 2000]]
-    assert frame["stamp_sents"][0] == {"text_seg": "正是 因为", "punc": "，", "start": 430, "end": 1130,
-                                       "ts_list": [[430, 670], [670, 1130]]}
+    # One span per character, as FunASR gives them: two-character words are split in time.
+    per_char = [[430, 550], [550, 670], [670, 900], [900, 1130]]
+    assert json.loads(frame["timestamp"]) == per_char + [[1200, 1500], [1500, 2000]]
+    assert frame["stamp_sents"][0] == {"text_seg": "正 是 因 为", "punc": "，", "start": 430, "end": 1130,
+                                       "ts_list": per_char}
+    assert frame["stamp_sents"][1]["text_seg"] == "存 在" and frame["stamp_sents"][1]["ts_list"] == [[1200, 1500], [1500, 2000]]
     # An empty transcript still has text (older clients index it) and a parseable timestamp.
     empty = result_frame(FileRequest(), {"text": "", "language": "zh", "duration_ms": 0, "segments": []})
     assert empty["text"] == "" and json.loads(empty["timestamp"]) == []
+
+
+def test_timestamps_line_up_with_the_text_as_the_html5_demo_reads_them():
+    words = [{"start_ms": 0, "end_ms": 400, "text": " And"}, {"start_ms": 400, "end_ms": 900, "text": " so,"},
+             {"start_ms": 900, "end_ms": 1500, "text": " my"}]
+    transcript = {"text": "And so, my 欢迎大家，2024年。", "language": "en", "duration_ms": 5000, "segments": [
+        {"start_ms": 0, "end_ms": 1500, "text": "And so, my", "punc": "", "words": words, "tokens": []},
+        {"start_ms": 1600, "end_ms": 4000, "text": "欢迎大家，2024年。", "punc": "。",
+         "words": [{"start_ms": 1600, "end_ms": 2400, "text": "欢迎大家"}, {"start_ms": 2400, "end_ms": 4000, "text": "2024年"}],
+         "tokens": []},
+    ]}
+    frame = result_frame(FileRequest(), transcript)
+    spans = json.loads(frame["timestamp"])
+    assert html5_walk(frame["text"], frame["timestamp"]) == len(spans) == 3 + 4 + 5
+    assert spans[:3] == [[0, 400], [400, 900], [900, 1500]]  # English words keep their own spans
+    assert all(a <= b for a, b in spans) and [a for a, _ in spans] == sorted(a for a, _ in spans)
+    assert spans[3][0] == 1600 and spans[-1][1] == 4000
+    assert [len(s["ts_list"]) for s in frame["stamp_sents"]] == [len(s["text_seg"].split()) for s in frame["stamp_sents"]]
 
 
 def test_frames_stay_under_one_mebibyte_for_a_very_long_file():
