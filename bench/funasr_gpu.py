@@ -78,6 +78,78 @@ def run_jobs(engine, media: Path, jobs: int, work_root: Path):
     return transcripts, time.perf_counter() - start
 
 
+def check_asr(engine, device) -> None:
+    """Words from one batch with the features computed on the CPU and on the GPU, in float32 and
+    float16: the GPU paths must agree with the CPU one."""
+    import numpy as np
+    import torch
+
+    import pipeline.funasr_asr as funasr_asr
+    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+
+    media = build_speech(0.5)
+    pcm_path = OUT_DIR / "check.s16le"
+    ffmpeg = find_ffmpeg()
+    decode_to_pcm(media, pcm_path, ffmpeg, None, info=probe(media, ffmpeg))
+    pcm = PcmFile(pcm_path)
+    batch = [pcm.read(0, 5_000), pcm.read(6_000, 17_000), pcm.read(18_000, 30_000)]
+    asr = engine.asr
+    original_gpu_fbank, original_fp16 = funasr_asr._gpu_fbank, asr._fp16
+    results = {}
+    try:
+        for gpu_fbank in (False, True):
+            for fp16 in (False, True):
+                funasr_asr._gpu_fbank = (lambda: True) if gpu_fbank else (lambda: False)
+                asr._fp16 = fp16 and device.type == "cuda"
+                results[(gpu_fbank, fp16)] = [[w.text for w in r.words] for r in asr.recognize(batch, language="auto")]
+    finally:
+        funasr_asr._gpu_fbank, asr._fp16 = original_gpu_fbank, original_fp16
+    reference = results[(False, False)]
+    for key, words in results.items():
+        same = sum(a == b for r, s in zip(reference, words) for a, b in zip(r, s))
+        total = max(1, sum(len(r) for r in reference))
+        print(f"check: fbank on {'GPU' if key[0] else 'CPU'}, {'fp16' if key[1] else 'fp32'}: "
+              f"{[len(w) for w in words]} words, {same / total:.0%} equal to CPU-fbank fp32", flush=True)
+
+
+def _time_parts(asr, pcm, device, batch_seconds: float = 300.0) -> None:
+    """Where one ASR batch's time goes: features, the encoder alone, and funasr's whole
+    ``inference`` (encoder, CIF, decoders, timestamps, per-utterance post-processing)."""
+    import torch
+
+    from funasr.utils.load_utils import extract_fbank
+
+    # About 300 s as the pipeline batches it: 5 to 11 s spans.
+    spans, start = [], 0
+    while sum(e - s for s, e in spans) < batch_seconds * 1000 and start < pcm.duration_ms:
+        length = 5_000 + (start // 1000 % 7) * 1_000
+        spans.append((start, min(pcm.duration_ms, start + length)))
+        start += length + 700
+    batch = [torch.from_numpy(pcm.read(s, e)) for s, e in spans]
+    audio_s = sum(len(b) for b in batch) / 16_000
+
+    def timed(fn, repeat=3):
+        fn()
+        torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        torch.cuda.synchronize(device)
+        return (time.perf_counter() - t) / repeat
+
+    data = [b.to(device) for b in batch]
+    with torch.inference_mode():
+        feats_s = timed(lambda: extract_fbank(data, frontend=asr._frontend))
+        feats, lengths = extract_fbank(data, frontend=asr._frontend)
+        feats, lengths = feats.to(device), lengths.to(device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=asr._fp16):
+            encode_s = timed(lambda: asr._model.encode(feats, lengths))
+    whole_s = timed(lambda: asr._recognize_batch([b.numpy() for b in batch], None))
+    print(f"one batch of {len(batch)} spans, {audio_s:.0f} s of audio: features {feats_s * 1000:.0f} ms, encoder "
+          f"{encode_s * 1000:.0f} ms, whole recognize {whole_s * 1000:.0f} ms -> {audio_s / whole_s:.0f}x realtime "
+          f"(encoder alone {audio_s / encode_s:.0f}x)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 100])
@@ -88,6 +160,7 @@ def main() -> None:
     parser.add_argument("--no-fp16", action="store_true")
     parser.add_argument("--memory-jobs", type=int, default=50)
     parser.add_argument("--memory-minutes", type=float, default=1.0)
+    parser.add_argument("--no-check", action="store_true", help="skip the CPU/GPU agreement check and batch timing")
     args = parser.parse_args()
 
     import torch
@@ -104,6 +177,14 @@ def main() -> None:
           f"batch {args.batch_seconds:g} s, {args.cpu_workers} CPU helper processes", flush=True)
     weights_mib = torch.cuda.memory_allocated(device) / 2**20
     print(f"model weights on the GPU: {weights_mib:.0f} MiB", flush=True)
+    if not args.no_check:
+        check_asr(engine, device)
+        long_pcm = OUT_DIR / "check-5min.s16le"
+        from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+
+        five = build_speech(5)
+        decode_to_pcm(five, long_pcm, find_ffmpeg(), None, info=probe(five, find_ffmpeg()))
+        _time_parts(engine.asr, PcmFile(long_pcm), device)
     clock = StageClock(engine)
     media = build_speech(args.minutes)
     warm = build_speech(args.memory_minutes)
@@ -123,6 +204,8 @@ def main() -> None:
               f"(the model set busy, one batch at a time: {clock.audio_s / max(clock.seconds['asr'], 1e-9):.0f}x "
               f"realtime while busy, {clock.seconds['asr'] / wall:.0%} of the wall time), punctuation {clock.seconds['punc']:.1f} s", flush=True)
 
+    if args.memory_jobs < 1:
+        return
     readings = {}
     for n in range(1, args.memory_jobs + 1):
         run_jobs(engine, warm, 1, OUT_DIR / "gpu-work")

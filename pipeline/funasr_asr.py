@@ -50,7 +50,7 @@ class ParaformerAsr:
         )
         self._model = model
         self._tokenizer = kwargs["tokenizer"]
-        self._frontend = kwargs["frontend"]
+        self._frontend = _Float32Frontend(kwargs["frontend"])
         self._device = kwargs["device"]  # funasr falls back to cpu when CUDA is absent
         self._fp16 = fp16 and str(self._device).startswith("cuda")
         self._max_batch_samples = int(max_batch_s * 16_000)
@@ -183,6 +183,23 @@ class _hotword_file:
     def __exit__(self, *exc) -> None:
         if self._path is not None:
             os.unlink(self._path)
+
+
+class _Float32Frontend:
+    """funasr's frontend, run with autocast off: the fbank of 16-bit-scaled samples overflows
+    float16 (every feature inf, no token decoded), so only the network runs in half precision."""
+
+    def __init__(self, frontend):
+        self._frontend = frontend
+
+    def __getattr__(self, name):
+        return getattr(self._frontend, name)
+
+    def __call__(self, *args, **kwargs):
+        import torch
+
+        with torch.autocast("cuda", enabled=False):
+            return self._frontend(*args, **kwargs)
 
 
 class _null:
