@@ -43,14 +43,9 @@ def cmd_db(args) -> int:
 def cmd_web(args) -> int:
     settings = _settings()
     if args.dev:
-        from werkzeug.serving import make_server
+        from web.devserver import serve
 
-        from web import create_app
-
-        server = make_server(settings.host, settings.port, create_app(settings), threaded=True)
-        logging.getLogger("tingxie.web").info("serving on http://%s:%d", settings.host, settings.port)
-        print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
-        server.serve_forever()
+        serve(settings)
         return 0
     argv = [
         sys.executable, "-m", "gunicorn",

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file,
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from core import export, jobs, storage
+from core import export, jobs, storage, webhooks
 from core.db import session_scope
 from core.hotwords import HotwordError, check_cap, parse_hotwords
 from core.media import ProbeError, ffmpeg_binary, probe
@@ -183,18 +183,10 @@ def create_job():
 
 
 def _check_callback(url: str, settings) -> None:
-    if not url.startswith(("http://", "https://")):
-        raise ApiError(400, "bad_callback_url", "callback_url must be an http(s) URL")
     try:
-        from core import webhooks
-    except ImportError:
-        return
-    check = getattr(webhooks, "check_target", None)
-    if check is not None:
-        try:
-            check(url, settings)
-        except ValueError as exc:
-            raise ApiError(400, "bad_callback_url", str(exc)) from None
+        webhooks.check_target(url, settings)
+    except webhooks.WebhookTargetError as exc:
+        raise ApiError(400, "bad_callback_url", str(exc)) from None
 
 
 def _enqueue(job: Job) -> None:

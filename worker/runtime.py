@@ -14,7 +14,7 @@ from core import jobs, storage
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.hotwords import HotwordError, check_cap, load_hotword_file, merge
 from core.models import Job
-from core.queue import DELIVER_WEBHOOK, QueueClient
+from core.queue import DELIVER_WEBHOOK, INTERACTIVE_QUEUE, QueueClient
 from core.settings import Settings
 
 log = logging.getLogger("tingxie.worker")
@@ -183,7 +183,8 @@ class Runtime:
             heartbeat.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
         if job.callback_url and outcome in ("done", "failed"):
-            self.queue.send(DELIVER_WEBHOOK, [job_id])
+            # Interactive queue: a delivery should not wait behind hour-long batch jobs.
+            self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
         return outcome
 
     def _finish(self, write) -> bool:

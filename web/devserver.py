@@ -1,0 +1,35 @@
+"""The threaded development server `tingxie up` and `tingxie web --dev` use (werkzeug's)."""
+from __future__ import annotations
+
+from werkzeug.serving import make_server
+
+from core.settings import Settings
+
+
+def _quiet_after_websocket(wsgi_app):
+    """flask-sock hands werkzeug an ordinary response once a WebSocket handler returns, and the
+    dev server would write ``HTTP/1.1 200`` after the close frame (browsers then report 1006).
+    Raising ConnectionError from start_response makes werkzeug treat the socket as done."""
+
+    def app(environ, start_response):
+        if environ.get("HTTP_UPGRADE", "").lower() != "websocket" or "werkzeug.socket" not in environ:
+            return wsgi_app(environ, start_response)
+
+        def refuse(status, headers, exc_info=None):
+            if status.startswith("101") or status.startswith("200"):
+                raise ConnectionError("websocket finished")
+            return start_response(status, headers, exc_info)
+
+        return wsgi_app(environ, refuse)
+
+    return app
+
+
+def serve(settings: Settings) -> None:
+    from web import create_app
+
+    app = create_app(settings)
+    app.wsgi_app = _quiet_after_websocket(app.wsgi_app)
+    server = make_server(settings.host, settings.port, app, threaded=True)
+    print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
+    server.serve_forever()
