@@ -15,7 +15,9 @@ from pipeline.audio import find_ffmpeg
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_DIR = REPO.parent / "shared" / "data" / "speech"
 OUT_DIR = REPO / "bench" / "out"
-SILENCE_S = (0.7, 1.5)  # alternated between recordings, so VAD sees pauses of both lengths
+SILENCE_S = (0.7, 1.5)
+# The language of each recording (../shared/data/speech/README.md), for single-language files.
+LANGUAGE_OF = {"asr_example": "zh", "jfk": "en", "hotwords": "en"}  # alternated between recordings, so VAD sees pauses of both lengths
 
 
 def _ffmpeg(ffmpeg: str, *args: str) -> None:
@@ -23,12 +25,15 @@ def _ffmpeg(ffmpeg: str, *args: str) -> None:
                    stdin=subprocess.DEVNULL)
 
 
-def _cycle(ffmpeg: str, out_dir: Path) -> Path:
-    """Every recording once, each followed by a silence: the unit the long file repeats."""
-    target = out_dir / "speech-cycle.wav"
+def _cycle(ffmpeg: str, out_dir: Path, language: str | None) -> Path:
+    """Every recording (of ``language``, or all) once, each followed by a silence: the unit the long file repeats."""
+    target = out_dir / f"speech-cycle{'-' + language if language else ''}.wav"
     if target.exists():
         return target
-    recordings = sorted(p for p in SPEECH_DIR.iterdir() if p.suffix in {".wav", ".mp3", ".flac"})
+    recordings = sorted(
+        p for p in SPEECH_DIR.iterdir()
+        if p.suffix in {".wav", ".mp3", ".flac"} and (language is None or LANGUAGE_OF.get(p.stem) == language)
+    )
     if not recordings:
         raise SystemExit(f"no recordings in {SPEECH_DIR}")
     args: list[str] = []
@@ -49,14 +54,16 @@ def _cycle(ffmpeg: str, out_dir: Path) -> Path:
     return target
 
 
-def build_speech(minutes: float, out_dir: Path = OUT_DIR, ffmpeg: str | None = None) -> Path:
-    """Path of a ``minutes``-long FLAC of real speech, built on first use (atomically)."""
+def build_speech(minutes: float, out_dir: Path = OUT_DIR, ffmpeg: str | None = None,
+                 language: str | None = None) -> Path:
+    """Path of a ``minutes``-long FLAC of real speech (all recordings, or one ``language``'s),
+    built on first use (atomically)."""
     ffmpeg = find_ffmpeg(ffmpeg)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"speech-{minutes:g}min.flac"
+    target = out_dir / f"speech-{minutes:g}min{'-' + language if language else ''}.flac"
     if target.exists():
         return target
-    cycle = _cycle(ffmpeg, out_dir)
+    cycle = _cycle(ffmpeg, out_dir, language)
     tmp = target.with_suffix(f".{os.getpid()}.tmp.flac")
     _ffmpeg(ffmpeg, "-stream_loop", "-1", "-i", str(cycle), "-t", str(minutes * 60), "-ar", "16000", "-ac", "1",
             "-c:a", "flac", "-y", str(tmp))
