@@ -32,14 +32,15 @@ class _Snapshot:
 
 
 class Heartbeat:
-    """Reports liveness and progress from a thread, so a long model call cannot starve it, and
-    throttles database writes to about one a second."""
+    """Reports liveness and progress from a thread, so a long model call cannot starve it; writes
+    each new stage at once and fractions about once a second."""
 
     def __init__(self, factory: sessionmaker, job_id: str, attempt: int, lease_s: float):
         self.factory, self.job_id, self.attempt = factory, job_id, attempt
         self.interval_s = max(0.2, min(1.0, lease_s / 4))
         self.lost = threading.Event()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._lock = threading.Lock()
         self._snap = _Snapshot()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
@@ -53,11 +54,17 @@ class Heartbeat:
         if self.lost.is_set():
             raise JobLostError(self.job_id)
         with self._lock:
+            new_stage = stage != self._snap.stage
             self._snap = _Snapshot(stage, fraction, True)
+        if new_stage:
+            self._wake.set()  # a stage change is written at once; fractions at most once a beat
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.beat()
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.beat()
 
     def beat(self) -> None:
         with self._lock:
@@ -77,6 +84,7 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
 
 
