@@ -129,8 +129,8 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
     Options (``EngineConfig.options``): ``vad``, ``asr``, ``punc`` (ModelScope id or directory),
     ``fp16`` (float16 autocast on CUDA, default on), ``max_span_ms`` (longest VAD span, default
     60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD
-    and punctuation in that many helper processes, for a GPU worker running jobs concurrently;
-    default 0: in this process).
+    in that many helper processes, and punctuation too on a CPU-only host, for a worker running
+    jobs concurrently; default 0: in this process).
     """
     _require_engines()
     options = dict(config.options)
@@ -164,7 +164,10 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         from pipeline.funasr_pool import CpuHelpers
 
         helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=cpu_workers, max_span_ms=max_span_ms)
-        vad, punc = helpers.vad, helpers.punc
+        vad = helpers.vad
+        # On a GPU the punctuation network is fast and stays here; on a CPU-only host the
+        # helpers take it too (its window loop would hold this process's GIL).
+        punc = CtPunc(dirs["punc"], device=device) if device.startswith("cuda") else helpers.punc
     else:
         vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=max_span_ms)
         punc = CtPunc(dirs["punc"], device=device)
