@@ -101,3 +101,12 @@ def test_bad_files_fail_their_job_and_the_worker_goes_on(live_service, settings,
     done = service.wait(good_job["id"])
     assert done["status"] == "done"
     assert service.workers[0].poll() is None  # the same worker, still alive
+
+
+def test_queued_jobs_survive_a_restart_of_the_embedded_service(live_service, settings, speech_path):
+    first = live_service(settings, workers=0)
+    job_id = first.submit(speech_path("jfk.flac"))["id"]
+    first.stop()  # nothing consumed it: the message waits in the filesystem queue
+    second = live_service(settings, workers=1)
+    job = second.wait(job_id)
+    assert job["status"] == "done" and job["attempt"] == 1
