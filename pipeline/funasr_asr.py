@@ -9,6 +9,7 @@ so weights are accepted and not used (FunASR's C++ runtime uses them only in its
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -31,8 +32,8 @@ class ParaformerAsr:
 
     device: ``cpu``, ``cuda`` or ``cuda:N``.
     fp16: run the network under float16 autocast on CUDA (ignored on CPU); default True.
-    max_batch_frames: a batch is split so that its padded length times its size stays under this
-        many seconds of audio, bounding GPU memory whatever the pipeline's batch; default 600 s.
+    max_batch_s: a batch is split so that its padded length times its size stays under this many
+        seconds of audio, bounding GPU memory whatever the pipeline's batch; default 600 s.
     """
 
     def __init__(self, model_dir: Path, *, device: str = "cpu", fp16: bool = True, max_batch_s: float = 600.0):
@@ -69,7 +70,7 @@ class ParaformerAsr:
         hotwords: Sequence[Hotword] = (),
     ) -> list[AsrResult]:
         results: list[AsrResult] = []
-        with self._lock, _hotword_file(hotwords if self.supports_hotwords else ()) as hotword_path:
+        with self._lock, _HotwordFile(hotwords if self.supports_hotwords else ()) as hotword_path:
             for batch in _split(segments, self._max_batch_samples):
                 results.extend(self._recognize_batch(batch, hotword_path))
         self._release()
@@ -81,7 +82,7 @@ class ParaformerAsr:
         data = [torch.from_numpy(s) for s in segments]
         if str(self._device).startswith("cuda") and _gpu_fbank():
             data = [d.to(self._device, non_blocking=True) for d in data]
-        autocast = torch.autocast("cuda", dtype=torch.float16, enabled=self._fp16) if self._fp16 else _null()
+        autocast = torch.autocast("cuda", dtype=torch.float16) if self._fp16 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             output = self._model.inference(
                 data_in=data,
@@ -165,7 +166,7 @@ def _units(text: str) -> list[str]:
     return units
 
 
-class _hotword_file:
+class _HotwordFile:
     """Hotwords as the file funasr reads (one phrase a line, ``.txt``), removed afterwards."""
 
     def __init__(self, hotwords: Sequence[Hotword]):
@@ -200,14 +201,6 @@ class _Float32Frontend:
 
         with torch.autocast("cuda", enabled=False):
             return self._frontend(*args, **kwargs)
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
 
 
 def _gpu_fbank() -> bool:
