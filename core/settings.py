@@ -30,8 +30,8 @@ class Settings:
     model_dir: Path | None = None
     # cpu | cuda | cuda:N
     device: str = "cpu"
-    # ASR batches hold at most this many seconds of audio in total.
-    batch_seconds: float = 120.0
+    # ASR batches hold at most this many seconds of audio in total (eight 30 s Whisper windows).
+    batch_seconds: float = 240.0
     # Uploads larger than this are refused with 413. Default 4 GiB.
     max_upload_bytes: int = 4 * 1024**3
     # Media longer than this is refused (at upload when the probe can tell, else the job fails). Default 4 h.

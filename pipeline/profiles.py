@@ -31,14 +31,14 @@ class EngineConfig:
     model_dir: downloaded models (FunASR's ``--download-model-dir``).
     cache_dir: files a profile derives once (the joined Whisper weights).
     device: ``cpu``, ``cuda`` or ``cuda:N``.
-    batch_seconds: an ASR batch holds at most this many seconds of audio in total (default 120 s).
+    batch_seconds: an ASR batch holds at most this many seconds of audio in total (default 240 s).
     options: profile-specific settings, e.g. ``{"asr_model": "..."}``.
     """
 
     model_dir: Path
     cache_dir: Path
     device: str = "cpu"
-    batch_seconds: float = 120.0
+    batch_seconds: float = 240.0
     options: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -144,7 +144,7 @@ class Engine:
     asr: AsrModel
     punc: PuncModel | None = None
     itn: ItnModel | None = None
-    batch_seconds: float = 120.0
+    batch_seconds: float = 240.0
     # Every segment costs at least this much of the batch budget: Whisper pads each input to a
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
