@@ -53,8 +53,8 @@ def run(args: argparse.Namespace) -> int:
     from core.settings import Settings
     from pipeline import transcribe
     from pipeline.errors import MediaError, PipelineError
-    from pipeline.profiles import EngineConfig, load_engine
     from pipeline.types import TranscribeOptions
+    from worker.engines import load_engine_for
 
     files = [Path(f) for f in args.files]
     out_dir = Path(args.output_dir) if args.output_dir else None
@@ -70,16 +70,7 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     profile = args.profile or settings.profile
     try:
-        engine = load_engine(
-            profile,
-            EngineConfig(
-                model_dir=settings.model_dir,
-                cache_dir=settings.cache_dir,
-                device=settings.device,
-                batch_seconds=settings.batch_seconds,
-                options=dict(settings.profile_options),
-            ),
-        )
+        engine = load_engine_for(settings, profile)
     except PipelineError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from core.hotwords import HotwordError, check_cap, load_hotword_file, merge
 from core.models import Job
 from core.queue import DELIVER_WEBHOOK, INTERACTIVE_QUEUE, QueueClient
 from core.settings import Settings
+from worker.engines import load_engine_for
 
 log = logging.getLogger("tingxie.worker")
 
@@ -108,19 +109,7 @@ class Runtime:
         """The model set for a profile, loaded on first use and kept for the process's life."""
         engine = self._engines.get(profile)
         if engine is None:
-            from pipeline.profiles import EngineConfig, load_engine
-
-            s = self.settings
-            engine = load_engine(
-                profile,
-                EngineConfig(
-                    model_dir=s.model_dir,
-                    cache_dir=s.cache_dir,
-                    device=s.device,
-                    batch_seconds=s.batch_seconds,
-                    options=dict(s.profile_options),
-                ),
-            )
+            engine = load_engine_for(self.settings, profile)
             self._engines[profile] = engine
         return engine
 
