@@ -15,7 +15,7 @@ import time
 PLUGINS = ("cli.transcribe", "cli.models", "cli.gateway")
 
 
-def _settings(args=None):
+def _settings():
     from core.settings import Settings
 
     return Settings.from_env()

@@ -8,6 +8,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import events
+
 
 def make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
@@ -30,8 +32,6 @@ def make_engine(database_url: str) -> Engine:
 
 
 def make_sessionmaker(engine: Engine, events_url: str = "") -> sessionmaker[Session]:
-    from core import events
-
     factory = sessionmaker(engine, expire_on_commit=False)
     events.attach(factory, events_url)
     return factory

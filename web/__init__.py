@@ -1,8 +1,6 @@
 """The web tier: a Flask factory. Imports core only (never pipeline, torch or numpy)."""
 from __future__ import annotations
 
-import logging
-
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -48,5 +46,4 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         code = (exc.name or "error").lower().replace(" ", "_")
         return jsonify(error={"code": code, "message": exc.description}), exc.code
 
-    logging.getLogger("tingxie.web").debug("app created for %s", settings.data_dir)
     return app
