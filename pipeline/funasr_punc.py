@@ -6,6 +6,10 @@ after the last full stop of a window are carried into the next one, so a sentenc
 judged whole, and a window running past 200 units without one is closed at its last comma
 (or, with none, at its end).
 The marks are then mapped back onto the pipeline's tokens by character position.
+
+Each job's windows are sequential (a window starts where the last one's sentence ended), so one job
+is one small forward after another. Jobs running side by side in a worker share the network
+through :class:`WindowBatcher`: the windows waiting at a given moment go through as one padded batch.
 """
 from __future__ import annotations
 
@@ -44,14 +48,14 @@ class CtPunc:
 
             self._jieba = jieba.Tokenizer()  # our own instance: funasr's global one is left alone
             self._jieba.load_userdict(str(self.model_dir / "jieba_usr_dict"))
-        self._lock = threading.Lock()
         onnx_file = _onnx_file(self.model_dir)
         if (self.model_dir / "model.pt").exists() or onnx_file is None:
-            self._forward = _torch_forward(self.model_dir, device)
+            forward_batch = _torch_forward(self.model_dir, device)
             self.backend = "pytorch"
         else:
-            self._forward = _onnx_forward(onnx_file, device)
+            forward_batch = _onnx_forward(onnx_file, device)
             self.backend = "onnx"
+        self._batcher = WindowBatcher(forward_batch)
 
     def punctuate(self, tokens: Sequence[str], *, language: str) -> list[str]:
         from funasr.models.ct_transformer.utils import split_words
@@ -60,8 +64,7 @@ class CtPunc:
         if not tokens:
             return marks
         units = [u for u in split_words(" ".join(tokens), jieba_usr_dict=self._jieba) if u.strip()]
-        with self._lock:
-            ids = self._punc_ids(units)
+        ids = self._punc_ids(units)
         # Chinese words are marked on their last character, as FunASR's punc_array does.
         token_ends = _ends(tokens)
         position = 0
@@ -89,7 +92,7 @@ class CtPunc:
         windows = [ids[i:i + WINDOW_UNITS] for i in range(0, len(ids), WINDOW_UNITS)]
         for n, window in enumerate(windows):
             chunk = carry + window
-            predicted = self._forward(chunk)
+            predicted = self._batcher.forward(chunk)
             if n < len(windows) - 1:
                 cut = -1
                 last_comma = -1
@@ -124,7 +127,80 @@ def _ends(tokens: Sequence[str]) -> list[int]:
     return ends
 
 
-def _torch_forward(model_dir: Path, device: str) -> Callable[[list[int]], list[int]]:
+class WindowBatcher:
+    """Runs windows from concurrent callers through ``forward_batch`` together.
+
+    Whoever finds the network idle takes every window waiting at that moment (up to
+    ``max_windows``) and runs them as one batch while the others wait for their rows; a caller on
+    its own runs at once, so a single job pays nothing for this.
+    """
+
+    def __init__(self, forward_batch: Callable[[list[list[int]]], list[list[int]]], *, max_windows: int = 64):
+        self._forward_batch = forward_batch
+        self._max_windows = max_windows
+        self._pending: list[_Window] = []
+        self._busy = False
+        self._changed = threading.Condition()
+        self.batches = 0  # forwards run, for tests and benchmarks
+        self.windows = 0
+
+    def forward(self, ids: list[int]) -> list[int]:
+        window = _Window(ids)
+        with self._changed:
+            self._pending.append(window)
+            while not window.done and self._busy:
+                self._changed.wait()
+            if window.done:
+                return window.result()
+            self._busy = True
+            self._pending.remove(window)
+            batch = [window] + self._pending[: self._max_windows - 1]
+            del self._pending[: self._max_windows - 1]
+        try:
+            rows = self._forward_batch([w.ids for w in batch])
+            for w, row in zip(batch, rows):
+                w.output = row
+        except Exception as exc:  # every caller in the batch gets the failure, not only this one
+            for w in batch:
+                w.error = exc
+        finally:
+            with self._changed:
+                for w in batch:
+                    w.done = True
+                self.batches += 1
+                self.windows += len(batch)
+                self._busy = False
+                self._changed.notify_all()
+        return window.result()
+
+
+class _Window:
+    __slots__ = ("ids", "output", "error", "done")
+
+    def __init__(self, ids: list[int]):
+        self.ids = ids
+        self.output: list[int] | None = None
+        self.error: Exception | None = None
+        self.done = False
+
+    def result(self) -> list[int]:
+        if self.error is not None:
+            raise self.error
+        return self.output
+
+
+def _padded(batch: list[list[int]]):
+    """``batch`` as an int32 matrix padded with 0, and its row lengths."""
+    import numpy as np
+
+    lengths = np.array([len(ids) for ids in batch], dtype=np.int32)
+    matrix = np.zeros((len(batch), int(lengths.max())), dtype=np.int32)
+    for row, ids in enumerate(batch):
+        matrix[row, : len(ids)] = ids
+    return matrix, lengths
+
+
+def _torch_forward(model_dir: Path, device: str) -> Callable[[list[list[int]]], list[list[int]]]:
     import torch
     from funasr import AutoModel
 
@@ -134,17 +210,18 @@ def _torch_forward(model_dir: Path, device: str) -> Callable[[list[int]], list[i
     )
     target = kwargs["device"]
 
-    def forward(ids: list[int]) -> list[int]:
+    def forward(batch: list[list[int]]) -> list[list[int]]:
+        matrix, lengths = _padded(batch)
         with torch.inference_mode():
-            text = torch.tensor([ids], dtype=torch.int32, device=target)
-            lengths = torch.tensor([len(ids)], dtype=torch.int32, device=target)
-            logits, _ = model.punc_forward(text=text, text_lengths=lengths)
-            return logits[0].argmax(dim=-1).tolist()
+            text = torch.from_numpy(matrix).to(target)
+            logits, _ = model.punc_forward(text=text, text_lengths=torch.from_numpy(lengths).to(target))
+            best = logits.argmax(dim=-1).cpu().tolist()
+        return [row[:n] for row, n in zip(best, lengths.tolist())]
 
     return forward
 
 
-def _onnx_forward(onnx_file: Path, device: str) -> Callable[[list[int]], list[int]]:
+def _onnx_forward(onnx_file: Path, device: str) -> Callable[[list[list[int]]], list[list[int]]]:
     import numpy as np
     import onnxruntime
 
@@ -152,11 +229,10 @@ def _onnx_forward(onnx_file: Path, device: str) -> Callable[[list[int]], list[in
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(onnx_file), options, providers=onnx_providers(device))
 
-    def forward(ids: list[int]) -> list[int]:
-        logits = session.run(
-            ["logits"],
-            {"inputs": np.array([ids], dtype=np.int32), "text_lengths": np.array([len(ids)], dtype=np.int32)},
-        )[0]
-        return logits[0].argmax(axis=-1).tolist()
+    def forward(batch: list[list[int]]) -> list[list[int]]:
+        matrix, lengths = _padded(batch)
+        logits = session.run(["logits"], {"inputs": matrix, "text_lengths": lengths})[0]
+        best = logits.argmax(axis=-1).tolist()
+        return [row[:n] for row, n in zip(best, lengths.tolist())]
 
     return forward
