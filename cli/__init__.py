@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import logging
 import os
@@ -63,7 +64,10 @@ def cmd_web(args) -> int:
 def cmd_worker(args) -> int:
     from worker.celery_app import run_worker
 
-    run_worker(_settings(), concurrency=args.concurrency, loglevel=args.loglevel)
+    settings = _settings()
+    if args.threads:
+        settings = dataclasses.replace(settings, worker_threads=args.threads)
+    run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
 
 
@@ -129,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run a Celery worker (one model set per process)")
-    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--concurrency", type=int, default=1, help="processes, one model set each")
+    worker.add_argument("--threads", type=int, default=0,
+                        help="jobs at once in one process sharing its model set (default: TINGXIE_WORKER_THREADS, 1)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 

@@ -56,6 +56,9 @@ class Settings:
     ffmpeg: str = ""
     # Load the model set when the worker process starts rather than on its first job.
     preload_models: bool = True
+    # Jobs one worker process runs at once, as threads sharing its one model set (a GPU worker:
+    # concurrent jobs' ASR batches and punctuation windows interleave on the GPU). Default 1.
+    worker_threads: int = 1
     # Extra profile options (model ids or directories), e.g. {"asr_model": "...", "vad_model": "..."}.
     profile_options: Mapping[str, str] = field(default_factory=dict)
 
@@ -132,6 +135,7 @@ class Settings:
             ("MAX_HOTWORDS", "max_hotwords", int),
             ("PORT", "port", int),
             ("GATEWAY_PORT", "gateway_port", int),
+            ("WORKER_THREADS", "worker_threads", int),
         ):
             if get(var) is not None:
                 kwargs[attr] = conv(get(var))

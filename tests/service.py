@@ -43,6 +43,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_PORT=str(settings.port),
         TINGXIE_GATEWAY_PORT=str(settings.gateway_port),
         TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
+        TINGXIE_WORKER_THREADS=str(settings.worker_threads),
         PYTHONUNBUFFERED="1",
     )
     optional = {

@@ -2,6 +2,7 @@
 PostgreSQL + Redis: submit, poll to done, fetch every format; crashes and bad files."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import time
@@ -12,7 +13,7 @@ from sqlalchemy import func, select
 
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.media import ffmpeg_binary
-from core.models import Transcript
+from core.models import Job, Transcript
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +111,33 @@ def test_queued_jobs_survive_a_restart_of_the_embedded_service(live_service, set
     second = live_service(settings, workers=1)
     job = second.wait(job_id)
     assert job["status"] == "done" and job["attempt"] == 1
+
+
+def test_a_threaded_worker_runs_jobs_side_by_side_on_one_model_set(live_service, any_settings, speech_path):
+    """TINGXIE_WORKER_THREADS=3: one process, one model set, three jobs running at once."""
+    settings = dataclasses.replace(any_settings, worker_threads=3)
+    service = live_service(settings)
+    ids = [service.submit(speech_path("jfk.flac"), language="en")["id"] for _ in range(3)]
+    for job_id in ids:
+        job = service.wait(job_id, timeout_s=300)
+        assert job["status"] == "done", job
+        text = requests.get(f"{service.base_url}/api/v1/jobs/{job_id}/transcript?format=txt").text
+        assert "ask not what your country can do for you" in " ".join(_words(text))
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            spans = s.execute(select(Job.started_at, Job.finished_at).where(Job.id.in_(ids))).all()
+    finally:
+        engine.dispose()
+    # Every job started before every other one finished: they ran side by side.
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+    log = service.log("worker0")
+    assert "concurrency: 3 (thread)" in log
+    assert log.count("loading the offline model set") == 1
+
+
+def test_threads_and_several_processes_are_refused(settings):
+    from worker.celery_app import run_worker
+
+    with pytest.raises(ValueError, match="one worker per GPU"):
+        run_worker(dataclasses.replace(settings, worker_threads=4), concurrency=2)

@@ -6,7 +6,7 @@ import os
 import socket
 
 from celery import Celery
-from celery.signals import worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from core import storage
 from core.queue import QUEUES, make_celery
@@ -24,11 +24,16 @@ def create_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings, include=TASK_MODULES)
     sweeper: list[runtime.Sweeper] = []
 
-    @worker_process_init.connect(weak=False)
     def _load_models(**_):
         if settings.preload_models:
             log.info("loading the %s model set", settings.profile)
             rt.engine(settings.profile)
+
+    # prefork: in each child (never in the parent, which forks them); threads: in the one process.
+    if settings.worker_threads > 1:
+        worker_init.connect(_load_models, weak=False)
+    else:
+        worker_process_init.connect(_load_models, weak=False)
 
     @worker_ready.connect(weak=False)
     def _start_sweeper(**_):
@@ -46,13 +51,24 @@ def create_worker_app(settings: Settings) -> Celery:
 
 def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INFO") -> None:
     """One process per model set: ``concurrency`` child processes, each loading its own models.
-    Prefork means a child killed mid-file is noticed by the parent and its message requeued."""
+    Prefork means a child killed mid-file is noticed by the parent and its message requeued.
+
+    With ``settings.worker_threads`` above 1 the worker is one process running that many jobs at
+    once in threads over one model set (a GPU worker); a killed process's jobs come back through
+    the broker and the sweeper like any other.
+    """
+    if settings.worker_threads > 1 and concurrency > 1:
+        raise ValueError(
+            f"TINGXIE_WORKER_THREADS={settings.worker_threads} runs one process holding one model set; "
+            f"start one worker per GPU (TINGXIE_DEVICE=cuda:N) instead of --concurrency {concurrency}"
+        )
+    pool, slots = ("threads", settings.worker_threads) if settings.worker_threads > 1 else ("prefork", concurrency)
     app = create_worker_app(settings)
     app.worker_main([
         "worker",
         "--queues", ",".join(QUEUES),
-        "--concurrency", str(concurrency),
-        "--pool", "prefork",
+        "--concurrency", str(slots),
+        "--pool", pool,
         "--loglevel", loglevel,
         "--hostname", f"tingxie-{os.getpid()}@{socket.gethostname()}",
         "--without-gossip",

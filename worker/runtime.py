@@ -95,23 +95,27 @@ class Runtime:
         self.queue = QueueClient(settings)
         self._pid: int | None = None
         self._factory: sessionmaker | None = None
+        self._factory_lock = threading.Lock()
         self._engines: dict[str, object] = {}
+        self._engines_lock = threading.Lock()  # threads of one worker load a model set once
 
     @property
     def factory(self) -> sessionmaker:
         """Per process: a forked child must not reuse its parent's connections."""
-        if self._factory is None or self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._factory = make_sessionmaker(make_engine(self.settings.database_url), self.settings.events_url)
-        return self._factory
+        with self._factory_lock:
+            if self._factory is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._factory = make_sessionmaker(make_engine(self.settings.database_url), self.settings.events_url)
+            return self._factory
 
     def engine(self, profile: str):
         """The model set for a profile, loaded on first use and kept for the process's life."""
-        engine = self._engines.get(profile)
-        if engine is None:
-            engine = load_engine_for(self.settings, profile)
-            self._engines[profile] = engine
-        return engine
+        with self._engines_lock:
+            engine = self._engines.get(profile)
+            if engine is None:
+                engine = load_engine_for(self.settings, profile)
+                self._engines[profile] = engine
+            return engine
 
     def options_for(self, job: Job):
         from pipeline.types import Hotword, TranscribeOptions
