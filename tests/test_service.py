@@ -139,5 +139,5 @@ def test_a_threaded_worker_runs_jobs_side_by_side_on_one_model_set(live_service,
 def test_threads_and_several_processes_are_refused(settings):
     from worker.celery_app import run_worker
 
-    with pytest.raises(ValueError, match="one worker per GPU"):
+    with pytest.raises(ValueError, match="start more workers"):
         run_worker(dataclasses.replace(settings, worker_threads=4), concurrency=2)

@@ -60,7 +60,8 @@ def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INF
     if settings.worker_threads > 1 and concurrency > 1:
         raise ValueError(
             f"TINGXIE_WORKER_THREADS={settings.worker_threads} runs one process holding one model set; "
-            f"start one worker per GPU (TINGXIE_DEVICE=cuda:N) instead of --concurrency {concurrency}"
+            f"for more processes start more workers (several may share a GPU: TINGXIE_DEVICE=cuda:N) "
+            f"instead of --concurrency {concurrency}"
         )
     pool, slots = ("threads", settings.worker_threads) if settings.worker_threads > 1 else ("prefork", concurrency)
     app = create_worker_app(settings)
