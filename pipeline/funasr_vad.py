@@ -1,38 +1,48 @@
-"""FSMN-VAD (FunASR's ``FsmnVADStreaming``) streamed over a PCM file, on PyTorch or onnxruntime.
+"""FSMN-VAD (FunASR's ``FsmnVADStreaming``) over a PCM file, on PyTorch or onnxruntime.
 
-The file is fed to the model a minute at a time with its streaming cache carried across calls,
-so memory stays flat whatever the file's length and spans come out on the file's timeline. The
-end-of-speech silence is the model's configured one (800 ms for FunASR's model), fixed as in
-FunASR's runtime servers, rather than the shrinking schedule ``AutoModel.generate`` uses.
-
-Both backends share funasr's detection state machine; the ONNX one swaps only the network
-(``model.onnx``, FunASR's export: ``speech`` + four FSMN caches in, ``logits`` + caches out).
+The file goes through funasr's streaming frontend (fbank, LFR, CMVN) a minute at a time and
+through the FSMN network (funasr's module, or the ONNX export) in blocks of frames, with the
+frontend's and the network's caches carried across calls, so memory stays flat whatever the
+file's length. The detection is tingxie's own (:mod:`pipeline.fsmn_detect`): funasr's state
+machine compiled over whole chunks, giving exactly the spans funasr's ``inference`` gives at a
+negligible cost, where funasr's per-frame Python loop took a quarter of the time (the fbank and
+the network are what is left; bench/funasr_vad.py). The end-of-speech silence is the model's
+configured one (800 ms for FunASR's model), fixed as in FunASR's runtime servers, rather than
+the shrinking schedule ``AutoModel.generate`` uses.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
     from pipeline.audio import PcmFile
 
-CHUNK_MS = 60_000  # audio per model call; also funasr's own offline chunk
+CHUNK_MS = 60_000  # audio per frontend call; also funasr's own offline chunk
+# Frames per network call and torch thread: on one core a 10 s block keeps the FSMN's
+# activations in cache (about a quarter faster than a whole minute per call); more threads take
+# proportionally more frames per call, so that each still gets a block to itself.
+NETWORK_BLOCK_FRAMES = 1_000
 
 
 class FsmnVad:
     """:class:`~pipeline.stages.VadModel` for an FSMN-VAD directory (``model.pt`` or ``model.onnx``).
 
     ``max_span_ms``: spans longer than this are cut into equal parts (the model already cuts at
-    its ``max_single_segment_time``, 60 s); default 60000 ms.
+    its ``max_single_segment_time``, 60 s); default 60000 ms. Holds no per-file state: calls
+    from several threads may run at once.
     """
 
     def __init__(self, model_dir: Path, *, device: str = "cpu", max_span_ms: int = 60_000):
+        from pipeline.fsmn_detect import DetectOptions
+
         self.model_dir = Path(model_dir)
         self.max_span_ms = max_span_ms
-        self._lock = threading.Lock()  # the model keeps detection options on itself
         onnx_file = _onnx_file(self.model_dir)
         if (self.model_dir / "model.pt").exists() or onnx_file is None:
             import torch
@@ -43,48 +53,64 @@ class FsmnVad:
                 model=str(self.model_dir), device=device, disable_update=True,
                 ncpu=torch.get_num_threads(), log_level="ERROR",
             )
-            self._model, self._frontend, self._device = model, kwargs["frontend"], kwargs["device"]
+            vad_opts, self._frontend = model.vad_opts, kwargs["frontend"]
+            self._network = _TorchFsmn(model.encoder, kwargs["device"])
             self.backend = "pytorch"
         else:
-            self._model, self._frontend = _build_onnx_vad(self.model_dir, onnx_file, device)
-            self._device = "cpu"  # the ONNX network returns CPU tensors; the state machine is Python
+            vad_opts, self._frontend, self._network = _build_onnx_vad(self.model_dir, onnx_file, device)
             self.backend = "onnx"
-        self._end_silence_ms = int(self._model.vad_opts.max_end_silence_time)
+        # The end silence as configured, passed to funasr as ``max_end_silence_time``.
+        self.options = DetectOptions.from_vad_options(vad_opts, int(vad_opts.max_end_silence_time))
+        frontend = self._frontend
+        if (frontend.fs, frontend.frame_shift, frontend.frame_length, frontend.lfr_n) != (
+            self.options.sample_rate_hz, self.options.frame_ms, self.options.frame_length_ms, 1
+        ):
+            raise ValueError(
+                f"FSMN-VAD in {self.model_dir}: the detector reads one frame per {self.options.frame_ms} ms "
+                f"at {self.options.sample_rate_hz} Hz; the frontend has fs={frontend.fs}, "
+                f"frame_shift={frontend.frame_shift}, frame_length={frontend.frame_length}, lfr_n={frontend.lfr_n}"
+            )
 
     def speech_spans(
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
     ) -> list[SpeechSpan]:
-        import torch
+        return self._shape(self.segments_ms(pcm, on_progress), pcm.duration_ms)
 
+    def segments_ms(
+        self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
+    ) -> list[tuple[int, int]]:
+        """The model's own segments ``(start_ms, end_ms)``, as funasr's ``inference`` returns them
+        over the file in minute chunks (before :meth:`speech_spans` clips and cuts them)."""
+        import torch
+        from funasr.utils.load_utils import extract_fbank
+
+        from pipeline.fsmn_detect import FrameEnergy, FsmnDetector, silence_probability
+
+        if pcm.sample_rate_hz != self.options.sample_rate_hz:
+            raise ValueError(f"FSMN-VAD takes {self.options.sample_rate_hz} Hz audio, not {pcm.sample_rate_hz} Hz")
         total = pcm.num_samples
-        stride = pcm.ms_to_sample(CHUNK_MS)
-        raw: list[tuple[int, int]] = []
-        with self._lock, torch.inference_mode():
-            cache: dict = {}
-            start = 0
-            while start < total or (total == 0 and start == 0):
+        stride = CHUNK_MS * pcm.sample_rate_hz // 1000
+        detector = FsmnDetector(self.options)
+        energy = FrameEnergy(self.options.frame_samples, self.options.shift_samples)
+        frontend_cache: dict = {}
+        network_cache = self._network.new_cache()
+        segments: list[tuple[int, int]] = []
+        with torch.inference_mode():
+            for start in range(0, total, stride):
                 end = min(total, start + stride)
-                final = end >= total
-                if final and end - start == stride and end > 0:
-                    end -= 1  # funasr would run an empty extra chunk on an exact multiple
-                audio = torch.from_numpy(pcm.read_samples(start, end))
-                if audio.numel() == 0:
-                    break
-                results, _ = self._model.inference(
-                    data_in=[audio],
-                    key=["pcm"],
-                    frontend=self._frontend,
-                    cache=cache,
-                    is_final=final,
-                    chunk_size=CHUNK_MS,
-                    max_end_silence_time=self._end_silence_ms,
-                    device=self._device,
+                final = end == total
+                samples = pcm.read_samples(start, end)
+                energy.add(samples)
+                feats, _ = extract_fbank(
+                    [torch.from_numpy(samples)], frontend=self._frontend, cache=frontend_cache, is_final=final
                 )
-                raw.extend((int(s), int(e)) for s, e in results[0]["value"])
-                start = end if not final else total
+                frames = feats.shape[1] if feats.dim() == 3 else 0
+                if frames:
+                    silence = self._network.scores(feats, network_cache, self.options.sil_pdf_ids)
+                    segments += detector.push(silence_probability(silence), energy.take(frames), final)
                 if on_progress is not None:
-                    on_progress(min(1.0, start / total) if total else 1.0)
-        return self._shape(raw, pcm.duration_ms)
+                    on_progress(end / total)
+        return segments
 
     def _shape(self, raw: list[tuple[int, int]], duration_ms: int) -> list[SpeechSpan]:
         """Clip to the file, order, drop overlaps, and cut spans longer than ``max_span_ms``."""
@@ -101,6 +127,31 @@ class FsmnVad:
                 spans.append(SpeechSpan(int(start_ms + k * step), int(start_ms + (k + 1) * step) if k < parts - 1 else end_ms))
             last_end = end_ms
         return spans
+
+
+class _TorchFsmn:
+    """funasr's FSMN encoder, run in blocks of frames with its own cache dict carried along."""
+
+    def __init__(self, encoder: "torch.nn.Module", device: str):
+        self._encoder = encoder
+        self._device = device
+
+    def new_cache(self) -> dict:
+        return {}
+
+    def scores(self, feats: "torch.Tensor", cache: dict, columns: tuple[int, ...]) -> "np.ndarray":
+        """The posteriors' ``columns`` for each frame of ``feats`` (1, frames, dim): (frames, k)."""
+        import numpy as np
+
+        import torch
+
+        step = NETWORK_BLOCK_FRAMES * torch.get_num_threads()
+        blocks = []
+        for first in range(0, feats.shape[1], step):
+            block = feats[:, first:first + step].to(self._device)
+            posteriors = self._encoder(block, cache=cache)
+            blocks.append(posteriors[0][:, list(columns)].float().cpu().numpy())
+        return np.concatenate(blocks)
 
 
 def _onnx_file(model_dir: Path) -> Path | None:
@@ -122,48 +173,48 @@ def onnx_providers(device: str) -> list:
 
 
 def _build_onnx_vad(model_dir: Path, onnx_file: Path, device: str):
-    """funasr's FsmnVADStreaming state machine with its network replaced by the ONNX export."""
+    """funasr's detection options and frontend for an ONNX directory, and its network
+    (``model.onnx``, FunASR's export: ``speech`` + four FSMN caches in, posteriors + caches out)."""
     import onnxruntime
-    import torch
     from omegaconf import OmegaConf
     from funasr.register import tables
-    import funasr.models.fsmn_vad_streaming.model  # noqa: F401
+    from funasr.models.fsmn_vad_streaming.model import VADXOptions
     import funasr.frontends.wav_frontend  # noqa: F401
 
     config = OmegaConf.to_container(OmegaConf.load(model_dir / "config.yaml"), resolve=True)
     frontend = tables.frontend_classes.get(config["frontend"])(
         cmvn_file=str(model_dir / "am.mvn"), **config.get("frontend_conf", {})
     )
-    encoder_conf = config["encoder_conf"]
-    model = tables.model_classes.get(config["model"])(
-        encoder=config["encoder"], encoder_conf=encoder_conf, **config.get("model_conf", {})
-    )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     session = onnxruntime.InferenceSession(str(onnx_file), options, providers=onnx_providers(device))
-    model.encoder = _onnx_fsmn(session, encoder_conf)
-    model.eval()
-    return model, frontend
+    return VADXOptions(**config.get("model_conf", {})), frontend, _OnnxFsmn(session, config["encoder_conf"])
 
 
-def _onnx_fsmn(session, encoder_conf: dict):
-    """Stands in for funasr's FSMN encoder: ``(feats, cache) -> scores``, FSMN caches kept in
-    ``cache`` under the keys funasr's own encoder uses."""
-    import numpy as np
-    import torch
+class _OnnxFsmn:
+    """The ONNX export of the FSMN encoder, run in blocks of frames; its cache is the list of
+    the layers' FSMN memories."""
 
-    layers = int(encoder_conf["fsmn_layers"])
-    cache_shape = (1, int(encoder_conf["proj_dim"]), int(encoder_conf["lorder"]) - 1, 1)
+    def __init__(self, session, encoder_conf: dict):
+        self._session = session
+        self._layers = int(encoder_conf["fsmn_layers"])
+        self._cache_shape = (1, int(encoder_conf["proj_dim"]), int(encoder_conf["lorder"]) - 1, 1)
 
-    class OnnxFsmn(torch.nn.Module):
-        def forward(self, feats, cache: dict):
-            inputs = {"speech": feats.detach().cpu().numpy().astype(np.float32)}
-            for i in range(layers):
-                state = cache.get(f"cache_layer_{i}")
-                inputs[f"in_cache{i}"] = np.zeros(cache_shape, dtype=np.float32) if state is None else state
-            outputs = session.run(None, inputs)
-            for i in range(layers):
-                cache[f"cache_layer_{i}"] = outputs[1 + i]
-            return torch.from_numpy(outputs[0])
+    def new_cache(self) -> list:
+        import numpy as np
 
-    return OnnxFsmn()
+        return [np.zeros(self._cache_shape, dtype=np.float32) for _ in range(self._layers)]
+
+    def scores(self, feats: "torch.Tensor", cache: list, columns: tuple[int, ...]) -> "np.ndarray":
+        """The posteriors' ``columns`` for each frame of ``feats`` (1, frames, dim): (frames, k)."""
+        import numpy as np
+
+        speech = feats.detach().cpu().numpy().astype(np.float32, copy=False)
+        blocks = []
+        for first in range(0, speech.shape[1], NETWORK_BLOCK_FRAMES):
+            inputs = {"speech": speech[:, first:first + NETWORK_BLOCK_FRAMES]}
+            inputs.update({f"in_cache{i}": cache[i] for i in range(self._layers)})
+            outputs = self._session.run(None, inputs)
+            cache[:] = outputs[1:1 + self._layers]
+            blocks.append(outputs[0][0][:, list(columns)])
+        return np.concatenate(blocks)
