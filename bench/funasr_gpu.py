@@ -3,15 +3,21 @@
 One engine, as one GPU worker process holds it: Paraformer-large (SeACo, the real architecture
 with random weights, so the arithmetic is the real model's) on the GPU in float16, VAD and
 punctuation in ``--cpu-workers`` helper processes; the jobs run in threads of this process and
-share the engine, ASR batches interleaving on the GPU. Prints the aggregate realtime factor, the
-time each stage held, and GPU memory; then runs ``--memory-jobs`` jobs in a row and compares the
-allocated memory after the first and the last.
+share the engine, ASR batches interleaving on the GPU (a worker with TINGXIE_WORKER_THREADS).
+Prints the aggregate realtime factor, the time each stage held, and GPU memory; then runs
+``--memory-jobs`` jobs in a row and compares the allocated memory after the first and the last.
+
+``--processes P`` runs the jobs in P processes sharing the GPU, each holding its own model set and
+a share of the jobs and of the CPU helpers (P workers on one GPU): one process's jobs take turns at
+its GIL for their CPU-side work (``python -m bench.funasr_cpu`` measures how much), P spread it.
 
     python -m bench.funasr_gpu --jobs 1 100 --minutes 60 --cpu-workers 14
+    python -m bench.funasr_gpu --jobs 100 --minutes 60 --cpu-workers 12 --processes 4 --no-check
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -150,6 +156,51 @@ def _time_parts(asr, pcm, device, batch_seconds: float = 300.0) -> None:
           f"(encoder alone {audio_s / encode_s:.0f}x)", flush=True)
 
 
+def _process_rounds(args, share: list[int], barrier, results) -> None:
+    """One of ``--processes``: load a model set, then run ``share[i]`` jobs in round ``i``, each
+    round started by ``barrier`` together with the other processes."""
+    import torch
+
+    engine = load_engine_for(OUT_DIR / "funasr-large-gpu", args.device, args.batch_seconds,
+                             max(1, args.cpu_workers // args.processes), not args.no_fp16)
+    media = build_speech(args.minutes)
+    work = OUT_DIR / "gpu-work" / f"p{multiprocessing.current_process().name}"
+    run_jobs(engine, build_speech(args.memory_minutes), 1, work)
+    for jobs in share:
+        barrier.wait()
+        transcripts, wall = run_jobs(engine, media, jobs, work) if jobs else ([], 0.0)
+        peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+        results.put((sum(t.duration_ms for t in transcripts) / 1000,
+                     sum(len(s.words) for t in transcripts for s in t.segments), peak))
+
+
+def run_processes(args) -> None:
+    context = multiprocessing.get_context("spawn")
+    shares = [[jobs // args.processes + (1 if p < jobs % args.processes else 0) for jobs in args.jobs]
+              for p in range(args.processes)]
+    barrier = context.Barrier(args.processes + 1)
+    results = context.Queue()
+    procs = [context.Process(target=_process_rounds, args=(args, shares[p], barrier, results), name=str(p))
+             for p in range(args.processes)]
+    for proc in procs:
+        proc.start()
+    print(f"{args.processes} processes sharing the GPU, each with its own Paraformer-large (SeACo) model set, "
+          f"fp16={not args.no_fp16}, batch {args.batch_seconds:g} s, "
+          f"{max(1, args.cpu_workers // args.processes)} CPU helper processes each", flush=True)
+    for jobs in args.jobs:
+        barrier.wait()
+        start = time.perf_counter()
+        rows = [results.get() for _ in procs]
+        wall = time.perf_counter() - start
+        audio_s = sum(r[0] for r in rows)
+        print(f"\n{jobs} concurrent job(s) of {args.minutes:g} min over {args.processes} processes: "
+              f"{audio_s / 3600:.1f} h of audio in {wall:.1f} s -> {audio_s / wall:.0f}x realtime aggregate; "
+              f"{sum(r[1] for r in rows)} words; peak allocated per process "
+              f"{max(r[2] for r in rows) / 2**20:.0f} MiB", flush=True)
+    for proc in procs:
+        proc.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, nargs="+", default=[1, 100])
@@ -161,7 +212,11 @@ def main() -> None:
     parser.add_argument("--memory-jobs", type=int, default=50)
     parser.add_argument("--memory-minutes", type=float, default=1.0)
     parser.add_argument("--no-check", action="store_true", help="skip the CPU/GPU agreement check and batch timing")
+    parser.add_argument("--processes", type=int, default=1, help="worker processes sharing the GPU")
     args = parser.parse_args()
+    if args.processes > 1:
+        run_processes(args)
+        return
 
     import torch
 
