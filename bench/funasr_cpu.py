@@ -3,7 +3,7 @@
 On a GPU host the networks run on the GPU; what stays on the CPU bounds the aggregate realtime
 factor however fast the GPU is: the work inside the worker process (it holds the GIL, so jobs
 running as threads of one process take turns at it) and the work in other processes (ffmpeg's
-decode, and FSMN-VAD in ``cpu_workers`` helper processes), which spreads over the host's cores.
+decode, and FSMN-VAD and ITN in ``cpu_workers`` helper processes), which spreads over the host's cores.
 Run with the tiny random-weight models, the networks cost next to nothing, so the CPU time each
 stage takes here is that CPU-side work; the figures are per hour of real speech.
 
@@ -74,12 +74,12 @@ def main() -> None:
         in_process[stage] = (b[0] - a[0]) / hours
         children[stage] = (b[1] - a[1]) / hours
         print(f"{stage:<8}{in_process[stage]:>14.1f}{children[stage]:>17.1f}")
-    # On a GPU worker: decode is ffmpeg (other processes); VAD runs in cpu_workers helpers; the rest
-    # runs in the worker process, under its GIL.
-    gil_s = sum(in_process[s] for s in ("asr", "punc", "itn")) + in_process["decode"]
-    spread_s = children["decode"] + in_process["vad"] + children["vad"]
+    # On a GPU worker: decode is ffmpeg (other processes); VAD and ITN run in cpu_workers helpers;
+    # the rest runs in the worker process, under its GIL.
+    gil_s = sum(in_process[s] for s in ("decode", "asr", "punc"))
+    spread_s = children["decode"] + sum(in_process[s] + children[s] for s in ("vad", "itn"))
     print(f"\nper hour of audio: {gil_s:.1f} s in the worker process (GIL-bound), {spread_s:.1f} s in other "
-          f"processes (ffmpeg decode, VAD helpers)")
+          f"processes (ffmpeg decode; VAD and ITN in the cpu_workers helpers)")
     per_process = 3600 / max(gil_s, 1e-9)
     print(f"one worker process can feed its GPU at most {per_process:.0f}x realtime aggregate from its own "
           f"CPU-side work; {args.target:g}x needs {args.target / per_process:.1f} such processes per GPU")

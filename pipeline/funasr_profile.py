@@ -128,8 +128,8 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
 
     Options (``EngineConfig.options``): ``vad``, ``asr``, ``punc`` (ModelScope id or directory),
     ``fp16`` (float16 autocast on CUDA, default on), ``max_span_ms`` (longest VAD span, default
-    60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD
-    in that many helper processes, and punctuation too on a CPU-only host, for a worker running
+    60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD and
+    ITN in that many helper processes, and punctuation too on a CPU-only host, for a worker running
     jobs concurrently; default 0: in this process).
     """
     _require_engines()
@@ -168,9 +168,11 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         # On a GPU the punctuation network is fast and stays here; on a CPU-only host the
         # helpers take it too (its window loop would hold this process's GIL).
         punc = CtPunc(dirs["punc"], device=device) if device.startswith("cuda") else helpers.punc
+        itn = helpers.itn
     else:
         vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=max_span_ms)
         punc = CtPunc(dirs["punc"], device=device)
+        itn = WetextItn()
     asr = ParaformerAsr(
         dirs["asr"],
         device=device,
@@ -182,6 +184,6 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         vad=vad,
         asr=asr,
         punc=punc,
-        itn=WetextItn(),
+        itn=itn,
         batch_seconds=config.batch_seconds,
     )

@@ -7,6 +7,7 @@ English would read "one" and "two" in words; so the caller passes the sentence's
 from __future__ import annotations
 
 import re
+from typing import Sequence
 
 from pipeline.errors import EngineMissingError
 
@@ -25,6 +26,9 @@ class WetextItn:
         except ImportError as exc:
             raise EngineMissingError("ITN needs wetext: pip install 'tingxie[offline]'") from exc
         self._normalizers = {lang: Normalizer(lang=lang, operator="itn") for lang in self.languages}
+
+    def normalize_many(self, sentences: Sequence[tuple[str, str]]) -> list[str]:
+        return [self.normalize(text, language=language) for text, language in sentences]
 
     def normalize(self, text: str, *, language: str) -> str:
         normalizer = self._normalizers.get(language)

@@ -106,11 +106,11 @@ def transcribe(
     report("itn", 0.0)
     if options.itn and engine.itn is None:
         warnings.append(f"The {engine.name!r} profile has no inverse text normalisation; ITN was skipped.")
-    segments = []
-    for i, (language, sentence) in enumerate(sentences):
-        segments.append(_segment(sentence, language, engine if options.itn else None))
-        if i % 50 == 0:
-            report("itn", i / len(sentences))
+    texts = [join_words(w.text for w in sentence) for _, sentence in sentences]
+    written = texts
+    if options.itn and engine.itn is not None and sentences:
+        written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
+    segments = [_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
     report("itn", 1.0)
 
     return Transcript(
@@ -259,15 +259,13 @@ def _sentences(words: list[_TimedWord]) -> list[tuple[str, list[_TimedWord]]]:
     return sentences
 
 
-def _segment(words: list[_TimedWord], language: str, engine: Engine | None) -> Segment:
-    """A sentence record; with ``engine`` its text goes through ITN and words are re-aligned."""
+def _segment(words: list[_TimedWord], text: str, normalised: str) -> Segment:
+    """A sentence record of ``words`` (whose join is ``text``) written as ``normalised`` (ITN's
+    output, or ``text`` itself); words an ITN rewrite touched are re-aligned."""
     items = [Word(w.start_ms, w.end_ms, w.text) for w in words]
-    text = join_words(w.text for w in items)
-    if engine is not None and engine.itn is not None:
-        normalised = engine.itn.normalize(text, language=language)
-        if normalised != text:
-            items = realign_words(items, text, normalised)
-            text = normalised
+    if normalised != text:
+        items = realign_words(items, text, normalised)
+        text = normalised
     punc = text[-1] if text and text[-1] in PUNCTUATION else ""
     return Segment(
         start_ms=items[0].start_ms if items else words[0].start_ms,

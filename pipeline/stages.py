@@ -130,6 +130,11 @@ class ItnModel(Protocol):
         """``text`` is one sentence; ``language`` is ``"zh"`` or ``"en"`` (others pass unchanged)."""
         ...
 
+    def normalize_many(self, sentences: Sequence[tuple[str, str]]) -> list[str]:
+        """``normalize`` over ``(text, language)`` pairs: a job's sentences in one call, which a
+        GPU worker sends to its CPU helpers rather than running them under its own GIL."""
+        ...
+
 
 @dataclass
 class Engine:

@@ -223,9 +223,10 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
 
 
 def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_speech):
-    """VAD and punctuation in spawned helper processes (a GPU worker's set-up) change nothing."""
+    """VAD, punctuation and ITN in spawned helper processes (a GPU worker's set-up) change nothing."""
     pooled = load_funasr(cpu_workers="2")
-    assert (pooled.vad.backend, pooled.punc.backend) == ("pool", "pool")
+    assert (pooled.vad.backend, pooled.punc.backend, pooled.itn.backend) == ("pool", "pool", "pool")
+    assert pooled.itn.normalize("一百二十三", language="zh") == "123"
     from_pool = run(pooled, long_speech)
     in_process = run(funasr_engine, long_speech)
     assert [(s.start_ms, s.end_ms, s.text) for s in from_pool.segments] == [
