@@ -20,6 +20,7 @@ Facts taken from funasr (``cif``/``cif_wo_hidden`` in models/bicif_paraformer/ci
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -36,29 +37,26 @@ _EDGE_SILENCE_FRAMES = 5  # more than this before the first / after the last pea
 _MAX_TOKEN_FRAMES = 12  # a longer gap between peaks is the token, then silence
 _SILENCE = "<sil>"
 
-_scan_kernel = None
-
-
+@functools.cache
 def _kernel():
-    """The numba scan, compiled on first use (about half a second, once per process; not cached
-    on disk, which would fail where the package and home directories are read-only)."""
-    global _scan_kernel
-    if _scan_kernel is None:
-        import numba
+    """:func:`_scan` compiled by numba, once per process and cached on disk, as
+    :mod:`pipeline.fsmn_detect` compiles its detector."""
+    from numba import njit
 
-        @numba.njit(nogil=True)
-        def scan(alphas, threshold, reset, out):
-            rows, frames = alphas.shape
-            for b in range(rows):
-                acc = np.float32(0.0)
-                for t in range(frames):
-                    acc = acc + alphas[b, t]
-                    out[b, t] = acc
-                    if acc >= threshold:
-                        acc = acc - reset
+    return njit(cache=True, nogil=True)(_scan)
 
-        _scan_kernel = scan
-    return _scan_kernel
+
+def _scan(alphas, threshold, reset, out):
+    """The integral after each frame, per row, dropping by ``reset`` where it reaches
+    ``threshold``; float32 throughout. Plain Python in numba's subset: compiled by :func:`_kernel`."""
+    rows, frames = alphas.shape
+    for b in range(rows):
+        acc = np.float32(0.0)
+        for t in range(frames):
+            acc = acc + alphas[b, t]
+            out[b, t] = acc
+            if acc >= threshold:
+                acc = acc - reset
 
 
 def integrate(alphas: np.ndarray, threshold: float, reset: float) -> np.ndarray:
