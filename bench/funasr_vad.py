@@ -24,37 +24,13 @@ from pathlib import Path
 
 from bench.speech import OUT_DIR, build_speech
 
-CHUNK_MS = 60_000
-
-
-def _funasr_segments(model, frontend, pcm) -> list[tuple[int, int]]:
-    """funasr's streaming inference over the file a minute at a time (tests/pipeline/funasr/
-    test_funasr_vad.py keeps the same reference)."""
-    import torch
-
-    stride = CHUNK_MS * pcm.sample_rate_hz // 1000
-    segments: list[tuple[int, int]] = []
-    cache: dict = {}
-    with torch.inference_mode():
-        for start in range(0, pcm.num_samples, stride):
-            end = min(pcm.num_samples, start + stride)
-            final = end == pcm.num_samples
-            results, _ = model.inference(
-                data_in=[torch.from_numpy(pcm.read_samples(start, end))], key=["pcm"],
-                frontend=frontend, cache=cache, is_final=final,
-                chunk_size=2 * CHUNK_MS if final else CHUNK_MS,  # no empty last piece on whole minutes
-                max_end_silence_time=int(model.vad_opts.max_end_silence_time), device="cpu",
-            )
-            segments += [(int(s), int(e)) for s, e in results[0]["value"]]
-    return segments
-
-
 def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dict:
     """One measurement in this (fresh) process."""
     import torch
 
     torch.set_num_threads(1)
     from pipeline.audio import PcmFile
+    from pipeline.funasr_testing import funasr_vad_segments
 
     cpu = {"frontend": 0.0, "network": 0.0}
 
@@ -77,7 +53,7 @@ def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dic
         model.encoder.forward = timed("network", model.encoder.forward)
 
         def run(pcm):
-            return _funasr_segments(model, kwargs["frontend"], pcm)
+            return funasr_vad_segments(model, kwargs["frontend"], pcm)
     else:
         import funasr.utils.load_utils as load_utils
 

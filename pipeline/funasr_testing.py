@@ -477,3 +477,30 @@ def export_onnx(pytorch_dir: Path, onnx_dir: Path) -> Path:
         if (Path(pytorch_dir) / name).exists():
             shutil.copy(Path(pytorch_dir) / name, onnx_dir / name)
     return onnx_dir
+
+
+def funasr_vad_segments(model, frontend, pcm) -> list[tuple[int, int]]:
+    """The reference tingxie's FSMN-VAD is held to: funasr's streaming ``inference`` fed the PCM
+    file a minute at a time with its cache and the model's own end silence, as FsmnVad ran it
+    before it had its own detector. The final call's chunk size exceeds the audio, so that on a
+    file of whole minutes funasr does not split off an empty last piece (which skips its
+    end-of-file handling). ``model``, ``frontend``: from ``AutoModel.build_model``."""
+    import torch
+
+    from pipeline.funasr_vad import CHUNK_MS
+
+    stride = CHUNK_MS * pcm.sample_rate_hz // 1000
+    segments: list[tuple[int, int]] = []
+    cache: dict = {}
+    with torch.inference_mode():
+        for start in range(0, pcm.num_samples, stride):
+            end = min(pcm.num_samples, start + stride)
+            final = end == pcm.num_samples
+            results, _ = model.inference(
+                data_in=[torch.from_numpy(pcm.read_samples(start, end))], key=["pcm"],
+                frontend=frontend, cache=cache, is_final=final,
+                chunk_size=2 * CHUNK_MS if final else CHUNK_MS,
+                max_end_silence_time=int(model.vad_opts.max_end_silence_time), device="cpu",
+            )
+            segments += [(int(s), int(e)) for s, e in results[0]["value"]]
+    return segments

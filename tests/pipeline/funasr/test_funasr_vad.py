@@ -21,6 +21,7 @@ pytest.importorskip("torch", reason="the funasr profile needs torch (pip install
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
 from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe  # noqa: E402
+from pipeline.funasr_testing import funasr_vad_segments  # noqa: E402
 from pipeline.funasr_vad import CHUNK_MS, FsmnVad  # noqa: E402
 
 pytestmark = pytest.mark.funasr
@@ -52,33 +53,8 @@ def _funasr_model(model_dir: Path):
 
 
 def funasr_segments(model_dir: Path, pcm: PcmFile) -> list[tuple[int, int]]:
-    """The reference: funasr's streaming ``inference`` fed a minute at a time with its cache,
-    the model's own end silence, as FsmnVad ran it before it had its own detector.
-
-    One change from then: the final call's chunk size exceeds the audio, so that on a file of
-    an exact number of minutes funasr does not split off an empty last piece (which skips its
-    end-of-file handling; FsmnVad used to drop the file's last sample instead)."""
-    import torch
-
-    model, frontend = _funasr_model(model_dir)
-    segments: list[tuple[int, int]] = []
-    cache: dict = {}
-    with torch.inference_mode():
-        for start in range(0, pcm.num_samples, CHUNK_SAMPLES):
-            end = min(pcm.num_samples, start + CHUNK_SAMPLES)
-            final = end == pcm.num_samples
-            results, _ = model.inference(
-                data_in=[torch.from_numpy(pcm.read_samples(start, end))],
-                key=["pcm"],
-                frontend=frontend,
-                cache=cache,
-                is_final=final,
-                chunk_size=2 * CHUNK_MS if final else CHUNK_MS,
-                max_end_silence_time=int(model.vad_opts.max_end_silence_time),
-                device="cpu",
-            )
-            segments += [(int(s), int(e)) for s, e in results[0]["value"]]
-    return segments
+    """The reference: funasr's own streaming inference (pipeline.funasr_testing.funasr_vad_segments)."""
+    return funasr_vad_segments(*_funasr_model(model_dir), pcm)
 
 
 def build_energy_vad(model_dir: Path) -> Path:
