@@ -11,8 +11,13 @@ Prints the aggregate realtime factor, the time each stage held, and GPU memory; 
 a share of the jobs and of the CPU helpers (P workers on one GPU): one process's jobs take turns at
 its GIL for their CPU-side work (``python -m bench.funasr_cpu`` measures how much), P spread it.
 
+``--size tiny --device cpu`` runs the same jobs with the tiny test models on the CPU: the networks
+cost next to nothing, so the wall time is the pipeline's CPU side and how its stages overlap, what
+a fast GPU leaves.
+
     python -m bench.funasr_gpu --jobs 1 100 --minutes 60 --cpu-workers 14
     python -m bench.funasr_gpu --jobs 100 --minutes 60 --cpu-workers 12 --processes 4 --no-check
+    python -m bench.funasr_gpu --size tiny --device cpu --no-fp16 --no-check --memory-jobs 0 --jobs 1 --minutes 60 --cpu-workers 1
 """
 from __future__ import annotations
 
@@ -57,12 +62,16 @@ class StageClock:
         self.audio_s = 0.0
 
 
-def load_engine_for(models: Path, device: str, batch_seconds: float, cpu_workers: int, fp16: bool):
-    from pipeline.funasr_testing import build_large_models
+def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool):
+    from pipeline.funasr_testing import build_large_models, build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
 
+    models = OUT_DIR / f"funasr-{size}-gpu"
     if not (models / "ready").exists():
-        build_large_models(models, jieba=False)
+        if size == "tiny":
+            build_tiny_models(models)
+        else:
+            build_large_models(models, jieba=False)
         (models / "ready").write_text("built by bench.funasr_gpu\n")
     options = {"cpu_workers": str(cpu_workers), "fp16": "1" if fp16 else "0"}
     return load_engine("funasr", EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
@@ -161,7 +170,7 @@ def _process_rounds(args, share: list[int], barrier, results) -> None:
     round started by ``barrier`` together with the other processes."""
     import torch
 
-    engine = load_engine_for(OUT_DIR / "funasr-large-gpu", args.device, args.batch_seconds,
+    engine = load_engine_for(args.size, args.device, args.batch_seconds,
                              max(1, args.cpu_workers // args.processes), not args.no_fp16)
     media = build_speech(args.minutes)
     work = OUT_DIR / "gpu-work" / f"p{multiprocessing.current_process().name}"
@@ -184,7 +193,7 @@ def run_processes(args) -> None:
              for p in range(args.processes)]
     for proc in procs:
         proc.start()
-    print(f"{args.processes} processes sharing the GPU, each with its own Paraformer-large (SeACo) model set, "
+    print(f"{args.processes} processes sharing the GPU, each with its own {args.size} Paraformer (SeACo) model set, "
           f"fp16={not args.no_fp16}, batch {args.batch_seconds:g} s, "
           f"{max(1, args.cpu_workers // args.processes)} CPU helper processes each", flush=True)
     for jobs in args.jobs:
@@ -213,6 +222,8 @@ def main() -> None:
     parser.add_argument("--memory-minutes", type=float, default=1.0)
     parser.add_argument("--no-check", action="store_true", help="skip the CPU/GPU agreement check and batch timing")
     parser.add_argument("--processes", type=int, default=1, help="worker processes sharing the GPU")
+    parser.add_argument("--size", choices=("large", "tiny"), default="large",
+                        help="Paraformer-large-sized models, or the tiny test models (a CPU stand-in for a fast GPU)")
     args = parser.parse_args()
     if args.processes > 1:
         run_processes(args)
@@ -220,15 +231,14 @@ def main() -> None:
 
     import torch
 
-    engine = load_engine_for(OUT_DIR / "funasr-large-gpu", args.device, args.batch_seconds, args.cpu_workers,
-                             not args.no_fp16)
+    engine = load_engine_for(args.size, args.device, args.batch_seconds, args.cpu_workers, not args.no_fp16)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if not cuda:  # a smoke run on the CPU: the memory figures read 0
         torch.cuda.memory_allocated = torch.cuda.max_memory_allocated = torch.cuda.memory_reserved = lambda d=None: 0
         torch.cuda.reset_peak_memory_stats = torch.cuda.synchronize = lambda d=None: None
         torch.cuda.get_device_name = lambda d=None: "CPU"
-    print(f"{torch.cuda.get_device_name(device)}; Paraformer-large (SeACo) fp16={not args.no_fp16}, "
+    print(f"{torch.cuda.get_device_name(device)}; {args.size} Paraformer (SeACo) fp16={not args.no_fp16}, "
           f"batch {args.batch_seconds:g} s, {args.cpu_workers} CPU helper processes", flush=True)
     weights_mib = torch.cuda.memory_allocated(device) / 2**20
     print(f"model weights on the GPU: {weights_mib:.0f} MiB", flush=True)
