@@ -10,13 +10,17 @@ the one GPU model set, and concurrent jobs' VAD and punctuation run side by side
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
+    import threading
+
     from pipeline.audio import PcmFile
 
 _vad = None
@@ -38,10 +42,36 @@ def _load(vad_dir: str, punc_dir: str, max_span_ms: int) -> None:
     _itn = WetextItn()
 
 
-def _speech_spans(pcm_path: str) -> list[tuple[int, int]]:
+# How often the worker process looks for the spans a helper has written so far.
+_POLL_S = 0.02
+
+
+def _stream_spans(pcm_path: str, feed_path: str) -> None:
+    """FSMN-VAD over ``pcm_path``, each span (``s start end``) and each progress step (``p
+    fraction``) appended to ``feed_path`` as a line as soon as it is known. The caller removes
+    ``feed_path`` to stop early: the helper then ends at its next minute of audio."""
     from pipeline.audio import PcmFile
 
-    return [(s.start_ms, s.end_ms) for s in _vad.speech_spans(PcmFile(pcm_path))]
+    try:
+        feed = open(feed_path, "r+", encoding="ascii")
+    except FileNotFoundError:
+        return  # the job stopped before a helper got to it
+    with feed:
+        def progress(fraction: float) -> None:
+            feed.write(f"p {fraction}\n")
+            feed.flush()
+            if not os.path.exists(feed_path):
+                raise _Stopped
+
+        try:
+            for span in _vad.iter_speech_spans(PcmFile(pcm_path), on_progress=progress):
+                feed.write(f"s {span.start_ms} {span.end_ms}\n")
+        except _Stopped:
+            pass
+
+
+class _Stopped(Exception):
+    pass
 
 
 def _punctuate(tokens: list[str], language: str) -> list[str]:
@@ -72,16 +102,49 @@ class CpuHelpers:
 
 
 class _PooledVad:
+    """FSMN-VAD in a helper process; :meth:`iter_speech_spans` follows the spans the helper
+    appends to a small file beside the PCM file, so ASR can start before the helper is done."""
+
     backend = "pool"
 
     def __init__(self, pool: ProcessPoolExecutor):
         self._pool = pool
 
     def speech_spans(self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None) -> list[SpeechSpan]:
-        spans = self._pool.submit(_speech_spans, str(pcm.path)).result()
-        if on_progress is not None:
-            on_progress(1.0)
-        return [SpeechSpan(start, end) for start, end in spans]
+        return list(self.iter_speech_spans(pcm, on_progress))
+
+    def iter_speech_spans(
+        self,
+        pcm: "PcmFile",
+        on_progress: Callable[[float], None] | None = None,
+        stop: "threading.Event | None" = None,
+    ) -> Iterator[SpeechSpan]:
+        feed_path = Path(f"{pcm.path}.spans")
+        feed_path.write_bytes(b"")
+        try:
+            future = self._pool.submit(_stream_spans, str(pcm.path), str(feed_path))
+            with open(feed_path, "rb") as feed:
+                partial = b""
+                while True:
+                    finished = future.done()  # before reading: what it wrote by then is all there
+                    partial += feed.read()
+                    *lines, partial = partial.split(b"\n")
+                    for line in lines:
+                        kind, *values = line.split()
+                        if kind == b"s":
+                            yield SpeechSpan(int(values[0]), int(values[1]))
+                        elif on_progress is not None:
+                            on_progress(float(values[0]))
+                    if finished:
+                        future.result()  # the helper's error, if it failed
+                        return
+                    if stop is not None and stop.wait(_POLL_S):
+                        future.cancel()  # still queued behind other jobs: it never starts
+                        return
+                    if stop is None:
+                        time.sleep(_POLL_S)
+        finally:
+            feed_path.unlink(missing_ok=True)  # also tells a helper still running to stop
 
 
 class _PooledPunc:

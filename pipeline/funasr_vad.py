@@ -13,11 +13,13 @@ the shrinking schedule ``AutoModel.generate`` uses.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
+    import threading
+
     import numpy as np
     import torch
 
@@ -74,13 +76,28 @@ class FsmnVad:
     def speech_spans(
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
     ) -> list[SpeechSpan]:
-        return self._shape(self.segments_ms(pcm, on_progress), pcm.duration_ms)
+        return list(self.iter_speech_spans(pcm, on_progress))
+
+    def iter_speech_spans(
+        self,
+        pcm: "PcmFile",
+        on_progress: Callable[[float], None] | None = None,
+        stop: "threading.Event | None" = None,
+    ) -> Iterator[SpeechSpan]:
+        """:meth:`speech_spans` one at a time, each as soon as the detector has closed it;
+        ``stop`` ends it at the next minute of audio."""
+        return self._shape(self._segments(pcm, on_progress, stop), pcm.duration_ms)
 
     def segments_ms(
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
     ) -> list[tuple[int, int]]:
         """The model's own segments ``(start_ms, end_ms)``, as funasr's ``inference`` returns them
         over the file in minute chunks (before :meth:`speech_spans` clips and cuts them)."""
+        return list(self._segments(pcm, on_progress))
+
+    def _segments(
+        self, pcm: "PcmFile", on_progress: Callable[[float], None] | None, stop: "threading.Event | None" = None
+    ) -> Iterator[tuple[int, int]]:
         import torch
         from funasr.utils.load_utils import extract_fbank
 
@@ -94,29 +111,31 @@ class FsmnVad:
         energy = FrameEnergy(self.options.frame_samples, self.options.shift_samples)
         frontend_cache: dict = {}
         network_cache = self._network.new_cache()
-        segments: list[tuple[int, int]] = []
-        with torch.inference_mode():
-            for start in range(0, total, stride):
-                end = min(total, start + stride)
-                final = end == total
-                samples = pcm.read_samples(start, end)
-                energy.add(samples)
+        for start in range(0, total, stride):
+            if stop is not None and stop.is_set():
+                return
+            end = min(total, start + stride)
+            final = end == total
+            samples = pcm.read_samples(start, end)
+            energy.add(samples)
+            with torch.inference_mode():
                 feats, _ = extract_fbank(
                     [torch.from_numpy(samples)], frontend=self._frontend, cache=frontend_cache, is_final=final
                 )
                 frames = feats.shape[1] if feats.dim() == 3 else 0
+                closed = []
                 if frames:
                     silence = self._network.scores(feats, network_cache, self.options.sil_pdf_ids)
-                    segments += detector.push(silence_probability(silence), energy.take(frames), final)
-                if on_progress is not None:
-                    on_progress(end / total)
-        return segments
+                    closed = detector.push(silence_probability(silence), energy.take(frames), final)
+            yield from closed
+            if on_progress is not None:
+                on_progress(end / total)
 
-    def _shape(self, raw: list[tuple[int, int]], duration_ms: int) -> list[SpeechSpan]:
-        """Clip to the file, order, drop overlaps, and cut spans longer than ``max_span_ms``."""
-        spans: list[SpeechSpan] = []
+    def _shape(self, raw: Iterable[tuple[int, int]], duration_ms: int) -> Iterator[SpeechSpan]:
+        """Clip to the file, drop overlaps, and cut spans longer than ``max_span_ms``; the
+        detector closes its segments in time order."""
         last_end = 0
-        for start_ms, end_ms in sorted(raw):
+        for start_ms, end_ms in raw:
             start_ms = max(start_ms, last_end, 0)
             end_ms = min(end_ms, duration_ms)
             if end_ms - start_ms < 10:
@@ -124,9 +143,8 @@ class FsmnVad:
             parts = max(1, -(-(end_ms - start_ms) // self.max_span_ms))
             step = (end_ms - start_ms) / parts
             for k in range(parts):
-                spans.append(SpeechSpan(int(start_ms + k * step), int(start_ms + (k + 1) * step) if k < parts - 1 else end_ms))
+                yield SpeechSpan(int(start_ms + k * step), int(start_ms + (k + 1) * step) if k < parts - 1 else end_ms)
             last_end = end_ms
-        return spans
 
 
 class _TorchFsmn:

@@ -1,4 +1,5 @@
-"""One transcription, stage by stage: decode -> VAD -> ASR -> punctuation -> ITN -> sentences.
+"""One transcription, stage by stage: decode -> VAD -> ASR -> punctuation -> ITN -> sentences;
+ASR starts on the first spans of a VAD that hands them out as it goes (FSMN-VAD), beside it.
 
 The engine's models do the recognising; everything between them is here, the same for every
 profile: the PCM file on disk, batching segments by seconds of audio, putting word times on the
@@ -9,18 +10,24 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
-from pipeline.stages import Engine, SpeechSpan
+from pipeline.stages import Engine, SpeechSpan, StreamingVad
 from pipeline.text import PUNCTUATION, SENTENCE_END, join_words
 from pipeline.types import Progress, Segment, TranscribeOptions, Transcript, Word
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {"decode": (0.0, 0.08), "vad": (0.08, 0.12), "asr": (0.12, 0.96), "punc": (0.96, 0.98), "itn": (0.98, 1.0)}
+
+# While VAD is still reading the file, an ASR batch is formed once this many batches' worth of
+# spans is waiting, so that sorting by length still has spans to choose from.
+LOOKAHEAD_BATCHES = 2
 
 # A pause this long between two words ends a sentence even without a full stop.
 SENTENCE_GAP_MS = 1500
@@ -47,14 +54,22 @@ class _TimedWord:
 
 
 class _Reporter:
+    """Progress through the job, never going back: once ASR runs beside VAD, VAD's own steps
+    (which lie below ASR's share of the bar) are not reported."""
+
     def __init__(self, callback: Callable[[Progress], None] | None):
         self._callback = callback
+        self._last = -1.0
 
     def __call__(self, stage: str, within: float) -> None:
         if self._callback is None:
             return
         lo, hi = _STAGE_SPAN[stage]
-        self._callback(Progress(stage=stage, fraction=round(lo + (hi - lo) * min(1.0, max(0.0, within)), 4)))
+        fraction = round(lo + (hi - lo) * min(1.0, max(0.0, within)), 4)
+        if fraction < self._last:
+            return
+        self._last = fraction
+        self._callback(Progress(stage=stage, fraction=fraction))
 
 
 def transcribe(
@@ -91,11 +106,11 @@ def transcribe(
                 "could be decoded; the file may be cut short."
             )
         pcm = PcmFile(pcm_path)
-        report("vad", 0.0)
-        spans = engine.vad.speech_spans(pcm, on_progress=lambda f: report("vad", f))
         if options.hotwords and not engine.supports_hotwords:
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
-        words = _recognize(pcm, spans, options, engine, report)
+        report("vad", 0.0)
+        with _SpanFeed(engine.vad, pcm, lambda f: report("vad", f)) as feed:
+            words = _recognize(pcm, feed, options, engine, report)
     finally:
         pcm_path.unlink(missing_ok=True)
 
@@ -122,59 +137,158 @@ def transcribe(
     )
 
 
+class _SpanFeed:
+    """VAD's spans as they come. A :class:`~pipeline.stages.StreamingVad` runs in a thread of
+    its own, so ASR starts on the first spans while VAD reads the rest of the file; any other VAD
+    runs to the end first (``whole``). Progress and errors reach the job's thread through :meth:`next`;
+    leaving the ``with`` block stops the VAD thread and waits for it (the PCM file is removed
+    next)."""
+
+    def __init__(self, vad, pcm: PcmFile, on_progress: Callable[[float], None]):
+        self.spans: list[SpeechSpan] = []  # every span taken so far, in time order
+        self.finished = False
+        self.progress = 0.0  # VAD's position in the file, 0..1
+        self._on_progress = on_progress
+        self._queue: queue.Queue = queue.Queue()  # unbounded: the producer never blocks on it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.whole = not isinstance(vad, StreamingVad)  # every span known before the first is taken
+        if not self.whole:
+            self._thread = threading.Thread(
+                target=self._produce, args=(vad, pcm), name="tingxie-vad", daemon=True
+            )
+            self._thread.start()
+        else:
+            for span in vad.speech_spans(pcm, on_progress=self._progressed):
+                self._queue.put(("span", span))
+            self._queue.put(("end", None))
+
+    def _produce(self, vad: StreamingVad, pcm: PcmFile) -> None:
+        try:
+            for span in vad.iter_speech_spans(pcm, lambda f: self._queue.put(("progress", f)), self._stop):
+                self._queue.put(("span", span))
+            self._queue.put(("end", None))
+        except BaseException as exc:  # handed to the job's thread, raised there
+            self._queue.put(("error", exc))
+
+    def _progressed(self, fraction: float) -> None:
+        self.progress = fraction
+        self._on_progress(fraction)
+
+    def next(self) -> SpeechSpan | None:
+        """The next span, waiting for VAD to find it; None once VAD has finished."""
+        while not self.finished:
+            kind, value = self._queue.get()
+            if kind == "span":
+                self.spans.append(value)
+                return value
+            if kind == "progress":
+                self._progressed(value)
+            elif kind == "end":
+                self.finished = True
+                if self.progress < 1.0:
+                    self._progressed(1.0)
+            else:
+                raise value
+        return None
+
+    def __enter__(self) -> "_SpanFeed":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+
+
+class _Listed:
+    """Spans already known, as a VAD that returns them."""
+
+    def __init__(self, spans: Sequence[SpeechSpan]):
+        self._spans = list(spans)
+
+    def speech_spans(self, pcm: PcmFile, on_progress: Callable[[float], None] | None = None) -> list[SpeechSpan]:
+        return self._spans
+
+
 def _recognize(
-    pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine, report: _Reporter
+    pcm: PcmFile, feed: _SpanFeed, options: TranscribeOptions, engine: Engine, report: _Reporter
 ) -> list[_TimedWord]:
-    """ASR over the spans, then once more over speech the first pass left without words."""
-    total_ms = sum(s.duration_ms for s in spans) or 1
+    """ASR over the spans as VAD finds them, then once more over speech the first pass left without words."""
     done_ms = reported = 0.0
 
-    def progress(ms: int) -> None:
+    def progress(ms: int, total_ms: float) -> None:
         nonlocal done_ms, reported
         done_ms += ms
-        reported = max(reported, done_ms / total_ms)  # a second pass grows the total: never go back
+        reported = max(reported, min(1.0, done_ms / max(total_ms, 1.0)))  # a second pass grows the total: never go back
         report("asr", reported)
 
-    report("asr", 0.0)
-    words = _recognize_spans(pcm, spans, options, engine, progress)
+    def first_pass_progress(ms: int) -> None:
+        known_ms = sum(s.duration_ms for s in feed.spans)
+        # While VAD runs, the speech still to come is guessed from how far into the file it is.
+        progress(ms, known_ms if feed.finished else max(known_ms, known_ms / max(feed.progress, 0.01)))
+
+    words = _recognize_spans(pcm, _batches(feed, engine), options, engine, first_pass_progress)
+    spans = feed.spans
+    total_ms = sum(s.duration_ms for s in spans)
     retry = _uncovered(spans, words)
     if retry:
         total_ms += sum(s.duration_ms for s in retry)
-        words += _recognize_spans(pcm, retry, options, engine, progress)
+        again = _SpanFeed(_Listed(retry), pcm, lambda f: None)
+        words += _recognize_spans(pcm, _batches(again, engine), options, engine, lambda ms: progress(ms, total_ms))
         words.sort(key=lambda w: (w.start_ms, w.end_ms))
     _make_monotonic(words)
     return words
 
 
-def _recognize_spans(
-    pcm: PcmFile, spans: Sequence[SpeechSpan], options: TranscribeOptions, engine: Engine,
-    progress: Callable[[int], None],
-) -> list[_TimedWord]:
-    """ASR in batches of at most ``engine.batch_seconds`` of audio (each span counted as at least
-    ``engine.asr_window_ms``), longest spans first (similar
-    lengths pad least, and the largest batch comes first so peak memory shows early)."""
-    order = sorted(range(len(spans)), key=lambda i: spans[i].duration_ms, reverse=True)
+def _batches(feed: _SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
+    """ASR batches of at most ``engine.batch_seconds`` of audio (each span counted as at least
+    ``engine.asr_window_ms``), longest spans first (similar lengths pad least, and the largest
+    batch comes first so peak memory shows early). From a streaming VAD, a batch is cut from
+    the longest of the spans waiting once ``LOOKAHEAD_BATCHES`` batches' worth of them is, and the
+    rest go in order of length once VAD has finished: which spans share a batch depends on the
+    spans alone, not on how fast VAD ran, so a file gives the same batches, and the same
+    transcript, every time. Spans from a VAD that returns them all at once go in order of length."""
     budget_ms = max(1, int(engine.batch_seconds * 1000))
 
-    def cost_ms(i: int) -> int:
-        return max(spans[i].duration_ms, engine.asr_window_ms)
+    def cost_ms(span: SpeechSpan) -> int:
+        return max(span.duration_ms, engine.asr_window_ms)
 
-    per_span: list[list[_TimedWord]] = [[] for _ in spans]
-    batch: list[int] = []
-    batch_ms = batch_cost_ms = 0
-    for position, index in enumerate(order):
-        batch.append(index)
-        batch_ms += spans[index].duration_ms
-        batch_cost_ms += cost_ms(index)
-        last = position == len(order) - 1
-        if not last and batch_cost_ms + cost_ms(order[position + 1]) <= budget_ms:
-            continue
-        audio = [pcm.read(spans[i].start_ms, spans[i].end_ms) for i in batch]
+    pending: list[SpeechSpan] = []
+    waiting_ms = 0
+    while True:
+        while not feed.finished and (feed.whole or waiting_ms < LOOKAHEAD_BATCHES * budget_ms):
+            span = feed.next()
+            if span is not None:
+                pending.append(span)
+                waiting_ms += cost_ms(span)
+        if not pending:
+            return
+        pending.sort(key=lambda s: s.duration_ms, reverse=True)
+        size, used = 1, cost_ms(pending[0])
+        while size < len(pending) and used + cost_ms(pending[size]) <= budget_ms:
+            used += cost_ms(pending[size])
+            size += 1
+        batch, pending = pending[:size], pending[size:]
+        waiting_ms -= used
+        yield batch
+
+
+def _recognize_spans(
+    pcm: PcmFile, batches: Iterator[list[SpeechSpan]], options: TranscribeOptions, engine: Engine,
+    progress: Callable[[int], None],
+) -> list[_TimedWord]:
+    """ASR over ``batches`` of spans; the words on the file's timeline, in the spans' time order.
+    ``progress`` gets the milliseconds of speech each batch held, and 0 as the first one starts."""
+    per_span: list[tuple[int, list[_TimedWord]]] = []
+    for number, batch in enumerate(batches):
+        if number == 0:
+            progress(0)
+        audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
         results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
         del audio
-        for i, result in zip(batch, results):
-            span = spans[i]
-            per_span[i] = [
+        for span, result in zip(batch, results):
+            per_span.append((span.start_ms, [
                 _TimedWord(
                     start_ms=min(span.end_ms, span.start_ms + w.start_ms),
                     end_ms=min(span.end_ms, span.start_ms + w.end_ms),
@@ -182,10 +296,10 @@ def _recognize_spans(
                     language=result.language,
                 )
                 for w in result.words
-            ]
-        progress(batch_ms)
-        batch, batch_ms, batch_cost_ms = [], 0, 0
-    return [w for span_words in per_span for w in span_words]
+            ]))
+        progress(sum(span.duration_ms for span in batch))
+    per_span.sort(key=lambda item: item[0])
+    return [w for _, span_words in per_span for w in span_words]
 
 
 def _uncovered(spans: Sequence[SpeechSpan], words: Sequence[_TimedWord]) -> list[SpeechSpan]:

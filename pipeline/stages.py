@@ -11,11 +11,13 @@ Only typing lives here: importing this module loads neither numpy nor any model 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from pipeline.types import Hotword
 
 if TYPE_CHECKING:
+    import threading
+
     import numpy as np
 
     from pipeline.audio import PcmFile
@@ -53,6 +55,23 @@ class VadModel(Protocol):
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
     ) -> list[SpeechSpan]:
         """Speech spans in time order, not overlapping. ``on_progress`` gets 0..1 through the file."""
+        ...
+
+
+@runtime_checkable
+class StreamingVad(Protocol):
+    """A :class:`VadModel` that also hands out each span as soon as it is closed, so ASR can
+    start on the first spans while the rest of the file is still being read."""
+
+    def iter_speech_spans(
+        self,
+        pcm: "PcmFile",
+        on_progress: Callable[[float], None] | None = None,
+        stop: "threading.Event | None" = None,
+    ) -> Iterator[SpeechSpan]:
+        """What :meth:`VadModel.speech_spans` returns, one span at a time. The pipeline runs it in
+        a thread of its own (``on_progress`` is called from that thread) and sets ``stop`` when
+        the job ends early: the iteration then ends within a moment, without reading further."""
         ...
 
 

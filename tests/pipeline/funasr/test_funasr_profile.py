@@ -232,3 +232,111 @@ def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engin
     assert [(s.start_ms, s.end_ms, s.text) for s in from_pool.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in in_process.segments
     ]
+
+
+class _HeldVad:
+    """The engine's VAD, holding back the spans of the file's last minute chunk until ASR has
+    started on those before: ASR can only start then if it runs beside VAD."""
+
+    def __init__(self, vad):
+        import threading
+
+        self._vad = vad
+        self.asr_started = threading.Event()
+        self.held = False
+
+    def iter_speech_spans(self, pcm, on_progress=None, stop=None):
+        for span in self._vad.iter_speech_spans(pcm, on_progress, stop):
+            if span.start_ms > 120_000 and not self.held:
+                self.held = True
+                assert self.asr_started.wait(60), "ASR did not start while VAD was still reading"
+            yield span
+
+
+class _ListOnlyVad:
+    """The engine's VAD without its streaming method: the pipeline waits for all its spans."""
+
+    def __init__(self, vad):
+        self._vad = vad
+
+    def speech_spans(self, pcm, on_progress=None):
+        return self._vad.speech_spans(pcm, on_progress)
+
+
+class _RecordingAsr:
+    """The engine's ASR, recording the length of each span of each batch."""
+
+    def __init__(self, asr, on_batch=None):
+        self._asr = asr
+        self._on_batch = on_batch
+        self.batches: list[list[int]] = []
+        self.supports_hotwords = asr.supports_hotwords
+
+    def recognize(self, segments, **kwargs):
+        self.batches.append([len(s) for s in segments])
+        if self._on_batch is not None:
+            self._on_batch(len(self.batches))
+        return self._asr.recognize(segments, **kwargs)
+
+
+def _with(engine, **stages):
+    return type(engine)(**{**engine.__dict__, "batch_seconds": 20.0, **stages})
+
+
+def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_engine, run, long_speech):
+    """ASR's first batch starts while FSMN-VAD is still reading the file; which spans share a
+    batch does not depend on how far VAD has got, so a slow VAD gives the same batches and
+    transcript; every span VAD found is read once, as when the pipeline waits for all of them."""
+    held = _HeldVad(funasr_engine.vad)
+    slow_asr = _RecordingAsr(funasr_engine.asr, on_batch=lambda n: held.asr_started.set())
+    slow = run(_with(funasr_engine, vad=held, asr=slow_asr), long_speech)
+    assert held.held and held.asr_started.is_set()
+    vad_steps = [p.fraction for p in run.progress if p.stage == "vad"]
+    first_asr = next(i for i, p in enumerate(run.progress) if p.stage == "asr")
+    assert all(p.stage != "vad" for p in run.progress[first_asr:])  # progress never goes back
+    assert len(vad_steps) >= 2 and vad_steps[-1] < 0.12  # VAD had not finished when ASR began
+    fractions = [p.fraction for p in run.progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert_timeline(slow)
+
+    fast_asr = _RecordingAsr(funasr_engine.asr)
+    fast = run(_with(funasr_engine, asr=fast_asr), long_speech)
+    assert fast_asr.batches == slow_asr.batches
+    assert [(s.start_ms, s.end_ms, s.text) for s in fast.segments] == [
+        (s.start_ms, s.end_ms, s.text) for s in slow.segments
+    ]
+    assert all(sum(b) <= 20 * 16_000 for b in slow_asr.batches if len(b) > 1)
+    assert all(b == sorted(b, reverse=True) for b in slow_asr.batches)
+
+    waited_asr = _RecordingAsr(funasr_engine.asr)
+    run(_with(funasr_engine, vad=_ListOnlyVad(funasr_engine.vad), asr=waited_asr), long_speech)
+    assert sorted(sum(waited_asr.batches, [])) == sorted(sum(slow_asr.batches, []))
+    assert len(sum(slow_asr.batches, [])) == 18
+
+
+@pytest.mark.parametrize("where", ["in-process", "helper"])
+def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_speech, tmp_path, where):
+    """An error in ASR while VAD still reads the file (in this process or in a helper) ends the
+    job with that error; VAD stops, and neither the PCM file nor the span feed is left."""
+    import threading
+
+    engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers="1")
+
+    class Broken(Exception):
+        pass
+
+    def fail(batch: int) -> None:
+        raise Broken
+
+    with pytest.raises(Broken):
+        transcribe(long_speech, TranscribeOptions(), _with(engine, asr=_RecordingAsr(engine.asr, on_batch=fail)),
+                   work_dir=tmp_path / "work")
+    assert list((tmp_path / "work").iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "tingxie-vad"]
+    if where == "helper":  # the helper is free again, and streams a whole file with its progress
+        steps: list[Progress] = []
+        transcript = transcribe(long_speech, TranscribeOptions(), engine, work_dir=tmp_path / "again",
+                                on_progress=steps.append)
+        assert_timeline(transcript)
+        assert len([p for p in steps if p.stage == "vad"]) >= 3  # a step per minute of audio, not only the end
+        assert list((tmp_path / "again").iterdir()) == []
