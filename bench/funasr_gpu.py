@@ -11,6 +11,9 @@ Prints the aggregate realtime factor, the time each stage held, and GPU memory; 
 a share of the jobs and of the CPU helpers (P workers on one GPU): one process's jobs take turns at
 its GIL for their CPU-side work (``python -m bench.funasr_cpu`` measures how much), P spread it.
 
+``--sequential`` makes each job's VAD run to the end before its ASR starts, as the pipeline did
+before the two overlapped: run with and without it for the gain.
+
 ``--size tiny --device cpu`` runs the same jobs with the tiny test models on the CPU: the networks
 cost next to nothing, so the wall time is the pipeline's CPU side and how its stages overlap, what
 a fast GPU leaves.
@@ -28,21 +31,27 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.funasr_stages import waiting_for_vad
 from bench.speech import OUT_DIR, build_speech
 
 
 class StageClock:
     """Wall seconds spent inside each stage's calls, summed over all threads (for ASR: inside
-    the model's lock, i.e. the time the GPU model set was busy)."""
+    the model's lock, i.e. the time the GPU model set was busy; VAD overlaps ASR)."""
 
     def __init__(self, engine):
         self.seconds = {"vad": 0.0, "asr": 0.0, "punc": 0.0}
         self.audio_s = 0.0
         self._lock = threading.Lock()
-        # ASR is timed per GPU batch (inside its lock), so its sum is the GPU's busy time.
-        for stage, method in (("vad", "speech_spans"), ("asr", "_recognize_batch"), ("punc", "punctuate")):
+        # ASR is timed per GPU batch (inside its lock), so its sum is the GPU's busy time; VAD
+        # from a job's first span asked for to its last (ASR runs beside it meanwhile).
+        for stage, method in (("asr", "_recognize_batch"), ("punc", "punctuate")):
             obj = getattr(engine, stage)
             setattr(obj, method, self._wrap(stage, getattr(obj, method)))
+        if hasattr(engine.vad, "iter_speech_spans"):
+            engine.vad.iter_speech_spans = self._wrap_iter("vad", engine.vad.iter_speech_spans)
+        else:
+            engine.vad.speech_spans = self._wrap("vad", engine.vad.speech_spans)
 
     def _wrap(self, stage, fn):
         def timed(*args, **kwargs):
@@ -57,12 +66,24 @@ class StageClock:
 
         return timed
 
+    def _wrap_iter(self, stage, fn):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                yield from fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.seconds[stage] += time.perf_counter() - start
+
+        return timed
+
     def reset(self) -> None:
         self.seconds = dict.fromkeys(self.seconds, 0.0)
         self.audio_s = 0.0
 
 
-def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool):
+def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool,
+                    sequential: bool = False):
     from pipeline.funasr_testing import build_large_models, build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
 
@@ -74,8 +95,9 @@ def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: i
             build_large_models(models, jieba=False)
         (models / "ready").write_text("built by bench.funasr_gpu\n")
     options = {"cpu_workers": str(cpu_workers), "fp16": "1" if fp16 else "0"}
-    return load_engine("funasr", EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
-                                              batch_seconds=batch_seconds, options=options))
+    engine = load_engine("funasr", EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
+                                                batch_seconds=batch_seconds, options=options))
+    return waiting_for_vad(engine) if sequential else engine
 
 
 def run_jobs(engine, media: Path, jobs: int, work_root: Path):
@@ -171,7 +193,7 @@ def _process_rounds(args, share: list[int], barrier, results) -> None:
     import torch
 
     engine = load_engine_for(args.size, args.device, args.batch_seconds,
-                             max(1, args.cpu_workers // args.processes), not args.no_fp16)
+                             max(1, args.cpu_workers // args.processes), not args.no_fp16, args.sequential)
     media = build_speech(args.minutes)
     work = OUT_DIR / "gpu-work" / f"p{multiprocessing.current_process().name}"
     run_jobs(engine, build_speech(args.memory_minutes), 1, work)
@@ -222,6 +244,8 @@ def main() -> None:
     parser.add_argument("--memory-minutes", type=float, default=1.0)
     parser.add_argument("--no-check", action="store_true", help="skip the CPU/GPU agreement check and batch timing")
     parser.add_argument("--processes", type=int, default=1, help="worker processes sharing the GPU")
+    parser.add_argument("--sequential", action="store_true",
+                        help="each job's VAD runs to the end before its ASR starts (the pipeline before they overlapped)")
     parser.add_argument("--size", choices=("large", "tiny"), default="large",
                         help="Paraformer-large-sized models, or the tiny test models (a CPU stand-in for a fast GPU)")
     args = parser.parse_args()
@@ -231,7 +255,8 @@ def main() -> None:
 
     import torch
 
-    engine = load_engine_for(args.size, args.device, args.batch_seconds, args.cpu_workers, not args.no_fp16)
+    engine = load_engine_for(args.size, args.device, args.batch_seconds, args.cpu_workers, not args.no_fp16,
+                             args.sequential)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     if not cuda:  # a smoke run on the CPU: the memory figures read 0

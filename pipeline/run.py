@@ -243,12 +243,12 @@ def _recognize(
 
 def _batches(feed: _SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
     """ASR batches of at most ``engine.batch_seconds`` of audio (each span counted as at least
-    ``engine.asr_window_ms``), longest spans first (similar lengths pad least, and the largest
-    batch comes first so peak memory shows early). From a streaming VAD, a batch is cut from
-    the longest of the spans waiting once ``LOOKAHEAD_BATCHES`` batches' worth of them is, and the
-    rest go in order of length once VAD has finished: which spans share a batch depends on the
-    spans alone, not on how fast VAD ran, so a file gives the same batches, and the same
-    transcript, every time. Spans from a VAD that returns them all at once go in order of length."""
+    ``engine.asr_window_ms``), of spans of similar lengths (they pad least). Spans from a VAD
+    that returns them all at once go longest first. From a streaming VAD, once
+    ``LOOKAHEAD_BATCHES`` batches' worth of spans is waiting, the batch among them whose spans
+    differ least in length is cut (:func:`_evenest`); what is left goes longest first once VAD has
+    finished. Which spans share a batch depends on the spans alone, not on how fast VAD ran, so
+    a file gives the same batches, and the same transcript, every time."""
     budget_ms = max(1, int(engine.batch_seconds * 1000))
 
     def cost_ms(span: SpeechSpan) -> int:
@@ -265,13 +265,40 @@ def _batches(feed: _SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
         if not pending:
             return
         pending.sort(key=lambda s: s.duration_ms, reverse=True)
-        size, used = 1, cost_ms(pending[0])
-        while size < len(pending) and used + cost_ms(pending[size]) <= budget_ms:
-            used += cost_ms(pending[size])
-            size += 1
-        batch, pending = pending[:size], pending[size:]
-        waiting_ms -= used
+        costs = [cost_ms(s) for s in pending]
+        first, end = (0, _fill(costs, 0, budget_ms)) if feed.finished else _evenest(costs, budget_ms)
+        batch, pending = pending[first:end], pending[:first] + pending[end:]
+        waiting_ms -= sum(costs[first:end])
         yield batch
+
+
+# While VAD runs, a batch is cut only where it is at least this full.
+MIN_FILL = 0.75
+
+
+def _fill(costs: Sequence[int], first: int, budget_ms: int) -> int:
+    """End of the batch that starts at ``first`` and takes spans in order while they fit."""
+    end, used = first + 1, costs[first]
+    while end < len(costs) and used + costs[end] <= budget_ms:
+        used += costs[end]
+        end += 1
+    return end
+
+
+def _evenest(costs: Sequence[int], budget_ms: int) -> tuple[int, int]:
+    """Among batches of consecutive spans (``costs`` longest first) at least ``MIN_FILL`` full, the
+    one whose spans differ least in length (the least padding), the longer on a tie; the batch of
+    the longest spans when none is that full."""
+    best, best_waste = (0, _fill(costs, 0, budget_ms)), None
+    for first in range(len(costs)):
+        end = _fill(costs, first, budget_ms)
+        used = sum(costs[first:end])
+        if used < MIN_FILL * budget_ms:
+            continue
+        waste = 1 - used / ((end - first) * costs[first])
+        if best_waste is None or waste < best_waste:
+            best, best_waste = (first, end), waste
+    return best
 
 
 def _recognize_spans(
