@@ -13,6 +13,7 @@ import difflib
 import queue
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -141,8 +142,7 @@ class _SpanFeed:
     """VAD's spans as they come. A :class:`~pipeline.stages.StreamingVad` runs in a thread of
     its own, so ASR starts on the first spans while VAD reads the rest of the file; any other VAD
     runs to the end first (``whole``). Progress and errors reach the job's thread through :meth:`next`;
-    leaving the ``with`` block stops the VAD thread and waits for it (the PCM file is removed
-    next)."""
+    leaving the ``with`` block stops the VAD and waits for it (the PCM file is removed next)."""
 
     def __init__(self, vad, pcm: PcmFile, on_progress: Callable[[float], None]):
         self.spans: list[SpeechSpan] = []  # every span taken so far, in time order
@@ -151,13 +151,10 @@ class _SpanFeed:
         self._on_progress = on_progress
         self._queue: queue.Queue = queue.Queue()  # unbounded: the producer never blocks on it
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._producer: Future | None = None
         self.whole = not isinstance(vad, StreamingVad)  # every span known before the first is taken
         if not self.whole:
-            self._thread = threading.Thread(
-                target=self._produce, args=(vad, pcm), name="tingxie-vad", daemon=True
-            )
-            self._thread.start()
+            self._producer = _vad_threads().submit(self._produce, vad, pcm)
         else:
             for span in vad.speech_spans(pcm, on_progress=self._progressed):
                 self._queue.put(("span", span))
@@ -196,9 +193,24 @@ class _SpanFeed:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._thread is not None:
+        if self._producer is not None:
             self._stop.set()
-            self._thread.join()
+            wait([self._producer])
+
+
+_VAD_THREADS: ThreadPoolExecutor | None = None
+_VAD_THREADS_LOCK = threading.Lock()
+
+
+def _vad_threads() -> ThreadPoolExecutor:
+    """The threads streaming VADs run in, one per job at a time, kept for the next jobs: a fresh
+    thread per job left about half a MiB behind each time (tests/pipeline/funasr/test_funasr_memory.py),
+    a kept one leaves nothing."""
+    global _VAD_THREADS
+    with _VAD_THREADS_LOCK:
+        if _VAD_THREADS is None:
+            _VAD_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="tingxie-vad")
+        return _VAD_THREADS
 
 
 class _Listed:

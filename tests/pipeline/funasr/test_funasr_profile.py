@@ -314,12 +314,24 @@ def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_en
     assert len(sum(slow_asr.batches, [])) == 18
 
 
+class _WatchedVad:
+    """The engine's VAD, noting when its iteration has ended (read to the end or stopped)."""
+
+    def __init__(self, vad):
+        self._vad = vad
+        self.ended = False
+
+    def iter_speech_spans(self, pcm, on_progress=None, stop=None):
+        try:
+            yield from self._vad.iter_speech_spans(pcm, on_progress, stop)
+        finally:
+            self.ended = True
+
+
 @pytest.mark.parametrize("where", ["in-process", "helper"])
 def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_speech, tmp_path, where):
     """An error in ASR while VAD still reads the file (in this process or in a helper) ends the
-    job with that error; VAD stops, and neither the PCM file nor the span feed is left."""
-    import threading
-
+    job with that error once VAD has stopped, leaving neither the PCM file nor the span feed."""
     engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers="1")
 
     class Broken(Exception):
@@ -328,11 +340,13 @@ def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr
     def fail(batch: int) -> None:
         raise Broken
 
+    watched = _WatchedVad(engine.vad)
     with pytest.raises(Broken):
-        transcribe(long_speech, TranscribeOptions(), _with(engine, asr=_RecordingAsr(engine.asr, on_batch=fail)),
+        transcribe(long_speech, TranscribeOptions(),
+                   _with(engine, vad=watched, asr=_RecordingAsr(engine.asr, on_batch=fail)),
                    work_dir=tmp_path / "work")
+    assert watched.ended
     assert list((tmp_path / "work").iterdir()) == []
-    assert not [t for t in threading.enumerate() if t.name == "tingxie-vad"]
     if where == "helper":  # the helper is free again, and streams a whole file with its progress
         steps: list[Progress] = []
         transcript = transcribe(long_speech, TranscribeOptions(), engine, work_dir=tmp_path / "again",
