@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
@@ -19,8 +19,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
-    import threading
-
     from pipeline.audio import PcmFile
 
 _vad = None
@@ -121,6 +119,7 @@ class _PooledVad:
     ) -> Iterator[SpeechSpan]:
         feed_path = Path(f"{pcm.path}.spans")
         feed_path.write_bytes(b"")
+        stop = stop or threading.Event()
         try:
             future = self._pool.submit(_stream_spans, str(pcm.path), str(feed_path))
             with open(feed_path, "rb") as feed:
@@ -138,11 +137,9 @@ class _PooledVad:
                     if finished:
                         future.result()  # the helper's error, if it failed
                         return
-                    if stop is not None and stop.wait(_POLL_S):
+                    if stop.wait(_POLL_S):
                         future.cancel()  # still queued behind other jobs: it never starts
                         return
-                    if stop is None:
-                        time.sleep(_POLL_S)
         finally:
             feed_path.unlink(missing_ok=True)  # also tells a helper still running to stop
 
