@@ -34,43 +34,47 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _hotwords(value: str | None):
+def _options(args: argparse.Namespace, settings):
+    """The flags as a job's options, checked as every door checks them (core.submit.resolve_options)."""
     from core.hotwords import parse_hotwords
-    from pipeline.types import Hotword
+    from core.options import JobOptions
+    from core.submit import resolve_options
 
-    if not value:
-        return ()
-    if value.startswith("@"):
-        value = Path(value[1:]).expanduser().read_text(encoding="utf-8")
-    return tuple(Hotword(word, weight) for word, weight in parse_hotwords(value))
+    hotwords = args.hotwords or ""
+    if hotwords.startswith("@"):
+        hotwords = Path(hotwords[1:]).expanduser().read_text(encoding="utf-8")
+    options = JobOptions(language=args.language, itn=not args.no_itn, hotwords=parse_hotwords(hotwords),
+                         profile=args.profile)
+    return resolve_options(settings, options)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from core.errors import TingxieError
     from core.export import render
-    from core.hotwords import HotwordError
     from core.settings import Settings
     from pipeline import transcribe
     from pipeline.errors import MediaError, PipelineError
-    from pipeline.types import TranscribeOptions
-    from worker.engines import load_engine_for
+    from worker.engines import load_engine_for, transcribe_options
 
     files = [Path(f) for f in args.files]
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(files) > 1:
         print("tingxie transcribe: several files need -o DIR to write their transcripts into", file=sys.stderr)
         return 2
+    settings = Settings.from_env()
     try:
-        hotwords = _hotwords(args.hotwords)
-    except (HotwordError, OSError) as exc:
+        job_options = _options(args, settings)
+    except OSError as exc:
         print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
         return 2
-    options = TranscribeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords)
-    settings = Settings.from_env()
-    profile = args.profile or settings.profile
+    except TingxieError as exc:
+        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
+        return 2
+    options = transcribe_options(job_options)
     try:
-        engine = load_engine_for(settings, profile)
+        engine = load_engine_for(settings, job_options.profile)
     except PipelineError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 1

@@ -27,3 +27,22 @@ def test_creating_the_app_loads_no_model_code(tmp_path):
 def test_core_and_pipeline_stay_in_their_lane():
     assert not {m for m in _loaded_after("import core.jobs, core.queue, core.events") if m.split(".")[0] in (*HEAVY, "flask", "web", "pipeline")}
     assert not {m for m in _loaded_after("import pipeline, pipeline.types") if m.split(".")[0] in ("flask", "celery", "sqlalchemy", "core", "web", "worker")}
+
+
+def _top_level(statement: str) -> set[str]:
+    return {m.split(".")[0] for m in _loaded_after(statement)}
+
+
+def test_the_doors_web_and_gateway_import_core_only():
+    assert not _top_level("import gateway, cli.gateway") & {*HEAVY, "flask", "web", "pipeline", "worker"}
+    assert not _top_level("import web, web.openai, web.api, web.events") & {*HEAVY, "gateway", "pipeline", "worker"}
+
+
+def test_the_worker_imports_no_door():
+    assert not _top_level("import worker.celery_app, worker.tasks, worker.runtime") & {"flask", "web", "gateway"}
+
+
+def test_core_imports_no_door_and_no_worker():
+    assert not _top_level(
+        "import core.submit, core.services, core.options, core.jobs, core.settings, core.errors"
+    ) & {*HEAVY, "flask", "web", "gateway", "worker", "pipeline"}

@@ -1,8 +1,21 @@
-"""Settings -> the pipeline's EngineConfig: the one place a profile's model set is configured,
-for workers and for `tingxie transcribe` alike."""
+"""Where core's typed values become the pipeline's, for workers and `tingxie transcribe` alike:
+Settings -> a profile's EngineConfig (the one place a model set is configured), and a job's
+JobOptions -> the pipeline's TranscribeOptions."""
 from __future__ import annotations
 
+from core.options import JobOptions
 from core.settings import Settings
+
+
+def transcribe_options(options: JobOptions):
+    """The pipeline's options for a job: the stored typed values, as they are."""
+    from pipeline.types import Hotword, TranscribeOptions
+
+    return TranscribeOptions(
+        language=options.language,
+        itn=options.itn,
+        hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+    )
 
 
 def load_engine_for(settings: Settings, profile: str):

@@ -18,8 +18,9 @@ from core.media import ffmpeg_binary
 from core.migrate import upgrade
 from core.models import Job
 from core import storage
-from web.gateway import GatewayConfig, run_in_thread
-from web.gateway_protocol import (
+from core.hotwords import Hotword
+from gateway import GatewayConfig, run_in_thread
+from gateway.protocol import (
     RESULT_FRAME_LIMIT_BYTES,
     FileRequest,
     ProtocolError,
@@ -33,7 +34,7 @@ from web.gateway_protocol import (
     result_frame,
     wav_header,
 )
-from tests.web.funasr_testclient import client_ssl, html5_walk
+from tests.gateway.funasr_testclient import client_ssl, html5_walk
 
 # --- pure rules -------------------------------------------------------------------------------
 
@@ -81,11 +82,12 @@ def test_bad_config_is_refused_with_a_reason(message, code):
 
 
 def test_three_hotword_shapes():
-    assert parse_config({"hotwords": '{"阿里巴巴": 20, "通义实验室": "30"}'}).hotwords == [("阿里巴巴", 20.0), ("通义实验室", 30.0)]
-    assert parse_config({"hotwords": "阿里巴巴,达摩院"}).hotwords == [("阿里巴巴", None), ("达摩院", None)]
-    assert parse_config({"hotwords": "阿里巴巴 达摩院 通义"}).hotwords == [("阿里巴巴", None), ("达摩院", None), ("通义", None)]
+    H = Hotword
+    assert parse_config({"hotwords": '{"阿里巴巴": 20, "通义实验室": "30"}'}).hotwords == (H("阿里巴巴", 20.0), H("通义实验室", 30.0))
+    assert parse_config({"hotwords": "阿里巴巴,达摩院"}).hotwords == (H("阿里巴巴"), H("达摩院"))
+    assert parse_config({"hotwords": "阿里巴巴 达摩院 通义"}).hotwords == (H("阿里巴巴"), H("达摩院"), H("通义"))
     # A client sending an object rather than a string is understood too; "" means "unchanged".
-    assert parse_config({"hotwords": {"达摩院": 10}}).hotwords == [("达摩院", 10.0)]
+    assert parse_config({"hotwords": {"达摩院": 10}}).hotwords == (H("达摩院", 10.0),)
     assert parse_config({"hotwords": ""}).hotwords is None
 
 
@@ -342,7 +344,7 @@ def test_many_refused_and_abandoned_connections_leave_nothing_behind(gateway, sp
 
 
 def test_the_gateway_loads_no_model_code():
-    code = ("import sys, web.gateway, cli.gateway, web.events; "
+    code = ("import sys, gateway, cli.gateway; "
             "print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     heavy = {"torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr", "pipeline", "worker"}

@@ -4,7 +4,9 @@ An asyncio server (the ``websockets`` package) on its own port, so hundreds of c
 cost a coroutine each, not a thread. Every file a client sends is spooled to disk as it
 arrives and becomes an ordinary job (source ``gateway``, interactive priority so it does not
 wait behind batch work), visible in the REST API; the answer is read from the stored
-transcript once the job has ended. ``web.gateway_protocol`` holds the frame rules.
+transcript once the job has ended. Jobs are made by the one submission path every door uses
+(:func:`core.submit.submit_job`): probed, checked, committed, then enqueued. ``gateway.protocol``
+holds the frame rules. Like the web tier, the gateway imports core only.
 """
 from __future__ import annotations
 
@@ -23,13 +25,16 @@ from websockets.frames import CloseCode
 from websockets.protocol import State
 
 from core import jobs, storage
-from core.db import make_engine, make_sessionmaker, session_scope
+from core.db import session_scope
+from core.errors import TingxieError
 from core.events import AsyncJobWatcher
-from core.hotwords import HotwordError, Hotwords, check_cap, load_hotword_file, merge
+from core.hotwords import Hotwords, load_hotword_file, merge
 from core.models import Job, Transcript
-from core.queue import QueueClient
+from core.options import INTERACTIVE_PRIORITY, JobOptions, Source
+from core.services import Services
 from core.settings import Settings
-from web.gateway_protocol import (
+from core.submit import Upload, submit_job
+from gateway.protocol import (
     FileRequest,
     ProtocolError,
     ack_frame,
@@ -46,7 +51,6 @@ from web.gateway_protocol import (
 
 log = logging.getLogger("tingxie.gateway")
 
-INTERACTIVE_PRIORITY = 10
 _SIZE_CODES = frozenset({"too_large", "too_long"})
 
 
@@ -57,7 +61,8 @@ class GatewayConfig:
     certfile: "" makes (once) and uses a self-signed certificate under ``<data dir>/gateway``;
     "0" serves plain ws (FunASR's ``--certfile 0``); else a PEM certificate, with ``keyfile``.
     hotword_file: FunASR's ``--hotword``, one ``word weight`` a line, merged with each
-    connection's hotwords (the deployment-wide ``TINGXIE_HOTWORD_FILE`` is merged by the worker).
+    connection's hotwords (the deployment-wide ``TINGXIE_HOTWORD_FILE`` is merged at submission, as for
+    every door).
     idle_timeout_s: seconds a file may go without a frame (or a new connection without its
     config frame) before it is refused; default 60.
     max_frame_bytes: largest single message accepted; default 8 MiB (FunASR's C++ client
@@ -195,7 +200,7 @@ class _Conversation:
         self.gw = gateway
         self.ws = ws
         self.upload: _Upload | None = None
-        self.hotwords: Hotwords = []
+        self.hotwords: Hotwords = ()
         self.files_seen = 0
         self.pending = 0
         self.outbox: asyncio.Queue = asyncio.Queue()
@@ -316,8 +321,8 @@ class _Conversation:
             # Shielded: once started, the job is created (and the spool file placed) even if the
             # client leaves meanwhile, so no spool file is left behind half-handled.
             job_id = await asyncio.shield(self.gw.in_thread(self.gw.create_job, upload, request))
-        except HotwordError as exc:
-            return [encode(error_frame(request, "bad_hotwords", str(exc)))]
+        except TingxieError as exc:
+            return [encode(error_frame(request, exc.code, exc.message))]
         await self.gw.watcher.wait_finished(job_id)
         return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack)
 
@@ -345,12 +350,10 @@ class Gateway:
     def __init__(self, settings: Settings, config: GatewayConfig):
         self.settings = settings
         self.config = config
-        self.queue = QueueClient(settings)
-        self.server_hotwords: Hotwords = load_hotword_file(config.hotword_file) if config.hotword_file else []
+        self.server_hotwords: Hotwords = load_hotword_file(config.hotword_file) if config.hotword_file else ()
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tingxie-gateway")
         self._server = None
-        self._engine = None
-        self.factory = None
+        self.services: Services | None = None
         self.watcher: AsyncJobWatcher | None = None
 
     @property
@@ -369,7 +372,7 @@ class Gateway:
     def _ssl_context(self):
         if not self.config.tls:
             return None
-        from web.gateway_tls import ensure_self_signed, server_context
+        from gateway.tls import ensure_self_signed, server_context
 
         if self.config.certfile:
             return server_context(Path(self.config.certfile), Path(self.config.keyfile) if self.config.keyfile else None)
@@ -377,10 +380,8 @@ class Gateway:
         return server_context(cert, key)
 
     async def start(self) -> None:
-        storage.ensure_dirs(self.settings)
-        self._engine = make_engine(self.settings.database_url)
-        self.factory = make_sessionmaker(self._engine, self.settings.events_url)
-        self.watcher = AsyncJobWatcher(self.factory, self.settings.events_url)
+        self.services = Services.start(self.settings)
+        self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
         await self.watcher.start()
         self._server = await ws_serve(
             self._handle,
@@ -406,8 +407,8 @@ class Gateway:
         if self.watcher is not None:
             await self.watcher.close()
         self._executor.shutdown(wait=True)
-        if self._engine is not None:
-            self._engine.dispose()
+        if self.services is not None:
+            self.services.close()
 
     def stats(self) -> dict:
         """Open connections, asyncio tasks and watched jobs: what a leak would make grow."""
@@ -425,45 +426,19 @@ class Gateway:
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def create_job(self, upload: _Upload, request: FileRequest) -> str:
-        """Place the spooled file, commit the job, then enqueue it. On any failure before the job
-        exists the spool file is removed."""
-        try:
-            hotwords = check_cap(merge(self.server_hotwords, request.hotwords or []), self.settings.max_hotwords)
-            job_id = jobs.new_job_id()
-            filename = upload.filename
-            target = storage.place_upload(self.settings, upload.path, job_id, filename)
-        except BaseException:
-            upload.discard()
-            raise
-        try:
-            with session_scope(self.factory) as session:
-                jobs.create_job(
-                    session,
-                    job_id=job_id,
-                    media_path=str(target),
-                    filename=filename[:512],
-                    profile=self.settings.profile,
-                    options={"language": "auto", "itn": request.itn, "hotwords": [list(h) for h in hotwords]},
-                    size_bytes=target.stat().st_size,
-                    source="gateway",
-                    priority=self.config.priority,
-                )
-        except BaseException:
-            storage.delete_job_files(self.settings, job_id)
-            raise
-        try:
-            self.queue.send_transcribe(job_id, priority=self.config.priority)
-        except Exception:  # kombu raises several types for "cannot connect"
-            log.warning("could not reach the broker for job %s; a worker's sweeper sends it later", job_id,
-                        exc_info=True)
-            return job_id
-        with session_scope(self.factory) as session:
-            jobs.mark_enqueued(session, job_id)
-        log.info("job %s from the gateway: %s", job_id, filename)
-        return job_id
+        """One file becomes a job through the one submission path. The gateway's own hotword file
+        (FunASR's ``--hotword``) is merged under the connection's words, as FunASR's server does."""
+        options = JobOptions(
+            itn=request.itn,
+            hotwords=merge(self.server_hotwords, request.hotwords or ()),
+            source=Source.GATEWAY,
+            priority=self.config.priority,
+        )
+        submitted = submit_job(self.services, Upload(upload.path, upload.filename), options)
+        return submitted.id
 
     def answer_frames(self, job_id: str, request: FileRequest, ack: bool) -> list[str]:
-        with session_scope(self.factory) as session:
+        with session_scope(self.services.db) as session:
             job = session.get(Job, job_id)
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"

@@ -1,7 +1,7 @@
 """The FunASR offline WebSocket protocol: what clients' frames mean and the frames tingxie answers.
 
 Pure values and functions (no sockets, no database), so each rule the FunASR clients rely on is
-tested on its own. The server loop lives in ``web.gateway``.
+tested on its own. The server loop lives in ``gateway.server``.
 
 Client -> server, per file: a JSON config frame, binary audio frames, an end frame
 (``{"is_speaking": false}``, ``+ "is_end": true`` from newer clients, or ``{"is_finished": true}``).

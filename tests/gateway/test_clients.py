@@ -17,7 +17,7 @@ import requests
 from core.media import ffmpeg_binary
 from tests.conftest import make_settings
 from tests.service import free_port
-from tests.web.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
+from tests.gateway.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
 
@@ -215,13 +215,13 @@ def test_2pass_gets_a_working_answer_and_a_failed_job_an_error(live_service, spe
     garbage = Audio(b"this is not an mp3 file at all" * 100, "broken.mp3", "mp3", mode="2pass")
     good = Audio(pcm, "after", "pcm", 16000, "达摩院", mode="2pass")
     failed, recovered = run(url, [garbage, good], generation="new")
-    # The failed file: one error frame (text present, is_final false, the job's error); the
-    # connection goes on and the next file is answered.
+    # The refused file: one error frame (text present, is_final false, the probe's code), and no job
+    # (the one submission path probes before it records anything); the connection goes on and the
+    # next file is answered.
     frame = failed.result
     assert frame["is_end"] is True and frame["is_final"] is False and frame["text"] == ""
-    assert frame["error"] and frame["error_code"] != "internal_error"
-    job = service.job(frame["job_id"])
-    assert job["status"] == "failed" and job["error"]["code"] == frame["error_code"]
+    assert frame["error_code"] == "bad_media" and "broken.mp3" in frame["error"] and frame["job_id"] is None
+    assert all(j["filename"] != "broken.mp3" for j in service.jobs()["items"])
     assert recovered.result["mode"] == "2pass-offline" and "达摩院" in recovered.result["text"]
     assert recovered.ack["is_final"] is True
 
