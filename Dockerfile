@@ -14,6 +14,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core core
 COPY web web
+COPY gateway gateway
 COPY worker worker
 COPY pipeline pipeline
 COPY cli cli
