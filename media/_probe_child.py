@@ -104,8 +104,9 @@ _SEEK_MAX_PACKETS = 500
 def probe(path: str) -> dict:
     try:
         import av
-    except ImportError:
-        raise _Failed(errors.FfmpegMissingError, "PyAV is not installed: `pip install av`.") from None
+    except ImportError as exc:
+        raise _Failed(errors.FfmpegMissingError, f"PyAV could not be loaded ({exc}); `pip install av`.",
+                      repr(exc)) from None
     av.logging.set_level(av.logging.ERROR)  # ffmpeg's error line travels with the exception
     container = _open(av, path)
     with container:

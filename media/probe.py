@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -28,12 +29,15 @@ _DETAIL_KEEP_CHARS = 4000
 
 
 def check_file(path: Path) -> None:
-    """Refuse a missing or empty file before any child process is started for it."""
+    """Refuse a missing, empty or special file (a named pipe or a device would never end) before
+    any child process is started for it."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except FileNotFoundError:
         raise errors.MediaError("The file does not exist (it may have been deleted); upload it again.") from None
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise errors.MediaError("This is not a regular file (a pipe, device or folder); upload the media file itself.")
+    if st.st_size == 0:
         raise errors.EmptyMediaError("The file is empty (0 bytes); upload it again.")
 
 
