@@ -16,6 +16,7 @@ COPY core core
 COPY web web
 COPY worker worker
 COPY pipeline pipeline
+COPY media media
 COPY cli cli
 COPY migrations migrations
 RUN if [ "$PROFILE" = "funasr" ]; then \
