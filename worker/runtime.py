@@ -133,7 +133,7 @@ class Runtime:
 
     def run_job(self, job_id: str) -> str:
         from pipeline import transcribe
-        from pipeline.errors import PipelineError
+        from pipeline.errors import MediaError, PipelineError
 
         with session_scope(self.factory) as session:
             attempt = jobs.claim(session, job_id)
@@ -163,7 +163,7 @@ class Runtime:
         except JobLostError:
             log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
             return "lost"
-        except (PipelineError, HotwordError) as exc:
+        except (PipelineError, MediaError, HotwordError) as exc:
             code = getattr(exc, "code", "bad_hotwords")
             message = getattr(exc, "message", str(exc))
             log.info("job %s failed: %s: %s", job_id, code, message)
