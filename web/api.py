@@ -13,8 +13,8 @@ from sqlalchemy.exc import OperationalError
 from core import export, jobs, storage, webhooks
 from core.db import session_scope
 from core.hotwords import HotwordError, check_cap, parse_hotwords
-from core.media import ProbeError, ffmpeg_binary, probe
 from core.models import Job, Transcript
+from media import MediaError, probe
 from web.uploads import discard_spooled
 
 log = logging.getLogger("tingxie.web")
@@ -143,8 +143,8 @@ def create_job():
         if size == 0:
             raise ApiError(400, "empty_file", "the uploaded file is empty (0 bytes)")
         try:
-            info = probe(str(spooled), ffmpeg_binary(settings.ffmpeg))
-        except ProbeError as exc:
+            info = probe(spooled)
+        except MediaError as exc:
             status = 415 if exc.code == "bad_media" else 422
             raise ApiError(status, exc.code, f"{upload.filename}: {exc.message}") from None
         if info.duration_ms is not None and info.duration_ms > settings.max_duration_s * 1000:
