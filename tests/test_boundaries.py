@@ -1,4 +1,5 @@
-"""Dependency direction: web -> core <- worker -> pipeline. Checked in fresh interpreters."""
+"""Dependency direction: web -> core <- worker -> pipeline, and ``media`` a leaf both use. Checked in
+fresh interpreters."""
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_import_web_loads_no_model_code():
     loaded = _loaded_after("import web; web.create_app")
-    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "av")}  # PyAV loads in the probe's child only
     assert "pipeline" not in loaded and "worker" not in loaded
 
 
@@ -27,3 +28,10 @@ def test_creating_the_app_loads_no_model_code(tmp_path):
 def test_core_and_pipeline_stay_in_their_lane():
     assert not {m for m in _loaded_after("import core.jobs, core.queue, core.events") if m.split(".")[0] in (*HEAVY, "flask", "web", "pipeline")}
     assert not {m for m in _loaded_after("import pipeline, pipeline.types") if m.split(".")[0] in ("flask", "celery", "sqlalchemy", "core", "web", "worker")}
+
+
+def test_media_is_a_leaf():
+    """The web tier probes uploads through media: importing it loads neither PyAV nor numpy, and
+    nothing of the packages that use it."""
+    loaded = _loaded_after("import media, media.probe, media.decode")
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "av", "core", "pipeline", "web", "worker", "flask")}
