@@ -3,7 +3,7 @@
 Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and are re-exported
 here, so callers of the pipeline catch ``PipelineError`` and ``MediaError`` from one place.
 """
-from media.errors import (  # noqa: F401  (re-exported)
+from media.errors import (
     EmptyMediaError,
     FfmpegMissingError,
     MediaError,
@@ -13,6 +13,12 @@ from media.errors import (  # noqa: F401  (re-exported)
     RefusedFormatError,
     TruncatedMediaError,
 )
+
+__all__ = [
+    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
+    "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
+    "RefusedFormatError", "TruncatedMediaError", "UnknownProfileError",
+]
 
 
 class PipelineError(Exception):

@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pipeline.audio import PcmFile, decode
+from pipeline.audio import decode
 from pipeline.errors import MediaError, TruncatedMediaError
 
 
