@@ -1,5 +1,5 @@
-"""The probe's child process: ``python -m media._probe_child PATH MEMORY_BYTES CPU_S`` prints one line
-of JSON, ``{"info": {...}}`` or ``{"error": {"type", "message", "detail"}}``.
+"""The probe's child process: ``python -m media._probe_child PATH PARENT_PID MEMORY_BYTES CPU_S`` prints
+one line of JSON, ``{"info": {...}}`` or ``{"error": {"type", "message", "detail"}}``.
 
 libavformat parses the untrusted file here, under resource limits set before PyAV is imported, so
 a file that makes it hang, crash or allocate without end takes down this process only.
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import sys
 
 from media import errors
+from media._rlimited import die_with_parent, set_limits
 from media.formats import ALLOWED_DEMUXERS, demuxer_name, is_allowed, mime_type, refused_kind
 
 # A file cut to less than this share of the length it declares is refused as truncated (the
@@ -27,13 +27,6 @@ class _Failed(Exception):
     def __init__(self, error: type[errors.MediaError], message: str, detail: str = ""):
         super().__init__(message)
         self.error, self.message, self.detail = error, message, detail[-_DETAIL_KEEP_CHARS:]
-
-
-def _limit(memory_bytes: int, cpu_s: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    # Past the soft limit the kernel sends SIGXCPU (the parent reads it as a timeout).
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # a probe writes no file
 
 
 def _log_text(exc) -> str:
@@ -150,8 +143,9 @@ def probe(path: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    path, memory_bytes, cpu_s = argv
-    _limit(int(memory_bytes), int(cpu_s))
+    path, parent_pid, memory_bytes, cpu_s = argv
+    die_with_parent(int(parent_pid))
+    set_limits(int(memory_bytes), int(cpu_s), 0)  # a probe writes no file
     try:
         result = {"info": probe(path)}
     except _Failed as failed:

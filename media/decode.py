@@ -95,7 +95,7 @@ def decode_to_pcm(
     declared duration, about twice a second; an exception it raises stops the decode.
     ``timeout_s`` (default :func:`decode_timeout_s`) bounds the wall-clock time and, doubled, the
     CPU time; ``memory_bytes`` ffmpeg's address space. On any failure ``out_path`` is removed and
-    ffmpeg's process group is killed.
+    ffmpeg's process group is killed; if this process dies, the kernel kills ffmpeg (Linux).
     """
     path, out_path = Path(path), Path(out_path)
     check_file(path)
@@ -107,7 +107,7 @@ def decode_to_pcm(
         raise too_long(info.duration_ms, max_duration_ms)
     ffmpeg = find_ffmpeg(ffmpeg)
     if timeout_s is None:
-        timeout_s = decode_timeout_s(max_duration_ms if max_duration_ms is not None else info.duration_ms)
+        timeout_s = decode_timeout_s(info.duration_ms if info.duration_ms is not None else max_duration_ms)
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-v", "error",
            "-f", demuxer_name(info.format_name), "-protocol_whitelist", "file",
            "-format_whitelist", ",".join(ALLOWED_DEMUXERS), "-i", "file:" + str(path.resolve()),
@@ -119,8 +119,8 @@ def decode_to_pcm(
         cmd += ["-t", f"{(max_duration_ms + 1000) / 1000:.3f}"]
         fsize_bytes = pcm_bytes(max_duration_ms + 60_000)
     cmd += ["-y", "file:" + str(out_path.resolve())]
-    limited = [sys.executable, "-I", "-S", _RLIMITED, str(memory_bytes), str(int(timeout_s * 2) + 1),
-               str(fsize_bytes), "--", *cmd]
+    limited = [sys.executable, "-I", "-S", _RLIMITED, str(os.getpid()), str(memory_bytes),
+               str(int(timeout_s * 2) + 1), str(fsize_bytes), "--", *cmd]
     expected_bytes = pcm_bytes(info.duration_ms or 0)
     out_path.unlink(missing_ok=True)  # what is there afterwards is ffmpeg's, or nothing
     try:

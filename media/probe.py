@@ -73,7 +73,8 @@ def probe(
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     # -P: the working directory is not on the child's import path.
-    cmd = [sys.executable, "-P", "-m", "media._probe_child", str(path.resolve()), str(memory_bytes), str(cpu_s)]
+    cmd = [sys.executable, "-P", "-m", "media._probe_child", str(path.resolve()), str(os.getpid()),
+           str(memory_bytes), str(cpu_s)]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)
     try:

@@ -1,8 +1,12 @@
 """The hardened decode with both ffmpeg builds: real speech, forged probes of hostile files, limits."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -202,6 +206,29 @@ def test_a_decode_stopped_from_outside_kills_the_group(speech_path, tmp_path, st
         decode_to_pcm(jfk, tmp_path / "out", info=probe(jfk), ffmpeg=fake, on_progress=progress)
     _assert_group_gone(pids)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_decoder_dies_with_the_process_that_started_it(speech_path, tmp_path):
+    """A worker killed with kill -9 mid-decode leaves no ffmpeg running."""
+    fake, _, pids = _fake_ffmpeg(tmp_path)
+    code = "import sys, media; p = sys.argv[1]; media.decode_to_pcm(p, sys.argv[2], info=media.probe(p), ffmpeg=sys.argv[3])"
+    parent = subprocess.Popen([sys.executable, "-c", code, str(speech_path("jfk.flac")), str(tmp_path / "out"), fake])
+    try:
+        _wait_for(pids)
+        parent.kill()
+        parent.wait()
+        shell, child = map(int, pids.read_text().split())
+        deadline = time.monotonic() + 5
+        while _running(shell):
+            assert time.monotonic() < deadline, "the decoder outlived the process that started it"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        if pids.exists() and pids.read_text().strip():
+            for pid in map(int, pids.read_text().split()):  # the stand-in's own child is not ffmpeg's
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def test_missing_ffmpeg(speech_path, tmp_path):
