@@ -17,6 +17,7 @@ COPY web web
 COPY gateway gateway
 COPY worker worker
 COPY pipeline pipeline
+COPY media media
 COPY cli cli
 COPY migrations migrations
 RUN if [ "$PROFILE" = "funasr" ]; then \

@@ -35,13 +35,12 @@ _VIEW_OPS = frozenset({
 
 def spans_of_speech(seconds_each=SPAN_S):
     """The batch: consecutive cuts of bench.speech's real-speech file, float32 at 16 kHz."""
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+    from pipeline.audio import PcmFile, decode
 
     media = build_speech(5)
     pcm_path = OUT_DIR / "funasr-asr-5min.s16le"
     if not pcm_path.exists():
-        ffmpeg = find_ffmpeg()
-        decode_to_pcm(media, pcm_path, ffmpeg, None, info=probe(media, ffmpeg))
+        decode(media, pcm_path)
     pcm = PcmFile(pcm_path)
     spans, start_ms = [], 0
     for seconds in seconds_each:

@@ -90,14 +90,13 @@ def _measure(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> d
 
 def _pcm(minutes: float) -> Path:
     """The speech file decoded once to the s16le PcmFile reads."""
-    from pipeline.audio import decode_to_pcm, find_ffmpeg, probe
+    from pipeline.audio import decode
 
     media = build_speech(minutes)
     target = media.with_suffix(".s16le")
     if not target.exists():
-        ffmpeg = find_ffmpeg()
         tmp = target.with_suffix(".tmp.s16le")
-        decode_to_pcm(media, tmp, ffmpeg, None, info=probe(media, ffmpeg))
+        decode(media, tmp)
         tmp.replace(target)
     return target
 

@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "no_audio": 422,
     "truncated_media": 422,
+    "media_timeout": 422,
     "headers_too_large": 431,
     # The server side
     "internal_error": 500,

@@ -18,11 +18,11 @@ from core import jobs, storage, webhooks
 from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
-from core.media import ProbeError, ffmpeg_binary, probe
 from core.models import Job
 from core.options import LANGUAGES, JobOptions
 from core.services import Services
 from core.settings import Settings
+from media import MediaError, MediaInfo, probe
 
 log = logging.getLogger("tingxie.submit")
 
@@ -68,7 +68,7 @@ def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
     return dataclasses.replace(options, profile=profile, hotwords=hotwords)
 
 
-def _check_media(settings: Settings, path: Path, filename: str):
+def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, MediaInfo]:
     size = path.stat().st_size
     if size == 0:
         raise TingxieError(f"{filename} is empty (0 bytes)", code="empty_file")
@@ -79,15 +79,10 @@ def _check_media(settings: Settings, path: Path, filename: str):
             code="too_large",
         )
     try:
-        info = probe(str(path), ffmpeg_binary(settings.ffmpeg))
-    except ProbeError as exc:
-        raise TingxieError(f"{filename}: {exc.message}", code=exc.code) from None
-    if info.duration_ms is not None and info.duration_ms > settings.max_duration_s * 1000:
-        raise TingxieError(
-            f"{filename} lasts {info.duration_ms / 60000:.1f} min; the limit is "
-            f"{settings.max_duration_s / 60:.0f} min (TINGXIE_MAX_DURATION_S)",
-            code="too_long",
-        )
+        info = probe(path, max_duration_ms=int(settings.max_duration_s * 1000))
+    except MediaError as exc:
+        hint = " (TINGXIE_MAX_DURATION_S)" if exc.code == "too_long" else ""
+        raise TingxieError(f"{filename}: {exc.message}{hint}", code=exc.code) from None
     return size, info
 
 
@@ -113,6 +108,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
                 filename=filename,
                 size_bytes=size,
                 duration_ms=info.duration_ms,
+                media_info=info.to_dict(),
             )
             status = job.status
     except BaseException:

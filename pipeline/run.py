@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+from media import MediaInfo
+from pipeline.audio import PcmFile, decode
 from pipeline.stages import Engine, SpeechSpan, StreamingVad
 from pipeline.text import PUNCTUATION, SENTENCE_END, join_words
 from pipeline.types import Progress, Segment, TranscribeOptions, Transcript, Word
@@ -82,31 +83,32 @@ def transcribe(
     on_progress: Callable[[Progress], None] | None = None,
     max_duration_ms: int | None = None,
     ffmpeg: str | None = None,
+    media_info: MediaInfo | None = None,
 ) -> Transcript:
     """Transcribe one media file. Raises MediaError subclasses for input a person must fix.
+
+    ``media_info``: the file's :func:`media.probe`, when the caller already has it (stored with
+    the job at upload), so the file is not probed again.
 
     ``work_dir`` receives the decoded PCM (32 kB per second of audio) for the duration of the
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
     """
     report = _Reporter(on_progress)
-    ffmpeg = find_ffmpeg(ffmpeg)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pcm_path = work_dir / f"decoded-{uuid.uuid4().hex}.s16le"
     warnings: list[str] = []
     try:
         report("decode", 0.0)
-        info = probe(path, ffmpeg)
-        duration_ms = decode_to_pcm(
-            path, pcm_path, ffmpeg, max_duration_ms, info=info, on_progress=lambda f: report("decode", f)
-        )
+        info, pcm = decode(path, pcm_path, info=media_info, ffmpeg=ffmpeg, max_duration_ms=max_duration_ms,
+                           on_progress=lambda f: report("decode", f))
+        duration_ms = pcm.duration_ms
         if info.duration_ms and duration_ms < _PARTIAL_DECODE_WARN * info.duration_ms - 1000:
             warnings.append(
                 f"Only {duration_ms / 1000:.1f} s of the {info.duration_ms / 1000:.1f} s the file declares "
                 "could be decoded; the file may be cut short."
             )
-        pcm = PcmFile(pcm_path)
         if options.hotwords and not engine.supports_hotwords:
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
         report("vad", 0.0)

@@ -1,4 +1,5 @@
-"""Dependency direction: web -> core <- worker -> pipeline. Checked in fresh interpreters."""
+"""Dependency direction: web -> core <- worker -> pipeline, and ``media`` a leaf both use. Checked in
+fresh interpreters."""
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ def _loaded_after(statement: str) -> set[str]:
 
 def test_import_web_loads_no_model_code():
     loaded = _loaded_after("import web; web.create_app")
-    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "av")}  # PyAV loads in the probe's child only
     assert "pipeline" not in loaded and "worker" not in loaded
 
 
@@ -46,3 +47,10 @@ def test_core_imports_no_door_and_no_worker():
     assert not _top_level(
         "import core.submit, core.services, core.options, core.jobs, core.settings, core.errors"
     ) & {*HEAVY, "flask", "web", "gateway", "worker", "pipeline"}
+
+
+def test_media_is_a_leaf():
+    """The web tier probes uploads through media: importing it loads neither PyAV nor numpy, and
+    nothing of the packages that use it."""
+    loaded = _loaded_after("import media, media.probe, media.decode")
+    assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "av", "core", "pipeline", "web", "worker", "flask")}

@@ -201,13 +201,20 @@ def attachment(filename: str) -> str:
     206: {"description": "part of the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     **schemas.errors({404: "no such job", 410: "the file is no longer stored"})})
 def get_media(job_id: str):
+    """The stored file, typed by what the probe found (never by the client's file name): audio and
+    video play inline, anything else is an attachment; the browser may neither sniff nor run it."""
     with session_scope(services().db) as session:
         job = _load(session, job_id)
-        path, filename = Path(job.media_path), job.filename
+        path, filename, info = Path(job.media_path), job.filename, job.media_info or {}
     if not path.exists():
         raise TingxieError("the media file of this job is no longer stored", code="gone")
-    response = send_file(path, conditional=True)
-    response.headers["Content-Disposition"] = attachment(filename).replace("attachment", "inline", 1)
+    mime_type = info.get("mime_type") or "application/octet-stream"
+    playable = mime_type.startswith(("audio/", "video/"))
+    response = send_file(path, mimetype=mime_type if playable else "application/octet-stream", conditional=True)
+    disposition = attachment(filename)
+    response.headers["Content-Disposition"] = disposition if not playable else disposition.replace("attachment", "inline", 1)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
 
 

@@ -17,6 +17,7 @@ from core.options import JobOptions
 from core.queue import DELIVER_WEBHOOK, INTERACTIVE_QUEUE, QueueClient
 from core.services import Services
 from core.settings import Settings
+from media import MediaInfo
 from worker.engines import load_engine_for, transcribe_options
 
 log = logging.getLogger("tingxie.worker")
@@ -127,7 +128,7 @@ class Runtime:
 
     def run_job(self, job_id: str) -> str:
         from pipeline import transcribe
-        from pipeline.errors import PipelineError
+        from pipeline.errors import MediaError, PipelineError
 
         with session_scope(self.factory) as session:
             attempt = jobs.claim(session, job_id)
@@ -153,11 +154,12 @@ class Runtime:
                 on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
                 max_duration_ms=int(self.settings.max_duration_s * 1000),
                 ffmpeg=self.settings.ffmpeg or None,
+                media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
             )
         except JobLostError:
             log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
             return "lost"
-        except PipelineError as exc:
+        except (PipelineError, MediaError) as exc:
             log.info("job %s failed: %s: %s", job_id, exc.code, exc.message)
             self._finish(lambda s: jobs.fail(s, job_id, attempt, exc.code, exc.message))
         except Exception as exc:

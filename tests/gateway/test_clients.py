@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from core.media import ffmpeg_binary
+from media import find_ffmpeg
 from tests.conftest import make_settings
 from tests.service import free_port
 from tests.gateway.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
@@ -49,14 +49,14 @@ def pcm_of(path: Path) -> tuple[bytes, int]:
 
 
 def convert(src: Path, dst: Path, *args: str) -> Path:
-    subprocess.run([ffmpeg_binary(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
     return dst
 
 
 def make_mp4(wav: Path, dst: Path) -> Path:
     """A real video file (black frames + AAC speech), with its index at the end (needs seeking)."""
     subprocess.run(
-        [ffmpeg_binary(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=160x120:r=10",
+        [find_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=160x120:r=10",
          "-i", str(wav), "-shortest", "-c:v", "mpeg4", "-c:a", "aac", "-b:a", "64k", str(dst)],
         check=True,
     )

@@ -14,7 +14,7 @@ import websockets
 from sqlalchemy import select
 
 from core.db import make_engine, make_sessionmaker, session_scope
-from core.media import ffmpeg_binary
+from media import find_ffmpeg
 from core.migrate import upgrade
 from core.models import Job
 from core import storage
@@ -101,12 +101,12 @@ def test_text_frames_must_be_json_objects():
 def test_wav_header_makes_raw_pcm_a_file_ffmpeg_resamples(tmp_path, speech_path):
     raw = speech_path("asr_example.wav").read_bytes()[44:]
     # The same speech at 8 kHz as raw samples, wrapped by us, decoded by real ffmpeg to 16 kHz.
-    pcm8k = subprocess.run([ffmpeg_binary(), "-v", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "-",
+    pcm8k = subprocess.run([find_ffmpeg(), "-v", "error", "-f", "s16le", "-ar", "16000", "-ac", "1", "-i", "-",
                             "-ar", "8000", "-f", "s16le", "-"], input=raw, capture_output=True, check=True).stdout
     path = tmp_path / "wrapped.wav"
     path.write_bytes(wav_header(8000, len(pcm8k)) + pcm8k)
     assert is_wav_container(path.read_bytes()[:12])
-    out = subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(path), "-ar", "16000", "-ac", "1", "-f", "s16le", "-"],
+    out = subprocess.run([find_ffmpeg(), "-v", "error", "-i", str(path), "-ar", "16000", "-ac", "1", "-f", "s16le", "-"],
                          capture_output=True, check=True).stdout
     assert abs(len(out) - len(raw)) <= 64  # 5.55 s either way
 
@@ -122,7 +122,7 @@ def _probe(data: bytes, chunk_bytes: int = 3001) -> bool:
 @pytest.mark.parametrize("rate", ["8000", "16000"])
 def test_stereo_sent_as_pcm_is_spotted_when_its_channels_are_equal(speech_path, name, rate):
     def pcm(channels: str) -> bytes:
-        return subprocess.run([ffmpeg_binary(), "-v", "error", "-i", str(speech_path(name)), "-f", "s16le",
+        return subprocess.run([find_ffmpeg(), "-v", "error", "-i", str(speech_path(name)), "-f", "s16le",
                                "-ar", rate, "-ac", channels, "-"], capture_output=True, check=True).stdout
 
     assert not _probe(pcm("1"))

@@ -1,6 +1,7 @@
 """The REST API against a real database and a real broker (no worker: jobs stay queued)."""
 import io
 import json
+import os
 
 import pytest
 from sqlalchemy import select
@@ -55,6 +56,29 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, da
         assert s.execute(select(Job)).first() is None
     assert list((any_settings.work_dir / "uploads").iterdir()) == []
     assert list(any_settings.media_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["hls-absolute", "hls-relative", "hls-m3u8", "concat-absolute", "concat-relative"])
+def test_playlists_naming_another_upload_are_refused_and_leave_nothing(client, app, any_settings, speech_path, kind):
+    """Issue 12's cross-tenant read: a file that makes ffmpeg open another job's upload is 415 at
+    upload, whatever it is called; no job, no stored file, nothing in the spool."""
+    victim = _upload(client, path=speech_path("asr_example.mp3")).json["id"]
+    with session_scope(app.extensions["tingxie"].db) as s:
+        victim_path = s.get(Job, victim).media_path
+    relative = f"../{victim}/{os.path.basename(victim_path)}"
+    target = victim_path if kind.endswith("absolute") or kind == "hls-m3u8" else relative
+    if kind.startswith("hls"):
+        data, name = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{target}\n#EXT-X-ENDLIST\n", "x.mp3"
+        name = "list.m3u8" if kind == "hls-m3u8" else name
+    else:
+        data, name = f"ffconcat version 1.0\nfile '{target}'\n", "x.mp3"
+    r = _upload(client, data.encode(), name)
+    assert r.status_code == 415 and r.json["error"]["code"] == "bad_media", r.json
+    assert name in r.json["error"]["message"]
+    with session_scope(app.extensions["tingxie"].db) as s:
+        assert [j.id for j in s.execute(select(Job)).scalars()] == [victim]
+    assert [p.name for p in any_settings.media_dir.iterdir()] == [victim]
+    assert list((any_settings.work_dir / "uploads").iterdir()) == []
 
 
 def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_path):

@@ -295,10 +295,10 @@ def make_video(speech: Path, target: Path) -> Path:
     """A small real video (VP8 + Opus in WebM) carrying real speech, made with tingxie's own ffmpeg."""
     import subprocess
 
-    from core.media import ffmpeg_binary
+    from media import find_ffmpeg
 
     subprocess.run(
-        [ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y",
+        [find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y",
          "-f", "lavfi", "-i", "color=c=0x334155:s=320x180:r=10", "-i", str(speech),
          "-shortest", "-c:v", "libvpx", "-b:v", "100k", "-c:a", "libopus", str(target)],
         check=True, capture_output=True,
@@ -340,10 +340,10 @@ def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, pag
     import threading
 
     psutil = pytest.importorskip("psutil")
-    from core.media import ffmpeg_binary
+    from media import find_ffmpeg
 
     big = tmp_path / "long-meeting.wav"  # 48 kHz stereo silence, 98 minutes: under the duration cap
-    subprocess.run([ffmpeg_binary(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
                     "-i", "anullsrc=r=48000:cl=stereo", "-t", "5900", "-c:a", "pcm_s16le", str(big)],
                    check=True, capture_output=True)
     assert big.stat().st_size > 1_100_000_000

@@ -72,12 +72,10 @@ def test_transcribes_real_speech_end_to_end(funasr_engine, run, speech_path):
 
 def test_long_file_is_cut_at_its_pauses(funasr_engine, run, long_speech):
     """150 s in several VAD chunks and ASR batches: one span per spoken clip, times on the file."""
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+    from pipeline.audio import decode
 
-    ffmpeg = find_ffmpeg()
-    pcm_path = long_speech.with_suffix(".s16le")
-    decode_to_pcm(long_speech, pcm_path, ffmpeg, None, info=probe(long_speech, ffmpeg))
-    spans = funasr_engine.vad.speech_spans(PcmFile(pcm_path))
+    _, pcm = decode(long_speech, long_speech.with_suffix(".s16le"))
+    spans = funasr_engine.vad.speech_spans(pcm)
     assert len(spans) == 18
     assert all(a.end_ms < b.start_ms for a, b in zip(spans, spans[1:]))
     assert all(4000 <= s.duration_ms <= 5600 for s in spans)

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
-from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe  # noqa: E402
+from pipeline.audio import PcmFile, decode  # noqa: E402
 from pipeline.funasr_testing import funasr_vad_segments  # noqa: E402
 from pipeline.funasr_vad import CHUNK_MS, FsmnVad  # noqa: E402
 
@@ -108,12 +108,11 @@ def vads(vad_dirs) -> dict[str, FsmnVad]:
 @pytest.fixture(scope="session")
 def recordings(speech_dir, tmp_path_factory) -> dict[str, np.ndarray]:
     """The real recordings as 16 kHz int16 samples."""
-    ffmpeg = find_ffmpeg()
     out = tmp_path_factory.mktemp("recordings")
     samples = {}
     for name in ("asr_example.wav", "jfk.flac", "hotwords.mp3"):
         pcm_path = out / f"{name}.s16le"
-        decode_to_pcm(speech_dir / name, pcm_path, ffmpeg, None, info=probe(speech_dir / name, ffmpeg))
+        decode(speech_dir / name, pcm_path)
         samples[name] = np.fromfile(pcm_path, dtype="<i2")
     return samples
 
