@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
-from pipeline.profiles import EngineConfig, register_profile
-from pipeline.stages import Engine
+from pipeline.stages import Engine, EngineConfig, Profile
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -122,7 +121,6 @@ def _flag(value: str | None, default: bool) -> bool:
     return str(value).lower() not in ("0", "false", "no", "off")
 
 
-@register_profile("funasr")
 def load_funasr_engine(config: EngineConfig) -> Engine:
     """Load VAD, ASR, punctuation and ITN once; the worker keeps the engine for every job.
 
@@ -187,3 +185,6 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         itn=itn,
         batch_seconds=config.batch_seconds,
     )
+
+
+PROFILE = Profile(load=load_funasr_engine)

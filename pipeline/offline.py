@@ -6,8 +6,7 @@ never imported. Whisper punctuates its own output, so the profile has no punctua
 from __future__ import annotations
 
 from pipeline.itn import WetextItn
-from pipeline.profiles import EngineConfig
-from pipeline.stages import Engine
+from pipeline.stages import Engine, EngineConfig, Profile
 from pipeline.vad_silero import SileroVad, VadOptions
 from pipeline.whisper import WhisperAsr, prepare_whisper_base
 
@@ -33,3 +32,6 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
     )
+
+
+PROFILE = Profile(load=load_offline_engine)

@@ -8,7 +8,8 @@ import pytest
 
 from pipeline import profiles, whisper
 from pipeline.errors import EngineMissingError, ModelNotReadyError, UnknownProfileError
-from pipeline.profiles import EngineConfig, available_profiles, load_engine
+from pipeline.profiles import EngineConfig, Profile, available_profiles, load_engine, register_profile
+from pipeline.stages import Engine
 
 
 def test_known_profiles(tmp_path):
@@ -18,9 +19,24 @@ def test_known_profiles(tmp_path):
 
 
 def test_missing_engine_package_names_the_install(monkeypatch, tmp_path):
-    monkeypatch.setitem(profiles._LAZY_MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
+    monkeypatch.setitem(profiles._MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
     with pytest.raises(EngineMissingError, match=r"pip install 'tingxie\[x\]'"):
         load_engine("elsewhere", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
+
+
+def test_a_registered_profile_loads_through_the_registry(monkeypatch, tmp_path):
+    monkeypatch.setattr(profiles, "_REGISTERED", {})
+    configs = []
+
+    def load(config):
+        configs.append(config)
+        return Engine(name="mine", vad=None, asr=None)
+
+    register_profile("mine", Profile(load=load))
+    assert "mine" in available_profiles()
+    config = EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, device="cuda:1")
+    assert load_engine("mine", config).name == "mine"
+    assert configs == [config]
 
 
 def test_weights_are_joined_once_and_verified(tmp_path):
@@ -58,3 +74,11 @@ def test_importing_the_pipeline_loads_no_model_runtime():
            "print(sorted(m for m in ('numpy', 'ctranslate2', 'onnxruntime', 'torch', 'faster_whisper') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_registry_imports_a_profile_only_when_asked():
+    """No import cycle between the registry and the profiles: a profile's module is named, not imported."""
+    code = "import sys, pipeline.profiles as p; print(sorted(m for m in sys.modules if m.startswith(('pipeline.offline', " \
+           "'pipeline.funasr')))); p.get_profile('funasr'); print('pipeline.funasr_profile' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True"]
