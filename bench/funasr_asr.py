@@ -109,7 +109,7 @@ class Phases:
 
         model = self._asr._model
         # extract_fbank (waveform padding and the frontend), as the model's module and
-        # pipeline.funasr_asr (which imports it when called) look it up.
+        # pipeline.funasr.asr (which imports it when called) look it up.
         modules = [load_utils, sys.modules[type(model).__module__]]
         extract = load_utils.extract_fbank
         for module in modules:
@@ -130,7 +130,7 @@ class Phases:
 def bench_size(size: str, spans, rounds: int, device: str) -> None:
     import torch
 
-    from pipeline.funasr_asr import ParaformerAsr
+    from pipeline.funasr.asr import ParaformerAsr
 
     asr = ParaformerAsr(model_dir(size), device=device)
     audio_s = sum(len(s) for s in spans) / 16_000

@@ -121,7 +121,7 @@ def check_asr(engine, device) -> None:
     import numpy as np
     import torch
 
-    import pipeline.funasr_asr as funasr_asr
+    import pipeline.funasr.asr as funasr_asr
     from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
 
     media = build_speech(0.5)

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(settings, model_dir: Path) -> int:
-    from pipeline.funasr_profile import CATALOG, candidate_dirs, is_ready, model_ids
+    from pipeline.funasr.profile import CATALOG, candidate_dirs, is_ready, model_ids
 
     # offline: weights in pip packages, joined once into the cache directory.
     whisper = Path(settings.cache_dir) / "whisper-base"
@@ -112,7 +112,7 @@ def _prepare_offline(settings) -> int:
 
 
 def _download_funasr(settings, model_dir: Path, wanted: list[str] | None, everything: bool) -> int:
-    from pipeline.funasr_profile import CATALOG, is_ready, model_ids
+    from pipeline.funasr.profile import CATALOG, is_ready, model_ids
 
     if everything:
         ids = [c.model_id for c in CATALOG]

@@ -26,7 +26,7 @@ __all__ = [
 # importing it (or what it imports when loading) fails.
 _MODULES: dict[str, tuple[str, str]] = {
     "offline": ("pipeline.offline", "pip install 'tingxie[offline]'"),
-    "funasr": ("pipeline.funasr_profile", "pip install 'tingxie[funasr]'"),
+    "funasr": ("pipeline.funasr.profile", "pip install 'tingxie[funasr]'"),
 }
 
 _REGISTERED: dict[str, Profile] = {}

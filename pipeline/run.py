@@ -204,7 +204,7 @@ _VAD_THREADS_LOCK = threading.Lock()
 
 def _vad_threads() -> ThreadPoolExecutor:
     """The threads streaming VADs run in, one per job at a time, kept for the next jobs: a fresh
-    thread per job left about half a MiB behind each time (tests/pipeline/funasr/test_funasr_memory.py),
+    thread per job left about half a MiB behind each time (tests/pipeline/funasr/test_memory.py),
     a kept one leaves nothing."""
     global _VAD_THREADS
     with _VAD_THREADS_LOCK:

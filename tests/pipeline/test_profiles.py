@@ -79,6 +79,6 @@ def test_importing_the_pipeline_loads_no_model_runtime():
 def test_the_registry_imports_a_profile_only_when_asked():
     """No import cycle between the registry and the profiles: a profile's module is named, not imported."""
     code = "import sys, pipeline.profiles as p; print(sorted(m for m in sys.modules if m.startswith(('pipeline.offline', " \
-           "'pipeline.funasr')))); p.get_profile('funasr'); print('pipeline.funasr_profile' in sys.modules)"
+           "'pipeline.funasr')))); p.get_profile('funasr'); print('pipeline.funasr.profile' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split("\n")[:2] == ["[]", "True"]

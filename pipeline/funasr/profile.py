@@ -148,9 +148,9 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
             " ".join(p.message for p in problems), detail="; ".join(p.detail for p in problems)
         )
 
-    from pipeline.funasr_asr import ParaformerAsr
-    from pipeline.funasr_punc import CtPunc
-    from pipeline.funasr_vad import FsmnVad
+    from pipeline.funasr.asr import ParaformerAsr
+    from pipeline.funasr.punc import CtPunc
+    from pipeline.funasr.vad import FsmnVad
     from pipeline.itn import WetextItn
 
     device = config.device or "cpu"
@@ -159,7 +159,7 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
     # VAD stays on the CPU, as in FunASR's runtime: its network is tiny and its detection state
     # machine reads one score per 10 ms frame, which on a GPU would be one sync per frame.
     if cpu_workers > 0:
-        from pipeline.funasr_pool import CpuHelpers
+        from pipeline.funasr.pool import CpuHelpers
 
         helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=cpu_workers, max_span_ms=max_span_ms)
         vad = helpers.vad
