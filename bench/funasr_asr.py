@@ -52,7 +52,7 @@ def spans_of_speech(seconds_each=SPAN_S):
 
 
 def model_dir(size: str) -> Path:
-    from pipeline.funasr_testing import build_seaco_paraformer
+    from tests.support.funasr_models import build_seaco_paraformer
 
     path = OUT_DIR / "funasr-asr" / f"seaco-{size}"
     if not (path / "ready").exists():

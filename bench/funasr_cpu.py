@@ -39,7 +39,7 @@ def main() -> None:
     import torch
 
     from pipeline import transcribe
-    from pipeline.funasr_testing import build_tiny_models
+    from tests.support.funasr_models import build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
     from pipeline.types import Hotword, TranscribeOptions
 

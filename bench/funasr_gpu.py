@@ -84,7 +84,7 @@ class StageClock:
 
 def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool,
                     sequential: bool = False):
-    from pipeline.funasr_testing import build_large_models, build_tiny_models
+    from tests.support.funasr_models import build_large_models, build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
 
     models = OUT_DIR / f"funasr-{size}-gpu"

@@ -25,7 +25,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from pipeline.funasr.punc import CtPunc
-    from pipeline.funasr_testing import build_ct_transformer
+    from tests.support.funasr_models import build_ct_transformer
 
     model_dir = OUT_DIR / "ct-transformer-large"
     if not (model_dir / "model.pt").exists():

@@ -1,6 +1,6 @@
 """Per-stage wall time of the funasr profile on the CPU for a 10-minute file of real speech.
 
-The models are the real architectures with random weights (``pipeline.funasr_testing``):
+The models are the real architectures with random weights (``tests.support.funasr_models``):
 Paraformer-large (SeACo), FSMN-VAD, CT-Transformer large-sized, so the arithmetic is the real
 models'; the text is meaningless. Stage boundaries are read off the pipeline's own progress
 reports, with VAD run to the end before ASR starts (``waiting_for_vad``) so that each stage has
@@ -22,7 +22,7 @@ STAGES = ("decode", "vad", "asr", "punc", "itn")
 
 
 def load(models: Path, device: str, batch_seconds: float, **options):
-    from pipeline.funasr_testing import build_large_models
+    from tests.support.funasr_models import build_large_models
     from pipeline.profiles import EngineConfig, load_engine
 
     if not (models / "ready").exists():

@@ -30,7 +30,7 @@ def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dic
 
     torch.set_num_threads(1)
     from pipeline.audio import PcmFile
-    from pipeline.funasr_testing import funasr_vad_segments
+    from tests.support.funasr_models import funasr_vad_segments
 
     cpu = {"frontend": 0.0, "network": 0.0}
 
@@ -114,7 +114,7 @@ def main() -> None:
         print(json.dumps(_child(path, Path(pcm_path), Path(model_dir), Path(warmup))))
         return
 
-    from pipeline.funasr_testing import build_fsmn_vad, export_onnx
+    from tests.support.funasr_models import build_fsmn_vad, export_onnx
 
     model_dir = OUT_DIR / "fsmn-vad-tiny"
     if not (model_dir / "model.pt").exists():

@@ -1,6 +1,10 @@
 """Dependency direction: web -> core <- worker -> pipeline. Checked in fresh interpreters."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr")
 
@@ -27,3 +31,15 @@ def test_creating_the_app_loads_no_model_code(tmp_path):
 def test_core_and_pipeline_stay_in_their_lane():
     assert not {m for m in _loaded_after("import core.jobs, core.queue, core.events") if m.split(".")[0] in (*HEAVY, "flask", "web", "pipeline")}
     assert not {m for m in _loaded_after("import pipeline, pipeline.types") if m.split(".")[0] in ("flask", "celery", "sqlalchemy", "core", "web", "worker")}
+
+
+def test_the_product_imports_nothing_from_tests():
+    """Test-model builders live in tests/support, which is not shipped: no product module may need them."""
+    offenders = []
+    for package in ("core", "web", "worker", "pipeline", "cli", "migrations"):
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("tests", "bench")]
+    assert offenders == []

@@ -12,7 +12,7 @@ import pytest
 @pytest.fixture(scope="session")
 def funasr_model_dir(tmp_path_factory) -> Path:
     """A model directory holding the profile's default models and their ONNX twins."""
-    from pipeline.funasr_testing import build_tiny_models
+    from tests.support.funasr_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("funasr-models")
     build_tiny_models(root)

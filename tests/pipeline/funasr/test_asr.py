@@ -9,8 +9,8 @@ import wave
 import numpy as np
 import pytest
 
-from pipeline.funasr_testing import ASR_ID, build_timestamp_paraformer
 from pipeline.types import Hotword
+from tests.support.funasr_models import ASR_ID, build_timestamp_paraformer
 
 HOTWORDS = (Hotword("达摩院"), Hotword("语音识别"), Hotword("Comfy UI"))
 

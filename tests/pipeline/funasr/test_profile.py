@@ -19,9 +19,9 @@ from core.hotwords import HotwordError, check_cap, load_hotword_file, merge, par
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import DEFAULTS, resolve_model  # noqa: E402
-from pipeline.funasr_testing import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 from pipeline.text import SENTENCE_END  # noqa: E402
 from pipeline.types import Hotword, Progress, TranscribeOptions, Transcript  # noqa: E402
+from tests.support.funasr_models import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 

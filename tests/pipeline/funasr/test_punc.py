@@ -12,7 +12,7 @@ pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip insta
 pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
 from pipeline.funasr.punc import CtPunc, WindowBatcher  # noqa: E402
-from pipeline.funasr_testing import PUNC_ID, PUNC_ONNX_ID  # noqa: E402
+from tests.support.funasr_models import PUNC_ID, PUNC_ONNX_ID  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 

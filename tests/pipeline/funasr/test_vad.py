@@ -21,8 +21,8 @@ pytest.importorskip("torch", reason="the funasr profile needs torch (pip install
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
 from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe  # noqa: E402
-from pipeline.funasr_testing import funasr_vad_segments  # noqa: E402
 from pipeline.funasr.vad import CHUNK_MS, FsmnVad  # noqa: E402
+from tests.support.funasr_models import funasr_vad_segments  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 
@@ -53,7 +53,7 @@ def _funasr_model(model_dir: Path):
 
 
 def funasr_segments(model_dir: Path, pcm: PcmFile) -> list[tuple[int, int]]:
-    """The reference: funasr's own streaming inference (pipeline.funasr_testing.funasr_vad_segments)."""
+    """The reference: funasr's own streaming inference (tests.support.funasr_models.funasr_vad_segments)."""
     return funasr_vad_segments(*_funasr_model(model_dir), pcm)
 
 
@@ -64,7 +64,7 @@ def build_energy_vad(model_dir: Path) -> Path:
     other channels and logits keep build_fsmn_vad's random weights."""
     import torch
 
-    from pipeline.funasr_testing import build_fsmn_vad
+    from tests.support.funasr_models import build_fsmn_vad
 
     build_fsmn_vad(model_dir, seed=1)
     state = torch.load(model_dir / "model.pt")
@@ -94,7 +94,7 @@ def build_energy_vad(model_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def vad_dirs(tmp_path_factory) -> dict[str, Path]:
-    from pipeline.funasr_testing import build_fsmn_vad
+    from tests.support.funasr_models import build_fsmn_vad
 
     root = tmp_path_factory.mktemp("fsmn-vad")
     return {"tiny": build_fsmn_vad(root / "tiny"), "energy": build_energy_vad(root / "energy")}
@@ -220,7 +220,7 @@ def test_span_longer_than_max_single_segment_time(vads, vad_dirs, mixed_speech, 
 
 def test_onnx_backend_gives_the_same_spans(vad_dirs, mixed_speech, tmp_path):
     pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
-    from pipeline.funasr_testing import export_onnx
+    from tests.support.funasr_models import export_onnx
 
     pcm = write_pcm(tmp_path / "mixed.s16le", mixed_speech)
     for model in ("tiny", "energy"):
