@@ -70,7 +70,8 @@ def test_two_processes_preparing_at_once_agree(tmp_path):
 
 
 def test_importing_the_pipeline_loads_no_model_runtime():
-    code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run; " \
+    code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run, pipeline.feed, pipeline.batching, " \
+           "pipeline.recognition, pipeline.sentences; " \
            "print(sorted(m for m in ('numpy', 'ctranslate2', 'onnxruntime', 'torch', 'faster_whisper') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
