@@ -39,9 +39,9 @@ def main() -> None:
     import torch
 
     from pipeline import transcribe
-    from tests.support.funasr_models import build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
     from pipeline.types import Hotword, TranscribeOptions
+    from tests.support.funasr_models import build_tiny_models
 
     torch.set_num_threads(1)
     models = OUT_DIR / "funasr-tiny"

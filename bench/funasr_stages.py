@@ -21,15 +21,15 @@ from bench.speech import OUT_DIR, build_speech
 STAGES = ("decode", "vad", "asr", "punc", "itn")
 
 
-def load(models: Path, device: str, batch_seconds: float, **options):
-    from tests.support.funasr_models import build_large_models
+def load(models: Path, device: str, batch_seconds: float):
     from pipeline.profiles import EngineConfig, load_engine
+    from tests.support.funasr_models import build_large_models
 
     if not (models / "ready").exists():
         build_large_models(models)
         (models / "ready").write_text("built by bench.funasr_stages\n")
     config = EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
-                          batch_seconds=batch_seconds, options=options)
+                          batch_seconds=batch_seconds)
     return load_engine("funasr", config)
 
 

@@ -42,18 +42,24 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from core.settings import Settings
+    from pipeline.errors import ProfileOptionsError
 
     settings = Settings.from_env()
     model_dir = Path(args.dir).expanduser().resolve() if args.dir else Path(settings.model_dir)
-    if args.models_command == "list":
-        return _list(settings, model_dir)
-    if args.profile == "offline":
-        return _prepare_offline(settings)
-    return _download_funasr(settings, model_dir, args.model, args.all)
+    try:
+        if args.models_command == "list":
+            return _list(settings, model_dir)
+        if args.profile == "offline":
+            return _prepare_offline(settings)
+        return _download_funasr(settings, model_dir, args.model, args.all)
+    except ProfileOptionsError as exc:
+        print(f"tingxie: {exc.message}", file=sys.stderr)
+        return 2
 
 
 def _list(settings, model_dir: Path) -> int:
     from pipeline.funasr.profile import CATALOG, candidate_dirs, is_ready, model_ids
+    from worker.engines import check_profile_options
 
     # offline: weights in pip packages, joined once into the cache directory.
     whisper = Path(settings.cache_dir) / "whisper-base"
@@ -72,7 +78,7 @@ def _list(settings, model_dir: Path) -> int:
 
     # funasr: one directory per model under the model directory.
     missing_engines = [n for n in ("torch", "funasr", "onnxruntime") if importlib.util.find_spec(n) is None]
-    chosen = model_ids(dict(settings.profile_options))
+    chosen = model_ids(check_profile_options(settings)["funasr"])
     rows = []
     for stage, model in chosen.items():
         found = next((d for d in candidate_dirs(model, model_dir) if is_ready(d)), None)
@@ -113,13 +119,14 @@ def _prepare_offline(settings) -> int:
 
 def _download_funasr(settings, model_dir: Path, wanted: list[str] | None, everything: bool) -> int:
     from pipeline.funasr.profile import CATALOG, is_ready, model_ids
+    from worker.engines import check_profile_options
 
     if everything:
         ids = [c.model_id for c in CATALOG]
     elif wanted:
         ids = wanted
     else:
-        ids = list(model_ids(dict(settings.profile_options)).values())
+        ids = list(model_ids(check_profile_options(settings)["funasr"]).values())
     local = [m for m in ids if Path(m).expanduser().is_absolute() or m.startswith((".", "~"))]
     if local:
         print(f"tingxie: not ModelScope ids (local directories are used as they are): {', '.join(local)}",

@@ -60,3 +60,16 @@ class FfmpegMissingError(PipelineError):
     """No ffmpeg binary could be found; the message says how to get one."""
 
     code = "ffmpeg_missing"
+
+
+class ProfileOptionsError(PipelineError, ValueError):
+    """A profile option is unknown or its value cannot be read. The message is one line naming the
+    key, the value and what is allowed (or the known keys); ``key`` and ``value`` let a caller name
+    the setting the key came from."""
+
+    code = "bad_profile_options"
+
+    def __init__(self, message: str, *, key: str, value: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.value = value

@@ -5,12 +5,19 @@ Every built-in profile lives in a module of its own, named here and imported on 
 FSMN-VAD, Paraformer, CT-Transformer). Importing this module imports no profile, and a machine
 without torch/funasr still runs the offline profile. Loading is not cached here: the caller (a
 worker process, the CLI) keeps the engine it loaded.
+
+Each profile declares its options as a frozen dataclass (:attr:`Profile.options`);
+:func:`split_profile_options` reads one mapping of strings (a caller's settings)
+into every profile's options, refusing a key no profile declares.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from typing import Any, Mapping
 
-from pipeline.errors import EngineMissingError, UnknownProfileError
+from pipeline.errors import EngineMissingError, ProfileOptionsError, UnknownProfileError
+from pipeline.options import option_names, parse_options
 from pipeline.stages import Engine, EngineConfig, Profile
 
 __all__ = [
@@ -19,7 +26,9 @@ __all__ = [
     "Profile",
     "available_profiles",
     "load_engine",
+    "options_type",
     "register_profile",
+    "split_profile_options",
 ]
 
 # Built-in profiles: the module declaring each one's ``PROFILE``, and what to install when
@@ -61,7 +70,40 @@ def get_profile(name: str) -> Profile:
         ) from exc
 
 
+def options_type(name: str) -> type:
+    """The frozen dataclass the named profile takes as ``EngineConfig.options``."""
+    return get_profile(name).options
+
+
+def split_profile_options(raw: Mapping[str, str]) -> dict[str, Any]:
+    """Every profile's options object, read from one mapping of lower-case keys to strings: a key
+    goes to each profile that declares it. ProfileOptionsError for a key no profile declares
+    (naming every profile's keys) or a value its field cannot take. Loads no model runtime."""
+    types = {name: options_type(name) for name in available_profiles()}
+    known = {name: option_names(cls) for name, cls in types.items()}
+    unknown = sorted(key for key in raw if not any(key in keys for keys in known.values()))
+    if unknown:
+        listing = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in known.items())
+        raise ProfileOptionsError(
+            f"Unknown profile option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"known: {listing}.",
+            key=unknown[0], value=raw[unknown[0]],
+        )
+    return {
+        name: parse_options(cls, {key: value for key, value in raw.items() if key in known[name]})
+        for name, cls in types.items()
+    }
+
+
 def load_engine(name: str, config: EngineConfig) -> Engine:
-    """Build the named profile's engine (slow: loads models). Raises UnknownProfileError,
-    EngineMissingError (its package is not installed) or ModelNotReadyError (files missing)."""
-    return get_profile(name).load(config)
+    """Build the named profile's engine (slow: loads models); ``config.options`` None gives the
+    profile's default options. Raises UnknownProfileError, EngineMissingError (its package is
+    not installed) or ModelNotReadyError (files missing)."""
+    profile = get_profile(name)
+    if config.options is None:
+        config = dataclasses.replace(config, options=profile.options())
+    elif not isinstance(config.options, profile.options):
+        raise TypeError(
+            f"The {name!r} profile takes {profile.options.__name__} options, not {type(config.options).__name__}"
+        )
+    return profile.load(config)

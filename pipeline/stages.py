@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from pipeline.types import Hotword
 
@@ -187,19 +187,24 @@ class EngineConfig:
     cache_dir: files a profile derives once (the joined Whisper weights).
     device: ``cpu``, ``cuda`` or ``cuda:N``.
     batch_seconds: an ASR batch holds at most this many seconds of audio in total (default 240 s).
-    options: profile-specific settings, e.g. ``{"asr": "..."}``.
+    options: the profile's own options, an instance of its :attr:`Profile.options` (for example
+    ``FunasrOptions(asr="/models/my-paraformer")``); None: its defaults. From strings (settings):
+    :func:`pipeline.profiles.split_profile_options`.
     """
 
     model_dir: Path
     cache_dir: Path
     device: str = "cpu"
     batch_seconds: float = 240.0
-    options: Mapping[str, str] = field(default_factory=dict)
+    options: Any = None
 
 
 @dataclass(frozen=True)
 class Profile:
-    """What a profile module declares (as ``PROFILE``): how to load its engine. The module imports
-    nothing heavy itself; ``load`` imports the model runtimes it needs."""
+    """What a profile module declares (as ``PROFILE``): its options, a frozen dataclass whose fields
+    :func:`pipeline.options.parse_options` reads from strings, and how to load its engine. The
+    module imports nothing heavy itself; ``load`` imports the model runtimes it needs and gets an
+    :class:`EngineConfig` whose ``options`` is an ``options`` instance."""
 
+    options: type
     load: Callable[[EngineConfig], Engine]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
@@ -24,6 +25,11 @@ def test_missing_engine_package_names_the_install(monkeypatch, tmp_path):
         load_engine("elsewhere", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
 
 
+@dataclass(frozen=True)
+class MineOptions:
+    depth: int = 2
+
+
 def test_a_registered_profile_loads_through_the_registry(monkeypatch, tmp_path):
     monkeypatch.setattr(profiles, "_REGISTERED", {})
     configs = []
@@ -32,11 +38,15 @@ def test_a_registered_profile_loads_through_the_registry(monkeypatch, tmp_path):
         configs.append(config)
         return Engine(name="mine", vad=None, asr=None)
 
-    register_profile("mine", Profile(load=load))
+    register_profile("mine", Profile(options=MineOptions, load=load))
     assert "mine" in available_profiles()
-    config = EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, device="cuda:1")
+    config = EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, device="cuda:1", options=MineOptions(depth=3))
     assert load_engine("mine", config).name == "mine"
     assert configs == [config]
+    load_engine("mine", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))  # no options: the defaults
+    assert configs[-1].options == MineOptions(depth=2)
+    with pytest.raises(TypeError, match="MineOptions"):
+        load_engine("mine", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, options={"depth": "3"}))
 
 
 def test_weights_are_joined_once_and_verified(tmp_path):

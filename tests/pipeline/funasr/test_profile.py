@@ -224,7 +224,7 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
 
 def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_speech):
     """VAD, punctuation and ITN in spawned helper processes (a GPU worker's set-up) change nothing."""
-    pooled = load_funasr(cpu_workers="2")
+    pooled = load_funasr(cpu_workers=2)
     assert (pooled.vad.backend, pooled.punc.backend, pooled.itn.backend) == ("pool", "pool", "pool")
     assert pooled.itn.normalize("一百二十三", language="zh") == "123"
     from_pool = run(pooled, long_speech)
@@ -332,7 +332,7 @@ class _WatchedVad:
 def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_speech, tmp_path, where):
     """An error in ASR while VAD still reads the file (in this process or in a helper) ends the
     job with that error once VAD has stopped, leaving neither the PCM file nor the span feed."""
-    engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers="1")
+    engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers=1)
 
     class Broken(Exception):
         pass
