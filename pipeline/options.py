@@ -27,11 +27,7 @@ def parse_options(cls: type[T], raw: Mapping[str, str]) -> T:
     names = option_names(cls)
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise ProfileOptionsError(
-            f"Unknown profile option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"known: {', '.join(names)}.",
-            key=unknown[0], value=raw[unknown[0]],
-        )
+        raise unknown_options(unknown, raw, ", ".join(names))
     hints = typing.get_type_hints(cls)
     return cls(**{key: _convert(key, value, hints[key]) for key, value in raw.items()})
 
@@ -39,6 +35,14 @@ def parse_options(cls: type[T], raw: Mapping[str, str]) -> T:
 def option_names(cls: type) -> list[str]:
     """The keys ``cls`` declares, sorted."""
     return sorted(f.name for f in dataclasses.fields(cls))
+
+
+def unknown_options(unknown: list[str], raw: Mapping[str, str], known: str) -> ProfileOptionsError:
+    """The error for keys no options class declares, listing the ``known`` ones."""
+    return ProfileOptionsError(
+        f"Unknown profile option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; known: {known}.",
+        key=unknown[0], value=raw[unknown[0]],
+    )
 
 
 def require(options: Any, key: str, ok: bool, allowed: str) -> None:

@@ -16,8 +16,8 @@ import dataclasses
 import importlib
 from typing import Any, Mapping
 
-from pipeline.errors import EngineMissingError, ProfileOptionsError, UnknownProfileError
-from pipeline.options import option_names, parse_options
+from pipeline.errors import EngineMissingError, UnknownProfileError
+from pipeline.options import option_names, parse_options, unknown_options
 from pipeline.stages import Engine, EngineConfig, Profile
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "EngineConfig",
     "Profile",
     "available_profiles",
+    "get_profile",
     "load_engine",
     "options_type",
     "register_profile",
@@ -83,12 +84,7 @@ def split_profile_options(raw: Mapping[str, str]) -> dict[str, Any]:
     known = {name: option_names(cls) for name, cls in types.items()}
     unknown = sorted(key for key in raw if not any(key in keys for keys in known.values()))
     if unknown:
-        listing = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in known.items())
-        raise ProfileOptionsError(
-            f"Unknown profile option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"known: {listing}.",
-            key=unknown[0], value=raw[unknown[0]],
-        )
+        raise unknown_options(unknown, raw, "; ".join(f"{name}: {', '.join(keys)}" for name, keys in known.items()))
     return {
         name: parse_options(cls, {key: value for key, value in raw.items() if key in known[name]})
         for name, cls in types.items()
