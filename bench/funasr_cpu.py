@@ -19,8 +19,9 @@ from pathlib import Path
 
 from bench.funasr_stages import waiting_for_vad
 from bench.speech import OUT_DIR, build_speech
+from pipeline.types import Stage
 
-STAGES = ("decode", "vad", "asr", "punc", "itn")
+STAGES = tuple(Stage)
 
 
 def _children_cpu_s() -> float:

@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 
 from bench.speech import OUT_DIR, build_speech
+from pipeline.types import Stage
 
-STAGES = ("decode", "vad", "asr", "punc", "itn")
+STAGES = tuple(Stage)
 
 
 def load(models: Path, device: str, batch_seconds: float):

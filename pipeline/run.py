@@ -20,10 +20,16 @@ from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
 from pipeline.stages import Engine
 from pipeline.text import join_words
-from pipeline.types import Progress, TranscribeOptions, Transcript
+from pipeline.types import Progress, Stage, TranscribeOptions, Transcript
 
 # Share of the progress bar each stage owns (ASR dominates the time).
-_STAGE_SPAN = {"decode": (0.0, 0.08), "vad": (0.08, 0.12), "asr": (0.12, 0.96), "punc": (0.96, 0.98), "itn": (0.98, 1.0)}
+_STAGE_SPAN = {
+    Stage.DECODE: (0.0, 0.08),
+    Stage.VAD: (0.08, 0.12),
+    Stage.ASR: (0.12, 0.96),
+    Stage.PUNC: (0.96, 0.98),
+    Stage.ITN: (0.98, 1.0),
+}
 
 # Decoding less than this share of the declared duration (but enough to go on) gives a warning.
 _PARTIAL_DECODE_WARN = 0.98
@@ -37,7 +43,7 @@ class _Reporter:
         self._callback = callback
         self._last = -1.0
 
-    def __call__(self, stage: str, within: float) -> None:
+    def __call__(self, stage: Stage, within: float) -> None:
         if self._callback is None:
             return
         lo, hi = _STAGE_SPAN[stage]
@@ -71,10 +77,10 @@ def transcribe(
     pcm_path = work_dir / f"decoded-{uuid.uuid4().hex}.s16le"
     warnings: list[str] = []
     try:
-        report("decode", 0.0)
+        report(Stage.DECODE, 0.0)
         info = probe(path, ffmpeg)
         duration_ms = decode_to_pcm(
-            path, pcm_path, ffmpeg, max_duration_ms, info=info, on_progress=lambda f: report("decode", f)
+            path, pcm_path, ffmpeg, max_duration_ms, info=info, on_progress=lambda f: report(Stage.DECODE, f)
         )
         if info.duration_ms and duration_ms < _PARTIAL_DECODE_WARN * info.duration_ms - 1000:
             warnings.append(
@@ -84,17 +90,17 @@ def transcribe(
         pcm = PcmFile(pcm_path)
         if options.hotwords and not engine.supports_hotwords:
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
-        report("vad", 0.0)
-        with SpanFeed(engine.vad, pcm, lambda f: report("vad", f)) as feed:
-            words = recognize(pcm, feed, options, engine, lambda f: report("asr", f))
+        report(Stage.VAD, 0.0)
+        with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f)) as feed:
+            words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f))
     finally:
         pcm_path.unlink(missing_ok=True)
 
-    report("punc", 0.0)
+    report(Stage.PUNC, 0.0)
     words = _punctuate(words, engine)
-    report("punc", 1.0)
+    report(Stage.PUNC, 1.0)
     sentences = cut_sentences(words)
-    report("itn", 0.0)
+    report(Stage.ITN, 0.0)
     if options.itn and engine.itn is None:
         warnings.append(f"The {engine.name!r} profile has no inverse text normalisation; ITN was skipped.")
     texts = [join_words(w.text for w in sentence) for _, sentence in sentences]
@@ -102,7 +108,7 @@ def transcribe(
     if options.itn and engine.itn is not None and sentences:
         written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
     segments = [to_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
-    report("itn", 1.0)
+    report(Stage.ITN, 1.0)
 
     return Transcript(
         text=join_words(s.text for s in segments),

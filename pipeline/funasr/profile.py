@@ -18,6 +18,7 @@ from pathlib import Path
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.options import require
 from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.types import Stage
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -27,32 +28,32 @@ class ModelChoice:
     """A model FunASR's runtime accepts for a stage, and what it can do."""
 
     model_id: str
-    stage: str  # vad | asr | punc
+    stage: Stage  # VAD, ASR or PUNC
     backend: str  # pytorch | onnx
     note: str
 
 
 CATALOG: tuple[ModelChoice, ...] = (
-    ModelChoice("iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", "vad", "pytorch", "FSMN-VAD (default)"),
-    ModelChoice("damo/speech_fsmn_vad_zh-cn-16k-common-onnx", "vad", "onnx", "FSMN-VAD, ONNX export"),
+    ModelChoice("iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", Stage.VAD, "pytorch", "FSMN-VAD (default)"),
+    ModelChoice("damo/speech_fsmn_vad_zh-cn-16k-common-onnx", Stage.VAD, "onnx", "FSMN-VAD, ONNX export"),
     ModelChoice(
         "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-        "asr", "pytorch", "SeACo-Paraformer-large: hotwords and timestamps (default)",
+        Stage.ASR, "pytorch", "SeACo-Paraformer-large: hotwords and timestamps (default)",
     ),
     ModelChoice(
         "damo/speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-        "asr", "pytorch", "Paraformer-large: timestamps, no hotwords",
+        Stage.ASR, "pytorch", "Paraformer-large: timestamps, no hotwords",
     ),
     ModelChoice(
         "damo/speech_paraformer-large-contextual_asr_nat-zh-cn-16k-common-vocab8404",
-        "asr", "pytorch", "Paraformer-large contextual: hotwords, estimated timestamps",
+        Stage.ASR, "pytorch", "Paraformer-large contextual: hotwords, estimated timestamps",
     ),
     ModelChoice(
-        "iic/punc_ct-transformer_cn-en-common-vocab471067-large", "punc", "pytorch",
+        "iic/punc_ct-transformer_cn-en-common-vocab471067-large", Stage.PUNC, "pytorch",
         "CT-Transformer large, zh+en (default)",
     ),
     ModelChoice(
-        "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", "punc", "onnx",
+        "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", Stage.PUNC, "onnx",
         "CT-Transformer large, ONNX export",
     ),
 )
