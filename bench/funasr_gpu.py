@@ -84,8 +84,9 @@ class StageClock:
 
 def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool,
                     sequential: bool = False):
-    from pipeline.funasr_testing import build_large_models, build_tiny_models
+    from pipeline.funasr.profile import FunasrOptions
     from pipeline.profiles import EngineConfig, load_engine
+    from tests.support.funasr_models import build_large_models, build_tiny_models
 
     models = OUT_DIR / f"funasr-{size}-gpu"
     if not (models / "ready").exists():
@@ -94,7 +95,7 @@ def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: i
         else:
             build_large_models(models, jieba=False)
         (models / "ready").write_text("built by bench.funasr_gpu\n")
-    options = {"cpu_workers": str(cpu_workers), "fp16": "1" if fp16 else "0"}
+    options = FunasrOptions(cpu_workers=cpu_workers, fp16=fp16)
     engine = load_engine("funasr", EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
                                                 batch_seconds=batch_seconds, options=options))
     return waiting_for_vad(engine) if sequential else engine
@@ -121,7 +122,7 @@ def check_asr(engine, device) -> None:
     import numpy as np
     import torch
 
-    import pipeline.funasr_asr as funasr_asr
+    import pipeline.funasr.asr as funasr_asr
     from pipeline.audio import decode
 
     media = build_speech(0.5)

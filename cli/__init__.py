@@ -76,7 +76,9 @@ def cmd_up(args) -> int:
     FunASR gateway as child processes; Ctrl-C stops them all."""
     settings = _settings()
     from core.migrate import upgrade
+    from worker.engines import check_profile_options
 
+    check_profile_options(settings)
     upgrade(settings)
     me = [sys.executable, "-m", "cli"]
     children = [

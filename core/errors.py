@@ -40,6 +40,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "internal_error": 500,
     "model_missing": 503,
     "engine_missing": 503,
+    "bad_profile_options": 503,
     "ffmpeg_missing": 503,
     "unavailable": 503,
     "still_running": 504,

@@ -48,3 +48,17 @@ class HotwordError(PipelineError):
 
 class UnknownProfileError(PipelineError):
     code = "unknown_profile"
+
+
+class ProfileOptionsError(PipelineError, ValueError):
+    """A profile option is unknown or its value cannot be read. The message is one line naming the
+    key, the value and what is allowed (or the known keys); ``key`` and ``value`` let a caller name
+    the setting the key came from."""
+
+    code = "bad_profile_options"
+
+    def __init__(self, message: str, *, key: str, value: str | None = None, allowed: str = ""):
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.allowed = allowed  # what the key takes, for a caller that words its own message

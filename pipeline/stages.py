@@ -1,7 +1,7 @@
 """The stage seams a model profile fills: VAD, ASR, punctuation, ITN.
 
-A profile (see :mod:`pipeline.profiles`) returns an :class:`Engine` holding one object per
-stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
+A profile (see :mod:`pipeline.profiles`) declares a :class:`Profile`, whose loader turns an
+:class:`EngineConfig` into an :class:`Engine` holding one object per stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
 (decoding, batching, timestamps on the file's timeline, sentences, progress). Stage objects
 hold loaded models, so they are built once per process and reused across jobs; they must not
 keep per-job state.
@@ -11,7 +11,8 @@ Only typing lives here: importing this module loads neither numpy nor any model 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 from pipeline.types import Hotword
 
@@ -176,3 +177,34 @@ class Engine:
     @property
     def supports_hotwords(self) -> bool:
         return bool(self.asr.supports_hotwords)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where a profile finds its files and how it runs.
+
+    model_dir: downloaded models (FunASR's ``--download-model-dir``).
+    cache_dir: files a profile derives once (the joined Whisper weights).
+    device: ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_seconds: an ASR batch holds at most this many seconds of audio in total (default 240 s).
+    options: the profile's own options, an instance of its :attr:`Profile.options` (for example
+    ``FunasrOptions(asr="/models/my-paraformer")``); None: its defaults. From strings (settings):
+    :func:`pipeline.profiles.split_profile_options`.
+    """
+
+    model_dir: Path
+    cache_dir: Path
+    device: str = "cpu"
+    batch_seconds: float = 240.0
+    options: Any = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile module declares (as ``PROFILE``): its options, a frozen dataclass whose fields
+    :func:`pipeline.options.parse_options` reads from strings, and how to load its engine. The
+    module imports nothing heavy itself; ``load`` imports the model runtimes it needs and gets an
+    :class:`EngineConfig` whose ``options`` is an ``options`` instance."""
+
+    options: type
+    load: Callable[[EngineConfig], Engine]

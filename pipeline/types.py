@@ -5,6 +5,7 @@ Times are integers in milliseconds on the input file's timeline.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,20 @@ class TranscribeOptions:
     hotwords: tuple[Hotword, ...] = ()
 
 
+class Stage(StrEnum):
+    """The pipeline's stages, in the order they run; each compares equal to its name as a string
+    (what the job record and the events carry)."""
+
+    DECODE = "decode"
+    VAD = "vad"
+    ASR = "asr"
+    PUNC = "punc"
+    ITN = "itn"
+
+
 @dataclass(frozen=True)
 class Progress:
     """Reported by the pipeline while it runs: ``fraction`` is 0..1 over the whole job."""
 
-    stage: str  # decode | vad | asr | punc | itn
+    stage: Stage
     fraction: float

@@ -1,7 +1,11 @@
 """Dependency direction: web -> core <- worker -> pipeline, and ``media`` a leaf both use. Checked in
 fresh interpreters."""
+import ast
 import subprocess
 import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr")
 
@@ -54,3 +58,15 @@ def test_media_is_a_leaf():
     nothing of the packages that use it."""
     loaded = _loaded_after("import media, media.probe, media.decode")
     assert not {m for m in loaded if m.split(".")[0] in (*HEAVY, "av", "core", "pipeline", "web", "worker", "flask")}
+
+
+def test_the_product_imports_nothing_from_tests():
+    """Test-model builders live in tests/support, which is not shipped: no product module may need them."""
+    offenders = []
+    for package in ("core", "web", "worker", "pipeline", "cli", "migrations"):
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("tests", "bench")]
+    assert offenders == []

@@ -3,8 +3,10 @@ Settings -> a profile's EngineConfig (the one place a model set is configured), 
 JobOptions -> the pipeline's TranscribeOptions."""
 from __future__ import annotations
 
+from typing import Any
+
 from core.options import JobOptions
-from core.settings import Settings
+from core.settings import Settings, SettingsError
 
 
 def transcribe_options(options: JobOptions):
@@ -18,6 +20,21 @@ def transcribe_options(options: JobOptions):
     )
 
 
+def check_profile_options(settings: Settings) -> dict[str, Any]:
+    """Every profile's typed options from ``settings.profile_options`` (``TINGXIE_MODEL_<NAME>``).
+    An unknown key or a bad value is a SettingsError naming the variable, as for every other
+    setting: call it at start-up, so a misspelled setting stops the process instead of being
+    ignored. Loads no model runtime."""
+    from pipeline.errors import ProfileOptionsError
+    from pipeline.profiles import split_profile_options
+
+    try:
+        return split_profile_options(settings.profile_options)
+    except ProfileOptionsError as exc:
+        name = f"TINGXIE_MODEL_{exc.key.upper()}"
+        raise SettingsError([f"{name}={exc.value!r}: {exc.allowed or exc.message}"]) from None
+
+
 def load_engine_for(settings: Settings, profile: str):
     """Load ``profile``'s model set as configured by ``settings`` (slow: loads models)."""
     from pipeline.profiles import EngineConfig, load_engine
@@ -29,6 +46,6 @@ def load_engine_for(settings: Settings, profile: str):
             cache_dir=settings.cache_dir,
             device=settings.device,
             batch_seconds=settings.batch_seconds,
-            options=dict(settings.profile_options),
+            options=check_profile_options(settings).get(profile),
         ),
     )

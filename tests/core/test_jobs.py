@@ -90,3 +90,10 @@ def test_unsent_jobs_are_found(db):
         jobs.mark_enqueued(s, job_id)
     with session_scope(db) as s:
         assert jobs.unsent(s) == []
+
+
+def test_stages_are_the_pipelines():
+    """core names the stages a running job reports; the pipeline reports the same ones."""
+    from pipeline.types import Stage
+
+    assert [s.value for s in jobs.JobStage] == [s.value for s in Stage]

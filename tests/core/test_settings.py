@@ -73,10 +73,29 @@ def test_the_profiles_settings_know_are_the_pipelines():
     assert sorted(PROFILES) == sorted(available_profiles())
 
 
-@pytest.mark.parametrize("command", [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"]])
+COMMANDS = [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"], ["models", "list"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
     env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_MAX_UPLOAD_MB": "4g"}
     proc = subprocess.run([sys.executable, "-m", "cli", *command], capture_output=True, text=True, env=env,
                           cwd=Path(__file__).resolve().parents[2], timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "tingxie: TINGXIE_MAX_UPLOAD_MB='4g': expected a number of MiB, e.g. 4096"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["up"], ["transcribe", "x.wav"], ["models", "list"]])
+@pytest.mark.parametrize("variable,says", [
+    ("TINGXIE_MODEL_ASR_MODEL=/m", "TINGXIE_MODEL_ASR_MODEL='/m': a known option"),
+    ("TINGXIE_MODEL_BEAM_SIZE=five", "TINGXIE_MODEL_BEAM_SIZE='five': expected a whole number"),
+    ("TINGXIE_MODEL_FP16=ture", "TINGXIE_MODEL_FP16='ture': expected one of"),
+])
+def test_model_options_are_checked_where_models_are_used(tmp_path, command, variable, says):
+    name, value = variable.split("=", 1)
+    env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), name: value}
+    proc = subprocess.run([sys.executable, "-m", "cli", *command], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("tingxie: " + says) and "Traceback" not in proc.stderr, proc.stderr

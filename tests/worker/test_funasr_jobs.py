@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.funasr]
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from pipeline.funasr_testing import build_tiny_models
+    from tests.support.funasr_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("models")
     build_tiny_models(root)

@@ -11,8 +11,8 @@ pytest.importorskip("torch", reason="the funasr profile needs torch (pip install
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
-from pipeline.funasr_punc import CtPunc, WindowBatcher  # noqa: E402
-from pipeline.funasr_testing import PUNC_ID, PUNC_ONNX_ID  # noqa: E402
+from pipeline.funasr.punc import CtPunc, WindowBatcher  # noqa: E402
+from tests.support.funasr_models import PUNC_ID, PUNC_ONNX_ID  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 

@@ -487,7 +487,7 @@ def funasr_vad_segments(model, frontend, pcm) -> list[tuple[int, int]]:
     end-of-file handling). ``model``, ``frontend``: from ``AutoModel.build_model``."""
     import torch
 
-    from pipeline.funasr_vad import CHUNK_MS
+    from pipeline.funasr.vad import CHUNK_MS
 
     stride = CHUNK_MS * pcm.sample_rate_hz // 1000
     segments: list[tuple[int, int]] = []

@@ -15,13 +15,12 @@ pytest.importorskip("torch", reason="the funasr profile needs torch (pip install
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
-from core.hotwords import HotwordError, check_cap, load_hotword_file, merge, parse_hotwords  # noqa: E402
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
-from pipeline.funasr_profile import DEFAULTS, resolve_model  # noqa: E402
-from pipeline.funasr_testing import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
+from pipeline.funasr.profile import DEFAULTS, resolve_model  # noqa: E402
 from pipeline.text import SENTENCE_END  # noqa: E402
 from pipeline.types import Hotword, Progress, TranscribeOptions, Transcript  # noqa: E402
+from tests.support.funasr_models import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 
@@ -139,12 +138,9 @@ def hotword_spy(funasr_engine):
     del model.generate_hotwords_list
 
 
-def test_hotwords_merged_capped_and_passed_to_seaco(funasr_engine, run, speech_path, tmp_path, hotword_spy):
-    server_file = tmp_path / "hotwords.txt"
-    server_file.write_text("达摩院 20\nComfy UI 30\n", encoding="utf-8")
-    merged = merge(load_hotword_file(server_file), parse_hotwords("语音识别 10"))
-    merged = check_cap(merged, max_hotwords=10)
-    hotwords = tuple(Hotword(text, weight) for text, weight in merged)
+def test_hotwords_passed_to_seaco(funasr_engine, run, speech_path, hotword_spy):
+    """(Merging with the server file and the caps are the submission path's: tests/core.)"""
+    hotwords = (Hotword("达摩院", 20.0), Hotword("Comfy UI", 30.0), Hotword("语音识别", 10.0))
 
     with_hotwords = run(funasr_engine, speech_path("asr_example.wav"), hotwords=hotwords)
     without = run(funasr_engine, speech_path("asr_example.wav"))
@@ -152,8 +148,6 @@ def test_hotwords_merged_capped_and_passed_to_seaco(funasr_engine, run, speech_p
     assert hotword_spy == [["达摩院", "Comfy UI", "语音识别"]]  # multi-word phrases stay whole
     assert with_hotwords.warnings == []
     assert with_hotwords.text != without.text  # the bias decoder changed the decoding
-    with pytest.raises(HotwordError):
-        check_cap(merged, max_hotwords=2)
 
 
 def test_hotwords_seaco_tokenises_with_its_seg_dict(funasr_engine):
@@ -222,7 +216,7 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
 
 def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_speech):
     """VAD, punctuation and ITN in spawned helper processes (a GPU worker's set-up) change nothing."""
-    pooled = load_funasr(cpu_workers="2")
+    pooled = load_funasr(cpu_workers=2)
     assert (pooled.vad.backend, pooled.punc.backend, pooled.itn.backend) == ("pool", "pool", "pool")
     assert pooled.itn.normalize("一百二十三", language="zh") == "123"
     from_pool = run(pooled, long_speech)
@@ -330,7 +324,7 @@ class _WatchedVad:
 def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_speech, tmp_path, where):
     """An error in ASR while VAD still reads the file (in this process or in a helper) ends the
     job with that error once VAD has stopped, leaving neither the PCM file nor the span feed."""
-    engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers="1")
+    engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers=1)
 
     class Broken(Exception):
         pass

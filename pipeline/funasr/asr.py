@@ -5,7 +5,7 @@ The network is funasr's: its frontend, encoder, CIF predictor heads, decoders (S
 bias, the contextual decoder) and timestamp head. What funasr's ``inference`` does around them
 per frame and per utterance in Python (the CIF loops, the timestamp peaks, a handful of tensor ops
 and a device sync per utterance) tingxie does itself: the CIF scans on the CPU over one copy of the
-alphas (:mod:`pipeline.funasr_cif`), the rest over one device-to-host copy per batch. The
+alphas (:mod:`pipeline.funasr.cif`), the rest over one device-to-host copy per batch. The
 results are funasr's, token for token and millisecond for millisecond; a model class this path
 does not know runs through funasr's ``inference`` instead (``ParaformerAsr.fast_path``).
 
@@ -142,10 +142,10 @@ class ParaformerAsr:
         mask = (torch.arange(frames, device=encoder_out.device)[None, :] < encoder_out_lens[:, None])[:, None, :]
 
         if plan.own_cif:
-            cif = _cif_v3(model.predictor, encoder_out, encoder_out_lens, mask)
-            if cif is None:
+            predicted = _cif_v3(model.predictor, encoder_out, encoder_out_lens, mask)
+            if predicted is None:
                 return [{} for _ in range(len(speech_lengths))]
-            embeds, token_num, lengths = cif
+            embeds, token_num, lengths = predicted
         else:
             embeds, token_num = model.calc_predictor(encoder_out, encoder_out_lens)[:2]
             lengths = _to_host(token_num.round(), encoder_out_lens)
@@ -183,7 +183,7 @@ class ParaformerAsr:
         """
         from funasr.utils.postprocess_utils import sentence_postprocess
 
-        from pipeline import funasr_cif
+        from pipeline.funasr import cif
 
         model = self._model
         dropped = {model.eos, model.sos, model.blank_id}
@@ -194,21 +194,21 @@ class ParaformerAsr:
         if us_alphas is None:
             return [{"text": sentence_postprocess(toks)[0]} for toks in tokens]
 
-        peaks = funasr_cif.integrate(us_host, funasr_cif.TIMESTAMP_THRESHOLD, funasr_cif.TIMESTAMP_THRESHOLD)
+        peaks = cif.integrate(us_host, cif.TIMESTAMP_THRESHOLD, cif.TIMESTAMP_THRESHOLD)
         timed, fires, rescale = [], [], []
         for i, (toks, (_, n_frames)) in enumerate(zip(tokens, lengths)):
             up_frames = int(n_frames) * 3  # funasr's slice: three upsampled frames per encoder frame
             timed.append(toks[:-1] if toks and toks[-1] == "</s>" else toks)
-            fires.append(funasr_cif.fire_frames(peaks[i, :up_frames]))
+            fires.append(cif.fire_frames(peaks[i, :up_frames]))
             if toks and len(fires[i]) != len(timed[i]) + 1:
                 rescale.append((i, up_frames, len(timed[i]) + 1))
         for (i, _, _), row in zip(rescale, _rescaled(us_alphas, rescale)):
-            fires[i] = funasr_cif.fire_frames(
-                funasr_cif.integrate(row[None, :], funasr_cif.TIMESTAMP_THRESHOLD, funasr_cif.TIMESTAMP_THRESHOLD)[0]
+            fires[i] = cif.fire_frames(
+                cif.integrate(row[None, :], cif.TIMESTAMP_THRESHOLD, cif.TIMESTAMP_THRESHOLD)[0]
             )
         items = []
         for i, (toks, (_, n_frames)) in enumerate(zip(tokens, lengths)):
-            times = funasr_cif.token_times_ms(fires[i], int(n_frames) * 3, timed[i]) if toks else []
+            times = cif.token_times_ms(fires[i], int(n_frames) * 3, timed[i]) if toks else []
             text, stamps, _ = sentence_postprocess(toks, times)
             items.append({"text": text, "timestamp": stamps})
         return items
@@ -266,7 +266,7 @@ def _cif_v3(predictor, encoder_out, encoder_out_lens, mask):
     import numpy as np
     import torch
 
-    from pipeline import funasr_cif
+    from pipeline.funasr import cif
 
     hidden = encoder_out
     conv = torch.relu(predictor.cif_conv1d(predictor.pad(hidden.transpose(1, 2))))
@@ -283,8 +283,8 @@ def _cif_v3(predictor, encoder_out, encoder_out_lens, mask):
     max_tokens = int(counts.max())
     if max_tokens < 1:
         return None
-    _, sums = funasr_cif.plan_tokens(host[:, 2:], predictor.threshold, max_tokens)
-    embeds = funasr_cif.acoustic_embeds(hidden, sums, max_tokens)
+    _, sums = cif.plan_tokens(host[:, 2:], predictor.threshold, max_tokens)
+    embeds = cif.acoustic_embeds(hidden, sums, max_tokens)
     return embeds, token_num, np.stack((counts, host[:, 1]), axis=1)
 
 

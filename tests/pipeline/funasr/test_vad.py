@@ -1,4 +1,4 @@
-"""FSMN-VAD: tingxie's detector (pipeline.fsmn_detect) gives exactly the spans of funasr's own
+"""FSMN-VAD: tingxie's detector (pipeline.funasr.detect) gives exactly the spans of funasr's own
 ``FsmnVADStreaming.inference``, run over the file a minute at a time as FsmnVad used to run it.
 
 Two models: the tiny one from ``build_fsmn_vad`` (the network calls every frame speech, so frame
@@ -21,8 +21,8 @@ pytest.importorskip("torch", reason="the funasr profile needs torch (pip install
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
 from pipeline.audio import PcmFile, decode  # noqa: E402
-from pipeline.funasr_testing import funasr_vad_segments  # noqa: E402
-from pipeline.funasr_vad import CHUNK_MS, FsmnVad  # noqa: E402
+from pipeline.funasr.vad import CHUNK_MS, FsmnVad  # noqa: E402
+from tests.support.funasr_models import funasr_vad_segments  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 
@@ -53,7 +53,7 @@ def _funasr_model(model_dir: Path):
 
 
 def funasr_segments(model_dir: Path, pcm: PcmFile) -> list[tuple[int, int]]:
-    """The reference: funasr's own streaming inference (pipeline.funasr_testing.funasr_vad_segments)."""
+    """The reference: funasr's own streaming inference (tests.support.funasr_models.funasr_vad_segments)."""
     return funasr_vad_segments(*_funasr_model(model_dir), pcm)
 
 
@@ -64,7 +64,7 @@ def build_energy_vad(model_dir: Path) -> Path:
     other channels and logits keep build_fsmn_vad's random weights."""
     import torch
 
-    from pipeline.funasr_testing import build_fsmn_vad
+    from tests.support.funasr_models import build_fsmn_vad
 
     build_fsmn_vad(model_dir, seed=1)
     state = torch.load(model_dir / "model.pt")
@@ -94,7 +94,7 @@ def build_energy_vad(model_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def vad_dirs(tmp_path_factory) -> dict[str, Path]:
-    from pipeline.funasr_testing import build_fsmn_vad
+    from tests.support.funasr_models import build_fsmn_vad
 
     root = tmp_path_factory.mktemp("fsmn-vad")
     return {"tiny": build_fsmn_vad(root / "tiny"), "energy": build_energy_vad(root / "energy")}
@@ -219,7 +219,7 @@ def test_span_longer_than_max_single_segment_time(vads, vad_dirs, mixed_speech, 
 
 def test_onnx_backend_gives_the_same_spans(vad_dirs, mixed_speech, tmp_path):
     pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
-    from pipeline.funasr_testing import export_onnx
+    from tests.support.funasr_models import export_onnx
 
     pcm = write_pcm(tmp_path / "mixed.s16le", mixed_speech)
     for model in ("tiny", "energy"):
@@ -252,7 +252,7 @@ def test_detector_carries_its_state_across_any_chunking(vads, vad_dirs, mixed_sp
     import torch
     from funasr.utils.load_utils import extract_fbank
 
-    from pipeline.fsmn_detect import FrameEnergy, FsmnDetector, silence_probability
+    from pipeline.funasr.detect import FrameEnergy, FsmnDetector, silence_probability
 
     vad = vads["energy"]
     samples = mixed_speech[:90 * RATE_HZ].astype(np.float32) / 32768
@@ -277,7 +277,7 @@ def test_frame_energy_is_funasrs(vad_dirs, recordings):
     """FrameEnergy's dB values are bit-for-bit those funasr's ComputeDecibel keeps."""
     import torch
 
-    from pipeline.fsmn_detect import FrameEnergy
+    from pipeline.funasr.detect import FrameEnergy
 
     model, _ = _funasr_model(vad_dirs["tiny"])
     samples = recordings["jfk.flac"].astype(np.float32) / 32768
@@ -293,93 +293,3 @@ def test_frame_energy_is_funasrs(vad_dirs, recordings):
     energy.add(samples[50_000:])
     ours = np.concatenate([first, energy.take(frames - 200)])
     assert ours.tolist() == cache["stats"].decibel
-
-
-def _funasr_state_machine(options: dict, silence_scores: np.ndarray, decibel: np.ndarray, cuts: list[int]):
-    """funasr's own FsmnVADStreaming.forward over scripted frames: the network returns
-    ``silence_scores`` (frames, len(sil_pdf_ids)) in its silence outputs and the frames' energies
-    are ``decibel``, chunk by chunk at ``cuts``; everything after that is funasr's code."""
-    import torch
-    from funasr.models.fsmn_vad_streaming.model import FsmnVADStreaming
-
-    encoder_conf = {"input_dim": 4, "input_affine_dim": 4, "fsmn_layers": 1, "linear_dim": 4, "proj_dim": 4,
-                    "lorder": 2, "rorder": 0, "lstride": 1, "rstride": 0, "output_affine_dim": 4, "output_dim": 4}
-    model = FsmnVADStreaming(encoder="FSMN", encoder_conf=encoder_conf, **options)
-    outputs = 1 + max(options["sil_pdf_ids"])
-    position = {"frame": 0}
-
-    class ScriptedNetwork(torch.nn.Module):
-        def forward(self, feats, cache):
-            first, frames = position["frame"], feats.shape[1]
-            scores = torch.full((1, frames, outputs), 0.25)
-            for column, pdf in enumerate(options["sil_pdf_ids"]):
-                scores[0, :, pdf] = torch.from_numpy(silence_scores[first:first + frames, column])
-            return scores
-
-    def scripted_decibel(cache, frame_count):
-        # funasr's bookkeeping of the waveform it keeps (zeros here), with the scripted energies.
-        stats, shift = cache["stats"], 160
-        new = torch.zeros(frame_count * shift + (240 if stats.data_buf_all is None else 0))
-        stats.data_buf_all = new if stats.data_buf_all is None else torch.cat((stats.data_buf_all, new))
-        stats.data_buf = stats.data_buf_all[max(stats.data_buf_start_frame - stats.last_drop_frames, 0) * shift:]
-        first = position["frame"]
-        stats.decibel.extend(decibel[first:first + frame_count].tolist())
-
-    model.encoder = ScriptedNetwork()
-    model.ComputeDecibel = scripted_decibel
-    cache: dict = {}
-    model.init_cache(cache)
-    segments = []
-    for first, last in zip([0, *cuts], [*cuts, len(decibel)]):
-        position["frame"] = first
-        feats = torch.zeros(1, last - first, 4)
-        final = last == len(decibel)
-        for batch in model.forward(feats=feats, waveform=None, cache=cache, is_final=final, is_streaming_input=False):
-            segments += [(int(s), int(e)) for s, e in batch]
-    return segments
-
-
-_STATE_MACHINE_OPTIONS = {
-    "funasr": {},
-    "short segments, snr": {"max_single_segment_time": 3000, "snr_thres": 3.0, "max_end_silence_time": 500},
-    "no extend, two silence outputs": {"do_extend": 0, "sil_pdf_ids": [0, 2], "silence_pdf_num": 2,
-                                       "speech_2_noise_ratio": 0.8, "max_single_segment_time": 4000},
-    "single utterance": {"detect_mode": 0, "max_start_silence_time": 1500, "max_single_segment_time": 2500},
-    "small window": {"window_size_ms": 100, "sil_to_speech_time_thres": 50, "speech_to_sil_time_thres": 80,
-                     "lookback_time_start_point": 300, "lookahead_time_end_point": 40, "max_end_silence_time": 300},
-}
-
-
-@pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("options", list(_STATE_MACHINE_OPTIONS))
-def test_detector_matches_funasrs_state_machine(options, seed):
-    """Random runs of speech-like and silence-like frames (scores and energies near every
-    threshold), random chunks, several option sets: the same spans as funasr's state machine."""
-    from funasr.models.fsmn_vad_streaming.model import VADXOptions
-
-    from pipeline.fsmn_detect import DetectOptions, FsmnDetector, silence_probability
-
-    conf = {"decibel_thres": -30.0, "sil_pdf_ids": [0], "silence_pdf_num": 1, **_STATE_MACHINE_OPTIONS[options]}
-    rng = np.random.default_rng(seed)
-    frames = 4_000
-    # Up to 3 s of silence, then alternating runs: speech of 1 to 600 frames, silence of 1 to
-    # 150 (either may be short enough to flicker inside the window, or long enough to end a span
-    # or outlast a segment).
-    runs = np.column_stack([rng.integers(1, 600, 100), rng.integers(1, 150, 100)]).ravel()
-    speechy = np.repeat(np.tile([True, False], 100), runs)
-    speechy = np.concatenate([np.zeros(rng.integers(0, 300), dtype=bool), speechy])[:frames]
-    columns = len(conf["sil_pdf_ids"])
-    silence_scores = np.where(speechy, rng.uniform(0.0, 0.25, frames), rng.uniform(0.1, 1.0, frames))
-    silence_scores = np.clip(silence_scores, 1e-4, 1 - 1e-4)[:, None].repeat(columns, 1) / columns
-    silence_scores = silence_scores.astype(np.float32)
-    decibel = np.where(speechy, rng.normal(0, 12, frames), rng.normal(-30, 10, frames)).astype(np.float32)
-    cuts = sorted(int(c) for c in rng.choice(np.arange(1, frames), size=6, replace=False))
-
-    expected = _funasr_state_machine(conf, silence_scores, decibel, cuts)
-    detector = FsmnDetector(DetectOptions.from_vad_options(VADXOptions(**conf)))
-    silence = silence_probability(silence_scores)
-    spans = []
-    for first, last in zip([0, *cuts], [*cuts, frames]):
-        spans += detector.push(silence[first:last], decibel[first:last], final=last == frames)
-    assert spans == expected
-    assert expected or options == "single utterance"

@@ -3,7 +3,7 @@
 The file goes through funasr's streaming frontend (fbank, LFR, CMVN) a minute at a time and
 through the FSMN network (funasr's module, or the ONNX export) in blocks of frames, with the
 frontend's and the network's caches carried across calls, so memory stays flat whatever the
-file's length. The detection is tingxie's own (:mod:`pipeline.fsmn_detect`): funasr's state
+file's length. The detection is tingxie's own (:mod:`pipeline.funasr.detect`): funasr's state
 machine compiled over whole chunks, giving exactly the spans funasr's ``inference`` gives at a
 negligible cost, where funasr's per-frame Python loop took a quarter of the time (the fbank and
 the network are what is left; bench/funasr_vad.py). The end-of-speech silence is the model's
@@ -41,7 +41,7 @@ class FsmnVad:
     """
 
     def __init__(self, model_dir: Path, *, device: str = "cpu", max_span_ms: int = 60_000):
-        from pipeline.fsmn_detect import DetectOptions
+        from pipeline.funasr.detect import DetectOptions
 
         self.model_dir = Path(model_dir)
         self.max_span_ms = max_span_ms
@@ -101,7 +101,7 @@ class FsmnVad:
         import torch
         from funasr.utils.load_utils import extract_fbank
 
-        from pipeline.fsmn_detect import FrameEnergy, FsmnDetector, silence_probability
+        from pipeline.funasr.detect import FrameEnergy, FsmnDetector, silence_probability
 
         if pcm.sample_rate_hz != self.options.sample_rate_hz:
             raise ValueError(f"FSMN-VAD takes {self.options.sample_rate_hz} Hz audio, not {pcm.sample_rate_hz} Hz")

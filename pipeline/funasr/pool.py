@@ -31,8 +31,8 @@ def _load(vad_dir: str, punc_dir: str, max_span_ms: int) -> None:
     import torch
 
     torch.set_num_threads(1)  # one core per helper; the pool is the parallelism
-    from pipeline.funasr_punc import CtPunc
-    from pipeline.funasr_vad import FsmnVad
+    from pipeline.funasr.punc import CtPunc
+    from pipeline.funasr.vad import FsmnVad
     from pipeline.itn import WetextItn
 
     _vad = FsmnVad(Path(vad_dir), device="cpu", max_span_ms=max_span_ms)

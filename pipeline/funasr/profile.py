@@ -1,13 +1,13 @@
 """The ``funasr`` profile: FSMN-VAD, Paraformer-large (SeACo hotwords and timestamps by default),
 CT-Transformer punctuation and wetext's FST ITN, the model set FunASR's offline runtime serves.
 
-Models are named by ModelScope id or by local directory (``EngineConfig.options``: ``vad``,
+Models are named by ModelScope id or by local directory (:class:`FunasrOptions`: ``vad``,
 ``asr``, ``punc``) and looked up under ``EngineConfig.model_dir/<id>``, the layout
 ``tingxie models download --profile funasr`` writes. Nothing is ever downloaded here: a missing
 model is a :class:`~pipeline.errors.ModelNotReadyError` naming that command.
 
 Importing this module loads neither torch nor funasr (``tingxie models list`` uses the catalog
-below); :func:`load_funasr_engine` does.
+below, the registry the options); :func:`load_funasr_engine` does.
 """
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
-from pipeline.profiles import EngineConfig, register_profile
-from pipeline.stages import Engine
+from pipeline.options import require
+from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.types import Stage
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -27,32 +28,32 @@ class ModelChoice:
     """A model FunASR's runtime accepts for a stage, and what it can do."""
 
     model_id: str
-    stage: str  # vad | asr | punc
+    stage: Stage  # VAD, ASR or PUNC
     backend: str  # pytorch | onnx
     note: str
 
 
 CATALOG: tuple[ModelChoice, ...] = (
-    ModelChoice("iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", "vad", "pytorch", "FSMN-VAD (default)"),
-    ModelChoice("damo/speech_fsmn_vad_zh-cn-16k-common-onnx", "vad", "onnx", "FSMN-VAD, ONNX export"),
+    ModelChoice("iic/speech_fsmn_vad_zh-cn-16k-common-pytorch", Stage.VAD, "pytorch", "FSMN-VAD (default)"),
+    ModelChoice("damo/speech_fsmn_vad_zh-cn-16k-common-onnx", Stage.VAD, "onnx", "FSMN-VAD, ONNX export"),
     ModelChoice(
         "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-        "asr", "pytorch", "SeACo-Paraformer-large: hotwords and timestamps (default)",
+        Stage.ASR, "pytorch", "SeACo-Paraformer-large: hotwords and timestamps (default)",
     ),
     ModelChoice(
         "damo/speech_paraformer-large-vad-punc_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
-        "asr", "pytorch", "Paraformer-large: timestamps, no hotwords",
+        Stage.ASR, "pytorch", "Paraformer-large: timestamps, no hotwords",
     ),
     ModelChoice(
         "damo/speech_paraformer-large-contextual_asr_nat-zh-cn-16k-common-vocab8404",
-        "asr", "pytorch", "Paraformer-large contextual: hotwords, estimated timestamps",
+        Stage.ASR, "pytorch", "Paraformer-large contextual: hotwords, estimated timestamps",
     ),
     ModelChoice(
-        "iic/punc_ct-transformer_cn-en-common-vocab471067-large", "punc", "pytorch",
+        "iic/punc_ct-transformer_cn-en-common-vocab471067-large", Stage.PUNC, "pytorch",
         "CT-Transformer large, zh+en (default)",
     ),
     ModelChoice(
-        "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", "punc", "onnx",
+        "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", Stage.PUNC, "onnx",
         "CT-Transformer large, ONNX export",
     ),
 )
@@ -67,10 +68,39 @@ DEFAULTS = {
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
 
 
-def model_ids(options: dict | None = None) -> dict[str, str]:
-    """The model (id or directory) each stage uses: ``options`` over :data:`DEFAULTS`."""
-    options = options or {}
-    return {stage: str(options.get(stage) or default) for stage, default in DEFAULTS.items()}
+@dataclass(frozen=True)
+class FunasrOptions:
+    """The funasr profile's options, each read from a string by :func:`pipeline.options.parse_options`.
+
+    vad, asr, punc: the model for that stage, a ModelScope id (looked up under the model
+        directory, as ``tingxie models download`` lays it out) or a local directory; default:
+        the models FunASR's runtime serves (:data:`DEFAULTS`; others in :data:`CATALOG`).
+    fp16: float16 autocast for ASR on CUDA, features staying float32 (default True; no effect
+        on the CPU).
+    max_span_ms: longest VAD span in ms; longer speech is cut (default 60000).
+    max_batch_s: padded seconds of audio in one ASR forward; a larger batch is split (default 600.0).
+    cpu_workers: helper processes running VAD and ITN (and punctuation on a CPU-only host), for a
+        worker running jobs concurrently (default 0: all in this process).
+    """
+
+    vad: str = DEFAULTS["vad"]
+    asr: str = DEFAULTS["asr"]
+    punc: str = DEFAULTS["punc"]
+    fp16: bool = True
+    max_span_ms: int = 60_000
+    max_batch_s: float = 600.0
+    cpu_workers: int = 0
+
+    def __post_init__(self) -> None:
+        require(self, "max_span_ms", self.max_span_ms >= 1, "a whole number of ms, at least 1")
+        require(self, "max_batch_s", self.max_batch_s > 0, "a number of seconds above 0")
+        require(self, "cpu_workers", self.cpu_workers >= 0, "a whole number of at least 0")
+
+
+def model_ids(options: FunasrOptions | None = None) -> dict[str, str]:
+    """The model (id or directory) each stage uses."""
+    options = options or FunasrOptions()
+    return {stage: getattr(options, stage) for stage in DEFAULTS}
 
 
 def candidate_dirs(model: str, model_dir: Path) -> list[Path]:
@@ -116,24 +146,11 @@ def _require_engines() -> None:
         )
 
 
-def _flag(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return str(value).lower() not in ("0", "false", "no", "off")
-
-
-@register_profile("funasr")
 def load_funasr_engine(config: EngineConfig) -> Engine:
-    """Load VAD, ASR, punctuation and ITN once; the worker keeps the engine for every job.
-
-    Options (``EngineConfig.options``): ``vad``, ``asr``, ``punc`` (ModelScope id or directory),
-    ``fp16`` (float16 autocast on CUDA, default on), ``max_span_ms`` (longest VAD span, default
-    60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD and
-    ITN in that many helper processes, and punctuation too on a CPU-only host, for a worker running
-    jobs concurrently; default 0: in this process).
-    """
+    """Load VAD, ASR, punctuation and ITN once (``config.options``: :class:`FunasrOptions`); the
+    worker keeps the engine for every job."""
     _require_engines()
-    options = dict(config.options)
+    options: FunasrOptions = config.options
     ids = model_ids(options)
     # Check every directory first, so one message names everything missing before any load.
     dirs: dict[str, Path] = {}
@@ -150,34 +167,33 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
             " ".join(p.message for p in problems), detail="; ".join(p.detail for p in problems)
         )
 
-    from pipeline.funasr_asr import ParaformerAsr
-    from pipeline.funasr_punc import CtPunc
-    from pipeline.funasr_vad import FsmnVad
+    from pipeline.funasr.asr import ParaformerAsr
+    from pipeline.funasr.punc import CtPunc
+    from pipeline.funasr.vad import FsmnVad
     from pipeline.itn import WetextItn
 
     device = config.device or "cpu"
-    max_span_ms = int(options.get("max_span_ms", 60_000))
-    cpu_workers = int(options.get("cpu_workers", 0))
     # VAD stays on the CPU, as in FunASR's runtime: its network is tiny and its detection state
     # machine reads one score per 10 ms frame, which on a GPU would be one sync per frame.
-    if cpu_workers > 0:
-        from pipeline.funasr_pool import CpuHelpers
+    if options.cpu_workers > 0:
+        from pipeline.funasr.pool import CpuHelpers
 
-        helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=cpu_workers, max_span_ms=max_span_ms)
+        helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=options.cpu_workers,
+                             max_span_ms=options.max_span_ms)
         vad = helpers.vad
         # On a GPU the punctuation network is fast and stays here; on a CPU-only host the
         # helpers take it too (its window loop would hold this process's GIL).
         punc = CtPunc(dirs["punc"], device=device) if device.startswith("cuda") else helpers.punc
         itn = helpers.itn
     else:
-        vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=max_span_ms)
+        vad = FsmnVad(dirs["vad"], device="cpu", max_span_ms=options.max_span_ms)
         punc = CtPunc(dirs["punc"], device=device)
         itn = WetextItn()
     asr = ParaformerAsr(
         dirs["asr"],
         device=device,
-        fp16=_flag(options.get("fp16"), True),
-        max_batch_s=float(options.get("max_batch_s", 600.0)),
+        fp16=options.fp16,
+        max_batch_s=options.max_batch_s,
     )
     return Engine(
         name="funasr",
@@ -187,3 +203,6 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         itn=itn,
         batch_seconds=config.batch_seconds,
     )
+
+
+PROFILE = Profile(options=FunasrOptions, load=load_funasr_engine)

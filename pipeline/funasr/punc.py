@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Callable, Sequence
 
-from pipeline.funasr_vad import _onnx_file, onnx_providers
+from pipeline.funasr.vad import _onnx_file, onnx_providers
 from pipeline.text import is_cjk
 
 WINDOW_UNITS = 20

@@ -40,7 +40,7 @@ _SILENCE = "<sil>"
 @functools.cache
 def _kernel():
     """:func:`_scan` compiled by numba, once per process and cached on disk, as
-    :mod:`pipeline.fsmn_detect` compiles its detector."""
+    :mod:`pipeline.funasr.detect` compiles its detector."""
     from numba import njit
 
     return njit(cache=True, nogil=True)(_scan)
