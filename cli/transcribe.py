@@ -30,6 +30,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--language", choices=("auto", "zh", "en"), default="auto", help="default auto")
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
+    subtitles = parser.add_argument_group("subtitle cues (srt, vtt)")
+    subtitles.add_argument("--max-line-chars", type=int, metavar="N",
+                           help="characters a line (default: 42 for Latin script, 16 for Chinese/Japanese/Korean)")
+    subtitles.add_argument("--max-lines", type=int, default=2, metavar="N", help="lines a cue (default 2)")
+    subtitles.add_argument("--max-cue-s", type=float, default=7.0, metavar="SECONDS",
+                           help="longest time a cue stays up (default 7)")
     parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
     return parser
 
@@ -48,7 +54,7 @@ def _hotwords(value: str | None):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.export import render
+    from core.export import SubtitleLimits, SubtitleLimitsError, render
     from core.hotwords import HotwordError
     from core.settings import Settings
     from pipeline import transcribe
@@ -60,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(files) > 1:
         print("tingxie transcribe: several files need -o DIR to write their transcripts into", file=sys.stderr)
+        return 2
+    try:
+        limits = SubtitleLimits(max_line_chars=args.max_line_chars, max_lines=args.max_lines, max_cue_s=args.max_cue_s)
+    except SubtitleLimitsError as exc:
+        print(f"tingxie transcribe: {exc}", file=sys.stderr)
         return 2
     try:
         hotwords = _hotwords(args.hotwords)
@@ -100,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
-        rendered = render(transcript.to_dict(), args.format)
+        rendered = render(transcript.to_dict(), args.format, limits)
         if out_dir is None:
             sys.stdout.write(rendered)
             sys.stdout.flush()
