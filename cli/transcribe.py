@@ -10,7 +10,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from core.languages import AUTO
+
 FORMATS = ("json", "txt", "srt", "vtt")
+
+
+def _all_languages() -> tuple[str, ...]:
+    """Every code some profile takes; the chosen profile's own list is checked once it is known."""
+    from core.languages import languages_for
+
+    codes: dict[str, None] = {}
+    for profile in ("offline", "funasr"):
+        codes.update(dict.fromkeys(languages_for(profile)))
+    return tuple(codes)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,7 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="WORDS",
         help="phrases to favour: 'word1,word2', FunASR's 'word weight' lines, JSON, or @FILE to read them from",
     )
-    parser.add_argument("--language", choices=("auto", "zh", "en"), default="auto", help="default auto")
+    parser.add_argument(
+        "--language", default=AUTO, type=str.lower, choices=_all_languages(), metavar="CODE",
+        help="auto (the default: detected per segment) or an ISO 639-1 code: every language Whisper knows on the "
+        "offline profile (zh, en, ja, fr, de, es, ko, ru, ...), zh or en on funasr",
+    )
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
     subtitles = parser.add_argument_group("subtitle cues (srt, vtt)")
@@ -56,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     from core.export import SubtitleLimits, SubtitleLimitsError, render
     from core.hotwords import HotwordError
+    from core.languages import UnsupportedLanguageError, check_language
     from core.settings import Settings
     from pipeline import transcribe
     from pipeline.errors import MediaError, PipelineError
@@ -77,9 +94,14 @@ def run(args: argparse.Namespace) -> int:
     except (HotwordError, OSError) as exc:
         print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
         return 2
-    options = TranscribeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords)
     settings = Settings.from_env()
     profile = args.profile or settings.profile
+    try:
+        language = check_language(profile, args.language)
+    except UnsupportedLanguageError as exc:
+        print(f"tingxie transcribe: {exc}", file=sys.stderr)
+        return 2
+    options = TranscribeOptions(language=language, itn=not args.no_itn, hotwords=hotwords)
     try:
         engine = load_engine_for(settings, profile)
     except PipelineError as exc:

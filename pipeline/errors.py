@@ -44,6 +44,12 @@ class UnknownProfileError(PipelineError):
     code = "unknown_profile"
 
 
+class UnsupportedLanguageError(PipelineError):
+    """The job asks for a language the profile's ASR model does not transcribe."""
+
+    code = "unsupported_language"
+
+
 class EmptyMediaError(MediaError):
     """The uploaded file has no bytes at all."""
 

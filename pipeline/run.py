@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+from pipeline.errors import UnsupportedLanguageError
 from pipeline.stages import Engine, SpeechSpan, StreamingVad
 from pipeline.text import PUNCTUATION, SENTENCE_END, join_words
 from pipeline.types import Progress, Segment, TranscribeOptions, Transcript, Word
@@ -89,6 +90,7 @@ def transcribe(
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
     """
+    _check_language(options.language, engine)
     report = _Reporter(on_progress)
     ffmpeg = find_ffmpeg(ffmpeg)
     work_dir = Path(work_dir)
@@ -126,6 +128,7 @@ def transcribe(
     written = texts
     if options.itn and engine.itn is not None and sentences:
         written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
+        warnings += _itn_skipped(engine.itn, [language for language, _ in sentences])
     segments = [_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
     report("itn", 1.0)
 
@@ -136,6 +139,30 @@ def transcribe(
         segments=segments,
         warnings=warnings,
     )
+
+
+def _check_language(language: str, engine: Engine) -> None:
+    """Refuse, before any work, a language the engine's ASR does not transcribe."""
+    if language == "auto" or engine.languages is None or language in engine.languages:
+        return
+    raise UnsupportedLanguageError(
+        f"The {engine.name!r} profile does not transcribe language {language!r}; "
+        f"use 'auto' or one of: {', '.join(engine.languages)}."
+    )
+
+
+def _itn_skipped(itn, languages: Sequence[str]) -> list[str]:
+    """A note naming the recognised languages ITN has no grammar for (their numbers stay as spoken)."""
+    covered = getattr(itn, "languages", None)
+    if covered is None:
+        return []
+    skipped = sorted({language for language in languages if language and language not in covered})
+    if not skipped:
+        return []
+    return [
+        f"Numbers were left as spoken in the text recognised as {', '.join(repr(s) for s in skipped)}: "
+        f"inverse text normalisation (writing them as digits) exists only for {', '.join(repr(c) for c in covered)}."
+    ]
 
 
 class _SpanFeed:

@@ -1,6 +1,7 @@
-"""``tingxie transcribe --max-line-chars/--max-lines/--max-cue-s``, as a user runs it."""
+"""``tingxie transcribe --language`` and ``--max-line-chars/--max-lines/--max-cue-s``, as a user runs it."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -38,3 +39,22 @@ def test_bad_limits_are_a_usage_error(tmp_path, speech_dir, args, message):
     done = transcribe(tmp_path, str(speech_dir / "jfk.flac"), "--format", "srt", *args)
     assert done.returncode == 2 and message in done.stderr, done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.slow
+def test_any_language_whisper_knows(tmp_path, speech_dir):
+    done = transcribe(tmp_path, str(speech_dir / "jfk.flac"), "--format", "json", "--language", "JA")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["language"] == "ja"
+    assert "warning: Numbers were left as spoken in the text recognised as 'ja'" in done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--language", "xx"], "argument --language: invalid choice: 'xx'"),
+    (["--language", "ja", "--profile", "funasr"],
+     "the 'funasr' profile does not transcribe language 'ja' (the offline profile's Whisper transcribes it); "
+     "use one of: auto, zh, en"),
+])
+def test_a_language_the_profile_lacks_is_a_usage_error(tmp_path, speech_dir, args, message):
+    done = transcribe(tmp_path, str(speech_dir / "jfk.flac"), *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
