@@ -10,7 +10,19 @@ import sys
 import tempfile
 from pathlib import Path
 
+from core.languages import AUTO
+
 FORMATS = ("json", "txt", "srt", "vtt")
+
+
+def _all_languages() -> tuple[str, ...]:
+    """Every code some profile takes; the chosen profile's own list is checked once it is known."""
+    from core.languages import languages_for
+
+    codes: dict[str, None] = {}
+    for profile in ("offline", "funasr"):
+        codes.update(dict.fromkeys(languages_for(profile)))
+    return tuple(codes)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,9 +39,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="WORDS",
         help="phrases to favour: 'word1,word2', FunASR's 'word weight' lines, JSON, or @FILE to read them from",
     )
-    parser.add_argument("--language", choices=("auto", "zh", "en"), default="auto", help="default auto")
+    parser.add_argument(
+        "--language", default=AUTO, type=str.lower, choices=_all_languages(), metavar="CODE",
+        help="auto (the default: detected per segment) or an ISO 639-1 code: every language Whisper knows on the "
+        "offline profile (zh, en, ja, fr, de, es, ko, ru, ...), zh or en on funasr",
+    )
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
+    subtitles = parser.add_argument_group("subtitle cues (srt, vtt)")
+    subtitles.add_argument("--max-line-chars", type=int, metavar="N",
+                           help="characters a line (default: 42 for Latin script, 16 for Chinese/Japanese/Korean)")
+    subtitles.add_argument("--max-lines", type=int, default=2, metavar="N", help="lines a cue (default 2)")
+    subtitles.add_argument("--max-cue-s", type=float, default=7.0, metavar="SECONDS",
+                           help="longest time a cue stays up (default 7)")
     parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
     return parser
 
@@ -52,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from core.errors import TingxieError
-    from core.export import render
+    from core.export import SubtitleLimits, render
     from core.settings import Settings
     from pipeline import transcribe
     from pipeline.errors import MediaError, PipelineError
@@ -65,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     settings = Settings.from_env()
     try:
+        limits = SubtitleLimits(max_line_chars=args.max_line_chars, max_lines=args.max_lines, max_cue_s=args.max_cue_s)
         job_options = _options(args, settings)
     except OSError as exc:
         print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
@@ -104,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
-        rendered = render(transcript.to_dict(), args.format)
+        rendered = render(transcript.to_dict(), args.format, limits)
         if out_dir is None:
             sys.stdout.write(rendered)
             sys.stdout.flush()

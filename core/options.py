@@ -13,11 +13,11 @@ from enum import StrEnum
 
 from core.errors import BadOptionError
 from core.hotwords import Hotword, Hotwords
+from core.languages import AUTO
 from core.settings import PROFILES
 
 # What a job runs with when the request names no language: the model decides per sentence.
-AUTO_LANGUAGE = "auto"
-LANGUAGES = (AUTO_LANGUAGE, "zh", "en")
+AUTO_LANGUAGE = AUTO
 # Jobs whose client is waiting on an open connection (the FunASR gateway) go to the interactive
 # queue and run before batch work.
 INTERACTIVE_PRIORITY = 10

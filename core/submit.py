@@ -19,7 +19,8 @@ from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
 from core.models import Job
-from core.options import LANGUAGES, JobOptions
+from core.languages import check_language
+from core.options import JobOptions
 from core.services import Services
 from core.settings import Settings
 from media import MediaError, MediaInfo, probe
@@ -51,11 +52,7 @@ def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
     merged in (the job's own win), the caps, a language the profile serves, a callback target
     that may be called."""
     profile = options.profile or settings.profile
-    if options.language not in LANGUAGES:
-        raise BadOptionError(
-            f"language {options.language!r} is not served by the {profile!r} profile; use one of {', '.join(LANGUAGES)}",
-            code="unsupported_language",
-        )
+    language = check_language(profile, options.language)
     hotwords = options.hotwords
     if settings.hotword_file is not None:
         hotwords = merge(load_hotword_file(settings.hotword_file), hotwords)
@@ -65,7 +62,7 @@ def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
             webhooks.check_target(options.callback_url, settings)
         except webhooks.WebhookTargetError as exc:
             raise BadOptionError(str(exc), code="bad_callback_url") from None
-    return dataclasses.replace(options, profile=profile, hotwords=hotwords)
+    return dataclasses.replace(options, profile=profile, language=language, hotwords=hotwords)
 
 
 def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, MediaInfo]:

@@ -50,6 +50,12 @@ class UnknownProfileError(PipelineError):
     code = "unknown_profile"
 
 
+class UnsupportedLanguageError(PipelineError):
+    """The job asks for a language the profile's ASR model does not transcribe."""
+
+    code = "unsupported_language"
+
+
 class ProfileOptionsError(PipelineError, ValueError):
     """A profile option is unknown or its value cannot be read. The message is one line naming the
     key, the value and what is allowed (or the known keys); ``key`` and ``value`` let a caller name

@@ -1,5 +1,8 @@
 """The ``offline`` profile: Whisper-base (faster-whisper, int8 on CPU) + Silero VAD + wetext ITN.
 
+Every language Whisper-base knows (99; ``auto`` detects among them per segment); ITN for the
+two wetext has grammars for (zh, en), a note on the transcript for the others.
+
 Everything it needs comes from PyPI packages; nothing is downloaded at run time and torch is
 never imported. Whisper punctuates its own output, so the profile has no punctuation model.
 Importing this module loads none of them (the registry reads :class:`OfflineOptions` from here).
@@ -54,6 +57,7 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         itn=WetextItn(),
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
+        languages=asr.languages,
     )
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from media import MediaInfo
 from pipeline.audio import decode
+from pipeline.errors import UnsupportedLanguageError
 from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
@@ -75,6 +76,7 @@ def transcribe(
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
     """
+    _check_language(options.language, engine)
     report = _Reporter(on_progress)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +111,7 @@ def transcribe(
     written = texts
     if options.itn and engine.itn is not None and sentences:
         written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
+        warnings += _itn_skipped(engine.itn, [language for language, _ in sentences])
     segments = [to_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
     report(Stage.ITN, 1.0)
 
@@ -119,6 +122,30 @@ def transcribe(
         segments=segments,
         warnings=warnings,
     )
+
+
+def _check_language(language: str, engine: Engine) -> None:
+    """Refuse, before any work, a language the engine's ASR does not transcribe."""
+    if language == "auto" or engine.languages is None or language in engine.languages:
+        return
+    raise UnsupportedLanguageError(
+        f"The {engine.name!r} profile does not transcribe language {language!r}; "
+        f"use 'auto' or one of: {', '.join(engine.languages)}."
+    )
+
+
+def _itn_skipped(itn, languages: Sequence[str]) -> list[str]:
+    """A note naming the recognised languages ITN has no grammar for (their numbers stay as spoken)."""
+    covered = getattr(itn, "languages", None)
+    if covered is None:
+        return []
+    skipped = sorted({language for language in languages if language and language not in covered})
+    if not skipped:
+        return []
+    return [
+        f"Numbers were left as spoken in the text recognised as {', '.join(repr(s) for s in skipped)}: "
+        f"inverse text normalisation (writing them as digits) exists only for {', '.join(repr(c) for c in covered)}."
+    ]
 
 
 def _punctuate(words: list[TimedWord], engine: Engine) -> list[TimedWord]:

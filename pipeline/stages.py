@@ -125,7 +125,7 @@ class AsrModel(Protocol):
         """One result per segment, in order.
 
         ``segments`` are float32 mono arrays at 16 kHz in [-1, 1], each at most as long as the VAD
-        made them. ``language`` is ``"auto"``, ``"zh"`` or ``"en"``.
+        made them. ``language`` is ``"auto"`` or one of the engine's ``languages``.
         """
         ...
 
@@ -147,7 +147,7 @@ class ItnModel(Protocol):
     """Inverse text normalisation: spoken forms to written ones ("一百二十三" -> "123")."""
 
     def normalize(self, text: str, *, language: str) -> str:
-        """``text`` is one sentence; ``language`` is ``"zh"`` or ``"en"`` (others pass unchanged)."""
+        """``text`` is one sentence; ``language`` its ISO code (one without a grammar passes unchanged)."""
         ...
 
     def normalize_many(self, sentences: Sequence[tuple[str, str]]) -> list[str]:
@@ -161,7 +161,9 @@ class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
 
     Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
-    (then ``TranscribeOptions.itn`` is a no-op with a warning).
+    (then ``TranscribeOptions.itn`` is a no-op with a warning). ``languages``: the codes a job may
+    ask for besides ``auto`` (a job asking for another fails with ``unsupported_language``); None
+    takes any.
     """
 
     name: str
@@ -173,6 +175,7 @@ class Engine:
     # Every segment costs at least this much of the batch budget: Whisper pads each input to a
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
+    languages: tuple[str, ...] | None = None
 
     @property
     def supports_hotwords(self) -> bool:

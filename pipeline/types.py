@@ -90,7 +90,8 @@ class Transcript:
 class TranscribeOptions:
     """Per-request options.
 
-    language: ``auto`` | ``zh`` | ``en``; Chinese output is always simplified characters.
+    language: ``auto`` or an ISO 639-1 code the profile transcribes (the engine's ``languages``);
+        Chinese output is always simplified characters.
     itn: inverse text normalisation ("一百二十三" -> "123"), on by default.
     hotwords: phrases to bias towards.
     """

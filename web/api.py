@@ -10,11 +10,12 @@ from flask import Response, current_app, send_file, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from core import export, jobs, storage
+from core import export, jobs, languages, storage
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
 from core.services import Services
+from core.settings import PROFILES
 from core.submit import Upload, submit_job
 from web import schemas
 
@@ -181,7 +182,7 @@ def get_transcript(job_id: str, query):
         if job.status != jobs.DONE or transcript is None:
             raise TingxieError(f"job {job_id} is {job.status}; the transcript exists once it is done", code="not_ready")
         data, filename = transcript.data, job.filename
-    response = Response(export.render(data, fmt), content_type=export.FORMATS[fmt])
+    response = Response(export.render(data, fmt, query["limits"]), content_type=export.FORMATS[fmt])
     if query["download"]:
         stem = Path(filename).stem or job_id
         response.headers["Content-Disposition"] = attachment(f"{stem}.{fmt}")
@@ -216,6 +217,17 @@ def get_media(job_id: str):
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
     return response
+
+
+@bp.get("/api/v1/profiles")
+@bp.doc(summary="Model profiles and the languages each transcribes", responses=schemas.ok("ProfileList"))
+def list_profiles():
+    settings = services().settings
+    return {"items": [
+        {"name": name, "default": name == settings.profile,
+         "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
+        for name in PROFILES
+    ]}
 
 
 @bp.get("/healthz")

@@ -12,10 +12,10 @@ from apiflask.fields import Boolean, Dict, File, Float, Integer, List, Nested, S
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import INCLUDE, post_load
 
-from core.export import FORMATS
+from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES, JobStage
-from core.options import LANGUAGES, JobOptions, Source
+from core.options import JobOptions, Source
 from core.settings import PROFILES
 
 MAX_PAGE = 1_000_000
@@ -65,8 +65,10 @@ class JobForm(Schema):
 
     file = File(required=True, metadata={"description": "the audio or video, in any container ffmpeg reads"},
                 error_messages={"required": "send the audio or video as a multipart form field named 'file'"})
-    language = String(metadata={"description": "`auto` (default) or a language code the profile serves",
-                                "examples": list(LANGUAGES)})
+    language = String(metadata={"description": "`auto` (default) or a language code the profile serves: "
+                                               "ISO 639-1 on `offline` (every language Whisper knows), `zh` or `en` on "
+                                               "`funasr`; GET /api/v1/profiles lists them",
+                                "examples": ["auto", "zh", "en", "ja"]})
     itn = Boolean(metadata={"description": "write numbers as digits (inverse text normalisation); default true"})
     hotwords = String(metadata={
         "description": "phrases to favour: one `word weight` a line, a JSON object `{\"word\": weight}`, "
@@ -96,6 +98,19 @@ class JobListQuery(Schema):
 class TranscriptQuery(Schema):
     format = String(load_default="json", validate=OneOf(list(FORMATS)))
     download = Boolean(load_default=False, metadata={"description": "answer as an attachment with a file name"})
+    # Subtitle cues (srt, vtt); core.export.SubtitleLimits checks the ranges.
+    max_line_chars = Integer(metadata={"description": "characters a line; default 42 for Latin script, 16 for CJK",
+                                       "minimum": LINE_CHARS_RANGE[0], "maximum": LINE_CHARS_RANGE[1]})
+    max_lines = Integer(metadata={"description": "lines a cue; default 2",
+                                  "minimum": LINES_RANGE[0], "maximum": LINES_RANGE[1]})
+    max_cue_s = Float(metadata={"description": "seconds a cue stays up at most; default 7",
+                                "minimum": CUE_S_RANGE[0], "maximum": CUE_S_RANGE[1]})
+
+    @post_load
+    def to_limits(self, data: dict, **_) -> dict:
+        names = ("max_line_chars", "max_lines", "max_cue_s")
+        limits = SubtitleLimits(**{name: data.pop(name) for name in names if name in data})
+        return {**data, "limits": limits}
 
 
 class JobLinks(Out):
@@ -192,6 +207,21 @@ class Transcript(Out):
     segments = List(Nested(Segment), required=True)
 
 
+class Language(Out):
+    code = String(required=True, metadata={"description": "`auto` or an ISO 639-1 code"})
+    name = String(required=True)
+
+
+class Profile(Out):
+    name = String(required=True)
+    default = Boolean(required=True, metadata={"description": "what a job that names no profile runs on"})
+    languages = List(Nested(Language), required=True)
+
+
+class ProfileList(Out):
+    items = List(Nested(Profile), required=True)
+
+
 class Health(Out):
     status = String(required=True)
 
@@ -205,5 +235,5 @@ class Readiness(Out):
 # them in the OpenAPI document once each; routes return plain dicts).
 COMPONENTS: dict[str, type[Schema]] = {
     schema.__name__: schema
-    for schema in (Error, Accepted, Job, JobList, Transcript, Health, Readiness)
+    for schema in (Error, Accepted, Job, JobList, Transcript, ProfileList, Health, Readiness)
 }

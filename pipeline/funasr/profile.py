@@ -64,6 +64,10 @@ DEFAULTS = {
     "punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large",
 }
 
+# What Paraformer reads: Mandarin, with the English words people say in it. A job asking for
+# any other language fails (``unsupported_language``) rather than being read as Chinese.
+LANGUAGES = ("zh", "en")
+
 # ModelScope moved the ``damo`` models to ``iic``; a directory under either owner is the same model.
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
 
@@ -202,6 +206,7 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         punc=punc,
         itn=itn,
         batch_seconds=config.batch_seconds,
+        languages=LANGUAGES,
     )
 
 

@@ -131,7 +131,7 @@ def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_sett
         jobs.complete(s, job_id, attempt, data)
     assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == data
     srt = client.get(f"/api/v1/jobs/{job_id}/transcript?format=srt&download=1")
-    assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:00,900\n你好。\n"
+    assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:01,000\n你好。\n"  # a short cue stays up 1 s
     assert "asr_example.srt" in srt.headers["Content-Disposition"]
     assert client.get(f"/api/v1/jobs/{job_id}/transcript?format=doc").status_code == 400
     media = client.get(f"/api/v1/jobs/{job_id}/media", headers={"Range": "bytes=0-99"})

@@ -181,3 +181,23 @@ def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
     assert status == 431 and body["error"]["code"] == "headers_too_large"
     # And the server goes on answering.
     assert requests.get(service.base_url + "/healthz", timeout=5).json() == {"status": "ok"}
+
+
+def test_subtitle_limits_are_query_parameters_checked_with_a_message(client, app, speech_path):
+    r = _upload(client, speech_path("jfk.flac"))
+    job_id = r.json["id"]
+    words = [{"start_ms": 300 + 400 * i, "end_ms": 600 + 400 * i, "text": w}
+             for i, w in enumerate("and so my fellow americans ask not what your country can do for you".split())]
+    data = {"text": " ".join(w["text"] for w in words), "language": "en", "duration_ms": 11000,
+            "segments": [{"start_ms": 300, "end_ms": words[-1]["end_ms"], "text": " ".join(w["text"] for w in words),
+                          "words": words}]}
+    with session_scope(app.extensions["tingxie"].db) as s:
+        jobs.complete(s, job_id, jobs.claim(s, job_id), data)
+    url = f"/api/v1/jobs/{job_id}/transcript?format=srt"
+    narrow = client.get(url + "&max_line_chars=12&max_lines=1&max_cue_s=3").data.decode()
+    lines = [line for block in narrow.strip().split("\n\n") for line in block.split("\n")[2:]]
+    assert len(lines) > 3 and all(len(line) <= 12 for line in lines)
+    assert " ".join(lines).split() == data["text"].split()
+    body = _error(client.get(url + "&max_lines=9"), 400, "bad_option")
+    assert "max_lines" in body["error"]["message"]
+    _error(client.get(url + "&max_cue_s=abc"), 400, "bad_option")

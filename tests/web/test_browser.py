@@ -195,16 +195,16 @@ def test_upload_watch_read_replay_download(live_service, page, speech_path):
     assert page.locator("#transcript .w.hit").count() == 2
     page.fill("#search", "")
 
-    # Download SRT: its cues are the transcript's sentences with their times.
+    # Download SRT: its cues hold the transcript's sentences, in order, inside their times.
     with page.expect_download() as download_info:
         page.click("#dl-srt")
     download = download_info.value
     assert download.suggested_filename.endswith(".srt")
     cues = parse_srt(Path(download.path()).read_text(encoding="utf-8"))
-    assert len(cues) == len(transcript["segments"])
-    for (start, end, text), seg in zip(cues, transcript["segments"]):
-        assert abs(start - seg["start_ms"]) <= 1 and abs(end - seg["end_ms"]) <= 1
-        assert words_only(text) == words_only(seg["text"])
+    assert len(cues) >= len(transcript["segments"])
+    assert words_only(" ".join(c[2] for c in cues)) == words_only(" ".join(s["text"] for s in transcript["segments"]))
+    assert cues[0][0] == transcript["segments"][0]["start_ms"]
+    assert all(a[1] <= b[0] for a, b in zip(cues, cues[1:]))
     assert "ask not what your country can do for you" in words_only(" ".join(c[2] for c in cues))
     for fmt in ("txt", "vtt", "json"):
         href = page.locator(f"#dl-{fmt}").get_attribute("href")
