@@ -1,7 +1,7 @@
 """The threaded development server `tingxie up` and `tingxie web --dev` use (werkzeug's)."""
 from __future__ import annotations
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from core.settings import Settings
 
@@ -25,11 +25,19 @@ def _quiet_after_websocket(wsgi_app):
     return app
 
 
+class _Handler(WSGIRequestHandler):
+    def connection_dropped(self, error, environ=None) -> None:
+        """A finished WebSocket (see above) ends its TCP connection too. Left open, the handler would
+        wait on it for a next HTTP request, and a client that waits for the server to close (as
+        RFC 6455 asks, e.g. the ``websockets`` package) would hang until its own timeout."""
+        self.close_connection = True
+
+
 def serve(settings: Settings) -> None:
     from web import create_app
 
     app = create_app(settings)
     app.wsgi_app = _quiet_after_websocket(app.wsgi_app)
-    server = make_server(settings.host, settings.port, app, threaded=True)
+    server = make_server(settings.host, settings.port, app, threaded=True, request_handler=_Handler)
     print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
     server.serve_forever()
