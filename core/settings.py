@@ -152,3 +152,24 @@ class Settings:
             if key.startswith(ENV_PREFIX + "MODEL_") and key != ENV_PREFIX + "MODEL_DIR" and value
         }
         return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What ``tingxie submit`` and ``tingxie jobs`` need to reach a running server: a client's
+    settings, apart from the server's own (a client machine has no data directory)."""
+
+    # Base URL of the tingxie web tier (TINGXIE_SERVER).
+    server_url: str = "http://127.0.0.1:8000"
+    # Sent as ``Authorization: Bearer <token>`` when set (TINGXIE_TOKEN).
+    token: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ClientSettings":
+        env = os.environ if env is None else env
+        kwargs = {}
+        if env.get(ENV_PREFIX + "SERVER"):
+            kwargs["server_url"] = env[ENV_PREFIX + "SERVER"]
+        if env.get(ENV_PREFIX + "TOKEN"):
+            kwargs["token"] = env[ENV_PREFIX + "TOKEN"]
+        return cls(**kwargs)
