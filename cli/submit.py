@@ -1,9 +1,9 @@
 """``tingxie submit FILE...``: send files to a running tingxie server, and with ``--wait`` follow
 each job live and write its transcript, as ``tingxie transcribe`` does without a server.
 
-Exit status: 0 every file done; 1 a file failed (refused at upload, or its job failed or was
-canceled: the error code is printed); 2 usage error; 3 the server could not be reached or failed
-(5xx). An interrupted wait leaves the jobs running on the server (130).
+Exit status (the README's): 0 every file done (without --wait: accepted); 1 a file failed (refused
+at upload, or its job failed or was canceled: the error code is printed); 2 usage error; 3 the
+server could not be reached, failed (5xx) or is not tingxie; 130 interrupted (the jobs go on).
 """
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     reporter = _Reporter(args.progress, sys.stderr)
     items = [_Item(Path(f)) for f in args.files]
     out_dir = Path(args.output_dir) if args.output_dir else None
-    status = OK
+    status, ids_printed = OK, False
     try:
         with client:
             for item in items:
@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
                 for item in items:
                     if item.job_id:
                         print(item.job_id, flush=True)
+                ids_printed = True
             if args.wait:
                 if out_dir is not None:
                     out_dir.mkdir(parents=True, exist_ok=True)
@@ -217,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         json.dump([item.as_json() for item in items], sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
-    elif status in (UNREACHABLE, INTERRUPTED) and (args.wait or not any(item.job_id for item in items)):
+    elif status in (UNREACHABLE, INTERRUPTED) and not ids_printed:
         for item in items:
             if item.job_id:
                 print(f"tingxie submit: {item.path}: job {item.job_id} is {item.status}", file=sys.stderr)
