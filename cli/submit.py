@@ -261,7 +261,11 @@ def _follow(client, item: _Item, fmt: str, out_dir: Path | None, reporter: _Repo
 
 
 def _wait_and_write(client, item: _Item, fmt: str, out_dir: Path | None, reporter: _Reporter) -> None:
-    job = client.wait(item.job_id, on_update=lambda update: reporter.job(item, update))
+    def seen(update) -> None:
+        item.status = update.status
+        reporter.job(item, update)
+
+    job = client.wait(item.job_id, on_update=seen)
     reporter.end()
     item.status, item.error, item.warnings = job["status"], job.get("error"), job.get("warnings") or []
     for warning in item.warnings:

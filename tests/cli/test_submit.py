@@ -210,3 +210,29 @@ def test_usage_errors_exit_2(tmp_path, speech_path):
     assert bad_url.returncode == 2 and "http://" in bad_url.stderr
     unknown = tingxie("jobs", "list", "--status", "finished")
     assert unknown.returncode == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_leaves_the_job_going_and_names_it(shared_service, speech_path, tmp_path):
+    import signal
+
+    from cli.client import Client
+
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "cli", "submit", str(_long_speech(tmp_path, speech_path)), "--wait", "--progress", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=client_env(shared_service.base_url),
+    )
+    try:
+        job_id = next(e["job_id"] for e in map(json.loads, filter(lambda line: line.startswith("{"), waiting.stderr))
+                      if e["event"] == "job" and e["status"] == "running")
+        waiting.send_signal(signal.SIGINT)
+        _, stderr = waiting.communicate(timeout=60)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 130
+    assert "interrupted; the jobs submitted go on on the server" in stderr
+    assert re.search(rf"long\.flac: job {job_id} is running$", stderr, re.M)
+    with Client(shared_service.base_url) as client:
+        assert client.get(job_id)["status"] in ("queued", "running")
+        client.cancel(job_id)  # spare the worker the rest
