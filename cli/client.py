@@ -185,13 +185,13 @@ class Client:
                 if update != last:
                     last = update
                     yield update
-            if last is not None and last.finished:
-                return
-            log.debug("the events socket of job %s closed before the job ended; polling", job_id)
         except ApiError:
             raise
         except Exception as exc:  # websockets raises several types for a refused or broken socket
-            log.debug("the events socket of job %s is unavailable (%s); polling", job_id, exc)
+            log.debug("the events socket of job %s failed (%s)", job_id, exc)
+        if last is not None and last.finished:
+            return
+        log.debug("the events socket of job %s ended before the job did; polling", job_id)
         yield from self._poll(job_id, last)
 
     def wait(self, job_id: str, on_update: Callable[[JobUpdate], None] | None = None) -> dict:
@@ -209,25 +209,30 @@ class Client:
     def _socket_updates(self, job_id: str) -> Iterator[JobUpdate]:
         from websockets.sync.client import connect
 
-        # The server closes the socket after the final event: reading on until then spares a
-        # close handshake started from this side (which the development server leaves unanswered).
+        # The server closes the socket after the final event: reading on until then lets it end
+        # the connection, as RFC 6455 has it; close_timeout bounds one that does not.
+        progress = 0.0
         with connect(self.events_url(job_id), additional_headers=self._headers, open_timeout=10,
                      close_timeout=2) as ws:
             for raw in ws:
                 message = json.loads(raw)
                 kind = message.get("type")
                 if kind == "snapshot":
-                    yield JobUpdate.from_job(message["job"])
+                    update = JobUpdate.from_job(message["job"])
                 elif kind == "error":
                     error = message.get("error") or {}
                     raise ApiError(404 if error.get("code") == "not_found" else 400,
                                    error.get("code", "error"), error.get("message", "the server refused the socket"))
-                elif kind in TERMINAL or kind in ("running", "progress", "queued"):
+                elif kind in TERMINAL or kind in ("queued", "running", "progress"):
+                    # A failed or canceled job stays where it got to.
                     data = message.get("data") or {}
-                    yield JobUpdate(
-                        job_id, data.get("status", kind), None if kind in TERMINAL else data.get("stage"),
-                        float(data.get("progress", 1.0 if kind == "done" else 0.0) or 0.0), data.get("error"),
-                    )
+                    update = JobUpdate(job_id, data.get("status", kind),
+                                       None if kind in TERMINAL else data.get("stage"),
+                                       float(data.get("progress", progress)), data.get("error"))
+                else:
+                    continue
+                progress = update.progress
+                yield update
 
     def _poll(self, job_id: str, last: JobUpdate | None) -> Iterator[JobUpdate]:
         unreachable_since = None
