@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import ProfileOptionsError
+from core.settings import SettingsError
 from pipeline.funasr.profile import FunasrOptions
 from pipeline.offline import OfflineOptions
 from tests.conftest import make_settings
@@ -19,13 +19,14 @@ def test_settings_options_become_each_profiles_typed_options(tmp_path):
 
 
 @pytest.mark.parametrize("options,named", [
-    ({"asr_model": "/models/x"}, "'asr_model'"),  # the name the README used to document
-    ({"beam_size": "many"}, "beam_size='many'"),
+    ({"asr_model": "/models/x"}, "TINGXIE_MODEL_ASR_MODEL='/models/x': a known option"),  # the name the README used to document
+    ({"beam_size": "many"}, "TINGXIE_MODEL_BEAM_SIZE='many': expected a whole number"),
 ])
 def test_a_bad_setting_stops_loading_before_any_model(tmp_path, options, named):
+    """Named as the environment variable the operator set, like every other setting."""
     settings = make_settings(tmp_path, profile_options=options)
-    with pytest.raises(ProfileOptionsError, match=named):
+    with pytest.raises(SettingsError, match=named):
         check_profile_options(settings)
-    with pytest.raises(ProfileOptionsError, match=named):
+    with pytest.raises(SettingsError, match=named):
         load_engine_for(settings, "offline")
     assert not (tmp_path / "data" / "cache").exists()  # nothing was prepared
