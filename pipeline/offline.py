@@ -2,8 +2,12 @@
 
 Everything it needs comes from PyPI packages; nothing is downloaded at run time and torch is
 never imported. Whisper punctuates its own output, so the profile has no punctuation model.
+Speaker labels (GE2E, :mod:`pipeline.speaker_ge2e`) are the exception: they need the ``diarize``
+extra, torch included, and are loaded on the first job that asks for them.
 """
 from __future__ import annotations
+
+from functools import partial
 
 from pipeline.itn import WetextItn
 from pipeline.profiles import EngineConfig
@@ -32,4 +36,11 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         itn=WetextItn(),
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
+        speaker_loader=partial(_load_speaker, config.device),
     )
+
+
+def _load_speaker(device: str):
+    from pipeline.speaker_ge2e import load_ge2e
+
+    return load_ge2e(device)

@@ -1,4 +1,4 @@
-"""One transcription, stage by stage: decode -> VAD -> ASR -> punctuation -> ITN -> sentences;
+"""One transcription, stage by stage: decode -> VAD -> ASR -> (speakers) -> punctuation -> ITN -> sentences;
 ASR starts on the first spans of a VAD that hands them out as it goes (FSMN-VAD), beside it.
 
 The engine's models do the recognising; everything between them is here, the same for every
@@ -14,17 +14,20 @@ import queue
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+from pipeline.diarize import diarize
 from pipeline.stages import Engine, SpeechSpan, StreamingVad
 from pipeline.text import PUNCTUATION, SENTENCE_END, join_words
-from pipeline.types import Progress, Segment, TranscribeOptions, Transcript, Word
+from pipeline.types import Progress, Segment, Speaker, TranscribeOptions, Transcript, Word
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {"decode": (0.0, 0.08), "vad": (0.08, 0.12), "asr": (0.12, 0.96), "punc": (0.96, 0.98), "itn": (0.98, 1.0)}
+# With speaker labels: embedding the speech takes a few seconds per minute of it on a CPU.
+_DIARIZED_STAGE_SPAN = {**_STAGE_SPAN, "asr": (0.12, 0.88), "diarize": (0.88, 0.96)}
 
 # While VAD is still reading the file, an ASR batch is formed once this many batches' worth of
 # spans is waiting, so that sorting by length still has spans to choose from.
@@ -52,20 +55,22 @@ class _TimedWord:
     end_ms: int
     text: str
     language: str
+    speaker: str | None = None
 
 
 class _Reporter:
     """Progress through the job, never going back: once ASR runs beside VAD, VAD's own steps
     (which lie below ASR's share of the bar) are not reported."""
 
-    def __init__(self, callback: Callable[[Progress], None] | None):
+    def __init__(self, callback: Callable[[Progress], None] | None, spans: dict = _STAGE_SPAN):
         self._callback = callback
+        self._spans = spans
         self._last = -1.0
 
     def __call__(self, stage: str, within: float) -> None:
         if self._callback is None:
             return
-        lo, hi = _STAGE_SPAN[stage]
+        lo, hi = self._spans[stage]
         fraction = round(lo + (hi - lo) * min(1.0, max(0.0, within)), 4)
         if fraction < self._last:
             return
@@ -89,7 +94,9 @@ def transcribe(
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
     """
-    report = _Reporter(on_progress)
+    report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
+    # Loaded (once per engine) before any work, so that a missing model fails the job at once.
+    speaker_model = engine.speaker if options.diarize else None
     ffmpeg = find_ffmpeg(ffmpeg)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -112,6 +119,12 @@ def transcribe(
         report("vad", 0.0)
         with _SpanFeed(engine.vad, pcm, lambda f: report("vad", f)) as feed:
             words = _recognize(pcm, feed, options, engine, report)
+        if speaker_model is not None:
+            report("diarize", 0.0)
+            labels = diarize(pcm, feed.spans, [(w.start_ms, w.end_ms) for w in words], speaker_model, options,
+                             lambda f: report("diarize", f))
+            for w, speaker in zip(words, labels):
+                w.speaker = speaker
     finally:
         pcm_path.unlink(missing_ok=True)
 
@@ -135,6 +148,7 @@ def transcribe(
         duration_ms=duration_ms,
         segments=segments,
         warnings=warnings,
+        speakers=[Speaker(s) for s in dict.fromkeys(s.speaker for s in segments)] if options.diarize else None,
     )
 
 
@@ -390,13 +404,14 @@ def _punctuate(words: list[_TimedWord], engine: Engine) -> list[_TimedWord]:
 
 
 def _sentences(words: list[_TimedWord]) -> list[tuple[str, list[_TimedWord]]]:
-    """Cut the word stream into sentences: at sentence-final marks, long pauses, language changes,
-    and when a sentence runs past MAX_SENTENCE_MS (at a comma if one comes)."""
+    """Cut the word stream into sentences: at sentence-final marks, long pauses, language and
+    speaker changes, and when a sentence runs past MAX_SENTENCE_MS (at a comma if one comes)."""
     sentences: list[tuple[str, list[_TimedWord]]] = []
     current: list[_TimedWord] = []
     for w in words:
         if current and (
             w.language != current[-1].language
+            or w.speaker != current[-1].speaker
             or w.start_ms - current[-1].end_ms >= SENTENCE_GAP_MS
             or (w.end_ms - current[0].start_ms > MAX_SENTENCE_MS * 1.5)
         ):
@@ -415,9 +430,10 @@ def _sentences(words: list[_TimedWord]) -> list[tuple[str, list[_TimedWord]]]:
 def _segment(words: list[_TimedWord], text: str, normalised: str) -> Segment:
     """A sentence record of ``words`` (whose join is ``text``) written as ``normalised`` (ITN's
     output, or ``text`` itself); words an ITN rewrite touched are re-aligned."""
-    items = [Word(w.start_ms, w.end_ms, w.text) for w in words]
+    speaker = words[0].speaker  # one per sentence: _sentences cuts where it changes
+    items = [Word(w.start_ms, w.end_ms, w.text, speaker) for w in words]
     if normalised != text:
-        items = realign_words(items, text, normalised)
+        items = [replace(w, speaker=speaker) for w in realign_words(items, text, normalised)]
         text = normalised
     punc = text[-1] if text and text[-1] in PUNCTUATION else ""
     return Segment(
@@ -427,6 +443,7 @@ def _segment(words: list[_TimedWord], text: str, normalised: str) -> Segment:
         words=tuple(items),
         punc=punc,
         tokens=tuple((w.start_ms, w.end_ms) for w in items),
+        speaker=speaker,
     )
 
 

@@ -1,4 +1,4 @@
-"""The stage seams a model profile fills: VAD, ASR, punctuation, ITN.
+"""The stage seams a model profile fills: VAD, ASR, punctuation, ITN, speaker embeddings.
 
 A profile (see :mod:`pipeline.profiles`) returns an :class:`Engine` holding one object per
 stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
@@ -10,14 +10,14 @@ Only typing lives here: importing this module loads neither numpy nor any model 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
 
+from pipeline.errors import EngineMissingError
 from pipeline.types import Hotword
 
 if TYPE_CHECKING:
-    import threading
-
     import numpy as np
 
     from pipeline.audio import PcmFile
@@ -155,12 +155,33 @@ class ItnModel(Protocol):
         ...
 
 
+@runtime_checkable
+class SpeakerModel(Protocol):
+    """Speaker embeddings of short stretches of speech, for diarization (:mod:`pipeline.diarize`).
+
+    ``window_ms``: how much audio one embedding is best computed over; the diarizer cuts speech
+    into windows this long, overlapping by half. ``same_speaker_distance``: the cosine distance
+    under which two groups of windows are one voice when the number of speakers is not given (a
+    property of the model's embedding space, measured on real voices).
+    """
+
+    window_ms: int
+    same_speaker_distance: float
+
+    def embed(self, clips: Sequence["np.ndarray"]) -> "np.ndarray":
+        """One L2-normalised float32 row per clip. ``clips`` are float32 mono arrays at 16 kHz in
+        [-1, 1], each at most ``window_ms`` long (shorter ones at the ends of speech)."""
+        ...
+
+
 @dataclass
 class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
 
     Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
     (then ``TranscribeOptions.itn`` is a no-op with a warning).
+    ``speaker_loader`` builds the speaker-embedding model on the first diarized job
+    (:attr:`speaker`); None when the profile cannot diarize.
     """
 
     name: str
@@ -172,7 +193,27 @@ class Engine:
     # Every segment costs at least this much of the batch budget: Whisper pads each input to a
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
+    speaker_loader: Callable[[], SpeakerModel] | None = None
+    _speaker: SpeakerModel | None = field(default=None, init=False, repr=False, compare=False)
+    _speaker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     @property
     def supports_hotwords(self) -> bool:
         return bool(self.asr.supports_hotwords)
+
+    @property
+    def speaker_loaded(self) -> bool:
+        return self._speaker is not None
+
+    @property
+    def speaker(self) -> SpeakerModel:
+        """The speaker-embedding model, loaded on first use and kept with the engine: a worker
+        that never diarizes never loads it (nor torch, on the offline profile). Raises
+        EngineMissingError (the profile has none, or its package is not installed) or
+        ModelNotReadyError (its files are missing)."""
+        with self._speaker_lock:
+            if self._speaker is None:
+                if self.speaker_loader is None:
+                    raise EngineMissingError(f"The {self.name!r} profile has no speaker model: it cannot diarize.")
+                self._speaker = self.speaker_loader()
+            return self._speaker
