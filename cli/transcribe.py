@@ -31,6 +31,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
     parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
+    speakers = parser.add_argument_group(
+        "speakers", "label who speaks each sentence (S1, S2...); on the offline profile this needs "
+        "pip install 'tingxie[diarize]'"
+    )
+    speakers.add_argument("--diarize", action="store_true", help="label speakers (off by default)")
+    speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
+    speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
+    speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
     return parser
 
 
@@ -52,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from core.hotwords import HotwordError
     from core.settings import Settings
     from pipeline import transcribe
-    from pipeline.errors import MediaError, PipelineError
+    from pipeline.errors import MediaError, PipelineError, SpeakerOptionsError
     from pipeline.types import TranscribeOptions
     from worker.engines import load_engine_for
 
@@ -66,11 +74,21 @@ def run(args: argparse.Namespace) -> int:
     except (HotwordError, OSError) as exc:
         print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
         return 2
-    options = TranscribeOptions(language=args.language, itn=not args.no_itn, hotwords=hotwords)
+    counts = dict(num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    try:
+        options = TranscribeOptions(
+            language=args.language, itn=not args.no_itn, hotwords=hotwords,
+            diarize=args.diarize or any(v is not None for v in counts.values()), **counts,
+        )
+    except SpeakerOptionsError as exc:
+        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
+        return 2
     settings = Settings.from_env()
     profile = args.profile or settings.profile
     try:
         engine = load_engine_for(settings, profile)
+        if options.diarize:
+            engine.speaker  # loads it now: a missing package or model is said once, before any file
     except PipelineError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 1

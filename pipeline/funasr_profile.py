@@ -12,7 +12,9 @@ below); :func:`load_funasr_engine` does.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
@@ -27,7 +29,7 @@ class ModelChoice:
     """A model FunASR's runtime accepts for a stage, and what it can do."""
 
     model_id: str
-    stage: str  # vad | asr | punc
+    stage: str  # vad | asr | punc | spk
     backend: str  # pytorch | onnx
     note: str
 
@@ -55,6 +57,10 @@ CATALOG: tuple[ModelChoice, ...] = (
         "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", "punc", "onnx",
         "CT-Transformer large, ONNX export",
     ),
+    ModelChoice(
+        "iic/speech_campplus_sv_zh-cn_16k-common", "spk", "pytorch",
+        "CAM++ speaker embeddings, for diarize=true (loaded on the first such job)",
+    ),
 )
 
 DEFAULTS = {
@@ -62,6 +68,10 @@ DEFAULTS = {
     "asr": "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
     "punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large",
 }
+
+# The speaker model (``spk`` option, TINGXIE_MODEL_SPK) is looked for only when a job asks for
+# speakers, so a worker without it serves every other job; it is not among DEFAULTS for that reason.
+SPEAKER_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
 
 # ModelScope moved the ``damo`` models to ``iic``; a directory under either owner is the same model.
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
@@ -88,10 +98,21 @@ def candidate_dirs(model: str, model_dir: Path) -> list[Path]:
 
 
 def is_ready(directory: Path) -> bool:
-    """A model directory is usable when it has its config and weights (PyTorch or ONNX)."""
+    """A model directory is usable when it has its config and weights (PyTorch or ONNX, or the
+    file ``configuration.json`` names, as CAM++'s ``campplus_cn_common.bin``)."""
     return (directory / "config.yaml").is_file() and any(
-        (directory / name).is_file() for name in ("model.pt", "model.onnx", "model_quant.onnx")
+        (directory / name).is_file()
+        for name in ("model.pt", "model.onnx", "model_quant.onnx", *_named_weights(directory))
     )
+
+
+def _named_weights(directory: Path) -> list[str]:
+    try:
+        metas = json.loads((directory / "configuration.json").read_text(encoding="utf-8")).get("file_path_metas", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    init_param = metas.get("init_param") if isinstance(metas, dict) else None
+    return [init_param] if isinstance(init_param, str) else []
 
 
 def resolve_model(stage: str, model: str, model_dir: Path) -> Path:
@@ -130,7 +151,9 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
     ``fp16`` (float16 autocast on CUDA, default on), ``max_span_ms`` (longest VAD span, default
     60000), ``max_batch_s`` (padded seconds per GPU forward, default 600), ``cpu_workers`` (VAD and
     ITN in that many helper processes, and punctuation too on a CPU-only host, for a worker running
-    jobs concurrently; default 0: in this process).
+    jobs concurrently; default 0: in this process), ``spk`` (the speaker model for diarization,
+    ModelScope id or directory, default :data:`SPEAKER_MODEL`; looked for on the first job that
+    asks for speakers).
     """
     _require_engines()
     options = dict(config.options)
@@ -186,4 +209,24 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         punc=punc,
         itn=itn,
         batch_seconds=config.batch_seconds,
+        speaker_loader=partial(_load_speaker, str(options.get("spk") or SPEAKER_MODEL), Path(config.model_dir), device),
     )
+
+
+def _load_speaker(model: str, model_dir: Path, device: str):
+    """CAM++ for ``Engine.speaker``; the missing-model error names the one model to fetch."""
+    from pipeline.funasr_speaker import CampPlusSpeaker
+
+    try:
+        directory = resolve_model("spk", model, model_dir)
+    except ModelNotReadyError as exc:
+        where = candidate_dirs(model, model_dir)[0]
+        if where == Path(model).expanduser():  # named by directory: nothing to download
+            raise
+        raise ModelNotReadyError(
+            f"Speaker labels need the FunASR speaker model {model!r}, which is not in {where}: run"
+            f" `{DOWNLOAD_COMMAND} --model {model} --dir {Path(model_dir)}` to fetch it, or name a local"
+            " model directory (TINGXIE_MODEL_SPK).",
+            detail=exc.detail,
+        ) from exc
+    return CampPlusSpeaker(directory, device=device)
