@@ -18,7 +18,8 @@ from pipeline.whisper import WhisperAsr, prepare_whisper_base
 
 def load_offline_engine(config: EngineConfig) -> Engine:
     """Options (all optional): ``beam_size`` (default 5), ``cpu_threads`` (0: CTranslate2 chooses),
-    ``compute_type`` (default int8 on CPU, float16 on CUDA)."""
+    ``compute_type`` (default int8 on CPU, float16 on CUDA), ``speaker_threads`` (torch threads of
+    the speaker encoder, default 1; 0: torch chooses)."""
     opts = config.options
     model_dir = prepare_whisper_base(config.cache_dir)
     asr = WhisperAsr(
@@ -36,11 +37,11 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         itn=WetextItn(),
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
-        speaker_loader=partial(_load_speaker, config.device),
+        speaker_loader=partial(_load_speaker, config.device, int(opts.get("speaker_threads", 1))),
     )
 
 
-def _load_speaker(device: str):
+def _load_speaker(device: str, threads: int):
     from pipeline.speaker_ge2e import load_ge2e
 
-    return load_ge2e(device)
+    return load_ge2e(device, threads)
