@@ -8,17 +8,18 @@ cough, a "yes") get no embedding, and their words take the nearest window's spea
 
 Clustering. scikit-learn's agglomerative clustering, average linkage on cosine distance, over the
 windows' embeddings. With ``num_speakers`` the tree is cut at that many clusters. Otherwise the
-number is estimated: clusters merge while the two nearest are closer than the model's
-``same_speaker_distance`` (a distance threshold; the eigengap of spectral clustering needs more
-windows than a short file has); ``min_speakers``/``max_speakers`` then bound that estimate, the
-tree cut again at the nearer bound. A file with one window has one speaker. Only windows of at
-least ``MIN_CLUSTERED_MS`` are clustered: an embedding of under a second of speech lies far even
-from its own speaker's (on jfk.flac, "ask not" alone is 0.45 from the rest, where two different
-voices are 0.5 apart), so each shorter window joins the cluster whose centre is nearest, and
-cannot make a speaker of its own. Memory is quadratic
-in the windows clustered, so at most ``MAX_CLUSTERED_WINDOWS`` (about 27 minutes of speech at
-1.6 s windows) are clustered, spread evenly over the file; every other window joins the cluster
-whose centre (mean embedding) is nearest.
+number is estimated with a distance threshold: clusters merge while the two nearest are closer
+than the model's ``same_speaker_distance``. (Spectral clustering's eigengap, FunASR's estimate,
+needs many windows: FunASR calls anything under 20 windows one speaker, and a 20 s file has about
+that many.) ``min_speakers``/``max_speakers`` then bound the estimate, the tree cut again at the
+nearer bound. A file with one window has one speaker.
+
+Only windows of at least ``MIN_CLUSTERED_MS`` are clustered: an embedding of under a second of
+speech lies far even from its own speaker's (on jfk.flac, "ask not" alone is 0.45 from the rest,
+where two different voices are 0.5 apart), so each shorter window joins the cluster whose centre
+is nearest and cannot make a speaker of its own. Clustering's memory is quadratic in the windows,
+so at most ``MAX_CLUSTERED_WINDOWS`` (about 27 minutes of speech at 1.6 s windows) are clustered,
+spread evenly over the file; every other window joins the cluster whose centre is nearest.
 
 Words. A word takes the speaker of the windows it overlaps, each counted by how much of the word
 it covers; a word no window overlaps takes the nearest window's. Speakers are named ``S1``,

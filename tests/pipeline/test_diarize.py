@@ -156,6 +156,18 @@ def test_speaker_counts_are_honoured(ge2e, two_voices_speech, counts, expected):
     assert sorted(set(labels)) == [f"S{n}" for n in range(1, expected + 1)]
 
 
+def test_past_the_clustering_cap_windows_join_the_nearest_cluster(ge2e, two_voices_speech, monkeypatch):
+    """A long file clusters a spread sample of its windows and gives the rest the nearest cluster:
+    with the cap at 6 of this file's windows, the labels are those of clustering them all."""
+    import pipeline.diarize
+
+    pcm, spans, words = two_voices_speech
+    options = TranscribeOptions(diarize=True)
+    whole = diarize(pcm, spans, words, ge2e, options)
+    monkeypatch.setattr(pipeline.diarize, "MAX_CLUSTERED_WINDOWS", 6)
+    assert diarize(pcm, spans, words, ge2e, options) == whole
+
+
 def test_speech_too_short_to_embed_is_one_speaker(ge2e, two_voices_speech):
     pcm, _, _ = two_voices_speech
     short = [SpeechSpan(120, 400)]
