@@ -102,7 +102,7 @@ def turns(cache: Path) -> None:
             spans = engine.vad.speech_spans(pcm)
             regions = [p for s in spans for p in (s.parts or ((s.start_ms, s.end_ms),))]
             slices = [(a, min(a + 250, b)) for start, b in regions for a in range(start, b, 250)]
-            labels = diarize(pcm, spans, slices, engine.speaker, options)
+            labels = diarize(pcm, spans, slices, engine.speaker_model(), options)
             on_slices = speaker_turns.score([(a, b, k) for (a, b), k in zip(slices, labels)], truth)
             print(f"{name}: {len(truth)} turns, speakers found {[s.id for s in transcript.speakers]}")
             for label, result in (("words", on_words), ("250 ms slices", on_slices)):

@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine = load_engine_for(settings, profile)
         if options.diarize:
-            engine.speaker  # loads it now: a missing package or model is said once, before any file
+            engine.speaker_model()  # loads it now: a missing package or model is said once, before any file
     except PipelineError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.profiles import EngineConfig, register_profile
-from pipeline.stages import Engine
+from pipeline.stages import Engine, LazyModel
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -209,7 +209,7 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         punc=punc,
         itn=itn,
         batch_seconds=config.batch_seconds,
-        speaker_loader=partial(_load_speaker, str(options.get("spk") or SPEAKER_MODEL), Path(config.model_dir), device),
+        speaker=LazyModel(partial(_load_speaker, str(options.get("spk") or SPEAKER_MODEL), Path(config.model_dir), device)),
     )
 
 

@@ -11,7 +11,7 @@ from functools import partial
 
 from pipeline.itn import WetextItn
 from pipeline.profiles import EngineConfig
-from pipeline.stages import Engine
+from pipeline.stages import Engine, LazyModel
 from pipeline.vad_silero import SileroVad, VadOptions
 from pipeline.whisper import WhisperAsr, prepare_whisper_base
 
@@ -37,7 +37,7 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         itn=WetextItn(),
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
-        speaker_loader=partial(_load_speaker, config.device, int(opts.get("speaker_threads", 1))),
+        speaker=LazyModel(partial(_load_speaker, config.device, int(opts.get("speaker_threads", 1)))),
     )
 
 

@@ -96,7 +96,7 @@ def transcribe(
     """
     report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
     # Loaded (once per engine) before any work, so that a missing model fails the job at once.
-    speaker_model = engine.speaker if options.diarize else None
+    speaker_model = engine.speaker_model() if options.diarize else None
     ffmpeg = find_ffmpeg(ffmpeg)
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def transcribe(
         duration_ms=duration_ms,
         segments=segments,
         warnings=warnings,
-        speakers=[Speaker(s) for s in dict.fromkeys(s.speaker for s in segments)] if options.diarize else None,
+        speakers=[Speaker(sid) for sid in dict.fromkeys(seg.speaker for seg in segments)] if options.diarize else None,
     )
 
 

@@ -188,5 +188,5 @@ class Ge2eEncoder:
 
 
 def load_ge2e(device: str = "cpu", threads: int = 1) -> Ge2eEncoder:
-    """The offline profile's ``Engine.speaker_loader``."""
+    """What the offline profile's ``Engine.speaker`` loads."""
     return Ge2eEncoder(device=device, threads=threads)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pipeline.errors import EngineMissingError
 from pipeline.types import Hotword
@@ -174,14 +174,40 @@ class SpeakerModel(Protocol):
         ...
 
 
+ModelT = TypeVar("ModelT")
+
+
+class LazyModel(Generic[ModelT]):
+    """A model built by ``load`` on first use and kept: an engine holds one for a model that only
+    some jobs need (the speaker model), so a process whose jobs never ask never loads it. Safe
+    to share between threads, and between copies of an engine (they share the one model)."""
+
+    def __init__(self, load: Callable[[], ModelT]):
+        self._load = load
+        self._model: ModelT | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> ModelT:
+        """The model, loading it on the first call (the loader's errors propagate, and the next
+        call tries again)."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+
 @dataclass
 class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
 
     Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
     (then ``TranscribeOptions.itn`` is a no-op with a warning).
-    ``speaker_loader`` builds the speaker-embedding model on the first diarized job
-    (:attr:`speaker`); None when the profile cannot diarize.
+    ``speaker`` holds the speaker-embedding model, loaded on the first diarized job
+    (:meth:`speaker_model`); None when the profile cannot diarize.
     """
 
     name: str
@@ -193,27 +219,16 @@ class Engine:
     # Every segment costs at least this much of the batch budget: Whisper pads each input to a
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
-    speaker_loader: Callable[[], SpeakerModel] | None = None
-    _speaker: SpeakerModel | None = field(default=None, init=False, repr=False, compare=False)
-    _speaker_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
+    speaker: LazyModel[SpeakerModel] | None = None
 
     @property
     def supports_hotwords(self) -> bool:
         return bool(self.asr.supports_hotwords)
 
-    @property
-    def speaker_loaded(self) -> bool:
-        return self._speaker is not None
-
-    @property
-    def speaker(self) -> SpeakerModel:
-        """The speaker-embedding model, loaded on first use and kept with the engine: a worker
-        that never diarizes never loads it (nor torch, on the offline profile). Raises
+    def speaker_model(self) -> SpeakerModel:
+        """The speaker-embedding model, loaded on the first call and kept with the engine. Raises
         EngineMissingError (the profile has none, or its package is not installed) or
         ModelNotReadyError (its files are missing)."""
-        with self._speaker_lock:
-            if self._speaker is None:
-                if self.speaker_loader is None:
-                    raise EngineMissingError(f"The {self.name!r} profile has no speaker model: it cannot diarize.")
-                self._speaker = self.speaker_loader()
-            return self._speaker
+        if self.speaker is None:
+            raise EngineMissingError(f"The {self.name!r} profile has no speaker model: it cannot diarize.")
+        return self.speaker.get()

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.diarize import diarize, label_words, speaker_ids, windows
 from pipeline.errors import EngineMissingError, SpeakerOptionsError
-from pipeline.stages import Engine, SpeechSpan
+from pipeline.stages import Engine, LazyModel, SpeechSpan
 from pipeline.types import Segment, Speaker, TranscribeOptions, Transcript, Word
 from tests.support import speaker_turns
 
@@ -90,17 +90,17 @@ def test_a_missing_encoder_says_what_to_install(monkeypatch, tmp_path, speech_pa
     from pipeline.speaker_ge2e import load_ge2e
 
     monkeypatch.setitem(sys.modules, "resemblyzer", None)  # find_spec answers None: not installed
-    engine = Engine(name="offline", vad=None, asr=None, speaker_loader=load_ge2e)
+    engine = Engine(name="offline", vad=None, asr=None, speaker=LazyModel(load_ge2e))
     with pytest.raises(EngineMissingError) as missing:
         transcribe(speech_path("jfk.flac"), TranscribeOptions(diarize=True), engine, work_dir=tmp_path)
     assert missing.value.code == "engine_missing"
     assert "pip install 'tingxie[diarize]'" in missing.value.message
-    assert not engine.speaker_loaded
+    assert not engine.speaker.loaded
 
 
 def test_a_profile_without_a_speaker_model_cannot_diarize():
     with pytest.raises(EngineMissingError, match="cannot diarize"):
-        Engine(name="bare", vad=None, asr=None).speaker
+        Engine(name="bare", vad=None, asr=None).speaker_model()
 
 
 # --- GE2E on real voices ------------------------------------------------------------------------
@@ -245,7 +245,7 @@ from pipeline.profiles import EngineConfig, load_engine
 from pipeline.types import TranscribeOptions
 engine = load_engine("offline", EngineConfig(model_dir=Path({str(tmp_path / 'models')!r}), cache_dir=Path({str(tmp_path / 'cache')!r})))
 transcript = transcribe({str(speech_path('jfk.flac'))!r}, TranscribeOptions(), engine, work_dir=Path({str(tmp_path / 'work')!r}))
-print(transcript.speakers, engine.speaker_loaded, "pipeline.speaker_ge2e" in sys.modules, "sklearn" in sys.modules)
+print(transcript.speakers, engine.speaker.loaded, "pipeline.speaker_ge2e" in sys.modules, "sklearn" in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300,
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)})

@@ -64,10 +64,10 @@ def test_campplus_is_found_by_id_or_directory(speaker_root, tmp_path):
 
 def test_diarization_runs_end_to_end(load_funasr, funasr_model_dir, speaker_root, two_voices, tmp_path):
     engine = load_funasr(model_dir=speaker_root, **_by_directory(funasr_model_dir))
-    assert not engine.speaker_loaded
+    assert not engine.speaker.loaded
     for counts, expected in ((dict(num_speakers=2), ["S1", "S2"]), (dict(max_speakers=1), ["S1"])):
         transcript = transcribe(two_voices, TranscribeOptions(diarize=True, **counts), engine, work_dir=tmp_path)
-        assert engine.speaker_loaded and type(engine.speaker).__name__ == "CampPlusSpeaker"
+        assert engine.speaker.loaded and type(engine.speaker_model()).__name__ == "CampPlusSpeaker"
         assert [s.id for s in transcript.speakers] == expected
         assert [s.id for s in transcript.speakers] == list(dict.fromkeys(s.speaker for s in transcript.segments))
         for segment in transcript.segments:
@@ -89,9 +89,9 @@ def test_a_missing_speaker_model_fails_only_the_jobs_that_ask(load_funasr, speec
     engine = load_funasr()
     plain = transcribe(speech_path("asr_example.wav"), TranscribeOptions(), engine, work_dir=tmp_path)
     assert plain.speakers is None and "speakers" not in plain.to_dict()
-    assert not engine.speaker_loaded
+    assert not engine.speaker.loaded
     with pytest.raises(ModelNotReadyError) as missing:
         transcribe(speech_path("asr_example.wav"), TranscribeOptions(diarize=True), engine, work_dir=tmp_path)
     assert missing.value.code == "model_missing"
     assert f"tingxie models download --profile funasr --model {CAMPP_ID}" in missing.value.message
-    assert not engine.speaker_loaded
+    assert not engine.speaker.loaded
