@@ -251,3 +251,13 @@ print(transcript.speakers, engine.speaker.loaded, "pipeline.speaker_ge2e" in sys
                           env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "False", "False", "False"]
+
+
+@pytest.mark.slow
+def test_silence_has_no_speakers(engine, make_media, tmp_path, ge2e):
+    from pipeline import transcribe
+
+    silence = make_media("silence.wav", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "3")
+    transcript = transcribe(silence, TranscribeOptions(diarize=True), engine, work_dir=tmp_path / "w")
+    assert transcript.segments == [] and transcript.speakers == []
+    assert transcript.to_dict()["speakers"] == []
