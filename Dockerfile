@@ -14,8 +14,10 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY core core
 COPY web web
+COPY gateway gateway
 COPY worker worker
 COPY pipeline pipeline
+COPY media media
 COPY cli cli
 COPY migrations migrations
 RUN if [ "$PROFILE" = "funasr" ]; then \

@@ -73,16 +73,16 @@ print(json.dumps({
 
 
 def turns(cache: Path) -> None:
+    from media import find_ffmpeg
     from pipeline import transcribe
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg
+    from pipeline.audio import decode
     from pipeline.diarize import diarize
-    from pipeline.offline import load_offline_engine
-    from pipeline.profiles import EngineConfig
+    from pipeline.profiles import EngineConfig, load_engine
     from pipeline.types import TranscribeOptions
     from tests.support import speaker_turns
 
     ffmpeg = find_ffmpeg()
-    engine = load_offline_engine(EngineConfig(model_dir=cache / "models", cache_dir=cache))
+    engine = load_engine("offline", EngineConfig(model_dir=cache / "models", cache_dir=cache))
     cases = [
         ("two voices, 1 s pauses", speaker_turns.TWO_VOICES, speaker_turns.GAP_MS),
         ("two voices, no pause", speaker_turns.TWO_VOICES_CLOSE, 0),
@@ -97,8 +97,7 @@ def turns(cache: Path) -> None:
             transcript = transcribe(path, options, engine, work_dir=work)
             words = [(w.start_ms, w.end_ms, w.speaker) for s in transcript.segments for w in s.words]
             on_words = speaker_turns.score(words, truth)
-            decode_to_pcm(path, work / "turns.s16le", ffmpeg, None)
-            pcm = PcmFile(work / "turns.s16le")
+            _, pcm = decode(path, work / "turns.s16le", ffmpeg=ffmpeg)
             spans = engine.vad.speech_spans(pcm)
             regions = [p for s in spans for p in (s.parts or ((s.start_ms, s.end_ms),))]
             slices = [(a, min(a + 250, b)) for start, b in regions for a in range(start, b, 250)]
@@ -113,14 +112,14 @@ def turns(cache: Path) -> None:
 def cost(minutes: float, rounds: int) -> None:
     """VAD here; the diarize stage alone in a fresh process that has loaded nothing else (no
     Whisper, no torch), so its RSS is what diarizing adds to a worker."""
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg
+    from pipeline.audio import decode
     from pipeline.vad_silero import SileroVad, VadOptions
 
     audio = build_speech(minutes)
     with tempfile.TemporaryDirectory(prefix="tingxie-bench-") as work:
         pcm_path = Path(work) / "audio.s16le"
-        decode_to_pcm(audio, pcm_path, find_ffmpeg(), None)
-        spans = SileroVad(VadOptions(max_span_ms=30_000)).speech_spans(PcmFile(pcm_path))
+        _, pcm = decode(audio, pcm_path)
+        spans = SileroVad(VadOptions(max_span_ms=30_000)).speech_spans(pcm)
         spans_path = Path(work) / "spans.json"
         spans_path.write_text(json.dumps([[s.start_ms, s.end_ms, [list(p) for p in s.parts]] for s in spans]))
         done = subprocess.run([sys.executable, "-c", COST, str(pcm_path), str(spans_path), str(rounds)],

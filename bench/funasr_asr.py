@@ -35,13 +35,12 @@ _VIEW_OPS = frozenset({
 
 def spans_of_speech(seconds_each=SPAN_S):
     """The batch: consecutive cuts of bench.speech's real-speech file, float32 at 16 kHz."""
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+    from pipeline.audio import PcmFile, decode
 
     media = build_speech(5)
     pcm_path = OUT_DIR / "funasr-asr-5min.s16le"
     if not pcm_path.exists():
-        ffmpeg = find_ffmpeg()
-        decode_to_pcm(media, pcm_path, ffmpeg, None, info=probe(media, ffmpeg))
+        decode(media, pcm_path)
     pcm = PcmFile(pcm_path)
     spans, start_ms = [], 0
     for seconds in seconds_each:
@@ -52,7 +51,7 @@ def spans_of_speech(seconds_each=SPAN_S):
 
 
 def model_dir(size: str) -> Path:
-    from pipeline.funasr_testing import build_seaco_paraformer
+    from tests.support.funasr_models import build_seaco_paraformer
 
     path = OUT_DIR / "funasr-asr" / f"seaco-{size}"
     if not (path / "ready").exists():
@@ -109,7 +108,7 @@ class Phases:
 
         model = self._asr._model
         # extract_fbank (waveform padding and the frontend), as the model's module and
-        # pipeline.funasr_asr (which imports it when called) look it up.
+        # pipeline.funasr.asr (which imports it when called) look it up.
         modules = [load_utils, sys.modules[type(model).__module__]]
         extract = load_utils.extract_fbank
         for module in modules:
@@ -130,7 +129,7 @@ class Phases:
 def bench_size(size: str, spans, rounds: int, device: str) -> None:
     import torch
 
-    from pipeline.funasr_asr import ParaformerAsr
+    from pipeline.funasr.asr import ParaformerAsr
 
     asr = ParaformerAsr(model_dir(size), device=device)
     audio_s = sum(len(s) for s in spans) / 16_000

@@ -19,8 +19,9 @@ from pathlib import Path
 
 from bench.funasr_stages import waiting_for_vad
 from bench.speech import OUT_DIR, build_speech
+from pipeline.types import Stage
 
-STAGES = ("decode", "vad", "asr", "punc", "itn")
+STAGES = tuple(Stage)
 
 
 def _children_cpu_s() -> float:
@@ -39,9 +40,9 @@ def main() -> None:
     import torch
 
     from pipeline import transcribe
-    from pipeline.funasr_testing import build_tiny_models
     from pipeline.profiles import EngineConfig, load_engine
     from pipeline.types import Hotword, TranscribeOptions
+    from tests.support.funasr_models import build_tiny_models
 
     torch.set_num_threads(1)
     models = OUT_DIR / "funasr-tiny"

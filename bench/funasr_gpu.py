@@ -84,8 +84,9 @@ class StageClock:
 
 def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: int, fp16: bool,
                     sequential: bool = False):
-    from pipeline.funasr_testing import build_large_models, build_tiny_models
+    from pipeline.funasr.profile import FunasrOptions
     from pipeline.profiles import EngineConfig, load_engine
+    from tests.support.funasr_models import build_large_models, build_tiny_models
 
     models = OUT_DIR / f"funasr-{size}-gpu"
     if not (models / "ready").exists():
@@ -94,7 +95,7 @@ def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: i
         else:
             build_large_models(models, jieba=False)
         (models / "ready").write_text("built by bench.funasr_gpu\n")
-    options = {"cpu_workers": str(cpu_workers), "fp16": "1" if fp16 else "0"}
+    options = FunasrOptions(cpu_workers=cpu_workers, fp16=fp16)
     engine = load_engine("funasr", EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
                                                 batch_seconds=batch_seconds, options=options))
     return waiting_for_vad(engine) if sequential else engine
@@ -121,14 +122,11 @@ def check_asr(engine, device) -> None:
     import numpy as np
     import torch
 
-    import pipeline.funasr_asr as funasr_asr
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+    import pipeline.funasr.asr as funasr_asr
+    from pipeline.audio import decode
 
     media = build_speech(0.5)
-    pcm_path = OUT_DIR / "check.s16le"
-    ffmpeg = find_ffmpeg()
-    decode_to_pcm(media, pcm_path, ffmpeg, None, info=probe(media, ffmpeg))
-    pcm = PcmFile(pcm_path)
+    _, pcm = decode(media, OUT_DIR / "check.s16le")
     batch = [pcm.read(0, 5_000), pcm.read(6_000, 17_000), pcm.read(18_000, 30_000)]
     asr = engine.asr
     original_gpu_fbank, original_fp16 = funasr_asr._gpu_fbank, asr._fp16
@@ -270,11 +268,10 @@ def main() -> None:
     if not args.no_check:
         check_asr(engine, device)
         long_pcm = OUT_DIR / "check-5min.s16le"
-        from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
+        from pipeline.audio import decode
 
-        five = build_speech(5)
-        decode_to_pcm(five, long_pcm, find_ffmpeg(), None, info=probe(five, find_ffmpeg()))
-        _time_parts(engine.asr, PcmFile(long_pcm), device)
+        _, pcm = decode(build_speech(5), long_pcm)
+        _time_parts(engine.asr, pcm, device)
     clock = StageClock(engine)
     media = build_speech(args.minutes)
     warm = build_speech(args.memory_minutes)

@@ -1,5 +1,5 @@
 """CT-Transformer punctuation for concurrent jobs: one job after another vs all at once, where the
-windows waiting at the same moment share one forward (``pipeline.funasr_punc.WindowBatcher``).
+windows waiting at the same moment share one forward (``pipeline.funasr.punc.WindowBatcher``).
 
 The model is the large-sized CT-Transformer (random weights, real architecture); each job's text is
 real transcript text (the reference of ../shared/data/speech's recordings) of ``--chars`` characters.
@@ -24,8 +24,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from pipeline.funasr_punc import CtPunc
-    from pipeline.funasr_testing import build_ct_transformer
+    from pipeline.funasr.punc import CtPunc
+    from tests.support.funasr_models import build_ct_transformer
 
     model_dir = OUT_DIR / "ct-transformer-large"
     if not (model_dir / "model.pt").exists():

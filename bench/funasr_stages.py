@@ -1,6 +1,6 @@
 """Per-stage wall time of the funasr profile on the CPU for a 10-minute file of real speech.
 
-The models are the real architectures with random weights (``pipeline.funasr_testing``):
+The models are the real architectures with random weights (``tests.support.funasr_models``):
 Paraformer-large (SeACo), FSMN-VAD, CT-Transformer large-sized, so the arithmetic is the real
 models'; the text is meaningless. Stage boundaries are read off the pipeline's own progress
 reports, with VAD run to the end before ASR starts (``waiting_for_vad``) so that each stage has
@@ -17,19 +17,20 @@ import time
 from pathlib import Path
 
 from bench.speech import OUT_DIR, build_speech
+from pipeline.types import Stage
 
-STAGES = ("decode", "vad", "asr", "punc", "itn")
+STAGES = tuple(Stage)
 
 
-def load(models: Path, device: str, batch_seconds: float, **options):
-    from pipeline.funasr_testing import build_large_models
+def load(models: Path, device: str, batch_seconds: float):
     from pipeline.profiles import EngineConfig, load_engine
+    from tests.support.funasr_models import build_large_models
 
     if not (models / "ready").exists():
         build_large_models(models)
         (models / "ready").write_text("built by bench.funasr_stages\n")
     config = EngineConfig(model_dir=models, cache_dir=models / "cache", device=device,
-                          batch_seconds=batch_seconds, options=options)
+                          batch_seconds=batch_seconds)
     return load_engine("funasr", config)
 
 

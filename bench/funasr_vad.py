@@ -3,7 +3,7 @@
 "funasr" is what FsmnVad ran before tingxie had its own detector: ``FsmnVADStreaming.inference``
 fed a minute at a time with its streaming cache (funasr's per-frame Python state machine).
 "tingxie" is FsmnVad now: funasr's frontend and network, tingxie's compiled detection
-(pipeline.fsmn_detect). Each (length, path) runs in a fresh process with one torch thread, the
+(pipeline.funasr.detect). Each (length, path) runs in a fresh process with one torch thread, the
 model is the random-weight FSMN from build_fsmn_vad (the network costs what the real one costs),
 and the audio is real speech (bench.speech). Printed: wall seconds, realtime factor, peak RSS
 and its growth over the RSS once loaded, and where the time goes (CPU seconds in funasr's
@@ -30,7 +30,7 @@ def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dic
 
     torch.set_num_threads(1)
     from pipeline.audio import PcmFile
-    from pipeline.funasr_testing import funasr_vad_segments
+    from tests.support.funasr_models import funasr_vad_segments
 
     cpu = {"frontend": 0.0, "network": 0.0}
 
@@ -57,7 +57,7 @@ def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dic
     else:
         import funasr.utils.load_utils as load_utils
 
-        from pipeline.funasr_vad import FsmnVad
+        from pipeline.funasr.vad import FsmnVad
 
         vad = FsmnVad(model_dir)
         load_utils.extract_fbank = timed("frontend", load_utils.extract_fbank)
@@ -90,14 +90,13 @@ def _measure(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> d
 
 def _pcm(minutes: float) -> Path:
     """The speech file decoded once to the s16le PcmFile reads."""
-    from pipeline.audio import decode_to_pcm, find_ffmpeg, probe
+    from pipeline.audio import decode
 
     media = build_speech(minutes)
     target = media.with_suffix(".s16le")
     if not target.exists():
-        ffmpeg = find_ffmpeg()
         tmp = target.with_suffix(".tmp.s16le")
-        decode_to_pcm(media, tmp, ffmpeg, None, info=probe(media, ffmpeg))
+        decode(media, tmp)
         tmp.replace(target)
     return target
 
@@ -114,7 +113,7 @@ def main() -> None:
         print(json.dumps(_child(path, Path(pcm_path), Path(model_dir), Path(warmup))))
         return
 
-    from pipeline.funasr_testing import build_fsmn_vad, export_onnx
+    from tests.support.funasr_models import build_fsmn_vad, export_onnx
 
     model_dir = OUT_DIR / "fsmn-vad-tiny"
     if not (model_dir / "model.pt").exists():

@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipeline.audio import find_ffmpeg
+from media import find_ffmpeg
 
 REPO = Path(__file__).resolve().parents[1]
 SPEECH_DIR = REPO.parent / "shared" / "data" / "speech"

@@ -33,9 +33,9 @@ def _apply_common(args) -> None:
 
 
 def cmd_db(args) -> int:
+    settings = _settings()
     from core.migrate import upgrade
 
-    settings = _settings()
     upgrade(settings, args.revision)
     print(f"database at revision {args.revision}: {settings.database_url}")
     return 0
@@ -50,7 +50,7 @@ def cmd_web(args) -> int:
         return 0
     argv = [
         sys.executable, "-m", "gunicorn",
-        "--worker-class", "gthread",
+        "--worker-class", "web.gunicorn.JsonErrorsThreadWorker",
         "--workers", str(args.workers),
         "--threads", str(args.threads),
         "--bind", f"{settings.host}:{settings.port}",
@@ -74,9 +74,11 @@ def cmd_worker(args) -> int:
 def cmd_up(args) -> int:
     """Everything on one machine with no server installed: migrate, then web, worker and the
     FunASR gateway as child processes; Ctrl-C stops them all."""
-    from core.migrate import upgrade
-
     settings = _settings()
+    from core.migrate import upgrade
+    from worker.engines import check_profile_options
+
+    check_profile_options(settings)
     upgrade(settings)
     me = [sys.executable, "-m", "cli"]
     children = [
@@ -153,7 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.settings import SettingsError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     _apply_common(args)
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"tingxie: {line}", file=sys.stderr)
+        return 2

@@ -27,7 +27,7 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from core.settings import Settings
-    from web.gateway import GatewayConfig, serve
+    from gateway import GatewayConfig, serve
 
     logging.basicConfig(level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()

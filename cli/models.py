@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(settings, model_dir: Path) -> int:
-    from pipeline.funasr_profile import CATALOG, candidate_dirs, is_ready, model_ids
+    from pipeline.funasr.profile import CATALOG, candidate_dirs, is_ready, model_ids
+    from worker.engines import check_profile_options
 
     # offline: weights in pip packages, joined once into the cache directory.
     whisper = Path(settings.cache_dir) / "whisper-base"
@@ -72,7 +73,7 @@ def _list(settings, model_dir: Path) -> int:
 
     # funasr: one directory per model under the model directory.
     missing_engines = [n for n in ("torch", "funasr", "onnxruntime") if importlib.util.find_spec(n) is None]
-    chosen = model_ids(dict(settings.profile_options))
+    chosen = model_ids(check_profile_options(settings)["funasr"])
     rows = []
     for stage, model in chosen.items():
         found = next((d for d in candidate_dirs(model, model_dir) if is_ready(d)), None)
@@ -112,14 +113,15 @@ def _prepare_offline(settings) -> int:
 
 
 def _download_funasr(settings, model_dir: Path, wanted: list[str] | None, everything: bool) -> int:
-    from pipeline.funasr_profile import CATALOG, is_ready, model_ids
+    from pipeline.funasr.profile import CATALOG, is_ready, model_ids
+    from worker.engines import check_profile_options
 
     if everything:
         ids = [c.model_id for c in CATALOG]
     elif wanted:
         ids = wanted
     else:
-        ids = list(model_ids(dict(settings.profile_options)).values())
+        ids = list(model_ids(check_profile_options(settings)["funasr"]).values())
     local = [m for m in ids if Path(m).expanduser().is_absolute() or m.startswith((".", "~"))]
     if local:
         print(f"tingxie: not ModelScope ids (local directories are used as they are): {', '.join(local)}",

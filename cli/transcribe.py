@@ -6,11 +6,24 @@ environment the service reads, so the CLI reuses the service's joined model file
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
 
+from core.languages import AUTO
+
 FORMATS = ("json", "txt", "srt", "vtt")
+
+
+def _all_languages() -> tuple[str, ...]:
+    """Every code some profile takes; the chosen profile's own list is checked once it is known."""
+    from core.languages import languages_for
+
+    codes: dict[str, None] = {}
+    for profile in ("offline", "funasr"):
+        codes.update(dict.fromkeys(languages_for(profile)))
+    return tuple(codes)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -27,9 +40,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="WORDS",
         help="phrases to favour: 'word1,word2', FunASR's 'word weight' lines, JSON, or @FILE to read them from",
     )
-    parser.add_argument("--language", choices=("auto", "zh", "en"), default="auto", help="default auto")
+    parser.add_argument(
+        "--language", default=AUTO, type=str.lower, choices=_all_languages(), metavar="CODE",
+        help="auto (the default: detected per segment) or an ISO 639-1 code: every language Whisper knows on the "
+        "offline profile (zh, en, ja, fr, de, es, ko, ru, ...), zh or en on funasr",
+    )
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="write FILE-stem.FORMAT here")
+    subtitles = parser.add_argument_group("subtitle cues (srt, vtt)")
+    subtitles.add_argument("--max-line-chars", type=int, metavar="N",
+                           help="characters a line (default: 42 for Latin script, 16 for Chinese/Japanese/Korean)")
+    subtitles.add_argument("--max-lines", type=int, default=2, metavar="N", help="lines a cue (default 2)")
+    subtitles.add_argument("--max-cue-s", type=float, default=7.0, metavar="SECONDS",
+                           help="longest time a cue stays up (default 7)")
     parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
     speakers = parser.add_argument_group(
         "speakers", "label who speaks each sentence (S1, S2...); on the offline profile this needs "
@@ -42,51 +65,60 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
-def _hotwords(value: str | None):
+def _options(args: argparse.Namespace, settings):
+    """The flags as a job's options, checked as every door checks them (core.submit.resolve_options)."""
     from core.hotwords import parse_hotwords
-    from pipeline.types import Hotword
+    from core.options import JobOptions
+    from core.submit import resolve_options
 
-    if not value:
-        return ()
-    if value.startswith("@"):
-        value = Path(value[1:]).expanduser().read_text(encoding="utf-8")
-    return tuple(Hotword(word, weight) for word, weight in parse_hotwords(value))
+    hotwords = args.hotwords or ""
+    if hotwords.startswith("@"):
+        hotwords = Path(hotwords[1:]).expanduser().read_text(encoding="utf-8")
+    options = JobOptions(language=args.language, itn=not args.no_itn, hotwords=parse_hotwords(hotwords),
+                         profile=args.profile)
+    return resolve_options(settings, options)
+
+
+def _with_speakers(options, args: argparse.Namespace):
+    """``options`` with --diarize and the speaker counts (a count implies --diarize), checked as
+    TranscribeOptions checks them (SpeakerOptionsError)."""
+    counts = dict(num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    diarize = args.diarize or any(value is not None for value in counts.values())
+    return dataclasses.replace(options, diarize=diarize, **counts)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from core.export import render
-    from core.hotwords import HotwordError
+    from core.errors import TingxieError
+    from core.export import SubtitleLimits, render
     from core.settings import Settings
     from pipeline import transcribe
     from pipeline.errors import MediaError, PipelineError, SpeakerOptionsError
-    from pipeline.types import TranscribeOptions
-    from worker.engines import load_engine_for
+    from worker.engines import load_engine_for, transcribe_options
 
     files = [Path(f) for f in args.files]
     out_dir = Path(args.output_dir) if args.output_dir else None
     if out_dir is None and len(files) > 1:
         print("tingxie transcribe: several files need -o DIR to write their transcripts into", file=sys.stderr)
         return 2
+    settings = Settings.from_env()
     try:
-        hotwords = _hotwords(args.hotwords)
-    except (HotwordError, OSError) as exc:
+        limits = SubtitleLimits(max_line_chars=args.max_line_chars, max_lines=args.max_lines, max_cue_s=args.max_cue_s)
+        job_options = _options(args, settings)
+    except OSError as exc:
         print(f"tingxie transcribe: bad --hotwords: {exc}", file=sys.stderr)
         return 2
-    counts = dict(num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    except TingxieError as exc:
+        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
+        return 2
     try:
-        options = TranscribeOptions(
-            language=args.language, itn=not args.no_itn, hotwords=hotwords,
-            diarize=args.diarize or any(v is not None for v in counts.values()), **counts,
-        )
+        options = _with_speakers(transcribe_options(job_options), args)
     except SpeakerOptionsError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
-    profile = args.profile or settings.profile
     try:
-        engine = load_engine_for(settings, profile)
+        engine = load_engine_for(settings, job_options.profile)
         if options.diarize:
             engine.speaker_model()  # loads it now: a missing package or model is said once, before any file
     except PipelineError as exc:
@@ -118,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
-        rendered = render(transcript.to_dict(), args.format)
+        rendered = render(transcript.to_dict(), args.format, limits)
         if out_dir is None:
             sys.stdout.write(rendered)
             sys.stdout.flush()

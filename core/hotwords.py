@@ -1,27 +1,76 @@
-"""Hotword lists: parsing the shapes users send, merging with the server-wide file, the size cap.
+"""Hotword lists: the typed entry, parsing the shapes users send, merging with a server-wide file.
 
 Shapes accepted (the FunASR runtime and its clients use all of them):
 - a JSON object, ``{"阿里巴巴": 20, "通义实验室": "30"}``;
 - FunASR's hotword file, one ``word weight`` a line (the weight is optional; a phrase may contain spaces);
 - comma-joined words (``,``, ``，`` or ``、``), weights dropped;
 - plain space-separated words.
+
+Every entry is a :class:`Hotword`, checked when it is made: a phrase of at most
+:data:`MAX_HOTWORD_CHARS` printable characters and a finite weight in (0, :data:`MAX_WEIGHT`].
+The count and total-size caps of a whole job are applied once, at submission (core.submit).
 """
 from __future__ import annotations
 
 import json
+import math
 import re
+import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
 
-Hotwords = list[tuple[str, "float | None"]]
+from core.errors import BadOptionError
+
+# A hotword is a short phrase: names, products, terms.
+MAX_HOTWORD_CHARS = 64
+# FunASR's clients send weights such as 20 or 30; beyond this a weight is a mistake.
+MAX_WEIGHT = 100.0
+# All of a job's hotwords together, as UTF-8 (a thousand phrases of a few words each fit).
+MAX_HOTWORDS_BYTES = 64 * 1024
 
 _COMMAS = re.compile(r"[,，、]")
 
 
-class HotwordError(ValueError):
+class HotwordError(BadOptionError):
     """A hotword list that cannot be used as given; the message says why."""
+
+    code = "bad_hotwords"
+
+
+@dataclass(frozen=True)
+class Hotword:
+    """A phrase to bias recognition towards; ``weight`` is the model's boost, None for its default."""
+
+    text: str
+    weight: float | None = None
+
+    def __post_init__(self) -> None:
+        text = " ".join(self.text.split())
+        if not text:
+            raise HotwordError("a hotword is empty")
+        if len(text) > MAX_HOTWORD_CHARS:
+            raise HotwordError(f"hotword {text[:20]!r}… is {len(text)} characters long; at most {MAX_HOTWORD_CHARS} are allowed")
+        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
+            raise HotwordError(f"hotword {text!r} contains control characters")
+        object.__setattr__(self, "text", text)
+        if self.weight is not None:
+            weight = self.weight
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+                raise HotwordError(f"hotword {text!r}: weight {weight!r} is not a finite number")
+            if not 0 < weight <= MAX_WEIGHT:
+                raise HotwordError(f"hotword {text!r}: weight {weight:g} is outside (0, {MAX_WEIGHT:g}]")
+            object.__setattr__(self, "weight", float(weight))
+
+    def to_json(self) -> list:
+        return [self.text, self.weight]
+
+
+Hotwords = tuple[Hotword, ...]
 
 
 def _weight(value) -> float:
+    if isinstance(value, bool):
+        raise HotwordError(f"hotword weight {value!r} is not a number")
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -36,23 +85,25 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _dedupe(items: Hotwords) -> Hotwords:
-    """Later entries win, first position is kept."""
-    merged: dict[str, float | None] = {}
-    for word, weight in items:
-        if word in merged and weight is None:
+def _dedupe(items) -> Hotwords:
+    """Later entries win, first position is kept; a later entry without a weight keeps the earlier weight."""
+    merged: dict[str, Hotword] = {}
+    for item in items:
+        if item.text in merged and item.weight is None:
             continue
-        merged[word] = weight
-    return list(merged.items())
+        merged[item.text] = item
+    return tuple(merged.values())
 
 
 def parse_hotwords(text: str | None) -> Hotwords:
-    """Parse any accepted shape into ``[(word, weight or None), ...]`` without duplicates."""
+    """Parse any accepted shape into typed entries without duplicates."""
     if text is None:
-        return []
+        return ()
     text = text.strip()
     if not text:
-        return []
+        return ()
+    if len(text.encode()) > MAX_HOTWORDS_BYTES:
+        raise HotwordError(f"the hotword list is {len(text.encode())} bytes; at most {MAX_HOTWORDS_BYTES} are allowed")
     if text.startswith(("{", "[")):
         try:
             data = json.loads(text)
@@ -60,50 +111,54 @@ def parse_hotwords(text: str | None) -> Hotwords:
             raise HotwordError(f"hotwords look like JSON but do not parse: {exc.msg}") from None
         if not isinstance(data, dict):
             raise HotwordError("hotwords in JSON must be an object of word: weight")
-        return _dedupe([(str(k).strip(), _weight(v)) for k, v in data.items() if str(k).strip()])
+        return _dedupe(Hotword(str(k), _weight(v)) for k, v in data.items() if str(k).strip())
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) > 1:
-        return _dedupe([_parse_line(line) for line in lines])
+        return _dedupe(_parse_line(line) for line in lines)
     line = lines[0]
     if _COMMAS.search(line):
-        return _dedupe([(w.strip(), None) for w in _COMMAS.split(line) if w.strip()])
+        return _dedupe(Hotword(w) for w in _COMMAS.split(line) if w.strip())
     parts = line.split()
     if len(parts) == 2 and _is_number(parts[1]) and not _is_number(parts[0]):
-        return [(parts[0], float(parts[1]))]
-    return _dedupe([(w, None) for w in parts])
+        return (Hotword(parts[0], _weight(parts[1])),)
+    return _dedupe(Hotword(w) for w in parts)
 
 
-def _parse_line(line: str) -> tuple[str, float | None]:
+def _parse_line(line: str) -> Hotword:
     parts = line.split()
     if len(parts) >= 2 and _is_number(parts[-1]):
-        return " ".join(parts[:-1]), float(parts[-1])
-    return line, None
+        return Hotword(" ".join(parts[:-1]), _weight(parts[-1]))
+    return Hotword(line)
 
 
 def load_hotword_file(path: Path) -> Hotwords:
-    """The server-wide file (FunASR's ``--hotword``): one ``word weight`` a line, ``#`` comments."""
+    """A server-wide file (FunASR's ``--hotword``): one ``word weight`` a line, ``#`` comments."""
     lines = [
         line.strip()
         for line in Path(path).read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    return _dedupe([_parse_line(line) for line in lines])
+    return _dedupe(_parse_line(line) for line in lines)
 
 
 def merge(server: Hotwords, job: Hotwords) -> Hotwords:
     """The job's own words win over the server file's weights."""
-    return _dedupe(list(server) + list(job))
+    return _dedupe(tuple(server) + tuple(job))
 
 
-def check_cap(hotwords: Hotwords, max_hotwords: int) -> Hotwords:
+def check_caps(hotwords: Hotwords, max_hotwords: int) -> Hotwords:
+    """A job's whole list: at most ``max_hotwords`` entries and :data:`MAX_HOTWORDS_BYTES` of text."""
     if len(hotwords) > max_hotwords:
         raise HotwordError(
             f"{len(hotwords)} hotwords given; at most {max_hotwords} are allowed "
             "(TINGXIE_MAX_HOTWORDS raises the limit)"
         )
+    size = sum(len(h.text.encode()) + 1 for h in hotwords)
+    if size > MAX_HOTWORDS_BYTES:
+        raise HotwordError(f"the hotwords come to {size} bytes; at most {MAX_HOTWORDS_BYTES} are allowed")
     return hotwords
 
 
 def to_text(hotwords: Hotwords) -> str:
     """Back to FunASR's file format, one ``word weight`` a line."""
-    return "\n".join(word if weight is None else f"{word} {weight:g}" for word, weight in hotwords)
+    return "\n".join(h.text if h.weight is None else f"{h.text} {h.weight:g}" for h in hotwords)

@@ -9,18 +9,38 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core import events
 from core.models import Job, JobEvent, Transcript, utcnow
+from core.options import JobOptions
 
-QUEUED, RUNNING, DONE, FAILED, CANCELED = "queued", "running", "done", "failed", "canceled"
-STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELED)
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class JobStage(StrEnum):
+    """What a running job is doing (the pipeline reports the same names)."""
+
+    DECODE = "decode"
+    VAD = "vad"
+    ASR = "asr"
+    DIARIZE = "diarize"
+    PUNC = "punc"
+    ITN = "itn"
+
+
+QUEUED, RUNNING, DONE, FAILED, CANCELED = JobStatus
+STATUSES = tuple(JobStatus)
 TERMINAL = frozenset({DONE, FAILED, CANCELED})
-KNOWN_PROFILES = ("offline", "funasr")
-LANGUAGES = ("auto", "zh", "en")
 
 
 def new_job_id() -> str:
@@ -31,28 +51,29 @@ def create_job(
     session: Session,
     *,
     job_id: str,
+    options: JobOptions,
     media_path: str,
     filename: str,
-    profile: str,
-    options: dict,
-    size_bytes: int = 0,
-    duration_ms: int | None = None,
-    source: str = "api",
-    priority: int = 0,
-    callback_url: str | None = None,
+    size_bytes: int,
+    duration_ms: int | None,
+    media_info: dict | None = None,
 ) -> Job:
+    """A queued job with resolved ``options`` (see core.submit), and its first event."""
+    if options.profile is None:
+        raise ValueError("create_job needs resolved options (a profile); use core.submit.submit_job")
     job = Job(
         id=job_id,
         status=QUEUED,
-        profile=profile,
-        options=options,
+        profile=options.profile,
+        options=options.stored(),
         filename=filename,
         media_path=media_path,
+        media_info=media_info,
         size_bytes=size_bytes,
         duration_ms=duration_ms,
-        source=source,
-        priority=priority,
-        callback_url=callback_url,
+        source=options.source.value,
+        priority=options.priority,
+        callback_url=options.callback_url,
         progress=0.0,
         attempt=0,
         warnings=[],
@@ -62,6 +83,13 @@ def create_job(
     session.flush()
     events.publish(session, job_id, QUEUED, {"status": QUEUED})
     return job
+
+
+def options_of(job: Job) -> JobOptions:
+    """The job's options as they were stored at submission."""
+    return JobOptions.from_record(
+        job.options, profile=job.profile, callback_url=job.callback_url, source=job.source, priority=job.priority
+    )
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
@@ -80,7 +108,7 @@ def claim(session: Session, job_id: str) -> int | None:
             attempt=Job.attempt + 1,
             started_at=now,
             heartbeat_at=now,
-            stage="decode",
+            stage=JobStage.DECODE,
             progress=0.0,
             error_code=None,
             error_message=None,
@@ -90,7 +118,7 @@ def claim(session: Session, job_id: str) -> int | None:
     if result.rowcount != 1:
         return None
     attempt = session.execute(select(Job.attempt).where(Job.id == job_id)).scalar_one()
-    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": "decode", "progress": 0.0, "attempt": attempt})
+    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": JobStage.DECODE, "progress": 0.0, "attempt": attempt})
     return attempt
 
 

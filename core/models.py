@@ -21,10 +21,13 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     profile: Mapped[str] = mapped_column(String(32))
-    # {"language": "auto", "itn": true, "hotwords": [[word, weight], ...]}
+    # core.options.JobOptions.stored(): {"v": 1, "language": "auto", "itn": true, "hotwords": [[word, weight], ...]}
     options: Mapped[dict] = mapped_column(JSON, default=dict)
+    # A display name: the client's file name cleaned of paths and control characters.
     filename: Mapped[str] = mapped_column(String(512))
     media_path: Mapped[str] = mapped_column(Text)
+    # What the upload probe found (media.MediaInfo.to_json()): the worker decodes with it, /media serves its type.
+    media_info: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     source: Mapped[str] = mapped_column(String(16), default="api")

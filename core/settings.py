@@ -1,16 +1,34 @@
 """Settings, read from the environment in exactly one place (:meth:`Settings.from_env`).
 
 Tests build :class:`Settings` directly. Every field documents its unit and default; the
-README's configuration table lists the same variables.
+README's configuration table lists the same variables. A bad value stops the process at start
+with one line naming the variable, the value and what is allowed (:class:`SettingsError`),
+never a traceback and never a silent default; so does a ``TINGXIE_*`` name that is not a setting.
 """
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
+import re
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 ENV_PREFIX = "TINGXIE_"
+# Profiles a job may name. The pipeline registers the same names (a test keeps them equal).
+PROFILES = ("offline", "funasr")
+# Variables read by the `tingxie submit` / `tingxie jobs` client, not by the service.
+CLIENT_VARIABLES = ("SERVER", "TOKEN")
+
+
+class SettingsError(ValueError):
+    """One line per bad variable: the name, the value, what is allowed."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -38,7 +56,8 @@ class Settings:
     max_duration_s: float = 4 * 3600.0
     # A running job whose worker has not reported for this long is handed to another worker.
     job_lease_s: float = 60.0
-    # Server-wide hotword file, one "word weight" a line (FunASR's --hotword); merged with each job's.
+    # Server-wide hotword file, one "word weight" a line (FunASR's --hotword); merged with each job's
+    # at submission.
     hotword_file: Path | None = None
     # Most hotwords one job may carry (after merging with the server-wide file).
     max_hotwords: int = 1000
@@ -59,7 +78,11 @@ class Settings:
     # Jobs one worker process runs at once, as threads sharing its one model set (a GPU worker:
     # concurrent jobs' ASR batches and punctuation windows interleave on the GPU). Default 1.
     worker_threads: int = 1
-    # Extra profile options (model ids or directories), e.g. {"asr_model": "...", "vad_model": "..."}.
+    # Seconds POST /v1/audio/transcriptions waits for its job before answering with the job's id
+    # (the caller then polls the native API). Default 300, under the OpenAI SDK's 600 s timeout.
+    openai_wait_s: float = 300.0
+    # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
+    # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,55 +123,178 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Settings from ``TINGXIE_*`` variables; :class:`SettingsError` lists every bad one."""
         env = os.environ if env is None else env
-
-        def get(name: str, default=None):
-            value = env.get(ENV_PREFIX + name)
-            return default if value in (None, "") else value
-
         kwargs: dict = {}
-        text_fields = {
-            "DATABASE_URL": "database_url",
-            "BROKER_URL": "broker_url",
-            "EVENTS_URL": "events_url",
-            "PROFILE": "profile",
-            "DEVICE": "device",
-            "HOST": "host",
-            "GATEWAY_CERTFILE": "gateway_certfile",
-            "GATEWAY_KEYFILE": "gateway_keyfile",
-            "WEBHOOK_SECRET": "webhook_secret",
-            "FFMPEG": "ffmpeg",
-        }
-        for var, attr in text_fields.items():
-            if get(var) is not None:
-                kwargs[attr] = get(var)
-        if get("DATA_DIR"):
-            kwargs["data_dir"] = Path(get("DATA_DIR"))
-        if get("MODEL_DIR"):
-            kwargs["model_dir"] = Path(get("MODEL_DIR")).expanduser().resolve()
-        if get("HOTWORD_FILE"):
-            kwargs["hotword_file"] = Path(get("HOTWORD_FILE")).expanduser().resolve()
-        for var, attr, conv in (
-            ("BATCH_SECONDS", "batch_seconds", float),
-            ("MAX_DURATION_S", "max_duration_s", float),
-            ("JOB_LEASE_S", "job_lease_s", float),
-            ("MAX_HOTWORDS", "max_hotwords", int),
-            ("PORT", "port", int),
-            ("GATEWAY_PORT", "gateway_port", int),
-            ("WORKER_THREADS", "worker_threads", int),
-        ):
-            if get(var) is not None:
-                kwargs[attr] = conv(get(var))
-        if get("MAX_UPLOAD_MB") is not None:
-            kwargs["max_upload_bytes"] = int(float(get("MAX_UPLOAD_MB")) * 1024**2)
-        if get("WEBHOOK_ALLOW") is not None:
-            kwargs["webhook_allow"] = tuple(x.strip() for x in get("WEBHOOK_ALLOW").split(",") if x.strip())
-        if get("PRELOAD_MODELS") is not None:
-            kwargs["preload_models"] = get("PRELOAD_MODELS").lower() not in ("0", "false", "no", "off")
-        # TINGXIE_MODEL_<NAME>=id-or-dir -> profile_options["<name>"]
+        problems: list[str] = []
+        for var in _VARIABLES:
+            raw = env.get(ENV_PREFIX + var.name)
+            if raw is None or raw == "":
+                continue
+            try:
+                kwargs[var.attr] = var.parse(raw.strip())
+            except ValueError as exc:
+                problems.append(f"{ENV_PREFIX}{var.name}={raw!r}: {exc}")
+        model_prefix = ENV_PREFIX + "MODEL_"
         kwargs["profile_options"] = {
-            key[len(ENV_PREFIX + "MODEL_"):].lower(): value
+            key[len(model_prefix):].lower(): value.strip()
             for key, value in env.items()
-            if key.startswith(ENV_PREFIX + "MODEL_") and key != ENV_PREFIX + "MODEL_DIR" and value
+            if key.startswith(model_prefix) and key != model_prefix + "DIR" and value.strip()
         }
+        known = {var.name for var in _VARIABLES} | set(CLIENT_VARIABLES)
+        for key in sorted(env):
+            if not key.startswith(ENV_PREFIX) or key.startswith(model_prefix):
+                continue
+            name = key[len(ENV_PREFIX):]
+            if name not in known:
+                guess = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {ENV_PREFIX}{guess[0]}?" if guess else ""
+                problems.append(f"{key} is not a tingxie setting{hint} (see the README's configuration table)")
+        if problems:
+            raise SettingsError(problems)
         return cls(**kwargs)
+
+
+# --- Parsers: each turns a variable's text into a value or raises ValueError saying what is allowed.
+
+def _positive(kind: Callable[[str], float | int], what: str, *, minimum: float = 0, inclusive: bool = False):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"expected {what}") from None
+        if value != value or value in (float("inf"), float("-inf")) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise ValueError(f"expected {what} {bound}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError("expected a TCP port number (1-65535)") from None
+    if not 1 <= port <= 65535:
+        raise ValueError("expected a TCP port number (1-65535)")
+    return port
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected one of {', '.join(_TRUE + _FALSE)}")
+
+
+def _choice(*allowed: str):
+    def parse(text: str) -> str:
+        if text not in allowed:
+            guess = difflib.get_close_matches(text, allowed, n=1)
+            hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+            raise ValueError(f"expected one of {', '.join(allowed)}{hint}")
+        return text
+
+    return parse
+
+
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+
+
+def _device(text: str) -> str:
+    if not _DEVICE.match(text):
+        raise ValueError("expected cpu, cuda or cuda:N (N the GPU's index)")
+    return text
+
+
+def _url(*schemes: str, example: str):
+    def parse(text: str) -> str:
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme.split("+", 1)[0] not in schemes:
+            raise ValueError(f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, e.g. {example}")
+        return text
+
+    return parse
+
+
+def _dir(text: str) -> Path:
+    return Path(text).expanduser().resolve()
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser().resolve()
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def _executable(text: str) -> str:
+    if shutil.which(text) is None:
+        raise ValueError("not an executable file (give the path of an ffmpeg binary)")
+    return text
+
+
+def _mib(text: str) -> int:
+    return int(_positive(float, "a number of MiB, e.g. 4096")(text) * 1024**2)
+
+
+def _hosts(text: str) -> tuple[str, ...]:
+    entries = tuple(x.strip() for x in text.split(",") if x.strip())
+    for entry in entries:
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not a CIDR range (e.g. 10.0.0.0/8)") from None
+        elif not re.fullmatch(r"[A-Za-z0-9.:\-\[\]_]+", entry):
+            raise ValueError(f"{entry!r} is not a host name, address or CIDR range")
+    return entries
+
+
+def _certfile(text: str) -> str:
+    if text == "0":
+        return text
+    return str(_existing_file(text))
+
+
+@dataclass(frozen=True)
+class _Var:
+    name: str  # after TINGXIE_
+    attr: str
+    parse: Callable[[str], object]
+
+
+_VARIABLES: tuple[_Var, ...] = (
+    _Var("DATA_DIR", "data_dir", _dir),
+    _Var("DATABASE_URL", "database_url", _url("sqlite", "postgresql", "postgres",
+                                              example="postgresql+psycopg://user:pw@host/db")),
+    _Var("BROKER_URL", "broker_url", _url("redis", "rediss", "filesystem", "amqp", "amqps",
+                                          example="redis://host:6379/0")),
+    _Var("EVENTS_URL", "events_url", _url("redis", "rediss", example="redis://host:6379/0")),
+    _Var("PROFILE", "profile", _choice(*PROFILES)),
+    _Var("MODEL_DIR", "model_dir", _dir),
+    _Var("DEVICE", "device", _device),
+    _Var("BATCH_SECONDS", "batch_seconds", _positive(float, "a number of seconds")),
+    _Var("MAX_UPLOAD_MB", "max_upload_bytes", _mib),
+    _Var("MAX_DURATION_S", "max_duration_s", _positive(float, "a number of seconds")),
+    _Var("JOB_LEASE_S", "job_lease_s", _positive(float, "a number of seconds")),
+    _Var("HOTWORD_FILE", "hotword_file", _existing_file),
+    _Var("MAX_HOTWORDS", "max_hotwords", _positive(int, "a whole number")),
+    _Var("HOST", "host", str),
+    _Var("PORT", "port", _port),
+    _Var("GATEWAY_PORT", "gateway_port", _port),
+    _Var("GATEWAY_CERTFILE", "gateway_certfile", _certfile),
+    _Var("GATEWAY_KEYFILE", "gateway_keyfile", lambda text: str(_existing_file(text))),
+    _Var("WEBHOOK_SECRET", "webhook_secret", str),
+    _Var("WEBHOOK_ALLOW", "webhook_allow", _hosts),
+    _Var("FFMPEG", "ffmpeg", _executable),
+    _Var("PRELOAD_MODELS", "preload_models", _bool),
+    _Var("WORKER_THREADS", "worker_threads", _positive(int, "a whole number of threads")),
+    _Var("OPENAI_WAIT_S", "openai_wait_s", _positive(float, "a number of seconds")),
+)

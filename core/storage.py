@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import tempfile
+import unicodedata
 from pathlib import Path
 
 from core.settings import Settings
@@ -30,6 +31,25 @@ def open_spool_file(settings: Settings):
     spool = upload_spool_dir(settings)
     spool.mkdir(parents=True, exist_ok=True)
     return tempfile.NamedTemporaryFile(dir=spool, prefix="upload-", suffix=".part", delete=False)
+
+
+MAX_FILENAME_CHARS = 255
+
+
+def clean_filename(name: str | None, default: str = "audio") -> str:
+    """A display name from what a client called its file: the last path component, control and
+    format characters (CR/LF, NUL, bidi overrides) dropped, whitespace collapsed, at most
+    :data:`MAX_FILENAME_CHARS` characters. It is shown on the page and put into headers, never
+    used as a path."""
+    name = re.split(r"[/\\]", name or "")[-1]
+    name = "".join(" " if unicodedata.category(ch) in ("Zl", "Zp") or ch in "\t\r\n" else ch for ch in name)
+    name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn"))
+    name = " ".join(name.split()).strip(" .")
+    if len(name) > MAX_FILENAME_CHARS:
+        stem, ext = os.path.splitext(name)
+        ext = ext if len(ext) <= 16 else ""
+        name = stem[: MAX_FILENAME_CHARS - len(ext)] + ext
+    return name or default
 
 
 def safe_extension(filename: str) -> str:

@@ -99,32 +99,52 @@ def _allowed(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address |
     return False
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _embedded_ipv4(address):
+    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, Teredo), else the address."""
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour:
+            return address.sixtofour
+        if address.teredo:
+            return address.teredo[1]
+    return address
+
+
 def check_target(url: str, settings: Settings) -> list[str]:
     """Addresses ``url`` may be delivered to, or WebhookTargetError saying why none.
 
     Every address the name resolves to must be public (or allowed), so a name with one public
-    and one internal address is refused as a whole."""
-    parts = urlsplit(url)
+    and one internal address is refused as a whole. IPv6 forms that carry an IPv4 address
+    (mapped, NAT64, 6to4, Teredo) are judged by that address; multicast is never a target."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise WebhookTargetError(f"callback_url is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https"):
         raise WebhookTargetError("callback_url must be an http:// or https:// URL")
-    host = parts.hostname
     if not host:
         raise WebhookTargetError("callback_url has no host")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise WebhookTargetError("callback_url has an invalid port") from None
+    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        raise WebhookTargetError("callback_url's host name is longer than DNS allows")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise WebhookTargetError(f"callback_url host {host!r} does not resolve: {exc.strerror}") from None
+        raise WebhookTargetError(f"callback_url host {host[:80]!r} does not resolve: {exc.strerror}") from None
+    except UnicodeError:
+        raise WebhookTargetError("callback_url's host name is not a valid domain name") from None
     addresses: list[str] = []
     for info in infos:
         raw = info[4][0].split("%", 1)[0]
-        address = ipaddress.ip_address(raw)
-        mapped = getattr(address, "ipv4_mapped", None)
-        effective = mapped or address
-        if not effective.is_global and not _allowed(host, effective, settings.webhook_allow):
+        effective = _embedded_ipv4(ipaddress.ip_address(raw))
+        if (not effective.is_global or effective.is_multicast) and not _allowed(host, effective, settings.webhook_allow):
             raise WebhookTargetError(
                 f"callback_url host {host!r} is an internal address ({effective}); "
                 "list it in TINGXIE_WEBHOOK_ALLOW to permit it"

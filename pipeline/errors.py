@@ -1,4 +1,24 @@
-"""Domain errors. ``code`` is stable (the API and the job record carry it); ``message`` is for a person."""
+"""Domain errors. ``code`` is stable (the API and the job record carry it); ``message`` is for a person.
+
+Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and are re-exported
+here, so callers of the pipeline catch ``PipelineError`` and ``MediaError`` from one place.
+"""
+from media.errors import (
+    EmptyMediaError,
+    FfmpegMissingError,
+    MediaError,
+    MediaTimeoutError,
+    MediaTooLongError,
+    NoAudioStreamError,
+    RefusedFormatError,
+    TruncatedMediaError,
+)
+
+__all__ = [
+    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
+    "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
+    "RefusedFormatError", "TruncatedMediaError", "UnknownProfileError",
+]
 
 
 class PipelineError(Exception):
@@ -7,21 +27,7 @@ class PipelineError(Exception):
     def __init__(self, message: str, *, detail: str = ""):
         super().__init__(message)
         self.message = message
-        self.detail = detail  # e.g. ffmpeg's stderr, for logs
-
-
-class MediaError(PipelineError):
-    """The input is not decodable audio/video (empty, corrupt, truncated, no audio stream)."""
-
-    code = "bad_media"
-
-
-class NoAudioStreamError(MediaError):
-    code = "no_audio"
-
-
-class MediaTooLongError(MediaError):
-    code = "too_long"
+        self.detail = detail
 
 
 class ModelNotReadyError(PipelineError):
@@ -50,19 +56,21 @@ class UnknownProfileError(PipelineError):
     code = "unknown_profile"
 
 
-class EmptyMediaError(MediaError):
-    """The uploaded file has no bytes at all."""
+class UnsupportedLanguageError(PipelineError):
+    """The job asks for a language the profile's ASR model does not transcribe."""
 
-    code = "empty_file"
-
-
-class TruncatedMediaError(MediaError):
-    """The container promises more audio than could be decoded (an interrupted upload or copy)."""
-
-    code = "truncated_media"
+    code = "unsupported_language"
 
 
-class FfmpegMissingError(PipelineError):
-    """No ffmpeg binary could be found; the message says how to get one."""
+class ProfileOptionsError(PipelineError, ValueError):
+    """A profile option is unknown or its value cannot be read. The message is one line naming the
+    key, the value and what is allowed (or the known keys); ``key`` and ``value`` let a caller name
+    the setting the key came from."""
 
-    code = "ffmpeg_missing"
+    code = "bad_profile_options"
+
+    def __init__(self, message: str, *, key: str, value: str | None = None, allowed: str = ""):
+        super().__init__(message)
+        self.key = key
+        self.value = value
+        self.allowed = allowed  # what the key takes, for a caller that words its own message

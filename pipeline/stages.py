@@ -1,7 +1,7 @@
 """The stage seams a model profile fills: VAD, ASR, punctuation, ITN, speaker embeddings.
 
-A profile (see :mod:`pipeline.profiles`) returns an :class:`Engine` holding one object per
-stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
+A profile (see :mod:`pipeline.profiles`) declares a :class:`Profile`, whose loader turns an
+:class:`EngineConfig` into an :class:`Engine` holding one object per stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
 (decoding, batching, timestamps on the file's timeline, sentences, progress). Stage objects
 hold loaded models, so they are built once per process and reused across jobs; they must not
 keep per-job state.
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
 from pipeline.errors import EngineMissingError
 from pipeline.types import Hotword
@@ -124,7 +125,7 @@ class AsrModel(Protocol):
         """One result per segment, in order.
 
         ``segments`` are float32 mono arrays at 16 kHz in [-1, 1], each at most as long as the VAD
-        made them. ``language`` is ``"auto"``, ``"zh"`` or ``"en"``.
+        made them. ``language`` is ``"auto"`` or one of the engine's ``languages``.
         """
         ...
 
@@ -146,7 +147,7 @@ class ItnModel(Protocol):
     """Inverse text normalisation: spoken forms to written ones ("一百二十三" -> "123")."""
 
     def normalize(self, text: str, *, language: str) -> str:
-        """``text`` is one sentence; ``language`` is ``"zh"`` or ``"en"`` (others pass unchanged)."""
+        """``text`` is one sentence; ``language`` its ISO code (one without a grammar passes unchanged)."""
         ...
 
     def normalize_many(self, sentences: Sequence[tuple[str, str]]) -> list[str]:
@@ -205,8 +206,9 @@ class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
 
     Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
-    (then ``TranscribeOptions.itn`` is a no-op with a warning).
-    ``speaker`` holds the speaker-embedding model, loaded on the first diarized job
+    (then ``TranscribeOptions.itn`` is a no-op with a warning). ``languages``: the codes a job may
+    ask for besides ``auto`` (a job asking for another fails with ``unsupported_language``); None
+    takes any. ``speaker`` holds the speaker-embedding model, loaded on the first diarized job
     (:meth:`speaker_model`); None when the profile cannot diarize.
     """
 
@@ -219,6 +221,7 @@ class Engine:
     # Every segment costs at least this much of the batch budget: Whisper pads each input to a
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
+    languages: tuple[str, ...] | None = None
     speaker: LazyModel[SpeakerModel] | None = None
 
     @property
@@ -232,3 +235,33 @@ class Engine:
         if self.speaker is None:
             raise EngineMissingError(f"The {self.name!r} profile has no speaker model: it cannot diarize.")
         return self.speaker.get()
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where a profile finds its files and how it runs.
+
+    model_dir: downloaded models (FunASR's ``--download-model-dir``).
+    cache_dir: files a profile derives once (the joined Whisper weights).
+    device: ``cpu``, ``cuda`` or ``cuda:N``.
+    batch_seconds: an ASR batch holds at most this many seconds of audio in total (default 240 s).
+    options: the profile's own options, an instance of its :attr:`Profile.options` (for example
+    ``FunasrOptions(asr="/models/my-paraformer")``); None: its defaults. From strings (settings):
+    :func:`pipeline.profiles.split_profile_options`.
+    """
+
+    model_dir: Path
+    cache_dir: Path
+    device: str = "cpu"
+    batch_seconds: float = 240.0
+    options: Any = None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a profile module declares (as ``PROFILE``): its options, a frozen dataclass whose fields
+    :func:`pipeline.options.parse_options` reads from strings, and how to load its engine. The
+    module imports nothing heavy itself; ``load`` imports the model runtimes it needs and gets an
+    :class:`EngineConfig` whose ``options`` is an ``options`` instance."""
+
+    options: type
+    load: Callable[[EngineConfig], Engine]

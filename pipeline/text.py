@@ -1,7 +1,8 @@
 """Joining recognised words into text, the same way for every profile.
 
 Chinese is written without spaces, English with them; mixed text puts no space next to a CJK
-character (``使用ComfyUI``), which is how FunASR writes it too.
+character (``使用ComfyUI``), which is how FunASR writes it too. Thai, Lao and Burmese pieces join
+without spaces too (Whisper cuts them, as it cuts Chinese, into pieces that are not words).
 """
 from __future__ import annotations
 
@@ -24,9 +25,18 @@ def is_cjk(ch: str) -> bool:
     )
 
 
+def is_unspaced(ch: str) -> bool:
+    """True for Thai, Lao and Burmese letters: written without spaces between words, and
+    recognised (like Chinese and Japanese) piece by piece, so two such pieces join with none."""
+    code = ord(ch)
+    return 0x0E00 <= code <= 0x0EFF or 0x1000 <= code <= 0x109F
+
+
 def needs_space(left: str, right: str) -> bool:
     """Whether a space goes between two adjacent words ``left`` and ``right`` (both non-empty)."""
     if is_cjk(left[-1]) or is_cjk(right[0]):
+        return False
+    if is_unspaced(left[-1]) and is_unspaced(right[0]):
         return False
     return right[0] not in PUNCTUATION or right[0] in "\"“(（'‘"
 

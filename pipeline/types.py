@@ -5,6 +5,7 @@ Times are integers in milliseconds on the input file's timeline.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 
 from pipeline.errors import SpeakerOptionsError
 
@@ -124,7 +125,8 @@ class Transcript:
 class TranscribeOptions:
     """Per-request options.
 
-    language: ``auto`` | ``zh`` | ``en``; Chinese output is always simplified characters.
+    language: ``auto`` or an ISO 639-1 code the profile transcribes (the engine's ``languages``);
+        Chinese output is always simplified characters.
     itn: inverse text normalisation ("一百二十三" -> "123"), on by default.
     hotwords: phrases to bias towards.
     diarize: label each sentence and word with its speaker (``S1``, ``S2``...); off by default.
@@ -168,9 +170,21 @@ def check_speaker_options(
         )
 
 
+class Stage(StrEnum):
+    """The pipeline's stages, in the order they run; each compares equal to its name as a string
+    (what the job record and the events carry)."""
+
+    DECODE = "decode"
+    VAD = "vad"
+    ASR = "asr"
+    DIARIZE = "diarize"  # only when the job asks for speakers
+    PUNC = "punc"
+    ITN = "itn"
+
+
 @dataclass(frozen=True)
 class Progress:
     """Reported by the pipeline while it runs: ``fraction`` is 0..1 over the whole job."""
 
-    stage: str  # decode | vad | asr | diarize | punc | itn
+    stage: Stage
     fraction: float

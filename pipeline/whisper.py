@@ -41,7 +41,6 @@ _INSTALL_HINT = "pip install 'tingxie[offline]'"
 # Whisper writes Chinese in traditional characters about as often as simplified; a simplified
 # prompt steers it, and OpenCC's t2s catches the rest.
 ZH_INITIAL_PROMPT = "以下是普通话的句子。"
-SUPPORTED_LANGUAGES = ("zh", "en")
 
 # faster-whisper's defaults: which punctuation marks join the word before / after them.
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
@@ -119,6 +118,10 @@ def _split_device(device: str) -> tuple[str, int]:
 class WhisperAsr:
     """:class:`~pipeline.stages.AsrModel` for a CTranslate2 Whisper model directory.
 
+    ``languages``: the codes the model has a language token for (Whisper-base: 99, every code
+    faster-whisper lists but ``yue``, which large-v3 added); ``auto`` detects among all of them,
+    per segment.
+
     compute_type: ``int8`` on CPU, ``float16`` on CUDA unless given.
     beam_size: beams per segment (faster-whisper's default 5).
     cpu_threads: CTranslate2 threads on CPU; 0 lets it choose.
@@ -153,6 +156,10 @@ class WhisperAsr:
         )
         self._t2s = OpenCC("t2s")
         self.beam_size = beam_size
+        tokenizer = self._model.hf_tokenizer
+        self.languages: tuple[str, ...] = tuple(
+            code for code in self._model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None
+        )
 
     def recognize(
         self,
@@ -183,13 +190,15 @@ class WhisperAsr:
         return [r for r in results if r is not None]
 
     def _languages(self, encoder_output, count: int, language: str) -> list[str]:
-        """Per-segment language; ``auto`` picks the likelier of Chinese and English."""
-        if language in SUPPORTED_LANGUAGES:
+        """Per-segment language: the one asked for, or (``auto``) the likeliest the model knows."""
+        if language != "auto":
+            if language not in self.languages:
+                raise ValueError(f"Whisper has no language {language!r}; it knows {', '.join(self.languages)}")
             return [language] * count
         detected = []
         for ranked in self._model.model.detect_language(encoder_output):
-            best = next((tok for tok, _ in ranked if tok.strip("<|>") in SUPPORTED_LANGUAGES), "<|en|>")
-            detected.append(best.strip("<|>"))
+            best = next((tok.strip("<|>") for tok, _ in ranked if tok.strip("<|>") in self.languages), "en")
+            detected.append(best)
         return detected
 
     def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword]) -> list[AsrResult]:
@@ -251,21 +260,32 @@ class WhisperAsr:
                     continue
                 start = min(limit_ms, max(0, int(round(w["start"] * 1000))))
                 end = min(limit_ms, max(start, int(round(w["end"] * 1000))))
-                if words and _continues_latin_word(words[-1].text, raw):
-                    # Chinese mode splits on tokens, so "ComfyUI" arrives as "Comfy" + "UI".
+                if words and _continues_word(words[-1].text, raw, lang):
                     words[-1] = AsrWord(words[-1].start_ms, max(end, words[-1].end_ms), words[-1].text + text)
                     continue
                 words.append(AsrWord(start, end, text))
         return AsrResult(text=join_words(w.text for w in words), language=lang, words=tuple(words), punctuated=True)
 
 
-def _continues_latin_word(previous: str, raw: str) -> bool:
-    """True when ``raw`` (a word as the aligner wrote it) glues onto ``previous`` without a space."""
+# Languages faster-whisper cuts into words at token boundaries rather than at spaces.
+UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
+
+
+def _continues_word(previous: str, raw: str, lang: str) -> bool:
+    """True when ``raw`` (a word as the aligner wrote it) glues onto ``previous`` without a space.
+
+    In a language written with spaces, a word the aligner wrote without a leading space is the
+    rest of the one before: French "c" + "'est", "n'est" + "-ce". In Chinese mode the aligner
+    splits on tokens, so "ComfyUI" arrives as "Comfy" + "UI"."""
+    if not raw or not previous:
+        return False
+    if lang not in UNSPACED_LANGUAGES:
+        return not raw[0].isspace()
 
     def latin(ch: str) -> bool:
         return ch.isascii() and ch.isalnum()
 
-    return bool(raw) and bool(previous) and latin(previous[-1]) and latin(raw[0])
+    return latin(previous[-1]) and latin(raw[0])
 
 
 def _take(storage, indices: list[int]):

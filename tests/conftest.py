@@ -128,7 +128,7 @@ def app(any_settings, db):
 
     app = create_app(any_settings, {"TESTING": True})
     yield app
-    app.extensions["tingxie"]["engine"].dispose()
+    app.extensions["tingxie"].engine.dispose()
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_GATEWAY_PORT=str(settings.gateway_port),
         TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
         TINGXIE_WORKER_THREADS=str(settings.worker_threads),
+        TINGXIE_OPENAI_WAIT_S=str(settings.openai_wait_s),
         PYTHONUNBUFFERED="1",
     )
     optional = {
@@ -148,6 +149,9 @@ class Service:
                                      data=form, timeout=60)
         assert response.status_code == 202, response.text
         return response.json()
+
+    def jobs(self) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs?per_page=100", timeout=10).json()
 
     def job(self, job_id: str) -> dict:
         return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", timeout=10).json()

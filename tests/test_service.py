@@ -12,7 +12,7 @@ import requests
 from sqlalchemy import func, select
 
 from core.db import make_engine, make_sessionmaker, session_scope
-from core.media import ffmpeg_binary
+from media import find_ffmpeg
 from core.models import Job, Transcript
 
 pytestmark = pytest.mark.slow
@@ -52,7 +52,7 @@ def test_submit_poll_and_fetch_every_format(live_service, any_settings, speech_p
 def _make_long_speech(tmp_path, speech_path, repeats: int):
     out = tmp_path / "long.flac"
     subprocess.run(
-        [ffmpeg_binary(), "-v", "error", "-stream_loop", str(repeats - 1), "-i", str(speech_path("jfk.flac")),
+        [find_ffmpeg(), "-v", "error", "-stream_loop", str(repeats - 1), "-i", str(speech_path("jfk.flac")),
          "-ac", "1", "-ar", "16000", str(out)],
         check=True,
     )

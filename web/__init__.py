@@ -1,49 +1,72 @@
-"""The web tier: a Flask factory. Imports core only (never pipeline, torch or numpy)."""
+"""The web tier: an APIFlask factory. Imports core only (never pipeline, torch or numpy).
+
+APIFlask validates each request against the schema that also documents it, so the OpenAPI
+document served at ``/api/v1/openapi.json`` cannot drift from what the routes accept.
+"""
 from __future__ import annotations
 
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
+from apiflask import APIFlask
 
-from core import storage
-from core.db import make_engine, make_sessionmaker
-from core.queue import QueueClient
+from core.services import Services
 from core.settings import Settings
 
+__version__ = "0.1.0"
 
-def create_app(settings: Settings | None = None, test_config: dict | None = None) -> Flask:
+SPEC_PATH = "/api/v1/openapi.json"
+
+
+def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
-    storage.ensure_dirs(settings)
 
-    from web.uploads import UploadRequest
+    from web import api, docs, errors, events, openai, pages, schemas
+    from web.uploads import UploadRequest, discard_spooled
 
-    app = Flask(__name__, static_folder=None)
+    app = APIFlask(
+        __name__,
+        title="tingxie",
+        version=__version__,
+        spec_path=SPEC_PATH,
+        docs_path=None,  # web.docs serves the docs page from local files (no CDN)
+        static_folder=None,
+        json_errors=False,  # web.errors answers every error in the API's own shape
+    )
     app.request_class = UploadRequest
     app.config.update(
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        TINGXIE_SETTINGS=settings,
+        OPENAPI_VERSION="3.1.0",
+        VALIDATION_ERROR_STATUS_CODE=400,
+        VALIDATION_ERROR_DESCRIPTION="the request is not valid",
+        VALIDATION_ERROR_SCHEMA=schemas.Error,
+        HTTP_ERROR_SCHEMA=schemas.Error,
+        AUTO_404_RESPONSE=False,
+        SPEC_PROCESSOR_PASS_OBJECT=True,
+        DESCRIPTION="Self-hosted batch transcription. Native API under /api/v1, OpenAI-compatible API under /v1.",
+        TAGS=[
+            {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
+            {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
+            {"name": "Service", "description": "health and readiness"},
+        ],
     )
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     if test_config:
         app.config.update(test_config)
 
-    engine = make_engine(settings.database_url)
-    app.extensions["tingxie"] = {
-        "settings": settings,
-        "db": make_sessionmaker(engine, settings.events_url),
-        "engine": engine,
-        "queue": QueueClient(settings),
-    }
+    @app.spec_processor
+    def _components(spec):
+        """Schemas that hand-written response objects reference by name."""
+        for name, schema in {**schemas.COMPONENTS, **openai.COMPONENTS}.items():
+            if name not in spec.components.schemas:
+                spec.components.schema(name, schema=schema)
+        spec.components.schemas["JobOptionsOut"]["properties"]["hotwords"]["items"] = schemas.JobOptionsOut.HOTWORD_PAIR
+        return spec
 
-    from web import api, events, pages
-
+    app.extensions["tingxie"] = Services.start(settings)
+    errors.install(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(openai.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(pages.bp)
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error={"code": code, "message": exc.description}), exc.code
-
+    app.teardown_request(lambda _exc: discard_spooled())
     return app

@@ -1,42 +1,30 @@
 """REST API v1: jobs in, transcripts out. Every error has one shape: {"error": {"code", "message"}}."""
 from __future__ import annotations
 
-import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from apiflask import APIBlueprint
+from flask import Response, current_app, send_file, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from core import export, jobs, storage, webhooks
+from core import export, jobs, languages, storage
 from core.db import session_scope
-from core.hotwords import HotwordError, check_cap, parse_hotwords
-from core.media import ProbeError, ffmpeg_binary, probe
+from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
-from web.uploads import discard_spooled
+from core.services import Services
+from core.settings import PROFILES
+from core.submit import Upload, submit_job
+from web import schemas
 
-log = logging.getLogger("tingxie.web")
+bp = APIBlueprint("api", __name__, tag="Jobs")
 
-bp = Blueprint("api", __name__)
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+_NOT_FOUND = schemas.errors({404: "no such job"})
 
 
-@bp.errorhandler(ApiError)
-def _api_error(exc: ApiError):
-    return jsonify(error={"code": exc.code, "message": exc.message}), exc.status
-
-
-def _ctx() -> dict:
+def services() -> Services:
     return current_app.extensions["tingxie"]
 
 
@@ -76,7 +64,7 @@ def job_json(job: Job) -> dict:
         "size_bytes": job.size_bytes,
         "duration_ms": job.duration_ms,
         "profile": job.profile,
-        "options": job.options,
+        "options": jobs.options_of(job).public(),
         "source": job.source,
         "priority": job.priority,
         "attempt": job.attempt,
@@ -99,219 +87,171 @@ def job_json(job: Job) -> dict:
     }
 
 
-def _flag(name: str, default: bool) -> bool:
-    value = request.form.get(name)
-    if value is None or value == "":
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ApiError(400, "bad_option", f"{name} must be true or false, not {value!r}")
-
-
-def _job_options(settings) -> tuple[dict, str]:
-    language = (request.form.get("language") or "auto").lower()
-    if language not in jobs.LANGUAGES:
-        raise ApiError(400, "bad_option", f"language must be one of {', '.join(jobs.LANGUAGES)}")
-    profile = request.form.get("profile") or settings.profile
-    if profile not in jobs.KNOWN_PROFILES:
-        raise ApiError(400, "unknown_profile", f"profile must be one of {', '.join(jobs.KNOWN_PROFILES)}")
-    try:
-        hotwords = check_cap(parse_hotwords(request.form.get("hotwords")), settings.max_hotwords)
-    except HotwordError as exc:
-        raise ApiError(400, "bad_hotwords", str(exc)) from None
-    options = {"language": language, "itn": _flag("itn", True), "hotwords": [list(h) for h in hotwords]}
-    return options, profile
-
-
 @bp.post("/api/v1/jobs")
-def create_job():
-    ctx = _ctx()
-    settings = ctx["settings"]
-    try:
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
-            raise ApiError(400, "no_file", "send the audio or video as a multipart form field named 'file'")
-        options, profile = _job_options(settings)
-        callback_url = request.form.get("callback_url") or None
-        if callback_url:
-            _check_callback(callback_url, settings)
-        spooled = Path(upload.stream.name)
-        upload.stream.close()
-        size = spooled.stat().st_size
-        if size == 0:
-            raise ApiError(400, "empty_file", "the uploaded file is empty (0 bytes)")
-        try:
-            info = probe(str(spooled), ffmpeg_binary(settings.ffmpeg))
-        except ProbeError as exc:
-            status = 415 if exc.code == "bad_media" else 422
-            raise ApiError(status, exc.code, f"{upload.filename}: {exc.message}") from None
-        if info.duration_ms is not None and info.duration_ms > settings.max_duration_s * 1000:
-            raise ApiError(
-                413, "too_long",
-                f"{upload.filename} lasts {info.duration_ms / 60000:.1f} min; "
-                f"the limit is {settings.max_duration_s / 60:.0f} min (TINGXIE_MAX_DURATION_S)",
-            )
-        job_id = jobs.new_job_id()
-        target = storage.place_upload(settings, spooled, job_id, upload.filename)
-        try:
-            with session_scope(ctx["db"]) as session:
-                job = jobs.create_job(
-                    session,
-                    job_id=job_id,
-                    media_path=str(target),
-                    filename=os.path.basename(upload.filename)[:512],
-                    profile=profile,
-                    options=options,
-                    size_bytes=size,
-                    duration_ms=info.duration_ms,
-                    source=request.form.get("source") if request.form.get("source") in ("api", "page") else "api",
-                    callback_url=callback_url,
-                )
-        except Exception:
-            storage.delete_job_files(settings, job_id)
-            raise
-    finally:
-        discard_spooled()
-    _enqueue(job)
-    body = {"id": job.id, "status": job.status, "links": job_links(job.id)}
-    response = jsonify(body)
-    response.status_code = 202
-    response.headers["Location"] = body["links"]["self"]
-    return response
-
-
-def _check_callback(url: str, settings) -> None:
-    try:
-        webhooks.check_target(url, settings)
-    except webhooks.WebhookTargetError as exc:
-        raise ApiError(400, "bad_callback_url", str(exc)) from None
-
-
-def _enqueue(job: Job) -> None:
-    """After commit. If the broker is down the job stays queued with no message; workers'
-    sweepers send it once the broker is back, so the accepted job is not lost."""
-    ctx = _ctx()
-    try:
-        ctx["queue"].send_transcribe(job.id, priority=job.priority)
-    except Exception:
-        log.warning("could not reach the broker for job %s; a worker will send it later", job.id, exc_info=True)
-        return
-    with session_scope(ctx["db"]) as session:
-        jobs.mark_enqueued(session, job.id)
+@bp.input(schemas.JobForm, location="form_and_files", arg_name="form")
+@bp.doc(summary="Submit a file", responses={
+    **schemas.ok("Accepted", "accepted and queued; `Location` is the job", 202,
+                 headers={"Location": {"description": "the job's URL", "schema": {"type": "string"}}}),
+    **schemas.errors({
+    400: "bad options or an empty file",
+    413: "over the upload or duration cap",
+    415: "not audio or video (`bad_media`)",
+    422: "no audio stream, or cut short",
+})})
+def create_job(form):
+    """Stream a file to storage, probe it, record the job and queue it."""
+    upload, options = form
+    accepted = submit_job(services(), Upload(Path(upload.stream.name), upload.filename or ""), options)
+    links = job_links(accepted.id)
+    return {"id": accepted.id, "status": accepted.status, "links": links}, 202, {"Location": links["self"]}
 
 
 def _load(session, job_id: str) -> Job:
     job = session.get(Job, job_id)
     if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id}")
+        raise NotFoundError(f"no job {job_id}")
     return job
 
 
 @bp.get("/api/v1/jobs/<job_id>")
+@bp.doc(summary="A job", responses={**schemas.ok("Job"), **_NOT_FOUND})
 def get_job(job_id: str):
-    with session_scope(_ctx()["db"]) as session:
-        return jsonify(job_json(_load(session, job_id)))
+    with session_scope(services().db) as session:
+        return job_json(_load(session, job_id))
 
 
 @bp.get("/api/v1/jobs")
-def list_jobs():
-    try:
-        page = max(1, int(request.args.get("page", 1)))
-        per_page = min(100, max(1, int(request.args.get("per_page", 20))))
-    except ValueError:
-        raise ApiError(400, "bad_option", "page and per_page must be integers") from None
-    status = request.args.get("status")
-    query = select(Job)
+@bp.input(schemas.JobListQuery, location="query", arg_name="query")
+@bp.doc(summary="Jobs, newest first", responses={**schemas.ok("JobList"), **schemas.errors({400: "bad paging or status"})})
+def list_jobs(query):
+    page, per_page, status = query["page"], query["per_page"], query.get("status")
+    select_jobs = select(Job)
     count = select(func.count()).select_from(Job)
     if status:
-        if status not in jobs.STATUSES:
-            raise ApiError(400, "bad_option", f"status must be one of {', '.join(jobs.STATUSES)}")
-        query, count = query.where(Job.status == status), count.where(Job.status == status)
-    with session_scope(_ctx()["db"]) as session:
+        select_jobs, count = select_jobs.where(Job.status == status), count.where(Job.status == status)
+    with session_scope(services().db) as session:
         total = session.execute(count).scalar_one()
         rows = session.execute(
-            query.order_by(Job.created_at.desc(), Job.id).offset((page - 1) * per_page).limit(per_page)
-        ).scalars().all()
+            select_jobs.order_by(Job.created_at.desc(), Job.id).offset((page - 1) * per_page).limit(per_page)
+        ).scalars().all() if (page - 1) * per_page < total else []
         items = [job_json(j) for j in rows]
     links = {}
     if page * per_page < total:
         links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status)
     if page > 1:
         links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status)
-    return jsonify(items=items, page=page, per_page=per_page, total=total, links=links)
+    return {"items": items, "page": page, "per_page": per_page, "total": total, "links": links}
 
 
 @bp.delete("/api/v1/jobs/<job_id>")
+@bp.doc(summary="Cancel or delete a job", responses={
+    **schemas.ok("Job", "a queued or running job was canceled"),
+    204: {"description": "a finished job was deleted with its files"}, **_NOT_FOUND})
 def delete_job(job_id: str):
-    ctx = _ctx()
-    with session_scope(ctx["db"]) as session:
+    svc = services()
+    with session_scope(svc.db) as session:
         job = _load(session, job_id)
         if job.status not in jobs.TERMINAL:
             jobs.cancel(session, job_id)
             session.flush()
             session.refresh(job)
-            return jsonify(job_json(job))
+            return job_json(job)
         jobs.delete_job(session, job_id)
-    storage.delete_job_files(ctx["settings"], job_id)
+    storage.delete_job_files(svc.settings, job_id)
     return Response(status=204)
 
 
+_TRANSCRIPT_TYPES = {
+    "application/json": {"schema": schemas.ref("Transcript")},
+    "text/plain": {"schema": {"type": "string"}},
+    "application/x-subrip": {"schema": {"type": "string"}},
+    "text/vtt": {"schema": {"type": "string"}},
+}
+
+
 @bp.get("/api/v1/jobs/<job_id>/transcript")
-def get_transcript(job_id: str):
-    fmt = request.args.get("format", "json").lower()
-    if fmt not in export.FORMATS:
-        raise ApiError(400, "bad_format", f"format must be one of {', '.join(export.FORMATS)}")
-    with session_scope(_ctx()["db"]) as session:
+@bp.input(schemas.TranscriptQuery, location="query", arg_name="query")
+@bp.doc(summary="A finished job's transcript", responses={
+    200: {"description": "JSON, TXT, SRT or VTT", "content": _TRANSCRIPT_TYPES},
+    **schemas.errors({400: "unknown format", 404: "no such job", 409: "the job has not finished (`not_ready`)"})})
+def get_transcript(job_id: str, query):
+    fmt = query["format"]
+    with session_scope(services().db) as session:
         job = _load(session, job_id)
         transcript = session.get(Transcript, job_id)
         if job.status != jobs.DONE or transcript is None:
-            raise ApiError(409, "not_ready", f"job {job_id} is {job.status}; the transcript exists once it is done")
+            raise TingxieError(f"job {job_id} is {job.status}; the transcript exists once it is done", code="not_ready")
         data, filename = transcript.data, job.filename
-    response = Response(export.render(data, fmt), content_type=export.FORMATS[fmt])
-    if request.args.get("download", "").lower() in _TRUE:
-        stem = os.path.splitext(filename)[0] or job_id
-        response.headers["Content-Disposition"] = _attachment(f"{stem}.{fmt}")
+    response = Response(export.render(data, fmt, query["limits"]), content_type=export.FORMATS[fmt])
+    if query["download"]:
+        stem = Path(filename).stem or job_id
+        response.headers["Content-Disposition"] = attachment(f"{stem}.{fmt}")
     return response
 
 
-def _attachment(filename: str) -> str:
-    from urllib.parse import quote
-
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+def attachment(filename: str) -> str:
+    """RFC 6266: an ASCII fallback name and the exact UTF-8 name as ``filename*``."""
+    filename = storage.clean_filename(filename)
+    fallback = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;' else "_" for ch in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 @bp.get("/api/v1/jobs/<job_id>/media")
+@bp.doc(summary="The uploaded file (HTTP Range for players)", responses={
+    200: {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    206: {"description": "part of the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+    **schemas.errors({404: "no such job", 410: "the file is no longer stored"})})
 def get_media(job_id: str):
-    with session_scope(_ctx()["db"]) as session:
+    """The stored file, typed by what the probe found (never by the client's file name): audio and
+    video play inline, anything else is an attachment; the browser may neither sniff nor run it."""
+    with session_scope(services().db) as session:
         job = _load(session, job_id)
-        path, filename = job.media_path, job.filename
-    if not os.path.exists(path):
-        raise ApiError(410, "gone", "the media file of this job is no longer stored")
-    return send_file(path, conditional=True, download_name=filename)
+        path, filename, info = Path(job.media_path), job.filename, job.media_info or {}
+    if not path.exists():
+        raise TingxieError("the media file of this job is no longer stored", code="gone")
+    mime_type = info.get("mime_type") or "application/octet-stream"
+    playable = mime_type.startswith(("audio/", "video/"))
+    response = send_file(path, mimetype=mime_type if playable else "application/octet-stream", conditional=True)
+    disposition = attachment(filename)
+    response.headers["Content-Disposition"] = disposition if not playable else disposition.replace("attachment", "inline", 1)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+@bp.get("/api/v1/profiles")
+@bp.doc(summary="Model profiles and the languages each transcribes", responses=schemas.ok("ProfileList"))
+def list_profiles():
+    settings = services().settings
+    return {"items": [
+        {"name": name, "default": name == settings.profile,
+         "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
+        for name in PROFILES
+    ]}
 
 
 @bp.get("/healthz")
+@bp.doc(tags=["Service"], summary="Liveness", responses=schemas.ok("Health"))
 def healthz():
-    return jsonify(status="ok")
+    return {"status": "ok"}
 
 
 @bp.get("/readyz")
+@bp.doc(tags=["Service"], summary="Readiness: database and broker reachable",
+        responses={**schemas.ok("Readiness"), **schemas.ok("Readiness", "not ready; `checks` says why", 503)})
 def readyz():
-    ctx = _ctx()
+    svc = services()
     checks = {}
     try:
-        with ctx["engine"].connect() as conn:
+        with svc.engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
         checks["database"] = "ok"
     except OperationalError as exc:
         checks["database"] = f"unreachable: {exc.orig}"
     try:
-        ctx["queue"].ping()
+        svc.queue.ping()
         checks["broker"] = "ok"
     except Exception as exc:  # kombu raises several types for "cannot connect"
         checks["broker"] = f"unreachable: {exc}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ready" if ready else "not_ready", checks=checks), (200 if ready else 503)
+    return {"status": "ready" if ready else "not_ready", "checks": checks}, (200 if ready else 503)

@@ -1,9 +1,36 @@
 """The threaded development server `tingxie up` and `tingxie web --dev` use (werkzeug's)."""
 from __future__ import annotations
 
-from werkzeug.serving import make_server
+import json
+
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from core.settings import Settings
+
+# What the HTTP parser refuses before the application sees the request.
+_PARSER_CODES = {400: "bad_request", 414: "uri_too_long", 431: "headers_too_large"}
+
+
+def json_error_body(status: int, message: str) -> bytes:
+    """The API's error shape for a request the HTTP server refused before the application saw it."""
+    code = _PARSER_CODES.get(status, "bad_request")
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+class _Handler(WSGIRequestHandler):
+    """Requests the HTTP parser refuses (request line or headers too long) get the API's JSON
+    error shape, not http.server's HTML page."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self.log_error("code %d, message %s", code, message)
+        body = json_error_body(code, message or explain or self.responses.get(code, ("error",))[0])
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 def _quiet_after_websocket(wsgi_app):
@@ -30,6 +57,6 @@ def serve(settings: Settings) -> None:
 
     app = create_app(settings)
     app.wsgi_app = _quiet_after_websocket(app.wsgi_app)
-    server = make_server(settings.host, settings.port, app, threaded=True)
+    server = make_server(settings.host, settings.port, app, threaded=True, request_handler=_Handler)
     print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
     server.serve_forever()

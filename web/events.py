@@ -39,8 +39,8 @@ def _event(message: dict) -> dict:
 
 @sock.route("/api/v1/jobs/<job_id>/events", bp=bp)
 def job_events(ws, job_id: str) -> None:
-    ctx = current_app.extensions["tingxie"]
-    factory, settings = ctx["db"], ctx["settings"]
+    svc = current_app.extensions["tingxie"]
+    factory, settings = svc.db, svc.settings
     with session_scope(factory) as session:
         # The last event id first, then the job: an event committed in between shows in the
         # snapshot and is replayed too, so none is missed.

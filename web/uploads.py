@@ -11,7 +11,7 @@ from core import storage
 
 class UploadRequest(Request):
     def _get_file_stream(self, total_content_length, content_type, filename=None, content_length=None):
-        settings = current_app.extensions["tingxie"]["settings"]
+        settings = current_app.extensions["tingxie"].settings
         spooled = storage.open_spool_file(settings)
         g.setdefault("spooled_files", []).append(spooled.name)
         return spooled

@@ -12,6 +12,7 @@ from core import storage
 from core.queue import QUEUES, make_celery
 from core.settings import Settings
 from worker import runtime
+from worker.engines import check_profile_options
 
 log = logging.getLogger("tingxie.worker")
 
@@ -63,6 +64,7 @@ def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INF
             f"for more processes start more workers (several may share a GPU: TINGXIE_DEVICE=cuda:N) "
             f"instead of --concurrency {concurrency}"
         )
+    check_profile_options(settings)  # a misspelled TINGXIE_MODEL_* stops the worker here, not each job
     pool, slots = ("threads", settings.worker_threads) if settings.worker_threads > 1 else ("prefork", concurrency)
     app = create_worker_app(settings)
     app.worker_main([

@@ -1,8 +1,38 @@
-"""Settings -> the pipeline's EngineConfig: the one place a profile's model set is configured,
-for workers and for `tingxie transcribe` alike."""
+"""Where core's typed values become the pipeline's, for workers and `tingxie transcribe` alike:
+Settings -> a profile's EngineConfig (the one place a model set is configured), and a job's
+JobOptions -> the pipeline's TranscribeOptions."""
 from __future__ import annotations
 
-from core.settings import Settings
+from typing import Any
+
+from core.options import JobOptions
+from core.settings import Settings, SettingsError
+
+
+def transcribe_options(options: JobOptions):
+    """The pipeline's options for a job: the stored typed values, as they are."""
+    from pipeline.types import Hotword, TranscribeOptions
+
+    return TranscribeOptions(
+        language=options.language,
+        itn=options.itn,
+        hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+    )
+
+
+def check_profile_options(settings: Settings) -> dict[str, Any]:
+    """Every profile's typed options from ``settings.profile_options`` (``TINGXIE_MODEL_<NAME>``).
+    An unknown key or a bad value is a SettingsError naming the variable, as for every other
+    setting: call it at start-up, so a misspelled setting stops the process instead of being
+    ignored. Loads no model runtime."""
+    from pipeline.errors import ProfileOptionsError
+    from pipeline.profiles import split_profile_options
+
+    try:
+        return split_profile_options(settings.profile_options)
+    except ProfileOptionsError as exc:
+        name = f"TINGXIE_MODEL_{exc.key.upper()}"
+        raise SettingsError([f"{name}={exc.value!r}: {exc.allowed or exc.message}"]) from None
 
 
 def load_engine_for(settings: Settings, profile: str):
@@ -16,6 +46,6 @@ def load_engine_for(settings: Settings, profile: str):
             cache_dir=settings.cache_dir,
             device=settings.device,
             batch_seconds=settings.batch_seconds,
-            options=dict(settings.profile_options),
+            options=check_profile_options(settings).get(profile),
         ),
     )

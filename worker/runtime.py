@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from sqlalchemy.orm import sessionmaker
 
 from core import jobs, storage
-from core.db import make_engine, make_sessionmaker, session_scope
-from core.hotwords import HotwordError, check_cap, load_hotword_file, merge
+from core.db import session_scope
 from core.models import Job
+from core.options import JobOptions
 from core.queue import DELIVER_WEBHOOK, INTERACTIVE_QUEUE, QueueClient
+from core.services import Services
 from core.settings import Settings
-from worker.engines import load_engine_for
+from media import MediaInfo
+from worker.engines import load_engine_for, transcribe_options
 
 log = logging.getLogger("tingxie.worker")
 
@@ -92,21 +94,28 @@ class Heartbeat:
 class Runtime:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.queue = QueueClient(settings)
         self._pid: int | None = None
-        self._factory: sessionmaker | None = None
-        self._factory_lock = threading.Lock()
+        self._services: Services | None = None
+        self._services_lock = threading.Lock()
         self._engines: dict[str, object] = {}
         self._engines_lock = threading.Lock()  # threads of one worker load a model set once
 
     @property
-    def factory(self) -> sessionmaker:
+    def services(self) -> Services:
         """Per process: a forked child must not reuse its parent's connections."""
-        with self._factory_lock:
-            if self._factory is None or self._pid != os.getpid():
+        with self._services_lock:
+            if self._services is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._factory = make_sessionmaker(make_engine(self.settings.database_url), self.settings.events_url)
-            return self._factory
+                self._services = Services.start(self.settings)
+            return self._services
+
+    @property
+    def factory(self) -> sessionmaker:
+        return self.services.db
+
+    @property
+    def queue(self) -> QueueClient:
+        return self.services.queue
 
     def engine(self, profile: str):
         """The model set for a profile, loaded on first use and kept for the process's life."""
@@ -117,23 +126,9 @@ class Runtime:
                 self._engines[profile] = engine
             return engine
 
-    def options_for(self, job: Job):
-        from pipeline.types import Hotword, TranscribeOptions
-
-        stored = job.options or {}
-        words = [(w, wt) for w, wt in stored.get("hotwords", [])]
-        if self.settings.hotword_file:
-            words = merge(load_hotword_file(self.settings.hotword_file), words)
-        check_cap(words, self.settings.max_hotwords)
-        return TranscribeOptions(
-            language=stored.get("language", "auto"),
-            itn=bool(stored.get("itn", True)),
-            hotwords=tuple(Hotword(w, wt) for w, wt in words),
-        )
-
     def run_job(self, job_id: str) -> str:
         from pipeline import transcribe
-        from pipeline.errors import PipelineError
+        from pipeline.errors import MediaError, PipelineError
 
         with session_scope(self.factory) as session:
             attempt = jobs.claim(session, job_id)
@@ -143,31 +138,30 @@ class Runtime:
         with session_scope(self.factory) as session:
             job = session.get(Job, job_id)
             session.expunge(job)
+            options = jobs.options_of(job)
         log.info("job %s attempt %d: %s", job_id, attempt, job.filename)
         heartbeat = Heartbeat(self.factory, job_id, attempt, self.settings.job_lease_s).start()
         work_dir = storage.job_work_dir(self.settings, job_id)
         outcome = "failed"
         try:
-            options = self.options_for(job)
-            engine = self.engine(job.profile)
+            engine = self.engine(options.profile)
             work_dir.mkdir(parents=True, exist_ok=True)
             result = transcribe(
                 job.media_path,
-                options,
+                transcribe_options(options),
                 engine,
                 work_dir=work_dir,
                 on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
                 max_duration_ms=int(self.settings.max_duration_s * 1000),
                 ffmpeg=self.settings.ffmpeg or None,
+                media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
             )
         except JobLostError:
             log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
             return "lost"
-        except (PipelineError, HotwordError) as exc:
-            code = getattr(exc, "code", "bad_hotwords")
-            message = getattr(exc, "message", str(exc))
-            log.info("job %s failed: %s: %s", job_id, code, message)
-            self._finish(lambda s: jobs.fail(s, job_id, attempt, code, message))
+        except (PipelineError, MediaError) as exc:
+            log.info("job %s failed: %s: %s", job_id, exc.code, exc.message)
+            self._finish(lambda s: jobs.fail(s, job_id, attempt, exc.code, exc.message))
         except Exception as exc:
             log.exception("job %s crashed", job_id)
             self._finish(lambda s: jobs.fail(
@@ -183,7 +177,7 @@ class Runtime:
         finally:
             heartbeat.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
-        if job.callback_url and outcome in ("done", "failed"):
+        if options.callback_url and outcome in ("done", "failed"):
             # Interactive queue: a delivery should not wait behind hour-long batch jobs.
             self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
         return outcome
@@ -198,10 +192,8 @@ class Runtime:
             ids = jobs.release_stale(session, self.settings.job_lease_s) + jobs.unsent(session)
             priorities = dict(session.query(Job.id, Job.priority).filter(Job.id.in_(ids)).all()) if ids else {}
         for job_id in ids:
-            self.queue.send_transcribe(job_id, priority=priorities.get(job_id, 0))
-            with session_scope(self.factory) as session:
-                jobs.mark_enqueued(session, job_id)
-            log.info("job %s re-sent to the queue", job_id)
+            if self.services.enqueue(job_id, priority=priorities.get(job_id, 0)):
+                log.info("job %s re-sent to the queue", job_id)
         return ids
 
 

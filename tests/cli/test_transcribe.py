@@ -39,7 +39,7 @@ def test_several_files_into_a_directory_with_a_bad_one(tingxie, speech_dir, tmp_
     assert "broken.mp3" in done.stderr and "[bad_media]" in done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["asr_example.srt", "hotwords.srt"]
     srt = (out / "asr_example.srt").read_text(encoding="utf-8")
-    assert srt.startswith("1\n00:00:00,") and "达摩院" in srt
+    assert srt.startswith("1\n00:00:00,") and "达摩院" in srt.replace("\n", "")  # a cue's lines may break inside it
     assert "ComfyUI" in (out / "hotwords.srt").read_text(encoding="utf-8")
 
 

@@ -24,7 +24,7 @@ def tingxie(tmp_path):
 
 @pytest.mark.slow
 def test_diarize_labels_each_sentence(tingxie, speech_dir, tmp_path):
-    from pipeline.audio import find_ffmpeg
+    from media import find_ffmpeg
     from pipeline.errors import EngineMissingError
     from pipeline.speaker_ge2e import require_packages
 

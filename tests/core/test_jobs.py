@@ -6,13 +6,15 @@ from sqlalchemy import select, update
 from core import events, jobs
 from core.db import session_scope
 from core.models import Job, JobEvent, Transcript, utcnow
+from core.options import JobOptions
 
 TRANSCRIPT = {"text": "hi", "language": "en", "duration_ms": 1000, "segments": []}
 
 
 def _new(db, job_id="a" * 32):
     with session_scope(db) as s:
-        jobs.create_job(s, job_id=job_id, media_path="/x", filename="x.wav", profile="offline", options={})
+        jobs.create_job(s, job_id=job_id, media_path="/x", filename="x.wav", size_bytes=1, duration_ms=None,
+                        options=JobOptions(profile="offline"))
     return job_id
 
 
@@ -88,3 +90,10 @@ def test_unsent_jobs_are_found(db):
         jobs.mark_enqueued(s, job_id)
     with session_scope(db) as s:
         assert jobs.unsent(s) == []
+
+
+def test_stages_are_the_pipelines():
+    """core names the stages a running job reports; the pipeline reports the same ones."""
+    from pipeline.types import Stage
+
+    assert [s.value for s in jobs.JobStage] == [s.value for s in Stage]

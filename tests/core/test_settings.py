@@ -1,6 +1,10 @@
+import subprocess
+import sys
 from pathlib import Path
 
-from core.settings import Settings
+import pytest
+
+from core.settings import PROFILES, Settings, SettingsError
 
 
 def test_embedded_defaults(tmp_path):
@@ -18,13 +22,80 @@ def test_from_env_reads_everything_in_one_place(tmp_path):
         "TINGXIE_MAX_UPLOAD_MB": "10",
         "TINGXIE_JOB_LEASE_S": "30",
         "TINGXIE_WEBHOOK_ALLOW": "127.0.0.1, 10.0.0.0/8",
-        "TINGXIE_MODEL_ASR_MODEL": "/models/paraformer",
+        "TINGXIE_MODEL_ASR": "/models/paraformer",
         "TINGXIE_PRELOAD_MODELS": "false",
+        "TINGXIE_DEVICE": "cuda:1",
+        "TINGXIE_OPENAI_WAIT_S": "12.5",
     }
     s = Settings.from_env(env)
     assert s.data_dir == Path(tmp_path)
     assert s.events_url == "redis://127.0.0.1:6379/0"  # events follow a Redis broker
     assert s.max_upload_bytes == 10 * 1024**2 and s.job_lease_s == 30.0
     assert s.webhook_allow == ("127.0.0.1", "10.0.0.0/8")
-    assert s.profile_options == {"asr_model": "/models/paraformer"}
-    assert s.preload_models is False
+    assert s.profile_options == {"asr": "/models/paraformer"}
+    assert s.preload_models is False and s.device == "cuda:1" and s.openai_wait_s == 12.5
+
+
+@pytest.mark.parametrize("name,value,says", [
+    ("MAX_UPLOAD_MB", "4g", "MiB"),
+    ("MAX_UPLOAD_MB", "-1", "> 0"),
+    ("DEVICE", "gpu", "cpu, cuda or cuda:N"),
+    ("PROFILE", "funasrr", "did you mean 'funasr'"),
+    ("PRELOAD_MODELS", "ture", "true"),
+    ("PORT", "80000", "1-65535"),
+    ("WORKER_THREADS", "0", "> 0"),
+    ("JOB_LEASE_S", "nan", "seconds"),
+    ("BROKER_URL", "localhost:6379", "redis://"),
+    ("DATABASE_URL", "mysql://x/y", "postgresql"),
+    ("HOTWORD_FILE", "/no/such/file", "no such file"),
+    ("WEBHOOK_ALLOW", "10.0.0.0/99", "CIDR"),
+    ("FFMPEG", "/no/ffmpeg", "executable"),
+])
+def test_a_bad_value_is_one_line_naming_the_variable_value_and_what_is_allowed(name, value, says):
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({f"TINGXIE_{name}": value})
+    assert len(caught.value.problems) == 1
+    line = caught.value.problems[0]
+    assert line.startswith(f"TINGXIE_{name}={value!r}: ") and says in line, line
+
+
+def test_every_problem_is_reported_at_once_and_misspelled_names_are_errors():
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"TINGXIE_PORT": "x", "TINGXIE_PROFLE": "funasr", "TINGXIE_SERVER": "http://h"})
+    problems = caught.value.problems
+    assert len(problems) == 2
+    assert any("TINGXIE_PROFLE is not a tingxie setting; did you mean TINGXIE_PROFILE?" in p for p in problems)
+
+
+def test_the_profiles_settings_know_are_the_pipelines():
+    from pipeline.profiles import available_profiles
+
+    assert sorted(PROFILES) == sorted(available_profiles())
+
+
+COMMANDS = [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"], ["models", "list"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
+    env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_MAX_UPLOAD_MB": "4g"}
+    proc = subprocess.run([sys.executable, "-m", "cli", *command], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "tingxie: TINGXIE_MAX_UPLOAD_MB='4g': expected a number of MiB, e.g. 4096"
+
+
+@pytest.mark.parametrize("command", [["worker"], ["up"], ["transcribe", "x.wav"], ["models", "list"]])
+@pytest.mark.parametrize("variable,says", [
+    ("TINGXIE_MODEL_ASR_MODEL=/m", "TINGXIE_MODEL_ASR_MODEL='/m': a known option"),
+    ("TINGXIE_MODEL_BEAM_SIZE=five", "TINGXIE_MODEL_BEAM_SIZE='five': expected a whole number"),
+    ("TINGXIE_MODEL_FP16=ture", "TINGXIE_MODEL_FP16='ture': expected one of"),
+])
+def test_model_options_are_checked_where_models_are_used(tmp_path, command, variable, says):
+    name, value = variable.split("=", 1)
+    env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), name: value}
+    proc = subprocess.run([sys.executable, "-m", "cli", *command], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("tingxie: " + says) and "Traceback" not in proc.stderr, proc.stderr

@@ -13,6 +13,7 @@ from core import jobs, webhooks
 from core.db import session_scope
 from core.models import Job
 from core.settings import Settings
+from core.options import JobOptions
 
 
 class Receiver:
@@ -134,8 +135,8 @@ def test_post_is_signed_and_failures_are_reported(tmp_path, receiver):
 def _finished_job(db, status: str, callback_url: str) -> str:
     job_id = jobs.new_job_id()
     with session_scope(db) as session:
-        jobs.create_job(session, job_id=job_id, media_path="/nonexistent", filename="a.wav", profile="offline",
-                        options={}, callback_url=callback_url)
+        jobs.create_job(session, job_id=job_id, media_path="/nonexistent", filename="a.wav", size_bytes=1,
+                        duration_ms=None, options=JobOptions(profile="offline", callback_url=callback_url))
     with session_scope(db) as session:
         attempt = jobs.claim(session, job_id)
         if status == "done":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.audio import find_ffmpeg
+from media import find_ffmpeg
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Decoding real and broken media with the real ffmpeg."""
+"""The decoded PCM file the stages read (decoding itself is tested in tests/media)."""
 from __future__ import annotations
 
 import subprocess
@@ -8,41 +8,15 @@ import textwrap
 import numpy as np
 import pytest
 
-from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe
-from pipeline.errors import (
-    EmptyMediaError,
-    FfmpegMissingError,
-    MediaError,
-    MediaTooLongError,
-    NoAudioStreamError,
-    TruncatedMediaError,
-)
+from pipeline.audio import decode
+from pipeline.errors import MediaError, TruncatedMediaError
 
 
-def test_find_ffmpeg_prefers_explicit_and_rejects_missing(ffmpeg):
-    assert find_ffmpeg(ffmpeg) == ffmpeg
-    with pytest.raises(FfmpegMissingError, match="does not exist"):
-        find_ffmpeg("/nonexistent/ffmpeg")
-
-
-@pytest.mark.parametrize(
-    "name, duration_ms, rate_hz",
-    [("jfk.flac", 11_000, 44_100), ("asr_example.wav", 5_550, 16_000), ("asr_example.mp3", 5_550, 16_000),
-     ("hotwords.mp3", 4_000, 44_100)],
-)
-def test_probe_reads_duration_and_streams(speech_dir, ffmpeg, name, duration_ms, rate_hz):
-    info = probe(speech_dir / name, ffmpeg)
-    assert info.duration_ms == duration_ms
-    assert info.has_audio and not info.has_video
-    assert info.sample_rate_hz == rate_hz
-
-
-def test_decode_gives_16k_mono_pcm_sliced_without_loading(speech_dir, ffmpeg, tmp_path):
+def test_decode_gives_16k_mono_pcm_sliced_without_loading(speech_dir, tmp_path):
     out = tmp_path / "jfk.s16le"
-    duration_ms = decode_to_pcm(speech_dir / "jfk.flac", out, ffmpeg)
-    assert duration_ms == 11_000
+    info, pcm = decode(speech_dir / "jfk.flac", out)
+    assert info.duration_ms == 11_000 and info.format_name == "flac"
     assert out.stat().st_size == 11 * 16_000 * 2
-    pcm = PcmFile(out)
     assert pcm.duration_ms == 11_000
     whole = np.fromfile(out, dtype="<i2").astype(np.float32) / 32768.0
     part = pcm.read(2_000, 2_500)
@@ -52,93 +26,39 @@ def test_decode_gives_16k_mono_pcm_sliced_without_loading(speech_dir, ffmpeg, tm
     assert pcm.read(5_000, 5_000).shape == (0,)
 
 
-def test_decode_of_video_takes_its_audio(make_media, ffmpeg, tmp_path, speech_dir):
-    video = make_media("clip.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=5.55",
-                       "-i", str(speech_dir / "asr_example.wav"), "-shortest", "-c:v", "mpeg4", "-c:a", "aac")
-    info = probe(video, ffmpeg)
-    assert info.has_video and info.has_audio
-    assert abs(decode_to_pcm(video, tmp_path / "v.s16le", ffmpeg) - 5_550) < 100
-
-
-def test_empty_file(tmp_path, ffmpeg):
-    empty = tmp_path / "empty.mp3"
-    empty.touch()
-    with pytest.raises(EmptyMediaError) as err:
-        decode_to_pcm(empty, tmp_path / "out", ffmpeg)
-    assert err.value.code == "empty_file" and "0 bytes" in err.value.message
-
-
-def test_text_file_is_not_media(tmp_path, ffmpeg):
+def test_decode_uses_a_probe_it_is_given(speech_dir, tmp_path):
+    """The worker decodes with the MediaInfo stored at upload: the file is not probed again, and
+    what is decoded is what that probe allowed (here a forged probe makes ffmpeg read a text file
+    as mp3, which it refuses)."""
+    info, _ = decode(speech_dir / "asr_example.mp3", tmp_path / "a.s16le")
     text = tmp_path / "notes.mp3"
-    text.write_text("this is a shopping list, not a recording\n" * 20)
+    text.write_text("a shopping list\n" * 100)
     with pytest.raises(MediaError) as err:
-        decode_to_pcm(text, tmp_path / "out", ffmpeg)
-    assert type(err.value) is MediaError and err.value.code == "bad_media"
-    assert "not an audio or video file" in err.value.message
-    assert "Invalid data" in err.value.detail  # ffmpeg's own words, for the logs
-    assert not (tmp_path / "out").exists()
+        decode(text, tmp_path / "b.s16le", info=info)
+    assert err.value.code in ("bad_media", "truncated_media")
+    assert not (tmp_path / "b.s16le").exists()
 
 
-def test_truncated_mp3_is_refused(speech_dir, tmp_path, ffmpeg):
-    data = (speech_dir / "asr_example.mp3").read_bytes()
+def test_media_errors_are_the_pipelines(speech_dir, tmp_path):
     cut = tmp_path / "cut.mp3"
-    cut.write_bytes(data[: len(data) // 4])
-    with pytest.raises(TruncatedMediaError) as err:
-        decode_to_pcm(cut, tmp_path / "out", ffmpeg)
-    assert err.value.code == "truncated_media" and "cut short" in err.value.message
-    assert not (tmp_path / "out").exists()
-
-
-def test_mostly_complete_mp3_is_decoded(speech_dir, tmp_path, ffmpeg):
-    data = (speech_dir / "asr_example.mp3").read_bytes()
-    cut = tmp_path / "nearly.mp3"
-    cut.write_bytes(data[: len(data) * 9 // 10])
-    duration_ms = decode_to_pcm(cut, tmp_path / "out", ffmpeg)
-    assert 4_000 < duration_ms < 5_550
-
-
-def test_header_cut_flac_is_truncated(speech_dir, tmp_path, ffmpeg):
-    cut = tmp_path / "cut.flac"
-    cut.write_bytes((speech_dir / "jfk.flac").read_bytes()[:3000])
+    cut.write_bytes((speech_dir / "asr_example.mp3").read_bytes()[:5000])
     with pytest.raises(TruncatedMediaError):
-        probe(cut, ffmpeg)
-
-
-def test_video_without_audio(make_media, tmp_path, ffmpeg):
-    video = make_media("silent.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=2", "-c:v", "mpeg4")
-    with pytest.raises(NoAudioStreamError) as err:
-        decode_to_pcm(video, tmp_path / "out", ffmpeg)
-    assert err.value.code == "no_audio" and "video only" in err.value.message
-
-
-def test_too_long_by_header(speech_dir, tmp_path, ffmpeg):
-    with pytest.raises(MediaTooLongError) as err:
-        decode_to_pcm(speech_dir / "jfk.flac", tmp_path / "out", ffmpeg, max_duration_ms=5_000)
-    assert err.value.code == "too_long" and "0m05s" in err.value.message
-    assert not (tmp_path / "out").exists()
-
-
-def test_too_long_without_declared_duration(make_media, tmp_path, ffmpeg):
-    """A raw ADTS stream declares no exact length; the cap is enforced while decoding."""
-    raw = make_media("long.aac", "-f", "lavfi", "-i", "sine=frequency=300:duration=8", "-c:a", "aac", "-f", "adts")
-    with pytest.raises(MediaTooLongError):
-        decode_to_pcm(raw, tmp_path / "out", ffmpeg, max_duration_ms=3_000)
-    assert not (tmp_path / "out").exists()
+        decode(cut, tmp_path / "out")
 
 
 _MEMORY_SCRIPT = textwrap.dedent("""
     import resource, sys
     from pathlib import Path
-    from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg
+    from pipeline.audio import decode
     from pipeline.vad_silero import SileroVad
     vad = SileroVad()
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     src, out = sys.argv[1:3]
-    ms = decode_to_pcm(src, out, find_ffmpeg())
-    spans = vad.speech_spans(PcmFile(out))
+    _, pcm = decode(src, out)
+    spans = vad.speech_spans(pcm)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    print(ms, Path(out).stat().st_size, grown, child)
+    print(pcm.duration_ms, Path(out).stat().st_size, grown, child)
 """)
 
 

@@ -12,7 +12,7 @@ import pytest
 from pipeline.diarize import diarize, label_words, speaker_ids, windows
 from pipeline.errors import EngineMissingError, SpeakerOptionsError
 from pipeline.stages import Engine, LazyModel, SpeechSpan
-from pipeline.types import Segment, Speaker, TranscribeOptions, Transcript, Word
+from pipeline.types import Segment, Speaker, Stage, TranscribeOptions, Transcript, Word
 from tests.support import speaker_turns
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,12 +126,10 @@ def two_voices(speech_dir, ffmpeg, tmp_path_factory):
 def two_voices_speech(two_voices, ffmpeg, tmp_path_factory):
     """The two-voice file decoded, its Silero VAD spans, and 250 ms 'words' over them: what the
     diarize stage reads, without ASR."""
-    from pipeline.audio import PcmFile, decode_to_pcm
+    from pipeline.audio import decode
     from pipeline.vad_silero import SileroVad, VadOptions
 
-    pcm_path = tmp_path_factory.mktemp("pcm") / "two_voices.s16le"
-    decode_to_pcm(two_voices[0], pcm_path, ffmpeg, None)
-    pcm = PcmFile(pcm_path)
+    _, pcm = decode(two_voices[0], tmp_path_factory.mktemp("pcm") / "two_voices.s16le", ffmpeg=ffmpeg)
     spans = SileroVad(VadOptions(max_span_ms=30_000)).speech_spans(pcm)
     regions = [part for span in spans for part in (span.parts or ((span.start_ms, span.end_ms),))]
     words = [(at, min(at + 250, end)) for start, end in regions for at in range(start, end, 250)]
@@ -191,10 +189,16 @@ def test_two_voices_taking_turns_are_found(engine, two_voices, tmp_path, ge2e):
     from pipeline import transcribe
 
     path, turns = two_voices
-    transcript = transcribe(path, TranscribeOptions(diarize=True), engine, work_dir=tmp_path)
+    progress = []
+    transcript = transcribe(path, TranscribeOptions(diarize=True), engine, work_dir=tmp_path,
+                            on_progress=progress.append)
     _check_sentences(transcript)
     words = [(w.start_ms, w.end_ms, w.speaker) for s in transcript.segments for w in s.words]
     result = speaker_turns.score(words, turns)
+    stages = [p.stage for p in progress]
+    assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == list(Stage)
+    fractions = [p.fraction for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
     print(f"\ntwo voices: boundary errors {result.boundary_errors_ms} ms, extra changes "
           f"{result.extra_changes}, word labelling accuracy {result.accuracy:.3f}")
     assert [s.id for s in transcript.speakers] == ["S1", "S2"]

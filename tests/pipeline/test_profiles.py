@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
 from pipeline import profiles, whisper
 from pipeline.errors import EngineMissingError, ModelNotReadyError, UnknownProfileError
-from pipeline.profiles import EngineConfig, available_profiles, load_engine
+from pipeline.profiles import EngineConfig, Profile, available_profiles, load_engine, register_profile
+from pipeline.stages import Engine
 
 
 def test_known_profiles(tmp_path):
@@ -18,9 +20,33 @@ def test_known_profiles(tmp_path):
 
 
 def test_missing_engine_package_names_the_install(monkeypatch, tmp_path):
-    monkeypatch.setitem(profiles._LAZY_MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
+    monkeypatch.setitem(profiles._MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
     with pytest.raises(EngineMissingError, match=r"pip install 'tingxie\[x\]'"):
         load_engine("elsewhere", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
+
+
+@dataclass(frozen=True)
+class MineOptions:
+    depth: int = 2
+
+
+def test_a_registered_profile_loads_through_the_registry(monkeypatch, tmp_path):
+    monkeypatch.setattr(profiles, "_REGISTERED", {})
+    configs = []
+
+    def load(config):
+        configs.append(config)
+        return Engine(name="mine", vad=None, asr=None)
+
+    register_profile("mine", Profile(options=MineOptions, load=load))
+    assert "mine" in available_profiles()
+    config = EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, device="cuda:1", options=MineOptions(depth=3))
+    assert load_engine("mine", config).name == "mine"
+    assert configs == [config]
+    load_engine("mine", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))  # no options: the defaults
+    assert configs[-1].options == MineOptions(depth=2)
+    with pytest.raises(TypeError, match="MineOptions"):
+        load_engine("mine", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path, options={"depth": "3"}))
 
 
 def test_weights_are_joined_once_and_verified(tmp_path):
@@ -54,7 +80,16 @@ def test_two_processes_preparing_at_once_agree(tmp_path):
 
 
 def test_importing_the_pipeline_loads_no_model_runtime():
-    code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run; " \
+    code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run, pipeline.feed, pipeline.batching, " \
+           "pipeline.recognition, pipeline.sentences; " \
            "print(sorted(m for m in ('numpy', 'ctranslate2', 'onnxruntime', 'torch', 'faster_whisper') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_registry_imports_a_profile_only_when_asked():
+    """No import cycle between the registry and the profiles: a profile's module is named, not imported."""
+    code = "import sys, pipeline.profiles as p; print(sorted(m for m in sys.modules if m.startswith(('pipeline.offline', " \
+           "'pipeline.funasr')))); p.get_profile('funasr'); print('pipeline.funasr.profile' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[:2] == ["[]", "True"]

@@ -135,27 +135,3 @@ def test_a_raising_progress_callback_stops_the_run(vad, speech_dir, tmp_path):
     with pytest.raises(Cancelled):
         transcribe(speech_dir / "asr_example.wav", TranscribeOptions(), engine, work_dir=tmp_path, on_progress=cancel)
     assert list(tmp_path.iterdir()) == []
-
-
-def test_parts_left_without_words_are_read_again():
-    from pipeline.run import _TimedWord, _uncovered
-    from pipeline.stages import SpeechSpan
-
-    span = SpeechSpan(0, 20_000, parts=((0, 4_000), (4_500, 9_000), (10_000, 20_000)))
-    english = [_TimedWord(t, t + 400, "word", "en") for t in range(10_000, 20_000, 500)]
-    assert _uncovered([span], english) == [SpeechSpan(0, 9_000)]
-    assert _uncovered([span], english)[0].parts == ((0, 4_000), (4_500, 9_000))
-    everywhere = [_TimedWord(t, t + 400, "word", "en") for t in range(0, 20_000, 500)]
-    assert _uncovered([span], everywhere) == []
-    assert _uncovered([span], []) == []  # nothing at all came back: reading it again would not help
-
-
-def test_a_streamed_batch_is_the_evenest_full_one():
-    """While VAD runs, the batch cut from the waiting spans (longest first) is the one at least
-    MIN_FILL full whose spans differ least in length; with none that full, the longest spans."""
-    from pipeline.run import _evenest
-
-    costs = [11, 11, 10, 6, 6, 6, 6, 5, 3]
-    assert _evenest(costs, 20) == (3, 6)  # 6+6+6: no padding; 10+6 pads, 11 alone is not full
-    assert _evenest([30, 12, 4], 20) == (0, 1)  # one span over the budget is a batch on its own
-    assert _evenest([9, 4], 20) == (0, 2)  # nothing 75% full: the longest spans

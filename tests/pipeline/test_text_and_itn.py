@@ -1,13 +1,11 @@
-"""Joining words, and wetext ITN with word re-alignment."""
+"""Joining words, and wetext ITN."""
 from __future__ import annotations
 
 import pytest
 
 from pipeline.itn import WetextItn
-from pipeline.run import realign_words
 from pipeline.stages import ItnModel
 from pipeline.text import join_words
-from pipeline.types import Word
 
 
 def test_join_words_spaces_only_between_latin_words():
@@ -37,12 +35,3 @@ def test_itn_leaves_words_alone(itn):
     ]:
         assert itn.normalize(text, language=language) == text
     assert itn.normalize("I have twenty three apples", language="fr") == "I have twenty three apples"
-
-
-def test_realign_merges_only_rewritten_words():
-    words = [Word(i * 100, i * 100 + 90, t) for i, t in enumerate("第二十三号")]
-    out = realign_words(words, "第二十三号", "第23号")
-    assert out == [Word(0, 90, "第"), Word(100, 390, "23"), Word(400, 490, "号")]
-    english = [Word(i * 100, i * 100 + 90, t) for i, t in enumerate(["on", "March", "fifth."])]
-    assert realign_words(english, "on March fifth.", "on March 5th.") == [
-        Word(0, 90, "on"), Word(100, 190, "March"), Word(200, 290, "5th.")]

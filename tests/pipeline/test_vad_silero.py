@@ -1,7 +1,7 @@
 """Silero VAD on real speech, and how regions become spans."""
 from __future__ import annotations
 
-from pipeline.audio import PcmFile, decode_to_pcm
+from pipeline.audio import PcmFile, decode
 from pipeline.stages import SpeechSpan, VadModel
 from pipeline.vad_silero import SileroVad, VadOptions, _shape_spans
 
@@ -9,7 +9,7 @@ from pipeline.vad_silero import SileroVad, VadOptions, _shape_spans
 def test_finds_speech_in_jfk_with_silence_around(speech_dir, ffmpeg, make_media, tmp_path):
     padded = make_media("padded.wav", "-i", str(speech_dir / "jfk.flac"), "-af", "adelay=5000:all=1,apad=pad_dur=5",
                         "-ac", "1", "-ar", "16000")
-    decode_to_pcm(padded, tmp_path / "p.s16le", ffmpeg)
+    decode(padded, tmp_path / "p.s16le", ffmpeg=ffmpeg)
     vad = SileroVad()
     assert isinstance(vad, VadModel)
     seen = []

@@ -1,6 +1,7 @@
 """The REST API against a real database and a real broker (no worker: jobs stay queued)."""
 import io
 import json
+import os
 
 import pytest
 from sqlalchemy import select
@@ -24,7 +25,7 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
     assert body["status"] == "queued" and r.headers["Location"] == body["links"]["self"]
     job = client.get(body["links"]["self"]).json
     assert job["duration_ms"] == 11000 and job["options"] == {"language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]]}
-    with session_scope(app.extensions["tingxie"]["db"]) as s:
+    with session_scope(app.extensions["tingxie"].db) as s:
         row = s.get(Job, body["id"])
         assert row.enqueued_at is not None  # the message reached the broker
         with open(row.media_path, "rb") as fh:
@@ -51,10 +52,33 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, da
     r = _upload(client, data, name)
     assert r.status_code == status and r.json["error"]["code"] == code, r.json
     assert name in r.json["error"]["message"] or code == "empty_file"
-    with session_scope(app.extensions["tingxie"]["db"]) as s:
+    with session_scope(app.extensions["tingxie"].db) as s:
         assert s.execute(select(Job)).first() is None
     assert list((any_settings.work_dir / "uploads").iterdir()) == []
     assert list(any_settings.media_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["hls-absolute", "hls-relative", "hls-m3u8", "concat-absolute", "concat-relative"])
+def test_playlists_naming_another_upload_are_refused_and_leave_nothing(client, app, any_settings, speech_path, kind):
+    """Issue 12's cross-tenant read: a file that makes ffmpeg open another job's upload is 415 at
+    upload, whatever it is called; no job, no stored file, nothing in the spool."""
+    victim = _upload(client, path=speech_path("asr_example.mp3")).json["id"]
+    with session_scope(app.extensions["tingxie"].db) as s:
+        victim_path = s.get(Job, victim).media_path
+    relative = f"../{victim}/{os.path.basename(victim_path)}"
+    target = victim_path if kind.endswith("absolute") or kind == "hls-m3u8" else relative
+    if kind.startswith("hls"):
+        data, name = f"#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n{target}\n#EXT-X-ENDLIST\n", "x.mp3"
+        name = "list.m3u8" if kind == "hls-m3u8" else name
+    else:
+        data, name = f"ffconcat version 1.0\nfile '{target}'\n", "x.mp3"
+    r = _upload(client, data.encode(), name)
+    assert r.status_code == 415 and r.json["error"]["code"] == "bad_media", r.json
+    assert name in r.json["error"]["message"]
+    with session_scope(app.extensions["tingxie"].db) as s:
+        assert [j.id for j in s.execute(select(Job)).scalars()] == [victim]
+    assert [p.name for p in any_settings.media_dir.iterdir()] == [victim]
+    assert list((any_settings.work_dir / "uploads").iterdir()) == []
 
 
 def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_path):
@@ -65,21 +89,21 @@ def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_pa
 
 
 def test_too_long_and_too_big(app, client, speech_path):
-    settings = app.extensions["tingxie"]["settings"]
+    settings = app.extensions["tingxie"].settings
     object.__setattr__(settings, "max_duration_s", 5.0)
     r = _upload(client, path=speech_path("jfk.flac"))
     assert r.status_code == 413 and r.json["error"]["code"] == "too_long"
     app.config["MAX_CONTENT_LENGTH"] = 1000
     r = _upload(client, path=speech_path("asr_example.wav"))
-    assert r.status_code == 413 and r.json["error"]["code"] == "request_entity_too_large"
+    assert r.status_code == 413 and r.json["error"]["code"] == "too_large"
 
 
 def test_bad_options(client, speech_path, app):
     jfk = speech_path("jfk.flac")
-    assert _upload(client, path=jfk, language="fr").json["error"]["code"] == "bad_option"
+    assert _upload(client, path=jfk, language="xx").json["error"]["code"] == "unsupported_language"
     assert _upload(client, path=jfk, itn="maybe").json["error"]["code"] == "bad_option"
     assert _upload(client, path=jfk, profile="nope").json["error"]["code"] == "unknown_profile"
-    settings = app.extensions["tingxie"]["settings"]
+    settings = app.extensions["tingxie"].settings
     many = "\n".join(f"w{i}" for i in range(settings.max_hotwords + 1))
     r = _upload(client, path=jfk, hotwords=many)
     assert r.status_code == 400 and r.json["error"]["code"] == "bad_hotwords"
@@ -99,7 +123,7 @@ def test_list_paginates_newest_first(client, speech_path):
 def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_settings):
     job_id = _upload(client, path=speech_path("asr_example.wav")).json["id"]
     assert client.get(f"/api/v1/jobs/{job_id}/transcript").status_code == 409
-    factory = app.extensions["tingxie"]["db"]
+    factory = app.extensions["tingxie"].db
     data = {"text": "你好。", "language": "zh", "duration_ms": 5550,
             "segments": [{"start_ms": 0, "end_ms": 900, "text": "你好。", "words": [{"start_ms": 0, "end_ms": 900, "text": "你好"}]}]}
     with session_scope(factory) as s:
@@ -107,7 +131,7 @@ def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_sett
         jobs.complete(s, job_id, attempt, data)
     assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == data
     srt = client.get(f"/api/v1/jobs/{job_id}/transcript?format=srt&download=1")
-    assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:00,900\n你好。\n"
+    assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:01,000\n你好。\n"  # a short cue stays up 1 s
     assert "asr_example.srt" in srt.headers["Content-Disposition"]
     assert client.get(f"/api/v1/jobs/{job_id}/transcript?format=doc").status_code == 400
     media = client.get(f"/api/v1/jobs/{job_id}/media", headers={"Range": "bytes=0-99"})
@@ -150,6 +174,6 @@ def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path):
     app = create_app(settings)
     r = _upload(app.test_client(), path=speech_path("asr_example.wav"))
     assert r.status_code == 202
-    with session_scope(app.extensions["tingxie"]["db"]) as s:
+    with session_scope(app.extensions["tingxie"].db) as s:
         assert s.get(Job, r.json["id"]).enqueued_at is None
         assert json.dumps(jobs.unsent(s, older_than_s=0)) == json.dumps([r.json["id"]])

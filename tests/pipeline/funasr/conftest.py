@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture(scope="session")
 def funasr_model_dir(tmp_path_factory) -> Path:
     """A model directory holding the profile's default models and their ONNX twins."""
-    from pipeline.funasr_testing import build_tiny_models
+    from tests.support.funasr_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("funasr-models")
     build_tiny_models(root)
@@ -21,7 +20,9 @@ def funasr_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def load_funasr(funasr_model_dir, tmp_path_factory):
-    """load_funasr(**options) -> Engine, through ``load_engine`` exactly as a worker loads it."""
+    """load_funasr(**options) -> Engine, through ``load_engine`` exactly as a worker loads it
+    (``options``: FunasrOptions' fields)."""
+    from pipeline.funasr.profile import FunasrOptions
     from pipeline.profiles import EngineConfig, load_engine
 
     cache_dir = tmp_path_factory.mktemp("funasr-cache")
@@ -32,7 +33,7 @@ def load_funasr(funasr_model_dir, tmp_path_factory):
             cache_dir=cache_dir,
             device=device,
             batch_seconds=batch_seconds,
-            options=options,
+            options=FunasrOptions(**options),
         )
         return load_engine("funasr", config)
 

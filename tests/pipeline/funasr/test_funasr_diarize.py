@@ -16,11 +16,11 @@ pytest.importorskip("sklearn", reason="speaker labels need scikit-learn")
 
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
-from pipeline.funasr_profile import SPEAKER_MODEL, resolve_model  # noqa: E402
-from pipeline.funasr_testing import ASR_ID, PUNC_ID, VAD_ID  # noqa: E402
+from pipeline.funasr.profile import SPEAKER_MODEL, resolve_model  # noqa: E402
 from pipeline.types import TranscribeOptions, Transcript  # noqa: E402
 from tests.support import speaker_turns  # noqa: E402
 from tests.support.campplus_model import CAMPP_ID, build_campplus  # noqa: E402
+from tests.support.funasr_models import ASR_ID, PUNC_ID, VAD_ID  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 
@@ -35,7 +35,7 @@ def speaker_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def two_voices(speech_dir, tmp_path_factory):
-    from pipeline.audio import find_ffmpeg
+    from media import find_ffmpeg
 
     path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
     speaker_turns.build(speech_dir, path, find_ffmpeg())

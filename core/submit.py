@@ -1,0 +1,116 @@
+"""The one way a job is created, whichever door it came through (REST, OpenAI, FunASR gateway).
+
+A door spools the client's file to local disk and parses what the client sent into a
+:class:`~core.options.JobOptions`; :func:`submit_job` does the rest, in this order: apply the
+deployment's policy to the options (default profile, server-wide hotwords, caps, callback
+target), check and probe the file, place it in storage, commit the job, and only then send its
+task. Whatever goes wrong before the commit, the spooled file and anything placed are removed;
+an error is a :class:`~core.errors.TingxieError` with a code and a message a person can act on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from core import jobs, storage, webhooks
+from core.db import session_scope
+from core.errors import BadOptionError, TingxieError
+from core.hotwords import check_caps, load_hotword_file, merge
+from core.models import Job
+from core.languages import check_language
+from core.options import JobOptions
+from core.services import Services
+from core.settings import Settings
+from media import MediaError, MediaInfo, probe
+
+log = logging.getLogger("tingxie.submit")
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A client's file, already spooled to local disk by the door. ``submit_job`` consumes it:
+    the file is moved into storage or removed, never left behind."""
+
+    path: Path
+    filename: str  # what the client called it (cleaned here before it is stored)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a door answers with: the new job's id and its state when it was accepted."""
+
+    id: str
+    status: str
+    profile: str
+    enqueued: bool
+
+
+def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
+    """The deployment's policy, applied once: the default profile, the server-wide hotwords
+    merged in (the job's own win), the caps, a language the profile serves, a callback target
+    that may be called."""
+    profile = options.profile or settings.profile
+    language = check_language(profile, options.language)
+    hotwords = options.hotwords
+    if settings.hotword_file is not None:
+        hotwords = merge(load_hotword_file(settings.hotword_file), hotwords)
+    check_caps(hotwords, settings.max_hotwords)
+    if options.callback_url:
+        try:
+            webhooks.check_target(options.callback_url, settings)
+        except webhooks.WebhookTargetError as exc:
+            raise BadOptionError(str(exc), code="bad_callback_url") from None
+    return dataclasses.replace(options, profile=profile, language=language, hotwords=hotwords)
+
+
+def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, MediaInfo]:
+    size = path.stat().st_size
+    if size == 0:
+        raise TingxieError(f"{filename} is empty (0 bytes)", code="empty_file")
+    if size > settings.max_upload_bytes:
+        raise TingxieError(
+            f"{filename} is {size / 2**20:.0f} MiB; the limit is {settings.max_upload_bytes / 2**20:.0f} MiB "
+            "(TINGXIE_MAX_UPLOAD_MB)",
+            code="too_large",
+        )
+    try:
+        info = probe(path, max_duration_ms=int(settings.max_duration_s * 1000))
+    except MediaError as exc:
+        hint = " (TINGXIE_MAX_DURATION_S)" if exc.code == "too_long" else ""
+        raise TingxieError(f"{filename}: {exc.message}{hint}", code=exc.code) from None
+    return size, info
+
+
+def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submitted:
+    """Create a job from a spooled file: check, probe, store, commit, then enqueue."""
+    settings = services.settings
+    filename = storage.clean_filename(upload.filename)
+    job_id = jobs.new_job_id()
+    try:
+        options = resolve_options(settings, options)
+        size, info = _check_media(settings, upload.path, filename)
+        target = storage.place_upload(settings, upload.path, job_id, filename)
+    except BaseException:
+        upload.path.unlink(missing_ok=True)
+        raise
+    try:
+        with session_scope(services.db) as session:
+            job: Job = jobs.create_job(
+                session,
+                job_id=job_id,
+                options=options,
+                media_path=str(target),
+                filename=filename,
+                size_bytes=size,
+                duration_ms=info.duration_ms,
+                media_info=info.to_dict(),
+            )
+            status = job.status
+    except BaseException:
+        storage.delete_job_files(settings, job_id)
+        raise
+    enqueued = services.enqueue(job_id, priority=options.priority)
+    log.info("job %s accepted from %s: %s", job_id, options.source, filename)
+    return Submitted(id=job_id, status=status, profile=options.profile, enqueued=enqueued)

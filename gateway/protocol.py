@@ -1,0 +1,345 @@
+"""The FunASR offline WebSocket protocol: what clients' frames mean and the frames tingxie answers.
+
+Pure values and functions (no sockets, no database), so each rule the FunASR clients rely on is
+tested on its own. The server loop lives in ``gateway.server``.
+
+Client -> server, per file: a JSON config frame, binary audio frames, an end frame
+(``{"is_speaking": false}``, ``+ "is_end": true`` from newer clients, or ``{"is_finished": true}``).
+Server -> client, per file: exactly one result frame; then, if the end frame carried
+``is_end``, an acknowledgement. Modes: ``offline`` is answered as ``offline``; ``2pass`` (the
+clients' default, also assumed when a client sends no mode) gets the same whole-file result as
+one ``2pass-offline`` frame; ``online`` is refused with an error frame.
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import sys
+from array import array
+from dataclasses import dataclass, replace
+
+from core.hotwords import HotwordError, Hotwords, parse_hotwords
+
+# Python's websockets refuses frames over 1 MiB by default; stay under with room for framing.
+RESULT_FRAME_LIMIT_BYTES = 1024 * 1024 - 16 * 1024
+DEFAULT_AUDIO_FS_HZ = 16000
+MIN_AUDIO_FS_HZ, MAX_AUDIO_FS_HZ = 1000, 384000
+
+# wav_format values meaning "a whole file in its own container" (ffmpeg finds out which).
+MEDIA_FORMATS = frozenset({
+    "others", "wav", "mp3", "mp4", "m4a", "m4v", "aac", "flac", "ogg", "oga", "opus", "webm", "weba",
+    "amr", "wma", "wmv", "mkv", "mka", "avi", "mov", "3gp", "ts", "mts", "mpeg", "mpg", "mp2", "ac3",
+    "aif", "aiff", "caf", "spx", "wv", "ape", "flv", "au", "gsm",
+})
+RAW_FORMATS = frozenset({"pcm", "raw", "s16le"})
+
+
+class ProtocolError(Exception):
+    """A client frame the protocol does not allow; answered with an error frame and a close."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FileRequest:
+    """One file's parameters, from its config frame (and any later config frame before its end).
+
+    raw_pcm: the audio is headerless signed 16-bit little-endian mono at ``audio_fs_hz``;
+    otherwise it is a whole media file. ``hotwords`` None: the connection's last list applies.
+    """
+
+    wav_name: str = "demo"
+    mode: str = "2pass"
+    wav_format: str = "pcm"
+    raw_pcm: bool = True
+    audio_fs_hz: int = DEFAULT_AUDIO_FS_HZ
+    itn: bool = True
+    hotwords: Hotwords | None = None
+
+    @property
+    def reply_mode(self) -> str:
+        return "offline" if self.mode == "offline" else "2pass-offline"
+
+
+def parse_text_frame(text: str) -> dict:
+    try:
+        message = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("bad_json", f"text frame is not JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("bad_json", "text frame must be a JSON object")
+    return message
+
+
+def _false(value) -> bool:
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value == 0
+    return isinstance(value, str) and value.lower() in ("false", "0")
+
+
+def is_end_frame(message: dict) -> bool:
+    """``is_speaking`` false (both client generations) or the C++ server's ``is_finished``."""
+    if message.get("is_speaking") is not None and _false(message["is_speaking"]):
+        return True
+    return message.get("is_finished") is True
+
+
+def _flag(name: str, value, default: bool) -> bool:
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    raise ProtocolError("bad_config", f"{name} must be true or false, not {value!r}")
+
+
+def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
+    """A config frame on top of ``base`` (a file's earlier config); unknown keys are ignored."""
+    request = base or FileRequest()
+    changes: dict = {}
+    if "mode" in message and message["mode"] is not None:
+        mode = str(message["mode"]).lower()
+        if mode == "online":
+            raise ProtocolError(
+                "unsupported_mode",
+                "mode 'online' (real-time partial results) is not served here: this server "
+                "recognises whole files; send mode 'offline' (the clients' --mode offline)",
+            )
+        if mode not in ("offline", "2pass"):
+            raise ProtocolError("unsupported_mode", f"unknown mode {mode!r}; use 'offline'")
+        changes["mode"] = mode
+    if message.get("wav_name") not in (None, ""):
+        changes["wav_name"] = str(message["wav_name"])[:256]
+    if "wav_format" in message and message["wav_format"] not in (None, ""):
+        fmt = str(message["wav_format"]).lower().lstrip(".")
+        if fmt in RAW_FORMATS:
+            changes.update(wav_format=fmt, raw_pcm=True)
+        elif fmt in MEDIA_FORMATS:
+            changes.update(wav_format=fmt, raw_pcm=False)
+        else:
+            raise ProtocolError(
+                "unknown_wav_format",
+                f"unknown wav_format {fmt!r}: send 'pcm' for raw 16-bit mono samples with audio_fs, "
+                "or 'others' (or the file's extension, e.g. 'mp3', 'mp4') for a whole media file",
+            )
+    if "audio_fs" in message and message["audio_fs"] not in (None, ""):
+        try:
+            fs = int(message["audio_fs"])
+        except (TypeError, ValueError):
+            raise ProtocolError("bad_config", f"audio_fs must be an integer in Hz, not {message['audio_fs']!r}") from None
+        if not MIN_AUDIO_FS_HZ <= fs <= MAX_AUDIO_FS_HZ:
+            raise ProtocolError("bad_config", f"audio_fs {fs} Hz is outside {MIN_AUDIO_FS_HZ}..{MAX_AUDIO_FS_HZ}")
+        changes["audio_fs_hz"] = fs
+    if "itn" in message:
+        changes["itn"] = _flag("itn", message["itn"], True)
+    hotwords = message.get("hotwords")
+    if isinstance(hotwords, dict):
+        hotwords = json.dumps(hotwords, ensure_ascii=False)
+    if isinstance(hotwords, str) and hotwords.strip():
+        try:
+            changes["hotwords"] = parse_hotwords(hotwords)
+        except HotwordError as exc:
+            raise ProtocolError("bad_hotwords", str(exc)) from None
+    elif hotwords not in (None, "") and not isinstance(hotwords, str):
+        raise ProtocolError("bad_hotwords", "hotwords must be a string (JSON object, comma- or space-separated words)")
+    return replace(request, **changes)
+
+
+def is_wav_container(head: bytes) -> bool:
+    """The html5 client sends a .wav with its header under wav_format "PCM": spot the header."""
+    return len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WAVE"
+
+
+class StereoProbe:
+    """Spots stereo sent as mono: FunASR's Python client sends a stereo .wav's frames as "pcm"
+    without mixing them down. When both channels carry one signal (a mono recording saved as
+    stereo, the usual case), the difference of each sample pair is tiny against their sum, while
+    neighbouring samples of mono speech differ by a percent or more of their energy. Stereo with
+    two different channels cannot be told from mono and is taken as mono.
+
+    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps two sums, not the audio.
+    """
+
+    RATIO = 1e-4  # difference energy / sum energy below this: equal channels
+    MIN_RMS = 100  # quieter than this (per summed pair) says nothing either way
+
+    def __init__(self, limit_bytes: int = 128000):
+        self.limit_bytes = limit_bytes
+        self.seen_bytes = 0
+        self.pairs = 0
+        self.diff_energy = 0
+        self.sum_energy = 0
+        self._carry = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self.seen_bytes >= self.limit_bytes:
+            return
+        piece = chunk[: self.limit_bytes - self.seen_bytes]
+        self.seen_bytes += len(piece)
+        data = self._carry + piece
+        whole = len(data) // 4 * 4
+        self._carry = data[whole:]
+        samples = array("h")
+        samples.frombytes(data[:whole])
+        if sys.byteorder == "big":
+            samples.byteswap()
+        diff = total = 0
+        for left, right in zip(samples[0::2], samples[1::2]):
+            diff += (left - right) ** 2
+            total += (left + right) ** 2
+        self.pairs += len(samples) // 2
+        self.diff_energy += diff
+        self.sum_energy += total
+
+    @property
+    def duplicated(self) -> bool:
+        if self.pairs == 0 or self.sum_energy < self.pairs * self.MIN_RMS ** 2:
+            return False
+        return self.diff_energy < self.RATIO * self.sum_energy
+
+
+def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes:
+    """A 44-byte PCM WAV header, so raw samples become a file ffmpeg reads (and resamples)."""
+    data_bytes = min(data_bytes, 0xFFFFFFFF - 36)
+    block_align = channels * 2
+    return (
+        b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, channels, sample_rate_hz, sample_rate_hz * block_align, block_align, 16)
+        + b"data" + struct.pack("<I", data_bytes)
+    )
+
+
+def _spans(segment: dict) -> list[list[int]]:
+    if segment.get("tokens"):
+        return [[int(a), int(b)] for a, b in segment["tokens"]]
+    return [[int(w["start_ms"]), int(w["end_ms"])] for w in segment.get("words", [])]
+
+
+# FunASR gives one span per Chinese character and per English word, and the html5 demo walks
+# the text that way (split at these marks; a run of Latin letters is one unit, anything else
+# one unit per character) indexing ``timestamp`` as it goes: lay the spans out the same way so
+# it never runs past the end.
+_UNIT_SPLIT = re.compile(r"[。？，、?.,\s]+")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+def text_units(text: str) -> list[str]:
+    units: list[str] = []
+    for chunk in _UNIT_SPLIT.split(text):
+        if not chunk:
+            continue
+        if _LATIN_WORD.fullmatch(chunk):
+            units.append(chunk)
+        else:
+            units.extend(chunk)
+    return units
+
+
+def unit_spans(segment: dict, count: int) -> list[list[int]]:
+    """``count`` spans in order inside the segment: the recognised words' or tokens' own spans
+    when they match one to one, else spread over them in proportion."""
+    spans = _spans(segment) or [[int(segment["start_ms"]), int(segment["end_ms"])]]
+    if len(spans) == count or count == 0:
+        return spans if count else []
+    k = len(spans)
+
+    def at(x: float) -> int:
+        i = min(int(x), k - 1)
+        start, end = spans[i]
+        return round(start + (end - start) * min(x - i, 1.0))
+
+    return [[at(i * k / count), at((i + 1) * k / count)] for i in range(count)]
+
+
+def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None) -> dict:
+    """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``).
+
+    ``job_id`` (a key FunASR clients ignore) names the tingxie job, for the REST API."""
+    timestamp: list[list[int]] = []
+    stamp_sents = []
+    for segment in transcript.get("segments", []):
+        units = text_units(segment.get("text", ""))
+        spans = unit_spans(segment, len(units))
+        timestamp.extend(spans)
+        stamp_sents.append({
+            "text_seg": " ".join(units),
+            "punc": segment.get("punc", ""),
+            "start": int(segment["start_ms"]),
+            "end": int(segment["end_ms"]),
+            "ts_list": spans,
+        })
+    return {
+        "mode": request.reply_mode,
+        "wav_name": request.wav_name,
+        "text": transcript.get("text", ""),
+        "is_final": True,
+        "timestamp": json.dumps(timestamp, separators=(",", ":")),
+        "stamp_sents": stamp_sents,
+        "job_id": job_id,
+    }
+
+
+def ack_frame(request: FileRequest) -> dict:
+    return {"mode": request.reply_mode, "wav_name": request.wav_name, "is_end": True, "is_final": True}
+
+
+def error_frame(request: FileRequest | None, code: str, message: str, job_id: str | None = None) -> dict:
+    """A failed file or a refused connection: ``text`` is present (older clients index it), and
+    ``is_end``/``is_final: false`` tells the newest client the file failed and why."""
+    request = request or FileRequest()
+    return {
+        "mode": request.reply_mode,
+        "wav_name": request.wav_name,
+        "text": "",
+        "is_end": True,
+        "is_final": False,
+        "error": message,
+        "error_code": code,
+        "job_id": job_id,
+    }
+
+
+def encode(frame: dict, limit_bytes: int = RESULT_FRAME_LIMIT_BYTES) -> str:
+    """JSON text under ``limit_bytes``: a very long file drops per-token spans first, then the
+    sentence list, then the timestamps; ``text`` is cut only as a last resort."""
+    def dump(value: dict) -> str:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    text = dump(frame)
+    if len(text.encode()) <= limit_bytes:
+        return text
+    frame = dict(frame, truncated=True)
+    if frame.get("stamp_sents"):
+        frame["stamp_sents"] = [dict(s, ts_list=[]) for s in frame["stamp_sents"]]
+        text = dump(frame)
+        if len(text.encode()) <= limit_bytes:
+            return text
+        frame["stamp_sents"] = []
+        text = dump(frame)
+        if len(text.encode()) <= limit_bytes:
+            return text
+    if "timestamp" in frame:
+        frame["timestamp"] = "[]"
+        text = dump(frame)
+        if len(text.encode()) <= limit_bytes:
+            return text
+    body = frame.get("text", "")
+    overhead = len(dump(dict(frame, text="")).encode())
+    budget = max(0, limit_bytes - overhead - 16)
+    while True:
+        frame["text"] = body.encode()[:budget].decode(errors="ignore")
+        text = dump(frame)
+        if len(text.encode()) <= limit_bytes:
+            return text
+        if budget == 0:
+            return text
+        budget = max(0, budget - max(1024, (len(text.encode()) - limit_bytes) * 2))

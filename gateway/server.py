@@ -1,0 +1,538 @@
+"""The FunASR-protocol WebSocket gateway: FunASR clients, unchanged, get tingxie jobs.
+
+An asyncio server (the ``websockets`` package) on its own port, so hundreds of connections
+cost a coroutine each, not a thread. Every file a client sends is spooled to disk as it
+arrives and becomes an ordinary job (source ``gateway``, interactive priority so it does not
+wait behind batch work), visible in the REST API; the answer is read from the stored
+transcript once the job has ended. Jobs are made by the one submission path every door uses
+(:func:`core.submit.submit_job`): probed, checked, committed, then enqueued. ``gateway.protocol``
+holds the frame rules. Like the web tier, the gateway imports core only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from websockets.asyncio.server import ServerConnection, serve as ws_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import CloseCode
+from websockets.protocol import State
+
+from core import jobs, storage
+from core.db import session_scope
+from core.errors import TingxieError
+from core.events import AsyncJobWatcher
+from core.hotwords import Hotwords, load_hotword_file, merge
+from core.models import Job, Transcript
+from core.options import INTERACTIVE_PRIORITY, JobOptions, Source
+from core.services import Services
+from core.settings import Settings
+from core.submit import Upload, submit_job
+from gateway.protocol import (
+    FileRequest,
+    ProtocolError,
+    ack_frame,
+    encode,
+    error_frame,
+    is_end_frame,
+    StereoProbe,
+    is_wav_container,
+    parse_config,
+    parse_text_frame,
+    result_frame,
+    wav_header,
+)
+
+log = logging.getLogger("tingxie.gateway")
+
+_SIZE_CODES = frozenset({"too_large", "too_long"})
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway listens and what it accepts.
+
+    certfile: "" makes (once) and uses a self-signed certificate under ``<data dir>/gateway``;
+    "0" serves plain ws (FunASR's ``--certfile 0``); else a PEM certificate, with ``keyfile``.
+    hotword_file: FunASR's ``--hotword``, one ``word weight`` a line, merged with each
+    connection's hotwords (the deployment-wide ``TINGXIE_HOTWORD_FILE`` is merged at submission, as for
+    every door).
+    idle_timeout_s: seconds a file may go without a frame (or a new connection without its
+    config frame) before it is refused; default 60.
+    max_frame_bytes: largest single message accepted; default 8 MiB (FunASR's C++ client
+    sends 200 KiB blocks).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 10095
+    certfile: str = ""
+    keyfile: str = ""
+    hotword_file: Path | None = None
+    idle_timeout_s: float = 60.0
+    max_frame_bytes: int = 8 * 1024 * 1024
+    priority: int = INTERACTIVE_PRIORITY
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides) -> "GatewayConfig":
+        base = cls(
+            host=settings.host,
+            port=settings.gateway_port,
+            certfile=settings.gateway_certfile,
+            keyfile=settings.gateway_keyfile,
+        )
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile != "0"
+
+
+class _Connection(ServerConnection):
+    """Sends an error frame before the close when a client's message is over the size limit:
+    FunASR clients print error frames, while websockets alone would only send a close code."""
+
+    too_big_frame: str = encode(error_frame(None, "frame_too_large", "a frame was over the size limit"))
+
+    def __init__(self, protocol, *args, **kwargs):
+        super().__init__(protocol, *args, **kwargs)
+        fail = protocol.fail
+
+        def fail_with_frame(code, reason: str = "") -> None:
+            if code == CloseCode.MESSAGE_TOO_BIG and protocol.state is State.OPEN:
+                protocol.send_text(self.too_big_frame.encode())
+            fail(code, reason)
+
+        protocol.fail = fail_with_frame
+
+
+def _select_subprotocol(connection, offered):
+    return "binary" if "binary" in offered else None
+
+
+class _Upload:
+    """One file being received, written to a spool file as it arrives (mp4 needs seeking, and
+    nothing is held in memory). Raw PCM gets a WAV header so the worker's ffmpeg resamples it."""
+
+    def __init__(self, settings: Settings, request: FileRequest):
+        self.settings = settings
+        self.request = request
+        self.handle = storage.open_spool_file(settings)
+        self.path = Path(self.handle.name)
+        self.audio_bytes = 0
+        self.raw: bool | None = None  # decided by the first audio frame
+        self.stereo = StereoProbe()
+
+    def write(self, chunk: bytes) -> None:
+        if self.raw is None:
+            # The html5 client sends a whole .wav (header included) as "PCM".
+            self.raw = self.request.raw_pcm and not is_wav_container(chunk)
+            if self.raw:
+                self.handle.write(wav_header(self.request.audio_fs_hz, 0))
+        total = self.audio_bytes + len(chunk)
+        if total > self.settings.max_upload_bytes:
+            raise ProtocolError(
+                "too_large",
+                f"{self.request.wav_name}: more than {self.settings.max_upload_bytes // 2**20} MiB of audio "
+                "(TINGXIE_MAX_UPLOAD_MB)",
+            )
+        if self.raw:
+            seconds = total / (2 * self.request.audio_fs_hz)
+            if seconds > self.settings.max_duration_s:
+                raise ProtocolError(
+                    "too_long",
+                    f"{self.request.wav_name}: more than {self.settings.max_duration_s / 60:.0f} min of audio "
+                    "(TINGXIE_MAX_DURATION_S)",
+                )
+        self.handle.write(chunk)
+        self.audio_bytes = total
+        if self.raw:
+            self.stereo.feed(chunk)
+
+    def finish(self) -> None:
+        if self.raw:
+            channels = 2 if self.stereo.duplicated else 1
+            if channels == 2:
+                log.info("%s: raw audio is stereo with equal channels; read as stereo", self.request.wav_name)
+            self.handle.seek(0)
+            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, channels))
+        self.handle.close()
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.path.unlink(missing_ok=True)
+
+    @property
+    def filename(self) -> str:
+        """The job's display name: the client's wav_name, with an extension that says what it is."""
+        name = os.path.basename(self.request.wav_name) or "audio"
+        if self.raw:
+            return name if name.lower().endswith(".wav") else f"{name}.wav"
+        if os.path.splitext(name)[1]:
+            return name
+        fmt = self.request.wav_format
+        return f"{name}.{fmt}" if fmt not in ("others", "pcm", "raw", "s16le") else name
+
+
+@dataclass(frozen=True)
+class _Close:
+    """The last thing a connection sends: an optional error frame, then a close."""
+
+    frame: str | None
+    code: int
+    reason: str
+
+
+class _Conversation:
+    """One client connection: reads frames in order, answers each file in order.
+
+    Reading and answering run side by side, so a client may send its next file (the C++ client
+    does) while an earlier one is still being recognised. The server closes first only when
+    nothing is pending, or to refuse bad input after every earlier file has been answered.
+    """
+
+    def __init__(self, gateway: "Gateway", ws: _Connection):
+        self.gw = gateway
+        self.ws = ws
+        self.upload: _Upload | None = None
+        self.hotwords: Hotwords = ()
+        self.files_seen = 0
+        self.pending = 0
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.answers: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_loop())
+        try:
+            close = await self._read_loop()
+            if close is not None:
+                self.outbox.put_nowait(close)
+                await sender
+        except ConnectionClosed:
+            pass
+        finally:
+            if not sender.done():
+                sender.cancel()
+            for task in list(self.answers):
+                task.cancel()
+            await asyncio.gather(sender, *self.answers, return_exceptions=True)
+            if self.upload is not None:
+                self.upload.discard()
+                self.upload = None
+
+    async def _read_loop(self) -> _Close | None:
+        timeout_s = self.gw.config.idle_timeout_s
+        while True:
+            try:
+                message = await asyncio.wait_for(self.ws.recv(), timeout_s)
+            except TimeoutError:
+                if self.upload is not None:
+                    request = self.upload.request
+                    self._drop_upload()
+                    return self._refuse(ProtocolError(
+                        "idle_timeout",
+                        f"{request.wav_name}: no audio for {timeout_s:g} s and no end frame; the file is dropped",
+                    ), request)
+                if self.pending:
+                    continue  # the client is waiting for its results
+                if self.files_seen == 0:
+                    return self._refuse(ProtocolError(
+                        "no_config", f"no config frame within {timeout_s:g} s of connecting"), None)
+                return _Close(None, CloseCode.NORMAL_CLOSURE, "idle")
+            except ConnectionClosed:
+                return None
+            try:
+                try:
+                    self._on_message(message)
+                except OSError as exc:  # the spool disk is full or gone
+                    log.error("could not store audio: %s", exc)
+                    raise ProtocolError("server_error", f"the server could not store the audio: {exc.strerror}") from exc
+            except ProtocolError as exc:
+                request = self.upload.request if self.upload is not None else None
+                self._drop_upload()
+                return self._refuse(exc, request)
+
+    def _refuse(self, exc: ProtocolError, request: FileRequest | None) -> _Close:
+        log.info("refusing a client: %s: %s", exc.code, exc.message)
+        if exc.code in _SIZE_CODES:
+            code = CloseCode.MESSAGE_TOO_BIG
+        elif exc.code == "server_error":
+            code = CloseCode.INTERNAL_ERROR
+        else:
+            code = CloseCode.POLICY_VIOLATION
+        return _Close(encode(error_frame(request, exc.code, exc.message)), code, exc.code)
+
+    def _drop_upload(self) -> None:
+        if self.upload is not None:
+            self.upload.discard()
+            self.upload = None
+
+    def _on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            if self.upload is None:
+                raise ProtocolError(
+                    "no_config",
+                    "binary audio arrived before the JSON config frame; send "
+                    '{"mode": "offline", "wav_name": ..., "wav_format": ..., "is_speaking": true} first',
+                )
+            self.upload.write(message)
+            return
+        frame = parse_text_frame(message)
+        if is_end_frame(frame):
+            if self.upload is None:
+                if self.files_seen == 0:
+                    raise ProtocolError("no_config", "an end frame arrived before any config frame")
+                return  # some clients repeat the end frame after their result: nothing to do
+            self._end_upload(ack=frame.get("is_end") is True)
+            return
+        base = self.upload.request if self.upload is not None else FileRequest()
+        request = parse_config(frame, base)
+        if request.hotwords is not None:
+            self.hotwords = request.hotwords  # hotwords last for the connection
+        if self.upload is None:
+            self.upload = _Upload(self.gw.settings, request)
+            self.files_seen += 1
+        else:
+            self.upload.request = request
+        self.ws.too_big_frame = encode(error_frame(
+            request, "frame_too_large", f"a frame was over {self.gw.config.max_frame_bytes} bytes"))
+
+    def _end_upload(self, ack: bool) -> None:
+        upload, self.upload = self.upload, None
+        upload.finish()
+        request = replace(upload.request, hotwords=self.hotwords)
+        task = asyncio.create_task(self._answer(upload, request, ack))
+        self.answers.add(task)
+        task.add_done_callback(self.answers.discard)
+        self.pending += 1
+        self.outbox.put_nowait(task)
+
+    async def _answer(self, upload: _Upload, request: FileRequest, ack: bool) -> list[str]:
+        """The frames for one file: its result (and acknowledgement), or one error frame."""
+        if upload.audio_bytes == 0:
+            upload.discard()
+            return [encode(error_frame(request, "empty_audio", f"{request.wav_name}: no audio arrived"))]
+        try:
+            # Shielded: once started, the job is created (and the spool file placed) even if the
+            # client leaves meanwhile, so no spool file is left behind half-handled.
+            job_id = await asyncio.shield(self.gw.in_thread(self.gw.create_job, upload, request))
+        except TingxieError as exc:
+            return [encode(error_frame(request, exc.code, exc.message))]
+        await self.gw.watcher.wait_finished(job_id)
+        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack)
+
+    async def _send_loop(self) -> None:
+        while True:
+            item = await self.outbox.get()
+            if isinstance(item, _Close):
+                if item.frame is not None:
+                    await self.ws.send(item.frame)
+                await self.ws.close(item.code, item.reason)
+                return
+            try:
+                frames = await item
+            except Exception as exc:
+                log.exception("answering a file failed")
+                frames = [encode(error_frame(None, "internal_error", f"the gateway failed: {type(exc).__name__}: {exc}"))]
+            for frame in frames:
+                await self.ws.send(frame)
+            self.pending -= 1
+
+
+class Gateway:
+    """The server: one per process. ``start``/``stop`` run inside an event loop."""
+
+    def __init__(self, settings: Settings, config: GatewayConfig):
+        self.settings = settings
+        self.config = config
+        self.server_hotwords: Hotwords = load_hotword_file(config.hotword_file) if config.hotword_file else ()
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tingxie-gateway")
+        self._server = None
+        self.services: Services | None = None
+        self.watcher: AsyncJobWatcher | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.config.tls else "ws"
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        host = self.config.host if self.config.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"{self.scheme}://{host}:{self.port}"
+
+    def _ssl_context(self):
+        if not self.config.tls:
+            return None
+        from gateway.tls import ensure_self_signed, server_context
+
+        if self.config.certfile:
+            return server_context(Path(self.config.certfile), Path(self.config.keyfile) if self.config.keyfile else None)
+        cert, key = ensure_self_signed(self.settings.data_dir / "gateway")
+        return server_context(cert, key)
+
+    async def start(self) -> None:
+        self.services = Services.start(self.settings)
+        self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
+        await self.watcher.start()
+        self._server = await ws_serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            ssl=self._ssl_context(),
+            select_subprotocol=_select_subprotocol,
+            create_connection=_Connection,
+            compression=None,  # audio does not deflate; spare the CPU
+            max_size=self.config.max_frame_bytes,
+            max_queue=4,
+            ping_interval=20,
+            ping_timeout=60,
+            backlog=1024,
+            logger=log,
+        )
+        log.info("FunASR gateway on %s", self.url)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self.watcher is not None:
+            await self.watcher.close()
+        self._executor.shutdown(wait=True)
+        if self.services is not None:
+            self.services.close()
+
+    def stats(self) -> dict:
+        """Open connections, asyncio tasks and watched jobs: what a leak would make grow."""
+        return {
+            "connections": len(self._server.connections) if self._server is not None else 0,
+            "tasks": len(asyncio.all_tasks()),
+            "watched_jobs": self.watcher.watched if self.watcher is not None else 0,
+        }
+
+    async def _handle(self, ws: _Connection) -> None:
+        await _Conversation(self, ws).run()
+
+    def in_thread(self, fn, *args):
+        """Database and broker calls are blocking: they run on a small pool, off the event loop."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def create_job(self, upload: _Upload, request: FileRequest) -> str:
+        """One file becomes a job through the one submission path. The gateway's own hotword file
+        (FunASR's ``--hotword``) is merged under the connection's words, as FunASR's server does."""
+        options = JobOptions(
+            itn=request.itn,
+            hotwords=merge(self.server_hotwords, request.hotwords or ()),
+            source=Source.GATEWAY,
+            priority=self.config.priority,
+        )
+        submitted = submit_job(self.services, Upload(upload.path, upload.filename), options)
+        return submitted.id
+
+    def answer_frames(self, job_id: str, request: FileRequest, ack: bool) -> list[str]:
+        with session_scope(self.services.db) as session:
+            job = session.get(Job, job_id)
+            transcript = session.get(Transcript, job_id)
+            status = job.status if job is not None else "gone"
+            if status == jobs.DONE and transcript is not None:
+                frames = [encode(result_frame(request, transcript.data, job_id))]
+                if ack:
+                    frames.append(encode(ack_frame(request)))
+                return frames
+            if status == jobs.FAILED:
+                return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
+                                          job_id))]
+        return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+
+
+async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,
+                               started: threading.Event | None = None, holder: list | None = None) -> None:
+    gateway = Gateway(settings, config)
+    await gateway.start()
+    if holder is not None:
+        holder.append(gateway)
+    if started is not None:
+        started.set()
+    try:
+        await stop.wait()
+    finally:
+        await gateway.stop()
+
+
+def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
+    """Run the gateway in this process until SIGINT or SIGTERM."""
+    config = config or GatewayConfig.from_settings(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await _serve_until_stopped(settings, config, stop)
+
+    asyncio.run(main())
+
+
+class GatewayThread:
+    """The gateway on a background thread with its own event loop (tests, embedding)."""
+
+    def __init__(self, settings: Settings, config: GatewayConfig):
+        self.settings, self.config = settings, config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._holder: list[Gateway] = []
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tingxie-gateway", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await _serve_until_stopped(self.settings, self.config, self._stop, self._started, self._holder)
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            raise
+
+    def start(self, timeout_s: float = 30.0) -> "GatewayThread":
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise RuntimeError("the gateway did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"the gateway failed to start: {self._error}") from self._error
+        return self
+
+    @property
+    def gateway(self) -> Gateway:
+        return self._holder[0]
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def stats(self) -> dict:
+        async def read() -> dict:
+            return self.gateway.stats()
+
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout_s)
+
+
+def run_in_thread(settings: Settings, config: GatewayConfig | None = None) -> GatewayThread:
+    return GatewayThread(settings, config or GatewayConfig.from_settings(settings)).start()

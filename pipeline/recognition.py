@@ -1,0 +1,104 @@
+"""ASR over VAD's spans, batch by batch, with the words put on the file's timeline; then a retry
+pass over speech the first pass left without words."""
+from __future__ import annotations
+
+import bisect
+from typing import Callable, Iterator, Sequence
+
+from pipeline.audio import PcmFile
+from pipeline.batching import plan_batches
+from pipeline.feed import ListedVad, SpanFeed
+from pipeline.sentences import TimedWord, make_monotonic
+from pipeline.stages import Engine, SpeechSpan
+from pipeline.types import TranscribeOptions
+
+# Speech the first ASR pass left without words is read again when it lasts at least this long.
+MIN_RETRY_MS = 1000
+# A speech part counts as read when words lie over at least this share of it.
+MIN_COVERED_SHARE = 0.3
+
+
+def recognize(
+    pcm: PcmFile, feed: SpanFeed, options: TranscribeOptions, engine: Engine, on_progress: Callable[[float], None]
+) -> list[TimedWord]:
+    """ASR over the spans as VAD finds them, then once more over speech the first pass left without
+    words. ``on_progress`` gets 0..1 through the speech, never going back."""
+    done_ms = reported = 0.0
+
+    def progress(ms: int, total_ms: float) -> None:
+        nonlocal done_ms, reported
+        done_ms += ms
+        reported = max(reported, min(1.0, done_ms / max(total_ms, 1.0)))  # a second pass grows the total: never go back
+        on_progress(reported)
+
+    def first_pass_progress(ms: int) -> None:
+        known_ms = sum(s.duration_ms for s in feed.spans)
+        # While VAD runs, the speech still to come is guessed from how far into the file it is.
+        progress(ms, known_ms if feed.finished else max(known_ms, known_ms / max(feed.progress, 0.01)))
+
+    words = _recognize_spans(pcm, plan_batches(feed, engine), options, engine, first_pass_progress)
+    spans = feed.spans
+    total_ms = sum(s.duration_ms for s in spans)
+    retry = uncovered(spans, words)
+    if retry:
+        total_ms += sum(s.duration_ms for s in retry)
+        again = SpanFeed(ListedVad(retry), pcm, lambda f: None)
+        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine, lambda ms: progress(ms, total_ms))
+        words.sort(key=lambda w: (w.start_ms, w.end_ms))
+    make_monotonic(words)
+    return words
+
+
+def _recognize_spans(
+    pcm: PcmFile, batches: Iterator[list[SpeechSpan]], options: TranscribeOptions, engine: Engine,
+    progress: Callable[[int], None],
+) -> list[TimedWord]:
+    """ASR over ``batches`` of spans; the words on the file's timeline, in the spans' time order.
+    ``progress`` gets the milliseconds of speech each batch held, and 0 as the first one starts."""
+    per_span: list[tuple[int, list[TimedWord]]] = []
+    for number, batch in enumerate(batches):
+        if number == 0:
+            progress(0)
+        audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
+        results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
+        del audio
+        for span, result in zip(batch, results):
+            per_span.append((span.start_ms, [
+                TimedWord(
+                    start_ms=min(span.end_ms, span.start_ms + w.start_ms),
+                    end_ms=min(span.end_ms, span.start_ms + w.end_ms),
+                    text=w.text,
+                    language=result.language,
+                )
+                for w in result.words
+            ]))
+        progress(sum(span.duration_ms for span in batch))
+    per_span.sort(key=lambda item: item[0])
+    return [w for _, span_words in per_span for w in span_words]
+
+
+def uncovered(spans: Sequence[SpeechSpan], words: Sequence[TimedWord]) -> list[SpeechSpan]:
+    """Runs of a span's speech parts that got (almost) no words, long enough to be worth reading again.
+
+    Whisper reads a merged span as one window in one language; speech in the other language
+    inside it may be skipped. Read on its own, it is recognised.
+    """
+    starts = [w.start_ms for w in words]
+    retry: list[SpeechSpan] = []
+    for span in spans:
+        run: list[tuple[int, int]] = []
+        for part in (*span.parts, None):
+            if part is not None:
+                lo = bisect.bisect_left(starts, part[0] - 5_000)
+                overlap_ms = sum(
+                    max(0, min(w.end_ms, part[1]) - max(w.start_ms, part[0]))
+                    for w in words[lo:bisect.bisect_left(starts, part[1])]
+                )
+                covered = overlap_ms >= MIN_COVERED_SHARE * (part[1] - part[0])
+                if not covered:
+                    run.append(part)
+                    continue
+            if run and run[-1][1] - run[0][0] >= MIN_RETRY_MS and len(run) < len(span.parts):
+                retry.append(SpeechSpan(run[0][0], run[-1][1], tuple(run)))
+            run = []
+    return retry

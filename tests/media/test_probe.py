@@ -1,0 +1,153 @@
+"""The probe on real speech, real video and real hostile files (PyAV in a limited child process)."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import psutil
+import pytest
+
+import media
+from media import MediaInfo, probe
+from tests.media.conftest import REFERENCES
+
+
+@pytest.mark.parametrize(
+    "name, duration_ms, format_name, codec, rate_hz, channels, mime",
+    [("jfk.flac", 11_000, "flac", "flac", 44_100, 2, "audio/flac"),
+     ("asr_example.wav", 5_550, "wav", "pcm_s16le", 16_000, 1, "audio/wav"),
+     ("asr_example.mp3", 5_550, "mp3", "mp3", 16_000, 1, "audio/mpeg"),
+     ("hotwords.mp3", 4_000, "mp3", "mp3", 44_100, 2, "audio/mpeg")],
+)
+def test_real_speech(speech_path, name, duration_ms, format_name, codec, rate_hz, channels, mime):
+    info = probe(speech_path(name))
+    # Within 60 ms: a listener cannot tell, and encoder padding is counted differently by builds.
+    assert abs(info.duration_ms - duration_ms) <= 60
+    assert (info.format_name, info.audio_codec, info.sample_rate_hz, info.channels) == (format_name, codec, rate_hz, channels)
+    assert info.mime_type == mime and not info.has_video
+
+
+def test_video_and_containers(make_media, speech_path):
+    clip = make_media("clip.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=5.55",
+                      "-i", str(speech_path("asr_example.wav")), "-shortest", "-c:v", "mpeg4", "-c:a", "aac")
+    info = probe(clip)
+    assert info.has_video and info.format_name == "mov" and info.audio_codec == "aac"
+    assert info.mime_type == "video/mp4" and abs(info.duration_ms - 5_550) <= 100
+    m4a = make_media("voice.m4a", "-i", str(speech_path("asr_example.wav")), "-c:a", "aac")
+    assert probe(m4a).mime_type == "audio/mp4" and not probe(m4a).has_video
+    webm = make_media("voice.webm", "-i", str(speech_path("asr_example.wav")), "-c:a", "libopus")
+    assert (probe(webm).format_name, probe(webm).mime_type) == ("matroska", "audio/webm")
+
+
+def test_type_comes_from_the_content_never_the_name(speech_path, tmp_path):
+    """An upload named page.html that is a FLAC is served as audio/flac, never as a page."""
+    for name in ("page.html", "image.svg", "noext"):
+        shutil.copy(speech_path("jfk.flac"), tmp_path / name)
+        assert probe(tmp_path / name).mime_type == "audio/flac"
+
+
+@pytest.mark.parametrize("kind", sorted(REFERENCES))
+def test_files_naming_other_files_or_holding_no_media_are_refused(reference_file, kind):
+    path = reference_file(kind)
+    with pytest.raises(media.MediaError) as err:
+        probe(path)
+    assert err.value.code == "bad_media", err.value.message
+    assert "tingxie" in err.value.message  # a sentence for a person, not ffmpeg's log line
+
+
+def test_playlists_are_refused_by_what_they_are(reference_file):
+    """Where ffmpeg recognises a playlist or script, the refusal says which (the log keeps ffmpeg's words)."""
+    for kind, words in (("hls-m3u8", "HLS playlist"), ("concat-relative", "concat script"), ("sdp", "SDP"),
+                        ("srt", "subtitle"), ("ffmetadata", "metadata")):
+        with pytest.raises(media.RefusedFormatError) as err:
+            probe(reference_file(kind))
+        assert words in err.value.message and err.value.detail
+
+
+def test_images_and_image_sequences_are_refused(image_sequence, tmp_path):
+    shutil.copy(tmp_path / "img002.png", tmp_path / "cover.mp3")
+    for path in (image_sequence, tmp_path / "cover.mp3", tmp_path / "img001.png"):
+        with pytest.raises(media.RefusedFormatError) as err:
+            probe(path)
+        assert err.value.code == "bad_media" and "image" in err.value.message
+
+
+def test_empty_missing_and_special_files(tmp_path):
+    (tmp_path / "empty.mp3").touch()
+    with pytest.raises(media.EmptyMediaError) as err:
+        probe(tmp_path / "empty.mp3")
+    assert err.value.code == "empty_file" and "0 bytes" in err.value.message
+    with pytest.raises(media.MediaError, match="does not exist"):
+        probe(tmp_path / "gone.mp3")
+    fifo = tmp_path / "pipe.mp3"
+    os.mkfifo(fifo)  # opening it would wait forever for a writer
+    with pytest.raises(media.MediaError, match="not a regular file"):
+        probe(fifo)
+
+
+def test_truncated_files(speech_path, tmp_path):
+    data = speech_path("asr_example.mp3").read_bytes()
+    for size in (len(data) // 4, 5000):
+        cut = tmp_path / f"cut{size}.mp3"
+        cut.write_bytes(data[:size])
+        with pytest.raises(media.TruncatedMediaError) as err:
+            probe(cut)
+        assert err.value.code == "truncated_media" and "cut short" in err.value.message
+    head = tmp_path / "head.flac"
+    head.write_bytes(speech_path("jfk.flac").read_bytes()[:3000])
+    with pytest.raises(media.TruncatedMediaError):
+        probe(head)
+    nearly = tmp_path / "nearly.mp3"
+    nearly.write_bytes(data[: len(data) * 9 // 10])
+    assert abs(probe(nearly).duration_ms - 5_550) <= 60  # most of it is there: the decode decides
+
+
+def test_video_without_audio(make_media):
+    video = make_media("silent.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=2", "-c:v", "mpeg4")
+    with pytest.raises(media.NoAudioStreamError) as err:
+        probe(video)
+    assert err.value.code == "no_audio" and "video only" in err.value.message
+
+
+def test_subtitle_only_matroska_has_no_audio(make_media, tmp_path):
+    (tmp_path / "in.srt").write_text("1\n00:00:01,000 --> 00:00:02,000\nhello\n")
+    subs = make_media("subs.mkv", "-i", str(tmp_path / "in.srt"), "-c:s", "copy")
+    with pytest.raises(media.NoAudioStreamError):
+        probe(subs)
+
+
+def test_longer_than_the_cap(speech_path):
+    with pytest.raises(media.MediaTooLongError) as err:
+        probe(speech_path("jfk.flac"), max_duration_ms=5_000)
+    assert err.value.code == "too_long" and "11.0 s" in err.value.message and "5.0 s" in err.value.message
+    assert probe(speech_path("jfk.flac"), max_duration_ms=11_000).duration_ms == 11_000
+
+
+def test_a_probe_past_its_time_is_killed_with_its_child(speech_path):
+    started = time.monotonic()
+    with pytest.raises(media.MediaTimeoutError) as err:
+        probe(speech_path("jfk.flac"), timeout_s=0.05)
+    assert err.value.code == "media_timeout"
+    assert time.monotonic() - started < 5
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_the_probe_runs_under_a_memory_limit(speech_path):
+    """With too little address space the child cannot even load libavformat: the limit is real."""
+    with pytest.raises(media.MediaError) as err:
+        probe(speech_path("jfk.flac"), memory_bytes=64 << 20)
+    assert "map" in err.value.detail or "memory" in err.value.message
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_media_info_round_trips_through_json(speech_path):
+    info = probe(speech_path("hotwords.mp3"))
+    assert MediaInfo.from_json(info.to_json()) == info
+    assert MediaInfo.from_dict(info.to_dict()) == info
+    stored = info.to_dict()
+    for bad in ({**stored, "format_name": "mp3\n-i"}, {**stored, "duration_ms": "4000"},
+                {**stored, "channels": -1}, {k: v for k, v in stored.items() if k != "mime_type"},
+                {**stored, "extra": 1}):
+        with pytest.raises(ValueError):
+            MediaInfo.from_dict(bad)

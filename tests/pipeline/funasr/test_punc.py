@@ -1,0 +1,109 @@
+"""CT-Transformer punctuation: windows of concurrent jobs batched through one network call give
+exactly what each job gets on its own, on both backends."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
+pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
+
+from pipeline.funasr.punc import CtPunc, WindowBatcher  # noqa: E402
+from tests.support.funasr_models import PUNC_ID, PUNC_ONNX_ID  # noqa: E402
+
+pytestmark = pytest.mark.funasr
+
+# Text in the model's own vocabulary, of different lengths, so jobs need 1 to ~8 windows.
+SENTENCE = "欢迎大家来体验达摩院推出的语音识别模型"
+
+
+def _texts() -> list[list[str]]:
+    texts = []
+    for n in (1, 3, 5, 8, 13, 21):
+        chars = list((SENTENCE * n)[: 9 * n + 4])
+        texts.append(chars)
+    return texts
+
+
+@pytest.fixture(scope="module", params=[PUNC_ID, PUNC_ONNX_ID], ids=["pytorch", "onnx"])
+def punc(request, funasr_model_dir) -> CtPunc:
+    return CtPunc(funasr_model_dir / request.param)
+
+
+def test_a_padded_batch_gives_each_window_its_own_answer(punc):
+    token_ids = punc._token_ids
+    windows = [[token_ids.get(ch, punc._unk_id) for ch in text[:length]]
+               for text, length in zip(_texts(), (3, 7, 20, 33, 57, 150))]
+    forward = punc._batcher._forward_batch
+    alone = [forward([w])[0] for w in windows]
+    together = forward(windows)
+    assert together == alone
+    assert [len(row) for row in together] == [len(w) for w in windows]
+
+
+def test_concurrent_jobs_share_forwards_and_get_their_serial_marks(punc):
+    texts = _texts()
+    serial = [punc.punctuate(t, language="zh") for t in texts]
+    assert all(marks[-1] in ("。", "？") for marks in serial)
+    before = (punc._batcher.batches, punc._batcher.windows)
+
+    results: dict[int, list[str]] = {}
+    barrier = threading.Barrier(len(texts))
+
+    def job(n: int) -> None:
+        barrier.wait()
+        results[n] = punc.punctuate(texts[n], language="zh")
+
+    threads = [threading.Thread(target=job, args=(n,)) for n in range(len(texts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[n] for n in range(len(texts))] == serial
+    batches = punc._batcher.batches - before[0]
+    windows = punc._batcher.windows - before[1]
+    assert windows > len(texts)
+    assert batches < windows  # some windows of different jobs went through together
+
+
+def test_a_failing_forward_reaches_every_caller_in_its_batch():
+    started = threading.Event()
+    release = threading.Event()
+    calls: list[int] = []
+
+    def forward(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            started.set()
+            release.wait(5)
+            return [[0] * len(ids) for ids in batch]
+        raise RuntimeError("CUDA out of memory")
+
+    batcher = WindowBatcher(forward)
+    outcomes: list[object] = []
+
+    def call(ids):
+        try:
+            outcomes.append(batcher.forward(ids))
+        except RuntimeError as exc:
+            outcomes.append(exc)
+
+    first = threading.Thread(target=call, args=([1, 2],))
+    first.start()
+    started.wait(5)
+    waiting = [threading.Thread(target=call, args=([3],)) for _ in range(3)]
+    for t in waiting:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(batcher._pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in [first, *waiting]:
+        t.join(5)
+    assert calls == [1, 3]  # the three that waited went through as one batch
+    assert outcomes[0] == [0, 0]
+    assert [str(o) for o in outcomes[1:]] == ["CUDA out of memory"] * 3
+    assert batcher._busy is False and not batcher._pending

@@ -1,0 +1,126 @@
+"""The OpenAI-compatible API, driven by the real ``openai`` package against a real running service
+(web and worker processes on the embedded default, Whisper-base on real speech)."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+openai = pytest.importorskip("openai")
+
+JFK = "ask not what your country can do for you"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    from core.migrate import upgrade
+    from tests.conftest import make_settings
+    from tests.service import Service
+
+    tmp = tmp_path_factory.mktemp("openai")
+    settings = make_settings(tmp)
+    upgrade(settings)
+    (tmp / "logs").mkdir()
+    svc = Service(settings=settings, log_dir=tmp / "logs")
+    svc.start_web()
+    svc.start_worker()
+    yield svc
+    svc.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return openai.OpenAI(base_url=service.base_url + "/v1", api_key="unused-until-tokens", max_retries=0, timeout=300)
+
+
+def _transcribe(client, path, **kwargs):
+    with open(path, "rb") as fh:
+        return client.audio.transcriptions.create(model="whisper-1", file=fh, **kwargs)
+
+
+def test_json_and_the_job_is_an_ordinary_tingxie_job(client, service, speech_path):
+    result = _transcribe(client, speech_path("jfk.flac"))
+    assert JFK in result.text.lower()
+    listed = requests.get(service.base_url + "/api/v1/jobs", timeout=10).json()["items"]
+    job = next(j for j in listed if j["source"] == "openai")
+    assert job["status"] == "done" and job["filename"] == "jfk.flac" and job["profile"] == "offline"
+
+
+@pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
+def test_text_formats(client, speech_path, fmt):
+    result = _transcribe(client, speech_path("jfk.flac"), response_format=fmt)
+    assert isinstance(result, str) and JFK in result.lower().replace("\n", " ")
+    if fmt == "srt":
+        assert result.startswith("1\n00:00:")
+    if fmt == "vtt":
+        assert result.startswith("WEBVTT")
+
+
+def test_verbose_json_with_words_and_segments(client, speech_path):
+    result = _transcribe(client, speech_path("jfk.flac"), response_format="verbose_json",
+                         timestamp_granularities=["word", "segment"])
+    assert result.language == "english" and 10.5 < result.duration < 11.5 and JFK in result.text.lower()
+    assert result.segments and all(0 <= s.start < s.end <= result.duration for s in result.segments)
+    assert [s.id for s in result.segments] == list(range(len(result.segments)))
+    words = result.words
+    assert len(words) > 15 and all(w.start <= w.end for w in words)
+    assert all(a.start <= b.start for a, b in zip(words, words[1:]))
+    assert "country" in " ".join(w.word for w in words).lower()
+
+
+def test_verbose_json_defaults_to_segments(client, speech_path):
+    result = _transcribe(client, speech_path("asr_example.wav"), response_format="verbose_json", language="zh",
+                         prompt="达摩院")
+    assert result.language == "chinese" and "达摩院" in result.text
+    assert result.segments and getattr(result, "words", None) is None
+
+
+def test_models(client):
+    ids = [m.id for m in client.models.list()]
+    assert ids[0] == "whisper-1" and "offline" in ids and "funasr" in ids
+    assert client.models.retrieve("offline").id == "offline"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-9")
+
+
+def test_errors_use_openais_shape(client, speech_path, tmp_path):
+    bad = tmp_path / "notes.mp3"
+    bad.write_text("not audio at all " * 50)
+    with pytest.raises(openai.APIStatusError) as caught:
+        _transcribe(client, bad)
+    assert caught.value.status_code == 415
+    error = caught.value.body
+    assert error["code"] == "bad_media" and error["type"] == "invalid_request_error" and "message" in error
+    with pytest.raises(openai.NotFoundError) as caught:
+        with open(speech_path("jfk.flac"), "rb") as fh:
+            client.audio.transcriptions.create(model="no-such-model", file=fh)
+    assert caught.value.body["code"] == "unknown_model"
+    with pytest.raises(openai.BadRequestError) as caught:
+        _transcribe(client, speech_path("jfk.flac"), response_format="docx")
+    assert caught.value.body["param"] == "response_format"
+
+
+def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, speech_path):
+    """No worker: the job stays queued, and after TINGXIE_OPENAI_WAIT_S the caller gets its id."""
+    from core.migrate import upgrade
+    from tests.conftest import make_settings
+    from tests.service import Service
+
+    settings = make_settings(tmp_path, openai_wait_s=1.0)
+    upgrade(settings)
+    (tmp_path / "logs").mkdir()
+    svc = Service(settings=settings, log_dir=tmp_path / "logs")
+    svc.start_web()
+    try:
+        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key="x", max_retries=2, timeout=60)
+        with pytest.raises(openai.APIStatusError) as caught:
+            _transcribe(sdk, speech_path("jfk.flac"))
+        assert caught.value.status_code == 504
+        body = caught.value.body
+        assert body["code"] == "still_running" and body["job_id"]
+        jobs = requests.get(svc.base_url + "/api/v1/jobs", timeout=10).json()
+        assert jobs["total"] == 1, "the SDK must not retry the upload"
+        assert jobs["items"][0]["id"] == body["job_id"] and jobs["items"][0]["status"] == "queued"
+    finally:
+        svc.stop()

@@ -1,0 +1,239 @@
+"""Request and response schemas of the native API: one schema validates a request and documents it
+in the OpenAPI document (APIFlask on marshmallow).
+
+A request schema only turns what the client sent into typed values; the rules of a job's options
+live in :class:`core.options.JobOptions` and the submission path, so the REST door, the OpenAI
+door and the FunASR gateway cannot disagree about them.
+"""
+from __future__ import annotations
+
+from apiflask import Schema
+from apiflask.fields import Boolean, Dict, File, Float, Integer, List, Nested, String, Tuple
+from apiflask.validators import Length, OneOf, Range
+from marshmallow import INCLUDE, post_load
+
+from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
+from core.hotwords import parse_hotwords
+from core.jobs import STATUSES, JobStage
+from core.options import JobOptions, Source
+from core.settings import PROFILES
+
+MAX_PAGE = 1_000_000
+MAX_PER_PAGE = 100
+MAX_URL_CHARS = 2048
+
+
+def ref(name: str) -> dict:
+    """A reference to a schema registered as a component (see :data:`COMPONENTS`)."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def ok(schema: str, description: str = "OK", status: int = 200, headers: dict | None = None) -> dict:
+    """A JSON response of an operation, documented with a registered schema."""
+    response = {"description": description, "content": {"application/json": {"schema": ref(schema)}}}
+    if headers:
+        response["headers"] = headers
+    return {status: response}
+
+
+def errors(descriptions: dict[int, str], schema: str = "Error") -> dict:
+    """Error responses of an operation, documented with ``schema`` (``OpenAIError`` on /v1)."""
+    return {status: {"description": text, "content": {"application/json": {"schema": ref(schema)}}}
+            for status, text in descriptions.items()}
+
+
+class Out(Schema):
+    """A response schema: later versions may add fields, so clients must accept unknown ones."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+class ErrorBody(Out):
+    code = String(required=True, metadata={"description": "stable, for programs (e.g. `bad_media`)"})
+    message = String(required=True, metadata={"description": "for a person: what to change"})
+
+
+class Error(Out):
+    """Every error of the native API."""
+
+    error = Nested(ErrorBody, required=True)
+
+
+class JobForm(Schema):
+    """``POST /api/v1/jobs``: the file and the job's options."""
+
+    file = File(required=True, metadata={"description": "the audio or video, in any container ffmpeg reads"},
+                error_messages={"required": "send the audio or video as a multipart form field named 'file'"})
+    language = String(metadata={"description": "`auto` (default) or a language code the profile serves: "
+                                               "ISO 639-1 on `offline` (every language Whisper knows), `zh` or `en` on "
+                                               "`funasr`; GET /api/v1/profiles lists them",
+                                "examples": ["auto", "zh", "en", "ja"]})
+    itn = Boolean(metadata={"description": "write numbers as digits (inverse text normalisation); default true"})
+    hotwords = String(metadata={
+        "description": "phrases to favour: one `word weight` a line, a JSON object `{\"word\": weight}`, "
+                       "comma- or space-separated words"})
+    profile = String(metadata={"description": "model profile; default: the deployment's", "enum": list(PROFILES)})
+    callback_url = String(validate=Length(max=MAX_URL_CHARS),
+                          metadata={"description": "http(s) URL that receives the finished job (a signed webhook)"})
+    source = String(validate=OneOf([Source.API.value, Source.PAGE.value]),
+                    metadata={"description": "which client sent the job; the web page sends `page`"})
+
+    @post_load
+    def to_options(self, data: dict, **_) -> tuple:
+        upload = data.pop("file")
+        if "hotwords" in data:
+            data["hotwords"] = parse_hotwords(data["hotwords"])
+        if "source" in data:
+            data["source"] = Source(data["source"])
+        return upload, JobOptions(**data)
+
+
+class JobListQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1, max=MAX_PAGE))
+    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+    status = String(validate=OneOf(list(STATUSES)))
+
+
+class TranscriptQuery(Schema):
+    format = String(load_default="json", validate=OneOf(list(FORMATS)))
+    download = Boolean(load_default=False, metadata={"description": "answer as an attachment with a file name"})
+    # Subtitle cues (srt, vtt); core.export.SubtitleLimits checks the ranges.
+    max_line_chars = Integer(metadata={"description": "characters a line; default 42 for Latin script, 16 for CJK",
+                                       "minimum": LINE_CHARS_RANGE[0], "maximum": LINE_CHARS_RANGE[1]})
+    max_lines = Integer(metadata={"description": "lines a cue; default 2",
+                                  "minimum": LINES_RANGE[0], "maximum": LINES_RANGE[1]})
+    max_cue_s = Float(metadata={"description": "seconds a cue stays up at most; default 7",
+                                "minimum": CUE_S_RANGE[0], "maximum": CUE_S_RANGE[1]})
+
+    @post_load
+    def to_limits(self, data: dict, **_) -> dict:
+        names = ("max_line_chars", "max_lines", "max_cue_s")
+        limits = SubtitleLimits(**{name: data.pop(name) for name in names if name in data})
+        return {**data, "limits": limits}
+
+
+class JobLinks(Out):
+    self = String(required=True)
+    transcript = String(required=True)
+    media = String(required=True)
+    events = String(required=True, metadata={"description": "WebSocket: the job's live events"})
+
+
+class Accepted(Out):
+    id = String(required=True)
+    status = String(required=True, validate=OneOf(list(STATUSES)))
+    links = Nested(JobLinks, required=True)
+
+
+class JobOptionsOut(Out):
+    language = String(required=True)
+    itn = Boolean(required=True)
+    hotwords = List(Tuple((String(), Float(allow_none=True))), required=True,
+                    metadata={"description": "[word, weight or null] pairs"})
+
+    # apispec leaves a Tuple's items empty under OpenAPI 3.1; web.create_app writes them out.
+    HOTWORD_PAIR = {"type": "array", "prefixItems": [{"type": "string"}, {"type": ["number", "null"]}],
+                    "minItems": 2, "maxItems": 2}
+
+
+class Timings(Out):
+    queued_s = Float(required=True, allow_none=True)
+    running_s = Float(required=True, allow_none=True)
+
+
+class Webhook(Out):
+    attempts = Integer(required=True)
+    last_status = String(required=True, allow_none=True)
+    delivered_at = String(required=True, allow_none=True)
+
+
+class Job(Out):
+    id = String(required=True)
+    status = String(required=True, validate=OneOf(list(STATUSES)))
+    stage = String(required=True, allow_none=True, validate=OneOf(list(JobStage)))
+    progress = Float(required=True, metadata={"description": "0..1 over the whole job"})
+    filename = String(required=True)
+    size_bytes = Integer(required=True)
+    duration_ms = Integer(required=True, allow_none=True)
+    profile = String(required=True)
+    options = Nested(JobOptionsOut, required=True)
+    source = String(required=True)
+    priority = Integer(required=True)
+    attempt = Integer(required=True)
+    error = Nested(ErrorBody, required=True, allow_none=True)
+    warnings = List(String(), required=True)
+    created_at = String(required=True)
+    started_at = String(required=True, allow_none=True)
+    finished_at = String(required=True, allow_none=True)
+    timings = Nested(Timings, required=True)
+    callback_url = String(required=True, allow_none=True)
+    webhook = Nested(Webhook, required=True)
+    links = Nested(JobLinks, required=True)
+
+
+class ListLinks(Out):
+    next = String()
+    prev = String()
+
+
+class JobList(Out):
+    items = List(Nested(Job), required=True)
+    page = Integer(required=True)
+    per_page = Integer(required=True)
+    total = Integer(required=True)
+    links = Nested(ListLinks, required=True)
+
+
+class Word(Out):
+    start_ms = Integer(required=True)
+    end_ms = Integer(required=True)
+    text = String(required=True)
+
+
+class Segment(Out):
+    start_ms = Integer(required=True)
+    end_ms = Integer(required=True)
+    text = String(required=True)
+    punc = String()
+    words = List(Nested(Word), required=True)
+    tokens = List(List(Integer()))
+
+
+class Transcript(Out):
+    text = String(required=True)
+    language = String(required=True)
+    duration_ms = Integer(required=True)
+    segments = List(Nested(Segment), required=True)
+
+
+class Language(Out):
+    code = String(required=True, metadata={"description": "`auto` or an ISO 639-1 code"})
+    name = String(required=True)
+
+
+class Profile(Out):
+    name = String(required=True)
+    default = Boolean(required=True, metadata={"description": "what a job that names no profile runs on"})
+    languages = List(Nested(Language), required=True)
+
+
+class ProfileList(Out):
+    items = List(Nested(Profile), required=True)
+
+
+class Health(Out):
+    status = String(required=True)
+
+
+class Readiness(Out):
+    status = String(required=True, validate=OneOf(["ready", "not_ready"]))
+    checks = Dict(keys=String(), values=String(), required=True)
+
+
+# Response schemas, referenced by name from each operation's responses (web.create_app registers
+# them in the OpenAPI document once each; routes return plain dicts).
+COMPONENTS: dict[str, type[Schema]] = {
+    schema.__name__: schema
+    for schema in (Error, Accepted, Job, JobList, Transcript, ProfileList, Health, Readiness)
+}
