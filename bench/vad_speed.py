@@ -39,7 +39,7 @@ def _child(mode: str, pcm_path: Path, model_root: Path, rounds: int) -> dict:
     if mode == "one core":
         torch.set_num_threads(1)
     from pipeline.audio import PcmFile
-    from pipeline.funasr_vad import FsmnVad
+    from pipeline.funasr.vad import FsmnVad
     from pipeline.vad_silero import SileroVad, VadOptions
     from tests.real_fsmn_vad import ONNX_ID, PYTORCH_ID
 
@@ -68,14 +68,15 @@ def _child(mode: str, pcm_path: Path, model_root: Path, rounds: int) -> dict:
 
 def _pcm(minutes: float) -> Path:
     """The speech file decoded once to the s16le PcmFile reads."""
-    from pipeline.audio import decode_to_pcm, find_ffmpeg, probe
+    from media import find_ffmpeg
+    from pipeline.audio import decode
 
     media = build_speech(minutes)
     target = media.with_suffix(".s16le")
     if not target.exists():
         ffmpeg = find_ffmpeg()
         tmp = target.with_suffix(".tmp.s16le")
-        decode_to_pcm(media, tmp, ffmpeg, None, info=probe(media, ffmpeg))
+        decode(media, tmp, ffmpeg=ffmpeg)
         tmp.replace(target)
     return target
 

@@ -88,8 +88,7 @@ def _with_speakers(options, args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
+    from cli.progress import StageBar
     from core.errors import TingxieError
     from core.export import SubtitleLimits, render
     from core.settings import Settings
@@ -129,25 +128,18 @@ def run(args: argparse.Namespace) -> int:
 
     failures = 0
     for path in files:
-        bar = tqdm(total=100, desc=path.name, unit="%", file=sys.stderr, disable=None,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
-
-        def progress(p, bar=bar):
-            bar.n = round(p.fraction * 100, 1)
-            bar.set_postfix_str(p.stage, refresh=True)
-
         try:
-            with tempfile.TemporaryDirectory(prefix="tingxie-") as work_dir:
+            with StageBar(path.name) as bar, tempfile.TemporaryDirectory(prefix="tingxie-") as work_dir:
                 transcript = transcribe(
-                    path, options, engine, work_dir=Path(work_dir), on_progress=progress,
+                    path, options, engine, work_dir=Path(work_dir),
+                    on_progress=lambda p: bar.update(p.stage, p.fraction),
                     max_duration_ms=int(settings.max_duration_s * 1000), ffmpeg=settings.ffmpeg or None,
                 )
+                bar.update("done", 1.0)
         except MediaError as exc:
-            bar.close()
             print(f"{path}: {exc.message} [{exc.code}]", file=sys.stderr)
             failures += 1
             continue
-        bar.close()
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
         rendered = render(transcript.to_dict(), args.format, limits)

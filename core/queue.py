@@ -76,7 +76,9 @@ class QueueClient:
         self.app.send_task(name, args=args, queue=queue, retry=True,
                            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
 
-    def send_transcribe(self, job_id: str, *, priority: int = 0) -> None:
+    def send_transcribe(self, job_id: str, *, profile: str, priority: int = 0) -> None:
+        """The job's task. Every worker consumes every profile's jobs from the same two queues
+        (``profile`` is accepted so that the route can depend on it)."""
         self.send(TRANSCRIBE, [job_id], queue=INTERACTIVE_QUEUE if priority > 0 else BATCH_QUEUE)
 
     def ping(self) -> None:

@@ -36,12 +36,12 @@ class Services:
     def close(self) -> None:
         self.engine.dispose()
 
-    def enqueue(self, job_id: str, *, priority: int) -> bool:
+    def enqueue(self, job_id: str, *, profile: str, priority: int) -> bool:
         """Send a committed job's task, then record that it was sent. If the broker cannot be
         reached the job stays queued without a message, and a worker's sweeper sends it later:
         an accepted job is not lost. False when it could not be sent now."""
         try:
-            self.queue.send_transcribe(job_id, priority=priority)
+            self.queue.send_transcribe(job_id, profile=profile, priority=priority)
         except Exception:  # kombu raises several types for "cannot connect"
             log.warning("could not reach the broker for job %s; a worker's sweeper sends it later", job_id,
                         exc_info=True)

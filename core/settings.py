@@ -298,3 +298,24 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("WORKER_THREADS", "worker_threads", _positive(int, "a whole number of threads")),
     _Var("OPENAI_WAIT_S", "openai_wait_s", _positive(float, "a number of seconds")),
 )
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What ``tingxie submit`` and ``tingxie jobs`` need to reach a running server: a client's
+    settings, apart from the server's own (a client machine has no data directory)."""
+
+    # Base URL of the tingxie web tier (TINGXIE_SERVER).
+    server_url: str = "http://127.0.0.1:8000"
+    # Sent as ``Authorization: Bearer <token>`` when set (TINGXIE_TOKEN).
+    token: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ClientSettings":
+        env = os.environ if env is None else env
+        kwargs = {}
+        if env.get(ENV_PREFIX + "SERVER"):
+            kwargs["server_url"] = env[ENV_PREFIX + "SERVER"]
+        if env.get(ENV_PREFIX + "TOKEN"):
+            kwargs["token"] = env[ENV_PREFIX + "TOKEN"]
+        return cls(**kwargs)

@@ -111,6 +111,6 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
     except BaseException:
         storage.delete_job_files(settings, job_id)
         raise
-    enqueued = services.enqueue(job_id, priority=options.priority)
+    enqueued = services.enqueue(job_id, profile=options.profile, priority=options.priority)
     log.info("job %s accepted from %s: %s", job_id, options.source, filename)
     return Submitted(id=job_id, status=status, profile=options.profile, enqueued=enqueued)

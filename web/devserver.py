@@ -19,7 +19,13 @@ def json_error_body(status: int, message: str) -> bytes:
 
 class _Handler(WSGIRequestHandler):
     """Requests the HTTP parser refuses (request line or headers too long) get the API's JSON
-    error shape, not http.server's HTML page."""
+    error shape, not http.server's HTML page; a finished WebSocket closes its connection."""
+
+    def connection_dropped(self, error, environ=None) -> None:
+        """A finished WebSocket (see _quiet_after_websocket) ends its TCP connection too. Left open, the handler would
+        wait on it for a next HTTP request, and a client that waits for the server to close (as
+        RFC 6455 asks, e.g. the ``websockets`` package) would hang until its own timeout."""
+        self.close_connection = True
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         self.log_error("code %d, message %s", code, message)

@@ -8,6 +8,7 @@ import shutil
 import threading
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from core import jobs, storage
@@ -190,9 +191,11 @@ class Runtime:
         """Hand stale running jobs, and queued jobs never sent, to the queue again."""
         with session_scope(self.factory) as session:
             ids = jobs.release_stale(session, self.settings.job_lease_s) + jobs.unsent(session)
-            priorities = dict(session.query(Job.id, Job.priority).filter(Job.id.in_(ids)).all()) if ids else {}
+            routes = {row.id: row for row in session.execute(
+                select(Job.id, Job.profile, Job.priority).where(Job.id.in_(ids)))} if ids else {}
         for job_id in ids:
-            if self.services.enqueue(job_id, priority=priorities.get(job_id, 0)):
+            route = routes.get(job_id)
+            if route is not None and self.services.enqueue(job_id, profile=route.profile, priority=route.priority):
                 log.info("job %s re-sent to the queue", job_id)
         return ids
 

@@ -26,7 +26,7 @@ def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, dict]:
     pauses of 0.4 to 2 s between them (about 105 s of Chinese and English)."""
     import subprocess
 
-    from pipeline.audio import find_ffmpeg
+    from media import find_ffmpeg
 
     work = tmp_path_factory.mktemp("subtitles")
     options = TranscribeOptions()

@@ -92,3 +92,21 @@ def test_unknown_job_is_an_error_then_a_close(live_service):
     messages, code = watch(ws_url(service, "0" * 32))
     assert messages == [{"type": "error", "error": {"code": "not_found", "message": f"no job {'0' * 32}"}}]
     assert code == 1008
+
+
+def test_the_server_ends_the_connection_after_the_close(live_service):
+    """A client that waits for the server to close the TCP connection, as RFC 6455 asks (the
+    ``websockets`` package does), is not left waiting on the development server."""
+    import time
+
+    from websockets.exceptions import ConnectionClosedError
+    from websockets.sync.client import connect
+
+    service = live_service(workers=0)
+    started = time.monotonic()
+    with connect(ws_url(service, "0" * 32), close_timeout=30, ping_interval=None) as ws:
+        assert json.loads(ws.recv())["error"]["code"] == "not_found"
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=5)  # raises once the connection is closed: the close frames, then TCP
+    assert ws.close_code == 1008
+    assert time.monotonic() - started < 5

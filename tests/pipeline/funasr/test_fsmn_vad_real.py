@@ -19,9 +19,10 @@ import pytest
 pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
 pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
-from pipeline.audio import PcmFile, decode_to_pcm, find_ffmpeg, probe  # noqa: E402
-from pipeline.funasr_profile import resolve_model  # noqa: E402
-from pipeline.funasr_vad import FsmnVad  # noqa: E402
+from media import find_ffmpeg  # noqa: E402
+from pipeline.audio import PcmFile, decode  # noqa: E402
+from pipeline.funasr.profile import resolve_model  # noqa: E402
+from pipeline.funasr.vad import FsmnVad  # noqa: E402
 from tests.real_fsmn_vad import ONNX_ID, PYTORCH_ID, real_fsmn_vad  # noqa: E402
 
 pytestmark = [pytest.mark.funasr, pytest.mark.slow]
@@ -66,7 +67,7 @@ def recordings(speech_dir, tmp_path_factory) -> dict[str, np.ndarray]:
     samples = {}
     for name in RECORDINGS:
         pcm_path = out / f"{name}.s16le"
-        decode_to_pcm(speech_dir / name, pcm_path, ffmpeg, None, info=probe(speech_dir / name, ffmpeg))
+        decode(speech_dir / name, pcm_path, ffmpeg=ffmpeg)
         samples[name] = np.fromfile(pcm_path, dtype="<i2")
     return samples
 
@@ -148,7 +149,7 @@ def test_silence_and_noise_give_no_spans(vads, tmp_path, kind):
 @pytest.fixture(scope="module")
 def model_dir_with_real_vad(real_dir, funasr_model_dir, tmp_path_factory) -> Path:
     """The profile's model directory: the real FSMN-VAD (both ids) beside the tiny ASR and punctuation."""
-    from pipeline.funasr_profile import DEFAULTS
+    from pipeline.funasr.profile import DEFAULTS
 
     root = tmp_path_factory.mktemp("real-vad-models")
     for model_id in (PYTORCH_ID, ONNX_ID):
@@ -169,7 +170,7 @@ def test_a_funasr_job_with_the_real_vad(load_funasr, model_dir_with_real_vad, lo
     engine = load_funasr(model_dir=model_dir_with_real_vad, vad=vad_model)
     pcm_path = tmp_path / "long.s16le"
     ffmpeg = find_ffmpeg()
-    decode_to_pcm(long_speech, pcm_path, ffmpeg, None, info=probe(long_speech, ffmpeg))
+    decode(long_speech, pcm_path, ffmpeg=ffmpeg)
     spans = FsmnVad(model_dir_with_real_vad / vad_model).speech_spans(PcmFile(pcm_path))
     assert len(spans) == 18
     with wave.open(str(long_speech), "rb") as src:
