@@ -27,12 +27,12 @@ from pathlib import Path
 from bench.speech import SPEECH_DIR, build_speech
 
 COST = r"""
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 
-def rss_kb():
+def rss_kb(field="VmRSS"):
     for line in open("/proc/self/status"):
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
 
 start_kb = rss_kb()
@@ -67,7 +67,8 @@ print(json.dumps({
     "before_kb": before_kb,
     "loaded_kb": loaded_kb,
     "after_kb": rss_kb(),
-    "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    # VmHWM starts afresh at exec; ru_maxrss would count the parent's pages shared before it.
+    "peak_kb": rss_kb("VmHWM"),
 }))
 """
 
