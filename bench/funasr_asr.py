@@ -136,7 +136,7 @@ def bench_size(size: str, spans, rounds: int, device: str) -> None:
 
     def run(funasr: bool, phases: Phases):
         with phases.measuring():
-            items = asr._decode(spans, None, funasr=funasr)
+            items = asr._decode(spans, (), funasr=funasr)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
         return [(i.get("text"), i.get("timestamp")) for i in items]

@@ -49,6 +49,8 @@ class ParaformerAsr:
 
         self.model_dir = Path(model_dir)
         self._lock = threading.Lock()  # SeACo keeps the current hotword list on the model
+        self._hotword_lock = threading.Lock()
+        self._hotword_cache: dict[tuple[str, ...], object] = {}  # phrases -> token ids, oldest first
         model, kwargs = AutoModel.build_model(
             model=str(self.model_dir),
             device=device,
@@ -79,17 +81,18 @@ class ParaformerAsr:
         hotwords: Sequence[Hotword] = (),
     ) -> list[AsrResult]:
         results: list[AsrResult] = []
-        with self._lock, _HotwordFile(hotwords if self.supports_hotwords else ()) as hotword_path:
+        phrases = _phrases(hotwords) if self.supports_hotwords else ()
+        with self._lock:
             for batch in _split(segments, self._max_batch_samples):
-                results.extend(self._recognize_batch(batch, hotword_path))
+                results.extend(self._recognize_batch(batch, phrases))
         self._release()
         return results
 
-    def _recognize_batch(self, segments: Sequence["np.ndarray"], hotword_path: str | None) -> list[AsrResult]:
-        items = self._decode(segments, hotword_path, funasr=not self.fast_path)
+    def _recognize_batch(self, segments: Sequence["np.ndarray"], phrases: tuple[str, ...]) -> list[AsrResult]:
+        items = self._decode(segments, phrases, funasr=not self.fast_path)
         return [_result(item, len(seg) * 1000 // 16_000) for item, seg in zip(items, segments)]
 
-    def _decode(self, segments: Sequence["np.ndarray"], hotword_path: str | None, *, funasr: bool) -> list[dict]:
+    def _decode(self, segments: Sequence["np.ndarray"], phrases: tuple[str, ...], *, funasr: bool) -> list[dict]:
         """funasr-shaped ``{"text", "timestamp"}`` per segment, by tingxie's batch path or (``funasr``)
         by the model's own ``inference``; tests and bench/funasr_asr.py compare the two."""
         import torch
@@ -100,26 +103,46 @@ class ParaformerAsr:
         autocast = torch.autocast("cuda", dtype=torch.float16) if self._fp16 else contextlib.nullcontext()
         with torch.inference_mode(), autocast:
             if funasr:
-                return self._decode_funasr(data, hotword_path)
-            return self._decode_batch(data, hotword_path)
+                return self._decode_funasr(data, phrases)
+            return self._decode_batch(data, phrases)
 
-    def _decode_funasr(self, data: list, hotword_path: str | None) -> list[dict]:
-        output = self._model.inference(
-            data_in=data,
-            key=[str(i) for i in range(len(data))],
-            tokenizer=self._tokenizer,
-            frontend=self._frontend,
-            device=self._device,
-            hotword=hotword_path,
-            output_timestamp=True,
-        )
+    def _hotword_ids(self, phrases: tuple[str, ...]):
+        """The model's hotword list (token ids) for ``phrases``, made once by funasr's own
+        ``generate_hotwords_list`` (its tokenisation: seg_dict, sub-words) and kept, so a job's
+        batches, and later jobs with the same words, reuse it. funasr reads phrases from a file
+        (a string it would split at spaces, breaking phrases), so a miss writes one briefly."""
+        if not phrases:
+            return None
+        with self._hotword_lock:
+            ids = self._hotword_cache.get(phrases)
+            if ids is None:
+                with _HotwordFile(phrases) as path:
+                    ids = self._model.generate_hotwords_list(path, tokenizer=self._tokenizer, frontend=self._frontend)
+                self._hotword_cache[phrases] = ids
+                while len(self._hotword_cache) > _HOTWORD_LISTS_KEPT:
+                    self._hotword_cache.pop(next(iter(self._hotword_cache)))
+            return ids
+
+    def _decode_funasr(self, data: list, phrases: tuple[str, ...]) -> list[dict]:
+        """funasr's own ``inference`` (the reference, and the path of model classes tingxie does
+        not batch itself); it takes hotwords only as a file name."""
+        with _HotwordFile(phrases) as hotword_path:
+            output = self._model.inference(
+                data_in=data,
+                key=[str(i) for i in range(len(data))],
+                tokenizer=self._tokenizer,
+                frontend=self._frontend,
+                device=self._device,
+                hotword=hotword_path,
+                output_timestamp=True,
+            )
         items = output[0] if output else []
         if len(items) != len(data):
             # funasr returns nothing at all for a batch in which the CIF fired no token anywhere.
             items = [{} for _ in data]
         return items
 
-    def _decode_batch(self, data: list, hotword_path: str | None) -> list[dict]:
+    def _decode_batch(self, data: list, phrases: tuple[str, ...]) -> list[dict]:
         """funasr's ``inference`` for this model class, batched: the same modules and tensor ops,
         without its per-frame and per-utterance loops of tensor ops."""
         import numpy as np
@@ -131,9 +154,7 @@ class ParaformerAsr:
         del data
         speech = speech.to(device=self._device)
         speech_lengths = speech_lengths.to(device=self._device)
-        hotwords = None
-        if self.supports_hotwords:
-            hotwords = model.generate_hotwords_list(hotword_path, tokenizer=self._tokenizer, frontend=self._frontend)
+        hotwords = self._hotword_ids(phrases) if self.supports_hotwords else None
         encoder_out, encoder_out_lens = model.encode(speech, speech_lengths)
         if isinstance(encoder_out, tuple):
             encoder_out = encoder_out[0]
@@ -385,11 +406,19 @@ def _units(text: str) -> list[str]:
     return units
 
 
-class _HotwordFile:
-    """Hotwords as the file funasr reads (one phrase a line, ``.txt``), removed afterwards."""
+# Hotword lists (token ids) an ASR model keeps for reuse; each is a few KB.
+_HOTWORD_LISTS_KEPT = 64
 
-    def __init__(self, hotwords: Sequence[Hotword]):
-        self._phrases = [h.text.strip() for h in hotwords if h.text.strip()]
+
+def _phrases(hotwords: Sequence[Hotword]) -> tuple[str, ...]:
+    return tuple(h.text.strip() for h in hotwords if h.text.strip())
+
+
+class _HotwordFile:
+    """Phrases as the file funasr reads (one phrase a line, ``.txt``), removed afterwards."""
+
+    def __init__(self, phrases: tuple[str, ...]):
+        self._phrases = list(phrases)
         self._path: str | None = None
 
     def __enter__(self) -> str | None:

@@ -59,11 +59,11 @@ def rescaled(monkeypatch) -> list[int]:
 
 def decode_both(asr, spans, hotwords=()) -> tuple[list, list]:
     """(funasr's inference, tingxie's batch path) on one batch: ``(text, timestamp)`` per span."""
-    from pipeline.funasr.asr import _HotwordFile
+    from pipeline.funasr.asr import _phrases
 
-    with _HotwordFile(hotwords) as path:
-        old = asr._decode(spans, path, funasr=True)
-        new = asr._decode(spans, path, funasr=False)
+    phrases = _phrases(hotwords)
+    old = asr._decode(spans, phrases, funasr=True)
+    new = asr._decode(spans, phrases, funasr=False)
     return [(i.get("text"), i.get("timestamp")) for i in old], [(i.get("text"), i.get("timestamp")) for i in new]
 
 
@@ -85,6 +85,26 @@ def test_seaco_batch_path_matches_funasr_inference(seaco, spans, rescaled):
     durations = [len(s) * 1000 // 16_000 for s in spans]
     expected = [_result({"text": t, "timestamp": s}, d) for (t, s), d in zip(old_hot, durations)]
     assert results == expected
+
+
+def test_a_hotword_list_is_made_once_and_reused_across_batches(seaco, spans, monkeypatch, tmp_path):
+    """funasr tokenises hotwords from a file: tingxie writes it once per distinct list, not on
+    every ASR call, and the batches of a job (and later jobs with the same words) reuse the ids."""
+    import tempfile
+
+    from pipeline.types import Hotword
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    calls = []
+    original = seaco._model.generate_hotwords_list
+    monkeypatch.setattr(seaco._model, "generate_hotwords_list",
+                        lambda path, **kw: calls.append(open(path, encoding="utf-8").read()) or original(path, **kw))
+    words = (Hotword("阿里巴巴", 20.0), Hotword("machine learning"))
+    first = seaco.recognize(spans[:2], language="zh", hotwords=words)
+    again = seaco.recognize(spans[:2], language="zh", hotwords=words)
+    assert first == again
+    assert calls == ["阿里巴巴\nmachine learning\n"]
+    assert list(tmp_path.iterdir()) == []  # the one file was removed
 
 
 def test_bicif_batch_path_matches_funasr_inference(bicif, spans, rescaled):
