@@ -18,7 +18,7 @@ $(VENV)/.offline: pyproject.toml | $(BIN)/python
 # torch is pinned: an unpinned torch pulls the CUDA build (gigabytes) into a test venv.
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q 'torch==2.13.0'
-	$(BIN)/pip install -q -e '.[offline,funasr,dev]' 'torch==2.13.0'
+	$(BIN)/pip install -q -e '.[offline,funasr,diarize,dev]' 'torch==2.13.0'
 	touch $(VENV)/.offline $@
 
 install: $(VENV)/.offline

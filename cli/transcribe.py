@@ -6,6 +6,7 @@ environment the service reads, so the CLI reuses the service's joined model file
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -53,6 +54,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     subtitles.add_argument("--max-cue-s", type=float, default=7.0, metavar="SECONDS",
                            help="longest time a cue stays up (default 7)")
     parser.add_argument("--profile", help="model profile (default: TINGXIE_PROFILE, else offline)")
+    speakers = parser.add_argument_group(
+        "speakers", "label who speaks each sentence (S1, S2...); on the offline profile this needs "
+        "pip install 'tingxie[diarize]'"
+    )
+    speakers.add_argument("--diarize", action="store_true", help="label speakers (off by default)")
+    speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
+    speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
+    speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
     return parser
 
 
@@ -70,13 +79,21 @@ def _options(args: argparse.Namespace, settings):
     return resolve_options(settings, options)
 
 
+def _with_speakers(options, args: argparse.Namespace):
+    """``options`` with --diarize and the speaker counts (a count implies --diarize), checked as
+    TranscribeOptions checks them (SpeakerOptionsError)."""
+    counts = dict(num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
+    diarize = args.diarize or any(value is not None for value in counts.values())
+    return dataclasses.replace(options, diarize=diarize, **counts)
+
+
 def run(args: argparse.Namespace) -> int:
     from cli.progress import StageBar
     from core.errors import TingxieError
     from core.export import SubtitleLimits, render
     from core.settings import Settings
     from pipeline import transcribe
-    from pipeline.errors import MediaError, PipelineError
+    from pipeline.errors import MediaError, PipelineError, SpeakerOptionsError
     from worker.engines import load_engine_for, transcribe_options
 
     files = [Path(f) for f in args.files]
@@ -94,9 +111,15 @@ def run(args: argparse.Namespace) -> int:
     except TingxieError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 2
-    options = transcribe_options(job_options)
+    try:
+        options = _with_speakers(transcribe_options(job_options), args)
+    except SpeakerOptionsError as exc:
+        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
+        return 2
     try:
         engine = load_engine_for(settings, job_options.profile)
+        if options.diarize:
+            engine.speaker_model()  # loads it now: a missing package or model is said once, before any file
     except PipelineError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "empty_file": 400,
     "unknown_profile": 400,
     "unsupported_language": 400,
+    "bad_speakers": 400,
     "unknown_model": 404,
     "not_found": 404,
     "method_not_allowed": 405,

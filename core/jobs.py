@@ -33,6 +33,7 @@ class JobStage(StrEnum):
     DECODE = "decode"
     VAD = "vad"
     ASR = "asr"
+    DIARIZE = "diarize"
     PUNC = "punc"
     ITN = "itn"
 

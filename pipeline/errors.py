@@ -46,6 +46,12 @@ class HotwordError(PipelineError):
     code = "bad_hotwords"
 
 
+class SpeakerOptionsError(PipelineError):
+    """Speaker counts that cannot be honoured (not positive, min above max, given without diarize)."""
+
+    code = "bad_speakers"
+
+
 class UnknownProfileError(PipelineError):
     code = "unknown_profile"
 

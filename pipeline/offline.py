@@ -5,14 +5,18 @@ two wetext has grammars for (zh, en), a note on the transcript for the others.
 
 Everything it needs comes from PyPI packages; nothing is downloaded at run time and torch is
 never imported. Whisper punctuates its own output, so the profile has no punctuation model.
+Speaker labels (GE2E, :mod:`pipeline.speaker_ge2e`) are the exception: they need the ``diarize``
+extra, torch included, and are loaded on the first job that asks for them.
+
 Importing this module loads none of them (the registry reads :class:`OfflineOptions` from here).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from pipeline.options import require
-from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
 
 
 @dataclass(frozen=True)
@@ -23,15 +27,19 @@ class OfflineOptions:
     cpu_threads: CTranslate2's threads per model on the CPU (default 0: CTranslate2 chooses).
     compute_type: CTranslate2's compute type, e.g. ``int8``, ``float32``, ``float16`` (default
         None: int8 on CPU, float16 on CUDA).
+    speaker_threads: torch's CPU threads for the speaker encoder, when a job asks for speakers
+        (default 1: on a busy 2-core host two threads ran 3-4x slower; 0: torch chooses).
     """
 
     beam_size: int = 5
     cpu_threads: int = 0
     compute_type: str | None = None
+    speaker_threads: int = 1
 
     def __post_init__(self) -> None:
         require(self, "beam_size", self.beam_size >= 1, "a whole number of at least 1")
         require(self, "cpu_threads", self.cpu_threads >= 0, "a whole number of at least 0")
+        require(self, "speaker_threads", self.speaker_threads >= 0, "a whole number of at least 0")
 
 
 def load_offline_engine(config: EngineConfig) -> Engine:
@@ -58,7 +66,14 @@ def load_offline_engine(config: EngineConfig) -> Engine:
         batch_seconds=config.batch_seconds,
         asr_window_ms=30_000,
         languages=asr.languages,
+        speaker=LazyModel(partial(_load_speaker, config.device, options.speaker_threads)),
     )
+
+
+def _load_speaker(device: str, threads: int):
+    from pipeline.speaker_ge2e import load_ge2e
+
+    return load_ge2e(device, threads)
 
 
 PROFILE = Profile(options=OfflineOptions, load=load_offline_engine)

@@ -1,10 +1,11 @@
-"""One transcription, stage by stage: decode -> VAD -> ASR -> punctuation -> ITN -> sentences;
+"""One transcription, stage by stage: decode -> VAD -> ASR -> (speakers) -> punctuation -> ITN -> sentences;
 ASR starts on the first spans of a VAD that hands them out as it goes (FSMN-VAD), beside it.
 
 The engine's models do the recognising; everything between them is the same for every profile
 and lives beside this module: VAD's spans as they come (:mod:`pipeline.feed`), ASR batches
 (:mod:`pipeline.batching`), the ASR passes with word times on the file's timeline
-(:mod:`pipeline.recognition`), sentences (:mod:`pipeline.sentences`). This module runs them in
+(:mod:`pipeline.recognition`), speakers (:mod:`pipeline.diarize`), sentences (:mod:`pipeline.sentences`).
+This module runs them in
 order and reports progress. Memory holds one ASR batch of audio plus the words found so far, so
 it does not grow with the file beyond those small records.
 """
@@ -16,13 +17,14 @@ from typing import Callable, Sequence
 
 from media import MediaInfo
 from pipeline.audio import decode
+from pipeline.diarize import diarize
 from pipeline.errors import UnsupportedLanguageError
 from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
 from pipeline.stages import Engine
 from pipeline.text import join_words
-from pipeline.types import Progress, Stage, TranscribeOptions, Transcript
+from pipeline.types import Progress, Speaker, Stage, TranscribeOptions, Transcript
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {
@@ -32,6 +34,8 @@ _STAGE_SPAN = {
     Stage.PUNC: (0.96, 0.98),
     Stage.ITN: (0.98, 1.0),
 }
+# With speaker labels: embedding the speech takes about a minute per audio hour on a CPU.
+_DIARIZED_STAGE_SPAN = {**_STAGE_SPAN, Stage.ASR: (0.12, 0.88), Stage.DIARIZE: (0.88, 0.96)}
 
 # Decoding less than this share of the declared duration (but enough to go on) gives a warning.
 _PARTIAL_DECODE_WARN = 0.98
@@ -41,14 +45,15 @@ class _Reporter:
     """Progress through the job, never going back: once ASR runs beside VAD, VAD's own steps
     (which lie below ASR's share of the bar) are not reported."""
 
-    def __init__(self, callback: Callable[[Progress], None] | None):
+    def __init__(self, callback: Callable[[Progress], None] | None, spans: dict = _STAGE_SPAN):
         self._callback = callback
+        self._spans = spans
         self._last = -1.0
 
     def __call__(self, stage: Stage, within: float) -> None:
         if self._callback is None:
             return
-        lo, hi = _STAGE_SPAN[stage]
+        lo, hi = self._spans[stage]
         fraction = round(lo + (hi - lo) * min(1.0, max(0.0, within)), 4)
         if fraction < self._last:
             return
@@ -77,7 +82,9 @@ def transcribe(
     raises (e.g. the job was cancelled) stops the transcription and propagates.
     """
     _check_language(options.language, engine)
-    report = _Reporter(on_progress)
+    report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
+    # Loaded (once per engine) before any work, so that a missing model fails the job at once.
+    speaker_model = engine.speaker_model() if options.diarize else None
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     pcm_path = work_dir / f"decoded-{uuid.uuid4().hex}.s16le"
@@ -97,6 +104,12 @@ def transcribe(
         report(Stage.VAD, 0.0)
         with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f)) as feed:
             words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f))
+        if speaker_model is not None:
+            report(Stage.DIARIZE, 0.0)
+            labels = diarize(pcm, feed.spans, [(w.start_ms, w.end_ms) for w in words], speaker_model, options,
+                             lambda f: report(Stage.DIARIZE, f))
+            for w, speaker in zip(words, labels):
+                w.speaker = speaker
     finally:
         pcm_path.unlink(missing_ok=True)
 
@@ -121,6 +134,7 @@ def transcribe(
         duration_ms=duration_ms,
         segments=segments,
         warnings=warnings,
+        speakers=[Speaker(sid) for sid in dict.fromkeys(seg.speaker for seg in segments)] if options.diarize else None,
     )
 
 

@@ -1,10 +1,10 @@
-"""Sentences from the recognised words: cut at sentence-final marks, long pauses, language changes
-and length; each written as a :class:`~pipeline.types.Segment`, with the words an ITN rewrite
+"""Sentences from the recognised words: cut at sentence-final marks, long pauses, language and
+speaker changes, and length; each written as a :class:`~pipeline.types.Segment`, with the words an ITN rewrite
 touched merged into one."""
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from pipeline.text import PUNCTUATION, SENTENCE_END
@@ -24,6 +24,7 @@ class TimedWord:
     end_ms: int
     text: str
     language: str
+    speaker: str | None = None  # set by the diarize stage when the job asks for speakers
 
 
 def make_monotonic(words: list[TimedWord]) -> None:
@@ -36,13 +37,14 @@ def make_monotonic(words: list[TimedWord]) -> None:
 
 
 def cut_sentences(words: list[TimedWord]) -> list[tuple[str, list[TimedWord]]]:
-    """Cut the word stream into sentences: at sentence-final marks, long pauses, language changes,
-    and when a sentence runs past MAX_SENTENCE_MS (at a comma if one comes)."""
+    """Cut the word stream into sentences: at sentence-final marks, long pauses, language and
+    speaker changes, and when a sentence runs past MAX_SENTENCE_MS (at a comma if one comes)."""
     sentences: list[tuple[str, list[TimedWord]]] = []
     current: list[TimedWord] = []
     for w in words:
         if current and (
             w.language != current[-1].language
+            or w.speaker != current[-1].speaker
             or w.start_ms - current[-1].end_ms >= SENTENCE_GAP_MS
             or (w.end_ms - current[0].start_ms > MAX_SENTENCE_MS * 1.5)
         ):
@@ -61,9 +63,10 @@ def cut_sentences(words: list[TimedWord]) -> list[tuple[str, list[TimedWord]]]:
 def to_segment(words: list[TimedWord], text: str, normalised: str) -> Segment:
     """A sentence record of ``words`` (whose join is ``text``) written as ``normalised`` (ITN's
     output, or ``text`` itself); words an ITN rewrite touched are re-aligned."""
-    items = [Word(w.start_ms, w.end_ms, w.text) for w in words]
+    speaker = words[0].speaker  # one per sentence: cut_sentences cuts where it changes
+    items = [Word(w.start_ms, w.end_ms, w.text, speaker) for w in words]
     if normalised != text:
-        items = realign_words(items, text, normalised)
+        items = [replace(w, speaker=speaker) for w in realign_words(items, text, normalised)]
         text = normalised
     punc = text[-1] if text and text[-1] in PUNCTUATION else ""
     return Segment(
@@ -73,6 +76,7 @@ def to_segment(words: list[TimedWord], text: str, normalised: str) -> Segment:
         words=tuple(items),
         punc=punc,
         tokens=tuple((w.start_ms, w.end_ms) for w in items),
+        speaker=speaker,
     )
 
 

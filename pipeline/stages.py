@@ -1,4 +1,4 @@
-"""The stage seams a model profile fills: VAD, ASR, punctuation, ITN.
+"""The stage seams a model profile fills: VAD, ASR, punctuation, ITN, speaker embeddings.
 
 A profile (see :mod:`pipeline.profiles`) declares a :class:`Profile`, whose loader turns an
 :class:`EngineConfig` into an :class:`Engine` holding one object per stage; :func:`pipeline.transcribe` drives them in order and owns everything between them
@@ -10,15 +10,15 @@ Only typing lives here: importing this module loads neither numpy nor any model 
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
+from pipeline.errors import EngineMissingError
 from pipeline.types import Hotword
 
 if TYPE_CHECKING:
-    import threading
-
     import numpy as np
 
     from pipeline.audio import PcmFile
@@ -156,6 +156,51 @@ class ItnModel(Protocol):
         ...
 
 
+@runtime_checkable
+class SpeakerModel(Protocol):
+    """Speaker embeddings of short stretches of speech, for diarization (:mod:`pipeline.diarize`).
+
+    ``window_ms``: how much audio one embedding is best computed over; the diarizer cuts speech
+    into windows this long, overlapping by half. ``same_speaker_distance``: the cosine distance
+    under which two groups of windows are one voice when the number of speakers is not given (a
+    property of the model's embedding space, measured on real voices).
+    """
+
+    window_ms: int
+    same_speaker_distance: float
+
+    def embed(self, clips: Sequence["np.ndarray"]) -> "np.ndarray":
+        """One L2-normalised float32 row per clip. ``clips`` are float32 mono arrays at 16 kHz in
+        [-1, 1], each at most ``window_ms`` long (shorter ones at the ends of speech)."""
+        ...
+
+
+ModelT = TypeVar("ModelT")
+
+
+class LazyModel(Generic[ModelT]):
+    """A model built by ``load`` on first use and kept: an engine holds one for a model that only
+    some jobs need (the speaker model), so a process whose jobs never ask never loads it. Safe
+    to share between threads, and between copies of an engine (they share the one model)."""
+
+    def __init__(self, load: Callable[[], ModelT]):
+        self._load = load
+        self._model: ModelT | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def get(self) -> ModelT:
+        """The model, loading it on the first call (the loader's errors propagate, and the next
+        call tries again)."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+
 @dataclass
 class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
@@ -163,7 +208,8 @@ class Engine:
     Batches hold at most ``batch_seconds`` of audio. ``punc`` is None when the ASR model punctuates itself; ``itn`` None when the profile has none
     (then ``TranscribeOptions.itn`` is a no-op with a warning). ``languages``: the codes a job may
     ask for besides ``auto`` (a job asking for another fails with ``unsupported_language``); None
-    takes any.
+    takes any. ``speaker`` holds the speaker-embedding model, loaded on the first diarized job
+    (:meth:`speaker_model`); None when the profile cannot diarize.
     """
 
     name: str
@@ -176,11 +222,19 @@ class Engine:
     # 30 s window, so memory and time go by windows, not by seconds of speech. 0: by seconds.
     asr_window_ms: int = 0
     languages: tuple[str, ...] | None = None
+    speaker: LazyModel[SpeakerModel] | None = None
 
     @property
     def supports_hotwords(self) -> bool:
         return bool(self.asr.supports_hotwords)
 
+    def speaker_model(self) -> SpeakerModel:
+        """The speaker-embedding model, loaded on the first call and kept with the engine. Raises
+        EngineMissingError (the profile has none, or its package is not installed) or
+        ModelNotReadyError (its files are missing)."""
+        if self.speaker is None:
+            raise EngineMissingError(f"The {self.name!r} profile has no speaker model: it cannot diarize.")
+        return self.speaker.get()
 
 @dataclass(frozen=True)
 class EngineConfig:

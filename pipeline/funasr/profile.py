@@ -12,12 +12,14 @@ below, the registry the options); :func:`load_funasr_engine` does.
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.options import require
-from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
 from pipeline.types import Stage
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
@@ -28,7 +30,7 @@ class ModelChoice:
     """A model FunASR's runtime accepts for a stage, and what it can do."""
 
     model_id: str
-    stage: Stage  # VAD, ASR or PUNC
+    stage: Stage  # VAD, ASR, PUNC, or DIARIZE (the speaker model)
     backend: str  # pytorch | onnx
     note: str
 
@@ -56,6 +58,10 @@ CATALOG: tuple[ModelChoice, ...] = (
         "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx", Stage.PUNC, "onnx",
         "CT-Transformer large, ONNX export",
     ),
+    ModelChoice(
+        "iic/speech_campplus_sv_zh-cn_16k-common", Stage.DIARIZE, "pytorch",
+        "CAM++ speaker embeddings, for diarize=true (loaded on the first such job)",
+    ),
 )
 
 DEFAULTS = {
@@ -63,6 +69,10 @@ DEFAULTS = {
     "asr": "iic/speech_seaco_paraformer_large_asr_nat-zh-cn-16k-common-vocab8404-pytorch",
     "punc": "iic/punc_ct-transformer_cn-en-common-vocab471067-large",
 }
+
+# The speaker model (``spk`` option, TINGXIE_MODEL_SPK) is looked for only when a job asks for
+# speakers, so a worker without it serves every other job; it is not among DEFAULTS for that reason.
+SPEAKER_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
 
 # What Paraformer reads: Mandarin, with the English words people say in it. A job asking for
 # any other language fails (``unsupported_language``) rather than being read as Chinese.
@@ -85,6 +95,8 @@ class FunasrOptions:
     max_batch_s: padded seconds of audio in one ASR forward; a larger batch is split (default 600.0).
     cpu_workers: helper processes running VAD and ITN (and punctuation on a CPU-only host), for a
         worker running jobs concurrently (default 0: all in this process).
+    spk: the speaker model for jobs that ask for speakers, a ModelScope id or a local directory
+        (default :data:`SPEAKER_MODEL`, CAM++); looked for on the first such job only.
     """
 
     vad: str = DEFAULTS["vad"]
@@ -94,6 +106,7 @@ class FunasrOptions:
     max_span_ms: int = 60_000
     max_batch_s: float = 600.0
     cpu_workers: int = 0
+    spk: str = SPEAKER_MODEL
 
     def __post_init__(self) -> None:
         require(self, "max_span_ms", self.max_span_ms >= 1, "a whole number of ms, at least 1")
@@ -122,10 +135,21 @@ def candidate_dirs(model: str, model_dir: Path) -> list[Path]:
 
 
 def is_ready(directory: Path) -> bool:
-    """A model directory is usable when it has its config and weights (PyTorch or ONNX)."""
+    """A model directory is usable when it has its config and weights (PyTorch or ONNX, or the
+    file ``configuration.json`` names, as CAM++'s ``campplus_cn_common.bin``)."""
     return (directory / "config.yaml").is_file() and any(
-        (directory / name).is_file() for name in ("model.pt", "model.onnx", "model_quant.onnx")
+        (directory / name).is_file()
+        for name in ("model.pt", "model.onnx", "model_quant.onnx", *_named_weights(directory))
     )
+
+
+def _named_weights(directory: Path) -> list[str]:
+    try:
+        metas = json.loads((directory / "configuration.json").read_text(encoding="utf-8")).get("file_path_metas", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    init_param = metas.get("init_param") if isinstance(metas, dict) else None
+    return [init_param] if isinstance(init_param, str) else []
 
 
 def resolve_model(stage: str, model: str, model_dir: Path) -> Path:
@@ -207,7 +231,27 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
         itn=itn,
         batch_seconds=config.batch_seconds,
         languages=LANGUAGES,
+        speaker=LazyModel(partial(_load_speaker, options.spk, Path(config.model_dir), device)),
     )
+
+
+def _load_speaker(model: str, model_dir: Path, device: str):
+    """CAM++ for ``Engine.speaker``; the missing-model error names the one model to fetch."""
+    from pipeline.funasr.speaker import CampPlusSpeaker
+
+    try:
+        directory = resolve_model("spk", model, model_dir)
+    except ModelNotReadyError as exc:
+        where = candidate_dirs(model, model_dir)[0]
+        if where == Path(model).expanduser():  # named by directory: nothing to download
+            raise
+        raise ModelNotReadyError(
+            f"Speaker labels need the FunASR speaker model {model!r}, which is not in {where}: run"
+            f" `{DOWNLOAD_COMMAND} --model {model} --dir {Path(model_dir)}` to fetch it, or name a local"
+            " model directory (TINGXIE_MODEL_SPK).",
+            detail=exc.detail,
+        ) from exc
+    return CampPlusSpeaker(directory, device=device)
 
 
 PROFILE = Profile(options=FunasrOptions, load=load_funasr_engine)

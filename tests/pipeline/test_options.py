@@ -21,17 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_field_converts():
-    offline = parse_options(OfflineOptions, {"beam_size": "3", "cpu_threads": "4", "compute_type": "float32"})
-    assert offline == OfflineOptions(beam_size=3, cpu_threads=4, compute_type="float32")
+    offline = parse_options(OfflineOptions, {"beam_size": "3", "cpu_threads": "4", "compute_type": "float32",
+                                             "speaker_threads": "2"})
+    assert offline == OfflineOptions(beam_size=3, cpu_threads=4, compute_type="float32", speaker_threads=2)
     funasr = parse_options(FunasrOptions, {
         "vad": "damo/speech_fsmn_vad_zh-cn-16k-common-onnx", "asr": "/models/my-paraformer", "punc": "./punc",
-        "fp16": "off", "max_span_ms": "30000", "max_batch_s": "120.5", "cpu_workers": "2",
+        "fp16": "off", "max_span_ms": "30000", "max_batch_s": "120.5", "cpu_workers": "2", "spk": "/models/campplus",
     })
     assert funasr == FunasrOptions(
         vad="damo/speech_fsmn_vad_zh-cn-16k-common-onnx", asr="/models/my-paraformer", punc="./punc",
-        fp16=False, max_span_ms=30_000, max_batch_s=120.5, cpu_workers=2,
+        fp16=False, max_span_ms=30_000, max_batch_s=120.5, cpu_workers=2, spk="/models/campplus",
     )
-    assert [type(getattr(funasr, f.name)) for f in dataclasses.fields(funasr)] == [str, str, str, bool, int, float, int]
+    assert [type(getattr(funasr, f.name)) for f in dataclasses.fields(funasr)] == [str, str, str, bool, int, float, int, str]
 
 
 def test_nothing_given_is_the_defaults():
@@ -100,7 +101,7 @@ def test_an_unknown_key_names_the_known_ones():
     with pytest.raises(ProfileOptionsError) as caught:
         parse_options(FunasrOptions, {"asr_model": "/models/x"})
     assert caught.value.message == (
-        "Unknown profile option 'asr_model'; known: asr, cpu_workers, fp16, max_batch_s, max_span_ms, punc, vad."
+        "Unknown profile option 'asr_model'; known: asr, cpu_workers, fp16, max_batch_s, max_span_ms, punc, spk, vad."
     )
     assert caught.value.key == "asr_model"
 
@@ -130,8 +131,8 @@ def test_a_key_no_profile_declares_names_every_profiles_keys():
         split_profile_options({"asr_model": "/models/x", "beam": "3", "asr": "/models/y"})
     assert caught.value.message == (
         "Unknown profile options 'asr_model', 'beam'; known: "
-        "funasr: asr, cpu_workers, fp16, max_batch_s, max_span_ms, punc, vad; "
-        "offline: beam_size, compute_type, cpu_threads."
+        "funasr: asr, cpu_workers, fp16, max_batch_s, max_span_ms, punc, spk, vad; "
+        "offline: beam_size, compute_type, cpu_threads, speaker_threads."
     )
 
 
