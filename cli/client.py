@@ -129,6 +129,10 @@ class Client:
         itn: bool | None = None,
         profile: str | None = None,
         callback_url: str | None = None,
+        diarize: bool | None = None,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
         on_upload: Callable[[int, int], None] | None = None,
     ) -> dict:
         """Upload a media file as a new job: ``{"id", "status", "links"}``. The file is read from disk
@@ -136,7 +140,10 @@ class Client:
         take the server's defaults; ``hotwords`` is sent as given (any shape the API accepts)."""
         path = Path(path)
         form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
-                "itn": None if itn is None else ("true" if itn else "false")}
+                "itn": None if itn is None else ("true" if itn else "false"),
+                "diarize": None if diarize is None else ("true" if diarize else "false"),
+                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+        form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
         fields = {name: value for name, value in form.items() if value is not None}
         with open(path, "rb") as media:
             fields["file"] = (path.name, media, "application/octet-stream")

@@ -49,7 +49,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--wait", action="store_true", help="follow each job to its end and write its transcript")
     parser.add_argument("--format", choices=FORMATS, default="txt", help="transcript format with --wait (default txt)")
     parser.add_argument("-o", "--output-dir", metavar="DIR", help="with --wait: write FILE-stem.FORMAT here")
-    parser.add_argument("--language", choices=("auto", "zh", "en"), help="default: the server's (auto)")
+    parser.add_argument("--language", metavar="CODE",
+                        help="auto (the default) or a code the profile serves (GET /api/v1/profiles lists them)")
     parser.add_argument(
         "--hotwords", metavar="WORDS",
         help="phrases to favour: 'word1,word2', FunASR's 'word weight' lines, JSON, or @FILE to read them from",
@@ -57,6 +58,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("--profile", help="model profile (default: the server's)")
     parser.add_argument("--callback-url", metavar="URL", help="the server POSTs the job's summary here when it ends")
+    speakers = parser.add_argument_group("speakers", "label who speaks each sentence (S1, S2...)")
+    speakers.add_argument("--diarize", action="store_true", help="label speakers (off by default)")
+    speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
+    speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
+    speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON array describing each file's job on stdout (with --wait, needs -o)")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
@@ -235,7 +241,8 @@ def _upload(client, item: _Item, args, hotwords: str | None, reporter: _Reporter
     try:
         job = client.submit(
             item.path, language=args.language, hotwords=hotwords, itn=False if args.no_itn else None,
-            profile=args.profile, callback_url=args.callback_url,
+            profile=args.profile, callback_url=args.callback_url, diarize=True if args.diarize else None,
+            num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
             on_upload=lambda sent, total: reporter.upload(item, sent, total),
         )
     except ApiError as exc:

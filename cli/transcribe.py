@@ -6,7 +6,6 @@ environment the service reads, so the CLI reuses the service's joined model file
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -68,23 +67,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _options(args: argparse.Namespace, settings):
     """The flags as a job's options, checked as every door checks them (core.submit.resolve_options)."""
     from core.hotwords import parse_hotwords
-    from core.options import JobOptions
+    from core.options import JobOptions, speaker_fields
     from core.submit import resolve_options
 
     hotwords = args.hotwords or ""
     if hotwords.startswith("@"):
         hotwords = Path(hotwords[1:]).expanduser().read_text(encoding="utf-8")
+    speakers = speaker_fields(args.diarize or None, args.num_speakers, args.min_speakers, args.max_speakers)
     options = JobOptions(language=args.language, itn=not args.no_itn, hotwords=parse_hotwords(hotwords),
-                         profile=args.profile)
+                         profile=args.profile, **speakers)
     return resolve_options(settings, options)
-
-
-def _with_speakers(options, args: argparse.Namespace):
-    """``options`` with --diarize and the speaker counts (a count implies --diarize), checked as
-    TranscribeOptions checks them (SpeakerOptionsError)."""
-    counts = dict(num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers)
-    diarize = args.diarize or any(value is not None for value in counts.values())
-    return dataclasses.replace(options, diarize=diarize, **counts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from core.export import SubtitleLimits, render
     from core.settings import Settings
     from pipeline import transcribe
-    from pipeline.errors import MediaError, PipelineError, SpeakerOptionsError
+    from pipeline.errors import MediaError, PipelineError
     from worker.engines import load_engine_for, transcribe_options
 
     files = [Path(f) for f in args.files]
@@ -111,11 +103,7 @@ def run(args: argparse.Namespace) -> int:
     except TingxieError as exc:
         print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
         return 2
-    try:
-        options = _with_speakers(transcribe_options(job_options), args)
-    except SpeakerOptionsError as exc:
-        print(f"tingxie transcribe: {exc.message}", file=sys.stderr)
-        return 2
+    options = transcribe_options(job_options)
     try:
         engine = load_engine_for(settings, job_options.profile)
         if options.diarize:

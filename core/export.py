@@ -386,9 +386,26 @@ def to_json(data: dict) -> str:
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
 
+def with_names(data: dict) -> dict:
+    """The transcript with each speaker's given name (PUT .../speakers) in place of its id on
+    segments and words, so every text export shows names; the JSON keeps ids and the names list."""
+    names = {s["id"]: s["name"] for s in data.get("speakers") or () if s.get("name")}
+    if not names:
+        return data
+
+    def named(item: dict) -> dict:
+        return {**item, "speaker": names.get(item["speaker"], item["speaker"])} if item.get("speaker") else item
+
+    return {**data, "segments": [{**named(seg), "words": [named(w) for w in seg.get("words", [])]}
+                                 for seg in data.get("segments", [])]}
+
+
 def render(data: dict, fmt: str, limits: SubtitleLimits | None = None) -> str:
-    """``data`` (a stored transcript) as ``fmt``; ``limits`` shape SRT and VTT cues (defaults when None)."""
+    """``data`` (a stored transcript) as ``fmt``; ``limits`` shape SRT and VTT cues (defaults when None).
+    Text formats label speakers by the names given to them, when given."""
     limits = limits or SubtitleLimits()
+    if fmt != "json":
+        data = with_names(data)
     if fmt == "srt":
         return to_srt(data, limits)
     if fmt == "vtt":

@@ -244,3 +244,36 @@ def unsent(session: Session, older_than_s: float = 5.0) -> list[str]:
             select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_(None), Job.created_at < cutoff)
         ).scalars()
     )
+
+
+MAX_SPEAKER_NAME_CHARS = 64
+
+
+def rename_speakers(session: Session, job_id: str, names: dict[str, str | None]) -> list[dict]:
+    """Give a finished, diarized transcript's speakers names (None clears one); every export then
+    uses them. Returns the speakers list. BadOptionError for an unknown id, a bad name, or a
+    transcript without speakers; the caller checks that the job exists and is done."""
+    import unicodedata
+
+    from core.errors import BadOptionError
+
+    transcript = session.get(Transcript, job_id)
+    speakers = (transcript.data or {}).get("speakers") if transcript is not None else None
+    if speakers is None:
+        raise BadOptionError("this job was not diarized: its transcript has no speakers to name", code="bad_speakers")
+    known = {speaker["id"] for speaker in speakers}
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise BadOptionError(f"no speaker {', '.join(unknown)} in this transcript; it has {', '.join(sorted(known))}",
+                             code="bad_speakers")
+    cleaned: dict[str, str | None] = {}
+    for speaker_id, name in names.items():
+        if name is not None:
+            name = " ".join(name.split())
+            if len(name) > MAX_SPEAKER_NAME_CHARS or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name):
+                raise BadOptionError(f"the name for {speaker_id} must be at most {MAX_SPEAKER_NAME_CHARS} printable "
+                                     "characters", code="bad_speakers")
+        cleaned[speaker_id] = name or None
+    renamed = [{**speaker, "name": cleaned.get(speaker["id"], speaker.get("name"))} for speaker in speakers]
+    transcript.data = {**transcript.data, "speakers": renamed}  # a new value: the JSON column sees the change
+    return renamed

@@ -22,8 +22,11 @@ AUTO_LANGUAGE = AUTO
 # queue and run before batch work.
 INTERACTIVE_PRIORITY = 10
 MAX_PRIORITY = 10
-# Options stored in Job.options (the rest have columns of their own). Bump when the shape changes.
-OPTIONS_VERSION = 1
+# Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
+# 1 language, itn, hotwords; 2 adds the speaker fields.
+OPTIONS_VERSION = 2
+# More speakers than this in one recording is a mistake, not a meeting.
+MAX_SPEAKERS = 32
 
 
 class Source(StrEnum):
@@ -47,6 +50,10 @@ class JobOptions:
     callback_url: where the finished job's webhook goes (checked at submission).
     source: the door the job came through.
     priority: 0 (batch) to ``MAX_PRIORITY``; above 0 goes to the interactive queue.
+    diarize: label sentences and words with their speaker; off by default.
+    num_speakers: how many speakers there are, when known (1 to ``MAX_SPEAKERS``); None: estimated.
+    min_speakers, max_speakers: bounds on the estimate; not with ``num_speakers``. Any count needs
+        ``diarize``.
     """
 
     language: str = AUTO_LANGUAGE
@@ -56,6 +63,10 @@ class JobOptions:
     callback_url: str | None = None
     source: Source = Source.API
     priority: int = 0
+    diarize: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -74,6 +85,25 @@ class JobOptions:
         object.__setattr__(self, "source", Source(self.source))
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
             raise BadOptionError(f"priority must be a whole number from 0 to {MAX_PRIORITY}")
+        self._check_speakers()
+
+    def _check_speakers(self) -> None:
+        if not isinstance(self.diarize, bool):
+            raise BadOptionError(f"diarize must be true or false, not {self.diarize!r}", code="bad_speakers")
+        counts = {"num_speakers": self.num_speakers, "min_speakers": self.min_speakers,
+                  "max_speakers": self.max_speakers}
+        for name, value in counts.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 1 <= value <= MAX_SPEAKERS):
+                raise BadOptionError(f"{name} must be a whole number from 1 to {MAX_SPEAKERS}", code="bad_speakers")
+        given = [name for name, value in counts.items() if value is not None]
+        if given and not self.diarize:
+            raise BadOptionError(f"{' and '.join(given)} need diarize=true", code="bad_speakers")
+        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
+            raise BadOptionError("give num_speakers, or min_speakers and max_speakers, not both", code="bad_speakers")
+        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
+            raise BadOptionError(f"min_speakers ({self.min_speakers}) is more than max_speakers ({self.max_speakers})",
+                                 code="bad_speakers")
 
     @property
     def interactive(self) -> bool:
@@ -81,24 +111,31 @@ class JobOptions:
 
     def stored(self) -> dict:
         """What ``Job.options`` holds: the options the pipeline uses (the others are columns)."""
-        return {
-            "v": OPTIONS_VERSION,
-            "language": self.language,
-            "itn": self.itn,
-            "hotwords": [h.to_json() for h in self.hotwords],
-        }
+        return {"v": OPTIONS_VERSION, **self.public()}
 
     def public(self) -> dict:
         """The options as the API shows them on a job."""
-        return {"language": self.language, "itn": self.itn, "hotwords": [h.to_json() for h in self.hotwords]}
+        return {
+            "language": self.language,
+            "itn": self.itn,
+            "hotwords": [h.to_json() for h in self.hotwords],
+            "diarize": self.diarize,
+            "num_speakers": self.num_speakers,
+            "min_speakers": self.min_speakers,
+            "max_speakers": self.max_speakers,
+        }
 
     @classmethod
     def from_record(cls, stored: dict, *, profile: str, callback_url: str | None, source: str, priority: int) -> "JobOptions":
-        """Read back what :meth:`stored` and the job's columns hold (no defaults re-applied)."""
+        """Read back what :meth:`stored` and the job's columns hold (no defaults re-applied; a
+        version 1 record, from before speakers, asked for none)."""
+        speakers = {} if stored.get("v", 1) < 2 else {
+            name: stored[name] for name in ("diarize", "num_speakers", "min_speakers", "max_speakers")}
         return cls(
             language=stored["language"],
             itn=stored["itn"],
             hotwords=tuple(Hotword(text, weight) for text, weight in stored["hotwords"]),
+            **speakers,
             profile=profile,
             callback_url=callback_url,
             source=Source(source),
@@ -109,3 +146,17 @@ class JobOptions:
 def option_names() -> tuple[str, ...]:
     """Every field a door may set (for documentation and tests)."""
     return tuple(f.name for f in fields(JobOptions) if f.init)
+
+
+def speaker_fields(diarize: bool | None, num_speakers: int | None = None, min_speakers: int | None = None,
+                   max_speakers: int | None = None) -> dict:
+    """The speaker fields of a request, as every door reads them: a speaker count asks for speaker
+    labels even when ``diarize`` was not sent (an explicit ``diarize=false`` with a count is refused
+    by JobOptions). Only what was given is returned, so the dataclass defaults stay the one default."""
+    fields: dict = {name: value for name, value in (("num_speakers", num_speakers), ("min_speakers", min_speakers),
+                                                     ("max_speakers", max_speakers)) if value is not None}
+    if diarize is not None:
+        fields["diarize"] = diarize
+    elif fields:
+        fields["diarize"] = True
+    return fields

@@ -59,6 +59,10 @@ class FileRequest:
     audio_fs_hz: int = DEFAULT_AUDIO_FS_HZ
     itn: bool = True
     hotwords: Hotwords | None = None
+    # tingxie's extension (FunASR's offline runtime has none): speaker labels, as ``spk`` in
+    # ``stamp_sents`` the way FunASR's own pipeline emits them.
+    diarize: bool = False
+    num_speakers: int | None = None
 
     @property
     def reply_mode(self) -> str:
@@ -141,6 +145,13 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
         changes["audio_fs_hz"] = fs
     if "itn" in message:
         changes["itn"] = _flag("itn", message["itn"], True)
+    if "diarize" in message:
+        changes["diarize"] = _flag("diarize", message["diarize"], False)
+    if message.get("num_speakers") not in (None, ""):
+        value = message["num_speakers"]
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).isdigit():
+            raise ProtocolError("bad_config", f"num_speakers must be a whole number, not {value!r}")
+        changes["num_speakers"] = int(value)
     hotwords = message.get("hotwords")
     if isinstance(hotwords, dict):
         hotwords = json.dumps(hotwords, ensure_ascii=False)
@@ -266,17 +277,21 @@ def result_frame(request: FileRequest, transcript: dict, job_id: str | None = No
     ``job_id`` (a key FunASR clients ignore) names the tingxie job, for the REST API."""
     timestamp: list[list[int]] = []
     stamp_sents = []
+    speaker_index = {s["id"]: i for i, s in enumerate(transcript.get("speakers") or ())}
     for segment in transcript.get("segments", []):
         units = text_units(segment.get("text", ""))
         spans = unit_spans(segment, len(units))
         timestamp.extend(spans)
-        stamp_sents.append({
+        sentence = {
             "text_seg": " ".join(units),
             "punc": segment.get("punc", ""),
             "start": int(segment["start_ms"]),
             "end": int(segment["end_ms"]),
             "ts_list": spans,
-        })
+        }
+        if segment.get("speaker") in speaker_index:
+            sentence["spk"] = speaker_index[segment["speaker"]]  # FunASR's spk: 0, 1, ... in order of speech
+        stamp_sents.append(sentence)
     return {
         "mode": request.reply_mode,
         "wav_name": request.wav_name,

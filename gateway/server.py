@@ -30,7 +30,7 @@ from core.errors import TingxieError
 from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
 from core.models import Job, Transcript
-from core.options import INTERACTIVE_PRIORITY, JobOptions, Source
+from core.options import INTERACTIVE_PRIORITY, JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import Settings
 from core.submit import Upload, submit_job
@@ -433,6 +433,7 @@ class Gateway:
             hotwords=merge(self.server_hotwords, request.hotwords or ()),
             source=Source.GATEWAY,
             priority=self.config.priority,
+            **speaker_fields(request.diarize or None, request.num_speakers),
         )
         submitted = submit_job(self.services, Upload(upload.path, upload.filename), options)
         return submitted.id

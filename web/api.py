@@ -189,6 +189,23 @@ def get_transcript(job_id: str, query):
     return response
 
 
+@bp.put("/api/v1/jobs/<job_id>/speakers")
+@bp.input(schemas.SpeakerNames, location="json", arg_name="body")
+@bp.doc(summary="Name a diarized transcript's speakers", responses={
+    200: {"description": "the speakers with their names",
+          "content": {"application/json": {"schema": {"type": "object", "properties": {"speakers": {
+              "type": "array", "items": schemas.ref("Speaker")}}}}}},
+    **schemas.errors({400: "unknown speaker, bad name, or a job without speakers (`bad_speakers`)",
+                      404: "no such job", 409: "the job has not finished (`not_ready`)"})})
+def name_speakers(job_id: str, body):
+    with session_scope(services().db) as session:
+        job = _load(session, job_id)
+        if job.status != jobs.DONE:
+            raise TingxieError(f"job {job_id} is {job.status}; speakers can be named once it is done", code="not_ready")
+        speakers = jobs.rename_speakers(session, job_id, body["names"])
+    return {"speakers": speakers}
+
+
 def attachment(filename: str) -> str:
     """RFC 6266: an ASCII fallback name and the exact UTF-8 name as ``filename*``."""
     filename = storage.clean_filename(filename)

@@ -25,12 +25,12 @@ from core.db import session_scope
 from core.errors import TingxieError
 from core.hotwords import MAX_HOTWORDS_BYTES, parse_hotwords
 from core.models import Job, Transcript
-from core.options import JobOptions, Source
+from core.options import JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
 from web.errors import error_response
-from web.schemas import Out, errors, ok, ref
+from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI")
 
@@ -89,6 +89,11 @@ class TranscriptionForm(Schema):
                                                                                "`word`, or both"})
     hotwords = String(validate=Length(max=MAX_HOTWORDS_BYTES), metadata={"description": "tingxie: hotwords, as the native API"})
     itn = Boolean(metadata={"description": "tingxie: write numbers as digits (default true)"})
+    diarize = Boolean(metadata={"description": "tingxie: label speakers (verbose_json gets `speaker` on segments "
+                                               "and words and a `speakers` list)"})
+    num_speakers = Integer(metadata={"description": "tingxie: how many speakers, when known"})
+    min_speakers = Integer(metadata={"description": "tingxie: at least this many speakers"})
+    max_speakers = Integer(metadata={"description": "tingxie: at most this many speakers"})
 
     @post_load
     def to_request(self, data: dict, **_) -> dict:
@@ -98,6 +103,7 @@ class TranscriptionForm(Schema):
             fields["language"] = data["language"]
         if "itn" in data:
             fields["itn"] = data["itn"]
+        fields.update(speaker_fields(*(data.get(name) for name in SPEAKER_FIELDS)))
         return {"upload": data["file"], "options": JobOptions(**fields), "format": data["response_format"],
                 "granularities": set(data["timestamp_granularities"]) or {"segment"}}
 
@@ -119,6 +125,7 @@ class TranscriptionJson(Out):
 
 
 class VerboseSegment(Out):
+    speaker = String(metadata={"description": "tingxie: the speaker (its name when given), when diarized"})
     id = Integer(required=True)
     seek = Integer(required=True)
     start = Float(required=True, metadata={"description": "seconds"})
@@ -129,6 +136,7 @@ class VerboseSegment(Out):
 
 
 class VerboseWord(Out):
+    speaker = String(metadata={"description": "tingxie: the speaker (its name when given), when diarized"})
     word = String(required=True)
     start = Float(required=True, metadata={"description": "seconds"})
     end = Float(required=True, metadata={"description": "seconds"})
@@ -225,15 +233,23 @@ def _render(data: dict, fmt: str, granularities: set[str]):
         "duration": _seconds(data["duration_ms"]),
         "text": data["text"],
     }
+    speakers = {s["id"]: s.get("name") or s["id"] for s in data.get("speakers") or ()}
+
+    def who(item: dict) -> dict:
+        """tingxie's extra field: the speaker, by name when one was given."""
+        return {"speaker": speakers.get(item["speaker"], item["speaker"])} if item.get("speaker") else {}
+
     if "segment" in granularities:
         body["segments"] = [
             {"id": i, "seek": 0, "start": _seconds(s["start_ms"]), "end": _seconds(s["end_ms"]), "text": s["text"],
-             "tokens": [], "temperature": 0.0}
+             "tokens": [], "temperature": 0.0, **who(s)}
             for i, s in enumerate(data["segments"])
         ]
     if "word" in granularities:
-        body["words"] = [{"word": w["text"], "start": _seconds(w["start_ms"]), "end": _seconds(w["end_ms"])}
+        body["words"] = [{"word": w["text"], "start": _seconds(w["start_ms"]), "end": _seconds(w["end_ms"]), **who(w)}
                          for s in data["segments"] for w in s["words"]]
+    if data.get("speakers") is not None:
+        body["speakers"] = data["speakers"]
     return jsonify(body)
 
 

@@ -15,9 +15,10 @@ from marshmallow import INCLUDE, post_load
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES, JobStage
-from core.options import JobOptions, Source
+from core.options import JobOptions, Source, speaker_fields
 from core.settings import PROFILES
 
+SPEAKER_FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
 MAX_PAGE = 1_000_000
 MAX_PER_PAGE = 100
 MAX_URL_CHARS = 2048
@@ -78,6 +79,11 @@ class JobForm(Schema):
                           metadata={"description": "http(s) URL that receives the finished job (a signed webhook)"})
     source = String(validate=OneOf([Source.API.value, Source.PAGE.value]),
                     metadata={"description": "which client sent the job; the web page sends `page`"})
+    diarize = Boolean(metadata={"description": "label each sentence and word with its speaker (S1, S2...); "
+                                               "default false; a speaker count implies true"})
+    num_speakers = Integer(metadata={"description": "how many speakers there are, when known (default: estimated)"})
+    min_speakers = Integer(metadata={"description": "at least this many speakers"})
+    max_speakers = Integer(metadata={"description": "at most this many speakers"})
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
@@ -86,6 +92,7 @@ class JobForm(Schema):
             data["hotwords"] = parse_hotwords(data["hotwords"])
         if "source" in data:
             data["source"] = Source(data["source"])
+        data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
         return upload, JobOptions(**data)
 
 
@@ -131,6 +138,10 @@ class JobOptionsOut(Out):
     itn = Boolean(required=True)
     hotwords = List(Tuple((String(), Float(allow_none=True))), required=True,
                     metadata={"description": "[word, weight or null] pairs"})
+    diarize = Boolean(required=True)
+    num_speakers = Integer(required=True, allow_none=True)
+    min_speakers = Integer(required=True, allow_none=True)
+    max_speakers = Integer(required=True, allow_none=True)
 
     # apispec leaves a Tuple's items empty under OpenAPI 3.1; web.create_app writes them out.
     HOTWORD_PAIR = {"type": "array", "prefixItems": [{"type": "string"}, {"type": ["number", "null"]}],
@@ -189,6 +200,7 @@ class Word(Out):
     start_ms = Integer(required=True)
     end_ms = Integer(required=True)
     text = String(required=True)
+    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
 
 
 class Segment(Out):
@@ -198,6 +210,12 @@ class Segment(Out):
     punc = String()
     words = List(Nested(Word), required=True)
     tokens = List(List(Integer()))
+    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
+
+
+class Speaker(Out):
+    id = String(required=True, metadata={"description": "`S1`, `S2`... in order of first speech"})
+    name = String(required=True, allow_none=True, metadata={"description": "a name given with PUT .../speakers"})
 
 
 class Transcript(Out):
@@ -205,6 +223,15 @@ class Transcript(Out):
     language = String(required=True)
     duration_ms = Integer(required=True)
     segments = List(Nested(Segment), required=True)
+    speakers = List(Nested(Speaker), metadata={"description": "present when the job was diarized"})
+
+
+class SpeakerNames(Schema):
+    """``PUT /api/v1/jobs/{id}/speakers``: names for a diarized transcript's speakers, by id; null
+    clears a name. Every export uses them."""
+
+    names = Dict(keys=String(), values=String(allow_none=True, validate=Length(max=64)), required=True,
+                 metadata={"example": {"S1": "Alice", "S2": "Bob"}})
 
 
 class Language(Out):
@@ -235,5 +262,5 @@ class Readiness(Out):
 # them in the OpenAPI document once each; routes return plain dicts).
 COMPONENTS: dict[str, type[Schema]] = {
     schema.__name__: schema
-    for schema in (Error, Accepted, Job, JobList, Transcript, ProfileList, Health, Readiness)
+    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Health, Readiness)
 }

@@ -17,6 +17,10 @@ def transcribe_options(options: JobOptions):
         language=options.language,
         itn=options.itn,
         hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+        diarize=options.diarize,
+        num_speakers=options.num_speakers,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
     )
 
 

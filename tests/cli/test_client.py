@@ -201,3 +201,11 @@ def test_an_answer_that_is_not_tingxie_is_a_server_error(tmp_path):
         server.wait(timeout=10)
     assert done.returncode == 3
     assert "is it a tingxie server?" in done.stderr
+
+
+def test_speaker_options_reach_the_job(shared_service, speech_path):
+    client = Client(shared_service.base_url)
+    job = client.submit(speech_path("asr_example.wav"), num_speakers=2)
+    options = client.get(job["id"])["options"]
+    assert options["diarize"] is True and options["num_speakers"] == 2
+    client.cancel(job["id"])

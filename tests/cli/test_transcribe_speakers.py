@@ -50,7 +50,7 @@ def test_diarize_labels_each_sentence(tingxie, speech_dir, tmp_path):
     "args, says",
     [
         (["--min-speakers", "3", "--max-speakers", "2"], "min_speakers (3) is more than max_speakers (2)"),
-        (["--num-speakers", "0"], "num_speakers must be a whole number of at least 1"),
+        (["--num-speakers", "0"], "num_speakers must be a whole number from 1 to 32"),
         (["--diarize", "--num-speakers", "2", "--max-speakers", "3"], "not both"),
     ],
 )

@@ -212,14 +212,15 @@ def test_upload_watch_read_replay_download(live_service, page, speech_path):
 
     # Options go with the upload: Chinese, a hotword, and the transcript renders in Chinese.
     page.locator("#viewer-close").click()
-    page.select_option("#opt-language", "zh")
+    page.fill("#opt-language", "Chinese")  # searched by name; the code is what is sent
     page.locator("#hotwords-details summary").click()
     page.fill("#opt-hotwords", "达摩院 20")
     page.set_input_files("#file-input", str(speech_path("asr_example.wav")))
     page.wait_for_selector('#jobs .job[data-status="done"] >> text=asr_example.wav', timeout=300_000)
     zh_job = page.locator("#jobs .job", has_text="asr_example.wav")
     zh_id = zh_job.get_attribute("data-id")
-    assert service.job(zh_id)["options"] == {"language": "zh", "itn": True, "hotwords": [["达摩院", 20.0]]}
+    options = service.job(zh_id)["options"]
+    assert (options["language"], options["itn"], options["hotwords"], options["diarize"]) == ("zh", True, [["达摩院", 20.0]], False)
     zh_job.locator(".job-open").click()
     page.wait_for_selector('#transcript .seg-text[lang="zh-Hans"] .w')
     assert "达摩院" in page.locator("#transcript").inner_text()
@@ -388,3 +389,44 @@ def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, pag
     print(f"1.1 GB upload: web grew {grown_web_mb:.0f} MiB, browser grew {grown_browser_mb:.0f} MiB")
     assert grown_web_mb < 100, grown_web_mb
     assert grown_browser_mb < 200, grown_browser_mb
+
+
+def test_speakers_are_labelled_coloured_and_renamed_for_every_export(live_service, page, speech_path, tmp_path):
+    """Two real voices taking turns, uploaded with 'Label speakers': each sentence shows its
+    speaker; renaming one renames it everywhere, and the downloads use the name."""
+    from media import find_ffmpeg
+    from tests.support.speaker_turns import TWO_VOICES, build
+
+    turns = tmp_path / "two-voices.wav"
+    build(speech_path("jfk.flac").parent, turns, find_ffmpeg(), TWO_VOICES)
+    service = live_service()
+    base = service.base_url
+    page.goto(base + "/")
+    page.locator("label.switch", has=page.locator("#opt-diarize")).click()  # as a person flips the switch
+    assert page.locator("#opt-diarize").is_checked()
+    page.set_input_files("#file-input", str(turns))
+    page.wait_for_selector('#jobs .job[data-status="done"] >> text=two-voices.wav', timeout=300_000)
+    job = page.locator("#jobs .job", has_text="two-voices.wav")
+    job_id = job.get_attribute("data-id")
+    assert service.job(job_id)["options"]["diarize"] is True
+    job.locator(".job-open").click()
+    page.wait_for_selector("#transcript .speaker")
+    chips = page.locator("#transcript .speaker")
+    labels = [chips.nth(i).inner_text() for i in range(chips.count())]
+    assert labels[:2] == ["S1", "S2"] and set(labels) == {"S1", "S2"}
+    assert chips.nth(0).evaluate("n => getComputedStyle(n).backgroundColor") != \
+        chips.nth(1).evaluate("n => getComputedStyle(n).backgroundColor")
+    shot(page, "7-speakers")
+
+    chips.nth(0).click()
+    page.fill("#transcript .speaker-name", "Kennedy")
+    page.keyboard.press("Enter")
+    page.wait_for_function("() => [...document.querySelectorAll('#transcript .speaker')]"
+                           ".filter(n => n.textContent === 'Kennedy').length >= 2")
+    assert "S1" not in [chips.nth(i).inner_text() for i in range(chips.count())]
+    transcript = requests.get(f"{base}/api/v1/jobs/{job_id}/transcript", timeout=10).json()
+    assert transcript["speakers"][0] == {"id": "S1", "name": "Kennedy"}
+    srt = requests.get(f"{base}/api/v1/jobs/{job_id}/transcript?format=srt", timeout=10).text
+    assert "[Kennedy] " in srt and "[S2] " in srt and "[S1]" not in srt
+    vtt = requests.get(f"{base}/api/v1/jobs/{job_id}/transcript?format=vtt", timeout=10).text
+    assert "<v Kennedy>" in vtt

@@ -124,3 +124,19 @@ def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, spe
         assert jobs["items"][0]["id"] == body["job_id"] and jobs["items"][0]["status"] == "queued"
     finally:
         svc.stop()
+
+
+def test_speaker_labels_as_an_extra_field(client, speech_path, tmp_path):
+    """Two real voices taking turns; tingxie's `diarize` sent through the SDK's extra_body."""
+    from media import find_ffmpeg
+    from tests.support.speaker_turns import TWO_VOICES, build
+
+    path = tmp_path / "two-voices.wav"
+    build(speech_path("jfk.flac").parent, path, find_ffmpeg(), TWO_VOICES)
+    result = _transcribe(client, path, response_format="verbose_json", timestamp_granularities=["word", "segment"],
+                         extra_body={"diarize": True})
+    extra = result.model_extra or {}
+    assert [s["id"] for s in extra["speakers"]] == ["S1", "S2"]
+    speakers = [s.model_extra["speaker"] for s in result.segments]
+    assert speakers[0] == "S1" and "S2" in speakers
+    assert all(w.model_extra["speaker"] in ("S1", "S2") for w in result.words)

@@ -18,6 +18,7 @@ const STAGE_WORDS = {
   model: "Loading the model", probe: "Reading the file", decode: "Reading the audio", decoding: "Reading the audio",
   vad: "Finding speech", asr: "Transcribing", transcribe: "Transcribing", transcribing: "Transcribing",
   punctuation: "Adding punctuation", punct: "Adding punctuation", punc: "Adding punctuation", itn: "Writing numbers", align: "Aligning words",
+  diarize: "Telling speakers apart",
   save: "Saving", saving: "Saving", done: "Finished",
 };
 
@@ -166,18 +167,50 @@ function jobUrl(job, link, fallback) {
 
 /* ------------------------------------------------------------------ upload options */
 
+// code -> English name, from GET /api/v1/profiles (the default profile's languages).
+const languageNames = new Map([["auto", "Detect automatically"], ["zh", "Chinese"], ["en", "English"]]);
+
+async function loadLanguages() {
+  try {
+    const { items } = await api("/profiles");
+    const profile = items.find((p) => p.default) || items[0];
+    if (!profile) return;
+    languageNames.clear();
+    const list = $("#language-list");
+    list.replaceChildren(...profile.languages.map(({ code, name }) => {
+      languageNames.set(code, name);
+      return el("option", { value: code, text: name });
+    }));
+  } catch (error) {
+    // The three built-in choices stay; the server says which codes it takes when a file is sent.
+  }
+}
+
+/** A typed language: its code, found by code or by name (case-insensitive); null when unknown. */
+function languageCode(typed) {
+  const value = typed.trim().toLowerCase();
+  if (!value) return "auto";
+  if (languageNames.has(value)) return value;
+  for (const [code, name] of languageNames) if (name.toLowerCase() === value) return code;
+  return null;
+}
+
 function currentOptions() {
+  const count = $("#opt-speakers").value.trim();
   return {
-    language: $("#opt-language").value,
+    language: languageCode($("#opt-language").value) ?? $("#opt-language").value.trim(),
     itn: $("#opt-itn").checked,
     hotwords: $("#opt-hotwords").value.trim(),
+    diarize: $("#opt-diarize").checked || Boolean(count),
+    numSpeakers: count,
   };
 }
 
 function describeOptions(options) {
   const parts = [];
-  parts.push(options.language === "auto" ? "auto language" : options.language === "zh" ? "Chinese" : "English");
+  parts.push(options.language === "auto" ? "auto language" : languageNames.get(options.language) || options.language);
   parts.push(options.itn ? "ITN on" : "ITN off");
+  if (options.diarize) parts.push(options.numSpeakers ? `${options.numSpeakers} speakers` : "speakers");
   const count = options.hotwords ? options.hotwords.split("\n").filter((line) => line.trim()).length : 0;
   if (count) parts.push(`${count} hotword${count > 1 ? "s" : ""}`);
   return parts.join(" · ");
@@ -221,6 +254,8 @@ function startUpload(upload) {
   form.append("language", upload.options.language);
   form.append("itn", upload.options.itn ? "true" : "false");
   if (upload.options.hotwords) form.append("hotwords", upload.options.hotwords);
+  if (upload.options.diarize) form.append("diarize", "true");
+  if (upload.options.numSpeakers) form.append("num_speakers", upload.options.numSpeakers);
   form.append("file", upload.file, upload.file.name);
 
   const xhr = new XMLHttpRequest();
@@ -853,6 +888,7 @@ function showTranscript(job, transcript) {
   const fragment = document.createDocumentFragment();
   segments = [];
   words = [];
+  speakers = new Map((transcript.speakers || []).map((s, i) => [s.id, { name: s.name, colour: i % SPEAKER_COLOURS }]));
   for (const [segIndex, segment] of (transcript.segments || []).entries()) {
     const seg = { start_ms: segment.start_ms, end_ms: segment.end_ms, text: segment.text, words: [], plain: "", offsets: [] };
     const time = el("button", {
@@ -878,13 +914,65 @@ function showTranscript(job, transcript) {
       seg.plain += trimmed;
       previous = trimmed;
     }
-    seg.node = el("div", { class: "seg", "data-seg": String(segIndex) }, time, text);
+    const body = segment.speaker && speakers.has(segment.speaker)
+      ? el("div", { class: "seg-body" }, speakerChip(segment.speaker), text) : text;
+    seg.node = el("div", { class: "seg", "data-seg": String(segIndex) }, time, body);
     fragment.append(seg.node);
     segments.push(seg);
   }
   if (!segments.length) fragment.append(el("p", { class: "transcript-status", text: "No speech was found in this recording." }));
   transcriptBox.replaceChildren(fragment);
   transcriptBox.scrollTop = 0;
+}
+
+/* ------------------------------------------------------------------ speakers */
+
+const SPEAKER_COLOURS = 8;
+let speakers = new Map(); // id -> {name, colour} of the open transcript
+
+function speakerChip(id) {
+  const { name, colour } = speakers.get(id);
+  return el("button", {
+    class: `speaker spk-${colour}`, type: "button", "data-speaker": id, text: name || id,
+    title: "Rename this speaker", "aria-label": `Speaker ${name || id}: rename`,
+  });
+}
+
+/** An inline field in place of the chip: Enter saves the name for the whole transcript, Esc cancels. */
+function renameSpeaker(chip) {
+  const id = chip.dataset.speaker;
+  const input = el("input", {
+    class: "speaker-name", type: "text", maxlength: "64", value: speakers.get(id).name || "",
+    placeholder: id, "aria-label": `Name for speaker ${id}`,
+  });
+  chip.replaceWith(input);
+  input.focus();
+  let done = false;
+  const finish = async (save) => {
+    if (done) return;
+    done = true;
+    if (save) {
+      try {
+        const result = await api(`/jobs/${encodeURIComponent(openJobId)}/speakers`, {
+          method: "PUT", headers: { Accept: "application/json", "Content-Type": "application/json" },
+          body: JSON.stringify({ names: { [id]: input.value.trim() || null } }),
+        });
+        for (const s of result.speakers) if (speakers.has(s.id)) speakers.get(s.id).name = s.name;
+        announce(`Speaker ${id} is now ${speakers.get(id).name || id}`);
+      } catch (error) {
+        toast(error.message);
+      }
+    }
+    input.replaceWith(speakerChip(id));
+    for (const other of transcriptBox.querySelectorAll(`.speaker[data-speaker="${CSS.escape(id)}"]`)) {
+      other.replaceWith(speakerChip(id));
+    }
+  };
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") { event.preventDefault(); finish(true); }
+    if (event.key === "Escape") { event.preventDefault(); event.stopPropagation(); finish(false); }
+  });
+  input.addEventListener("blur", () => finish(true));
 }
 
 function seekTo(ms) {
@@ -900,6 +988,9 @@ function seekTo(ms) {
 }
 
 transcriptBox.addEventListener("click", (event) => {
+  const chip = event.target.closest(".speaker");
+  if (chip) { renameSpeaker(chip); return; }
+  if (event.target.closest(".speaker-name")) return;
   const word = event.target.closest(".w");
   if (word) { seekTo(words[Number(word.dataset.i)].start_ms); return; }
   const time = event.target.closest(".seg-time");
@@ -1122,6 +1213,7 @@ window.addEventListener("hashchange", route);
 /* ------------------------------------------------------------------ start */
 
 async function start() {
+  loadLanguages();
   try {
     await loadJobs(1);
   } catch (error) {
