@@ -67,8 +67,22 @@ def cmd_worker(args) -> int:
     settings = _settings()
     if args.threads:
         settings = dataclasses.replace(settings, worker_threads=args.threads)
+    settings = _with_worker_profiles(settings, args.profiles)
     run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
+
+
+def _with_worker_profiles(settings, profiles: str | None):
+    """``tingxie worker --profiles a,b``: the profiles this worker consumes (checked like the
+    TINGXIE_WORKER_PROFILES setting it overrides)."""
+    if not profiles:
+        return settings
+    from core.settings import SettingsError, parse_profiles
+
+    try:
+        return dataclasses.replace(settings, worker_profiles=parse_profiles(profiles))
+    except ValueError as exc:
+        raise SettingsError([f"--profiles {profiles!r}: {exc}"]) from None
 
 
 def cmd_up(args) -> int:
@@ -138,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=1, help="processes, one model set each")
     worker.add_argument("--threads", type=int, default=0,
                         help="jobs at once in one process sharing its model set (default: TINGXIE_WORKER_THREADS, 1)")
+    worker.add_argument("--profiles", help="comma-separated profiles whose jobs this worker takes (it loads their "
+                                           "models; default: TINGXIE_WORKER_PROFILES, else TINGXIE_PROFILE)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from apiflask import APIFlask
 
 from core.services import Services
+from core.workers import ServedProfiles
 from core.settings import Settings
 
 __version__ = "0.1.0"
@@ -61,7 +62,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         spec.components.schemas["JobOptionsOut"]["properties"]["hotwords"]["items"] = schemas.JobOptionsOut.HOTWORD_PAIR
         return spec
 
-    app.extensions["tingxie"] = Services.start(settings)
+    app.extensions["tingxie"] = services = Services.start(settings)
+    app.extensions["tingxie.served"] = ServedProfiles(services.db)
     errors.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
