@@ -82,11 +82,17 @@ class S3Store:
     @contextlib.contextmanager
     def _errors(self, what: str, key: str = "") -> Iterator[None]:
         """boto3's errors as ours: a missing object is gone (410); anything else names the store."""
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
-        except ClientError as exc:
+        except (ClientError, Boto3Error) as caught:
+            # The managed transfer wraps the service's answer (S3UploadFailedError from a ClientError).
+            exc = caught if isinstance(caught, ClientError) else caught.__context__
+            if not isinstance(exc, ClientError):
+                raise StorageUnavailableError(f"could not {what} {key} at the media store {self.url}: "
+                                              f"{type(caught).__name__}") from None
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound"):
                 raise MediaGoneError("the media file of this job is no longer stored") from None
