@@ -13,7 +13,7 @@ import sys
 import time
 
 # Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
-PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway")
+PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.workers")
 
 
 def _settings():
