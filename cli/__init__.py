@@ -42,23 +42,15 @@ def cmd_db(args) -> int:
 
 
 def cmd_web(args) -> int:
+    """The web tier on uvicorn: ``--workers`` processes, each serving HTTP requests in
+    ``--threads`` threads and job-events sockets on its event loop; ``--dev`` is one process."""
+    if args.threads:
+        os.environ["TINGXIE_WEB_THREADS"] = str(args.threads)
     settings = _settings()
-    if args.dev:
-        from web.devserver import serve
+    from web.server import serve
 
-        serve(settings)
-        return 0
-    argv = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "web.gunicorn.JsonErrorsThreadWorker",
-        "--workers", str(args.workers),
-        "--threads", str(args.threads),
-        "--bind", f"{settings.host}:{settings.port}",
-        "--timeout", "120",
-        "--access-logfile", "-",
-        "web:create_app()",
-    ]
-    os.execv(sys.executable, argv)
+    serve(settings, workers=1 if args.dev else args.workers)
+    return 0
 
 
 def cmd_worker(args) -> int:
@@ -140,12 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-gateway", action="store_true", help="do not start the FunASR-protocol gateway")
     up.set_defaults(func=cmd_up)
 
-    web = sub.add_parser("web", help="run the web tier (gunicorn; --dev: a threaded development server)")
+    web = sub.add_parser("web", help="run the web tier (uvicorn: HTTP in threads, job-events sockets on an event loop)")
     web.add_argument("--host")
     web.add_argument("--port", type=int)
-    web.add_argument("--dev", action="store_true")
-    web.add_argument("--workers", type=int, default=2)
-    web.add_argument("--threads", type=int, default=32)
+    web.add_argument("--dev", action="store_true", help="one process (what `tingxie up` runs)")
+    web.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    web.add_argument("--threads", type=int, default=0,
+                     help="HTTP requests at once per process (default: TINGXIE_WEB_THREADS, 32)")
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run a Celery worker (one model set per process)")

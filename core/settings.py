@@ -67,6 +67,9 @@ class Settings:
     # Web tier bind address.
     host: str = "127.0.0.1"
     port: int = 8000
+    # HTTP requests one web process serves at once (threads; uploads hold one each). Job-events
+    # sockets need none.
+    web_threads: int = 32
     # FunASR-protocol WebSocket gateway: port, TLS certificate/key ("0" as certfile: plain ws).
     gateway_port: int = 10095
     gateway_certfile: str = ""
@@ -343,6 +346,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("MAX_HOTWORDS", "max_hotwords", _positive(int, "a whole number")),
     _Var("HOST", "host", str),
     _Var("PORT", "port", _port),
+    _Var("WEB_THREADS", "web_threads", _positive(int, "a whole number of threads")),
     _Var("GATEWAY_PORT", "gateway_port", _port),
     _Var("GATEWAY_CERTFILE", "gateway_certfile", _certfile),
     _Var("GATEWAY_KEYFILE", "gateway_keyfile", lambda text: str(_existing_file(text))),
