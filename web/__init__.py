@@ -19,7 +19,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, docs, errors, openai, pages, schemas
+    from web import api, docs, errors, metrics, openai, pages, schemas
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)
     app.teardown_request(lambda _exc: discard_spooled())
     return app

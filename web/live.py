@@ -189,6 +189,7 @@ async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, rece
 
 async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:
     from web.events import NORMAL, event_message
+    from web.metrics import event_sockets
 
     await send({"type": "websocket.accept"})
     for message in first.messages:
@@ -204,6 +205,8 @@ async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:
         watch.queue.put_nowait(None)
 
     listener = asyncio.create_task(until_disconnect())
+    sockets = event_sockets()
+    sockets.inc()
     try:
         while (message := await watch.queue.get()) is not None:
             await send({"type": "websocket.send", "text": json.dumps(event_message(message, first.links),
@@ -212,5 +215,6 @@ async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:
                 await send({"type": "websocket.close", "code": NORMAL, "reason": "job finished"})
                 return
     finally:
+        sockets.dec()
         hub.unwatch(watch)
         listener.cancel()

@@ -152,6 +152,10 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
     with the event loop for sockets and ``settings.web_threads`` threads for HTTP requests."""
     import uvicorn
 
+    from core.metrics import use_multiprocess_dir
+
+    # Every process's request counts in /metrics, whichever process answers the scrape.
+    use_multiprocess_dir(settings.scratch_dir / "metrics" / "web")
     print(f"tingxie web on http://{settings.host}:{settings.port} ({workers} process"
           f"{'es' if workers > 1 else ''} x {settings.web_threads} threads)", flush=True)
     uvicorn.run(

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from core import storage
+from core.metrics import use_multiprocess_dir
 from core.queue import make_celery, queues_for
 from core.settings import Settings
+from worker import metrics as worker_metrics
 from worker import runtime
 from worker.engines import check_profile_options
 from worker.registry import Announcer, node_name
@@ -22,6 +25,7 @@ def create_worker_app(settings: Settings) -> Celery:
     storage.ensure_dirs(settings)
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
+    worker_metrics.install(settings)
     sweeper: list[runtime.Sweeper] = []
     announcer: list[Announcer] = []
 
@@ -42,7 +46,7 @@ def create_worker_app(settings: Settings) -> Celery:
         thread = runtime.Sweeper(rt)
         thread.start()
         sweeper.append(thread)
-        announcing = Announcer(rt, node_name())
+        announcing = Announcer(rt, node_name(), collect=worker_metrics.collect)
         announcing.start()
         announcer.append(announcing)
 
@@ -72,6 +76,8 @@ def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INF
         )
     check_profile_options(settings)  # a misspelled TINGXIE_MODEL_* stops the worker here, not each job
     pool, slots = ("threads", settings.worker_threads) if settings.worker_threads > 1 else ("prefork", concurrency)
+    # The pool's processes share their metrics through files the announcer reads (worker.metrics).
+    use_multiprocess_dir(settings.scratch_dir / "metrics" / f"worker-{os.getpid()}")
     app = create_worker_app(settings)
     app.worker_main([
         "worker",

@@ -21,6 +21,7 @@ from core.services import Services
 from core.settings import Settings
 from media import MediaInfo
 from worker.engines import load_engine_for, transcribe_options
+from worker.metrics import measured
 
 log = logging.getLogger("tingxie.worker")
 
@@ -124,7 +125,7 @@ class Runtime:
         with self._engines_lock:
             engine = self._engines.get(profile)
             if engine is None:
-                engine = load_engine_for(self.settings, profile)
+                engine = measured(load_engine_for(self.settings, profile), profile)
                 self._engines[profile] = engine
             return engine
 
