@@ -2,12 +2,16 @@
 profiles it loads, and a job for a profile no live worker serves stays queued and says so."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 
 import pytest
 import requests
 
 from tests.conftest import make_settings
+from tests.service import REPO, settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -19,6 +23,11 @@ def _waiting_for(service, job_id: str, reason: str | None, timeout_s: float = 30
         if job["waiting_reason"] == reason or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
+
+
+def _cli(service, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=settings_env(service.settings),
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_a_funasr_job_never_reaches_an_offline_worker_and_says_it_waits(live_service, any_settings, speech_path):
@@ -33,11 +42,16 @@ def test_a_funasr_job_never_reaches_an_offline_worker_and_says_it_waits(live_ser
     listed = {j["id"]: j for j in service.jobs()["items"]}
     assert listed[funasr_job["id"]]["waiting_reason"] == "waiting for a funasr worker"
     assert funasr_job["id"] not in service.log("worker0")  # the offline worker never saw its message
+    # `tingxie workers` lists it from the database, with its profiles (and --here is a healthcheck).
+    listed_workers = _cli(service, "workers", "--json")
+    assert listed_workers.returncode == 0 and [w["profiles"] for w in json.loads(listed_workers.stdout)] == [["offline"]]
+    assert _cli(service, "workers", "--here").returncode == 0
     # A queued job that a live worker serves is not "waiting for" anything.
     service.stop_worker(service.workers[0])
     queued = service.submit(speech_path("jfk.flac"), language="en")
     assert _waiting_for(service, queued["id"], "waiting for an offline worker")["waiting_reason"] \
         == "waiting for an offline worker"  # the stopped worker removed its row at once
+    assert _cli(service, "workers", "--here").returncode == 1
 
 
 @pytest.mark.funasr
