@@ -51,3 +51,52 @@ def test_web_and_worker_on_different_data_directories(live_service, tmp_path, po
     assert requests.delete(f"{service.base_url}/api/v1/jobs/{job['id']}", timeout=10).status_code == 204
     assert s3_server.objects(s3_bucket) == []
     assert requests.get(media_url, timeout=10).status_code == 404
+
+
+def test_a_large_upload_reaches_object_storage_without_being_held_in_memory(live_service, tmp_path, s3_server,
+                                                                            s3_bucket):
+    """A 300 MB upload is spooled to the web host's scratch and sent as a multipart upload read from
+    that file part by part: the web tier's memory stays flat, and the object is whole in the bucket."""
+    import hashlib
+    import subprocess
+    import threading
+
+    import psutil
+    from requests_toolbelt import MultipartEncoder
+
+    from media import find_ffmpeg
+
+    big = tmp_path / "long.wav"  # 48 kHz stereo silence, 27 minutes: about 310 MB
+    subprocess.run([find_ffmpeg(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "anullsrc=r=48000:cl=stereo", "-t", "1620", "-c:a", "pcm_s16le", str(big)], check=True)
+    settings = make_settings(tmp_path / "web-host", **s3_server.storage_settings(s3_bucket))
+    service = live_service(settings, workers=0)
+    web = psutil.Process(service.web.pid)
+    before = peak = web.memory_info().rss
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, web.memory_info().rss)
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        with open(big, "rb") as fh:
+            body = MultipartEncoder({"file": ("long.wav", fh, "audio/wav")})
+            r = requests.post(service.base_url + "/api/v1/jobs", data=body, timeout=600,
+                              headers={"Content-Type": body.content_type})
+    finally:
+        done.set()
+        sampler.join()
+    assert r.status_code == 202, r.text
+    grown_mb = (peak - before) / 2**20
+    print(f"{big.stat().st_size / 1e6:.0f} MB upload to S3: web grew {grown_mb:.0f} MiB")
+    assert grown_mb < 100, grown_mb
+    key = f"media/{r.json()['id']}/source.wav"
+    assert s3_server.objects(s3_bucket) == [key]
+    stored = s3_server.client().get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(stored).digest() == hashlib.sha256(big.read_bytes()).digest()
+    assert list((settings.scratch_dir / "uploads").iterdir()) == []
