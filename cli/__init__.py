@@ -13,7 +13,7 @@ import sys
 import time
 
 # Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
-PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway")
+PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.workers")
 
 
 def _settings():
@@ -42,23 +42,15 @@ def cmd_db(args) -> int:
 
 
 def cmd_web(args) -> int:
+    """The web tier on uvicorn: ``--workers`` processes, each serving HTTP requests in
+    ``--threads`` threads and job-events sockets on its event loop; ``--dev`` is one process."""
+    if args.threads:
+        os.environ["TINGXIE_WEB_THREADS"] = str(args.threads)
     settings = _settings()
-    if args.dev:
-        from web.devserver import serve
+    from web.server import serve
 
-        serve(settings)
-        return 0
-    argv = [
-        sys.executable, "-m", "gunicorn",
-        "--worker-class", "web.gunicorn.JsonErrorsThreadWorker",
-        "--workers", str(args.workers),
-        "--threads", str(args.threads),
-        "--bind", f"{settings.host}:{settings.port}",
-        "--timeout", "120",
-        "--access-logfile", "-",
-        "web:create_app()",
-    ]
-    os.execv(sys.executable, argv)
+    serve(settings, workers=1 if args.dev else args.workers)
+    return 0
 
 
 def cmd_worker(args) -> int:
@@ -67,8 +59,22 @@ def cmd_worker(args) -> int:
     settings = _settings()
     if args.threads:
         settings = dataclasses.replace(settings, worker_threads=args.threads)
+    settings = _with_worker_profiles(settings, args.profiles)
     run_worker(settings, concurrency=args.concurrency, loglevel=args.loglevel)
     return 0
+
+
+def _with_worker_profiles(settings, profiles: str | None):
+    """``tingxie worker --profiles a,b``: the profiles this worker consumes (checked like the
+    TINGXIE_WORKER_PROFILES setting it overrides)."""
+    if not profiles:
+        return settings
+    from core.settings import SettingsError, parse_profiles
+
+    try:
+        return dataclasses.replace(settings, worker_profiles=parse_profiles(profiles))
+    except ValueError as exc:
+        raise SettingsError([f"--profiles {profiles!r}: {exc}"]) from None
 
 
 def cmd_up(args) -> int:
@@ -126,18 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-gateway", action="store_true", help="do not start the FunASR-protocol gateway")
     up.set_defaults(func=cmd_up)
 
-    web = sub.add_parser("web", help="run the web tier (gunicorn; --dev: a threaded development server)")
+    web = sub.add_parser("web", help="run the web tier (uvicorn: HTTP in threads, job-events sockets on an event loop)")
     web.add_argument("--host")
     web.add_argument("--port", type=int)
-    web.add_argument("--dev", action="store_true")
-    web.add_argument("--workers", type=int, default=2)
-    web.add_argument("--threads", type=int, default=32)
+    web.add_argument("--dev", action="store_true", help="one process (what `tingxie up` runs)")
+    web.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    web.add_argument("--threads", type=int, default=0,
+                     help="HTTP requests at once per process (default: TINGXIE_WEB_THREADS, 32)")
     web.set_defaults(func=cmd_web)
 
     worker = sub.add_parser("worker", help="run a Celery worker (one model set per process)")
     worker.add_argument("--concurrency", type=int, default=1, help="processes, one model set each")
     worker.add_argument("--threads", type=int, default=0,
                         help="jobs at once in one process sharing its model set (default: TINGXIE_WORKER_THREADS, 1)")
+    worker.add_argument("--profiles", help="comma-separated profiles whose jobs this worker takes (it loads their "
+                                           "models; default: TINGXIE_WORKER_PROFILES, else TINGXIE_PROFILE)")
     worker.add_argument("--loglevel", default="INFO")
     worker.set_defaults(func=cmd_worker)
 

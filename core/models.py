@@ -25,7 +25,9 @@ class Job(Base):
     options: Mapped[dict] = mapped_column(JSON, default=dict)
     # A display name: the client's file name cleaned of paths and control characters.
     filename: Mapped[str] = mapped_column(String(512))
-    media_path: Mapped[str] = mapped_column(Text)
+    # The upload's key in the media store (core.storage): "<job id>/source<ext>", relative to the
+    # store's root (a local directory or s3://bucket/prefix), never an absolute path.
+    media_key: Mapped[str] = mapped_column(Text)
     # What the upload probe found (media.MediaInfo.to_json()): the worker decodes with it, /media serves its type.
     media_info: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -81,3 +83,21 @@ class JobEvent(Base):
     type: Mapped[str] = mapped_column(String(16))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerRecord(Base):
+    """A running worker process, announced by its own heartbeat (core.workers): which profiles it
+    serves, so the web tier can tell a job that no live worker will take; and the worker's own
+    metrics, so one /metrics shows the whole fleet without a scrape target per worker host."""
+
+    __tablename__ = "workers"
+
+    # Celery's node name, "tingxie-<pid>@<host>": unique per process.
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    profiles: Mapped[list] = mapped_column(JSON, default=list)
+    device: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    # Prometheus samples of the worker's own metrics at its last heartbeat (core.metrics_wire).
+    metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)

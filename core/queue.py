@@ -2,20 +2,46 @@
 
 Both tiers build their Celery app here, so the web tier can send without importing any task
 code, and the worker consumes exactly what the web sends.
+
+Each model profile has its own two queues, ``tingxie.<profile>.interactive`` and
+``tingxie.<profile>``: a worker consumes only the profiles it can load, so a funasr job never
+reaches a worker without FunASR models. Webhook deliveries go to ``tingxie.webhooks``, which
+every worker consumes.
 """
 from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue
 
-from core.settings import Settings
+from core.settings import PROFILES, Settings
 
 TRANSCRIBE = "tingxie.transcribe"
 DELIVER_WEBHOOK = "tingxie.deliver_webhook"
-BATCH_QUEUE = "tingxie"
-INTERACTIVE_QUEUE = "tingxie.interactive"
-# Listed first: a worker takes interactive work before batch work.
-QUEUES = (INTERACTIVE_QUEUE, BATCH_QUEUE)
+# Every worker consumes it, whatever its profiles: deliveries need no model.
+WEBHOOK_QUEUE = "tingxie.webhooks"
+
+
+def batch_queue(profile: str) -> str:
+    return f"tingxie.{profile}"
+
+
+def interactive_queue(profile: str) -> str:
+    return f"tingxie.{profile}.interactive"
+
+
+def transcribe_queue(profile: str, priority: int) -> str:
+    """Where a job's task goes: its profile's interactive queue when it has priority, else batch."""
+    return interactive_queue(profile) if priority > 0 else batch_queue(profile)
+
+
+def queues_for(profiles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """What a worker serving ``profiles`` consumes, in the order it prefers: every interactive
+    queue before any batch queue, then the webhook queue."""
+    return (*(interactive_queue(p) for p in profiles), *(batch_queue(p) for p in profiles), WEBHOOK_QUEUE)
+
+
+# Every queue of the deployment (metrics read their depth).
+ALL_QUEUES = queues_for(PROFILES)
 
 
 def visibility_timeout_s(settings: Settings) -> int:
@@ -50,10 +76,14 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=BATCH_QUEUE,
-        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue=WEBHOOK_QUEUE,
+        task_queues=[Queue(name) for name in ALL_QUEUES],
         worker_hijack_root_logger=False,
-        worker_send_task_events=False,
+        # Task events (sent, received, started, succeeded...) on the broker's event exchange, so
+        # Flower and other Celery monitors see the tasks live. The embedded filesystem broker has
+        # no fanout exchange for them (and nothing to watch it).
+        worker_send_task_events=not settings.embedded_broker,
+        task_send_sent_event=not settings.embedded_broker,
         enable_utc=True,
     )
     return app
@@ -72,14 +102,13 @@ class QueueClient:
             self._app = make_celery(self.settings)
         return self._app
 
-    def send(self, name: str, args: list, *, queue: str = BATCH_QUEUE) -> None:
+    def send(self, name: str, args: list, *, queue: str = WEBHOOK_QUEUE) -> None:
         self.app.send_task(name, args=args, queue=queue, retry=True,
                            retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
 
     def send_transcribe(self, job_id: str, *, profile: str, priority: int = 0) -> None:
-        """The job's task. Every worker consumes every profile's jobs from the same two queues
-        (``profile`` is accepted so that the route can depend on it)."""
-        self.send(TRANSCRIBE, [job_id], queue=INTERACTIVE_QUEUE if priority > 0 else BATCH_QUEUE)
+        """The job's task, on its profile's queue: only workers that load that profile take it."""
+        self.send(TRANSCRIBE, [job_id], queue=transcribe_queue(profile, priority))
 
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""

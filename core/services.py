@@ -16,6 +16,7 @@ from core import jobs, storage
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.queue import QueueClient
 from core.settings import Settings
+from core.storage import MediaStore, open_store
 
 log = logging.getLogger("tingxie")
 
@@ -26,12 +27,15 @@ class Services:
     engine: Engine
     db: sessionmaker[Session]
     queue: QueueClient
+    # Where uploads are kept (a directory or object storage); connects on first use.
+    store: MediaStore
 
     @classmethod
     def start(cls, settings: Settings) -> "Services":
         storage.ensure_dirs(settings)
         engine = make_engine(settings.database_url)
-        return cls(settings, engine, make_sessionmaker(engine, settings.events_url), QueueClient(settings))
+        return cls(settings, engine, make_sessionmaker(engine, settings.events_url), QueueClient(settings),
+                   open_store(settings))
 
     def close(self) -> None:
         self.engine.dispose()

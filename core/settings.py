@@ -42,8 +42,11 @@ class Settings:
     # Redis URL for the event channel; default: the broker's when it is Redis, else events are
     # read from the database.
     events_url: str = ""
-    # Model profile used when a job names none: "offline" (faster-whisper) or "funasr".
+    # Model profile used when a job names none: "offline" (faster-whisper) or "funasr". A worker
+    # serves this profile unless worker_profiles says otherwise.
     profile: str = "offline"
+    # Profiles a worker consumes jobs of (it loads their model sets); empty: (profile,).
+    worker_profiles: tuple[str, ...] = ()
     # Where model files are found / downloaded to (FunASR's --download-model-dir); default data_dir/models.
     model_dir: Path | None = None
     # cpu | cuda | cuda:N
@@ -64,6 +67,9 @@ class Settings:
     # Web tier bind address.
     host: str = "127.0.0.1"
     port: int = 8000
+    # HTTP requests one web process serves at once (threads; uploads hold one each). Job-events
+    # sockets need none.
+    web_threads: int = 32
     # FunASR-protocol WebSocket gateway: port, TLS certificate/key ("0" as certfile: plain ws).
     gateway_port: int = 10095
     gateway_certfile: str = ""
@@ -81,6 +87,22 @@ class Settings:
     # Seconds POST /v1/audio/transcriptions waits for its job before answering with the job's id
     # (the caller then polls the native API). Default 300, under the OpenAI SDK's 600 s timeout.
     openai_wait_s: float = 300.0
+    # Where uploads are stored: "" for the local filesystem under data_dir/media (the embedded
+    # default), or s3://bucket/prefix for S3-compatible object storage (MinIO, Ceph RGW, AWS S3,
+    # Aliyun OSS), which the web tier and workers on several hosts share instead of a disk.
+    storage_url: str = ""
+    # S3 endpoint (e.g. http://minio:9000, https://oss-cn-hangzhou.aliyuncs.com); default: AWS's.
+    s3_endpoint_url: str = ""
+    # S3 region (OSS: its region id, e.g. oss-cn-hangzhou); default us-east-1.
+    s3_region: str = ""
+    # S3 credentials; default: boto3's own chain (AWS_ACCESS_KEY_ID..., an instance role).
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
+    # Bucket in the path (MinIO, Ceph RGW) or in the host name (Aliyun OSS requires it); auto: boto3's choice.
+    s3_addressing_style: str = "auto"
+    # Local scratch: upload spooling, media copied from object storage, decoded PCM. Never shared
+    # between hosts. Default data_dir/work.
+    scratch_dir: Path | None = None
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -96,6 +118,19 @@ class Settings:
             object.__setattr__(self, "events_url", self.broker_url)
         if self.model_dir is None:
             object.__setattr__(self, "model_dir", data_dir / "models")
+        if self.scratch_dir is None:
+            object.__setattr__(self, "scratch_dir", data_dir / "work")
+        object.__setattr__(self, "scratch_dir", Path(self.scratch_dir).expanduser().resolve())
+        object.__setattr__(self, "worker_profiles", tuple(self.worker_profiles))
+
+    @property
+    def served_profiles(self) -> tuple[str, ...]:
+        """The profiles a worker started with these settings consumes."""
+        return self.worker_profiles or (self.profile,)
+
+    @property
+    def object_storage(self) -> bool:
+        return self.storage_url.startswith("s3://")
 
     @property
     def embedded_broker(self) -> bool:
@@ -111,8 +146,8 @@ class Settings:
 
     @property
     def work_dir(self) -> Path:
-        """Scratch space for decoded PCM and upload spooling (same filesystem as media_dir)."""
-        return self.data_dir / "work"
+        """Scratch space for decoded PCM, media copied from object storage and upload spooling."""
+        return self.scratch_dir
 
     @property
     def cache_dir(self) -> Path:
@@ -223,6 +258,28 @@ def _url(*schemes: str, example: str):
     return parse
 
 
+def parse_profiles(text: str) -> tuple[str, ...]:
+    """A comma-separated list of profile names (TINGXIE_WORKER_PROFILES, ``tingxie worker --profiles``)."""
+    names = tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip()))
+    if not names:
+        raise ValueError(f"expected profile names separated by commas, from {', '.join(PROFILES)}")
+    for name in names:
+        _choice(*PROFILES)(name)
+    return names
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+def _storage_url(text: str) -> str:
+    if not text.startswith("s3://"):
+        raise ValueError("expected s3://bucket or s3://bucket/prefix (leave it unset for the local data directory)")
+    bucket = text[len("s3://"):].split("/", 1)[0]
+    if not _BUCKET.match(bucket):
+        raise ValueError(f"{bucket!r} is not an S3 bucket name (3-63 lower-case letters, digits, dots, hyphens)")
+    return text.rstrip("/")
+
+
 def _dir(text: str) -> Path:
     return Path(text).expanduser().resolve()
 
@@ -278,6 +335,7 @@ _VARIABLES: tuple[_Var, ...] = (
                                           example="redis://host:6379/0")),
     _Var("EVENTS_URL", "events_url", _url("redis", "rediss", example="redis://host:6379/0")),
     _Var("PROFILE", "profile", _choice(*PROFILES)),
+    _Var("WORKER_PROFILES", "worker_profiles", parse_profiles),
     _Var("MODEL_DIR", "model_dir", _dir),
     _Var("DEVICE", "device", _device),
     _Var("BATCH_SECONDS", "batch_seconds", _positive(float, "a number of seconds")),
@@ -288,6 +346,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("MAX_HOTWORDS", "max_hotwords", _positive(int, "a whole number")),
     _Var("HOST", "host", str),
     _Var("PORT", "port", _port),
+    _Var("WEB_THREADS", "web_threads", _positive(int, "a whole number of threads")),
     _Var("GATEWAY_PORT", "gateway_port", _port),
     _Var("GATEWAY_CERTFILE", "gateway_certfile", _certfile),
     _Var("GATEWAY_KEYFILE", "gateway_keyfile", lambda text: str(_existing_file(text))),
@@ -297,6 +356,13 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("PRELOAD_MODELS", "preload_models", _bool),
     _Var("WORKER_THREADS", "worker_threads", _positive(int, "a whole number of threads")),
     _Var("OPENAI_WAIT_S", "openai_wait_s", _positive(float, "a number of seconds")),
+    _Var("STORAGE_URL", "storage_url", _storage_url),
+    _Var("S3_ENDPOINT_URL", "s3_endpoint_url", _url("http", "https", example="http://minio:9000")),
+    _Var("S3_REGION", "s3_region", str),
+    _Var("S3_ACCESS_KEY_ID", "s3_access_key_id", str),
+    _Var("S3_SECRET_ACCESS_KEY", "s3_secret_access_key", str),
+    _Var("S3_ADDRESSING_STYLE", "s3_addressing_style", _choice("auto", "path", "virtual")),
+    _Var("SCRATCH_DIR", "scratch_dir", _dir),
 )
 
 

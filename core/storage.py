@@ -1,33 +1,166 @@
-"""Where a job's files live: ``media/<job id>/source<ext>`` under the data directory.
+"""Where a job's upload lives: a media store, addressed by key (``<job id>/source<ext>``).
 
-Uploads are spooled into ``work/uploads`` (same filesystem) and renamed into place, so a file
-is either wholly there or not at all.
+Two stores behind one seam (:class:`MediaStore`): :class:`LocalStore`, a directory (the embedded
+default, ``$DATA_DIR/media``), and :class:`core.s3.S3Store`, S3-compatible object storage that the
+web tier and workers on several hosts share instead of a disk (``TINGXIE_STORAGE_URL=s3://…``).
+The database keeps keys, never paths. Everything local to one host (upload spooling, the copy a
+worker decodes, decoded PCM) lives in the scratch directory (``TINGXIE_SCRATCH_DIR``), never in the
+store.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import tempfile
 import unicodedata
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import ContextManager, Iterator, Protocol
 
+from core.errors import TingxieError
 from core.settings import Settings
 
 _SAFE_EXT = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+_KEY = re.compile(r"^[0-9a-f]{32}/source\.[A-Za-z0-9]{1,8}$")
+# Bytes per read when streaming a stored file out.
+CHUNK_BYTES = 256 * 1024
+
+
+class MediaGoneError(TingxieError):
+    """The job's file is no longer in the store (deleted by hand, a lifecycle rule...)."""
+
+    code = "gone"
+
+
+class StorageUnavailableError(TingxieError):
+    """The store could not be reached or refused the request; the message names the store."""
+
+    code = "unavailable"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size_bytes: int
+    etag: str
+    modified: datetime
+
+
+class MediaStore(Protocol):
+    """What the submission path, the worker and ``/media`` need of a store."""
+
+    url: str  # where it is, for messages and the README (never a secret)
+
+    def put(self, path: Path, key: str, *, content_type: str) -> None:
+        """Store the local file ``path`` under ``key``, consuming it (moved or uploaded, then removed)."""
+
+    def local_copy(self, key: str, scratch: Path) -> ContextManager[Path]:
+        """A local file with the stored bytes for as long as the context lasts: the stored file
+        itself for a local store, a download into ``scratch`` (removed after) for object storage."""
+
+    def stat(self, key: str) -> StoredObject:
+        """Size, entity tag and modification time; :class:`MediaGoneError` when it is not there."""
+
+    def read(self, key: str, start: int, stop: int) -> Iterator[bytes]:
+        """Bytes ``start`` to ``stop - 1``, in chunks, without holding the file in memory."""
+
+    def delete_job(self, job_id: str) -> None:
+        """Remove every object of the job."""
+
+    def keys(self) -> list[str]:
+        """Every key in the store (tests and operators: what is left behind)."""
+
+
+def media_key(job_id: str, filename: str) -> str:
+    return f"{job_id}/source{safe_extension(filename)}"
+
+
+def check_key(key: str) -> str:
+    """Keys come from our own database; one that is not of our making is refused, never opened."""
+    if not _KEY.match(key):
+        raise MediaGoneError(f"the job's media key {key!r} is not one tingxie writes")
+    return key
+
+
+class LocalStore:
+    """A directory on this host: ``<root>/<job id>/source<ext>``. Placing an upload is a rename when
+    the spool is on the same filesystem (the default), else a copy."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.url = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*PurePosixPath(check_key(key)).parts)
+
+    def put(self, path: Path, key: str, *, content_type: str) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, target)
+        except OSError:  # another filesystem (TINGXIE_SCRATCH_DIR elsewhere): copy, then remove
+            shutil.move(str(path), str(target))
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str, scratch: Path) -> Iterator[Path]:
+        path = self._path(key)
+        if not path.is_file():
+            raise MediaGoneError("the media file of this job is no longer stored")
+        yield path
+
+    def stat(self, key: str) -> StoredObject:
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            raise MediaGoneError("the media file of this job is no longer stored") from None
+        return StoredObject(st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}",
+                            datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def read(self, key: str, start: int, stop: int) -> Iterator[bytes]:
+        with open(self._path(key), "rb") as fh:
+            fh.seek(start)
+            left = stop - start
+            while left > 0:
+                chunk = fh.read(min(CHUNK_BYTES, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+                yield chunk
+
+    def delete_job(self, job_id: str) -> None:
+        shutil.rmtree(self.root / job_id, ignore_errors=True)
+
+    def keys(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+
+
+def open_store(settings: Settings) -> MediaStore:
+    """The store ``settings`` name. Connects to nothing: an object store's client is made on first use."""
+    if settings.object_storage:
+        from core.s3 import S3Store
+
+        return S3Store.from_settings(settings)
+    return LocalStore(settings.media_dir)
 
 
 def ensure_dirs(settings: Settings) -> None:
-    for path in (settings.data_dir, settings.media_dir, settings.work_dir, upload_spool_dir(settings), settings.cache_dir):
+    paths = [settings.data_dir, settings.scratch_dir, upload_spool_dir(settings), settings.cache_dir]
+    if not settings.object_storage:
+        paths.append(settings.media_dir)
+    for path in paths:
         path.mkdir(parents=True, exist_ok=True)
 
 
 def upload_spool_dir(settings: Settings) -> Path:
-    return settings.work_dir / "uploads"
+    return settings.scratch_dir / "uploads"
 
 
 def open_spool_file(settings: Settings):
-    """A named temporary file for an incoming upload; the caller renames or deletes it."""
+    """A named temporary file for an incoming upload; the caller stores or deletes it."""
     spool = upload_spool_dir(settings)
     spool.mkdir(parents=True, exist_ok=True)
     return tempfile.NamedTemporaryFile(dir=spool, prefix="upload-", suffix=".part", delete=False)
@@ -57,25 +190,12 @@ def safe_extension(filename: str) -> str:
     return ext if _SAFE_EXT.match(ext) else ".bin"
 
 
-def job_dir(settings: Settings, job_id: str) -> Path:
-    return settings.media_dir / job_id
-
-
-def media_path_for(settings: Settings, job_id: str, filename: str) -> Path:
-    return job_dir(settings, job_id) / f"source{safe_extension(filename)}"
-
-
-def place_upload(settings: Settings, spooled: Path, job_id: str, filename: str) -> Path:
-    target = media_path_for(settings, job_id, filename)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(spooled, target)
-    return target
-
-
 def job_work_dir(settings: Settings, job_id: str) -> Path:
-    return settings.work_dir / "jobs" / job_id
+    """This host's scratch for one job: the media copied from object storage, decoded PCM."""
+    return settings.scratch_dir / "jobs" / job_id
 
 
-def delete_job_files(settings: Settings, job_id: str) -> None:
-    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)
+def delete_job_files(settings: Settings, store: MediaStore, job_id: str) -> None:
+    """The job's objects in the store, and whatever this host still has of it in scratch."""
+    store.delete_job(job_id)
     shutil.rmtree(job_work_dir(settings, job_id), ignore_errors=True)

@@ -3,7 +3,7 @@
 A door spools the client's file to local disk and parses what the client sent into a
 :class:`~core.options.JobOptions`; :func:`submit_job` does the rest, in this order: apply the
 deployment's policy to the options (default profile, server-wide hotwords, caps, callback
-target), check and probe the file, place it in storage, commit the job, and only then send its
+target), check and probe the file, put it in the media store (core.storage), commit the job, and only then send its
 task. Whatever goes wrong before the commit, the spooled file and anything placed are removed;
 an error is a :class:`~core.errors.TingxieError` with a code and a message a person can act on.
 """
@@ -88,10 +88,11 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
     settings = services.settings
     filename = storage.clean_filename(upload.filename)
     job_id = jobs.new_job_id()
+    key = storage.media_key(job_id, filename)
     try:
         options = resolve_options(settings, options)
         size, info = _check_media(settings, upload.path, filename)
-        target = storage.place_upload(settings, upload.path, job_id, filename)
+        services.store.put(upload.path, key, content_type=info.mime_type or "application/octet-stream")
     except BaseException:
         upload.path.unlink(missing_ok=True)
         raise
@@ -101,7 +102,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
                 session,
                 job_id=job_id,
                 options=options,
-                media_path=str(target),
+                media_key=key,
                 filename=filename,
                 size_bytes=size,
                 duration_ms=info.duration_ms,
@@ -109,7 +110,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
             )
             status = job.status
     except BaseException:
-        storage.delete_job_files(settings, job_id)
+        storage.delete_job_files(settings, services.store, job_id)
         raise
     enqueued = services.enqueue(job_id, profile=options.profile, priority=options.priority)
     log.info("job %s accepted from %s: %s", job_id, options.source, filename)

@@ -158,3 +158,18 @@ def live_service(tmp_path):
     yield start
     for service in started:
         service.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (moto's, over HTTP) for the whole session; each test takes its own bucket."""
+    from tests.s3 import S3Server
+
+    server = S3Server.start(tmp_path_factory.mktemp("s3") / "moto.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    return s3_server.new_bucket()

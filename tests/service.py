@@ -54,6 +54,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TINGXIE_WEBHOOK_SECRET": settings.webhook_secret,
         "TINGXIE_WEBHOOK_ALLOW": ",".join(settings.webhook_allow),
         "TINGXIE_FFMPEG": settings.ffmpeg,
+        "TINGXIE_WORKER_PROFILES": ",".join(settings.worker_profiles),
+        "TINGXIE_STORAGE_URL": settings.storage_url,
+        "TINGXIE_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+        "TINGXIE_S3_REGION": settings.s3_region,
+        "TINGXIE_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
+        "TINGXIE_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key,
+        "TINGXIE_S3_ADDRESSING_STYLE": settings.s3_addressing_style,
+        "TINGXIE_SCRATCH_DIR": settings.scratch_dir,
     }
     env.update({k: str(v) for k, v in optional.items() if v})
     for name, value in settings.profile_options.items():
@@ -75,12 +83,12 @@ class Service:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, settings: Settings | None = None) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
         return subprocess.Popen(
             [sys.executable, "-m", "cli", *args],
             cwd=REPO,
-            env=settings_env(self.settings),
+            env=settings_env(settings or self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -100,9 +108,11 @@ class Service:
             time.sleep(0.2)
         raise RuntimeError(f"web did not become ready: {self.log('web')}")
 
-    def start_worker(self, wait: bool = True) -> subprocess.Popen:
+    def start_worker(self, wait: bool = True, *args: str, settings: Settings | None = None) -> subprocess.Popen:
+        """A worker on the service's settings, or on ``settings`` (another host: its own data
+        directory, profile...), with extra ``args`` (``--profiles funasr``)."""
         name = f"worker{len(self.workers)}"
-        proc = self._spawn(name, "worker", "--concurrency", "1")
+        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings)
         self.workers.append(proc)
         if wait:
             deadline = time.monotonic() + 180
@@ -124,6 +134,11 @@ class Service:
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop_worker(self, proc: subprocess.Popen) -> None:
+        """SIGTERM, as an orchestrator stops a worker: Celery's warm shutdown."""
+        proc.terminate()
+        proc.wait(timeout=30)
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
         """SIGKILL the worker's whole process group (parent and pool children), as a crash would."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 from apiflask import APIFlask
 
 from core.services import Services
+from core.workers import ServedProfiles
 from core.settings import Settings
 
 __version__ = "0.1.0"
@@ -18,7 +19,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, docs, errors, events, openai, pages, schemas
+    from web import api, docs, errors, metrics, openai, pages, schemas
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -61,12 +62,13 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         spec.components.schemas["JobOptionsOut"]["properties"]["hotwords"]["items"] = schemas.JobOptionsOut.HOTWORD_PAIR
         return spec
 
-    app.extensions["tingxie"] = Services.start(settings)
+    app.extensions["tingxie"] = services = Services.start(settings)
+    app.extensions["tingxie.served"] = ServedProfiles(services.db)
     errors.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
-    app.register_blueprint(events.bp)
     app.register_blueprint(docs.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)
     app.teardown_request(lambda _exc: discard_spooled())
     return app

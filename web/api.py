@@ -6,11 +6,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 from apiflask import APIBlueprint
-from flask import Response, current_app, send_file, url_for
+from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from core import export, jobs, languages, storage
+from core import export, jobs, languages, storage, workers
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
@@ -18,6 +18,7 @@ from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
 from web import schemas
+from web.ranges import stored_file_response
 
 bp = APIBlueprint("api", __name__, tag="Jobs")
 
@@ -53,11 +54,18 @@ def job_links(job_id: str) -> dict:
     }
 
 
+def served_profiles() -> dict[str, int]:
+    """Live workers per profile (core.workers), read at most every two seconds per process."""
+    return current_app.extensions["tingxie.served"].get()
+
+
 def job_json(job: Job) -> dict:
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
+    waiting = workers.waiting_reason(job.status, job.profile, served_profiles()) if job.status == jobs.QUEUED else None
     return {
         "id": job.id,
         "status": job.status,
+        "waiting_reason": waiting,
         "stage": job.stage,
         "progress": round(job.progress or 0.0, 4),
         "filename": job.filename,
@@ -157,7 +165,7 @@ def delete_job(job_id: str):
             session.refresh(job)
             return job_json(job)
         jobs.delete_job(session, job_id)
-    storage.delete_job_files(svc.settings, job_id)
+    storage.delete_job_files(svc.settings, svc.store, job_id)
     return Response(status=204)
 
 
@@ -217,18 +225,21 @@ def attachment(filename: str) -> str:
 @bp.doc(summary="The uploaded file (HTTP Range for players)", responses={
     200: {"description": "the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
     206: {"description": "part of the file", "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-    **schemas.errors({404: "no such job", 410: "the file is no longer stored"})})
+    304: {"description": "the client's copy is current (If-None-Match, If-Modified-Since)"},
+    416: {"description": "the Range lies outside the file"},
+    **schemas.errors({404: "no such job", 410: "the file is no longer stored",
+                      503: "the media store could not be reached (`unavailable`)"})})
 def get_media(job_id: str):
     """The stored file, typed by what the probe found (never by the client's file name): audio and
     video play inline, anything else is an attachment; the browser may neither sniff nor run it."""
-    with session_scope(services().db) as session:
+    svc = services()
+    with session_scope(svc.db) as session:
         job = _load(session, job_id)
-        path, filename, info = Path(job.media_path), job.filename, job.media_info or {}
-    if not path.exists():
-        raise TingxieError("the media file of this job is no longer stored", code="gone")
+        key, filename, info = job.media_key, job.filename, job.media_info or {}
     mime_type = info.get("mime_type") or "application/octet-stream"
     playable = mime_type.startswith(("audio/", "video/"))
-    response = send_file(path, mimetype=mime_type if playable else "application/octet-stream", conditional=True)
+    response = stored_file_response(request, svc.store, key,
+                                    mimetype=mime_type if playable else "application/octet-stream")
     disposition = attachment(filename)
     response.headers["Content-Disposition"] = disposition if not playable else disposition.replace("attachment", "inline", 1)
     response.headers["X-Content-Type-Options"] = "nosniff"

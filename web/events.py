@@ -1,16 +1,20 @@
-"""Job push over WebSocket: ``GET /api/v1/jobs/<id>/events``.
+"""Job push over WebSocket: ``GET /api/v1/jobs/<id>/events``, what a watcher is sent.
 
 The watcher gets a snapshot of the job (the REST API's JSON), then every event as it is
 committed (queued, running, progress with stage, done with the transcript links, failed with
 the error), then a close. A watcher that arrives after the end gets the snapshot and the final
 event at once. Each message is JSON with a ``type``.
+
+This module decides what a watcher may see and what it is sent, inside an ordinary Flask request
+context built from the socket's handshake (so anything that checks a request, headers, cookies or
+tokens, works here as on any route). :mod:`web.live` serves the sockets on the event loop, so an
+open socket costs memory, not a request thread.
 """
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
-from flask import Blueprint, current_app
-from flask_sock import Sock
+from flask import Request, current_app, request
 from sqlalchemy import func, select
 
 from core import events
@@ -19,67 +23,68 @@ from core.jobs import TERMINAL
 from core.models import Job, JobEvent
 from web.api import job_json, job_links
 
-bp = Blueprint("events", __name__)
-sock = Sock()
-
-# Close codes: 1000 normal (the job ended), 1008 policy (no such job).
-_NORMAL, _NOT_FOUND = 1000, 1008
-# How often a quiet watcher checks that its client is still connected.
-_TICK_S = 10.0
+# Close codes: 1000 normal (the job ended), 1008 policy (no such job, or not yours).
+NORMAL, POLICY = 1000, 1008
 
 
-def _event(message: dict) -> dict:
-    """An event as the watcher sees it; ``done`` carries where to read the transcript."""
+def can_watch(req: Request, job: Job) -> bool:
+    """Whether the client behind this handshake may watch ``job``: the one place a watcher is
+    authorized (today every existing job may be watched). A refused watcher is told the job does
+    not exist, as the REST API tells a client about another's job."""
+    return True
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a new watcher is sent before the live events: ``messages`` in order; ``close`` set when
+    the socket closes right after them (no such job, or the job had already ended); otherwise the
+    live events follow from ``after_id`` on."""
+
+    messages: tuple[dict, ...]
+    close: tuple[int, str] | None
+    after_id: int = 0
+    links: dict | None = None  # the job's links, for its `done` event
+
+
+def not_found(job_id: str) -> dict:
+    return {"type": "error", "error": {"code": "not_found", "message": f"no job {job_id}"}}
+
+
+def event_message(message: dict, links: dict) -> dict:
+    """An event as the watcher sees it; ``done`` carries where to read the transcript (``links``:
+    the job's, made in the handshake's request context)."""
     out = {"type": message["type"], "id": message["id"], "job_id": message["job_id"], "at": message["at"],
            "data": message["data"]}
     if message["type"] == "done":
-        out["links"] = job_links(message["job_id"])
+        out["links"] = links
     return out
 
 
-@sock.route("/api/v1/jobs/<job_id>/events", bp=bp)
-def job_events(ws, job_id: str) -> None:
+def open_watch(job_id: str) -> Opening:
+    """The snapshot (and, for a finished job, its final event), inside the handshake's request context."""
     svc = current_app.extensions["tingxie"]
-    factory, settings = svc.db, svc.settings
-    with session_scope(factory) as session:
+    with session_scope(svc.db) as session:
         # The last event id first, then the job: an event committed in between shows in the
         # snapshot and is replayed too, so none is missed.
         last_id = session.execute(
             select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id)
         ).scalar() or 0
         job = session.get(Job, job_id)
-        if job is None:
-            ws.send(json.dumps({"type": "error", "error": {"code": "not_found", "message": f"no job {job_id}"}}))
-            ws.close(reason=_NOT_FOUND, message="no such job")
-            return
+        if job is None or not can_watch(request, job):
+            return Opening((not_found(job_id),), (POLICY, "no such job"))
         snapshot = job_json(job)
-        final = None
-        if job.status in TERMINAL:
-            row = session.execute(
-                select(JobEvent)
-                .where(JobEvent.job_id == job_id, JobEvent.type.in_(events.TERMINAL_TYPES))
-                .order_by(JobEvent.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-            final = events.as_message(row) if row is not None else {
-                "id": last_id, "job_id": job_id, "type": job.status, "at": snapshot["finished_at"],
-                "data": {"status": job.status, "error": snapshot["error"]},
-            }
-    ws.send(json.dumps({"type": "snapshot", "job": snapshot}, ensure_ascii=False))
-    if final is not None:
-        ws.send(json.dumps(_event(final), ensure_ascii=False))
-        ws.close(reason=_NORMAL, message="job finished")
-        return
-    stream = events.listen(factory, job_id, events_url=settings.events_url, after_id=last_id, tick_s=_TICK_S)
-    try:
-        for message in stream:
-            if message is None:
-                if not ws.connected:
-                    return
-                continue
-            ws.send(json.dumps(_event(message), ensure_ascii=False))
-            if message["type"] in events.TERMINAL_TYPES:
-                break
-    finally:
-        stream.close()
-    ws.close(reason=_NORMAL, message="job finished")
+        links = job_links(job_id)
+        if job.status not in TERMINAL:
+            return Opening(({"type": "snapshot", "job": snapshot},), None, last_id, links)
+        row = session.execute(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.type.in_(events.TERMINAL_TYPES))
+            .order_by(JobEvent.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        final = events.as_message(row) if row is not None else {
+            "id": last_id, "job_id": job_id, "type": job.status, "at": snapshot["finished_at"],
+            "data": {"status": job.status, "error": snapshot["error"]},
+        }
+    return Opening(({"type": "snapshot", "job": snapshot}, event_message(final, links)), (NORMAL, "job finished"),
+                   last_id, links)

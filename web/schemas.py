@@ -162,6 +162,10 @@ class Webhook(Out):
 class Job(Out):
     id = String(required=True)
     status = String(required=True, validate=OneOf(list(STATUSES)))
+    waiting_reason = String(required=True, allow_none=True, metadata={
+        "description": "why a queued job is not being taken, e.g. `waiting for a funasr worker` when no live "
+                       "worker serves its profile; null otherwise",
+        "examples": ["waiting for a funasr worker"]})
     stage = String(required=True, allow_none=True, validate=OneOf(list(JobStage)))
     progress = Float(required=True, metadata={"description": "0..1 over the whole job"})
     filename = String(required=True)

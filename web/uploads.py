@@ -1,5 +1,5 @@
-"""Uploads go straight to disk: multipart file parts are written into the data directory's
-spool as they arrive (never held in memory), then renamed into the job's folder."""
+"""Uploads go straight to disk: multipart file parts are written into this host's scratch spool
+as they arrive (never held in memory), then put in the media store by the submission path."""
 from __future__ import annotations
 
 import os

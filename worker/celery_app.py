@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
 
 from core import storage
-from core.queue import QUEUES, make_celery
+from core.metrics import use_multiprocess_dir
+from core.queue import make_celery, queues_for
 from core.settings import Settings
+from worker import metrics as worker_metrics
 from worker import runtime
 from worker.engines import check_profile_options
+from worker.registry import Announcer, node_name
 
 log = logging.getLogger("tingxie.worker")
 
@@ -23,12 +25,15 @@ def create_worker_app(settings: Settings) -> Celery:
     storage.ensure_dirs(settings)
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
+    worker_metrics.install(settings)
     sweeper: list[runtime.Sweeper] = []
+    announcer: list[Announcer] = []
 
     def _load_models(**_):
         if settings.preload_models:
-            log.info("loading the %s model set", settings.profile)
-            rt.engine(settings.profile)
+            for profile in settings.served_profiles:
+                log.info("loading the %s model set", profile)
+                rt.engine(profile)
 
     # prefork: in each child (never in the parent, which forks them); threads: in the one process.
     if settings.worker_threads > 1:
@@ -41,18 +46,23 @@ def create_worker_app(settings: Settings) -> Celery:
         thread = runtime.Sweeper(rt)
         thread.start()
         sweeper.append(thread)
+        announcing = Announcer(rt, node_name(), collect=worker_metrics.collect)
+        announcing.start()
+        announcer.append(announcing)
 
     @worker_shutdown.connect(weak=False)
     def _stop_sweeper(**_):
         for thread in sweeper:
             thread.stopped.set()
+        for announcing in announcer:
+            announcing.stop()
 
     return app
 
 
 def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INFO") -> None:
     """One process per model set: ``concurrency`` child processes, each loading its own models.
-    Prefork means a child killed mid-file is noticed by the parent and its message requeued.
+    It consumes the queues of ``settings.served_profiles`` only (and webhook deliveries). Prefork means a child killed mid-file is noticed by the parent and its message requeued.
 
     With ``settings.worker_threads`` above 1 the worker is one process running that many jobs at
     once in threads over one model set (a GPU worker); a killed process's jobs come back through
@@ -66,14 +76,16 @@ def run_worker(settings: Settings, *, concurrency: int = 1, loglevel: str = "INF
         )
     check_profile_options(settings)  # a misspelled TINGXIE_MODEL_* stops the worker here, not each job
     pool, slots = ("threads", settings.worker_threads) if settings.worker_threads > 1 else ("prefork", concurrency)
+    # The pool's processes share their metrics through files the announcer reads (worker.metrics).
+    use_multiprocess_dir(settings.scratch_dir / "metrics" / f"worker-{os.getpid()}")
     app = create_worker_app(settings)
     app.worker_main([
         "worker",
-        "--queues", ",".join(QUEUES),
+        "--queues", ",".join(queues_for(settings.served_profiles)),
         "--concurrency", str(slots),
         "--pool", pool,
         "--loglevel", loglevel,
-        "--hostname", f"tingxie-{os.getpid()}@{socket.gethostname()}",
+        "--hostname", node_name(),
         "--without-gossip",
         "--without-mingle",
     ])

@@ -13,13 +13,15 @@ from sqlalchemy.orm import sessionmaker
 
 from core import jobs, storage
 from core.db import session_scope
+from core.errors import TingxieError
 from core.models import Job
 from core.options import JobOptions
-from core.queue import DELIVER_WEBHOOK, INTERACTIVE_QUEUE, QueueClient
+from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import Settings
 from media import MediaInfo
 from worker.engines import load_engine_for, transcribe_options
+from worker.metrics import measured
 
 log = logging.getLogger("tingxie.worker")
 
@@ -123,7 +125,7 @@ class Runtime:
         with self._engines_lock:
             engine = self._engines.get(profile)
             if engine is None:
-                engine = load_engine_for(self.settings, profile)
+                engine = measured(load_engine_for(self.settings, profile), profile)
                 self._engines[profile] = engine
             return engine
 
@@ -147,20 +149,23 @@ class Runtime:
         try:
             engine = self.engine(options.profile)
             work_dir.mkdir(parents=True, exist_ok=True)
-            result = transcribe(
-                job.media_path,
-                transcribe_options(options),
-                engine,
-                work_dir=work_dir,
-                on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
-                max_duration_ms=int(self.settings.max_duration_s * 1000),
-                ffmpeg=self.settings.ffmpeg or None,
-                media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
-            )
+            # From object storage the upload is copied into this host's scratch and decoded there;
+            # the probe stored with the job spares a second probe.
+            with self.services.store.local_copy(job.media_key, work_dir) as media_path:
+                result = transcribe(
+                    media_path,
+                    transcribe_options(options),
+                    engine,
+                    work_dir=work_dir,
+                    on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
+                    max_duration_ms=int(self.settings.max_duration_s * 1000),
+                    ffmpeg=self.settings.ffmpeg or None,
+                    media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
+                )
         except JobLostError:
             log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
             return "lost"
-        except (PipelineError, MediaError) as exc:
+        except (PipelineError, MediaError, TingxieError) as exc:  # TingxieError: the store (gone, unreachable)
             log.info("job %s failed: %s: %s", job_id, exc.code, exc.message)
             self._finish(lambda s: jobs.fail(s, job_id, attempt, exc.code, exc.message))
         except Exception as exc:
@@ -179,8 +184,8 @@ class Runtime:
             heartbeat.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
         if options.callback_url and outcome in ("done", "failed"):
-            # Interactive queue: a delivery should not wait behind hour-long batch jobs.
-            self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
+            # Its own queue, which every worker consumes: a delivery waits behind no transcription.
+            self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
         return outcome
 
     def _finish(self, write) -> bool:

@@ -15,7 +15,7 @@ from core.options import JobOptions
 def _new_job(db) -> str:
     job_id = jobs.new_job_id()
     with session_scope(db) as session:
-        jobs.create_job(session, job_id=job_id, media_path="/nonexistent", filename="a.wav", size_bytes=1,
+        jobs.create_job(session, job_id=job_id, media_key=f"{job_id}/source.wav", filename="a.wav", size_bytes=1,
                         duration_ms=None, options=JobOptions(profile="offline"))
     return job_id
 

@@ -13,7 +13,7 @@ TRANSCRIPT = {"text": "hi", "language": "en", "duration_ms": 1000, "segments": [
 
 def _new(db, job_id="a" * 32):
     with session_scope(db) as s:
-        jobs.create_job(s, job_id=job_id, media_path="/x", filename="x.wav", size_bytes=1, duration_ms=None,
+        jobs.create_job(s, job_id=job_id, media_key=f"{job_id}/source.wav", filename="x.wav", size_bytes=1, duration_ms=None,
                         options=JobOptions(profile="offline"))
     return job_id
 

@@ -50,6 +50,12 @@ def test_from_env_reads_everything_in_one_place(tmp_path):
     ("HOTWORD_FILE", "/no/such/file", "no such file"),
     ("WEBHOOK_ALLOW", "10.0.0.0/99", "CIDR"),
     ("FFMPEG", "/no/ffmpeg", "executable"),
+    ("WORKER_PROFILES", "offline,funsar", "did you mean 'funasr'"),
+    ("WORKER_PROFILES", ",", "profile names"),
+    ("STORAGE_URL", "/srv/media", "s3://bucket"),
+    ("STORAGE_URL", "s3://My_Bucket/x", "not an S3 bucket name"),
+    ("S3_ENDPOINT_URL", "minio:9000", "http://"),
+    ("S3_ADDRESSING_STYLE", "host", "auto, path, virtual"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable_value_and_what_is_allowed(name, value, says):
     with pytest.raises(SettingsError) as caught:
@@ -57,6 +63,18 @@ def test_a_bad_value_is_one_line_naming_the_variable_value_and_what_is_allowed(n
     assert len(caught.value.problems) == 1
     line = caught.value.problems[0]
     assert line.startswith(f"TINGXIE_{name}={value!r}: ") and says in line, line
+
+
+def test_storage_and_worker_profiles(tmp_path):
+    s = Settings.from_env({"TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_STORAGE_URL": "s3://media-bucket/tingxie/",
+                           "TINGXIE_WORKER_PROFILES": "funasr, offline,funasr",
+                           "TINGXIE_SCRATCH_DIR": str(tmp_path / "scratch")})
+    assert s.storage_url == "s3://media-bucket/tingxie" and s.object_storage
+    assert s.served_profiles == ("funasr", "offline")
+    assert s.scratch_dir == s.work_dir == tmp_path / "scratch"
+    plain = Settings(data_dir=tmp_path, profile="funasr")
+    assert plain.served_profiles == ("funasr",) and not plain.object_storage
+    assert plain.scratch_dir == tmp_path / "work"
 
 
 def test_every_problem_is_reported_at_once_and_misspelled_names_are_errors():

@@ -135,7 +135,7 @@ def test_post_is_signed_and_failures_are_reported(tmp_path, receiver):
 def _finished_job(db, status: str, callback_url: str) -> str:
     job_id = jobs.new_job_id()
     with session_scope(db) as session:
-        jobs.create_job(session, job_id=job_id, media_path="/nonexistent", filename="a.wav", size_bytes=1,
+        jobs.create_job(session, job_id=job_id, media_key=f"{job_id}/source.wav", filename="a.wav", size_bytes=1,
                         duration_ms=None, options=JobOptions(profile="offline", callback_url=callback_url))
     with session_scope(db) as session:
         attempt = jobs.claim(session, job_id)

@@ -300,7 +300,7 @@ def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
         jobs = session.execute(select(Job)).scalars().all()
         assert [(j.status, j.source, j.filename, j.priority > 0) for j in jobs] == [("queued", "gateway", "left.wav", True)]
         assert jobs[0].options["hotwords"] == [["达摩院", 20.0]]
-        media = jobs[0].media_path
+        media = settings.media_dir / jobs[0].media_key
     engine.dispose()
     data = open(media, "rb").read()
     assert is_wav_container(data[:12]) and data[44:] == pcm

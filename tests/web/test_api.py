@@ -24,12 +24,14 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
     body = r.json
     assert body["status"] == "queued" and r.headers["Location"] == body["links"]["self"]
     job = client.get(body["links"]["self"]).json
-    assert job["duration_ms"] == 11000 and job["options"] == {"language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]]}
+    assert job["duration_ms"] == 11000 and job["options"] == {
+        "language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]],
+        "diarize": False, "num_speakers": None, "min_speakers": None, "max_speakers": None}
     with session_scope(app.extensions["tingxie"].db) as s:
         row = s.get(Job, body["id"])
         assert row.enqueued_at is not None  # the message reached the broker
-        with open(row.media_path, "rb") as fh:
-            assert fh.read() == speech_path("jfk.flac").read_bytes()
+        assert row.media_key == f"{row.id}/source.flac"  # a key in the store, never a path
+        assert (any_settings.media_dir / row.media_key).read_bytes() == speech_path("jfk.flac").read_bytes()
     # Nothing is left behind in the upload spool.
     assert list((any_settings.work_dir / "uploads").iterdir()) == []
     # The message is really on the broker.
@@ -38,7 +40,7 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
     else:
         import redis
 
-        assert redis.Redis.from_url(any_settings.broker_url).llen("tingxie") == 1
+        assert redis.Redis.from_url(any_settings.broker_url).llen("tingxie.offline") == 1  # its profile's queue
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,7 @@ def test_playlists_naming_another_upload_are_refused_and_leave_nothing(client, a
     upload, whatever it is called; no job, no stored file, nothing in the spool."""
     victim = _upload(client, path=speech_path("asr_example.mp3")).json["id"]
     with session_scope(app.extensions["tingxie"].db) as s:
-        victim_path = s.get(Job, victim).media_path
+        victim_path = str(any_settings.media_dir / s.get(Job, victim).media_key)
     relative = f"../{victim}/{os.path.basename(victim_path)}"
     target = victim_path if kind.endswith("absolute") or kind == "hls-m3u8" else relative
     if kind.startswith("hls"):

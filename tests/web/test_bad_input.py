@@ -156,16 +156,17 @@ def _raw(port: int, request: bytes) -> tuple[int, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("server", ["dev", "gunicorn"])
+@pytest.mark.parametrize("server", ["dev", "production"])
 def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
-    """414 and 431 come from the HTTP server itself, before the application: still the API's shape."""
+    """414 and 431 come before the application (the server's limits): still the API's shape, in one
+    process (`tingxie web --dev`, what `tingxie up` runs) and in the production server's workers."""
     from tests.conftest import make_settings
 
     settings = make_settings(tmp_path)
     service = live_service(settings, workers=0)
-    if server == "gunicorn":
+    if server == "production":
         service.stop()
-        service.web = service._spawn("gunicorn", "web", "--workers", "1", "--threads", "2")
+        service.web = service._spawn("production", "web", "--workers", "2", "--threads", "2")
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -179,6 +180,11 @@ def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"y" * 100) for i in range(150))
     status, body = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
     assert status == 431 and body["error"]["code"] == "headers_too_large"
+    # A head too large to buffer at all, and a request that is not HTTP: the parser's own refusals.
+    status, body = _raw(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"z" * 200_000 + b"\r\n\r\n")
+    assert status == 431 and body["error"]["code"] == "headers_too_large"
+    status, body = _raw(port, b"NOT HTTP AT ALL\r\n\r\n")
+    assert status == 400 and body["error"]["code"] == "bad_request"
     # And the server goes on answering.
     assert requests.get(service.base_url + "/healthz", timeout=5).json() == {"status": "ok"}
 

@@ -383,7 +383,8 @@ def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, pag
         done.set()
         sampler.join()
     assert page.locator("#uploads .upload").count() == 0
-    assert "1 h 38 min audio" in page.locator("#jobs .job").first.inner_text()
+    # The row appears from the upload's answer; the duration comes with the job's first push.
+    page.wait_for_function("() => document.querySelector('#jobs .job').innerText.includes('1 h 38 min audio')")
     grown_web_mb = (peaks["web"] - before_web) / 2**20
     grown_browser_mb = (peaks["browser"] - before_browser) / 2**20
     print(f"1.1 GB upload: web grew {grown_web_mb:.0f} MiB, browser grew {grown_browser_mb:.0f} MiB")
@@ -430,3 +431,22 @@ def test_speakers_are_labelled_coloured_and_renamed_for_every_export(live_servic
     assert "[Kennedy] " in srt and "[S2] " in srt and "[S1]" not in srt
     vtt = requests.get(f"{base}/api/v1/jobs/{job_id}/transcript?format=vtt", timeout=10).text
     assert "<v Kennedy>" in vtt
+
+
+def test_a_job_no_live_worker_serves_says_what_it_waits_for(live_service, page, speech_path):
+    """The page shows the API's waiting_reason: a funasr job with only an offline worker up waits
+    for a funasr worker, and says so in its row."""
+    import requests
+
+    service = live_service()  # one worker, offline only
+    page.goto(service.base_url + "/")
+    with open(speech_path("asr_example.wav"), "rb") as fh:
+        job = requests.post(service.base_url + "/api/v1/jobs", files={"file": fh}, data={"profile": "funasr"},
+                            timeout=60).json()
+    row = page.locator(f'#jobs .job[data-id="{job["id"]}"]')
+    row.wait_for(timeout=30_000)  # the page folds in jobs made elsewhere every few seconds
+    page.wait_for_function(
+        "id => document.querySelector(`#jobs .job[data-id='${id}'] [data-role=text]`).textContent"
+        " === 'Waiting for a funasr worker'", arg=job["id"], timeout=30_000)
+    shot(page, "waiting-for-a-funasr-worker")
+    assert row.get_attribute("data-status") == "queued"

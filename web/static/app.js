@@ -504,6 +504,12 @@ function jobProgressText(job) {
   return parts.filter(Boolean).join(" · ");
 }
 
+/** A queued job says what it waits for: the API names a profile no live worker serves. */
+function queuedText(job) {
+  const reason = job.waiting_reason;
+  return reason ? reason.charAt(0).toUpperCase() + reason.slice(1) : "Waiting for a worker";
+}
+
 function updateJob(job, previous) {
   const node = jobNodes.get(job.id);
   if (!node) return;
@@ -539,7 +545,7 @@ function updateJob(job, previous) {
     bar.setAttribute("aria-valuenow", String(Math.round(progress * 100)));
     bar.setAttribute("aria-label", `Progress of ${name}`);
     bar.classList.toggle("indeterminate", status === "queued");
-    text.textContent = status === "queued" ? "Waiting for a worker" : jobProgressText(job);
+    text.textContent = status === "queued" ? queuedText(job) : jobProgressText(job);
   }
 
   const error = $('[data-role="error"]', node);
