@@ -45,6 +45,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
         TINGXIE_WORKER_THREADS=str(settings.worker_threads),
         TINGXIE_OPENAI_WAIT_S=str(settings.openai_wait_s),
+        TINGXIE_AUTH=settings.auth,
+        TINGXIE_TRUSTED_PROXIES=str(settings.trusted_proxies),
+        TINGXIE_SESSION_HOURS=str(settings.session_hours),
+        TINGXIE_RATE_LIMIT=settings.rate_limit,
+        TINGXIE_UPLOAD_RATE_LIMIT=settings.upload_rate_limit,
+        TINGXIE_TENANT_MAX_JOBS=str(settings.tenant_max_jobs),
+        TINGXIE_TENANT_INFLIGHT=str(settings.tenant_inflight),
+        TINGXIE_GATEWAY_TENANT=settings.gateway_tenant,
+        TINGXIE_GATEWAY_REQUIRE_TOKEN="1" if settings.gateway_require_token else "0",
+        TINGXIE_REQUEST_IDLE_TIMEOUT_S=str(settings.request_idle_timeout_s),
         PYTHONUNBUFFERED="1",
     )
     optional = {
@@ -53,6 +63,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TINGXIE_GATEWAY_KEYFILE": settings.gateway_keyfile,
         "TINGXIE_WEBHOOK_SECRET": settings.webhook_secret,
         "TINGXIE_WEBHOOK_ALLOW": ",".join(settings.webhook_allow),
+        "TINGXIE_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
         "TINGXIE_FFMPEG": settings.ffmpeg,
     }
     env.update({k: str(v) for k, v in optional.items() if v})

@@ -18,7 +18,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, docs, errors, events, openai, pages, schemas
+    from web import api, auth, docs, errors, events, headers, limits, openai, pages, schemas, service
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         TAGS=[
             {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
             {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
+            {"name": "Session", "description": "the web page signs in with a token and keeps a session cookie"},
             {"name": "Service", "description": "health and readiness"},
         ],
     )
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     @app.spec_processor
     def _components(spec):
         """Schemas that hand-written response objects reference by name."""
-        for name, schema in {**schemas.COMPONENTS, **openai.COMPONENTS}.items():
+        for name, schema in {**schemas.COMPONENTS, **openai.COMPONENTS, **auth.COMPONENTS}.items():
             if name not in spec.components.schemas:
                 spec.components.schema(name, schema=schema)
         spec.components.schemas["JobOptionsOut"]["properties"]["hotwords"]["items"] = schemas.JobOptionsOut.HOTWORD_PAIR
@@ -66,7 +67,33 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(events.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(pages.bp)
+    # Order matters: the limiter counts a request (by token, else address) before auth refuses it.
+    limits.install(app, settings)
+    auth.install(app)
+    headers.install(app)
     app.teardown_request(lambda _exc: discard_spooled())
+    app.wsgi_app = _untimed_websockets(app.wsgi_app)
+    if settings.trusted_proxies:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
+    return app
+
+
+def _untimed_websockets(wsgi_app):
+    """The web servers time out a connection that stops sending (TINGXIE_REQUEST_IDLE_TIMEOUT_S);
+    a WebSocket's client may rightly send nothing for as long as its job runs."""
+
+    def app(environ, start_response):
+        if environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            for key in ("werkzeug.socket", "gunicorn.socket"):
+                if environ.get(key) is not None:
+                    environ[key].settimeout(None)
+        return wsgi_app(environ, start_response)
+
     return app

@@ -19,7 +19,12 @@ def json_error_body(status: int, message: str) -> bytes:
 
 class _Handler(WSGIRequestHandler):
     """Requests the HTTP parser refuses (request line or headers too long) get the API's JSON
-    error shape, not http.server's HTML page; a finished WebSocket closes its connection."""
+    error shape, not http.server's HTML page; a finished WebSocket closes its connection; the
+    ``Server`` header names no versions; a connection that sends nothing for ``timeout`` seconds
+    (``TINGXIE_REQUEST_IDLE_TIMEOUT_S``: idle keep-alive, stalled headers or body) is dropped."""
+
+    def version_string(self) -> str:
+        return "tingxie"
 
     def connection_dropped(self, error, environ=None) -> None:
         """A finished WebSocket (see _quiet_after_websocket) ends its TCP connection too. Left open, the handler would
@@ -59,10 +64,12 @@ def _quiet_after_websocket(wsgi_app):
 
 
 def serve(settings: Settings) -> None:
+    from core.access import describe
     from web import create_app
 
     app = create_app(settings)
     app.wsgi_app = _quiet_after_websocket(app.wsgi_app)
-    server = make_server(settings.host, settings.port, app, threaded=True, request_handler=_Handler)
-    print(f"tingxie web on http://{settings.host}:{settings.port}", flush=True)
+    handler = type("Handler", (_Handler,), {"timeout": settings.request_idle_timeout_s})
+    server = make_server(settings.host, settings.port, app, threaded=True, request_handler=handler)
+    print(f"tingxie web on http://{settings.host}:{settings.port}: {describe(settings)}", flush=True)
     server.serve_forever()

@@ -4,6 +4,10 @@ The watcher gets a snapshot of the job (the REST API's JSON), then every event a
 committed (queued, running, progress with stage, done with the transcript links, failed with
 the error), then a close. A watcher that arrives after the end gets the snapshot and the final
 event at once. Each message is JSON with a ``type``.
+
+Only the job's tenant (or an admin) may watch it (:func:`can_watch`); anyone else gets the same
+answer as for a job that does not exist. The handshake itself is checked before the socket is
+accepted (web.auth): credentials, and an ``Origin`` that is the service's own or allowed.
 """
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from sqlalchemy import func, select
 from core import events
 from core.db import session_scope
 from core.jobs import TERMINAL
+from core.access import Principal
 from core.models import Job, JobEvent
+from web import auth
 from web.api import job_json, job_links
 
 bp = Blueprint("events", __name__)
@@ -37,9 +43,15 @@ def _event(message: dict) -> dict:
     return out
 
 
+def can_watch(principal: Principal, job: Job) -> bool:
+    """Whether ``principal`` may follow ``job``'s events: the one check any push server applies."""
+    return principal.can_see(job.tenant)
+
+
 @sock.route("/api/v1/jobs/<job_id>/events", bp=bp)
 def job_events(ws, job_id: str) -> None:
     svc = current_app.extensions["tingxie"]
+    watcher = auth.principal()
     factory, settings = svc.db, svc.settings
     with session_scope(factory) as session:
         # The last event id first, then the job: an event committed in between shows in the
@@ -48,7 +60,7 @@ def job_events(ws, job_id: str) -> None:
             select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id)
         ).scalar() or 0
         job = session.get(Job, job_id)
-        if job is None:
+        if job is None or not can_watch(watcher, job):
             ws.send(json.dumps({"type": "error", "error": {"code": "not_found", "message": f"no job {job_id}"}}))
             ws.close(reason=_NOT_FOUND, message="no such job")
             return

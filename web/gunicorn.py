@@ -1,6 +1,8 @@
 """The production web server's worker class: gunicorn's threaded worker, with requests that
 gunicorn's HTTP parser refuses (request line or headers over its limits, malformed requests)
-answered in the API's JSON error shape instead of gunicorn's HTML page."""
+answered in the API's JSON error shape instead of gunicorn's HTML page, and a connection that
+stops sending its request (headers or body) for ``TINGXIE_REQUEST_IDLE_TIMEOUT_S`` dropped, so a
+slow or stalled client cannot hold one of the worker's threads for ever."""
 from __future__ import annotations
 
 from gunicorn.http.errors import (
@@ -14,9 +16,10 @@ from gunicorn.http.errors import (
     UnsupportedTransferCoding,
 )
 from gunicorn.util import write_nonblock
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from core.errors import reason
+from core.settings import Settings
 from web.devserver import json_error_body
 
 _STATUS = ((LimitRequestLine, 414), (LimitRequestHeaders, 431), (ParseException, 400))
@@ -25,7 +28,28 @@ _GUNICORNS = (InvalidResponseHeader, InvalidResponseHeaderName, ConfigurationPro
               ExpectationFailed)
 
 
+class _IdleTimeoutConn(TConn):
+    """A connection whose reads time out: gunicorn's thread reads a request's headers and body
+    with a blocking socket and no limit; ``idle_timeout_s`` bounds each read (a WebSocket resets
+    it: web.create_app)."""
+
+    idle_timeout_s: float = 60.0
+
+    def init(self):
+        super().init()
+        self.sock.settimeout(self.idle_timeout_s)
+
+
 class JsonErrorsThreadWorker(ThreadWorker):
+    def init_process(self):
+        _IdleTimeoutConn.idle_timeout_s = Settings.from_env().request_idle_timeout_s
+        super().init_process()
+
+    def handle(self, conn):
+        if type(conn) is TConn:
+            conn.__class__ = _IdleTimeoutConn
+        return super().handle(conn)
+
     def handle_error(self, req, client, addr, exc):
         status = None if isinstance(exc, _GUNICORNS) else next(
             (code for kind, code in _STATUS if isinstance(exc, kind)), None)

@@ -29,10 +29,17 @@ from core.options import JobOptions, Source
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
+from web import auth
 from web.errors import error_response
 from web.schemas import Out, errors, ok, ref
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI")
+
+
+@bp.before_request
+@bp.auth_required(auth.auth)
+def _authenticated() -> None:
+    """Documents the bearer scheme (the SDK's ``api_key``) on every route here; web.auth checks it."""
 
 DEFAULT_MODEL = "whisper-1"
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
@@ -166,7 +173,8 @@ _OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a 
 def create_transcription(form):
     svc = services()
     upload = form["upload"]
-    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"])
+    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"],
+                           tenant=auth.principal().tenant)
     status = _wait(svc, submitted.id, svc.settings.openai_wait_s)
     with session_scope(svc.db) as session:
         job = session.get(Job, submitted.id)
