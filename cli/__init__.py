@@ -13,7 +13,7 @@ import sys
 import time
 
 # Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
-PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway")
+PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.tokens")
 
 
 def _settings():
@@ -30,6 +30,8 @@ def _apply_common(args) -> None:
         os.environ["TINGXIE_PORT"] = str(args.port)
     if getattr(args, "host", None):
         os.environ["TINGXIE_HOST"] = args.host
+    if getattr(args, "insecure_no_auth", False):
+        os.environ["TINGXIE_AUTH"] = "insecure-no-auth"
 
 
 def cmd_db(args) -> int:
@@ -48,6 +50,7 @@ def cmd_web(args) -> int:
 
         serve(settings)
         return 0
+    print(f"tingxie web: {access_line(settings)}", flush=True)
     argv = [
         sys.executable, "-m", "gunicorn",
         "--worker-class", "web.gunicorn.JsonErrorsThreadWorker",
@@ -55,6 +58,9 @@ def cmd_web(args) -> int:
         "--threads", str(args.threads),
         "--bind", f"{settings.host}:{settings.port}",
         "--timeout", "120",
+        # Idle keep-alive connections are closed after 5 s; a request that stops sending its
+        # headers or body for TINGXIE_REQUEST_IDLE_TIMEOUT_S is dropped (web.gunicorn).
+        "--keep-alive", "5",
         "--access-logfile", "-",
         "web:create_app()",
     ]
@@ -71,6 +77,28 @@ def cmd_worker(args) -> int:
     return 0
 
 
+def access_line(settings) -> str:
+    from core import access
+
+    return access.describe(settings)
+
+
+def _up_banner(settings, with_gateway: bool) -> list[str]:
+    """What `tingxie up` says about access: who needs a token, and, where the page needs one, a
+    one-time sign-in link for its first user (an admin of the local tenant)."""
+    from cli.tokens import signin_link
+    from core import access
+
+    lines = [f"  access: {access.describe(settings)}"]
+    if not access.open_on_loopback(settings) and settings.auth != "insecure-no-auth":
+        lines.append(f"  sign in (admin, once, within an hour): {signin_link(settings)}")
+    if with_gateway:
+        who = ("every connection needs a token" if settings.gateway_require_token else
+               f"FunASR clients without a token are tenant '{settings.gateway_tenant}'")
+        lines.append(f"  FunASR gateway on port {settings.gateway_port}: {who}")
+    return lines
+
+
 def cmd_up(args) -> int:
     """Everything on one machine with no server installed: migrate, then web, worker and the
     FunASR gateway as child processes; Ctrl-C stops them all."""
@@ -85,10 +113,11 @@ def cmd_up(args) -> int:
         subprocess.Popen(me + ["web", "--dev"]),
         subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)]),
     ]
-    if not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None:
+    with_gateway = not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None
+    if with_gateway:
         children.append(subprocess.Popen(me + ["gateway"]))
     print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
-          flush=True)
+          *_up_banner(settings, with_gateway), sep="\n", flush=True)
     stopping = False
 
     def _stop(*_):
@@ -124,12 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int)
     up.add_argument("--concurrency", type=int, default=1, help="worker processes (one model set each)")
     up.add_argument("--no-gateway", action="store_true", help="do not start the FunASR-protocol gateway")
+    up.add_argument("--insecure-no-auth", action="store_true",
+                    help="let anyone who can reach the web tier in without a token (TINGXIE_AUTH=insecure-no-auth); "
+                         "on 127.0.0.1 this machine needs no token anyway")
     up.set_defaults(func=cmd_up)
 
     web = sub.add_parser("web", help="run the web tier (gunicorn; --dev: a threaded development server)")
     web.add_argument("--host")
     web.add_argument("--port", type=int)
     web.add_argument("--dev", action="store_true")
+    web.add_argument("--insecure-no-auth", action="store_true",
+                     help="let anyone who can reach it in without a token (TINGXIE_AUTH=insecure-no-auth)")
     web.add_argument("--workers", type=int, default=2)
     web.add_argument("--threads", type=int, default=32)
     web.set_defaults(func=cmd_web)
