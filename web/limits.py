@@ -9,7 +9,6 @@ Redis outage should not take the API down with it.
 """
 from __future__ import annotations
 
-import math
 import time
 
 from flask import request
@@ -67,7 +66,7 @@ def install(app, settings: Settings) -> Limiter:
     def _too_many(exc: RateLimitExceeded):
         current = limiter.current_limit
         reset_at = current.reset_at if current is not None else time.time() + 60
-        retry_after = max(1, math.ceil(reset_at - time.time()))
+        retry_after = max(1, round(reset_at - time.time()))
         return error_response(
             "rate_limited",
             f"too many requests: the limit is {exc.description} per token (per address without one); "
