@@ -13,7 +13,9 @@ def add_parser(subparsers):
                     "they send becomes a tingxie job.",
     )
     parser.add_argument("--host", help="address to listen on (default TINGXIE_HOST, 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, help="port (default TINGXIE_GATEWAY_PORT, 10095)")
+    # Its own dest: a plain `port` would become TINGXIE_PORT (the web tier's port, whose page is the
+    # gateway's own origin for browsers).
+    parser.add_argument("--port", type=int, dest="gateway_port", help="port (default TINGXIE_GATEWAY_PORT, 10095)")
     parser.add_argument("--certfile", help="PEM certificate; 0 serves plain ws (default: self-signed, made once "
                                            "under the data directory)")
     parser.add_argument("--keyfile", help="PEM private key for --certfile")
@@ -46,7 +48,7 @@ def run(args) -> int:
     config = GatewayConfig.from_settings(
         settings,
         host=args.host,
-        port=args.port,
+        port=args.gateway_port,
         certfile=args.certfile,
         keyfile=args.keyfile,
         hotword_file=args.hotword.expanduser().resolve() if args.hotword else None,

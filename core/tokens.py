@@ -132,8 +132,11 @@ def verify(session: Session, token: str, *, kinds: tuple[str, ...] = (API,)) -> 
         parent = session.get(Token, info.parent_id)
         state = TokenInfo.of(parent).state(now) if parent is not None else "revoked"
     if state != "active":
-        what = "session" if kind == SESSION else "sign-in code" if kind == SIGNIN else "token"
-        raise UnauthorizedError(f"the {what} {info.display} is {state}")
+        if kind == SIGNIN:
+            state = "used up" if state == "revoked" else state
+            raise UnauthorizedError(f"the sign-in code {info.display} is {state}; ask for a new link "
+                                    "(tingxie tokens signin)")
+        raise UnauthorizedError(f"the {'session' if kind == SESSION else 'token'} {info.display} is {state}")
     if info.last_used_at is None or now - info.last_used_at > _TOUCH_EVERY:
         session.execute(update(Token).where(Token.id == token_id).values(last_used_at=now))
     return info

@@ -118,13 +118,16 @@ def _websocket() -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
-def _check_origin() -> None:
+def _check_origin(*, writes: bool = True) -> None:
+    """Refuse a request a page on another origin made the browser send. Browsers send ``Origin``
+    with every cross-origin fetch and every POST; for a write without one, ``Sec-Fetch-Site``
+    still tells a cross-site request apart."""
     origin = request.headers.get("Origin")
     own = access.web_origins(request.scheme, request.host)
     if not access.origin_allowed(origin, own, _services().settings):
         raise TingxieError(f"requests from the page at {origin} are not accepted here (it is not this service's "
                            "origin, nor listed in TINGXIE_ALLOWED_ORIGINS)", code="origin_not_allowed")
-    if origin is None and request.headers.get("Sec-Fetch-Site") == "cross-site":
+    if writes and origin is None and request.headers.get("Sec-Fetch-Site") == "cross-site":
         raise TingxieError("a cross-site request is not accepted here", code="origin_not_allowed")
 
 
@@ -143,7 +146,10 @@ def _guard() -> None:
         raise g.tingxie_auth_error
     if found is None:
         raise UnauthorizedError("sign in, or send 'Authorization: Bearer <token>' (tingxie tokens create)")
-    if request.method in SAFE_METHODS or found.via == access.TOKEN:
+    if found.via == access.TOKEN:
+        return  # no ambient credential: a page on another site cannot add the header
+    if request.method in SAFE_METHODS:
+        _check_origin(writes=False)  # another page's script may not even read through the browser
         return
     _check_origin()
     if found.via == access.SESSION and not tokens.check_csrf(request.cookies.get(COOKIE, ""),

@@ -12,7 +12,7 @@ import logging
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
 
 from core.errors import TingxieError, http_status
 
@@ -98,6 +98,8 @@ def install(app: APIFlask) -> None:
     def _http_exception(exc: HTTPException):
         if isinstance(exc, InternalServerError):
             return _internal(exc.original_exception or exc)
+        if isinstance(exc, ClientDisconnected) and isinstance(exc.__context__, TimeoutError):
+            return _stalled(exc.__context__)
         code = _CODE_BY_STATUS.get(exc.code or 500, "bad_request")
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return error_response(code, exc.description or exc.name, exc.code, headers=headers)

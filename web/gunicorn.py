@@ -5,6 +5,8 @@ stops sending its request (headers or body) for ``TINGXIE_REQUEST_IDLE_TIMEOUT_S
 slow or stalled client cannot hold one of the worker's threads for ever."""
 from __future__ import annotations
 
+import logging
+
 from gunicorn.http.errors import (
     ConfigurationProblem,
     ExpectationFailed,
@@ -40,9 +42,21 @@ class _IdleTimeoutConn(TConn):
         self.sock.settimeout(self.idle_timeout_s)
 
 
+class _StalledClients(logging.Filter):
+    """A connection dropped for stalling is routine: one line, not gunicorn's socket-error traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], TimeoutError):
+            record.msg, record.args, record.exc_info = (
+                "dropped a connection that stopped sending its request (TINGXIE_REQUEST_IDLE_TIMEOUT_S)", (), None)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class JsonErrorsThreadWorker(ThreadWorker):
     def init_process(self):
         _IdleTimeoutConn.idle_timeout_s = Settings.from_env().request_idle_timeout_s
+        logging.getLogger("gunicorn.error").addFilter(_StalledClients())
         super().init_process()
 
     def handle(self, conn):

@@ -211,15 +211,17 @@ $("#sign-out").addEventListener("click", async () => {
   window.location.reload();
 });
 
-/** A sign-in link carries its one-time code in the fragment (never sent to a server): use it once. */
+/** A sign-in link carries its one-time code in the fragment (never sent to a server): use it
+ * once, then drop it from the address bar. Returns why it did not work, if it did not. */
 async function useSignInLink() {
   const match = /^#signin=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
-  if (!match) return;
+  if (!match) return "";
   history.replaceState(null, "", window.location.pathname + window.location.search);
   try {
     await signIn(match[1]);
+    return "";
   } catch (error) {
-    showSignIn(`That sign-in link did not work: ${error.message}`);
+    return `That sign-in link did not work: ${error.message}`;
   }
 }
 
@@ -1195,6 +1197,11 @@ document.addEventListener("keydown", (event) => {
 });
 
 function route() {
+  if (/^#signin=/.test(window.location.hash)) {
+    // A sign-in link opened in a tab that already shows the page: sign in, then start afresh.
+    useSignInLink().then((error) => { if (error) showSignIn(error); else window.location.reload(); });
+    return;
+  }
   const match = /^#\/jobs\/([^/]+)$/.exec(window.location.hash);
   if (match) {
     const id = decodeURIComponent(match[1]);
@@ -1208,15 +1215,17 @@ window.addEventListener("hashchange", route);
 /* ------------------------------------------------------------------ start */
 
 async function start() {
-  await useSignInLink();
+  const linkError = await useSignInLink();
   let session;
   try {
     session = await api("/session");
   } catch (error) {
-    if (error.status !== 401) toast(error.message);
+    if (error.status === 401) showSignIn(linkError); // a first visit: the form, without an error
+    else toast(error.message);
     return; // the sign-in form is showing (or the server cannot be reached)
   }
   showAccount(session);
+  if (linkError) toast(linkError);
   try {
     await loadJobs(1);
   } catch (error) {
