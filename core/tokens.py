@@ -168,6 +168,7 @@ def start_session(session: Session, credential: str, *, hours: float) -> Issued:
     kept in an HttpOnly cookie). A session lasts ``hours`` and never past its API token; a sign-in
     code is used up."""
     info = verify(session, credential, kinds=(API, SIGNIN))
+    forget_expired(session)  # signing in is rare: a good moment to drop sessions that ended long ago
     expires = utcnow() + timedelta(hours=hours)
     if info.expires_at is not None and info.kind == API:
         expires = min(expires, info.expires_at)

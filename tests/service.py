@@ -154,23 +154,25 @@ class Service:
                 proc.wait(timeout=5)
 
     # --- HTTP helpers -------------------------------------------------------------------
-    def submit(self, path: Path, **form) -> dict:
+    def submit(self, path: Path, headers: dict | None = None, **form) -> dict:
         with open(path, "rb") as fh:
             response = requests.post(self.base_url + "/api/v1/jobs", files={"file": (Path(path).name, fh)},
-                                     data=form, timeout=60)
+                                     data=form, headers=headers, timeout=60)
         assert response.status_code == 202, response.text
         return response.json()
 
-    def jobs(self) -> dict:
-        return requests.get(f"{self.base_url}/api/v1/jobs?per_page=100", timeout=10).json()
+    def jobs(self, headers: dict | None = None) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs?per_page=100", headers=headers, timeout=10).json()
 
-    def job(self, job_id: str) -> dict:
-        return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    def job(self, job_id: str, headers: dict | None = None) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", headers=headers, timeout=10).json()
 
-    def wait(self, job_id: str, timeout_s: float = 300, statuses=("done", "failed", "canceled")) -> dict:
+    def wait(self, job_id: str, timeout_s: float = 300, statuses=("done", "failed", "canceled"),
+             headers: dict | None = None) -> dict:
+        """``headers``: the caller's credentials (Authorization) where the service needs a token."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            job = self.job(job_id)
+            job = self.job(job_id, headers)
             if job["status"] in statuses:
                 return job
             time.sleep(0.3)

@@ -35,12 +35,6 @@ from web.schemas import Out, errors, ok, ref
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI")
 
-
-@bp.before_request
-@bp.auth_required(auth.auth)
-def _authenticated() -> None:
-    """Documents the bearer scheme (the SDK's ``api_key``) on every route here; web.auth checks it."""
-
 DEFAULT_MODEL = "whisper-1"
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 _CREATED = 1_764_460_800  # the models' "created" stamp: tingxie 0.1 (2025-11-30)
@@ -162,6 +156,7 @@ _OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a 
 
 
 @bp.post("/v1/audio/transcriptions")
+@bp.auth_required(auth.auth)  # the SDK's api_key; each route names it (APIFlask records a shared auth once)
 @bp.input(TranscriptionForm, location="form_and_files", arg_name="form")
 @bp.doc(summary="Transcribe a file (OpenAI-compatible)", responses={
     200: {"description": "the transcript in `response_format`", "content": {
@@ -246,12 +241,14 @@ def _render(data: dict, fmt: str, granularities: set[str]):
 
 
 @bp.get("/v1/models")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="Models this deployment serves", responses=ok("ModelList"))
 def list_models():
     return {"object": "list", "data": [_model(m) for m in model_ids()]}
 
 
 @bp.get("/v1/models/<model>")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="One model", responses={**ok("Model"), **errors({404: "unknown model"}, "OpenAIError")})
 def get_model(model: str):
     profile_for(model)
