@@ -40,7 +40,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # API document and its docs page, health checks, and signing in.
 PUBLIC = frozenset({
     "pages.index", "pages.static", "docs.page", "docs.asset", "openapi.spec",
-    "service.healthz", "service.readyz", "session.sign_in", "session.sign_out", "static",
+    "service.healthz", "service.readyz", "session.sign_in", "session.sign_out",
 })
 
 class _Bearer(HTTPTokenAuth):
@@ -138,12 +138,12 @@ def _guard() -> None:
     public = request.endpoint in PUBLIC or request.endpoint is None  # None: no such route, 404 follows
     if _websocket():
         _check_origin()
+    if g.tingxie_auth_error is not None and (not public or not g.get("tingxie_clear_session")):
+        raise g.tingxie_auth_error  # a bearer token sent is checked everywhere; a stale cookie only where needed
     if public:
         if request.method not in SAFE_METHODS:
             _check_origin()  # signing in: no login CSRF from another site
         return
-    if g.tingxie_auth_error is not None:
-        raise g.tingxie_auth_error
     if found is None:
         raise UnauthorizedError("sign in, or send 'Authorization: Bearer <token>' (tingxie tokens create)")
     if found.via == access.TOKEN:

@@ -181,6 +181,8 @@ def test_submitting_and_the_service_routes_for_every_caller(two_tenants, who, sp
         assert client.get(path).status_code == 200, path
     if EXPECTED[who] == 401:
         assert {submit.status_code, profiles.status_code, session.status_code} == {401}
+        if who != "none":  # a token that is sent is checked even where none is needed
+            assert client.get("/api/v1/openapi.json", headers=headers).status_code == 401
         with session_scope(app.extensions["tingxie"].db) as s:
             assert s.execute(select(Job).where(Job.filename == "new.wav")).first() is None
         assert list((app.extensions["tingxie"].settings.work_dir / "uploads").iterdir()) == []
