@@ -124,6 +124,29 @@ def session_principal(db: sessionmaker[Session], secret: str) -> Principal:
     return Principal(info.tenant, info.admin, SESSION, info.id)
 
 
+def web_principal(db: sessionmaker[Session], settings: Settings, *, authorization: str | None,
+                  session_cookie: str | None, peer: str, host_header: str,
+                  headers: Mapping[str, str]) -> Principal | None:
+    """Who a request to the web tier (a route or a WebSocket handshake, whatever serves it) is: its
+    bearer token, else its session cookie, else the anonymous ``local`` tenant where that is allowed;
+    None when it has no credentials and needs some. A credential that is not valid raises
+    :class:`UnauthorizedError` (``session=True`` on it when it was the cookie, so a server can clear it).
+    ``headers`` is the request's headers, looked up case-insensitively (or with lower-case keys)."""
+    token = bearer(authorization)
+    if token is not None:
+        return token_principal(db, token)
+    if session_cookie:
+        try:
+            return session_principal(db, session_cookie)
+        except UnauthorizedError as exc:
+            stale = UnauthorizedError(f"{exc.message}; sign in again")
+            stale.session = True
+            raise stale from None
+    if anonymous_web_allowed(settings, peer=peer, host_header=host_header, headers=headers):
+        return anonymous_principal()
+    return None
+
+
 def gateway_principal(db: sessionmaker[Session], settings: Settings, *, authorization: str | None,
                       query_token: str | None, require_token: bool, tenant: str) -> Principal:
     """The principal of a FunASR gateway connection: a token from the ``Authorization`` header or

@@ -90,20 +90,14 @@ def identify() -> Principal | None:
 
 def _authenticate() -> Principal | None:
     svc = _services()
-    token = access.bearer(request.headers.get("Authorization"))
-    if token is not None:
-        return access.token_principal(svc.db, token)
-    cookie = request.cookies.get(COOKIE)
-    if cookie:
-        try:
-            return access.session_principal(svc.db, cookie)
-        except UnauthorizedError as exc:
+    try:
+        return access.web_principal(svc.db, svc.settings, authorization=request.headers.get("Authorization"),
+                                    session_cookie=request.cookies.get(COOKIE), peer=request.remote_addr or "",
+                                    host_header=request.host, headers=request.headers)
+    except UnauthorizedError as exc:
+        if getattr(exc, "session", False):
             g.tingxie_clear_session = True
-            raise UnauthorizedError(f"{exc.message}; sign in again") from None
-    if access.anonymous_web_allowed(svc.settings, peer=request.remote_addr or "", host_header=request.host,
-                                    headers=request.headers):
-        return access.anonymous_principal()
-    return None
+        raise
 
 
 def principal() -> Principal:
