@@ -18,9 +18,9 @@ from flask_sock import Sock
 from sqlalchemy import func, select
 
 from core import events
+from core.access import Principal
 from core.db import session_scope
 from core.jobs import TERMINAL
-from core.access import Principal
 from core.models import Job, JobEvent
 from web import auth
 from web.api import job_json, job_links
