@@ -619,3 +619,18 @@ def test_funasrs_html5_page_from_a_listed_origin_works_and_others_are_refused(li
     finally:
         listed.close()
         unlisted.close()
+
+
+def test_the_api_docs_page_runs_under_its_content_security_policy(live_service, page):
+    """Swagger UI from tingxie's own files, with no inline script and nothing from another host: it
+    renders the document (the fixture fails the test on any CSP violation)."""
+    service = live_service(workers=0)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(service.base_url + "/api/v1/docs")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "tingxie" in page.locator(".swagger-ui .info .title").inner_text()
+    page.locator(".swagger-ui .opblock-tag-section").first.wait_for()
+    assert all(url.startswith(service.base_url) or url.startswith("data:") for url in requested), requested
+    assert "default-src 'none'" in requests.get(service.base_url + "/api/v1/docs", timeout=10).headers[
+        "Content-Security-Policy"]
