@@ -13,7 +13,7 @@ import sys
 import time
 
 # Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
-PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.workers")
+PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.workers", "cli.tokens")
 
 
 def _settings():
@@ -30,6 +30,8 @@ def _apply_common(args) -> None:
         os.environ["TINGXIE_PORT"] = str(args.port)
     if getattr(args, "host", None):
         os.environ["TINGXIE_HOST"] = args.host
+    if getattr(args, "insecure_no_auth", False):
+        os.environ["TINGXIE_AUTH"] = "insecure-no-auth"
 
 
 def cmd_db(args) -> int:
@@ -49,6 +51,7 @@ def cmd_web(args) -> int:
     settings = _settings()
     from web.server import serve
 
+    print(f"tingxie web: {access_line(settings)}", flush=True)
     serve(settings, workers=1 if args.dev else args.workers)
     return 0
 
@@ -77,6 +80,28 @@ def _with_worker_profiles(settings, profiles: str | None):
         raise SettingsError([f"--profiles {profiles!r}: {exc}"]) from None
 
 
+def access_line(settings) -> str:
+    from core import access
+
+    return access.describe(settings)
+
+
+def _up_banner(settings, with_gateway: bool) -> list[str]:
+    """What `tingxie up` says about access: who needs a token, and, where the page needs one, a
+    one-time sign-in link for its first user (an admin of the local tenant)."""
+    from cli.tokens import signin_link
+    from core import access
+
+    lines = [f"  access: {access.describe(settings)}"]
+    if not access.open_on_loopback(settings) and settings.auth != "insecure-no-auth":
+        lines.append(f"  sign in (admin, once, within an hour): {signin_link(settings)}")
+    if with_gateway:
+        who = ("every connection needs a token" if settings.gateway_require_token else
+               f"FunASR clients without a token are tenant '{settings.gateway_tenant}'")
+        lines.append(f"  FunASR gateway on port {settings.gateway_port}: {who}")
+    return lines
+
+
 def cmd_up(args) -> int:
     """Everything on one machine with no server installed: migrate, then web, worker and the
     FunASR gateway as child processes; Ctrl-C stops them all."""
@@ -91,10 +116,11 @@ def cmd_up(args) -> int:
         subprocess.Popen(me + ["web", "--dev"]),
         subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)]),
     ]
-    if not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None:
+    with_gateway = not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None
+    if with_gateway:
         children.append(subprocess.Popen(me + ["gateway"]))
     print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
-          flush=True)
+          *_up_banner(settings, with_gateway), sep="\n", flush=True)
     stopping = False
 
     def _stop(*_):
@@ -130,12 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int)
     up.add_argument("--concurrency", type=int, default=1, help="worker processes (one model set each)")
     up.add_argument("--no-gateway", action="store_true", help="do not start the FunASR-protocol gateway")
+    up.add_argument("--insecure-no-auth", action="store_true",
+                    help="let anyone who can reach the web tier in without a token (TINGXIE_AUTH=insecure-no-auth); "
+                         "on 127.0.0.1 this machine needs no token anyway")
     up.set_defaults(func=cmd_up)
 
     web = sub.add_parser("web", help="run the web tier (uvicorn: HTTP in threads, job-events sockets on an event loop)")
     web.add_argument("--host")
     web.add_argument("--port", type=int)
     web.add_argument("--dev", action="store_true", help="one process (what `tingxie up` runs)")
+    web.add_argument("--insecure-no-auth", action="store_true",
+                     help="let anyone who can reach it in without a token (TINGXIE_AUTH=insecure-no-auth)")
     web.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     web.add_argument("--threads", type=int, default=0,
                      help="HTTP requests at once per process (default: TINGXIE_WEB_THREADS, 32)")

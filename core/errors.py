@@ -23,9 +23,14 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_profile": 400,
     "unsupported_language": 400,
     "bad_speakers": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "csrf_failed": 403,
+    "origin_not_allowed": 403,
     "unknown_model": 404,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "not_ready": 409,
     "gone": 410,
     "too_large": 413,
@@ -36,6 +41,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_audio": 422,
     "truncated_media": 422,
     "media_timeout": 422,
+    "rate_limited": 429,
+    "too_many_jobs": 429,
     "headers_too_large": 431,
     # The server side
     "internal_error": 500,
@@ -89,3 +96,15 @@ class BadOptionError(TingxieError, ValueError):
 
 class NotFoundError(TingxieError):
     code = "not_found"
+
+
+class UnauthorizedError(TingxieError):
+    """No credentials where they are needed, or credentials that are not (or no longer) valid."""
+
+    code = "unauthorized"
+
+
+class ForbiddenError(TingxieError):
+    """Valid credentials, a request they may not make (a cross-site request, an admin command)."""
+
+    code = "forbidden"

@@ -57,8 +57,10 @@ def create_job(
     size_bytes: int,
     duration_ms: int | None,
     media_info: dict | None = None,
+    tenant: str = "local",
 ) -> Job:
-    """A queued job with resolved ``options`` (see core.submit), and its first event."""
+    """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
+    It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
     if options.profile is None:
         raise ValueError("create_job needs resolved options (a profile); use core.submit.submit_job")
     job = Job(
@@ -74,6 +76,7 @@ def create_job(
         source=options.source.value,
         priority=options.priority,
         callback_url=options.callback_url,
+        tenant=tenant,
         progress=0.0,
         attempt=0,
         warnings=[],
@@ -234,16 +237,6 @@ def release_stale(session: Session, lease_s: float, now: datetime | None = None)
             events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": "worker lost; retrying"})
             released.append(job_id)
     return released
-
-
-def unsent(session: Session, older_than_s: float = 5.0) -> list[str]:
-    """Queued jobs whose task message never reached the broker (it was down at upload)."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    return list(
-        session.execute(
-            select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_(None), Job.created_at < cutoff)
-        ).scalars()
-    )
 
 
 MAX_SPEAKER_NAME_CHARS = 64

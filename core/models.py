@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -56,7 +56,14 @@ class Job(Base):
     webhook_last_status: Mapped[str | None] = mapped_column(String(64), nullable=True)
     webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
-    __table_args__ = (Index("ix_jobs_created_at", "created_at"),)
+    # Who the job belongs to (core.access): set by the submission path from the caller's credentials;
+    # every read of the job, its transcript, media, events and webhook is limited to this tenant.
+    tenant: Mapped[str] = mapped_column(String(64), server_default="local", default="local")
+
+    __table_args__ = (
+        Index("ix_jobs_created_at", "created_at"),
+        Index("ix_jobs_tenant_status", "tenant", "status"),
+    )
 
 
 class Transcript(Base):
@@ -101,3 +108,26 @@ class WorkerRecord(Base):
     seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     # Prometheus samples of the worker's own metrics at its last heartbeat (core.metrics_wire).
     metrics: Mapped[list | None] = mapped_column(JSON, nullable=True)
+
+
+class Token(Base):
+    """An API token, a page session or a one-time sign-in code (core.tokens). Only a hash of the
+    secret is stored; ``id`` is the short public part shown by ``tingxie tokens list``."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # "api" (Authorization: Bearer), "session" (the page's cookie), "signin" (one-time, exchanged for a session)
+    kind: Mapped[str] = mapped_column(String(16))
+    # SHA-256 (hex) of the whole token string.
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    tenant: Mapped[str] = mapped_column(String(64))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # A session's token: revoking a token ends the sessions signed in with it.
+    parent_id: Mapped[str | None] = mapped_column(String(16), ForeignKey("tokens.id", ondelete="CASCADE"),
+                                                  nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

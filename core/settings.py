@@ -103,6 +103,36 @@ class Settings:
     # Local scratch: upload spooling, media copied from object storage, decoded PCM. Never shared
     # between hosts. Default data_dir/work.
     scratch_dir: Path | None = None
+    # Who may call the web tier without a token (see core.access): "auto" lets requests from this
+    # machine in as the "local" tenant while the web tier is bound to a loopback address, and asks
+    # every other request for a token; "required" asks every request; "insecure-no-auth" lets every
+    # request in as "local" on any address.
+    auth: str = "auto"
+    # Browser origins (scheme://host[:port]) allowed besides the service's own: state-changing
+    # requests from the page and both WebSockets (events and the FunASR gateway) check Origin.
+    allowed_origins: tuple[str, ...] = ()
+    # Reverse proxies in front of the web tier whose X-Forwarded-For/-Proto/-Host are trusted (0: none).
+    trusted_proxies: int = 0
+    # How long a page session lasts after sign-in, in hours (never longer than its token).
+    session_hours: float = 12.0
+    # Requests per token (per client address without one), and uploads (a job or an OpenAI call),
+    # as Flask-Limiter strings ("1200/minute", "20/second;1000/hour"); "off" turns a limit off.
+    rate_limit: str = "1200/minute"
+    upload_rate_limit: str = "120/minute"
+    # Jobs one tenant may have queued or running at once; a submission past it is refused (429).
+    tenant_max_jobs: int = 1000
+    # Jobs of one tenant sent to the broker (queued there or running) at once, per queue (batch,
+    # interactive); the rest wait in the database and are sent as these end (core.dispatch), so one
+    # tenant's backlog never stands in front of another tenant's first job. About the number of
+    # jobs the workers run at once. Default 8.
+    tenant_inflight: int = 8
+    # The FunASR gateway: the tenant of jobs from clients that send no token, and whether every
+    # connection must present one.
+    gateway_tenant: str = "local"
+    gateway_require_token: bool = False
+    # Seconds a client may go without sending a byte of a request's headers or body before the
+    # web server drops the connection (slow or stalled uploads). Default 60.
+    request_idle_timeout_s: float = 60.0
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -320,6 +350,36 @@ def _certfile(text: str) -> str:
     return str(_existing_file(text))
 
 
+AUTH_MODES = ("auto", "required", "insecure-no-auth")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
+
+
+def tenant_name(text: str) -> str:
+    """A tenant's name: lower-case letters, digits, '.', '_' and '-', at most 64 characters."""
+    if not _TENANT.match(text):
+        raise ValueError("expected a tenant name: lower-case letters, digits, '.', '_' or '-' (at most 64), "
+                         "starting with a letter or digit")
+    return text
+
+
+def _rate(text: str) -> str:
+    if text.lower() == "off":
+        return "off"
+    parts = [p.strip() for p in re.split(r"[;,]", text) if p.strip()]
+    if not parts or not all(_RATE.match(p) for p in parts):
+        raise ValueError("expected limits like 1200/minute or 20/second;1000/hour, or off")
+    return ";".join(parts)
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    entries = tuple(x.strip().rstrip("/") for x in text.split(",") if x.strip())
+    for entry in entries:
+        if not re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", entry):
+            raise ValueError(f"{entry!r} is not an origin (scheme://host[:port], e.g. https://asr.example.com)")
+    return tuple(e.lower() for e in entries)
+
+
 @dataclass(frozen=True)
 class _Var:
     name: str  # after TINGXIE_
@@ -363,6 +423,17 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("S3_SECRET_ACCESS_KEY", "s3_secret_access_key", str),
     _Var("S3_ADDRESSING_STYLE", "s3_addressing_style", _choice("auto", "path", "virtual")),
     _Var("SCRATCH_DIR", "scratch_dir", _dir),
+    _Var("AUTH", "auth", _choice(*AUTH_MODES)),
+    _Var("ALLOWED_ORIGINS", "allowed_origins", _origins),
+    _Var("TRUSTED_PROXIES", "trusted_proxies", _positive(int, "a whole number of proxies", inclusive=True)),
+    _Var("SESSION_HOURS", "session_hours", _positive(float, "a number of hours")),
+    _Var("RATE_LIMIT", "rate_limit", _rate),
+    _Var("UPLOAD_RATE_LIMIT", "upload_rate_limit", _rate),
+    _Var("TENANT_MAX_JOBS", "tenant_max_jobs", _positive(int, "a whole number of jobs")),
+    _Var("TENANT_INFLIGHT", "tenant_inflight", _positive(int, "a whole number of jobs")),
+    _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),
+    _Var("GATEWAY_REQUIRE_TOKEN", "gateway_require_token", _bool),
+    _Var("REQUEST_IDLE_TIMEOUT_S", "request_idle_timeout_s", _positive(float, "a number of seconds")),
 )
 
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import jobs, storage, webhooks
+from core import dispatch, jobs, storage, webhooks
 from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
@@ -83,14 +83,18 @@ def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, Me
     return size, info
 
 
-def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submitted:
-    """Create a job from a spooled file: check, probe, store, commit, then enqueue."""
+def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenant: str) -> Submitted:
+    """Create a job of ``tenant`` (the caller's, from its credentials: core.access) from a spooled
+    file: check the tenant's cap, probe, store, commit, then send it if the tenant has room
+    (core.dispatch; else it is sent as the tenant's earlier jobs end)."""
     settings = services.settings
     filename = storage.clean_filename(upload.filename)
     job_id = jobs.new_job_id()
     key = storage.media_key(job_id, filename)
     try:
         options = resolve_options(settings, options)
+        with session_scope(services.db) as session:
+            dispatch.check_cap(session, settings, tenant)
         size, info = _check_media(settings, upload.path, filename)
         services.store.put(upload.path, key, content_type=info.mime_type or "application/octet-stream")
     except BaseException:
@@ -107,11 +111,13 @@ def submit_job(services: Services, upload: Upload, options: JobOptions) -> Submi
                 size_bytes=size,
                 duration_ms=info.duration_ms,
                 media_info=info.to_dict(),
+                tenant=tenant,
             )
             status = job.status
     except BaseException:
         storage.delete_job_files(settings, services.store, job_id)
         raise
-    enqueued = services.enqueue(job_id, profile=options.profile, priority=options.priority)
-    log.info("job %s accepted from %s: %s", job_id, options.source, filename)
+    enqueued = job_id in dispatch.pump(services, [tenant])
+    log.info("job %s of tenant %s accepted from %s: %s%s", job_id, tenant, options.source, filename,
+             "" if enqueued else " (held: sent when the tenant's earlier jobs end, or the broker answers)")
     return Submitted(id=job_id, status=status, profile=options.profile, enqueued=enqueued)

@@ -7,26 +7,38 @@ wait behind batch work), visible in the REST API; the answer is read from the st
 transcript once the job has ended. Jobs are made by the one submission path every door uses
 (:func:`core.submit.submit_job`): probed, checked, committed, then enqueued. ``gateway.protocol``
 holds the frame rules. Like the web tier, the gateway imports core only.
+
+Who is connecting is settled in the opening handshake, before the socket is accepted
+(:meth:`Gateway.admit`): a browser page's ``Origin`` must be tingxie's own page or one listed in
+``TINGXIE_ALLOWED_ORIGINS`` (FunASR's html5 page served elsewhere works once its origin is listed);
+a token, sent as ``Authorization: Bearer`` or as the URL's ``token`` parameter, is always checked,
+and makes the connection's jobs its tenant's; without one, the jobs belong to the gateway's tenant
+(``--tenant``), unless ``--require-token`` refuses such connections. FunASR's own clients send no
+credentials and keep working under the default.
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from http import HTTPStatus
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from core import jobs, storage
+from core import access, jobs, storage
+from core.access import Principal
 from core.db import session_scope
-from core.errors import TingxieError
+from core.errors import TingxieError, UnauthorizedError
 from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
 from core.models import Job, Transcript
@@ -67,6 +79,8 @@ class GatewayConfig:
     config frame) before it is refused; default 60.
     max_frame_bytes: largest single message accepted; default 8 MiB (FunASR's C++ client
     sends 200 KiB blocks).
+    tenant: the tenant of jobs from connections that send no token (TINGXIE_GATEWAY_TENANT).
+    require_token: refuse connections without a valid token (TINGXIE_GATEWAY_REQUIRE_TOKEN).
     """
 
     host: str = "127.0.0.1"
@@ -77,6 +91,8 @@ class GatewayConfig:
     idle_timeout_s: float = 60.0
     max_frame_bytes: int = 8 * 1024 * 1024
     priority: int = INTERACTIVE_PRIORITY
+    tenant: str = access.LOCAL_TENANT
+    require_token: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides) -> "GatewayConfig":
@@ -85,6 +101,8 @@ class GatewayConfig:
             port=settings.gateway_port,
             certfile=settings.gateway_certfile,
             keyfile=settings.gateway_keyfile,
+            tenant=settings.gateway_tenant,
+            require_token=settings.gateway_require_token,
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -95,9 +113,11 @@ class GatewayConfig:
 
 class _Connection(ServerConnection):
     """Sends an error frame before the close when a client's message is over the size limit:
-    FunASR clients print error frames, while websockets alone would only send a close code."""
+    FunASR clients print error frames, while websockets alone would only send a close code.
+    ``principal`` is who connected (set in the handshake)."""
 
     too_big_frame: str = encode(error_frame(None, "frame_too_large", "a frame was over the size limit"))
+    principal: Principal | None = None
 
     def __init__(self, protocol, *args, **kwargs):
         super().__init__(protocol, *args, **kwargs)
@@ -320,7 +340,8 @@ class _Conversation:
         try:
             # Shielded: once started, the job is created (and the spool file placed) even if the
             # client leaves meanwhile, so no spool file is left behind half-handled.
-            job_id = await asyncio.shield(self.gw.in_thread(self.gw.create_job, upload, request))
+            job_id = await asyncio.shield(
+                self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal))
         except TingxieError as exc:
             return [encode(error_frame(request, exc.code, exc.message))]
         await self.gw.watcher.wait_finished(job_id)
@@ -390,6 +411,7 @@ class Gateway:
             ssl=self._ssl_context(),
             select_subprotocol=_select_subprotocol,
             create_connection=_Connection,
+            process_request=self.admit,
             compression=None,  # audio does not deflate; spare the CPU
             max_size=self.config.max_frame_bytes,
             max_queue=4,
@@ -421,13 +443,38 @@ class Gateway:
     async def _handle(self, ws: _Connection) -> None:
         await _Conversation(self, ws).run()
 
+    async def admit(self, connection: _Connection, request):
+        """The opening handshake: refuse a browser page from another origin (403) and a missing
+        (where required) or bad token (401) before the socket is accepted; else remember who it is."""
+        headers = request.headers
+        origin = headers.get("Origin")
+        own = access.gateway_origins(self.settings, headers.get("Host", ""))
+        if not access.origin_allowed(origin, own, self.settings):
+            log.info("refused a connection from the page at %s (not an allowed origin)", origin)
+            return _refusal(connection, HTTPStatus.FORBIDDEN, "origin_not_allowed",
+                            f"pages at {origin} may not connect (TINGXIE_ALLOWED_ORIGINS lists the ones that may)")
+        query = parse_qs(urlsplit(request.path).query)
+        try:
+            connection.principal = await self.in_thread(
+                lambda: access.gateway_principal(
+                    self.services.db, self.settings, authorization=headers.get("Authorization"),
+                    query_token=query["token"][0] if "token" in query else None,
+                    require_token=self.config.require_token, tenant=self.config.tenant))
+        except UnauthorizedError as exc:
+            log.info("refused a connection: %s", exc.message)
+            response = _refusal(connection, HTTPStatus.UNAUTHORIZED, exc.code, exc.message)
+            response.headers["WWW-Authenticate"] = 'Bearer realm="tingxie"'
+            return response
+        return None
+
     def in_thread(self, fn, *args):
         """Database and broker calls are blocking: they run on a small pool, off the event loop."""
         return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    def create_job(self, upload: _Upload, request: FileRequest) -> str:
-        """One file becomes a job through the one submission path. The gateway's own hotword file
-        (FunASR's ``--hotword``) is merged under the connection's words, as FunASR's server does."""
+    def create_job(self, upload: _Upload, request: FileRequest, principal: Principal) -> str:
+        """One file becomes a job of the connection's tenant through the one submission path. The
+        gateway's own hotword file (FunASR's ``--hotword``) is merged under the connection's words,
+        as FunASR's server does."""
         options = JobOptions(
             itn=request.itn,
             hotwords=merge(self.server_hotwords, request.hotwords or ()),
@@ -435,7 +482,8 @@ class Gateway:
             priority=self.config.priority,
             **speaker_fields(request.diarize or None, request.num_speakers),
         )
-        submitted = submit_job(self.services, Upload(upload.path, upload.filename), options)
+        submitted = submit_job(self.services, Upload(upload.path, upload.filename), options,
+                               tenant=principal.tenant)
         return submitted.id
 
     def answer_frames(self, job_id: str, request: FileRequest, ack: bool) -> list[str]:
@@ -452,6 +500,13 @@ class Gateway:
                 return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
                                           job_id))]
         return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+
+
+def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: str):
+    """A handshake refused with the API's JSON error shape."""
+    response = connection.respond(status, json.dumps({"error": {"code": code, "message": message}}) + "\n")
+    response.headers["Content-Type"] = "application/json"
+    return response
 
 
 async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,

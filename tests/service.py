@@ -45,6 +45,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
         TINGXIE_WORKER_THREADS=str(settings.worker_threads),
         TINGXIE_OPENAI_WAIT_S=str(settings.openai_wait_s),
+        TINGXIE_AUTH=settings.auth,
+        TINGXIE_TRUSTED_PROXIES=str(settings.trusted_proxies),
+        TINGXIE_SESSION_HOURS=str(settings.session_hours),
+        TINGXIE_RATE_LIMIT=settings.rate_limit,
+        TINGXIE_UPLOAD_RATE_LIMIT=settings.upload_rate_limit,
+        TINGXIE_TENANT_MAX_JOBS=str(settings.tenant_max_jobs),
+        TINGXIE_TENANT_INFLIGHT=str(settings.tenant_inflight),
+        TINGXIE_GATEWAY_TENANT=settings.gateway_tenant,
+        TINGXIE_GATEWAY_REQUIRE_TOKEN="1" if settings.gateway_require_token else "0",
+        TINGXIE_REQUEST_IDLE_TIMEOUT_S=str(settings.request_idle_timeout_s),
         PYTHONUNBUFFERED="1",
     )
     optional = {
@@ -53,6 +63,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "TINGXIE_GATEWAY_KEYFILE": settings.gateway_keyfile,
         "TINGXIE_WEBHOOK_SECRET": settings.webhook_secret,
         "TINGXIE_WEBHOOK_ALLOW": ",".join(settings.webhook_allow),
+        "TINGXIE_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
         "TINGXIE_FFMPEG": settings.ffmpeg,
         "TINGXIE_WORKER_PROFILES": ",".join(settings.worker_profiles),
         "TINGXIE_STORAGE_URL": settings.storage_url,
@@ -158,23 +169,25 @@ class Service:
                 proc.wait(timeout=5)
 
     # --- HTTP helpers -------------------------------------------------------------------
-    def submit(self, path: Path, **form) -> dict:
+    def submit(self, path: Path, headers: dict | None = None, **form) -> dict:
         with open(path, "rb") as fh:
             response = requests.post(self.base_url + "/api/v1/jobs", files={"file": (Path(path).name, fh)},
-                                     data=form, timeout=60)
+                                     data=form, headers=headers, timeout=60)
         assert response.status_code == 202, response.text
         return response.json()
 
-    def jobs(self) -> dict:
-        return requests.get(f"{self.base_url}/api/v1/jobs?per_page=100", timeout=10).json()
+    def jobs(self, headers: dict | None = None) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs?per_page=100", headers=headers, timeout=10).json()
 
-    def job(self, job_id: str) -> dict:
-        return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", timeout=10).json()
+    def job(self, job_id: str, headers: dict | None = None) -> dict:
+        return requests.get(f"{self.base_url}/api/v1/jobs/{job_id}", headers=headers, timeout=10).json()
 
-    def wait(self, job_id: str, timeout_s: float = 300, statuses=("done", "failed", "canceled")) -> dict:
+    def wait(self, job_id: str, timeout_s: float = 300, statuses=("done", "failed", "canceled"),
+             headers: dict | None = None) -> dict:
+        """``headers``: the caller's credentials (Authorization) where the service needs a token."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            job = self.job(job_id)
+            job = self.job(job_id, headers)
             if job["status"] in statuses:
                 return job
             time.sleep(0.3)

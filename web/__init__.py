@@ -19,7 +19,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, docs, errors, metrics, openai, pages, schemas
+    from web import api, auth, docs, errors, headers, limits, metrics, openai, pages, schemas, service
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         TAGS=[
             {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
             {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
+            {"name": "Session", "description": "the web page signs in with a token and keeps a session cookie"},
             {"name": "Service", "description": "health and readiness"},
         ],
     )
@@ -56,7 +57,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     @app.spec_processor
     def _components(spec):
         """Schemas that hand-written response objects reference by name."""
-        for name, schema in {**schemas.COMPONENTS, **openai.COMPONENTS}.items():
+        for name, schema in {**schemas.COMPONENTS, **openai.COMPONENTS, **auth.COMPONENTS}.items():
             if name not in spec.components.schemas:
                 spec.components.schema(name, schema=schema)
         spec.components.schemas["JobOptionsOut"]["properties"]["hotwords"]["items"] = schemas.JobOptionsOut.HOTWORD_PAIR
@@ -67,8 +68,24 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     errors.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)
+    # Order matters: the limiter counts a request (by token, else address) before auth refuses it.
+    limits.install(app, settings)
+    auth.install(app)
+    headers.install(app)
     app.teardown_request(lambda _exc: discard_spooled())
+    if settings.trusted_proxies:
+        app.wsgi_app = behind_proxies(app.wsgi_app, settings.trusted_proxies)
     return app
+
+
+def behind_proxies(wsgi_app, count: int):
+    """Client address, scheme and host from the X-Forwarded-* headers of ``count`` trusted reverse
+    proxies (TINGXIE_TRUSTED_PROXIES), for HTTP requests and WebSocket handshakes alike."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    return ProxyFix(wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)

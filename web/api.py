@@ -1,4 +1,7 @@
-"""REST API v1: jobs in, transcripts out. Every error has one shape: {"error": {"code", "message"}}."""
+"""REST API v1: jobs in, transcripts out. Every error has one shape: {"error": {"code", "message"}}.
+
+Every route acts for the caller (web.auth): a job is listed, read, followed or deleted only by its
+own tenant or an admin; anyone else gets the answer for a job that does not exist."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,19 +11,24 @@ from urllib.parse import quote
 from apiflask import APIBlueprint
 from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
 
-from core import export, jobs, languages, storage, workers
+from core import dispatch, export, jobs, languages, storage, workers
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
-from web import schemas
+from web import auth, schemas
 from web.ranges import stored_file_response
 
 bp = APIBlueprint("api", __name__, tag="Jobs")
+
+
+@bp.before_request
+@bp.auth_required(auth.auth)
+def _authenticated() -> None:
+    """Documents the bearer scheme on every route here (web.auth's guard has already checked)."""
 
 _NOT_FOUND = schemas.errors({404: "no such job"})
 
@@ -75,6 +83,7 @@ def job_json(job: Job) -> dict:
         "options": jobs.options_of(job).public(),
         "source": job.source,
         "priority": job.priority,
+        "tenant": job.tenant,
         "attempt": job.attempt,
         "error": error,
         "warnings": job.warnings or [],
@@ -109,14 +118,16 @@ def job_json(job: Job) -> dict:
 def create_job(form):
     """Stream a file to storage, probe it, record the job and queue it."""
     upload, options = form
-    accepted = submit_job(services(), Upload(Path(upload.stream.name), upload.filename or ""), options)
+    accepted = submit_job(services(), Upload(Path(upload.stream.name), upload.filename or ""), options,
+                          tenant=auth.principal().tenant)
     links = job_links(accepted.id)
     return {"id": accepted.id, "status": accepted.status, "links": links}, 202, {"Location": links["self"]}
 
 
 def _load(session, job_id: str) -> Job:
+    """The job, if the caller may see it; another tenant's job is "no such job" too."""
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or not auth.principal().can_see(job.tenant):
         raise NotFoundError(f"no job {job_id}")
     return job
 
@@ -132,11 +143,15 @@ def get_job(job_id: str):
 @bp.input(schemas.JobListQuery, location="query", arg_name="query")
 @bp.doc(summary="Jobs, newest first", responses={**schemas.ok("JobList"), **schemas.errors({400: "bad paging or status"})})
 def list_jobs(query):
-    page, per_page, status = query["page"], query["per_page"], query.get("status")
-    select_jobs = select(Job)
-    count = select(func.count()).select_from(Job)
+    page, per_page, status, tenant = query["page"], query["per_page"], query.get("status"), query.get("tenant")
+    caller = auth.principal()
+    conditions = [] if caller.admin else [Job.tenant == caller.tenant]
+    if tenant:
+        conditions.append(Job.tenant == tenant)
     if status:
-        select_jobs, count = select_jobs.where(Job.status == status), count.where(Job.status == status)
+        conditions.append(Job.status == status)
+    select_jobs = select(Job).where(*conditions)
+    count = select(func.count()).select_from(Job).where(*conditions)
     with session_scope(services().db) as session:
         total = session.execute(count).scalar_one()
         rows = session.execute(
@@ -145,9 +160,9 @@ def list_jobs(query):
         items = [job_json(j) for j in rows]
     links = {}
     if page * per_page < total:
-        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status)
+        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status, tenant=tenant)
     if page > 1:
-        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status)
+        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status, tenant=tenant)
     return {"items": items, "page": page, "per_page": per_page, "total": total, "links": links}
 
 
@@ -159,12 +174,18 @@ def delete_job(job_id: str):
     svc = services()
     with session_scope(svc.db) as session:
         job = _load(session, job_id)
+        tenant = job.tenant
         if job.status not in jobs.TERMINAL:
             jobs.cancel(session, job_id)
             session.flush()
             session.refresh(job)
-            return job_json(job)
-        jobs.delete_job(session, job_id)
+            canceled = job_json(job)
+        else:
+            canceled = None
+            jobs.delete_job(session, job_id)
+    if canceled is not None:
+        dispatch.pump(svc, [tenant])  # its slot is free for the tenant's next held job
+        return canceled
     storage.delete_job_files(svc.settings, svc.store, job_id)
     return Response(status=204)
 
@@ -256,30 +277,3 @@ def list_profiles():
          "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
         for name in PROFILES
     ]}
-
-
-@bp.get("/healthz")
-@bp.doc(tags=["Service"], summary="Liveness", responses=schemas.ok("Health"))
-def healthz():
-    return {"status": "ok"}
-
-
-@bp.get("/readyz")
-@bp.doc(tags=["Service"], summary="Readiness: database and broker reachable",
-        responses={**schemas.ok("Readiness"), **schemas.ok("Readiness", "not ready; `checks` says why", 503)})
-def readyz():
-    svc = services()
-    checks = {}
-    try:
-        with svc.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        checks["database"] = "ok"
-    except OperationalError as exc:
-        checks["database"] = f"unreachable: {exc.orig}"
-    try:
-        svc.queue.ping()
-        checks["broker"] = "ok"
-    except Exception as exc:  # kombu raises several types for "cannot connect"
-        checks["broker"] = f"unreachable: {exc}"
-    ready = all(v == "ok" for v in checks.values())
-    return {"status": "ready" if ready else "not_ready", "checks": checks}, (200 if ready else 503)

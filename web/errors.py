@@ -12,7 +12,7 @@ import logging
 from apiflask import APIFlask
 from apiflask.exceptions import HTTPError
 from flask import jsonify, request
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import ClientDisconnected, HTTPException, InternalServerError
 
 from core.errors import TingxieError, http_status
 
@@ -21,11 +21,15 @@ log = logging.getLogger("tingxie.web")
 # Werkzeug's own errors (routing, body size, bad requests) get the codes of the table.
 _CODE_BY_STATUS = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "too_large",
     414: "uri_too_long",
     415: "unsupported_media_type",
+    429: "rate_limited",
     431: "headers_too_large",
     500: "internal_error",
 }
@@ -38,7 +42,8 @@ _FIELD_CODES = {
     "format": "bad_format",
     "model": "unknown_model",
 }
-_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "invalid_request_error",
+_OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                 404: "invalid_request_error",
                  409: "invalid_request_error", 413: "invalid_request_error", 415: "invalid_request_error",
                  422: "invalid_request_error", 429: "rate_limit_error"}
 
@@ -93,9 +98,18 @@ def install(app: APIFlask) -> None:
     def _http_exception(exc: HTTPException):
         if isinstance(exc, InternalServerError):
             return _internal(exc.original_exception or exc)
+        if isinstance(exc, ClientDisconnected) and isinstance(exc.__context__, TimeoutError):
+            return _stalled(exc.__context__)
         code = _CODE_BY_STATUS.get(exc.code or 500, "bad_request")
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
         return error_response(code, exc.description or exc.name, exc.code, headers=headers)
+
+    @app.errorhandler(TimeoutError)
+    def _stalled(exc: TimeoutError):
+        """The client stopped sending its body (the server's read timed out)."""
+        log.info("%s %s: the request body stopped arriving", request.method, request.path)
+        return error_response("request_timeout", "the request stopped arriving before it was complete "
+                              "(TINGXIE_REQUEST_IDLE_TIMEOUT_S); send it again", 408, headers={"Connection": "close"})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

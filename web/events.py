@@ -6,32 +6,29 @@ the error), then a close. A watcher that arrives after the end gets the snapshot
 event at once. Each message is JSON with a ``type``.
 
 This module decides what a watcher may see and what it is sent, inside an ordinary Flask request
-context built from the socket's handshake (so anything that checks a request, headers, cookies or
-tokens, works here as on any route). :mod:`web.live` serves the sockets on the event loop, so an
-open socket costs memory, not a request thread.
+context built from the socket's handshake. :mod:`web.live` serves the sockets on the event loop, so
+an open socket costs memory, not a request thread. The handshake is checked before the socket is
+accepted (:func:`web.auth.guard_socket`: credentials, and an ``Origin`` that is the service's own or
+allowed); only the job's tenant (or an admin) may watch it (:func:`can_watch`), anyone else gets the
+same answer as for a job that does not exist.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Request, current_app, request
+from flask import current_app
 from sqlalchemy import func, select
 
 from core import events
+from core.access import Principal
 from core.db import session_scope
 from core.jobs import TERMINAL
 from core.models import Job, JobEvent
+from web import auth
 from web.api import job_json, job_links
 
 # Close codes: 1000 normal (the job ended), 1008 policy (no such job, or not yours).
 NORMAL, POLICY = 1000, 1008
-
-
-def can_watch(req: Request, job: Job) -> bool:
-    """Whether the client behind this handshake may watch ``job``: the one place a watcher is
-    authorized (today every existing job may be watched). A refused watcher is told the job does
-    not exist, as the REST API tells a client about another's job."""
-    return True
 
 
 @dataclass(frozen=True)
@@ -60,8 +57,15 @@ def event_message(message: dict, links: dict) -> dict:
     return out
 
 
+def can_watch(principal: Principal, job: Job) -> bool:
+    """Whether ``principal`` may follow ``job``'s events: the one check any push server applies."""
+    return principal.can_see(job.tenant)
+
+
 def open_watch(job_id: str) -> Opening:
-    """The snapshot (and, for a finished job, its final event), inside the handshake's request context."""
+    """The snapshot (and, for a finished job, its final event), inside the handshake's request
+    context. Raises TingxieError (401, 403) for a handshake that may not watch anything."""
+    watcher = auth.guard_socket()
     svc = current_app.extensions["tingxie"]
     with session_scope(svc.db) as session:
         # The last event id first, then the job: an event committed in between shows in the
@@ -70,7 +74,7 @@ def open_watch(job_id: str) -> Opening:
             select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id)
         ).scalar() or 0
         job = session.get(Job, job_id)
-        if job is None or not can_watch(request, job):
+        if job is None or not can_watch(watcher, job):
             return Opening((not_found(job_id),), (POLICY, "no such job"))
         snapshot = job_json(job)
         links = job_links(job_id)

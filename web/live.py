@@ -26,6 +26,7 @@ from sqlalchemy import select, union_all
 from sqlalchemy.orm import sessionmaker
 
 from core import events
+from core.errors import TingxieError
 from core.models import JobEvent
 
 log = logging.getLogger("tingxie.live")
@@ -34,6 +35,7 @@ log = logging.getLogger("tingxie.live")
 _READ_CHUNK = 100
 # A handshake that failed on our side (the database is down...): RFC 6455's internal error.
 INTERNAL_ERROR = 1011
+POLICY_VIOLATION = 1008
 
 
 @dataclass(eq=False)
@@ -156,12 +158,20 @@ class EventHub:
                 await client.aclose()
 
 
-def handshake_environ(scope: dict) -> dict:
-    """A WSGI environ for the WebSocket handshake, so Flask code sees it as a request."""
+def handshake_environ(scope: dict, trusted_proxies: int = 0) -> dict:
+    """A WSGI environ for the WebSocket handshake, so Flask code sees it as a request (with the
+    X-Forwarded-* headers of trusted proxies applied, as for HTTP requests)."""
     from a2wsgi.wsgi import build_environ
 
-    return build_environ({**scope, "method": "GET", "http_version": scope.get("http_version", "1.1")},
-                         io.BytesIO(b""))
+    environ = build_environ({**scope, "method": "GET", "http_version": scope.get("http_version", "1.1")},
+                            io.BytesIO(b""))
+    if trusted_proxies:
+        from web import behind_proxies
+
+        seen: list[dict] = []
+        behind_proxies(lambda env, _start: seen.append(env) or [], trusted_proxies)(environ, lambda *_: None)
+        environ = seen[0]
+    return environ
 
 
 async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, receive, send) -> None:
@@ -172,11 +182,15 @@ async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, rece
         return
 
     def opening():
-        with flask_app.request_context(handshake_environ(scope)):
+        trusted = flask_app.extensions["tingxie"].settings.trusted_proxies
+        with flask_app.request_context(handshake_environ(scope, trusted)):
             return open_watch(job_id)
 
     try:
         first = await asyncio.to_thread(opening)
+    except TingxieError as refused:  # credentials or Origin: answered before the socket is accepted
+        await _refuse(scope, send, refused)
+        return
     except Exception:
         log.exception("could not open the events of job %s", job_id)
         await send({"type": "websocket.close", "code": INTERNAL_ERROR})
@@ -185,6 +199,20 @@ async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, rece
         await _stream(hub, job_id, first, receive, send)
     except OSError:  # the client went away while we were sending (uvicorn's ClientDisconnected)
         return
+
+
+async def _refuse(scope: dict, send, refused: TingxieError) -> None:
+    """An HTTP answer (401 or 403, the API's JSON error) to a handshake that may not watch, when
+    the server lets the application answer before accepting; else a close before accept (403)."""
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})
+        return
+    body = json.dumps(refused.to_json()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if refused.status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="tingxie"'))
+    await send({"type": "websocket.http.response.start", "status": refused.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:

@@ -18,6 +18,7 @@ from functools import lru_cache
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import func, select
 
+from core.errors import TingxieError
 from core import metrics as wire
 from core import workers
 from core.models import Job
@@ -120,7 +121,16 @@ def _count(response: Response) -> Response:
 
 @bp.get("/metrics")
 def metrics() -> Response:
+    """Every tenant's figures: for an admin token (a Prometheus scrape sends one as its bearer
+    token), or this machine's own requests where the web tier lets them in without one."""
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+    from web import auth
+
+    caller = auth.principal()
+    if not (caller.admin or caller.anonymous):
+        raise TingxieError("/metrics covers every tenant: scrape it with an admin token "
+                           "(tingxie tokens create --tenant ops --admin)", code="forbidden")
 
     own = wire.registry()
     fleet = CollectorRegistry()

@@ -29,6 +29,7 @@ from core.options import JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
+from web import auth
 from web.errors import error_response
 from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
 
@@ -163,6 +164,7 @@ _OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a 
 
 
 @bp.post("/v1/audio/transcriptions")
+@bp.auth_required(auth.auth)  # the SDK's api_key; each route names it (APIFlask records a shared auth once)
 @bp.input(TranscriptionForm, location="form_and_files", arg_name="form")
 @bp.doc(summary="Transcribe a file (OpenAI-compatible)", responses={
     200: {"description": "the transcript in `response_format`", "content": {
@@ -174,7 +176,8 @@ _OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a 
 def create_transcription(form):
     svc = services()
     upload = form["upload"]
-    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"])
+    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"],
+                           tenant=auth.principal().tenant)
     status = _wait(svc, submitted.id, svc.settings.openai_wait_s)
     with session_scope(svc.db) as session:
         job = session.get(Job, submitted.id)
@@ -254,12 +257,14 @@ def _render(data: dict, fmt: str, granularities: set[str]):
 
 
 @bp.get("/v1/models")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="Models this deployment serves", responses=ok("ModelList"))
 def list_models():
     return {"object": "list", "data": [_model(m) for m in model_ids()]}
 
 
 @bp.get("/v1/models/<model>")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="One model", responses={**ok("Model"), **errors({404: "unknown model"}, "OpenAIError")})
 def get_model(model: str):
     profile_for(model)

@@ -100,6 +100,8 @@ class JobListQuery(Schema):
     page = Integer(load_default=1, validate=Range(min=1, max=MAX_PAGE))
     per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
     status = String(validate=OneOf(list(STATUSES)))
+    tenant = String(validate=Length(min=1, max=64),
+                    metadata={"description": "only this tenant's jobs (an admin token sees every tenant's)"})
 
 
 class TranscriptQuery(Schema):
@@ -175,6 +177,7 @@ class Job(Out):
     options = Nested(JobOptionsOut, required=True)
     source = String(required=True)
     priority = Integer(required=True)
+    tenant = String(required=True, metadata={"description": "who the job belongs to"})
     attempt = Integer(required=True)
     error = Nested(ErrorBody, required=True, allow_none=True)
     warnings = List(String(), required=True)

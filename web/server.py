@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import sys
+from functools import lru_cache
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -116,17 +117,66 @@ def create_asgi_app(settings: Settings | None = None) -> Tier:
     return Tier(create_app(settings), settings.web_threads)
 
 
+@lru_cache(maxsize=1)
+def _idle_timeout_s() -> float:
+    """TINGXIE_REQUEST_IDLE_TIMEOUT_S, read once per server process (uvicorn makes the protocol)."""
+    return Settings.from_env().request_idle_timeout_s
+
+
 class JsonErrorsH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, answering a request it cannot parse (malformed, or a head over
     :data:`MAX_HEAD_BYTES`) in the API's JSON error shape instead of plain text. It then reads and
     drops what the client is still sending for a moment before closing (a lingering close): closing
-    with unread data would reset the connection, and the client would lose the answer."""
+    with unread data would reset the connection, and the client would lose the answer.
+
+    It also drops a client that stops sending: a connection that sends nothing, a request head
+    that does not end, or a body that stops coming for ``TINGXIE_REQUEST_IDLE_TIMEOUT_S`` (a body
+    is answered 408 first). Slow or stalled clients cannot hold the server's connections and
+    threads; an application that is slow to read is not the client's idleness and is waited for."""
 
     _draining = False
+    _idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if not self._draining:
             super().data_received(data)
+            self._arm_idle()
+
+    def _awaiting_client(self) -> bool:
+        """A body is still coming, a request head has begun, or a new connection has sent nothing."""
+        if self.conn.their_state is h11.SEND_BODY:
+            return True
+        return self.conn.their_state is h11.IDLE and (bool(self.conn.trailing_data[0]) or self.cycle is None)
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = self.loop.call_later(_idle_timeout_s(), self._idle_expired) if self._awaiting_client() else None
+
+    def _idle_expired(self) -> None:
+        self._idle = None
+        if self.transport.is_closing() or not self._awaiting_client():
+            return
+        if self.flow.read_paused:  # the application has not read what came: it is slow, not the client
+            self._arm_idle()
+            return
+        log.info("dropped a request from %s: nothing received for %g s", (self.client or ("?",))[0], _idle_timeout_s())
+        if self.conn.their_state is h11.SEND_BODY and self.conn.our_state is h11.SEND_RESPONSE:
+            if self.cycle is not None:  # the application's read ends; whatever it answers is not sent
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self._answer(408, "request_timeout", f"the request's body stopped arriving for {_idle_timeout_s():g} s")
+        else:
+            self.transport.close()
 
     def send_400_response(self, msg: str) -> None:
         error = sys.exc_info()[1]  # called from the parser's except block: h11's error and its hint
@@ -135,6 +185,9 @@ class JsonErrorsH11Protocol(H11Protocol):
             code, message = "headers_too_large", f"the request's head is over {MAX_HEAD_BYTES // 1024} KiB"
         else:
             status, code, message = 400, "bad_request", f"the request is not valid HTTP/1.1 ({error or msg})"
+        self._answer(status, code, message)
+
+    def _answer(self, status: int, code: str, message: str) -> None:
         body = json_error_body(code, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                    (b"connection", b"close")]
@@ -168,6 +221,8 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         ws="websockets-sansio",
         lifespan="on",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        server_header=False,  # web.headers names the server without a version
+        proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
         log_config=LOG_CONFIG,

@@ -8,10 +8,9 @@ import shutil
 import threading
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from core import jobs, storage
+from core import dispatch, jobs, storage
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Job
@@ -186,23 +185,28 @@ class Runtime:
         if options.callback_url and outcome in ("done", "failed"):
             # Its own queue, which every worker consumes: a delivery waits behind no transcription.
             self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
+        self._send_held(job.tenant)
         return outcome
+
+    def _send_held(self, tenant: str) -> None:
+        """A job of ``tenant`` ended (or this attempt lost it): its slot is free for a held job."""
+        try:
+            dispatch.pump(self.services, [tenant])
+        except Exception:  # the sweeper sends it on its next pass
+            log.warning("could not send tenant %s's held jobs now; the sweeper will", tenant, exc_info=True)
 
     def _finish(self, write) -> bool:
         with session_scope(self.factory) as session:
             return write(session)
 
     def sweep(self) -> list[str]:
-        """Hand stale running jobs, and queued jobs never sent, to the queue again."""
+        """Hand stale running jobs back to the queue, then send the queued jobs not sent yet (held
+        by fair share, released here, or accepted while the broker was down) that have room."""
         with session_scope(self.factory) as session:
-            ids = jobs.release_stale(session, self.settings.job_lease_s) + jobs.unsent(session)
-            routes = {row.id: row for row in session.execute(
-                select(Job.id, Job.profile, Job.priority).where(Job.id.in_(ids)))} if ids else {}
-        for job_id in ids:
-            route = routes.get(job_id)
-            if route is not None and self.services.enqueue(job_id, profile=route.profile, priority=route.priority):
-                log.info("job %s re-sent to the queue", job_id)
-        return ids
+            released = jobs.release_stale(session, self.settings.job_lease_s)
+        for job_id in released:
+            log.info("job %s lost its worker; queued again", job_id)
+        return dispatch.pump(self.services)
 
 
 class Sweeper(threading.Thread):

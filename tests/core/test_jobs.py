@@ -81,17 +81,6 @@ def test_events_are_recorded_in_order(db):
         assert s.execute(select(JobEvent).where(JobEvent.type == "failed")).scalar_one().data["error"]["code"] == "bad_media"
 
 
-def test_unsent_jobs_are_found(db):
-    job_id = _new(db)
-    with session_scope(db) as s:
-        s.execute(update(Job).values(created_at=utcnow() - timedelta(seconds=60)))
-    with session_scope(db) as s:
-        assert jobs.unsent(s) == [job_id]
-        jobs.mark_enqueued(s, job_id)
-    with session_scope(db) as s:
-        assert jobs.unsent(s) == []
-
-
 def test_stages_are_the_pipelines():
     """core names the stages a running job reports; the pipeline reports the same ones."""
     from pipeline.types import Stage

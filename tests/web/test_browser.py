@@ -47,6 +47,9 @@ def page(chromium):
     page.set_default_timeout(30_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # The pages run under a Content-Security-Policy without inline script: a violation is a bug.
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text else None)
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
@@ -383,8 +386,8 @@ def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, pag
         done.set()
         sampler.join()
     assert page.locator("#uploads .upload").count() == 0
-    # The row appears from the upload's answer; the duration comes with the job's first push.
-    page.wait_for_function("() => document.querySelector('#jobs .job').innerText.includes('1 h 38 min audio')")
+    # The duration arrives with the job's first pushed snapshot, just after the upload's answer.
+    page.wait_for_function("() => /1 h 38 min audio/.test(document.querySelector('#jobs .job').innerText)")
     grown_web_mb = (peaks["web"] - before_web) / 2**20
     grown_browser_mb = (peaks["browser"] - before_browser) / 2**20
     print(f"1.1 GB upload: web grew {grown_web_mb:.0f} MiB, browser grew {grown_browser_mb:.0f} MiB")
@@ -450,3 +453,245 @@ def test_a_job_no_live_worker_serves_says_what_it_waits_for(live_service, page, 
         " === 'Waiting for a funasr worker'", arg=job["id"], timeout=30_000)
     shot(page, "waiting-for-a-funasr-worker")
     assert row.get_attribute("data-status") == "queued"
+
+
+# --- Signing in, and what another site's page can do through a visitor's browser (issue 12) ------
+
+def cli(service, *args: str) -> str:
+    """A `tingxie` command against the service's database, as an operator would run it."""
+    import subprocess
+    import sys
+
+    from tests.service import REPO, settings_env
+
+    done = subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=settings_env(service.settings),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+class StaticSite:
+    """Another web site (another origin: its own port) serving a few files, as an attacker's page
+    or FunASR's html5 demo would be served."""
+
+    def __init__(self, root: Path):
+        import functools
+        import http.server
+        import threading
+
+        from tests.service import free_port
+
+        self.port = free_port()
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+        handler.log_message = lambda *args: None
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_page_signs_in_with_a_token_works_and_signs_out(live_service, page, speech_path, tmp_path):
+    from tests.conftest import make_settings
+
+    service = live_service(make_settings(tmp_path, auth="required"), workers=0)
+    base = service.base_url
+    token = cli(service, "tokens", "create", "--tenant", "team-a")
+    assert token.startswith("tx_")
+
+    page.goto(base + "/")
+    page.locator("#signin").wait_for(state="visible")
+    assert page.locator("#main").is_hidden()
+    shot(page, "9-sign-in")
+    page.fill("#signin-token", "tx_0123456789ab_" + "x" * 43)
+    page.click("#signin-form button[type=submit]")
+    page.locator("#signin-error").wait_for(state="visible")
+    assert "not valid" in page.locator("#signin-error").inner_text()
+
+    page.fill("#signin-token", token)
+    page.click("#signin-form button[type=submit]")
+    page.wait_for_function("() => /team-a/.test(document.querySelector('#account-name').textContent)")
+    page.locator("#jobs-empty").wait_for(state="visible")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "tingxie_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["value"].startswith("txs_")
+    assert page.evaluate("document.cookie") == ""  # the page's own script cannot read it either
+
+    # Uploading (POST) and canceling (DELETE) from the page carry the session's CSRF token.
+    page.set_input_files("#file-input", str(speech_path("asr_example.wav")))
+    row = page.locator('#jobs .job[data-status="queued"]')
+    row.wait_for()
+    job_id = row.get_attribute("data-id")
+    row.locator('button[aria-label^="Cancel transcription"]').click()
+    page.wait_for_selector(f'#jobs .job[data-id="{job_id}"][data-status="canceled"]')
+    job = requests.get(f"{base}/api/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
+    assert job["tenant"] == "team-a" and job["status"] == "canceled" and job["source"] == "page"
+
+    # Sign out: the sign-in form again, and the old session is refused by the server.
+    page.click("#sign-out")
+    page.locator("#signin").wait_for(state="visible")
+    stale = requests.get(f"{base}/api/v1/jobs", cookies={"tingxie_session": cookie["value"]}, timeout=10)
+    assert stale.status_code == 401
+
+    # The first user's way in: a one-time sign-in link (admin of 'local'), good once.
+    link = cli(service, "tokens", "signin", "--url", base)
+    assert link.startswith(base + "/#signin=txc_")
+    page.goto(link)
+    page.wait_for_function("() => /local · admin/.test(document.querySelector('#account-name').textContent)")
+    assert "signin" not in page.evaluate("location.href")  # the code left the address bar
+    page.locator(f'#jobs .job[data-id="{job_id}"]').wait_for()  # an admin sees team-a's job
+    page.click("#sign-out")
+    page.locator("#signin").wait_for(state="visible")
+    assert page.locator("#signin-error").is_hidden()  # signed out: the form, no error
+    page.goto(link)
+    page.wait_for_function("() => /used up/.test(document.querySelector('#signin-error').textContent)")
+
+
+ATTACK_PAGE = """<!doctype html><meta charset="utf-8"><title>a page on another site</title>
+<script>
+window.__results = {};
+function probeSocket(url) {
+  return new Promise((resolve) => {
+    const seen = { opened: false, messages: [] };
+    const ws = new WebSocket(url);
+    ws.onopen = () => { seen.opened = true; };
+    ws.onmessage = (event) => seen.messages.push(String(event.data));
+    ws.onclose = (event) => resolve({ ...seen, code: event.code });
+    setTimeout(() => resolve({ ...seen, code: "timeout" }), 8000);
+  });
+}
+async function attack(target, gateway, job) {
+  const audio = await (await fetch("/speech.wav")).blob();
+  const form = new FormData();
+  form.append("file", audio, "csrf.wav");
+  try {
+    await fetch(target + "/api/v1/jobs", { method: "POST", body: form, mode: "no-cors", credentials: "include" });
+    __results.post = "sent";
+  } catch (error) { __results.post = "failed"; }
+  try {
+    const answer = await fetch(target + "/api/v1/jobs", { credentials: "include" });
+    __results.read = await answer.text();
+  } catch (error) { __results.read = "blocked"; }
+  __results.events = await probeSocket(target.replace("http:", "ws:") + "/api/v1/jobs/" + job + "/events");
+  __results.gateway = await probeSocket(gateway);
+  __results.done = true;
+}
+</script>"""
+
+
+def _attack(page, site: StaticSite, service, gateway_url: str, job_id: str) -> dict:
+    page.goto(f"{site.origin}/attack.html")
+    page.evaluate(f"attack({service.base_url!r}, {gateway_url!r}, {job_id!r})")
+    page.wait_for_function("() => window.__results.done === true", timeout=60_000)
+    return page.evaluate("window.__results")
+
+
+def test_another_sites_page_gets_nothing_through_the_visitors_browser(live_service, page, speech_path, tmp_path):
+    """CSRF and cross-site WebSocket hijacking, as the issue found them: a page on another origin
+    makes the visitor's browser post a job, read the list, and open both WebSockets, first against
+    a loopback tingxie used without a token, then against one the visitor is signed in to (its
+    cookie is sent: 127.0.0.1 on another port is the same site)."""
+    import shutil
+
+    from tests.conftest import make_settings
+    from tests.gateway.test_clients import start_gateway
+
+    root = tmp_path / "attacker"
+    root.mkdir()
+    (root / "attack.html").write_text(ATTACK_PAGE)
+    shutil.copy(speech_path("asr_example.wav"), root / "speech.wav")
+    site = StaticSite(root)
+    try:
+        for auth in ("auto", "required"):
+            service = live_service(make_settings(tmp_path / auth, auth=auth), workers=0)
+            gateway_url = start_gateway(service, "--certfile", "0")
+            token = cli(service, "tokens", "create", "--tenant", "local")
+            owner = {"Authorization": f"Bearer {token}"}
+            with open(speech_path("jfk.flac"), "rb") as fh:
+                job_id = requests.post(f"{service.base_url}/api/v1/jobs", files={"file": ("victim.flac", fh)},
+                                       headers=owner, timeout=60).json()["id"]
+            if auth == "required":  # the visitor signs in to tingxie first
+                page.goto(service.base_url + "/")
+                page.fill("#signin-token", token)
+                page.click("#signin-form button[type=submit]")
+                page.locator("#jobs .job").first.wait_for()
+            results = _attack(page, site, service, gateway_url, job_id)
+            assert results["read"] == "blocked", results["read"][:200]  # no CORS: the answer is not readable
+            assert results["events"]["opened"] is False and results["events"]["messages"] == [], results
+            assert results["gateway"]["opened"] is False, results
+            listed = requests.get(f"{service.base_url}/api/v1/jobs", headers=owner, timeout=10).json()
+            assert [j["filename"] for j in listed["items"]] == ["victim.flac"], auth  # the POST made no job
+            # Refused by the server, not merely unread by the browser.
+            assert re.search(r'POST /api/v1/jobs HTTP/1.1\S*" 403', service.log("web")), service.log("web")
+            assert re.search(r'GET /api/v1/jobs HTTP/1.1\S*" 403', service.log("web"))  # and the read
+    finally:
+        site.close()
+
+
+HTML5_PAGE = """<!doctype html><meta charset="utf-8"><title>FunASR html5 demo, elsewhere</title>
+<script>
+window.__answer = null;
+async function recognise(url) {
+  const wav = new Uint8Array(await (await fetch("/speech.wav")).arrayBuffer());
+  const ws = new WebSocket(url);
+  ws.onclose = (event) => { if (!window.__answer) window.__answer = { closed: event.code }; };
+  ws.onmessage = (event) => { window.__answer = JSON.parse(event.data); ws.close(); };
+  ws.onopen = () => {
+    ws.send(JSON.stringify({ chunk_size: [5, 10, 5], wav_name: "h5", is_speaking: true, chunk_interval: 10,
+                             itn: true, mode: "offline", wav_format: "PCM", audio_fs: 16000, hotwords: "" }));
+    for (let i = 0; i < wav.length; i += 960) ws.send(wav.slice(i, i + 960));
+    ws.send(JSON.stringify({ is_speaking: false }));
+  };
+}
+</script>"""
+
+
+def test_funasrs_html5_page_from_a_listed_origin_works_and_others_are_refused(live_service, page, speech_path,
+                                                                             tmp_path):
+    import shutil
+
+    from tests.conftest import make_settings
+    from tests.gateway.test_clients import start_gateway
+
+    root = tmp_path / "html5"
+    root.mkdir()
+    (root / "index.html").write_text(HTML5_PAGE)
+    shutil.copy(speech_path("asr_example.wav"), root / "speech.wav")
+    listed, unlisted = StaticSite(root), StaticSite(root)
+    try:
+        service = live_service(make_settings(tmp_path, allowed_origins=(listed.origin,)))
+        url = start_gateway(service, "--certfile", "0", "--tenant", "html5")
+        admin = {"Authorization": "Bearer " + cli(service, "tokens", "create", "--tenant", "ops", "--admin")}
+        for site, works in ((unlisted, False), (listed, True)):
+            page.goto(f"{site.origin}/index.html")
+            page.evaluate(f"recognise({url!r})")
+            page.wait_for_function("() => window.__answer !== null", timeout=300_000)
+            answer = page.evaluate("window.__answer")
+            if works:
+                assert answer["wav_name"] == "h5" and answer["is_final"] is True and answer["text"], answer
+                job = requests.get(f"{service.base_url}/api/v1/jobs/{answer['job_id']}", headers=admin, timeout=10)
+                assert job.json()["tenant"] == "html5"
+            else:
+                assert answer == {"closed": 1006}, answer  # refused in the handshake: never opened
+    finally:
+        listed.close()
+        unlisted.close()
+
+
+def test_the_api_docs_page_runs_under_its_content_security_policy(live_service, page):
+    """Swagger UI from tingxie's own files, with no inline script and nothing from another host: it
+    renders the document (the fixture fails the test on any CSP violation)."""
+    service = live_service(workers=0)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(service.base_url + "/api/v1/docs")
+    page.locator(".swagger-ui .info .title").wait_for()
+    assert "tingxie" in page.locator(".swagger-ui .info .title").inner_text()
+    page.locator(".swagger-ui .opblock-tag-section").first.wait_for()
+    assert all(url.startswith(service.base_url) or url.startswith("data:") for url in requested), requested
+    assert "default-src 'none'" in requests.get(service.base_url + "/api/v1/docs", timeout=10).headers[
+        "Content-Security-Policy"]

@@ -12,6 +12,19 @@ JFK = "ask not what your country can do for you"
 pytestmark = pytest.mark.slow
 
 
+def make_token(settings, tenant: str) -> str:
+    """An API token, as `tingxie tokens create --tenant` makes it: the SDK sends it as its api_key."""
+    from core import tokens
+    from core.db import make_engine, make_sessionmaker, session_scope
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            return tokens.create(session, tenant=tenant).secret
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     from core.migrate import upgrade
@@ -25,13 +38,19 @@ def service(tmp_path_factory):
     svc = Service(settings=settings, log_dir=tmp / "logs")
     svc.start_web()
     svc.start_worker()
+    svc.tokens = {tenant: make_token(settings, tenant) for tenant in ("tenant-a", "tenant-b")}
     yield svc
     svc.stop()
 
 
 @pytest.fixture(scope="module")
 def client(service):
-    return openai.OpenAI(base_url=service.base_url + "/v1", api_key="unused-until-tokens", max_retries=0, timeout=300)
+    return openai.OpenAI(base_url=service.base_url + "/v1", api_key=service.tokens["tenant-a"], max_retries=0,
+                         timeout=300)
+
+
+def _as(service, tenant: str) -> dict:
+    return {"Authorization": f"Bearer {service.tokens[tenant]}"}
 
 
 def _transcribe(client, path, **kwargs):
@@ -42,9 +61,36 @@ def _transcribe(client, path, **kwargs):
 def test_json_and_the_job_is_an_ordinary_tingxie_job(client, service, speech_path):
     result = _transcribe(client, speech_path("jfk.flac"))
     assert JFK in result.text.lower()
-    listed = requests.get(service.base_url + "/api/v1/jobs", timeout=10).json()["items"]
-    job = next(j for j in listed if j["source"] == "openai")
+    listed = requests.get(service.base_url + "/api/v1/jobs", headers=_as(service, "tenant-a"), timeout=10).json()
+    job = next(j for j in listed["items"] if j["source"] == "openai")
     assert job["status"] == "done" and job["filename"] == "jfk.flac" and job["profile"] == "offline"
+    assert job["tenant"] == "tenant-a"
+
+
+def test_the_api_key_is_a_token_and_another_tenant_sees_nothing(client, service, speech_path):
+    """The SDK's api_key is a tingxie token: its calls are its tenant's jobs, another tenant's
+    token finds none of them, and a key that is not a valid token is refused before any work."""
+    result = _transcribe(client, speech_path("jfk.flac"), response_format="verbose_json")
+    mine = requests.get(service.base_url + "/api/v1/jobs?per_page=100", headers=_as(service, "tenant-a"),
+                        timeout=10).json()["items"]
+    job_id = mine[0]["id"]
+    other = openai.OpenAI(base_url=service.base_url + "/v1", api_key=service.tokens["tenant-b"], max_retries=0)
+    assert [m.id for m in other.models.list()][0] == "whisper-1"  # nothing of tenant-a's in there either
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/transcript", f"/api/v1/jobs/{job_id}/media"):
+        r = requests.get(service.base_url + path, headers=_as(service, "tenant-b"), timeout=10)
+        assert r.status_code == 404 and result.text.split()[0].lower() not in r.text.lower(), path
+    theirs = requests.get(service.base_url + "/api/v1/jobs?per_page=100", headers=_as(service, "tenant-b"),
+                          timeout=10).json()
+    assert job_id not in {j["id"] for j in theirs["items"]} and JFK not in str(theirs).lower()
+    bogus = openai.OpenAI(base_url=service.base_url + "/v1", api_key="sk-not-a-tingxie-token", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        _transcribe(bogus, speech_path("jfk.flac"))
+    assert caught.value.body["code"] == "unauthorized"
+    with pytest.raises(openai.AuthenticationError):
+        bogus.models.list()
+    after = requests.get(service.base_url + "/api/v1/jobs?per_page=100", headers=_as(service, "tenant-a"),
+                         timeout=10).json()
+    assert after["total"] == len(mine)
 
 
 @pytest.mark.parametrize("fmt", ["text", "srt", "vtt"])
@@ -113,7 +159,8 @@ def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, spe
     svc = Service(settings=settings, log_dir=tmp_path / "logs")
     svc.start_web()
     try:
-        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key="x", max_retries=2, timeout=60)
+        token = make_token(settings, "local")
+        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key=token, max_retries=2, timeout=60)
         with pytest.raises(openai.APIStatusError) as caught:
             _transcribe(sdk, speech_path("jfk.flac"))
         assert caught.value.status_code == 504

@@ -23,10 +23,17 @@ def app(tmp_path_factory, speech_dir):
     from tests.conftest import make_settings
     from web import create_app
 
-    # No worker: jobs stay queued; the OpenAI route answers 504 after a short wait.
-    settings = make_settings(tmp_path_factory.mktemp("openapi"), openai_wait_s=0.2, webhook_allow=("127.0.0.1",))
+    # No worker: jobs stay queued; the OpenAI route answers 504 after a short wait. Every request
+    # needs a token; schemathesis sends one (AUTH below). No rate limit: it sends hundreds.
+    settings = make_settings(tmp_path_factory.mktemp("openapi"), openai_wait_s=0.2, webhook_allow=("127.0.0.1",),
+                             auth="required", rate_limit="off", upload_rate_limit="off")
     upgrade(settings)
     app = create_app(settings)
+    from core import tokens
+    from core.db import session_scope
+
+    with session_scope(app.extensions["tingxie"].db) as session:
+        app.config["TEST_AUTH"] = {"Authorization": f"Bearer {tokens.create(session, tenant='local').secret}"}
     _seed(app, speech_dir)
     yield app
     app.extensions["tingxie"].close()
@@ -44,7 +51,8 @@ def _seed(app, speech_dir):
     for hotwords in ("达摩院 20", "", "ComfyUI"):
         form = {"file": (io.BytesIO((speech_dir / "asr_example.wav").read_bytes()), "asr_example.wav"),
                 "hotwords": hotwords, "callback_url": "http://127.0.0.1:9/hook"}
-        response = client.post("/api/v1/jobs", data=form, content_type="multipart/form-data")
+        response = client.post("/api/v1/jobs", data=form, content_type="multipart/form-data",
+                               headers=app.config["TEST_AUTH"])
         assert response.status_code == 202, response.json
         ids.append(response.json["id"])
     transcript = {"text": "欢迎。", "language": "zh", "duration_ms": 5550, "segments": [
@@ -67,6 +75,16 @@ def test_the_document_describes_both_apis(app):
     assert {"file", "language", "itn", "hotwords", "profile", "callback_url"} <= set(job_form["properties"])
     assert job_form["required"] == ["file"]
     assert not [name for name in spec["components"]["schemas"] if name[-1].isdigit()], "a schema registered twice"
+    # Bearer tokens, documented on every API operation; health checks and signing in need none.
+    assert spec["components"]["securitySchemes"]["BearerAuth"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["BearerAuth"][
+            "description"]}
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            public = path in ("/healthz", "/readyz") or (path == "/api/v1/session" and method in ("post", "delete"))
+            assert ("security" not in operation) == public, (method, path)
+            if not public:
+                assert operation["security"] == [{"BearerAuth": []}] and "401" in operation["responses"]
 
 
 def test_the_docs_page_is_served_without_a_cdn(app):
@@ -95,7 +113,7 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
         @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                              database=None)
         def run(case):
-            calls.append(case.call_and_validate(checks=CHECKS).status_code)
+            calls.append(case.call_and_validate(checks=CHECKS, headers=app.config["TEST_AUTH"]).status_code)
 
         try:
             run()

@@ -142,19 +142,105 @@ function plainHttpError(status) {
   if (status === 404) return "This job no longer exists.";
   if (status === 413) return "The file is larger than this server accepts.";
   if (status === 415) return "This file type is not supported.";
+  if (status === 429) return "Too many requests for now; wait a moment and try again.";
   if (status >= 500) return "The server had a problem. Try again in a moment.";
   return `The server refused the request (HTTP ${status}).`;
+}
+
+/* ------------------------------------------------------------------ signing in
+   The page signs in with a token (or the one-time code of a sign-in link) and the server keeps the
+   session in an HttpOnly cookie this script never sees. State-changing requests carry the session's
+   CSRF token, which the server hands out with the session and this script keeps in memory only. */
+
+let csrfToken = null;
+
+function stateHeaders(method) {
+  return csrfToken && method && method.toUpperCase() !== "GET" ? { "X-CSRF-Token": csrfToken } : {};
+}
+
+function showSignIn(message, { cancelable = false } = {}) {
+  $("#main").hidden = true;
+  $("#signin").hidden = false;
+  $("#account").hidden = true;
+  $("#signin-cancel").hidden = !cancelable;
+  const error = $("#signin-error");
+  error.textContent = message || "";
+  error.hidden = !message;
+  $("#signin-token").focus();
+}
+
+function showAccount(session) {
+  csrfToken = session.csrf_token || null;
+  $("#signin").hidden = true;
+  $("#main").hidden = false;
+  $("#account").hidden = false;
+  const who = session.via === "anonymous" ? `${session.tenant} (this machine, no sign-in)` : session.tenant;
+  $("#account-name").textContent = session.admin ? `${who} · admin` : who;
+  $("#sign-out").hidden = session.via !== "session";
+  $("#sign-in-open").hidden = session.via !== "anonymous";
+}
+
+async function signIn(token) {
+  const response = await fetch(`${API}/session`, {
+    method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify({ token }),
+  });
+  if (!response.ok) throw await errorFromResponse(response);
+  return response.json();
+}
+
+$("#signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = $("#signin-token").value.trim();
+  if (!token) { showSignIn("Paste a token first.", { cancelable: !$("#signin-cancel").hidden }); return; }
+  try {
+    await signIn(token);
+    window.location.reload();
+  } catch (error) {
+    showSignIn(error.message, { cancelable: !$("#signin-cancel").hidden });
+  }
+});
+$("#signin-cancel").addEventListener("click", () => { $("#signin").hidden = true; $("#main").hidden = false; $("#account").hidden = false; });
+$("#sign-in-open").addEventListener("click", () => showSignIn("", { cancelable: true }));
+$("#sign-out").addEventListener("click", async () => {
+  try {
+    await api("/session", { method: "DELETE" });
+  } catch (error) {
+    toast(error.message);
+    return;
+  }
+  window.location.reload();
+});
+
+/** A sign-in link carries its one-time code in the fragment (never sent to a server): use it
+ * once, then drop it from the address bar. Returns why it did not work, if it did not. */
+async function useSignInLink() {
+  const match = /^#signin=([A-Za-z0-9_-]+)$/.exec(window.location.hash);
+  if (!match) return "";
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  try {
+    await signIn(match[1]);
+    return "";
+  } catch (error) {
+    return `That sign-in link did not work: ${error.message}`;
+  }
 }
 
 async function api(path, options = {}) {
   let response;
   try {
-    response = await fetch(API + path, { headers: { Accept: "application/json" }, ...options });
+    const headers = { Accept: "application/json", ...stateHeaders(options.method), ...(options.headers || {}) };
+    response = await fetch(API + path, { ...options, headers });
   } catch (networkError) {
     setOnline(false);
     throw new ApiError("network", "Can't reach the tingxie server. Check that it is running.", 0);
   }
   setOnline(true);
+  if (response.status === 401) {
+    const error = await errorFromResponse(response);
+    showSignIn(error.message);
+    throw error;
+  }
   if (!response.ok) throw await errorFromResponse(response);
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
@@ -264,6 +350,7 @@ function startUpload(upload) {
   upload.startedAt = performance.now();
   xhr.open("POST", `${API}/jobs`);
   xhr.setRequestHeader("Accept", "application/json");
+  for (const [name, value] of Object.entries(stateHeaders("POST"))) xhr.setRequestHeader(name, value);
   xhr.responseType = "json";
   xhr.upload.addEventListener("progress", (event) => {
     upload.loaded = event.loaded;
@@ -296,6 +383,7 @@ function finishUpload(upload) {
     return;
   }
   const message = body && body.error ? body.error.message : plainHttpError(status);
+  if (status === 401) showSignIn(message);
   failUpload(upload, message);
 }
 
@@ -1206,6 +1294,11 @@ document.addEventListener("keydown", (event) => {
 });
 
 function route() {
+  if (/^#signin=/.test(window.location.hash)) {
+    // A sign-in link opened in a tab that already shows the page: sign in, then start afresh.
+    useSignInLink().then((error) => { if (error) showSignIn(error); else window.location.reload(); });
+    return;
+  }
   const match = /^#\/jobs\/([^/]+)$/.exec(window.location.hash);
   if (match) {
     const id = decodeURIComponent(match[1]);
@@ -1219,6 +1312,17 @@ window.addEventListener("hashchange", route);
 /* ------------------------------------------------------------------ start */
 
 async function start() {
+  const linkError = await useSignInLink();
+  let session;
+  try {
+    session = await api("/session");
+  } catch (error) {
+    if (error.status === 401) showSignIn(linkError); // a first visit: the form, without an error
+    else toast(error.message);
+    return; // the sign-in form is showing (or the server cannot be reached)
+  }
+  showAccount(session);
+  if (linkError) toast(linkError);
   loadLanguages();
   try {
     await loadJobs(1);

@@ -1,0 +1,114 @@
+"""Fair share on both backends, with the real broker: one tenant's backlog is held in the database
+and another tenant's first job is sent at once; held jobs go as slots free, tenants in turn."""
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from core import dispatch, jobs
+from core.db import session_scope
+from core.models import Job, utcnow
+from core.options import INTERACTIVE_PRIORITY, JobOptions
+from core.queue import BATCH_QUEUE, INTERACTIVE_QUEUE
+from core.services import Services
+
+
+@pytest.fixture
+def services(any_settings, db):
+    svc = Services.start(any_settings.with_(tenant_inflight=3))
+    yield svc
+    svc.close()
+
+
+def add(svc, tenant: str, count: int = 1, priority: int = 0) -> list[str]:
+    ids = []
+    with session_scope(svc.db) as s:
+        for _ in range(count):
+            job_id = jobs.new_job_id()
+            jobs.create_job(s, job_id=job_id, options=JobOptions(profile="offline", priority=priority),
+                            media_path="/x", filename="x.wav", size_bytes=1, duration_ms=1000, tenant=tenant)
+            ids.append(job_id)
+    return ids
+
+
+def messages(svc, queue: str = BATCH_QUEUE) -> int:
+    """Task messages waiting in the broker's queue."""
+    with svc.queue.app.connection_for_read() as conn:
+        return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+
+def test_a_thousand_held_jobs_do_not_stand_before_another_tenants_first(services):
+    a = add(services, "tenant-a", 1000)
+    assert dispatch.pump(services) == a[:3]  # the oldest three; the rest are held
+    b = add(services, "tenant-b")
+    assert dispatch.pump(services, ["tenant-b"]) == b  # sent at once, behind three of tenant-a's
+    assert messages(services) == 4
+    with session_scope(services.db) as s:
+        assert dispatch.held(s) == a[3:]
+        assert dispatch.in_flight(s) == {("tenant-a", False): 3, ("tenant-b", False): 1}
+    assert dispatch.pump(services) == []  # nothing has room
+
+
+def test_a_held_job_goes_when_one_of_its_tenant_ends(services):
+    a = add(services, "tenant-a", 5)
+    dispatch.pump(services)
+    with session_scope(services.db) as s:
+        jobs.complete(s, a[0], jobs.claim(s, a[0]), {"text": "", "language": "en", "duration_ms": 1, "segments": []})
+        jobs.cancel(s, a[1])
+    assert dispatch.pump(services, ["tenant-a"]) == a[3:5]
+    with session_scope(services.db) as s:
+        assert dispatch.held(s) == [] and dispatch.in_flight(s) == {("tenant-a", False): 3}
+
+
+def test_interactive_jobs_have_slots_of_their_own(services):
+    add(services, "tenant-a", 6)
+    dispatch.pump(services)
+    urgent = add(services, "tenant-a", priority=INTERACTIVE_PRIORITY)
+    assert dispatch.pump(services, ["tenant-a"]) == urgent
+    assert messages(services, INTERACTIVE_QUEUE) == 1
+
+
+def test_tenants_are_sent_in_turn(services):
+    a = add(services, "tenant-a", 3)
+    b = add(services, "tenant-b", 3)
+    c = add(services, "tenant-c", 2)
+    assert dispatch.pump(services) == [a[0], b[0], c[0], a[1], b[1], c[1], a[2], b[2]]
+
+
+def test_two_pumps_never_send_a_job_twice(services):
+    a = add(services, "tenant-a", 3)
+    # Another process reserved the first job between this pump's choice and its send.
+    with session_scope(services.db) as s:
+        s.execute(update(Job).where(Job.id == a[0]).values(enqueued_at=utcnow()))
+    assert dispatch.pump(services) == a[1:]
+    assert messages(services) == 2
+
+
+def test_the_cap_counts_queued_and_running(services):
+    settings = services.settings.with_(tenant_max_jobs=2)
+    a = add(services, "tenant-a", 2)
+    with session_scope(services.db) as s:
+        with pytest.raises(Exception) as caught:
+            dispatch.check_cap(s, settings, "tenant-a")
+        assert caught.value.code == "too_many_jobs" and caught.value.status == 429
+        dispatch.check_cap(s, settings, "tenant-b")
+        jobs.cancel(s, a[0])
+    with session_scope(services.db) as s:
+        dispatch.check_cap(s, settings, "tenant-a")
+
+
+def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path):
+    from core.migrate import upgrade
+    from core.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
+    upgrade(settings)
+    svc = Services.start(settings)
+    try:
+        a = add(svc, "tenant-a", 2)
+        assert dispatch.pump(svc) == []
+        with session_scope(svc.db) as s:
+            assert dispatch.held(s) == a
+            assert s.execute(select(Job.enqueued_at).where(Job.id.in_(a))).scalars().all() == [None, None]
+    finally:
+        svc.close()
