@@ -195,7 +195,7 @@ def test_playlists_and_concat_scripts_naming_another_tenants_upload_are_refused(
     service, creds, db = deployment
     victim = upload(service, creds["own"], speech_path("asr_example.mp3"), "victim.mp3").json()["id"]
     with session_scope(db) as s:
-        victim_path = Path(s.get(Job, victim).media_path)
+        victim_path = service.settings.media_dir / s.get(Job, victim).media_key
         before = set(s.execute(select(Job.id)).scalars())
     url = start_gateway(service, "--certfile", "0")
     for kind in ("hls-absolute", "hls-relative", "concat-absolute", "concat-relative"):

@@ -9,7 +9,9 @@ from core import dispatch, jobs
 from core.db import session_scope
 from core.models import Job, utcnow
 from core.options import INTERACTIVE_PRIORITY, JobOptions
-from core.queue import BATCH_QUEUE, INTERACTIVE_QUEUE
+from core.queue import batch_queue, interactive_queue
+
+BATCH_QUEUE, INTERACTIVE_QUEUE = batch_queue("offline"), interactive_queue("offline")
 from core.services import Services
 
 
@@ -26,7 +28,7 @@ def add(svc, tenant: str, count: int = 1, priority: int = 0) -> list[str]:
         for _ in range(count):
             job_id = jobs.new_job_id()
             jobs.create_job(s, job_id=job_id, options=JobOptions(profile="offline", priority=priority),
-                            media_path="/x", filename="x.wav", size_bytes=1, duration_ms=1000, tenant=tenant)
+                            media_key=f"{job_id}/source.wav", filename="x.wav", size_bytes=1, duration_ms=1000, tenant=tenant)
             ids.append(job_id)
     return ids
 
