@@ -12,7 +12,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 
 def _files(root) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """Files under ``root``, but the web tier's metrics (process state, not media)."""
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                  if p.is_file() and p.relative_to(root).parts[0] != "metrics")
 
 
 def test_web_and_worker_on_different_data_directories(live_service, tmp_path, postgres_url, redis_url,

@@ -163,8 +163,10 @@ def handshake_environ(scope: dict, trusted_proxies: int = 0) -> dict:
     X-Forwarded-* headers of trusted proxies applied, as for HTTP requests)."""
     from a2wsgi.wsgi import build_environ
 
-    environ = build_environ({**scope, "method": "GET", "http_version": scope.get("http_version", "1.1")},
-                            io.BytesIO(b""))
+    # The handshake is an HTTP request: its scheme is http(s) (the page's origin), not ws(s).
+    scheme = {"ws": "http", "wss": "https"}.get(scope.get("scheme", "ws"), scope.get("scheme", "http"))
+    environ = build_environ({**scope, "scheme": scheme, "method": "GET",
+                             "http_version": scope.get("http_version", "1.1")}, io.BytesIO(b""))
     if trusted_proxies:
         from web import behind_proxies
 

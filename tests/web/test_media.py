@@ -36,7 +36,7 @@ def test_ranges_and_conditional_requests(media_client, speech_path):
     assert whole.status_code == 200 and whole.data == data
     assert whole.headers["Content-Type"] == "audio/flac" and whole.headers["Content-Length"] == str(len(data))
     assert whole.headers["X-Content-Type-Options"] == "nosniff"
-    assert whole.headers["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    assert whole.headers["Content-Security-Policy"] == "sandbox; default-src 'none'; frame-ancestors 'none'"
     assert whole.headers["Content-Disposition"].startswith("inline;")
     etag = whole.headers["ETag"]
 
