@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from media import MediaInfo
 from pipeline.audio import decode
+from pipeline.checkpoint import Checkpoint
 from pipeline.errors import UnsupportedLanguageError
 from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
@@ -66,6 +67,7 @@ def transcribe(
     max_duration_ms: int | None = None,
     ffmpeg: str | None = None,
     media_info: MediaInfo | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Transcript:
     """Transcribe one media file. Raises MediaError subclasses for input a person must fix.
 
@@ -75,6 +77,10 @@ def transcribe(
     ``work_dir`` receives the decoded PCM (32 kB per second of audio) for the duration of the
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
+
+    ``checkpoint`` keeps finished ASR batches (:mod:`pipeline.checkpoint`): a run over a file that
+    an earlier run of the same job was interrupted in skips the batches that run finished, and
+    writes the same transcript.
     """
     _check_language(options.language, engine)
     report = _Reporter(on_progress)
@@ -96,7 +102,7 @@ def transcribe(
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
         report(Stage.VAD, 0.0)
         with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f)) as feed:
-            words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f))
+            words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f), checkpoint)
     finally:
         pcm_path.unlink(missing_ok=True)
 
