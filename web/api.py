@@ -161,6 +161,21 @@ def delete_job(job_id: str):
     return Response(status=204)
 
 
+@bp.post("/api/v1/jobs/<job_id>/cancel")
+@bp.doc(summary="Cancel a job", responses={
+    **schemas.ok("Job", "the job, canceled (its worker stops within about 2 s, whatever the stage)"),
+    **schemas.errors({404: "no such job", 409: "the job has already finished (`not_cancelable`); it is left as it is"})})
+def cancel_job(job_id: str):
+    """Cancel a queued or running job; unlike DELETE, never deletes a job that has just finished."""
+    with session_scope(services().db) as session:
+        job = _load(session, job_id)
+        if not jobs.cancel(session, job_id):
+            raise TingxieError(f"job {job_id} is already {job.status}; nothing to cancel", code="not_cancelable")
+        session.flush()
+        session.refresh(job)
+        return job_json(job)
+
+
 _TRANSCRIPT_TYPES = {
     "application/json": {"schema": schemas.ref("Transcript")},
     "text/plain": {"schema": {"type": "string"}},
