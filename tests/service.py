@@ -45,8 +45,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
         TINGXIE_WORKER_THREADS=str(settings.worker_threads),
         TINGXIE_OPENAI_WAIT_S=str(settings.openai_wait_s),
+        TINGXIE_MAX_ATTEMPTS=str(settings.max_attempts),
+        TINGXIE_JOB_TIME_BASE_S=str(settings.job_time_base_s),
+        TINGXIE_STALL_S=str(settings.stall_s),
+        TINGXIE_DB_RETRY_S=str(settings.db_retry_s),
+        TINGXIE_SPOOL_MAX_AGE_S=str(settings.spool_max_age_s),
         PYTHONUNBUFFERED="1",
     )
+    if settings.resend_after_s is not None:
+        env["TINGXIE_RESEND_AFTER_S"] = str(settings.resend_after_s)
+    if settings.job_time_factor:
+        env["TINGXIE_JOB_TIME_FACTOR"] = ",".join(f"{p}={f}" for p, f in settings.job_time_factor.items())
     optional = {
         "TINGXIE_HOTWORD_FILE": settings.hotword_file,
         "TINGXIE_GATEWAY_CERTFILE": settings.gateway_certfile,
