@@ -84,10 +84,12 @@ class Service:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, faults: tuple[str, ...] = ()) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
+        # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
+        command = ["tests.support.faulty_worker", *faults, "--"] if faults else ["cli"]
         return subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", *command, *args],
             cwd=REPO,
             env=settings_env(self.settings),
             stdout=log,
@@ -109,16 +111,18 @@ class Service:
             time.sleep(0.2)
         raise RuntimeError(f"web did not become ready: {self.log('web')}")
 
-    def start_worker(self, wait: bool = True) -> subprocess.Popen:
+    def start_worker(self, wait: bool = True, faults: tuple[str, ...] = ()) -> subprocess.Popen:
         name = f"worker{len(self.workers)}"
-        proc = self._spawn(name, "worker", "--concurrency", "1")
+        proc = self._spawn(name, "worker", "--concurrency", "1", faults=faults)
         self.workers.append(proc)
         if wait:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited: {self.log(name)}")
-                if " ready." in self.log(name):
+                # Pool processes report ready first and load their models after ("loaded the ...").
+                log = self.log(name)
+                if " ready." in log and ("loaded the " in log or not self.settings.preload_models):
                     return proc
                 time.sleep(0.2)
             raise RuntimeError(f"worker did not become ready: {self.log(name)}")

@@ -68,7 +68,9 @@ class Runtime:
             engine = self._engines.get(profile)
             if engine is None:
                 log.info("loading the %s model set", profile)
+                began = time.monotonic()
                 engine = guarded(self.load_guard, lambda: load_engine_for(self.settings, profile))
+                log.info("loaded the %s model set in %.1f s", profile, time.monotonic() - began)
                 self._engines[profile] = engine
             return engine
 
