@@ -195,7 +195,31 @@ class Watch:
                     self.job_id, self.attempt, STOP_GRACE_S)
         try:
             self.on_kill()
+            kill_child_groups()
         finally:
             for handler in logging.getLogger().handlers + log.handlers:
                 handler.flush()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_child_groups() -> None:
+    """Kill the process group of each child that leads one (ffmpeg runs in a session of its own):
+    the kernel's parent-death signal reaches only the direct child, not what it started."""
+    me = os.getpid()
+    children: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{me}/task")
+    except OSError:  # not Linux
+        return
+    for task in tasks:
+        try:
+            with open(f"/proc/{me}/task/{task}/children") as fh:
+                children.update(int(pid) for pid in fh.read().split())
+        except OSError:
+            continue
+    for child in children:
+        try:
+            if os.getpgid(child) == child:
+                os.killpg(child, signal.SIGKILL)
+        except ProcessLookupError:
+            continue
