@@ -85,3 +85,39 @@ def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.1):
 def pool_processes(worker_pid: int) -> list[psutil.Process]:
     """A prefork worker's pool processes (its Python children)."""
     return [p for p in psutil.Process(worker_pid).children() if "python" in p.name().lower()]
+
+
+@pytest.fixture(scope="session")
+def long_speech(tmp_path_factory):
+    """long_speech(minutes, language=None) -> a FLAC of real speech with pauses (bench.speech), built once."""
+    from bench.speech import build_speech
+
+    folder = tmp_path_factory.mktemp("long-speech")
+    return lambda minutes, language=None: build_speech(minutes, out_dir=folder, language=language)
+
+
+@pytest.fixture
+def hanging_ffmpeg(tmp_path):
+    """An ffmpeg that hangs (with a child of its own) when started while ``flag`` exists, else the
+    real one; the pids of the children it started are appended to ``pids``."""
+    from media import find_ffmpeg
+
+    flag, pids, script = tmp_path / "hang", tmp_path / "pids", tmp_path / "ffmpeg"
+    script.write_text(f"""#!/bin/bash
+if [ -e {flag} ]; then sleep 3600 & echo $! >> {pids}; wait; exit 1; fi
+exec {find_ffmpeg()} "$@"
+""")
+    script.chmod(0o755)
+    flag.touch()
+    return script, flag, pids
+
+
+def started_pids(pids) -> list[int]:
+    return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True

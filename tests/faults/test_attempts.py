@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
-import psutil
 import pytest
 
 from core.queue import QueueClient
 from core.storage import job_work_dir
-from media import find_ffmpeg
-from tests.faults.conftest import wait_for
+from tests.faults.conftest import gone, started_pids, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,24 +36,6 @@ def test_a_poison_job_is_capped_and_its_later_deliveries_are_no_ops(live_service
     assert worker.poll() is None
 
 
-@pytest.fixture
-def hanging_ffmpeg(tmp_path):
-    """An ffmpeg that hangs (with a child of its own) while ``flag`` exists, else the real one;
-    the pids of the children it started are appended to ``pids``."""
-    flag, pids, script = tmp_path / "hang", tmp_path / "pids", tmp_path / "ffmpeg"
-    script.write_text(f"""#!/bin/bash
-if [ -e {flag} ]; then sleep 3600 & echo $! >> {pids}; wait; exit 1; fi
-exec {find_ffmpeg()} "$@"
-""")
-    script.chmod(0o755)
-    flag.touch()
-    return script, flag, pids
-
-
-def _started(pids: Path) -> list[int]:
-    return [int(line) for line in pids.read_text().split()] if pids.exists() else []
-
-
 def test_a_hanging_decoder_is_stopped_by_the_stall_detector_and_the_job_capped(
         live_service, settings, sql, speech_path, hanging_ffmpeg):
     script, _, pids = hanging_ffmpeg
@@ -70,9 +49,9 @@ def test_a_hanging_decoder_is_stopped_by_the_stall_detector_and_the_job_capped(
     assert "made progress for 3 s" in row.error_message
     reasons = [e["data"].get("reason") for e in db.events(job_id) if e["type"] == "queued"]
     assert reasons == [None, "no progress for 3 s; retrying"]
-    hung = _started(pids)
+    hung = started_pids(pids)
     assert len(hung) == 2  # one hung decoder an attempt, each killed with its process group
-    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in hung), 10, "the hung decoders to be gone")
+    wait_for(lambda: all(gone(pid) for pid in hung), 10, "the hung decoders to be gone")
     assert not job_work_dir(settings, job_id).exists()
     assert service.workers[0].poll() is None
 
@@ -90,7 +69,7 @@ def test_a_job_past_its_time_limit_fails_with_timeout_and_is_not_retried(
     assert "limit of 4 s" in row.error_message and "TINGXIE_JOB_TIME_FACTOR" in row.error_message
     timings = job["timings"]["running_s"]
     assert 4 <= timings < 8, timings
-    hung = _started(pids)
-    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in hung), 10, "the hung decoder to be gone")
+    hung = started_pids(pids)
+    wait_for(lambda: all(gone(pid) for pid in hung), 10, "the hung decoder to be gone")
     time.sleep(3)
     assert sql(settings).job(job_id).attempt == 1  # not retried
