@@ -3,6 +3,7 @@ profile, loaded once. ``run_job`` is the whole life of a job on a worker; the sw
 every worker, puts back what a lost worker or a lost message left behind."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -102,7 +103,8 @@ class Runtime:
             session.expunge(job)
             options = jobs.options_of(job)
         log.info("job %s attempt %d: %s", job_id, attempt, job.filename)
-        work_dir = storage.job_work_dir(self.settings, job_id)
+        # One folder an attempt: a stopped attempt removing its scratch files must not take the next one's.
+        work_dir = storage.job_work_dir(self.settings, job_id) / f"attempt-{attempt}"
         watch = Watch(
             self.factory, job_id, attempt,
             Limits(time_limit_s=self.settings.time_limit_s(profile, job.duration_ms), stall_s=self.settings.stall_s,
@@ -147,6 +149,8 @@ class Runtime:
         finally:
             watch.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                work_dir.parent.rmdir()  # unless another attempt is using it
         if options.callback_url and outcome in ("done", "failed", "timeout"):
             # Interactive queue: a delivery should not wait behind hour-long batch jobs.
             self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
