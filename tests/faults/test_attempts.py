@@ -10,7 +10,7 @@ import pytest
 
 from core.queue import QueueClient
 from core.storage import job_work_dir
-from tests.faults.conftest import gone, started_pids, wait_for
+from tests.support.faults import gone, started_pids, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.faults.conftest import gone, pool_processes, started_pids, wait_for
+from tests.support.faults import gone, pool_processes, started_pids, wait_for
 
 pytestmark = pytest.mark.slow
 

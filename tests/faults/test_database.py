@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.faults.conftest import wait_for
+from tests.support.faults import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

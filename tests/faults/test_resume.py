@@ -8,7 +8,7 @@ import re
 import pytest
 import requests
 
-from tests.faults.conftest import wait_for
+from tests.support.faults import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.faults.conftest import pool_processes, wait_for
+from tests.support.faults import pool_processes, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from core.migrate import upgrade
-from tests.faults.conftest import wait_for
+from tests.support.faults import wait_for
 from tests.service import REPO, settings_env
 
 pytestmark = pytest.mark.slow
