@@ -261,10 +261,11 @@ def _lose(session: Session, conditions, job_id: str, max_attempts: int, cause: s
     return QUEUED
 
 
-def release_stale(session: Session, lease_s: float, now: datetime | None = None, *, max_attempts: int = 3) -> list[str]:
+def release_stale(session: Session, lease_s: float, now: datetime | None = None, *, max_attempts: int = 3,
+                  failed: list[str] | None = None) -> list[str]:
     """running jobs whose worker stopped reporting -> queued again (returned, to be re-sent), or
     failed with ``worker_lost`` once ``max_attempts`` attempts were lost (a job that kills its
-    worker every time must not be retried forever).
+    worker every time must not be retried forever; appended to ``failed``).
 
     This is what makes an accepted job survive a ``kill -9`` of its worker whatever the broker
     does with the unacknowledged message."""
@@ -276,8 +277,11 @@ def release_stale(session: Session, lease_s: float, now: datetime | None = None,
     for job_id in stale:
         conditions = (Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
         cause = f"its worker stopped reporting for {lease_s:g} s (killed, out of memory, or its machine went down)"
-        if _lose(session, conditions, job_id, max_attempts, cause, "worker_lost", "worker lost; retrying") == QUEUED:
+        outcome = _lose(session, conditions, job_id, max_attempts, cause, "worker_lost", "worker lost; retrying")
+        if outcome == QUEUED:
             released.append(job_id)
+        elif outcome == FAILED and failed is not None:
+            failed.append(job_id)
     return released
 
 

@@ -25,6 +25,10 @@ def create_worker_app(settings: Settings) -> Celery:
     storage.ensure_dirs(settings)
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
+    # How long Celery waits for the result of a pool process that died (10 s by default) before
+    # handling its loss. Results are ignored here, and a process ended for a stopped attempt
+    # (worker.attempt) would hold a shutting-down worker that long.
+    app.conf.worker_lost_wait = 1.0
     sweeper: list[runtime.Sweeper] = []
 
     def _load_models(**_):

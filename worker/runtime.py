@@ -151,10 +151,14 @@ class Runtime:
             shutil.rmtree(work_dir, ignore_errors=True)
             with contextlib.suppress(OSError):
                 work_dir.parent.rmdir()  # unless another attempt is using it
-        if options.callback_url and outcome in ("done", "failed", "timeout"):
-            # Interactive queue: a delivery should not wait behind hour-long batch jobs.
-            self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
+        ended = outcome in ("done", "failed", "timeout") or (outcome == "stalled" and watch.stall_outcome == jobs.FAILED)
+        if options.callback_url and ended:
+            self._deliver_webhook(job_id)
         return outcome
+
+    def _deliver_webhook(self, job_id: str) -> None:
+        # Interactive queue: a delivery should not wait behind hour-long batch jobs.
+        self.queue.send(DELIVER_WEBHOOK, [job_id], queue=INTERACTIVE_QUEUE)
 
     def _checkpoint(self, job_id: str, attempt: int, profile: str):
         from worker.checkpoints import SqlCheckpoint, scope_of
@@ -224,10 +228,16 @@ class Runtime:
         a lost attempt, up to the cap), queued jobs never sent, and queued jobs whose message was
         sent long ago and not claimed (a lost message); and tidy the data directory."""
         settings = self.settings
+        failed: list[str] = []
         with session_scope(self.factory) as session:
-            released = jobs.release_stale(session, settings.job_lease_s, max_attempts=settings.max_attempts)
-            unsent = jobs.unsent(session)
+            released = jobs.release_stale(session, settings.job_lease_s, max_attempts=settings.max_attempts,
+                                          failed=failed)
+            unsent = [job_id for job_id in jobs.unsent(session) if job_id not in released]
             lost = jobs.lost_messages(session, settings.resend_bound_s)
+            callbacks = session.execute(select(Job.id).where(Job.id.in_(failed), Job.callback_url.is_not(None))
+                                        ).scalars().all() if failed else []
+        for job_id in callbacks:
+            self._deliver_webhook(job_id)
         self._send(released, "released from a lost worker")
         self._send(unsent, "never sent")
         self._send(lost, f"queued over {settings.resend_bound_s:g} s since it was sent (its message may be lost)")
