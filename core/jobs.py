@@ -223,7 +223,7 @@ def delete_job(session: Session, job_id: str) -> bool:
     return result.rowcount == 1
 
 
-def lost_worker_message(lost: int, cause: str) -> str:
+def _lost_message(lost: int, cause: str) -> str:
     return (
         f"{lost} attempts at this job ended without a result, the last because {cause}; it was not tried "
         "again (TINGXIE_MAX_ATTEMPTS). A damaged or unusual file can crash or hang a decoder or a model: "
@@ -240,7 +240,7 @@ def _lose(session: Session, conditions, job_id: str, max_attempts: int, cause: s
         return None
     lost += 1
     if lost >= max_attempts:
-        message = lost_worker_message(lost, cause)
+        message = _lost_message(lost, cause)
         result = session.execute(
             update(Job).where(*conditions)
             .values(status=FAILED, stage=None, finished_at=utcnow(), lost_attempts=lost,

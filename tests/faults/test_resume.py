@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_kill_9_at_80_percent_resumes_with_an_identical_transcript(live_service, settings, sql, long_speech):
     settings = dataclasses.replace(settings, batch_seconds=30.0)  # a batch a 30 s window: several batches
     service = live_service(settings)
-    audio = long_speech(3, "en")
+    audio = long_speech(2, "en")
     db = sql(settings)
 
     whole = service.submit(audio, language="en")["id"]
@@ -35,7 +35,7 @@ def test_kill_9_at_80_percent_resumes_with_an_identical_transcript(live_service,
     # Progress counts speech, not compute (batches differ in cost): bench/faults.py measures the share
     # redone on a 30-minute file; here, the second attempt skipped most batches and took less time.
     kept = re.search(r"attempt 2: (\d+) finished batch\(es\) kept", service.log("worker1"))
-    assert kept and int(kept.group(1)) >= 4, service.log("worker1")[-2000:]
+    assert kept and int(kept.group(1)) >= 3, service.log("worker1")[-2000:]
     second_s = (row.finished_at - row.started_at).total_seconds()  # started_at is the second attempt's
     assert second_s < 0.75 * uninterrupted_s, (second_s, uninterrupted_s)
     text = requests.get(f"{service.base_url}/api/v1/jobs/{job_id}/transcript?format=txt").text
