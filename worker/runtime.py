@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import multiprocessing
 import os
 import shutil
 import threading
@@ -44,6 +45,8 @@ class Runtime:
         self.load_guard: LoadGuard | None = None
         # True in a prefork pool process: a stopped attempt stuck in a model call ends the process.
         self.may_end_process = False
+        # Set when the worker shuts down; shared with the pool's processes (made before they fork).
+        self.stopping = multiprocessing.get_context("fork").RawValue("b", 0)
 
     @property
     def services(self) -> Services:
@@ -93,6 +96,10 @@ class Runtime:
             engine = self.engine(profile)
         except Exception as exc:  # the job fails with it below, naming what to do
             load_error = exc
+        if self.stopping.value:
+            # The worker began shutting down while this job waited for the models: another takes it.
+            self._send([job_id], "not started: its worker is shutting down")
+            return "skipped"
         with session_scope(self.factory) as session:
             attempt = jobs.claim(session, job_id, worker)
         if attempt is None:
@@ -207,6 +214,7 @@ class Runtime:
     def hand_back(self, worker: str) -> list[str]:
         """This worker node is shutting down: its running jobs go back to the queue now, and are
         sent again, so another worker continues them (from their last finished batch) at once."""
+        self.stopping.value = 1
         with session_scope(self.factory) as session:
             ids = jobs.hand_back(session, worker)
         self._send(ids, "handed back")
