@@ -9,12 +9,12 @@ import pytest
 
 from tests.support.faults import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = pytest.mark.slow
 
 
-def test_postgres_down_at_the_final_write(live_service, settings, sql, long_speech, private_postgres, redis_url):
-    settings = dataclasses.replace(settings, database_url=private_postgres.url, broker_url=redis_url,
-                                   events_url=redis_url)
+def test_postgres_down_at_the_final_write(live_service, settings, sql, long_speech, private_postgres, private_redis):
+    settings = dataclasses.replace(settings, database_url=private_postgres.url, broker_url=private_redis.url,
+                                   events_url=private_redis.url)
     service = live_service(settings)
     job_id = service.submit(long_speech(1, "en"), language="en")["id"]
     db = sql(settings)
