@@ -8,9 +8,7 @@ import importlib
 import logging
 import os
 import signal
-import subprocess
 import sys
-import time
 
 # Sub-commands contributed by their own modules: name -> module with add_parser(subparsers) and run(args).
 PLUGINS = ("cli.transcribe", "cli.submit", "cli.jobs", "cli.models", "cli.gateway", "cli.workers", "cli.tokens")
@@ -104,21 +102,17 @@ def _up_banner(settings, with_gateway: bool) -> list[str]:
 
 def cmd_up(args) -> int:
     """Everything on one machine with no server installed: migrate, then web, worker and the
-    FunASR gateway as child processes; Ctrl-C stops them all."""
+    FunASR gateway as child processes, each restarted with backoff if it dies (cli.supervise);
+    Ctrl-C stops them all."""
     settings = _settings()
     from core.migrate import upgrade
     from worker.engines import check_profile_options
 
     check_profile_options(settings)
     upgrade(settings)
-    me = [sys.executable, "-m", "cli"]
-    children = [
-        subprocess.Popen(me + ["web", "--dev"]),
-        subprocess.Popen(me + ["worker", "--concurrency", str(args.concurrency)]),
-    ]
     with_gateway = not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None
-    if with_gateway:
-        children.append(subprocess.Popen(me + ["gateway"]))
+    supervisor = _up_children(args, with_gateway)
+    supervisor.start()
     print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
           *_up_banner(settings, with_gateway), sep="\n", flush=True)
     stopping = False
@@ -130,20 +124,22 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
-        while not stopping and all(c.poll() is None for c in children):
-            time.sleep(0.5)
+        supervisor.run(lambda: stopping)
     finally:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                child.kill()
-    # A child that died on its own (not by our Ctrl-C) is a failure.
-    return 0 if stopping else 1
+        supervisor.stop()
+    return 0
+
+
+def _up_children(args, with_gateway: bool):
+    from cli.supervise import Supervisor
+
+    me = [sys.executable, "-m", "cli"]
+    supervisor = Supervisor()
+    supervisor.add("web", me + ["web", "--dev"])
+    supervisor.add("worker", me + ["worker", "--concurrency", str(args.concurrency)])
+    if with_gateway:
+        supervisor.add("gateway", me + ["gateway"])
+    return supervisor
 
 
 def build_parser() -> argparse.ArgumentParser:

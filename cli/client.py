@@ -165,15 +165,8 @@ class Client:
 
     def cancel(self, job_id: str) -> dict:
         """Cancel a queued or running job and return it. A finished job is left alone (ApiError
-        ``not_cancelable``): the API's DELETE would delete a finished job with its transcript."""
-        job = self.get(job_id)
-        if job["status"] in TERMINAL:
-            raise ApiError(409, "not_cancelable", f"job {job_id} is already {job['status']}; nothing to cancel")
-        response = self._request("DELETE", f"/api/v1/jobs/{quote(job_id, safe='')}")
-        if response.status_code == 204:
-            # It finished between the two requests, and the DELETE removed it.
-            raise ApiError(409, "not_cancelable", f"job {job_id} finished before it could be canceled and was deleted")
-        return response.json()
+        ``not_cancelable``)."""
+        return self._json("POST", f"/api/v1/jobs/{quote(job_id, safe='')}/cancel")
 
     def transcript(self, job_id: str, fmt: str = "json") -> str:
         """The finished job's transcript in ``fmt`` (json, txt, srt, vtt), as text."""

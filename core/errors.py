@@ -32,6 +32,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "method_not_allowed": 405,
     "request_timeout": 408,
     "not_ready": 409,
+    "not_cancelable": 409,
     "gone": 410,
     "too_large": 413,
     "too_long": 413,
@@ -46,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "headers_too_large": 431,
     # The server side
     "internal_error": 500,
+    "worker_lost": 500,
     "model_missing": 503,
     "engine_missing": 503,
     "bad_profile_options": 503,

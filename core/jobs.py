@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core import events
-from core.models import Job, JobEvent, Transcript, utcnow
+from core.models import Job, JobBatch, JobEvent, Transcript, utcnow
 from core.options import JobOptions
 
 
@@ -99,9 +99,10 @@ def mark_enqueued(session: Session, job_id: str) -> None:
     session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(enqueued_at=utcnow()))
 
 
-def claim(session: Session, job_id: str) -> int | None:
+def claim(session: Session, job_id: str, worker: str | None = None) -> int | None:
     """queued -> running. Returns the new attempt number, or None when the job is not claimable
-    (already running elsewhere, finished, canceled, deleted): redelivery is then a no-op."""
+    (already running elsewhere, finished, canceled, deleted): redelivery is then a no-op.
+    ``worker`` names the worker node, which hands the job back if it shuts down (:func:`hand_back`)."""
     now = utcnow()
     result = session.execute(
         update(Job)
@@ -115,6 +116,7 @@ def claim(session: Session, job_id: str) -> int | None:
             progress=0.0,
             error_code=None,
             error_message=None,
+            worker=worker,
         )
         .execution_options(synchronize_session=False)
     )
@@ -153,10 +155,14 @@ def complete(
     *,
     warnings: list[str] = (),
 ) -> bool:
-    """running -> done together with the transcript, in the caller's single transaction."""
+    """running -> done together with the transcript, in the caller's single transaction.
+
+    Also from ``queued`` while the attempt is still the latest: the job was handed back, or
+    released while the database was unreachable, and nobody has claimed it since, so the result
+    this attempt holds is still the job's (a claim bumps ``attempt`` and fences it out)."""
     result = session.execute(
         update(Job)
-        .where(*_mine(job_id, attempt))
+        .where(Job.id == job_id, Job.attempt == attempt, Job.status.in_([RUNNING, QUEUED]))
         .values(
             status=DONE,
             progress=1.0,
@@ -178,6 +184,7 @@ def complete(
             created_at=utcnow(),
         )
     )
+    _forget_batches(session, job_id)
     events.publish(session, job_id, DONE, {"status": DONE, "progress": 1.0})
     return True
 
@@ -192,6 +199,7 @@ def fail(session: Session, job_id: str, attempt: int | None, code: str, message:
     )
     if result.rowcount != 1:
         return False
+    _forget_batches(session, job_id)
     events.publish(session, job_id, FAILED, {"status": FAILED, "error": {"code": code, "message": message}})
     return True
 
@@ -205,6 +213,7 @@ def cancel(session: Session, job_id: str) -> bool:
     )
     if result.rowcount != 1:
         return False
+    _forget_batches(session, job_id)
     events.publish(session, job_id, CANCELED, {"status": CANCELED})
     return True
 
@@ -213,12 +222,54 @@ def delete_job(session: Session, job_id: str) -> bool:
     """Only finished jobs are deleted; the caller removes the files after commit."""
     session.execute(delete(Transcript).where(Transcript.job_id == job_id))
     session.execute(delete(JobEvent).where(JobEvent.job_id == job_id))
+    _forget_batches(session, job_id)
     result = session.execute(delete(Job).where(Job.id == job_id, Job.status.in_(TERMINAL)))
     return result.rowcount == 1
 
 
-def release_stale(session: Session, lease_s: float, now: datetime | None = None) -> list[str]:
-    """running jobs whose worker stopped reporting -> queued again (returned, to be re-sent).
+def _lost_message(lost: int, cause: str) -> str:
+    return (
+        f"{lost} attempts at this job ended without a result, the last because {cause}; it was not tried "
+        "again (TINGXIE_MAX_ATTEMPTS). A damaged or unusual file can crash or hang a decoder or a model: "
+        "converting it (e.g. to 16 kHz mono FLAC) may help; the worker logs say more."
+    )
+
+
+def _lose(session: Session, conditions, job_id: str, max_attempts: int, cause: str, code: str,
+          reason: str) -> str | None:
+    """Count a lost attempt: back to ``queued`` (returns "queued"), or, when the attempts are
+    used up, ``failed`` with ``code`` (returns "failed"). None when ``conditions`` no longer hold."""
+    lost = session.execute(select(Job.lost_attempts).where(*conditions)).scalar_one_or_none()
+    if lost is None:
+        return None
+    lost += 1
+    if lost >= max_attempts:
+        message = _lost_message(lost, cause)
+        result = session.execute(
+            update(Job).where(*conditions)
+            .values(status=FAILED, stage=None, finished_at=utcnow(), lost_attempts=lost,
+                    error_code=code, error_message=message)
+        )
+        if result.rowcount != 1:
+            return None
+        _forget_batches(session, job_id)
+        events.publish(session, job_id, FAILED, {"status": FAILED, "error": {"code": code, "message": message}})
+        return FAILED
+    result = session.execute(
+        update(Job).where(*conditions)
+        .values(status=QUEUED, stage=None, progress=0.0, enqueued_at=None, lost_attempts=lost)
+    )
+    if result.rowcount != 1:
+        return None
+    events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": reason, "lost_attempts": lost})
+    return QUEUED
+
+
+def release_stale(session: Session, lease_s: float, now: datetime | None = None, *, max_attempts: int = 3,
+                  failed: list[str] | None = None) -> list[str]:
+    """running jobs whose worker stopped reporting -> queued again (returned, to be re-sent), or
+    failed with ``worker_lost`` once ``max_attempts`` attempts were lost (a job that kills its
+    worker every time must not be retried forever; appended to ``failed``).
 
     This is what makes an accepted job survive a ``kill -9`` of its worker whatever the broker
     does with the unacknowledged message."""
@@ -228,15 +279,52 @@ def release_stale(session: Session, lease_s: float, now: datetime | None = None)
     ).scalars().all()
     released = []
     for job_id in stale:
+        conditions = (Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
+        cause = f"its worker stopped reporting for {lease_s:g} s (killed, out of memory, or its machine went down)"
+        outcome = _lose(session, conditions, job_id, max_attempts, cause, "worker_lost", "worker lost; retrying")
+        if outcome == QUEUED:
+            released.append(job_id)
+        elif outcome == FAILED and failed is not None:
+            failed.append(job_id)
+    return released
+
+
+def end_stalled(session: Session, job_id: str, attempt: int, stall_s: float, max_attempts: int) -> str | None:
+    """The worker ends its own attempt that made no progress for ``stall_s``: counted as a lost
+    attempt; "queued" (to be re-sent), "failed" (``timeout``, attempts used up) or None (not ours)."""
+    cause = f"neither the decoder nor a model made progress for {stall_s:g} s (TINGXIE_STALL_S)"
+    return _lose(session, _mine(job_id, attempt), job_id, max_attempts, cause, "timeout",
+                 f"no progress for {stall_s:g} s; retrying")
+
+
+def hand_back(session: Session, worker: str) -> list[str]:
+    """A worker that shuts down gives its running jobs back at once (returned, to be re-sent), so
+    another worker continues them without waiting for the lease. Not counted as lost: nothing
+    went wrong with the job. The attempt stays, so that the old worker can still deliver a
+    result it finishes before anyone claims the job again, but cannot write anything else."""
+    ids = session.execute(select(Job.id).where(Job.status == RUNNING, Job.worker == worker)).scalars().all()
+    handed = []
+    for job_id in ids:
         result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.status == RUNNING, Job.heartbeat_at < cutoff)
-            .values(status=QUEUED, stage=None, progress=0.0, enqueued_at=None)
+            update(Job).where(Job.id == job_id, Job.status == RUNNING, Job.worker == worker)
+            .values(status=QUEUED, stage=None, enqueued_at=None)
         )
         if result.rowcount == 1:
-            events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": "worker lost; retrying"})
-            released.append(job_id)
-    return released
+            events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": "handed back: its worker is shutting down"})
+            handed.append(job_id)
+    return handed
+
+
+def lost_messages(session: Session, older_than_s: float) -> list[str]:
+    """Queued jobs whose task was sent more than ``older_than_s`` ago and never claimed: the
+    message may be lost (FLUSHALL, a broker failover), or waiting behind a backlog. Sending it
+    again is harmless either way: a claim is a conditional UPDATE, so a duplicate is a no-op."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    return list(
+        session.execute(
+            select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_not(None), Job.enqueued_at < cutoff)
+        ).scalars()
+    )
 
 
 MAX_SPEAKER_NAME_CHARS = 64
@@ -270,3 +358,23 @@ def rename_speakers(session: Session, job_id: str, names: dict[str, str | None])
     renamed = [{**speaker, "name": cleaned.get(speaker["id"], speaker.get("name"))} for speaker in speakers]
     transcript.data = {**transcript.data, "speakers": renamed}  # a new value: the JSON column sees the change
     return renamed
+
+
+def save_batch(session: Session, job_id: str, attempt: int, key: str, data: dict) -> bool:
+    """Keep a finished ASR batch of the attempt that owns the job (resume). False: not ours any more."""
+    owned = session.execute(update(Job).where(*_mine(job_id, attempt)).values(heartbeat_at=utcnow()))
+    if owned.rowcount != 1:
+        return False
+    if session.get(JobBatch, (job_id, key)) is None:
+        session.add(JobBatch(job_id=job_id, key=key, data=data, created_at=utcnow()))
+    return True
+
+
+def finished_batches(session: Session, job_id: str) -> dict[str, dict]:
+    """The ASR batches earlier attempts at the job finished, by key."""
+    return {row.key: row.data for row in session.execute(select(JobBatch).where(JobBatch.job_id == job_id)).scalars()}
+
+
+def _forget_batches(session: Session, job_id: str) -> None:
+    """A job that ends needs its kept batches no more."""
+    session.execute(delete(JobBatch).where(JobBatch.job_id == job_id))

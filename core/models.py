@@ -59,6 +59,12 @@ class Job(Base):
     # Who the job belongs to (core.access): set by the submission path from the caller's credentials;
     # every read of the job, its transcript, media, events and webhook is limited to this tenant.
     tenant: Mapped[str] = mapped_column(String(64), server_default="local", default="local")
+    # Attempts that ended with their worker lost (lease expired, or stalled); at the cap
+    # (Settings.max_attempts) the job fails with worker_lost. A graceful hand-back does not count.
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker node (Celery's hostname) running the current attempt, so that it can hand its
+    # jobs back when it shuts down.
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
@@ -131,3 +137,17 @@ class Token(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class JobBatch(Base):
+    """One finished ASR batch of a job, so that a later attempt skips it (resume). ``key`` is the
+    batch's identity, independent of the attempt: a hash of the model set, the options that change
+    recognition and the batch's VAD spans (pipeline.checkpoint.batch_key). Removed when the job ends."""
+
+    __tablename__ = "job_batches"
+
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # pipeline.checkpoint.BatchResult.to_json()
+    data: Mapped[dict] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -133,6 +133,23 @@ class Settings:
     # Seconds a client may go without sending a byte of a request's headers or body before the
     # web server drops the connection (slow or stalled uploads). Default 60.
     request_idle_timeout_s: float = 60.0
+    # Reliability (README "Reliability"). A job whose worker was lost (lease expired, or no progress
+    # for stall_s) this many times fails with worker_lost; a graceful hand-back does not count.
+    max_attempts: int = 3
+    # A queued job whose task message was sent longer ago than this is sent again (a lost message:
+    # FLUSHALL, broker failover). None: three leases (3 x job_lease_s).
+    resend_after_s: float | None = None
+    # An attempt may run job_time_base_s plus job_time_factor[profile] seconds per second of audio;
+    # past that the job fails with timeout. Factors not given default to 1.0.
+    job_time_base_s: float = 600.0
+    job_time_factor: Mapping[str, float] = field(default_factory=dict)
+    # No decoder or model progress for this long ends the attempt (it counts as a lost worker).
+    # Must exceed the slowest single model call (an ASR batch, punctuation of the whole text).
+    stall_s: float = 300.0
+    # How long a worker holds a finished result while the database is unreachable, retrying.
+    db_retry_s: float = 3600.0
+    # An upload spool file (work/uploads/*.part) no process has written for this long is removed.
+    spool_max_age_s: float = 3600.0
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -161,6 +178,17 @@ class Settings:
     @property
     def object_storage(self) -> bool:
         return self.storage_url.startswith("s3://")
+
+    @property
+    def resend_bound_s(self) -> float:
+        """How long a sent job may stay queued before its message counts as lost and is sent again."""
+        return self.resend_after_s if self.resend_after_s is not None else 3 * self.job_lease_s
+
+    def time_limit_s(self, profile: str, duration_ms: int | None) -> float:
+        """The wall-clock limit of one attempt at a job: a base, plus the profile's factor per
+        second of audio (the longest allowed duration when the probe could not tell)."""
+        duration_s = duration_ms / 1000 if duration_ms is not None else self.max_duration_s
+        return self.job_time_base_s + self.job_time_factor.get(profile, 1.0) * duration_s
 
     @property
     def embedded_broker(self) -> bool:
@@ -344,6 +372,22 @@ def _hosts(text: str) -> tuple[str, ...]:
     return entries
 
 
+def _time_factors(text: str) -> dict[str, float]:
+    """``1.5`` (every profile) or ``offline=2,funasr=0.5`` (seconds of work per second of audio)."""
+    number = _positive(float, "a number of seconds per second of audio")
+    if "=" not in text:
+        return {profile: number(text) for profile in PROFILES}
+    factors = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        profile, _, value = item.partition("=")
+        profile = profile.strip()
+        if profile not in PROFILES:
+            raise ValueError(f"{profile!r} is not a profile (expected {', '.join(PROFILES)}); "
+                             "write e.g. offline=2,funasr=0.5 or one number for all")
+        factors[profile] = number(value.strip())
+    return factors
+
+
 def _certfile(text: str) -> str:
     if text == "0":
         return text
@@ -434,6 +478,13 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),
     _Var("GATEWAY_REQUIRE_TOKEN", "gateway_require_token", _bool),
     _Var("REQUEST_IDLE_TIMEOUT_S", "request_idle_timeout_s", _positive(float, "a number of seconds")),
+    _Var("MAX_ATTEMPTS", "max_attempts", _positive(int, "a whole number of attempts")),
+    _Var("RESEND_AFTER_S", "resend_after_s", _positive(float, "a number of seconds")),
+    _Var("JOB_TIME_BASE_S", "job_time_base_s", _positive(float, "a number of seconds")),
+    _Var("JOB_TIME_FACTOR", "job_time_factor", _time_factors),
+    _Var("STALL_S", "stall_s", _positive(float, "a number of seconds")),
+    _Var("DB_RETRY_S", "db_retry_s", _positive(float, "a number of seconds")),
+    _Var("SPOOL_MAX_AGE_S", "spool_max_age_s", _positive(float, "a number of seconds")),
 )
 
 

@@ -5,15 +5,19 @@ default, ``$DATA_DIR/media``), and :class:`core.s3.S3Store`, S3-compatible objec
 web tier and workers on several hosts share instead of a disk (``TINGXIE_STORAGE_URL=s3://…``).
 The database keeps keys, never paths. Everything local to one host (upload spooling, the copy a
 worker decodes, decoded PCM) lives in the scratch directory (``TINGXIE_SCRATCH_DIR``), never in the
-store.
+store. A spool file is locked (``flock``) by the process writing it, so that :func:`clean_spool`
+can tell a file being received from one a dead process left behind.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import logging
 import os
 import re
 import shutil
 import tempfile
+import time
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -159,11 +163,53 @@ def upload_spool_dir(settings: Settings) -> Path:
     return settings.scratch_dir / "uploads"
 
 
+log = logging.getLogger("tingxie.storage")
+
+SPOOL_SUFFIX = ".part"
+# A spool file is locked while its upload is received; one unlocked but written this recently may
+# still be on its way into storage (the gateway closes its file before submitting it).
+_UNLOCKED_GRACE_S = 60.0
+
+
 def open_spool_file(settings: Settings):
-    """A named temporary file for an incoming upload; the caller stores or deletes it."""
+    """A named temporary file for an incoming upload, locked while it is open; the caller stores
+    or deletes it."""
     spool = upload_spool_dir(settings)
     spool.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=spool, prefix="upload-", suffix=".part", delete=False)
+    handle = tempfile.NamedTemporaryFile(dir=spool, prefix="upload-", suffix=SPOOL_SUFFIX, delete=False)
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def clean_spool(settings: Settings, max_age_s: float) -> list[Path]:
+    """Remove spool files that no process holds (its upload failed or its process died), and any
+    not written for ``max_age_s``. Run when the web tier starts and by every worker's sweeper."""
+    removed = []
+    spool = upload_spool_dir(settings)
+    if not spool.is_dir():
+        return removed
+    now = time.time()
+    for path in spool.glob("*" + SPOOL_SUFFIX):
+        try:
+            age_s = now - path.stat().st_mtime
+            if age_s > max_age_s or (age_s > _UNLOCKED_GRACE_S and not _locked(path)):
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    if removed:
+        log.info("removed %d upload spool file(s) left behind", len(removed))
+    return removed
+
+
+def _locked(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
 
 
 MAX_FILENAME_CHARS = 255
@@ -193,6 +239,12 @@ def safe_extension(filename: str) -> str:
 def job_work_dir(settings: Settings, job_id: str) -> Path:
     """This host's scratch for one job: the media copied from object storage, decoded PCM."""
     return settings.scratch_dir / "jobs" / job_id
+
+
+def job_work_dirs(settings: Settings) -> dict[str, Path]:
+    """Every job's scratch folder, by job id."""
+    root = settings.work_dir / "jobs"
+    return {p.name: p for p in root.iterdir() if p.is_dir()} if root.is_dir() else {}
 
 
 def delete_job_files(settings: Settings, store: MediaStore, job_id: str) -> None:

@@ -92,7 +92,8 @@ def decode_to_pcm(
     again); its demuxer is the only one ffmpeg may use. ``ffmpeg`` is the binary (default:
     :func:`find_ffmpeg`). ``max_duration_ms`` is enforced while decoding too, for containers that
     do not declare their length. ``on_progress`` gets 0..1, from the bytes written against the
-    declared duration, about twice a second; an exception it raises stops the decode.
+    declared duration (0 while it is unknown), about twice a second; an exception it raises stops
+    the decode and kills ffmpeg's process group.
     ``timeout_s`` (default :func:`decode_timeout_s`) bounds the wall-clock time and, doubled, the
     CPU time; ``memory_bytes`` ffmpeg's address space. On any failure ``out_path`` is removed and
     ffmpeg's process group is killed; if this process dies, the kernel kills ffmpeg (Linux).
@@ -155,8 +156,11 @@ def _run(cmd: list[str], log, out_path: Path, timeout_s: float, expected_bytes: 
                     f"Decoding took longer than {timeout_s:g} s and was stopped; the file may be damaged. "
                     "Converting it to a common format (e.g. mp3 or flac) usually helps."
                 )
-            if on_progress is not None and expected_bytes and out_path.exists():
-                on_progress(min(1.0, out_path.stat().st_size / expected_bytes))
+            if on_progress is not None:
+                # Every poll, written or not: the callback is also where the caller stops a decode
+                # (a canceled job), and a decoder that has written nothing yet is where it hangs.
+                written = out_path.stat().st_size if expected_bytes and out_path.exists() else 0
+                on_progress(min(1.0, written / expected_bytes) if expected_bytes else 0.0)
     finally:
         kill_group(proc)
 

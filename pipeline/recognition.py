@@ -3,10 +3,11 @@ pass over speech the first pass left without words."""
 from __future__ import annotations
 
 import bisect
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from pipeline.audio import PcmFile
 from pipeline.batching import plan_batches
+from pipeline.checkpoint import BatchResult, Checkpoint, batch_key
 from pipeline.feed import ListedVad, SpanFeed
 from pipeline.sentences import TimedWord, make_monotonic
 from pipeline.stages import Engine, SpeechSpan
@@ -19,11 +20,15 @@ MIN_COVERED_SHARE = 0.3
 
 
 def recognize(
-    pcm: PcmFile, feed: SpanFeed, options: TranscribeOptions, engine: Engine, on_progress: Callable[[float], None]
+    pcm: PcmFile, feed: SpanFeed, options: TranscribeOptions, engine: Engine, on_progress: Callable[[float], None],
+    checkpoint: Checkpoint | None = None,
 ) -> list[TimedWord]:
     """ASR over the spans as VAD finds them, then once more over speech the first pass left without
-    words. ``on_progress`` gets 0..1 through the speech, never going back."""
+    words. ``on_progress`` gets 0..1 through the speech, never going back. With ``checkpoint``, a
+    batch it already holds is taken from it instead of being recognised, and each batch
+    recognised is handed to it."""
     done_ms = reported = 0.0
+    kept = _Kept(checkpoint, engine, options)
 
     def progress(ms: int, total_ms: float) -> None:
         nonlocal done_ms, reported
@@ -36,45 +41,72 @@ def recognize(
         # While VAD runs, the speech still to come is guessed from how far into the file it is.
         progress(ms, known_ms if feed.finished else max(known_ms, known_ms / max(feed.progress, 0.01)))
 
-    words = _recognize_spans(pcm, plan_batches(feed, engine), options, engine, first_pass_progress)
+    words = _recognize_spans(pcm, plan_batches(feed, engine), options, engine, first_pass_progress, kept, 1)
     spans = feed.spans
     total_ms = sum(s.duration_ms for s in spans)
     retry = uncovered(spans, words)
     if retry:
         total_ms += sum(s.duration_ms for s in retry)
         again = SpanFeed(ListedVad(retry), pcm, lambda f: None)
-        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine, lambda ms: progress(ms, total_ms))
+        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine, lambda ms: progress(ms, total_ms), kept, 2)
         words.sort(key=lambda w: (w.start_ms, w.end_ms))
     make_monotonic(words)
     return words
 
 
+class _Kept:
+    """The checkpoint as the ASR passes use it: the batches it held when ASR started, by key."""
+
+    def __init__(self, checkpoint: Checkpoint | None, engine: Engine, options: TranscribeOptions):
+        self.checkpoint, self.engine, self.options = checkpoint, engine, options
+        self.done: Mapping[str, BatchResult] = checkpoint.finished() if checkpoint is not None else {}
+
+    def key(self, pass_number: int, batch: Sequence[SpeechSpan]) -> str | None:
+        if self.checkpoint is None:
+            return None
+        return batch_key(self.checkpoint.scope, self.engine.name, self.options, pass_number, batch)
+
+
 def _recognize_spans(
     pcm: PcmFile, batches: Iterator[list[SpeechSpan]], options: TranscribeOptions, engine: Engine,
-    progress: Callable[[int], None],
+    progress: Callable[[int], None], kept: _Kept, pass_number: int,
 ) -> list[TimedWord]:
     """ASR over ``batches`` of spans; the words on the file's timeline, in the spans' time order.
-    ``progress`` gets the milliseconds of speech each batch held, and 0 as the first one starts."""
+    ``progress`` gets the milliseconds of speech each batch held, and 0 as the first one starts.
+    A batch ``kept`` holds is not recognised again."""
     per_span: list[tuple[int, list[TimedWord]]] = []
     for number, batch in enumerate(batches):
         if number == 0:
             progress(0)
-        audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
-        results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
-        del audio
-        for span, result in zip(batch, results):
-            per_span.append((span.start_ms, [
-                TimedWord(
-                    start_ms=min(span.end_ms, span.start_ms + w.start_ms),
-                    end_ms=min(span.end_ms, span.start_ms + w.end_ms),
-                    text=w.text,
-                    language=result.language,
-                )
-                for w in result.words
-            ]))
+        key = kept.key(pass_number, batch)
+        result = kept.done.get(key) if key is not None else None
+        if result is None:
+            result = _recognize_batch(pcm, batch, options, engine)
+            if key is not None:
+                kept.checkpoint.save(key, result)
+        per_span += result.per_span()
         progress(sum(span.duration_ms for span in batch))
     per_span.sort(key=lambda item: item[0])
     return [w for _, span_words in per_span for w in span_words]
+
+
+def _recognize_batch(pcm: PcmFile, batch: Sequence[SpeechSpan], options: TranscribeOptions,
+                     engine: Engine) -> BatchResult:
+    audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
+    results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
+    del audio
+    return BatchResult.of([
+        (span.start_ms, [
+            TimedWord(
+                start_ms=min(span.end_ms, span.start_ms + w.start_ms),
+                end_ms=min(span.end_ms, span.start_ms + w.end_ms),
+                text=w.text,
+                language=result.language,
+            )
+            for w in result.words
+        ])
+        for span, result in zip(batch, results)
+    ])
 
 
 def uncovered(spans: Sequence[SpeechSpan], words: Sequence[TimedWord]) -> list[SpeechSpan]:

@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 from media import MediaInfo
 from pipeline.audio import decode
+from pipeline.checkpoint import Checkpoint
 from pipeline.diarize import diarize
 from pipeline.errors import UnsupportedLanguageError
 from pipeline.feed import SpanFeed
@@ -71,6 +72,7 @@ def transcribe(
     max_duration_ms: int | None = None,
     ffmpeg: str | None = None,
     media_info: MediaInfo | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> Transcript:
     """Transcribe one media file. Raises MediaError subclasses for input a person must fix.
 
@@ -80,6 +82,10 @@ def transcribe(
     ``work_dir`` receives the decoded PCM (32 kB per second of audio) for the duration of the
     call. ``on_progress`` is called from this thread, often (per ASR batch); an exception it
     raises (e.g. the job was cancelled) stops the transcription and propagates.
+
+    ``checkpoint`` keeps finished ASR batches (:mod:`pipeline.checkpoint`): a run over a file that
+    an earlier run of the same job was interrupted in skips the batches that run finished, and
+    writes the same transcript.
     """
     _check_language(options.language, engine)
     report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
@@ -103,7 +109,7 @@ def transcribe(
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
         report(Stage.VAD, 0.0)
         with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f)) as feed:
-            words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f))
+            words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f), checkpoint)
         if speaker_model is not None:
             report(Stage.DIARIZE, 0.0)
             labels = diarize(pcm, feed.spans, [(w.start_ms, w.end_ms) for w in words], speaker_model, options,

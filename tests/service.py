@@ -55,8 +55,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_GATEWAY_TENANT=settings.gateway_tenant,
         TINGXIE_GATEWAY_REQUIRE_TOKEN="1" if settings.gateway_require_token else "0",
         TINGXIE_REQUEST_IDLE_TIMEOUT_S=str(settings.request_idle_timeout_s),
+        TINGXIE_MAX_ATTEMPTS=str(settings.max_attempts),
+        TINGXIE_JOB_TIME_BASE_S=str(settings.job_time_base_s),
+        TINGXIE_STALL_S=str(settings.stall_s),
+        TINGXIE_DB_RETRY_S=str(settings.db_retry_s),
+        TINGXIE_SPOOL_MAX_AGE_S=str(settings.spool_max_age_s),
         PYTHONUNBUFFERED="1",
     )
+    if settings.resend_after_s is not None:
+        env["TINGXIE_RESEND_AFTER_S"] = str(settings.resend_after_s)
+    if settings.job_time_factor:
+        env["TINGXIE_JOB_TIME_FACTOR"] = ",".join(f"{p}={f}" for p, f in settings.job_time_factor.items())
     optional = {
         "TINGXIE_HOTWORD_FILE": settings.hotword_file,
         "TINGXIE_GATEWAY_CERTFILE": settings.gateway_certfile,
@@ -94,10 +103,13 @@ class Service:
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
-    def _spawn(self, name: str, *args: str, settings: Settings | None = None) -> subprocess.Popen:
+    def _spawn(self, name: str, *args: str, settings: Settings | None = None,
+               faults: tuple[str, ...] = ()) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")
+        # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
+        command = ["tests.support.faulty_worker", *faults, "--"] if faults else ["cli"]
         return subprocess.Popen(
-            [sys.executable, "-m", "cli", *args],
+            [sys.executable, "-m", *command, *args],
             cwd=REPO,
             env=settings_env(settings or self.settings),
             stdout=log,
@@ -119,18 +131,22 @@ class Service:
             time.sleep(0.2)
         raise RuntimeError(f"web did not become ready: {self.log('web')}")
 
-    def start_worker(self, wait: bool = True, *args: str, settings: Settings | None = None) -> subprocess.Popen:
+    def start_worker(self, wait: bool = True, *args: str, settings: Settings | None = None,
+                     faults: tuple[str, ...] = ()) -> subprocess.Popen:
         """A worker on the service's settings, or on ``settings`` (another host: its own data
-        directory, profile...), with extra ``args`` (``--profiles funasr``)."""
+        directory, profile...), with extra ``args`` (``--profiles funasr``), or with ``faults``
+        injected (tests.support.faulty_worker)."""
         name = f"worker{len(self.workers)}"
-        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings)
+        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings, faults=faults)
         self.workers.append(proc)
         if wait:
             deadline = time.monotonic() + 180
             while time.monotonic() < deadline:
                 if proc.poll() is not None:
                     raise RuntimeError(f"worker exited: {self.log(name)}")
-                if " ready." in self.log(name):
+                # Pool processes report ready first and load their models after ("loaded the ...").
+                log = self.log(name)
+                if " ready." in log and ("loaded the " in log or not self.settings.preload_models):
                     return proc
                 time.sleep(0.2)
             raise RuntimeError(f"worker did not become ready: {self.log(name)}")

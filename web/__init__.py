@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from apiflask import APIFlask
 
+from core import storage
 from core.services import Services
 from core.workers import ServedProfiles
 from core.settings import Settings
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     app.extensions["tingxie"] = services = Services.start(settings)
     app.extensions["tingxie.served"] = ServedProfiles(services.db)
+    # Uploads a stopped web tier was receiving (nobody holds their spool files any more).
+    storage.clean_spool(settings, settings.spool_max_age_s)
     errors.install(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)

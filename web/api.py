@@ -190,6 +190,24 @@ def delete_job(job_id: str):
     return Response(status=204)
 
 
+@bp.post("/api/v1/jobs/<job_id>/cancel")
+@bp.doc(summary="Cancel a job", responses={
+    **schemas.ok("Job", "the job, canceled (its worker stops within about 2 s, whatever the stage)"),
+    **schemas.errors({404: "no such job", 409: "the job has already finished (`not_cancelable`); it is left as it is"})})
+def cancel_job(job_id: str):
+    """Cancel a queued or running job; unlike DELETE, never deletes a job that has just finished."""
+    svc = services()
+    with session_scope(svc.db) as session:
+        job = _load(session, job_id)
+        if not jobs.cancel(session, job_id):
+            raise TingxieError(f"job {job_id} is already {job.status}; nothing to cancel", code="not_cancelable")
+        session.flush()
+        session.refresh(job)
+        canceled, tenant = job_json(job), job.tenant
+    dispatch.pump(svc, [tenant])  # its slot is free for the tenant's next held job
+    return canceled
+
+
 _TRANSCRIPT_TYPES = {
     "application/json": {"schema": schemas.ref("Transcript")},
     "text/plain": {"schema": {"type": "string"}},

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import worker_init, worker_process_init, worker_ready, worker_shutdown, worker_shutting_down
 
 from core import storage
 from core.metrics import use_multiprocess_dir
@@ -15,6 +16,7 @@ from worker import metrics as worker_metrics
 from worker import runtime
 from worker.engines import check_profile_options
 from worker.registry import Announcer, node_name
+from worker.startup import LoadGuard, load_in_background
 
 log = logging.getLogger("tingxie.worker")
 
@@ -26,20 +28,50 @@ def create_worker_app(settings: Settings) -> Celery:
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
     worker_metrics.install(settings)
+    # How long Celery waits for the result of a pool process that died (10 s by default) before
+    # handling its loss. Results are ignored here, and a process ended for a stopped attempt
+    # (worker.attempt) would hold a shutting-down worker that long.
+    app.conf.worker_lost_wait = 1.0
     sweeper: list[runtime.Sweeper] = []
     announcer: list[Announcer] = []
 
+    def load_all() -> None:
+        for profile in settings.served_profiles:
+            log.info("loading the %s model set", profile)
+            rt.engine(profile)
+
     def _load_models(**_):
         if settings.preload_models:
-            for profile in settings.served_profiles:
-                log.info("loading the %s model set", profile)
-                rt.engine(profile)
+            load_all()
 
-    # prefork: in each child (never in the parent, which forks them); threads: in the one process.
+    def _start_pool_process(**_):
+        """A prefork pool process reports ready at once and loads its models in a thread: no
+        start-up timeout can kill it mid-load (worker.startup)."""
+        rt.may_end_process = True
+        if settings.preload_models:
+            load_in_background(load_all)
+
+    # threads: in the one process, before it consumes; prefork: in each pool process, after it is up.
     if settings.worker_threads > 1:
         worker_init.connect(_load_models, weak=False)
     else:
-        worker_process_init.connect(_load_models, weak=False)
+        rt.load_guard = LoadGuard(slots=64)  # made before the pool forks, shared by its processes
+        worker_process_init.connect(_start_pool_process, weak=False)
+
+    @worker_shutting_down.connect(weak=False)
+    def _hand_back(sender=None, **_):
+        """Warm shutdown (SIGTERM): the running jobs go back to the queue now, so another worker
+        takes them at once; the pool's processes see it at their next heartbeat and stop. In a
+        thread: this is called from the signal handler."""
+        def run():
+            try:
+                ids = rt.hand_back(sender)
+                if ids:
+                    log.info("shutting down: handed back %d running job(s): %s", len(ids), ", ".join(ids))
+            except Exception:
+                log.warning("could not hand back running jobs; they come back after the lease", exc_info=True)
+
+        threading.Thread(target=run, name="tingxie-hand-back").start()
 
     @worker_ready.connect(weak=False)
     def _start_sweeper(**_):

@@ -1,96 +1,38 @@
 """What one worker process holds: settings, a database session factory, and one model set per
-profile, loaded once. ``run_job`` is the whole life of a job on a worker."""
+profile, loaded once. ``run_job`` is the whole life of a job on a worker; the sweeper, run by
+every worker, puts back what a lost worker or a lost message left behind."""
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import os
 import shutil
 import threading
-from dataclasses import dataclass
+import time
 
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from core import dispatch, jobs, storage
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Job
-from core.options import JobOptions
 from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import Settings
 from media import MediaInfo
-from worker.engines import load_engine_for, transcribe_options
+from worker.attempt import Limits, StopAttempt, Watch
+from worker.engines import check_profile_options, load_engine_for, transcribe_options
 from worker.metrics import measured
+from worker.startup import LoadGuard, guarded
 
 log = logging.getLogger("tingxie.worker")
 
-
-class JobLostError(Exception):
-    """This attempt no longer owns the job (canceled, deleted or handed to another worker)."""
-
-
-@dataclass
-class _Snapshot:
-    stage: str | None = None
-    fraction: float | None = None
-    changed: bool = False
-
-
-class Heartbeat:
-    """Reports liveness and progress from a thread, so a long model call cannot starve it; writes
-    each new stage at once and fractions about once a second."""
-
-    def __init__(self, factory: sessionmaker, job_id: str, attempt: int, lease_s: float):
-        self.factory, self.job_id, self.attempt = factory, job_id, attempt
-        self.interval_s = max(0.2, min(1.0, lease_s / 4))
-        self.lost = threading.Event()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._snap = _Snapshot()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{job_id}", daemon=True)
-
-    def start(self) -> "Heartbeat":
-        self._thread.start()
-        return self
-
-    def progress(self, stage: str, fraction: float) -> None:
-        """The pipeline's progress callback; raises JobLostError to abort the pipeline."""
-        if self.lost.is_set():
-            raise JobLostError(self.job_id)
-        with self._lock:
-            new_stage = stage != self._snap.stage
-            self._snap = _Snapshot(stage, fraction, True)
-        if new_stage:
-            self._wake.set()  # a stage change is written at once; fractions at most once a beat
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-            if not self._stop.is_set():
-                self.beat()
-
-    def beat(self) -> None:
-        with self._lock:
-            snap, self._snap = self._snap, _Snapshot(self._snap.stage, self._snap.fraction, False)
-        try:
-            with session_scope(self.factory) as session:
-                ok = jobs.report_progress(
-                    session, self.job_id, self.attempt,
-                    snap.stage if snap.changed else None,
-                    snap.fraction if snap.changed else None,
-                )
-        except Exception:  # the database may blip; the lease absorbs a few missed beats
-            log.warning("heartbeat for job %s failed", self.job_id, exc_info=True)
-            return
-        if not ok:
-            self.lost.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(timeout=5)
+# The database is unreachable: these are retried while a worker holds a finished result.
+UNREACHABLE = (OperationalError, InterfaceError)
+FINAL_WRITE_BACKOFF_S = (0.5, 30.0)
 
 
 class Runtime:
@@ -101,6 +43,12 @@ class Runtime:
         self._services_lock = threading.Lock()
         self._engines: dict[str, object] = {}
         self._engines_lock = threading.Lock()  # threads of one worker load a model set once
+        # Set by the Celery app: shared by a prefork pool's processes (worker.startup).
+        self.load_guard: LoadGuard | None = None
+        # True in a prefork pool process: a stopped attempt stuck in a model call ends the process.
+        self.may_end_process = False
+        # Set when the worker shuts down; shared with the pool's processes (made before they fork).
+        self.stopping = multiprocessing.get_context("fork").RawValue("b", 0)
 
     @property
     def services(self) -> Services:
@@ -120,33 +68,63 @@ class Runtime:
         return self.services.queue
 
     def engine(self, profile: str):
-        """The model set for a profile, loaded on first use and kept for the process's life."""
+        """The model set for a profile, loaded on first use and kept for the process's life; a
+        caller arriving while it loads waits for it."""
         with self._engines_lock:
             engine = self._engines.get(profile)
             if engine is None:
-                engine = measured(load_engine_for(self.settings, profile), profile)
+                log.info("loading the %s model set", profile)
+                began = time.monotonic()
+                engine = measured(guarded(self.load_guard, lambda: load_engine_for(self.settings, profile)), profile)
+                log.info("loaded the %s model set in %.1f s", profile, time.monotonic() - began)
                 self._engines[profile] = engine
             return engine
 
-    def run_job(self, job_id: str) -> str:
+    def run_job(self, job_id: str, worker: str | None = None) -> str:
+        """Claim, transcribe, write the outcome. Returns what happened: done, failed, skipped (not
+        claimable), lost (canceled or handed on meanwhile), timeout, stalled."""
         from pipeline import transcribe
         from pipeline.errors import MediaError, PipelineError
 
         with session_scope(self.factory) as session:
-            attempt = jobs.claim(session, job_id)
-        if attempt is None:
+            profile = session.execute(
+                select(Job.profile).where(Job.id == job_id, Job.status == jobs.QUEUED)).scalar_one_or_none()
+        if profile is None:
             log.info("job %s is not claimable (done, running elsewhere, canceled or gone); skipping", job_id)
+            return "skipped"
+        # The models first, then the claim: a slow load, or a process that dies loading, costs the job no attempt.
+        engine = load_error = None
+        try:
+            engine = self.engine(profile)
+        except Exception as exc:  # the job fails with it below, naming what to do
+            load_error = exc
+        if self.stopping.value:
+            # The worker began shutting down while this job waited for the models: another takes it.
+            self._send([job_id], "not started: its worker is shutting down")
+            return "skipped"
+        with session_scope(self.factory) as session:
+            attempt = jobs.claim(session, job_id, worker)
+        if attempt is None:
+            log.info("job %s was claimed, canceled or removed meanwhile; skipping", job_id)
             return "skipped"
         with session_scope(self.factory) as session:
             job = session.get(Job, job_id)
             session.expunge(job)
             options = jobs.options_of(job)
         log.info("job %s attempt %d: %s", job_id, attempt, job.filename)
-        heartbeat = Heartbeat(self.factory, job_id, attempt, self.settings.job_lease_s).start()
-        work_dir = storage.job_work_dir(self.settings, job_id)
+        # One folder an attempt: a stopped attempt removing its scratch files must not take the next one's.
+        work_dir = storage.job_work_dir(self.settings, job_id) / f"attempt-{attempt}"
+        watch = Watch(
+            self.factory, job_id, attempt,
+            Limits(time_limit_s=self.settings.time_limit_s(profile, job.duration_ms), stall_s=self.settings.stall_s,
+                   max_attempts=self.settings.max_attempts, lease_s=self.settings.job_lease_s),
+            on_kill=(lambda: shutil.rmtree(work_dir, ignore_errors=True)) if self.may_end_process else None,
+            on_requeue=lambda: self.services.enqueue(job_id, profile=job.profile, priority=job.priority),
+        ).start()
         outcome = "failed"
         try:
-            engine = self.engine(options.profile)
+            if load_error is not None:
+                raise load_error
             work_dir.mkdir(parents=True, exist_ok=True)
             # From object storage the upload is copied into this host's scratch and decoded there;
             # the probe stored with the job spares a second probe.
@@ -156,57 +134,154 @@ class Runtime:
                     transcribe_options(options),
                     engine,
                     work_dir=work_dir,
-                    on_progress=lambda p: heartbeat.progress(p.stage, p.fraction),
+                    on_progress=lambda p: watch.progress(p.stage, p.fraction),
                     max_duration_ms=int(self.settings.max_duration_s * 1000),
                     ffmpeg=self.settings.ffmpeg or None,
                     media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
+                    checkpoint=self._checkpoint(job_id, attempt, profile),
                 )
-        except JobLostError:
-            log.info("job %s attempt %d lost its claim; stopped", job_id, attempt)
-            return "lost"
+        except StopAttempt as stop:
+            watch.pipeline_done()
+            log.info("job %s attempt %d stopped: %s", job_id, attempt, stop.reason)
+            outcome = {"timeout": "timeout", "stalled": "stalled"}.get(stop.reason, "lost")
         except (PipelineError, MediaError, TingxieError) as exc:  # TingxieError: the store (gone, unreachable)
+            watch.pipeline_done()
             log.info("job %s failed: %s: %s", job_id, exc.code, exc.message)
-            self._finish(lambda s: jobs.fail(s, job_id, attempt, exc.code, exc.message))
+            self._write(job_id, lambda s: jobs.fail(s, job_id, attempt, exc.code, exc.message))
         except Exception as exc:
+            watch.pipeline_done()
             log.exception("job %s crashed", job_id)
-            self._finish(lambda s: jobs.fail(
+            self._write(job_id, lambda s: jobs.fail(
                 s, job_id, attempt, "internal_error",
                 f"the transcription crashed ({type(exc).__name__}: {exc}); the worker logs have details",
             ))
         else:
-            data = result.to_dict()
-            if self._finish(lambda s: jobs.complete(s, job_id, attempt, data, warnings=result.warnings)):
-                outcome = "done"
-            else:
-                outcome = "lost"
+            watch.pipeline_done()
+            outcome = "done" if self._complete(job_id, attempt, result) else "lost"
         finally:
-            heartbeat.stop()
+            watch.stop()
             shutil.rmtree(work_dir, ignore_errors=True)
-        if options.callback_url and outcome in ("done", "failed"):
-            # Its own queue, which every worker consumes: a delivery waits behind no transcription.
-            self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
-        self._send_held(job.tenant)
+            with contextlib.suppress(OSError):
+                work_dir.parent.rmdir()  # unless another attempt is using it
+        ended = outcome in ("done", "failed", "timeout") or (outcome == "stalled" and watch.stall_outcome == jobs.FAILED)
+        if options.callback_url and ended:
+            self._deliver_webhook(job_id)
+        if outcome != "lost":
+            self._send_held(job.tenant)
         return outcome
 
+    def _deliver_webhook(self, job_id: str) -> None:
+        # Its own queue, which every worker consumes: a delivery waits behind no transcription.
+        self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
+
     def _send_held(self, tenant: str) -> None:
-        """A job of ``tenant`` ended (or this attempt lost it): its slot is free for a held job."""
+        """A job of ``tenant`` ended (or went back to the queue): its slot is free for a held job."""
         try:
             dispatch.pump(self.services, [tenant])
         except Exception:  # the sweeper sends it on its next pass
             log.warning("could not send tenant %s's held jobs now; the sweeper will", tenant, exc_info=True)
 
-    def _finish(self, write) -> bool:
+    def _checkpoint(self, job_id: str, attempt: int, profile: str):
+        from worker.checkpoints import SqlCheckpoint, scope_of
+
+        options = check_profile_options(self.settings).get(profile)
+        return SqlCheckpoint(self.factory, job_id, attempt, scope_of(self.settings, profile, options))
+
+    def _complete(self, job_id: str, attempt: int, result) -> bool:
+        """The transcript and ``done``, held and retried while the database is unreachable. A
+        commit whose answer was lost is found done on the next try, and counts as written."""
+        data = result.to_dict()
+        tries = 0
+
+        def write(session) -> bool:
+            nonlocal tries
+            tries += 1
+            if jobs.complete(session, job_id, attempt, data, warnings=result.warnings):
+                return True
+            if tries == 1:
+                return False
+            row = session.execute(select(Job.status, Job.attempt).where(Job.id == job_id)).one_or_none()
+            return row is not None and row.status == jobs.DONE and row.attempt == attempt
+
+        return self._write(job_id, write)
+
+    def _write(self, job_id: str, write) -> bool:
+        """One transaction, retried with backoff while the database is unreachable, for up to
+        ``settings.db_retry_s``: an attempt's outcome is never dropped because the database blinked."""
+        deadline = time.monotonic() + self.settings.db_retry_s
+        delay, most = FINAL_WRITE_BACKOFF_S
+        while True:
+            try:
+                with session_scope(self.factory) as session:
+                    return write(session)
+            except UNREACHABLE:
+                if time.monotonic() + delay > deadline:
+                    log.error("job %s: the database stayed unreachable for %.0f s (TINGXIE_DB_RETRY_S); "
+                              "the outcome of this attempt is dropped and the job runs again", job_id,
+                              self.settings.db_retry_s, exc_info=True)
+                    return False
+                log.warning("job %s: the database is unreachable; holding the outcome, trying again in %.1f s",
+                            job_id, delay)
+                time.sleep(delay)
+                delay = min(most, delay * 2)
+
+    def hand_back(self, worker: str) -> list[str]:
+        """This worker node is shutting down: its running jobs go back to the queue now, and are
+        sent again, so another worker continues them (from their last finished batch) at once."""
+        self.stopping.value = 1
         with session_scope(self.factory) as session:
-            return write(session)
+            ids = jobs.hand_back(session, worker)
+        self._send(ids, "handed back")
+        return ids
+
+    def _send(self, ids: list[str], why: str) -> None:
+        if not ids:
+            return
+        with session_scope(self.factory) as session:
+            routes = {row.id: row for row in session.execute(
+                select(Job.id, Job.profile, Job.priority).where(Job.id.in_(ids)))}
+        for job_id in ids:
+            route = routes.get(job_id)
+            if route is not None and self.services.enqueue(job_id, profile=route.profile, priority=route.priority):
+                log.info("job %s %s: sent to the queue again", job_id, why)
 
     def sweep(self) -> list[str]:
-        """Hand stale running jobs back to the queue, then send the queued jobs not sent yet (held
-        by fair share, released here, or accepted while the broker was down) that have room."""
+        """Put back what faults left behind: running jobs whose worker stopped reporting (each one
+        a lost attempt, up to the cap) go back to the queue and, with the jobs not sent yet (held
+        by fair share, or accepted while the broker was down), are sent as their tenants' slots
+        allow (core.dispatch); queued jobs whose message was sent long ago and not claimed (a lost
+        message) are sent again; and the data directory is tidied."""
+        settings = self.settings
+        failed: list[str] = []
         with session_scope(self.factory) as session:
-            released = jobs.release_stale(session, self.settings.job_lease_s)
+            released = jobs.release_stale(session, settings.job_lease_s, max_attempts=settings.max_attempts,
+                                          failed=failed)
+            lost = jobs.lost_messages(session, settings.resend_bound_s)
+            callbacks = session.execute(select(Job.id).where(Job.id.in_(failed), Job.callback_url.is_not(None))
+                                        ).scalars().all() if failed else []
+        for job_id in callbacks:
+            self._deliver_webhook(job_id)
         for job_id in released:
             log.info("job %s lost its worker; queued again", job_id)
-        return dispatch.pump(self.services)
+        sent = dispatch.pump(self.services)
+        self._send(lost, f"queued over {settings.resend_bound_s:g} s since it was sent (its message may be lost)")
+        self.tidy()
+        return list(dict.fromkeys([*sent, *lost]))
+
+    def tidy(self) -> None:
+        """Remove upload spool files nobody writes, and the scratch folders of jobs that ended (a
+        worker killed mid-job leaves its decoded audio behind; a queued job's next attempt reuses
+        its folder and removes it when it ends)."""
+        storage.clean_spool(self.settings, self.settings.spool_max_age_s)
+        folders = storage.job_work_dirs(self.settings)
+        if not folders:
+            return
+        with session_scope(self.factory) as session:
+            alive = set(session.execute(
+                select(Job.id).where(Job.id.in_(list(folders)), Job.status.in_([jobs.QUEUED, jobs.RUNNING]))).scalars())
+        for job_id, path in folders.items():
+            if job_id not in alive:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 class Sweeper(threading.Thread):

@@ -10,11 +10,13 @@ from worker import runtime
 
 
 @shared_task(
+    bind=True,
     name=TRANSCRIBE,
     autoretry_for=(DatabaseError, BrokerError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=20,
 )
-def transcribe(job_id: str) -> str:
-    return runtime.current().run_job(job_id)
+def transcribe(self, job_id: str) -> str:
+    # The node's name: a worker that shuts down hands back the jobs it claimed under it.
+    return runtime.current().run_job(job_id, worker=self.request.hostname)

@@ -10,7 +10,7 @@ sweeper sends them again to their profile's queue (a leftover message on the old
 harmless: the claim is a conditional UPDATE).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 from pathlib import PurePosixPath, PureWindowsPath
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -56,6 +56,10 @@ def test_from_env_reads_everything_in_one_place(tmp_path):
     ("STORAGE_URL", "s3://My_Bucket/x", "not an S3 bucket name"),
     ("S3_ENDPOINT_URL", "minio:9000", "http://"),
     ("S3_ADDRESSING_STYLE", "host", "auto, path, virtual"),
+    ("MAX_ATTEMPTS", "0", "> 0"),
+    ("JOB_TIME_FACTOR", "whisper=2", "'whisper' is not a profile"),
+    ("JOB_TIME_FACTOR", "offline=fast", "seconds per second of audio"),
+    ("STALL_S", "-5", "> 0"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable_value_and_what_is_allowed(name, value, says):
     with pytest.raises(SettingsError) as caught:
@@ -75,6 +79,20 @@ def test_storage_and_worker_profiles(tmp_path):
     plain = Settings(data_dir=tmp_path, profile="funasr")
     assert plain.served_profiles == ("funasr",) and not plain.object_storage
     assert plain.scratch_dir == tmp_path / "work"
+
+
+def test_reliability_settings_and_what_they_derive(tmp_path):
+    s = Settings.from_env({"TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_JOB_LEASE_S": "20", "TINGXIE_MAX_ATTEMPTS": "5",
+                           "TINGXIE_JOB_TIME_BASE_S": "100", "TINGXIE_JOB_TIME_FACTOR": "funasr=0.5",
+                           "TINGXIE_STALL_S": "120", "TINGXIE_DB_RETRY_S": "600", "TINGXIE_SPOOL_MAX_AGE_S": "7200"})
+    assert (s.max_attempts, s.stall_s, s.db_retry_s, s.spool_max_age_s) == (5, 120.0, 600.0, 7200.0)
+    assert s.resend_bound_s == 60.0  # three leases unless TINGXIE_RESEND_AFTER_S says otherwise
+    assert Settings(data_dir=tmp_path, resend_after_s=15).resend_bound_s == 15
+    assert s.time_limit_s("funasr", 600_000) == 100 + 0.5 * 600
+    assert s.time_limit_s("offline", 600_000) == 100 + 1.0 * 600  # a profile not named: 1 s per second
+    assert s.time_limit_s("offline", None) == 100 + s.max_duration_s  # duration unknown: the longest allowed
+    assert Settings.from_env({"TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_JOB_TIME_FACTOR": "2"}).job_time_factor == {
+        "offline": 2.0, "funasr": 2.0}
 
 
 def test_every_problem_is_reported_at_once_and_misspelled_names_are_errors():
@@ -117,3 +135,12 @@ def test_model_options_are_checked_where_models_are_used(tmp_path, command, vari
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("tingxie: " + says) and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_every_setting_is_in_the_readmes_configuration_table():
+    from core.settings import _VARIABLES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    missing = [var.name for var in _VARIABLES if f"TINGXIE_{var.name}`" not in table]
+    assert missing == []

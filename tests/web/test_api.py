@@ -148,6 +148,24 @@ def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_sett
     assert r.status_code == 200 and r.json["status"] == "canceled"
 
 
+def test_cancel_cancels_and_never_deletes(client, app, speech_path):
+    queued = _upload(client, path=speech_path("asr_example.wav")).json["id"]
+    r = client.post(f"/api/v1/jobs/{queued}/cancel")
+    assert r.status_code == 200 and r.json["status"] == "canceled" and r.json["id"] == queued
+    again = client.post(f"/api/v1/jobs/{queued}/cancel")
+    assert again.status_code == 409 and again.json["error"] == {
+        "code": "not_cancelable", "message": f"job {queued} is already canceled; nothing to cancel"}
+    finished = _upload(client, path=speech_path("asr_example.wav")).json["id"]
+    with session_scope(app.extensions["tingxie"].db) as s:
+        attempt = jobs.claim(s, finished)
+        jobs.complete(s, finished, attempt, {"text": "", "language": "zh", "duration_ms": 5550, "segments": []})
+    r = client.post(f"/api/v1/jobs/{finished}/cancel")
+    assert r.status_code == 409 and r.json["error"]["code"] == "not_cancelable"
+    assert client.get(f"/api/v1/jobs/{finished}").json["status"] == "done"  # still there, transcript and all
+    missing = client.post(f"/api/v1/jobs/{'0' * 32}/cancel")
+    assert missing.status_code == 404 and missing.json["error"]["code"] == "not_found"
+
+
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok"}
     r = client.get("/readyz")

@@ -1,0 +1,406 @@
+"""Fault benchmark: each fault injected into a real service (web, workers, private Redis and
+PostgreSQL where one is flushed or stopped), one line each: the outcome (from SQL), the time to
+recovery, and the work redone as a fraction of the job.
+
+    python -m bench.faults                      # every fault; the resume line on a 30-minute file
+    python -m bench.faults --minutes 10 --only kill9 sigterm
+
+Recovery, per fault: kill -9 / SIGTERM: from the fault until another attempt holds the job;
+slow load: from the kill until the job is claimed; FLUSHALL: from the flush until every queued job
+was sent again; PostgreSQL down: from the restart until the job is done; poison, hung decoder,
+time limit: from submission to the job's final state; cancel: from the request until the work has
+stopped (the decoder's or the pool process's pids gone); `tingxie up`: from the kill until the new
+worker has loaded its models. Redone, where a job ran more than once: (CPU time of every attempt -
+that of an uninterrupted run of the same file) / that of the uninterrupted run, counted on the
+worker's pool processes (CPU time, not wall time: the machine may be busy with other work). The
+lease is 10 s here (60 s by default).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+from bench.speech import SPEECH_DIR, build_speech
+from core.migrate import upgrade
+from core.queue import QueueClient
+from core.settings import Settings
+from tests.service import REPO, Service, free_port, settings_env
+from tests.support.faults import Sql, gone, hanging_ffmpeg, pool_processes, started_pids, wait_for
+from tests.support.servers import PrivatePostgres, PrivateRedis
+
+LEASE_S = 10.0
+JFK = SPEECH_DIR / "jfk.flac"
+
+
+@dataclass
+class Line:
+    fault: str
+    outcome: str
+    recovery_s: float
+    redone: float | None
+    note: str = ""
+
+    def __str__(self) -> str:
+        redone = f"{self.redone:6.2f}" if self.redone is not None else "     -"
+        return f"{self.fault:<44} {self.outcome:<34} {self.recovery_s:7.1f} s {redone}   {self.note}"
+
+
+def epoch(value: datetime) -> float:
+    return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+
+
+class Bench:
+    def __init__(self, root: Path, minutes: float, rounds: int = 1):
+        self.root, self.minutes, self.rounds = root, minutes, rounds
+        root.mkdir(parents=True)
+        self._count = 0
+
+    def audio(self, minutes: float) -> Path:
+        """English speech (bench.speech, cached in bench/out)."""
+        return build_speech(minutes, language="en")
+
+    def service(self, workers: int = 1, faults: tuple[str, ...] = (), **overrides) -> tuple[Service, Sql]:
+        self._count += 1
+        folder = self.root / f"run{self._count}"
+        (folder / "logs").mkdir(parents=True)
+        settings = Settings(data_dir=folder / "data", port=free_port(), gateway_port=free_port(), job_lease_s=LEASE_S)
+        settings = dataclasses.replace(settings, **overrides)
+        upgrade(settings)
+        service = Service(settings=settings, log_dir=folder / "logs")
+        service.start_web()
+        for _ in range(workers):
+            service.start_worker(faults=faults)
+        return service, Sql(settings)
+
+
+def _attempt_s(db: Sql, job_id: str) -> float:
+    row = db.job(job_id)
+    return epoch(row.finished_at) - epoch(row.started_at)
+
+
+def _cpu_s(workers) -> float:
+    """CPU seconds used so far by the pool processes of ``workers`` and the children they waited
+    for (ffmpeg): the work done, whatever else the machine was running."""
+    total = 0.0
+    for worker in workers:
+        for process in pool_processes(worker.pid):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def _uninterrupted(service: Service, db: Sql, audio: Path) -> tuple[str, float, float]:
+    """A job run without a fault: its id, wall seconds, CPU seconds."""
+    before = _cpu_s(service.workers)
+    job_id = service.submit(audio, language="en")["id"]
+    assert service.wait(job_id, timeout_s=7200)["status"] == "done"
+    return job_id, _attempt_s(db, job_id), _cpu_s(service.workers) - before
+
+
+def kill9(bench: Bench) -> Line:
+    """kill -9 of the worker at 80 % of a long file; a new worker resumes from the kept batches.
+    Each round runs the file once uninterrupted and once killed; ratios are per round, medians shown."""
+    second_of_whole, second_wall, redone, recovery, outcomes = [], [], [], [], []
+    for _ in range(bench.rounds):
+        service, db = bench.service()
+        try:
+            audio = bench.audio(bench.minutes)
+            whole, whole_wall, whole_cpu = _uninterrupted(service, db, audio)
+            before = _cpu_s(service.workers)
+            job_id = service.submit(audio, language="en")["id"]
+            wait_for(lambda: db.job(job_id).progress >= 0.8, 7200, "80 %", poll_s=0.05)
+            first_cpu = _cpu_s(service.workers) - before
+            killed = time.time()
+            service.kill_worker(service.workers[0])
+            service.start_worker()
+            before = _cpu_s(service.workers[1:])
+            wait_for(lambda: db.job(job_id).attempt == 2, 600, "the second attempt")
+            recovery.append(epoch(db.job(job_id).started_at) - killed)
+            service.wait(job_id, timeout_s=7200)
+            second_cpu = _cpu_s(service.workers[1:]) - before
+            row = db.job(job_id)
+            same = db.transcript(job_id) == db.transcript(whole)
+            outcomes.append(f"{row.status}, attempt {row.attempt}, {'same' if same else 'DIFFERENT'} transcript")
+            second_of_whole.append(second_cpu / whole_cpu)
+            second_wall.append(_attempt_s(db, job_id) / whole_wall)
+            redone.append((first_cpu + second_cpu - whole_cpu) / whole_cpu)
+        finally:
+            service.stop()
+            db.close()
+    outcome = outcomes[0] if len(set(outcomes)) == 1 else "; ".join(outcomes)
+    return Line(f"kill -9 at 80 % ({bench.minutes:g} min file)", outcome, statistics.median(recovery),
+                statistics.median(redone),
+                f"2nd attempt = {statistics.median(second_of_whole):.2f} of an uninterrupted run's CPU time "
+                f"({statistics.median(second_wall):.2f} of its wall time); {bench.rounds} round(s), medians")
+
+
+def sigterm(bench: Bench) -> Line:
+    """SIGTERM (a deploy) to the worker running a job; another worker continues it at once."""
+    service, db = bench.service(workers=2, job_lease_s=60.0, batch_seconds=60.0)
+    try:
+        audio = bench.audio(5)
+        _, _, whole_cpu = _uninterrupted(service, db, audio)
+        before = _cpu_s(service.workers)
+        job_id = service.submit(audio, language="en")["id"]
+        wait_for(lambda: db.job(job_id).progress >= 0.5, 3600, "half the job", poll_s=0.05)
+        node = db.job(job_id).worker
+        (worker,) = [w for w in service.workers if node.startswith(f"tingxie-{w.pid}@")]
+        (other,) = [w for w in service.workers if w is not worker]
+        first_cpu = _cpu_s(service.workers) - before  # the other worker was idle
+        before = _cpu_s([other])
+        stopped = time.time()
+        worker.send_signal(signal.SIGTERM)
+        wait_for(lambda: db.job(job_id).attempt == 2 and db.job(job_id).status == "running", 120, "the hand-over")
+        recovery = epoch(db.job(job_id).started_at) - stopped
+        worker.wait(timeout=60)
+        exited_s = time.time() - stopped
+        service.wait(job_id, timeout_s=3600)
+        second_cpu = _cpu_s([other]) - before
+        row = db.job(job_id)
+        return Line("SIGTERM mid-job (lease 60 s, 2 workers)", f"{row.status}, attempt {row.attempt}",
+                    recovery, (first_cpu + second_cpu - whole_cpu) / whole_cpu,
+                    f"the old worker exited within {exited_s:.1f} s")
+    finally:
+        service.stop()
+        db.close()
+
+
+def slow_load(bench: Bench) -> Line:
+    """A pool process killed during an 8 s model load (Celery's start-up timeout is 4 s)."""
+    service, db = bench.service(workers=0)
+    try:
+        worker = service.start_worker(wait=False, faults=("--load-delay", "8"))
+        wait_for(lambda: "the model load sleeps" in service.log("worker0"), 120, "the load")
+        job_id = service.submit(JFK, language="en")["id"]
+        time.sleep(2)
+        killed = time.time()
+        os.kill(pool_processes(worker.pid)[0].pid, signal.SIGKILL)
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        timeouts = service.log("worker0").count("Timed out waiting for UP message")
+        return Line("pool process killed in an 8 s model load", f"{row.status}, attempt {row.attempt}",
+                    epoch(row.started_at) - killed, 0.0, f"start-up timeouts: {timeouts}")
+    finally:
+        service.stop()
+        db.close()
+
+
+def poison(bench: Bench) -> Line:
+    """A job that kills its worker's process every time (in ASR)."""
+    service, db = bench.service(faults=("--die-in-asr",))
+    try:
+        submitted = time.time()
+        job_id = service.submit(JFK, language="en")["id"]
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        return Line("poison job (kills its worker every time)", f"{row.status} ({row.error_code}), attempt {row.attempt}",
+                    epoch(row.finished_at) - submitted, None, "TINGXIE_MAX_ATTEMPTS=3")
+    finally:
+        service.stop()
+        db.close()
+
+
+def flushall(bench: Bench) -> Line:
+    """FLUSHALL while jobs wait in the queue behind a running one."""
+    redis = PrivateRedis().start()
+    service, db = bench.service(broker_url=redis.url, events_url=redis.url)
+    try:
+        busy = service.submit(bench.audio(1), language="en")["id"]
+        wait_for(lambda: db.job(busy).status == "running", 120, "the first job")
+        queued = [service.submit(JFK, language="en")["id"]
+                  for _ in range(3)]
+        flushed = time.time()
+        redis.flushall()
+        for job_id in queued:
+            service.wait(job_id, timeout_s=600)
+        rows = [db.job(j) for j in queued]
+        outcome = f"{sum(r.status == 'done' for r in rows)}/3 done, attempts {sorted({r.attempt for r in rows})}"
+        return Line(f"FLUSHALL, 3 jobs queued (bound {service.settings.resend_bound_s:g} s)", outcome,
+                    max(epoch(r.enqueued_at) for r in rows) - flushed, 0.0,
+                    f"all sent again; the last claimed {max(epoch(r.started_at) for r in rows) - flushed:.0f} s "
+                    "after the flush (one worker)")
+    finally:
+        service.stop()
+        db.close()
+        redis.stop()
+
+
+def postgres_down(bench: Bench) -> Line:
+    """PostgreSQL stopped while a job runs, until its worker holds the finished transcript."""
+    postgres, redis = PrivatePostgres().start(), PrivateRedis().start()
+    service, db = bench.service(database_url=postgres.url, broker_url=redis.url, events_url=redis.url)
+    try:
+        job_id = service.submit(bench.audio(1), language="en")["id"]
+        wait_for(lambda: db.job(job_id).stage == "asr", 120, "ASR")
+        db.close()
+        postgres.stop("fast")
+        wait_for(lambda: "holding the outcome" in service.log("worker0"), 600, "the held result")
+        time.sleep(LEASE_S + 5)
+        restarted = time.time()
+        postgres.start()
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        return Line(f"PostgreSQL down at the final write ({LEASE_S + 5:g}+ s)", f"{row.status}, attempt {row.attempt}",
+                    epoch(row.finished_at) - restarted, 0.0, f"transcripts: {db.transcripts(job_id)}")
+    finally:
+        service.stop()
+        db.close()
+        postgres.remove()
+        redis.stop()
+
+
+def decoder_hang(bench: Bench) -> Line:
+    """A decoder that hangs, every attempt (stall detector at 10 s)."""
+    script, _, pids = hanging_ffmpeg(bench.root)
+    service, db = bench.service(ffmpeg=str(script), stall_s=10.0)
+    try:
+        submitted = time.time()
+        job_id = service.submit(JFK, language="en")["id"]
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        time.sleep(2)  # the last attempt's decoder is killed at its next poll, after the job failed
+        left = sum(not gone(pid) for pid in started_pids(pids))
+        return Line("decoder hangs (TINGXIE_STALL_S=10)", f"{row.status} ({row.error_code}), attempt {row.attempt}",
+                    epoch(row.finished_at) - submitted, None, f"hung decoders left: {left}")
+    finally:
+        service.stop()
+        db.close()
+        pids.unlink(missing_ok=True)
+
+
+def time_limit(bench: Bench) -> Line:
+    """A job past its time limit (5 s for the test; by default 600 s + 1 s per second of audio)."""
+    script, _, pids = hanging_ffmpeg(bench.root)
+    service, db = bench.service(ffmpeg=str(script), job_time_base_s=5.0, job_time_factor={"offline": 0.01})
+    try:
+        submitted = time.time()
+        job_id = service.submit(JFK, language="en")["id"]
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        return Line("job past its time limit (5 s)", f"{row.status} ({row.error_code}), attempt {row.attempt}",
+                    epoch(row.finished_at) - submitted, None)
+    finally:
+        service.stop()
+        db.close()
+        pids.unlink(missing_ok=True)
+
+
+def cancel_decode(bench: Bench) -> Line:
+    script, flag, pids = hanging_ffmpeg(bench.root)
+    service, db = bench.service(ffmpeg=str(script))
+    try:
+        stuck = service.submit(JFK, language="en")["id"]
+        wait_for(lambda: started_pids(pids), 120, "the hung decoder")
+        flag.unlink()
+        waiting = service.submit(JFK, language="en")["id"]
+        (decoder,) = started_pids(pids)
+        canceled = time.time()
+        requests.post(f"{service.base_url}/api/v1/jobs/{stuck}/cancel", timeout=10).raise_for_status()
+        wait_for(lambda: gone(decoder), 30, "the decoder", poll_s=0.02)
+        stopped = time.time() - canceled
+        service.wait(waiting, timeout_s=600)
+        return Line("cancel during decode", f"{db.job(stuck).status}, next job {db.job(waiting).status}", stopped, None,
+                    f"next job claimed {epoch(db.job(waiting).started_at) - canceled:.1f} s after the cancel")
+    finally:
+        service.stop()
+        db.close()
+        pids.unlink(missing_ok=True)
+
+
+def cancel_asr(bench: Bench) -> Line:
+    service, db = bench.service()
+    try:
+        audio = bench.audio(4)
+        job_id = service.submit(audio, language="en")["id"]
+        wait_for(lambda: db.job(job_id).stage == "asr", 300, "ASR")
+        (process,) = pool_processes(service.workers[0].pid)
+        time.sleep(1.0)
+        canceled = time.time()
+        requests.post(f"{service.base_url}/api/v1/jobs/{job_id}/cancel", timeout=10).raise_for_status()
+        wait_for(lambda: gone(process.pid), 60, "the pool process", poll_s=0.02)
+        stopped = time.time() - canceled
+        following = service.submit(JFK, language="en")["id"]
+        service.wait(following, timeout_s=600)
+        return Line("cancel inside an ASR batch", f"{db.job(job_id).status}, next job {db.job(following).status}",
+                    stopped, None,
+                    f"next job claimed {epoch(db.job(following).started_at) - canceled:.1f} s after (models reloaded)")
+    finally:
+        service.stop()
+        db.close()
+
+
+def up_worker_death(bench: Bench) -> Line:
+    """kill -9 of the worker under `tingxie up`."""
+    import psutil
+
+    folder = bench.root / "up"
+    folder.mkdir()
+    settings = Settings(data_dir=folder / "data", port=free_port(), gateway_port=free_port(), job_lease_s=LEASE_S)
+    upgrade(settings)
+    log_path = folder / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "cli", "up", "--no-gateway"], cwd=REPO, env=settings_env(settings),
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        wait_for(lambda: "loaded the offline model set" in log_path.read_text(), 300, "the worker")
+        (worker,) = [p for p in psutil.Process(up.pid).children() if p.cmdline()[3:4] == ["worker"]]
+        killed = time.time()
+        worker.kill()
+        answers = []
+        while log_path.read_text().count("loaded the offline model set") < 2:
+            answers.append(requests.get(base + "/healthz", timeout=5).status_code == 200)
+            time.sleep(0.2)
+            if time.time() - killed > 300:
+                raise AssertionError("no new worker")
+        recovery = time.time() - killed
+        return Line("tingxie up: worker killed", "worker restarted", recovery, None,
+                    f"web answered {sum(answers)}/{len(answers)} health checks meanwhile")
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(up.pid, signal.SIGKILL)
+
+
+FAULTS = {
+    "slow_load": slow_load, "poison": poison, "flushall": flushall, "decoder_hang": decoder_hang,
+    "time_limit": time_limit, "cancel_decode": cancel_decode, "cancel_asr": cancel_asr,
+    "postgres_down": postgres_down, "sigterm": sigterm, "kill9": kill9, "up": up_worker_death,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="length of the kill -9 file (default 30)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the kill -9 line (median shown)")
+    parser.add_argument("--only", nargs="+", choices=sorted(FAULTS), help="these faults only")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tingxie-faults-"))
+    print(f"{'fault':<44} {'outcome':<34} {'recovery':>9} {'redone':>6}   note", flush=True)
+    try:
+        for name in args.only or FAULTS:
+            try:
+                print(FAULTS[name](Bench(root / name, args.minutes, args.rounds)), flush=True)
+            except Exception as exc:  # one fault's failure is a line too
+                print(f"{name:<44} FAILED: {type(exc).__name__}: {exc}", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
