@@ -37,8 +37,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
     def load_all() -> None:
         for profile in settings.served_profiles:
-            log.info("loading the %s model set", profile)
-            rt.engine(profile)
+            rt.engine(profile)  # logs "loading the ... model set" and "loaded ..."
 
     def _load_models(**_):
         if settings.preload_models:

@@ -36,17 +36,21 @@ def test_a_loader_that_died_makes_the_next_one_wait_and_a_finished_load_resets_i
 
 def test_a_loader_still_loading_is_not_counted():
     guard = LoadGuard(slots=4)
-    read, write = os.pipe()
+    # One pipe each way: a child reading the pipe it writes could take back its own byte.
+    started_r, started_w = os.pipe()
+    release_r, release_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         guard.before_load()
-        os.write(write, b"x")
-        os.read(read, 1)  # loading until the test lets it go
+        os.write(started_w, b"x")
+        os.read(release_r, 1)  # loading until the test lets it go
         guard.after_load()
         os._exit(0)
-    os.read(read, 1)
+    os.read(started_r, 1)
     try:
         assert guard.before_load() == 0.0
     finally:
-        os.write(write, b"x")
+        os.write(release_w, b"x")
         os.waitpid(pid, 0)
+        for fd in (started_r, started_w, release_r, release_w):
+            os.close(fd)
