@@ -73,6 +73,59 @@ def upload(service, token: str, path: Path, name: str | None = None, **form) -> 
                              files={"file": (name or path.name, fh)}, data=form, timeout=60)
 
 
+# --- One connection, many callers ----------------------------------------------------------------
+
+def test_callers_sharing_one_connection_are_each_identified_afresh(deployment, speech_path):
+    """A reverse proxy keeps connections to tingxie open and sends many clients' requests down each:
+    so may any client.
+    Whoever sent the previous request on a connection (an upload, whose body the server read while
+    it ran) is never the next request's caller: no token is 401, another tenant's token sees only
+    its own jobs, and the page's signed-out session stays signed out."""
+    import http.client
+    from email.message import Message
+
+    service, creds, _ = deployment
+    conn = http.client.HTTPConnection("127.0.0.1", service.settings.port, timeout=60)
+
+    def call(method: str, path: str, token: str | None = None, headers: dict | None = None,
+             **kwargs) -> tuple[int, Message, bytes]:
+        prepared = requests.Request(method, service.base_url + path, headers={**bearer(token), **(headers or {})},
+                                    **kwargs).prepare()
+        conn.request(method, prepared.path_url, body=prepared.body, headers=dict(prepared.headers))
+        answer = conn.getresponse()
+        return answer.status, answer.headers, answer.read()
+
+    audio = speech_path("asr_example.wav").read_bytes()
+    for round_ in range(3):
+        status, _, body = call("POST", "/api/v1/jobs", creds["own"], files={"file": ("onewire.wav", audio)})
+        assert status == 202, body
+        job_id = json.loads(body)["id"]
+        sock = conn.sock
+        assert call("GET", "/api/v1/jobs")[0] == 401, round_
+        assert call("GET", f"/api/v1/jobs/{job_id}")[0] == 401, round_
+        status, _, body = call("GET", "/api/v1/jobs?per_page=100", creds["other"])
+        assert status == 200 and job_id.encode() not in body and b"onewire" not in body, round_
+        assert call("GET", f"/api/v1/jobs/{job_id}", creds["other"])[0] == 404, round_
+        status, headers, body = call("POST", "/api/v1/session", json={"token": creds["own"]})
+        assert status == 200, body
+        cookie = headers["Set-Cookie"].split(";", 1)[0]
+        csrf = json.loads(body)["csrf_token"]
+        origin = service.base_url
+        assert call("DELETE", "/api/v1/session", headers={"Cookie": cookie, "X-CSRF-Token": csrf,
+                                                           "Origin": origin})[0] == 204
+        status, headers, _ = call("GET", "/api/v1/session")
+        assert status == 401 and "Set-Cookie" not in headers, round_  # nothing of the signed-out session
+        assert conn.sock is sock, "the requests did not share one connection"
+    # A WebSocket handshake on the same connection, no credentials, after an upload read its body.
+    assert call("POST", "/api/v1/jobs", creds["own"], files={"file": ("onewire.wav", audio)})[0] == 202
+    conn.sock.sendall(f"GET /api/v1/jobs/{job_id}/events HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = conn.sock.recv(4096).split(b"\r\n", 1)[0]
+    assert head.endswith(b" 401 Unauthorized"), head
+    conn.close()
+
+
 # --- The events WebSocket ------------------------------------------------------------------------
 
 def _events(service, job_id: str, token: str | None = None, origin: str | None = None):

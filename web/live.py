@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import io
 import json
 import logging
@@ -189,7 +190,7 @@ async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, rece
             return open_watch(job_id)
 
     try:
-        first = await asyncio.to_thread(opening)
+        first = await asyncio.to_thread(contextvars.Context().run, opening)  # nothing of another request's context (web.server)
     except TingxieError as refused:  # credentials or Origin: answered before the socket is accepted
         await _refuse(scope, send, refused)
         return

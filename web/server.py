@@ -10,6 +10,7 @@ JSON error shape, never as plain text.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import re
@@ -85,7 +86,13 @@ class Tier:
             if refusal is not None:
                 await _json_error(send, *refusal)
             else:
-                await self.wsgi(scope, receive, send)
+                # Each request reaches Flask in a context of its own, never one inherited from the
+                # connection's previous request: a2wsgi reads a body from the request's thread
+                # through the event loop, which re-arms the connection's reader inside that thread's
+                # context, Flask's app context (its g, the caller's principal) included, and Flask
+                # would take up an app context it finds as this request's.
+                await asyncio.get_running_loop().create_task(self.wsgi(scope, receive, send),
+                                                             context=contextvars.Context())
             return
         if kind == "websocket":
             match = EVENTS_PATH.fullmatch(scope["path"])

@@ -496,9 +496,6 @@ class StaticSite:
         self.server.server_close()
 
 
-@pytest.mark.xfail(strict=False, reason="known defect, open: on the embedded default a page session signed in "
-                   "after a sign-out is sometimes refused (401) by some of the page's next requests, so the page "
-                   "falls back to the sign-in form (seen in full-suite runs and when the link opens as a new visit)")
 def test_the_page_signs_in_with_a_token_works_and_signs_out(live_service, page, speech_path, tmp_path):
     from tests.conftest import make_settings
 
