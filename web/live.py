@@ -190,7 +190,8 @@ async def serve_watcher(flask_app, hub: EventHub, job_id: str, scope: dict, rece
             return open_watch(job_id)
 
     try:
-        first = await asyncio.to_thread(contextvars.Context().run, opening)  # nothing of another request's context (web.server)
+        # In a context of its own: nothing of an earlier request on the connection (see web.server).
+        first = await asyncio.to_thread(contextvars.Context().run, opening)
     except TingxieError as refused:  # credentials or Origin: answered before the socket is accepted
         await _refuse(scope, send, refused)
         return
