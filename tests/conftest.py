@@ -2,6 +2,7 @@
 and ``live_service`` (real web and worker processes)."""
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -69,17 +70,32 @@ def redis_url():
 
     if not _redis_available():
         pytest.fail("Redis is not answering on 127.0.0.1:6379 (.ci/run starts it)")
+    mine = str(os.getpid())
     for number in range(1, 16):
         url = f"{REDIS_BASE}/{number}"
         db = redis.Redis.from_url(url)
-        # Claim a database number with a marker key, so concurrent test runs never share one.
-        if db.set("tingxie-test-lock", "1", nx=True, ex=3600):
+        # Claim a database number with a marker key holding our pid, so concurrent test runs never
+        # share one; a claim whose process is gone (a run killed from outside) is taken over.
+        holder = db.get("tingxie-test-lock")
+        if holder is not None and holder.decode().isdigit() and not _alive(int(holder)):
+            db.delete("tingxie-test-lock")
+        if db.set("tingxie-test-lock", mine, nx=True, ex=3600):
             db.flushdb()
-            db.set("tingxie-test-lock", "1", ex=3600)
+            db.set("tingxie-test-lock", mine, ex=3600)
             yield url
             db.flushdb()
             return
     pytest.fail("no free Redis database number")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:
