@@ -32,9 +32,12 @@ from pathlib import Path
 import psutil
 import requests
 
+from bench import stop_services_on_signals
+from tests.support.speech import SPEECH_DIR
+
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
-SPEECH = REPO.parent / "shared" / "data" / "speech" / "jfk.flac"
+SPEECH = SPEECH_DIR / "jfk.flac"
 
 
 def _free_port() -> int:
@@ -246,6 +249,7 @@ def run_round(args, repo: Path, backends: Backends, tmp: Path, round_no: int) ->
 
 
 def main() -> None:
+    stop_services_on_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sockets", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=50, help="queued jobs the sockets watch")

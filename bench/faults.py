@@ -33,6 +33,7 @@ from pathlib import Path
 
 import requests
 
+from bench import stop_services_on_signals
 from bench.speech import SPEECH_DIR, build_speech
 from core.migrate import upgrade
 from core.queue import QueueClient
@@ -385,6 +386,7 @@ FAULTS = {
 
 
 def main() -> None:
+    stop_services_on_signals()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the kill -9 file (default 30)")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the kill -9 line (median shown)")

@@ -2,7 +2,7 @@
 windows waiting at the same moment share one forward (``pipeline.funasr.punc.WindowBatcher``).
 
 The model is the large-sized CT-Transformer (random weights, real architecture); each job's text is
-real transcript text (the reference of ../shared/data/speech's recordings) of ``--chars`` characters.
+real transcript text (the reference of tests/data/speech's recordings) of ``--chars`` characters.
 
     python -m bench.funasr_punc [--jobs 8] [--chars 2000] [--device cpu]
 """

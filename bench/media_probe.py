@@ -20,8 +20,8 @@ from pathlib import Path
 
 import media
 from media._probe_child import OPEN_OPTIONS
+from tests.support.speech import SPEECH_DIR
 
-SPEECH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
 
 
 def _in_process(path: Path) -> None:

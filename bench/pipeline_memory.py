@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from bench.speech import build_speech
+from tests.support.speech import SPEECH_DIR
 
 CHILD = r"""
 import json, resource, sys, time
@@ -45,7 +46,7 @@ print(json.dumps({
 
 def measure(minutes: float, cache: Path) -> dict:
     audio = build_speech(minutes)
-    warmup = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech" / "jfk.flac"
+    warmup = SPEECH_DIR / "jfk.flac"
     with tempfile.TemporaryDirectory(prefix="tingxie-bench-") as work:
         done = subprocess.run([sys.executable, "-c", CHILD, str(audio), str(cache), work, str(warmup)],
                               capture_output=True, text=True, check=True)

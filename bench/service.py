@@ -23,6 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench import stop_services_on_signals
 from bench.speech import build_speech
 from core.migrate import upgrade
 from core.settings import Settings
@@ -131,6 +132,7 @@ def memory(minutes_list: list[float]) -> None:
 
 
 def main() -> None:
+    stop_services_on_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
     o = sub.add_parser("overhead")

@@ -1,4 +1,4 @@
-"""Long inputs made of real speech: the recordings in ../shared/data/speech, in turn, with short
+"""Long inputs made of real speech: the recordings in tests/data/speech, in turn, with short
 silences between them, repeated to the length asked for (16 kHz mono FLAC, cached in bench/out/).
 
     python -m bench.speech 10        # prints the path of a 10-minute file, building it once
@@ -11,12 +11,12 @@ import subprocess
 from pathlib import Path
 
 from media import find_ffmpeg
+from tests.support.speech import SPEECH_DIR
 
 REPO = Path(__file__).resolve().parents[1]
-SPEECH_DIR = REPO.parent / "shared" / "data" / "speech"
 OUT_DIR = REPO / "bench" / "out"
 SILENCE_S = (0.7, 1.5)
-# The language of each recording (../shared/data/speech/README.md), for single-language files.
+# The language of each recording (tests/data/speech/README.md), for single-language files.
 LANGUAGE_OF = {"asr_example": "zh", "jfk": "en", "hotwords": "en"}  # alternated between recordings, so VAD sees pauses of both lengths
 
 

@@ -190,10 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_alembic() -> None:
+    """Alembic's start-up chatter (a line per autogenerate plugin, the dialect's name) says nothing
+    to the person who ran a command; the revisions it applies are kept."""
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").addFilter(
+        lambda record: record.levelno > logging.INFO or record.getMessage().startswith("Running "))
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.settings import SettingsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_alembic()
     args = build_parser().parse_args(argv)
     _apply_common(args)
     try:

@@ -10,6 +10,7 @@ import pytest
 
 from core.settings import Settings
 from tests.service import Service, free_port
+from tests.support.speech import SPEECH_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -18,9 +19,8 @@ REDIS_BASE = "redis://127.0.0.1:6379"
 
 @pytest.fixture(scope="session")
 def speech_dir() -> Path:
-    path = REPO.parent / "shared" / "data" / "speech"
-    assert path.is_dir(), f"real speech expected at {path}"
-    return path
+    assert SPEECH_DIR.is_dir(), f"real speech expected at {SPEECH_DIR}"
+    return SPEECH_DIR
 
 
 @pytest.fixture

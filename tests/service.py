@@ -2,6 +2,7 @@
 Settings (passed through the environment, as in production)."""
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -89,6 +90,24 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+# Services with processes started: stopped when the Python process exits (a bench ended by Ctrl-C
+# or SIGTERM while starting one, before its ``finally`` could know it), so none is left running.
+_running: list["Service"] = []
+
+
+def _stop_at_exit(service: "Service") -> None:
+    if not _running:
+        atexit.unregister(_stop_all)
+        atexit.register(_stop_all)
+    if not any(s is service for s in _running):
+        _running.append(service)
+
+
+def _stop_all() -> None:
+    for service in list(_running):
+        service.stop()
+
+
 @dataclass
 class Service:
     """A running web tier and worker. ``base_url`` for HTTP; ``kill_worker`` for crash tests."""
@@ -105,6 +124,7 @@ class Service:
 
     def _spawn(self, name: str, *args: str, settings: Settings | None = None,
                faults: tuple[str, ...] = ()) -> subprocess.Popen:
+        _stop_at_exit(self)
         log = open(self.log_dir / f"{name}.log", "ab")
         # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
         command = ["tests.support.faulty_worker", *faults, "--"] if faults else ["cli"]
@@ -173,6 +193,8 @@ class Service:
         proc.wait(timeout=10)
 
     def stop(self) -> None:
+        if any(s is self for s in _running):
+            _running.remove(self)
         procs = [p for p in [self.web, *self.workers, *self.extra] if p is not None]
         for proc in procs:
             if proc.poll() is None:

@@ -26,6 +26,9 @@ def test_create_list_revoke(tmp_path):
     token = made.stdout.strip()
     assert token.startswith("tx_") and len(token.splitlines()) == 1  # alone on stdout: TOKEN=$(...)
     token_id = token.split("_")[1]
+    # A new data directory is migrated first: the revisions applied are said, Alembic's chatter is not.
+    assert "Running upgrade" in made.stderr
+    assert "setup plugin" not in made.stderr and "Context impl" not in made.stderr
     assert f"tx_{token_id}_…" in made.stderr and "shown once" in made.stderr and token not in made.stderr
     admin = tingxie(settings, "tokens", "create", "--tenant", "ops", "--admin").stdout.strip()
 

@@ -1,6 +1,6 @@
 """Pipeline fixtures: ffmpeg, bad media made on the fly, and one offline engine per session.
 
-``speech_dir`` (real recordings in ../shared/data/speech) comes from tests/conftest.py.
+``speech_dir`` (real recordings in tests/data/speech) comes from tests/conftest.py.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ VAD_ONNX_ID = "damo/speech_fsmn_vad_zh-cn-16k-common-onnx"
 PUNC_ID = "iic/punc_ct-transformer_cn-en-common-vocab471067-large"
 PUNC_ONNX_ID = "damo/punc_ct-transformer_cn-en-common-vocab471067-large-onnx"
 
-# Characters of the reference texts in shared/data/speech, so hotwords such as 达摩院 map to
+# Characters of the reference texts in tests/data/speech, so hotwords such as 达摩院 map to
 # known tokens rather than <unk>.
 _SEED_TEXT = "欢迎大家来体验达摩院推出的语音识别模型一二三四五六七八九十百千万零点年月日号是了我你他们这个"
 _SEED_WORDS = ["comfy@@", "ui", "and", "so", "my", "the", "you", "for", "what", "can", "do"]

@@ -1,4 +1,4 @@
-"""Recordings with known speaker turns, cut from real voices in shared/data/speech, and the
+"""Recordings with known speaker turns, cut from real voices in tests/data/speech, and the
 measures a diarized transcript of them is held to.
 
 JFK (jfk.flac, English) and the FunASR example speaker (asr_example.wav, Mandarin) take turns,
