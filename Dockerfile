@@ -27,7 +27,14 @@ RUN if [ "$PROFILE" = "funasr" ]; then \
       pip install --no-cache-dir ".[offline]" ; \
     fi
 
-ENV TINGXIE_DATA_DIR=/data TINGXIE_HOST=0.0.0.0
+# Not root: the processes run as user 10001 (Kubernetes' runAsNonRoot), which owns the directories
+# its volumes mount over (a new volume takes the image directory's owner).
+RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home tingxie \
+ && mkdir -p /data /scratch /models \
+ && chown tingxie:tingxie /data /scratch /models
+USER 10001
+
+ENV TINGXIE_DATA_DIR=/data TINGXIE_HOST=0.0.0.0 HOME=/data
 VOLUME ["/data"]
 EXPOSE 8000 10095
 ENTRYPOINT ["tingxie"]
