@@ -11,7 +11,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# The dependencies first, from pyproject.toml alone (no package is there yet), so a change to
+# tingxie's code rebuilds only the last layers, not the models' libraries.
 COPY pyproject.toml README.md ./
+RUN if [ "$PROFILE" = "funasr" ]; then \
+      pip install --no-cache-dir ${TORCH_INDEX:+--index-url $TORCH_INDEX} "$TORCH_SPEC" \
+      && pip install --no-cache-dir ".[offline,funasr]" ; \
+    else \
+      pip install --no-cache-dir ".[offline]" ; \
+    fi
 COPY core core
 COPY web web
 COPY gateway gateway
@@ -20,12 +28,7 @@ COPY pipeline pipeline
 COPY media media
 COPY cli cli
 COPY migrations migrations
-RUN if [ "$PROFILE" = "funasr" ]; then \
-      pip install --no-cache-dir ${TORCH_INDEX:+--index-url $TORCH_INDEX} "$TORCH_SPEC" \
-      && pip install --no-cache-dir ".[offline,funasr]" ; \
-    else \
-      pip install --no-cache-dir ".[offline]" ; \
-    fi
+RUN pip install --no-cache-dir --no-deps --force-reinstall . && rm -rf build *.egg-info
 
 # Not root: the processes run as user 10001 (Kubernetes' runAsNonRoot), which owns the directories
 # its volumes mount over (a new volume takes the image directory's owner).

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test install install-test
+.PHONY: up test test-containers install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ up: install
 
 test: install-test
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The deployment for real: builds the images with podman (the Dockerfile's base stood in for by
+# Debian's python3.11), starts docker-compose.yml through podman's Docker API and uses it. Minutes.
+test-containers: install-test
+	$(BIN)/pytest -m containers tests/containers $(PYTEST_ARGS)

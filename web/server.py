@@ -232,6 +232,9 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
+        # A web process whose start (imports, the Flask app) holds the GIL on a loaded host cannot
+        # answer the supervisor's ping: 5 s (uvicorn's default) killed and restarted it for ever.
+        timeout_worker_healthcheck=60,
         log_config=LOG_CONFIG,
     )
 
