@@ -70,14 +70,6 @@ def head_refusal(scope: dict) -> tuple[int, str, str] | None:
     return None
 
 
-def head_conflict(scope: dict) -> tuple[int, str, str] | None:
-    """A request whose head is ambiguous (two Host headers: which site is it for?)."""
-    hosts = sum(1 for name, _ in scope.get("headers", ()) if name == b"host")
-    if hosts > 1:
-        return 400, "bad_request", f"the request has {hosts} Host headers; send one"
-    return None
-
-
 async def _json_error(send, status: int, code: str, message: str, *, path: str = "", receive=None,
                       headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     """Answer and close. With ``receive``, what the client is still sending is read and dropped
@@ -117,7 +109,7 @@ class Tier:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        refusal = head_refusal(scope) or head_conflict(scope)
+        refusal = head_refusal(scope)
         if kind == "http":
             if refusal is not None:
                 await _json_error(send, *refusal, path=scope["path"])
@@ -372,6 +364,9 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
+        # A worker process still importing on a busy host is not hung: uvicorn's 5 s default had the
+        # supervisor kill and restart starting processes over and over under load.
+        timeout_worker_healthcheck=30,
         log_config=LOG_CONFIG,
     )
 

@@ -127,6 +127,7 @@ def test_a_body_under_the_minimum_rate_is_answered_408(live_service, tmp_path):
 
 
 def test_two_host_headers_are_a_json_400(live_service, tmp_path):
+    """Refused by the HTTP parser (h11) before the application, in the API's shape."""
     settings = make_settings(tmp_path)
     live_service(settings, workers=0)
     with socket.create_connection(("127.0.0.1", settings.port), timeout=30) as sock:
