@@ -149,7 +149,24 @@ def test_a_chunked_upload_with_curl_becomes_a_job(live_service, tmp_path, speech
     assert code == "202", (out.stdout, out.stderr)
     job = service.wait(json.loads(body)["id"])
     assert job["status"] == "done" and job["filename"] == "jfk.flac", job
+    # The OpenAI route the same way, its form fields parsed as the body arrived.
+    out = subprocess.run(["curl", "-sS", "-H", "Transfer-Encoding: chunked", "-F", f"file=@{speech_path('jfk.flac')}",
+                          "-F", "model=whisper-1", "-F", "response_format=json", "-w", "\n%{http_code}",
+                          service.base_url + "/v1/audio/transcriptions"], capture_output=True, text=True, timeout=400)
+    body, _, code = out.stdout.rpartition("\n")
+    assert code == "200" and "ask not" in json.loads(body)["text"].lower(), (out.stdout, out.stderr)
     assert _spooled(service.settings) == []
+
+
+def test_an_upload_without_good_credentials_is_refused_unread(live_service, tmp_path):
+    """Nobody without a token can make the server spool a body: 401 before the body is read."""
+    settings = make_settings(tmp_path, auth="required")
+    live_service(settings, workers=0)
+    with socket.create_connection(("127.0.0.1", settings.port), timeout=30) as sock:
+        sock.sendall(_head("POST", "/api/v1/jobs", 100 * 2**20, "multipart/form-data; boundary=b") + MULTIPART_START)
+        status, headers, body = _answer(sock)
+    assert status == 401 and body["error"]["code"] == "unauthorized"
+    assert _spooled(settings) == []
 
 
 def test_an_event_socket_outlives_the_request_idle_timeout(live_service, tmp_path, speech_path):
