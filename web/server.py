@@ -26,7 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from core import storage
 from core.errors import http_status, reason
 from core.settings import Settings
-from web.bodies import STOPPING, Body, BodyRefused, ClientGone, Limits, read_body
+from web.bodies import STOPPING, Body, BodyRefused, ClientGone, Limits, multipart_boundary, read_body
 from web.uploads import FORM
 
 log = logging.getLogger("tingxie.web")
@@ -146,9 +146,9 @@ class Tier:
             body.discard()  # spool files the request did not place in the media store
 
     async def _read_body(self, scope, receive) -> Body:
-        """The request's body, read on the loop under its route's cap: an upload's (only from a
-        caller whose credentials are good: nobody else fills the scratch disk) into spool files,
-        any other in memory."""
+        """The request's body, read on the loop under its route's cap: an upload's multipart body
+        (only from a caller whose credentials are good: nobody else fills the scratch disk) into
+        spool files, any other in memory."""
         from web.auth import PUBLIC
         from web.limits import UPLOADS
 
@@ -156,7 +156,7 @@ class Tier:
         limits = partial(Limits, min_rate_bytes_s=settings.body_min_rate_bytes_s,
                          grace_s=settings.request_idle_timeout_s, timeout_s=settings.body_timeout_s)
         endpoint = self._endpoint(scope)
-        if endpoint in UPLOADS:
+        if endpoint in UPLOADS and multipart_boundary(scope) is not None:  # any other body: as JSON
             if not await self._may_upload(scope):
                 return Body(length=0)  # Flask's guard answers (401); the body is never read
             return await read_body(scope, receive, limits(settings.max_upload_bytes, "TINGXIE_MAX_UPLOAD_MB"),

@@ -97,6 +97,12 @@ def test_slow_bodies_hold_no_thread_and_public_bodies_are_small(live_service, tm
             sock.sendall(b"%x\r\n%s\r\n" % (1024, b" " * 1024))
         status, _, body = _answer(sock)
     assert status == 413 and body["error"]["code"] == "too_large"
+    # An upload route takes a large body only as multipart (into the spool); anything else is held
+    # in memory and capped as JSON.
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(_head("POST", "/api/v1/jobs", 200 * 2**20) + b"{")
+        status, _, body = _answer(sock)
+    assert status == 413 and "TINGXIE_MAX_BODY_KB" in body["error"]["message"]
     assert requests.get(service.base_url + "/healthz", timeout=10).status_code == 200
 
 
