@@ -53,8 +53,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_profile_options": 503,
     "ffmpeg_missing": 503,
     "unavailable": 503,
+    "shutting_down": 503,
     "still_running": 504,
     "timeout": 504,
+    "insufficient_storage": 507,
 }
 
 

@@ -133,6 +133,18 @@ class Settings:
     # Seconds a client may go without sending a byte of a request's headers or body before the
     # web server drops the connection (slow or stalled uploads). Default 60.
     request_idle_timeout_s: float = 60.0
+    # A request body is read on the event loop before the request is given a thread; after its first
+    # request_idle_timeout_s it must keep arriving at this rate on average, and it must be whole within
+    # body_timeout_s, else 408. Defaults 16 KiB/s and 3600 s.
+    body_min_rate_bytes_s: int = 16 * 1024
+    body_timeout_s: float = 3600.0
+    # Bodies of routes anyone may call (signing in...): at most this much. Default 8 KiB.
+    public_body_bytes: int = 8 * 1024
+    # Bodies of the other routes that are not uploads (JSON: speaker names...), held in memory. Default 1 MiB.
+    max_body_bytes: int = 1024 * 1024
+    # Job-events sockets are pinged this often; a client gone without closing is dropped when a ping
+    # goes unanswered for as long. Default 20 s.
+    ws_ping_s: float = 20.0
     # Reliability (README "Reliability"). A job whose worker was lost (lease expired, or no progress
     # for stall_s) this many times fails with worker_lost; a graceful hand-back does not count.
     max_attempts: int = 3
@@ -355,6 +367,10 @@ def _executable(text: str) -> str:
     return text
 
 
+def _kib(text: str) -> int:
+    return int(_positive(float, "a number of KiB")(text) * 1024)
+
+
 def _mib(text: str) -> int:
     return int(_positive(float, "a number of MiB, e.g. 4096")(text) * 1024**2)
 
@@ -478,6 +494,11 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),
     _Var("GATEWAY_REQUIRE_TOKEN", "gateway_require_token", _bool),
     _Var("REQUEST_IDLE_TIMEOUT_S", "request_idle_timeout_s", _positive(float, "a number of seconds")),
+    _Var("BODY_MIN_RATE_KB_S", "body_min_rate_bytes_s", _kib),
+    _Var("BODY_TIMEOUT_S", "body_timeout_s", _positive(float, "a number of seconds")),
+    _Var("PUBLIC_BODY_KB", "public_body_bytes", _kib),
+    _Var("MAX_BODY_KB", "max_body_bytes", _kib),
+    _Var("WS_PING_S", "ws_ping_s", _positive(float, "a number of seconds")),
     _Var("MAX_ATTEMPTS", "max_attempts", _positive(int, "a whole number of attempts")),
     _Var("RESEND_AFTER_S", "resend_after_s", _positive(float, "a number of seconds")),
     _Var("JOB_TIME_BASE_S", "job_time_base_s", _positive(float, "a number of seconds")),

@@ -48,6 +48,11 @@ _OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403:
                  422: "invalid_request_error", 429: "rate_limit_error"}
 
 
+def openai_type(status: int) -> str:
+    """OpenAI's error ``type`` for a status."""
+    return _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+
+
 def _openai_route() -> bool:
     return request.path.startswith("/v1/") or request.path == "/v1"
 
@@ -57,8 +62,7 @@ def error_response(code: str, message: str, status: int | None = None, *, header
     """The response for an error, in the shape the route's clients expect."""
     status = status or http_status(code)
     if _openai_route():
-        kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        body = {"error": {"message": message, "type": kind, "param": param, "code": code, **(extra or {})}}
+        body = {"error": {"message": message, "type": openai_type(status), "param": param, "code": code, **(extra or {})}}
     else:
         body = {"error": {"code": code, "message": message, **(extra or {})}}
     response = jsonify(body)

@@ -1,27 +1,33 @@
 """The web tier's server: one ASGI application on uvicorn (``tingxie web``, ``tingxie up``).
 
 HTTP requests go to the Flask app through a2wsgi's WSGI adapter, which runs them in a pool of
-``TINGXIE_WEB_THREADS`` threads per process and streams request and response bodies both ways
-(an upload is read from the socket as the app reads it, never buffered whole). Job-events
-WebSockets are served on the event loop (:mod:`web.live`), so open sockets cost memory, not
-threads. Requests whose head is over the limits, or that are not HTTP, are answered in the API's
-JSON error shape, never as plain text.
+``TINGXIE_WEB_THREADS`` threads per process. A request is given a thread only once its body is
+whole: bodies are read on the event loop first (:mod:`web.bodies`: a cap by route, a minimum rate,
+a deadline; an upload's files straight into spool files), so a slow client holds a connection,
+never a thread. Job-events WebSockets are served on the event loop (:mod:`web.live`), so open
+sockets cost memory, not threads. Requests whose head is over the limits, or that are not HTTP,
+are answered in the API's JSON error shape, never as plain text.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import io
 import json
 import logging
 import re
 import sys
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from core.errors import reason
+from core import storage
+from core.errors import http_status, reason
 from core.settings import Settings
+from web.bodies import STOPPING, Body, BodyRefused, ClientGone, Limits, multipart_boundary, read_body
+from web.uploads import FORM
 
 log = logging.getLogger("tingxie.web")
 
@@ -35,9 +41,18 @@ MAX_HEAD_BYTES = 128 * 1024
 # How long a refused connection's remaining input is read and dropped before it is closed.
 LINGER_S = 2.0
 EVENTS_PATH = re.compile(r"/api/v1/jobs/([^/]+)/events")
+# Where a request's body, read on the loop, waits in its ASGI scope for the Flask request.
+BODY = "tingxie.body"
 
 
-def json_error_body(code: str, message: str) -> bytes:
+def json_error_body(code: str, message: str, path: str = "", status: int | None = None) -> bytes:
+    """The API's error shape; OpenAI's on the OpenAI-compatible routes (web.errors)."""
+    if path == "/v1" or path.startswith("/v1/"):
+        from web.errors import openai_type
+
+        status = status or http_status(code)
+        return json.dumps({"error": {"message": message, "type": openai_type(status), "param": None,
+                                     "code": code}}).encode()
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
@@ -55,16 +70,28 @@ def head_refusal(scope: dict) -> tuple[int, str, str] | None:
     return None
 
 
-async def _json_error(send, status: int, code: str, message: str) -> None:
-    body = json_error_body(code, message)
+async def _json_error(send, status: int, code: str, message: str, *, path: str = "", receive=None,
+                      headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    """Answer and close. With ``receive``, what the client is still sending is read and dropped
+    for up to :data:`LINGER_S` before the close, so the close does not reset the connection before
+    the client has read the answer."""
+    body = json_error_body(code, message, path, status)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+                            (b"connection", b"close"), *headers]})
+    await send({"type": "http.response.body", "body": body, "more_body": receive is not None})
+    if receive is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(LINGER_S):
+            while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+                pass
+    await send({"type": "http.response.body", "body": b""})
 
 
 class Tier:
-    """The ASGI application: the job-events sockets natively, every HTTP request to Flask."""
+    """The ASGI application: the job-events sockets natively, every HTTP request to Flask once its
+    body is whole."""
 
     def __init__(self, flask_app, threads: int):
         from a2wsgi import WSGIMiddleware
@@ -73,7 +100,8 @@ class Tier:
 
         services = flask_app.extensions["tingxie"]
         self.flask = flask_app
-        self.wsgi = WSGIMiddleware(flask_app, workers=threads)
+        self.settings = services.settings
+        self.wsgi = WSGIMiddleware(self._flask_with_body, workers=threads)
         self.hub = EventHub(services.db, services.settings.events_url)
 
     async def __call__(self, scope, receive, send) -> None:
@@ -84,15 +112,9 @@ class Tier:
         refusal = head_refusal(scope)
         if kind == "http":
             if refusal is not None:
-                await _json_error(send, *refusal)
+                await _json_error(send, *refusal, path=scope["path"])
             else:
-                # Each request reaches Flask in a context of its own, never one inherited from the
-                # connection's previous request: a2wsgi reads a body from the request's thread
-                # through the event loop, which re-arms the connection's reader inside that thread's
-                # context, Flask's app context (its g, the caller's principal) included, and Flask
-                # would take up an app context it finds as this request's.
-                await asyncio.get_running_loop().create_task(self.wsgi(scope, receive, send),
-                                                             context=contextvars.Context())
+                await self._http(scope, receive, send)
             return
         if kind == "websocket":
             match = EVENTS_PATH.fullmatch(scope["path"])
@@ -102,6 +124,89 @@ class Tier:
             from web.live import serve_watcher
 
             await serve_watcher(self.flask, self.hub, match.group(1), scope, receive, send)
+
+    async def _http(self, scope, receive, send) -> None:
+        try:
+            body = await self._read_body(scope, receive)
+        except ClientGone:
+            return
+        except BodyRefused as refused:
+            log.info("%s %s refused before its body was whole: %s", scope["method"], scope["path"], refused.message)
+            await _json_error(send, refused.status, refused.code, refused.message, path=scope["path"],
+                              receive=receive if refused.linger else None, headers=refused.headers)
+            return
+        scope[BODY] = body
+        try:
+            # Each request reaches Flask in a context of its own, never one inherited from the
+            # connection's previous request (Flask would take up an app context it finds, with its
+            # g and the caller's principal, as this request's).
+            await asyncio.get_running_loop().create_task(self.wsgi(scope, receive, send),
+                                                         context=contextvars.Context())
+        finally:
+            body.discard()  # spool files the request did not place in the media store
+
+    async def _read_body(self, scope, receive) -> Body:
+        """The request's body, read on the loop under its route's cap: an upload's multipart body
+        (only from a caller whose credentials are good: nobody else fills the scratch disk) into
+        spool files, any other in memory."""
+        from web.auth import PUBLIC
+        from web.limits import UPLOADS
+
+        settings = self.settings
+        limits = partial(Limits, min_rate_bytes_s=settings.body_min_rate_bytes_s,
+                         grace_s=settings.request_idle_timeout_s, timeout_s=settings.body_timeout_s)
+        endpoint = self._endpoint(scope)
+        if endpoint in UPLOADS and multipart_boundary(scope) is not None:  # any other body: as JSON
+            if not await self._may_upload(scope):
+                return Body(length=0)  # Flask's guard answers (401); the body is never read
+            return await read_body(scope, receive, limits(settings.max_upload_bytes, "TINGXIE_MAX_UPLOAD_MB"),
+                                   open_spool=partial(storage.open_spool_file, settings),
+                                   max_form_memory_bytes=self.flask.config["MAX_FORM_MEMORY_SIZE"],
+                                   max_parts=self.flask.config["MAX_FORM_PARTS"])
+        if endpoint is None or endpoint in PUBLIC:
+            return await read_body(scope, receive, limits(settings.public_body_bytes, "TINGXIE_PUBLIC_BODY_KB"))
+        return await read_body(scope, receive, limits(settings.max_body_bytes, "TINGXIE_MAX_BODY_KB"))
+
+    def _endpoint(self, scope) -> str | None:
+        """The Flask endpoint the request is for; None for no route (404, 405: a small body)."""
+        from werkzeug.exceptions import HTTPException
+
+        try:
+            return self.flask.url_map.bind("tingxie").match(scope["path"], method=scope["method"])[0]
+        except HTTPException:
+            return None
+
+    async def _may_upload(self, scope) -> bool:
+        """Whether the caller's credentials are good (the guard's own check, in a thread for a
+        moment: a database lookup, not a wait on the client)."""
+        from flask import g
+
+        from web.auth import identify
+        from web.live import handshake_environ
+
+        def check() -> bool:
+            environ = handshake_environ(scope, self.settings.trusted_proxies)
+            with self.flask.request_context(environ):
+                return identify() is not None and g.tingxie_auth_error is None
+
+        try:
+            return await asyncio.to_thread(contextvars.Context().run, check)
+        except Exception:  # the database is down...: Flask answers the request as it can
+            log.warning("could not check an upload's credentials before its body", exc_info=True)
+            return True
+
+    def _flask_with_body(self, environ, start_response):
+        """The Flask app, given the body already read on the loop: in memory, or an upload's form
+        parsed into spool files (web.uploads.UploadRequest takes it), with its length (a chunked
+        body's too)."""
+        body: Body | None = environ["asgi.scope"].get(BODY)
+        if body is not None:
+            environ["wsgi.input"] = io.BytesIO(body.data)
+            environ["CONTENT_LENGTH"] = str(body.length if body.form is not None else len(body.data))
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+            if body.form is not None:
+                environ[FORM] = body.form
+        return self.flask(environ, start_response)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -139,9 +244,15 @@ class JsonErrorsH11Protocol(H11Protocol):
     It also drops a client that stops sending: a connection that sends nothing, a request head
     that does not end, or a body that stops coming for ``TINGXIE_REQUEST_IDLE_TIMEOUT_S`` (a body
     is answered 408 first). Slow or stalled clients cannot hold the server's connections and
-    threads; an application that is slow to read is not the client's idleness and is waited for."""
+    threads; an application that is slow to read is not the client's idleness and is waited for.
+    A connection upgraded to a WebSocket has no idle timeout: it is pinged instead (uvicorn's
+    keepalive, ``TINGXIE_WS_PING_S``), and lives as long as the job it watches.
+
+    At a graceful shutdown, a request whose body is still arriving is told so
+    (:data:`web.bodies.STOPPING`): it is answered 503 with ``Retry-After`` and its spool removed."""
 
     _draining = False
+    _upgraded = False
     _idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
@@ -164,9 +275,26 @@ class JsonErrorsH11Protocol(H11Protocol):
             return True
         return self.conn.their_state is h11.IDLE and (bool(self.conn.trailing_data[0]) or self.cycle is None)
 
+    def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        self._upgraded = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        super().handle_websocket_upgrade(event)
+
+    def shutdown(self) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and self.conn.their_state is h11.SEND_BODY:
+            cycle.scope[STOPPING] = True
+            cycle.message_event.set()  # the body's reader wakes, sees it and answers 503
+        super().shutdown()
+
     def _arm_idle(self) -> None:
         if self._idle is not None:
             self._idle.cancel()
+        if self._upgraded:  # the socket is no longer this protocol's
+            self._idle = None
+            return
         self._idle = self.loop.call_later(_idle_timeout_s(), self._idle_expired) if self._awaiting_client() else None
 
     def _idle_expired(self) -> None:
@@ -226,14 +354,18 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         workers=workers,
         http=JsonErrorsH11Protocol,
         ws="websockets-sansio",
+        # A client gone without closing is noticed within TINGXIE_WS_PING_S (a ping every half of
+        # it, unanswered for the other half).
+        ws_ping_interval=settings.ws_ping_s / 2,
+        ws_ping_timeout=settings.ws_ping_s / 2,
         lifespan="on",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         server_header=False,  # web.headers names the server without a version
         proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
-        # A web process whose start (imports, the Flask app) holds the GIL on a loaded host cannot
-        # answer the supervisor's ping: 5 s (uvicorn's default) killed and restarted it for ever.
+        # A web process whose start (imports, the Flask app) holds the GIL on a busy host is not
+        # hung: uvicorn's 5 s default had the supervisor kill and restart it over and over.
         timeout_worker_healthcheck=60,
         log_config=LOG_CONFIG,
     )
