@@ -22,6 +22,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from core.errors import reason
 from core.settings import Settings
+from web import waits
 
 log = logging.getLogger("tingxie.web")
 
@@ -91,8 +92,10 @@ class Tier:
                 # through the event loop, which re-arms the connection's reader inside that thread's
                 # context, Flask's app context (its g, the caller's principal) included, and Flask
                 # would take up an app context it finds as this request's.
-                await asyncio.get_running_loop().create_task(self.wsgi(scope, receive, send),
-                                                             context=contextvars.Context())
+                # A view may defer its answer until a job ends (web.waits): the wait is on the loop.
+                await asyncio.get_running_loop().create_task(
+                    waits.serve_http(self.wsgi, self.flask, self.hub, self.wsgi.executor, scope, receive, send),
+                    context=contextvars.Context())
             return
         if kind == "websocket":
             match = EVENTS_PATH.fullmatch(scope["path"])

@@ -1,0 +1,230 @@
+"""Waits that hold no thread (web.waits): the OpenAI call's wait for its job is awaited on the
+event loop on the process's one event hub. The hub's ``wait_for_end`` on both backends; the
+deferred answer read for its caller only; and, against a running web tier with no worker, 200
+calls waiting at once while the tier keeps answering, with one Redis subscription between them."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+
+import pytest
+import requests
+
+from core import jobs
+from core.access import Principal
+from core.db import session_scope
+from core.options import JobOptions
+
+openai = pytest.importorskip("openai")
+
+CALLS = 200
+
+
+def _new_job(db, tenant: str = "local") -> str:
+    job_id = jobs.new_job_id()
+    with session_scope(db) as session:
+        jobs.create_job(session, job_id=job_id, media_key=f"{job_id}/source.wav", filename="a.wav", size_bytes=1,
+                        duration_ms=None, options=JobOptions(profile="offline"), tenant=tenant)
+    return job_id
+
+
+def _finish(db, job_id: str, text: str = "") -> None:
+    with session_scope(db) as session:
+        attempt = jobs.claim(session, job_id)
+    with session_scope(db) as session:
+        jobs.report_progress(session, job_id, attempt, "asr", 0.5)
+    with session_scope(db) as session:
+        jobs.complete(session, job_id, attempt, {"text": text, "language": "en", "duration_ms": 1000, "segments": []})
+
+
+def test_the_hub_waits_for_jobs_to_end(db, any_settings):
+    """One hub, many waiters: each gets its job's terminal event (a job that had already ended at
+    once), a job that does not end gives None after the timeout, and nothing stays watched."""
+    from web.live import EventHub
+
+    done, canceled, quiet, ended = (_new_job(db) for _ in range(4))
+    with session_scope(db) as session:
+        jobs.cancel(session, ended)
+
+    async def main() -> None:
+        hub = EventHub(db, any_settings.events_url)
+        await hub.start()
+        try:
+            assert (await hub.wait_for_end(ended, 60))["type"] == "canceled"
+            waiting = [asyncio.create_task(hub.wait_for_end(job_id, 120)) for job_id in (done, canceled, quiet)]
+            assert await hub.wait_for_end(quiet, 0.3) is None
+            await asyncio.to_thread(_finish, db, done)
+            with session_scope(db) as session:
+                jobs.cancel(session, canceled)
+            ends = await asyncio.wait_for(asyncio.gather(*waiting[:2]), 60)
+            assert [(m["job_id"], m["type"]) for m in ends] == [(done, "done"), (canceled, "canceled")]
+            assert not waiting[2].done() and hub.watchers == 1
+            waiting[2].cancel()
+            await asyncio.gather(waiting[2], return_exceptions=True)
+            assert hub.watchers == 0
+        finally:
+            await hub.close()
+
+    asyncio.run(main())
+
+
+def test_a_deferred_answer_is_read_for_its_caller(any_settings, db):
+    """What renders a waiting call's answer reads the job for the caller who made the call: were a
+    deferral ever to name another tenant's job, that caller gets 404 and nothing of the job."""
+    from web import create_app, openai as web_openai, waits
+
+    app = create_app(any_settings)
+    try:
+        job_id = _new_job(db, tenant="tenant-a")
+        _finish(db, job_id, text="the secret minutes of tenant a")
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/audio/transcriptions", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "80", "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1"}
+
+        def answer_for(caller: Principal):
+            pending = waits.Pending(job_id, 0.0, partial(web_openai.answer, job_id, "json", {"segment"}),
+                                    environ, {"tingxie_principal": caller, "tingxie_auth_error": None})
+            return waits._render(app, pending)
+
+        theirs = answer_for(Principal("tenant-b", via="token", token_id="b"))
+        assert theirs.status_code == 404 and theirs.json["error"]["code"] == "not_found"
+        assert "secret" not in theirs.get_data(as_text=True)
+        assert theirs.headers["Cache-Control"] == "no-store"  # the route's after-request hooks ran
+        own = answer_for(Principal("tenant-a", via="token", token_id="a"))
+        assert own.status_code == 200 and own.json == {"text": "the secret minutes of tenant a"}
+        admin = answer_for(Principal("ops", admin=True, via="token", token_id="o"))
+        assert admin.status_code == 200
+    finally:
+        app.extensions["tingxie"].close()
+
+
+# --- Against a running web tier ------------------------------------------------------------------
+
+def _token(settings, tenant: str) -> str:
+    from core import tokens
+    from core.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            return tokens.create(session, tenant=tenant).secret
+    finally:
+        engine.dispose()
+
+
+class Callers(threading.Thread):
+    """``count`` OpenAI calls at once, through the real SDK, each uploading ``path``; ``results``:
+    what each call returned or raised."""
+
+    def __init__(self, base_url: str, token: str, path, count: int, model: str = "whisper-1"):
+        super().__init__(daemon=True)
+        self.base_url, self.token, self.data, self.count, self.model = base_url, token, path.read_bytes(), count, model
+        self.name_ = path.name
+        self.results: list = []
+
+    def run(self) -> None:
+        async def main() -> list:
+            sdk = openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=self.token, max_retries=0, timeout=600)
+            calls = [sdk.audio.transcriptions.create(model=self.model, file=(self.name_, self.data))
+                     for _ in range(self.count)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+        self.results = asyncio.run(main())
+
+
+def _queued_openai_jobs(service, headers: dict, profile: str | None = None) -> list[str]:
+    ids, page = [], 1
+    while True:
+        body = requests.get(f"{service.base_url}/api/v1/jobs?per_page=100&page={page}&status=queued",
+                            headers=headers, timeout=60).json()
+        ids += [j["id"] for j in body["items"] if j["source"] == "openai" and profile in (None, j["profile"])]
+        if page * 100 >= body["total"]:
+            return ids
+        page += 1
+
+
+def wait_for_waiting_calls(service, headers: dict, count: int, callers: Callers, profile: str | None = None,
+                           deadline_s: float = 180) -> list[str]:
+    """The ids of ``count`` queued OpenAI jobs, once they all exist: each call has been taken in and
+    is waiting for its job. Fails when they are not all taken in within ``deadline_s``."""
+    import time
+
+    deadline = time.monotonic() + deadline_s
+    found: list[str] = []
+    while time.monotonic() < deadline and callers.is_alive():
+        found = _queued_openai_jobs(service, headers, profile)
+        if len(found) >= count:
+            return found
+        time.sleep(1.0)
+    raise AssertionError(f"only {len(found)} of {count} OpenAI calls were taken in and left waiting "
+                         f"(results so far: {callers.results[:3]})")
+
+
+def release(service, headers: dict, job_ids: list[str]) -> None:
+    """Cancel the jobs (through the API): their waiting calls are answered."""
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(lambda job_id: requests.post(
+            f"{service.base_url}/api/v1/jobs/{job_id}/cancel", headers=headers, timeout=60).status_code, job_ids))
+    assert statuses == [200] * len(job_ids)
+
+
+def assert_answered_canceled(callers: Callers, job_ids: list[str]) -> None:
+    callers.join(300)
+    assert not callers.is_alive() and len(callers.results) == len(job_ids)
+    for result in callers.results:
+        assert isinstance(result, openai.APIStatusError), result
+        assert result.status_code == 409 and result.body["code"] == "canceled", result.body
+        assert result.response.headers["x-should-retry"] == "false"
+    assert sorted(r.body["job_id"] for r in callers.results) == sorted(job_ids)
+
+
+@pytest.fixture(params=["embedded", "servers"])
+def waiting_service(request, live_service, tmp_path):
+    """A web tier and no worker (every job stays queued): on the embedded default, or on PostgreSQL
+    and a private Redis (its own server, so its subscription counts are this test's alone)."""
+    from tests.conftest import make_settings
+    from tests.support.servers import PrivateRedis
+
+    overrides = dict(upload_rate_limit="off", rate_limit="off", openai_wait_s=600.0)
+    redis_server = None
+    if request.param == "servers":
+        redis_server = PrivateRedis().start()
+        overrides.update(database_url=request.getfixturevalue("postgres_url"), broker_url=redis_server.url)
+    try:
+        service = live_service(make_settings(tmp_path, **overrides), workers=0)
+        service.redis = redis_server
+        yield service
+    finally:
+        if redis_server is not None:
+            redis_server.stop()
+
+
+@pytest.mark.slow
+def test_200_waiting_calls_hold_no_thread_and_one_subscription(waiting_service, speech_path):
+    """200 OpenAI calls whose jobs do not end (no worker) are all taken in and wait together, while
+    the web tier still answers /healthz and 40 API requests at once (more than its 32 threads); on
+    Redis, the 200 waits are one pattern subscription of the web process, not one each. Cancelling
+    the jobs answers every call (409 canceled, naming its job)."""
+    service = waiting_service
+    headers = {"Authorization": f"Bearer {_token(service.settings, 'team')}"}
+    callers = Callers(service.base_url, headers["Authorization"].split()[1], speech_path("asr_example.mp3"), CALLS)
+    callers.start()
+    job_ids = wait_for_waiting_calls(service, headers, CALLS, callers)
+
+    assert requests.get(service.base_url + "/healthz", timeout=60).status_code == 200
+    with ThreadPoolExecutor(40) as pool:
+        listed = list(pool.map(lambda _: requests.get(service.base_url + "/api/v1/jobs?per_page=1", headers=headers,
+                                                      timeout=120), range(40)))
+    assert [r.status_code for r in listed] == [200] * 40 and listed[0].json()["total"] == CALLS
+    assert callers.is_alive()  # all 200 still waiting
+    if service.redis is not None:
+        import redis
+
+        server = redis.Redis.from_url(service.redis.url)
+        subscribers = [c for c in server.client_list() if int(c["sub"]) or int(c["psub"])]
+        assert server.pubsub_numpat() == 1 and len(subscribers) == 1, subscribers
+        assert server.pubsub_channels() == []  # no per-call channel subscription
+
+    release(service, headers, job_ids)
+    assert_answered_canceled(callers, job_ids)
