@@ -5,7 +5,6 @@ calls waiting at once while the tier keeps answering, with one Redis subscriptio
 from __future__ import annotations
 
 import asyncio
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -16,6 +15,7 @@ from core import jobs
 from core.access import Principal
 from core.db import session_scope
 from core.options import JobOptions
+from tests.support.waiting import Callers, assert_answered_canceled, make_token, release, wait_for_waiting_calls
 
 openai = pytest.importorskip("openai")
 
@@ -101,84 +101,6 @@ def test_a_deferred_answer_is_read_for_its_caller(any_settings, db):
 
 # --- Against a running web tier ------------------------------------------------------------------
 
-def _token(settings, tenant: str) -> str:
-    from core import tokens
-    from core.db import make_engine, make_sessionmaker
-
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            return tokens.create(session, tenant=tenant).secret
-    finally:
-        engine.dispose()
-
-
-class Callers(threading.Thread):
-    """``count`` OpenAI calls at once, through the real SDK, each uploading ``path``; ``results``:
-    what each call returned or raised."""
-
-    def __init__(self, base_url: str, token: str, path, count: int, model: str = "whisper-1"):
-        super().__init__(daemon=True)
-        self.base_url, self.token, self.data, self.count, self.model = base_url, token, path.read_bytes(), count, model
-        self.name_ = path.name
-        self.results: list = []
-
-    def run(self) -> None:
-        async def main() -> list:
-            sdk = openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=self.token, max_retries=0, timeout=600)
-            calls = [sdk.audio.transcriptions.create(model=self.model, file=(self.name_, self.data))
-                     for _ in range(self.count)]
-            return await asyncio.gather(*calls, return_exceptions=True)
-
-        self.results = asyncio.run(main())
-
-
-def _queued_openai_jobs(service, headers: dict, profile: str | None = None) -> list[str]:
-    ids, page = [], 1
-    while True:
-        body = requests.get(f"{service.base_url}/api/v1/jobs?per_page=100&page={page}&status=queued",
-                            headers=headers, timeout=60).json()
-        ids += [j["id"] for j in body["items"] if j["source"] == "openai" and profile in (None, j["profile"])]
-        if page * 100 >= body["total"]:
-            return ids
-        page += 1
-
-
-def wait_for_waiting_calls(service, headers: dict, count: int, callers: Callers, profile: str | None = None,
-                           deadline_s: float = 180) -> list[str]:
-    """The ids of ``count`` queued OpenAI jobs, once they all exist: each call has been taken in and
-    is waiting for its job. Fails when they are not all taken in within ``deadline_s``."""
-    import time
-
-    deadline = time.monotonic() + deadline_s
-    found: list[str] = []
-    while time.monotonic() < deadline and callers.is_alive():
-        found = _queued_openai_jobs(service, headers, profile)
-        if len(found) >= count:
-            return found
-        time.sleep(1.0)
-    raise AssertionError(f"only {len(found)} of {count} OpenAI calls were taken in and left waiting "
-                         f"(results so far: {callers.results[:3]})")
-
-
-def release(service, headers: dict, job_ids: list[str]) -> None:
-    """Cancel the jobs (through the API): their waiting calls are answered."""
-    with ThreadPoolExecutor(8) as pool:
-        statuses = list(pool.map(lambda job_id: requests.post(
-            f"{service.base_url}/api/v1/jobs/{job_id}/cancel", headers=headers, timeout=60).status_code, job_ids))
-    assert statuses == [200] * len(job_ids)
-
-
-def assert_answered_canceled(callers: Callers, job_ids: list[str]) -> None:
-    callers.join(300)
-    assert not callers.is_alive() and len(callers.results) == len(job_ids)
-    for result in callers.results:
-        assert isinstance(result, openai.APIStatusError), result
-        assert result.status_code == 409 and result.body["code"] == "canceled", result.body
-        assert result.response.headers["x-should-retry"] == "false"
-    assert sorted(r.body["job_id"] for r in callers.results) == sorted(job_ids)
-
-
 @pytest.fixture(params=["embedded", "servers"])
 def waiting_service(request, live_service, tmp_path):
     """A web tier and no worker (every job stays queued): on the embedded default, or on PostgreSQL
@@ -207,7 +129,7 @@ def test_200_waiting_calls_hold_no_thread_and_one_subscription(waiting_service, 
     Redis, the 200 waits are one pattern subscription of the web process, not one each. Cancelling
     the jobs answers every call (409 canceled, naming its job)."""
     service = waiting_service
-    headers = {"Authorization": f"Bearer {_token(service.settings, 'team')}"}
+    headers = {"Authorization": f"Bearer {make_token(service.settings, 'team')}"}
     callers = Callers(service.base_url, headers["Authorization"].split()[1], speech_path("asr_example.mp3"), CALLS)
     callers.start()
     job_ids = wait_for_waiting_calls(service, headers, CALLS, callers)
