@@ -44,12 +44,12 @@ class Callers(threading.Thread):
         self.results = asyncio.run(main())
 
 
-def _queued_openai_jobs(service, headers: dict, profile: str | None = None) -> list[str]:
-    ids, page = [], 1
+def _queued_openai_jobs(service, headers: dict, profile: str | None = None) -> set[str]:
+    ids, page = set(), 1
     while True:
         body = requests.get(f"{service.base_url}/api/v1/jobs?per_page=100&page={page}&status=queued",
                             headers=headers, timeout=60).json()
-        ids += [j["id"] for j in body["items"] if j["source"] == "openai" and profile in (None, j["profile"])]
+        ids.update(j["id"] for j in body["items"] if j["source"] == "openai" and profile in (None, j["profile"]))
         if page * 100 >= body["total"]:
             return ids
         page += 1
@@ -60,11 +60,11 @@ def wait_for_waiting_calls(service, headers: dict, count: int, callers: Callers,
     """The ids of ``count`` queued OpenAI jobs, once they all exist: each call has been taken in and
     is waiting for its job. Fails when they are not all taken in within ``deadline_s``."""
     deadline = time.monotonic() + deadline_s
-    found: list[str] = []
+    found: set[str] = set()
     while time.monotonic() < deadline and callers.is_alive():
         found = _queued_openai_jobs(service, headers, profile)
         if len(found) >= count:
-            return found
+            return sorted(found)
         time.sleep(1.0)
     raise AssertionError(f"only {len(found)} of {count} OpenAI calls were taken in and left waiting "
                          f"(results so far: {callers.results[:3]})")
@@ -75,7 +75,7 @@ def release(service, headers: dict, job_ids: list[str]) -> None:
     with ThreadPoolExecutor(8) as pool:
         statuses = list(pool.map(lambda job_id: requests.post(
             f"{service.base_url}/api/v1/jobs/{job_id}/cancel", headers=headers, timeout=60).status_code, job_ids))
-    assert statuses == [200] * len(job_ids)
+    assert statuses == [200] * len(job_ids), sorted(set(statuses))
 
 
 def assert_answered_canceled(callers: Callers, job_ids: list[str]) -> None:
