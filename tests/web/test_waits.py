@@ -5,15 +5,19 @@ calls waiting at once while the tier keeps answering, with one Redis subscriptio
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from core import jobs
 from core.access import Principal
 from core.db import session_scope
+from core.models import Job
 from core.options import JobOptions
 from tests.support.waiting import Callers, assert_answered_canceled, make_token, release, wait_for_waiting_calls
 
@@ -97,6 +101,80 @@ def test_a_deferred_answer_is_read_for_its_caller(any_settings, db):
         assert admin.status_code == 200
     finally:
         app.extensions["tingxie"].close()
+
+
+def _openai_call(path) -> tuple[dict, bytes]:
+    """An OpenAI call's ASGI scope and body, from this machine (anonymous loopback use)."""
+    prepared = requests.Request("POST", "http://127.0.0.1/v1/audio/transcriptions", data={"model": "whisper-1"},
+                                files={"file": (path.name, path.read_bytes())}).prepare()
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", prepared.headers["Content-Type"].encode()),
+               (b"content-length", str(len(prepared.body)).encode())]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/v1/audio/transcriptions", "raw_path": b"/v1/audio/transcriptions", "query_string": b"",
+             "root_path": "", "headers": headers, "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+    return scope, prepared.body
+
+
+@pytest.mark.parametrize("ending", ["canceled", "caller_leaves"])
+def test_the_tier_answers_a_waiting_call_once_its_job_ends(settings, speech_path, ending):
+    """The web tier itself (web.server.Tier, no HTTP server around it): the call's view returns at
+    once and nothing is sent while the job runs (the view's placeholder never reaches the client);
+    the job's end is the answer. A caller that leaves ends the wait, and nothing is sent."""
+    from core.migrate import upgrade
+    from web import create_app
+    from web.server import Tier
+
+    settings = dataclasses.replace(settings, openai_wait_s=600.0)
+    upgrade(settings)
+    tier = Tier(create_app(settings), threads=4)
+    scope, body = _openai_call(speech_path("asr_example.mp3"))
+
+    async def main() -> list[dict]:
+        await tier.hub.start()
+        incoming = [{"type": "http.request", "body": body, "more_body": False}]
+        gone, sent = asyncio.Event(), []
+
+        async def receive() -> dict:
+            if incoming:
+                return incoming.pop()
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        async def until_waiting() -> None:
+            while tier.hub.watchers == 0:  # once the view has returned, the call waits on the hub
+                assert not call.done(), sent
+                await asyncio.sleep(0.1)
+
+        call = asyncio.create_task(tier(scope, receive, send))
+        try:
+            await asyncio.wait_for(until_waiting(), 60)
+            assert sent == []
+            if ending == "canceled":
+                with session_scope(tier.flask.extensions["tingxie"].db) as session:
+                    job_id = session.execute(select(Job.id)).scalar_one()
+                    jobs.cancel(session, job_id)
+            else:
+                gone.set()
+            await asyncio.wait_for(call, 60)
+            assert tier.hub.watchers == 0
+            return sent
+        finally:
+            await tier.hub.close()
+            tier.flask.extensions["tingxie"].close()
+
+    sent = asyncio.run(main())
+    if ending == "caller_leaves":
+        assert sent == []
+        return
+    start, answer = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 409 and headers[b"x-should-retry"] == b"false"
+    assert headers[b"content-type"] == b"application/json" and headers[b"cache-control"] == b"no-store"
+    error = json.loads(answer["body"])["error"]
+    assert error["code"] == "canceled" and error["type"] == "invalid_request_error" and error["job_id"]
 
 
 # --- Against a running web tier ------------------------------------------------------------------
