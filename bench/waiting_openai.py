@@ -47,9 +47,11 @@ def _token(database_url: str, tenant: str) -> str:
 
 
 def _threads(proc: subprocess.Popen) -> list[int]:
-    """Threads of each web process (uvicorn's supervisor's children, or the one process)."""
+    """Threads of each web process (uvicorn's supervisor's children, or the one process; not
+    multiprocessing's resource tracker)."""
     root = psutil.Process(proc.pid)
-    return [p.num_threads() for p in (root.children() or [root])]
+    children = [p for p in root.children() if "resource_tracker" not in " ".join(p.cmdline())]
+    return [p.num_threads() for p in (children or [root])]
 
 
 def _pattern_subscribers(redis_url: str) -> int:
