@@ -158,7 +158,8 @@ COMPONENTS = {schema.__name__: schema
               for schema in (OpenAIError, TranscriptionJson, VerboseTranscription, ModelList, Model)}
 
 
-_OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a cap", 415: "not audio or video",
+_OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 409: "the job was canceled while the call waited",
+                          413: "over a cap", 415: "not audio or video",
                           422: "no audio, or cut short", 500: "the job failed on the server",
                           503: "the job's models or engine are missing",
                           504: "still running after the wait; poll the job named in the error"}, "OpenAIError")
