@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "request_timeout": 408,
     "not_ready": 409,
     "not_cancelable": 409,
+    "canceled": 409,  # an OpenAI call whose job was canceled while the call waited
     "gone": 410,
     "too_large": 413,
     "too_long": 413,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from typing import Iterator
 
 from sqlalchemy import event as sa_event
 from sqlalchemy import select
@@ -85,53 +83,6 @@ def history(session: Session, job_id: str, after_id: int = 0) -> list[dict]:
 
 
 TERMINAL_TYPES = frozenset({"done", "failed", "canceled"})
-
-
-def listen(
-    factory: sessionmaker,
-    job_id: str,
-    *,
-    events_url: str = "",
-    after_id: int = 0,
-    poll_s: float = 0.25,
-    tick_s: float | None = None,
-) -> Iterator[dict | None]:
-    """Yield the job's events after ``after_id``, in order, as they are committed; endless, the
-    caller stops (a terminal event is the usual place).
-
-    The database gives the order and the content. With ``events_url`` a Redis publication wakes
-    the listener at once (it subscribes before reading the database, so nothing falls between),
-    and the database is re-read every few seconds in case a publication was lost; without it the
-    database is read every ``poll_s``. With ``tick_s``, ``None`` is yielded after that long
-    without an event, so a caller can check that its own client is still there.
-    """
-    pubsub = None
-    if events_url:
-        pubsub = _redis(events_url).pubsub(ignore_subscribe_messages=True)
-        pubsub.subscribe(channel(job_id))
-    try:
-        quiet_since = time.monotonic()
-        while True:
-            with factory() as session:
-                batch = history(session, job_id, after_id)
-            for message in batch:
-                after_id = message["id"]
-                yield message
-            now = time.monotonic()
-            if batch:
-                quiet_since = now
-                continue
-            if tick_s is not None and now - quiet_since >= tick_s:
-                quiet_since = now
-                yield None
-            if pubsub is None:
-                time.sleep(poll_s)
-            else:
-                # Any publication on the channel (or the timeout) sends us back to the database.
-                pubsub.get_message(timeout=5.0 if tick_s is None else min(5.0, tick_s))
-    finally:
-        if pubsub is not None:
-            pubsub.close()
 
 
 class AsyncJobWatcher:

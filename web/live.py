@@ -2,12 +2,13 @@
 waiting coroutine, never a request thread, so a thousand watchers leave the web tier's threads to
 uploads and the API.
 
-One :class:`EventHub` per process feeds every watcher of that process. The database is the truth
-(the order and content of each job's events, as the REST API and a late watcher see them); Redis,
-when configured, only says which jobs have news: one pattern subscription per process marks them,
-and one batched read fetches the new events of all of them at once. The database is also swept
-every few seconds for every watched job in case a publication was lost, and, without Redis (the
-embedded default), every quarter second.
+One :class:`EventHub` per process feeds every watcher of that process: the sockets, and the
+OpenAI calls waiting for their job's end (:meth:`EventHub.wait_for_end`, :mod:`web.waits`). The
+database is the truth (the order and content of each job's events, as the REST API and a late
+watcher see them); Redis, when configured, only says which jobs have news: one pattern
+subscription per process marks them, and one batched read fetches the new events of all of them
+at once. The database is also swept every few seconds for every watched job in case a
+publication was lost, and, without Redis (the embedded default), every quarter second.
 
 A watcher's handshake (authorization, the snapshot) runs as Flask code in a worker thread with a
 request context built from the handshake (:func:`web.events.open_watch`); after that the socket
@@ -89,6 +90,20 @@ class EventHub:
             watchers.discard(watch)
             if not watchers:
                 del self._watches[watch.job_id]
+
+    async def wait_for_end(self, job_id: str, timeout_s: float) -> dict | None:
+        """The job's terminal event (done, failed or canceled), or None when ``timeout_s`` passes
+        first. A job that has already ended answers at once (its history is read from the start)."""
+        watch = self.watch(job_id, 0)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while (message := await watch.queue.get())["type"] not in events.TERMINAL_TYPES:
+                    pass
+                return message
+        except TimeoutError:
+            return None
+        finally:
+            self.unwatch(watch)
 
     def _mark(self, job_id: str) -> None:
         self._dirty.add(job_id)

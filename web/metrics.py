@@ -23,6 +23,7 @@ from core import metrics as wire
 from core import workers
 from core.models import Job
 from core.queue import ALL_QUEUES
+from web.waits import DEFERRED
 
 log = logging.getLogger("tingxie.web")
 
@@ -108,6 +109,8 @@ def _start_clock() -> None:
 
 @bp.after_app_request
 def _count(response: Response) -> Response:
+    if g.get(DEFERRED):  # a placeholder: the answer sent after the wait is counted (web.waits)
+        return response
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     m = _web_metrics()
     m["requests"].labels(request.method, route, str(response.status_code)).inc()

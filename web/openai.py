@@ -2,7 +2,8 @@
 
 Each call is an ordinary tingxie job (source ``openai``), made through the one submission path
 and visible in the native API and on the page. The answer waits for the job, up to
-``TINGXIE_OPENAI_WAIT_S``; past that the caller gets a 504 whose body and ``Location`` name the
+``TINGXIE_OPENAI_WAIT_S``, on the event loop and the process's event hub, holding no request
+thread (:mod:`web.waits`); past that the caller gets a 504 whose body and ``Location`` name the
 job, with ``x-should-retry: false`` so the OpenAI SDK does not upload the file again, and polls
 the native API. Errors use OpenAI's shape (see web.errors).
 
@@ -11,7 +12,7 @@ every profile is also a model of its own name (``offline``, ``funasr``).
 """
 from __future__ import annotations
 
-import time
+from functools import partial
 from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
@@ -20,16 +21,16 @@ from apiflask.validators import Length, OneOf, Range
 from flask import Response, current_app, jsonify
 from marshmallow import EXCLUDE, post_load
 
-from core import events, export, jobs
+from core import export, jobs
 from core.db import session_scope
-from core.errors import TingxieError
+from core.errors import NotFoundError, TingxieError
 from core.hotwords import MAX_HOTWORDS_BYTES, parse_hotwords
 from core.models import Job, Transcript
 from core.options import JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
-from web import auth
+from web import auth, waits
 from web.errors import error_response
 from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
 
@@ -157,7 +158,8 @@ COMPONENTS = {schema.__name__: schema
               for schema in (OpenAIError, TranscriptionJson, VerboseTranscription, ModelList, Model)}
 
 
-_OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 413: "over a cap", 415: "not audio or video",
+_OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 409: "the job was canceled while the call waited",
+                          413: "over a cap", 415: "not audio or video",
                           422: "no audio, or cut short", 500: "the job failed on the server",
                           503: "the job's models or engine are missing",
                           504: "still running after the wait; poll the job named in the error"}, "OpenAIError")
@@ -178,34 +180,28 @@ def create_transcription(form):
     upload = form["upload"]
     submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"],
                            tenant=auth.principal().tenant)
-    status = _wait(svc, submitted.id, svc.settings.openai_wait_s)
+    # The wait for the job's end holds no thread: it is awaited on the event loop (web.waits).
+    return waits.defer(submitted.id, svc.settings.openai_wait_s,
+                       partial(answer, submitted.id, form["format"], form["granularities"]))
+
+
+def answer(job_id: str, fmt: str, granularities: set[str]):
+    """The call's answer from its job as it stands: the transcript, the job's error, or 504 naming
+    the job. The job is read for the caller: another tenant's is not found."""
+    svc = services()
     with session_scope(svc.db) as session:
-        job = session.get(Job, submitted.id)
-        if status != jobs.DONE:
-            if status in jobs.TERMINAL:
-                code = job.error_code or status
+        job = session.get(Job, job_id)
+        if job is None or not auth.principal().can_see(job.tenant):
+            raise NotFoundError(f"no job {job_id}")
+        if job.status != jobs.DONE:
+            if job.status in jobs.TERMINAL:
+                code = job.error_code or job.status
                 # The job has ended for good: a retry would only upload the file again.
-                return error_response(code, job.error_message or f"the job was {status}",
+                return error_response(code, job.error_message or f"the job was {job.status}",
                                       headers={"x-should-retry": "false"}, extra={"job_id": job.id})
             return _still_running(job.id, svc.settings.openai_wait_s)
         data = session.get(Transcript, job.id).data
-    return _render(data, form["format"], form["granularities"])
-
-
-def _wait(svc: Services, job_id: str, wait_s: float) -> str:
-    """The job's status once it has ended, or its current status when ``wait_s`` has passed."""
-    deadline = time.monotonic() + wait_s
-    stream = events.listen(svc.db, job_id, events_url=svc.settings.events_url, tick_s=min(5.0, wait_s))
-    try:
-        for message in stream:
-            if message is not None and message["type"] in events.TERMINAL_TYPES:
-                return message["type"]
-            if time.monotonic() >= deadline:
-                break
-    finally:
-        stream.close()
-    with session_scope(svc.db) as session:
-        return session.get(Job, job_id).status
+    return _render(data, fmt, granularities)
 
 
 def _still_running(job_id: str, wait_s: float):

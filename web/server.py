@@ -26,6 +26,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from core import storage
 from core.errors import http_status, reason
 from core.settings import Settings
+from web import waits
 from web.bodies import STOPPING, Body, BodyRefused, ClientGone, Limits, multipart_boundary, read_body
 from web.uploads import FORM
 
@@ -139,9 +140,11 @@ class Tier:
         try:
             # Each request reaches Flask in a context of its own, never one inherited from the
             # connection's previous request (Flask would take up an app context it finds, with its
-            # g and the caller's principal, as this request's).
-            await asyncio.get_running_loop().create_task(self.wsgi(scope, receive, send),
-                                                         context=contextvars.Context())
+            # g and the caller's principal, as this request's). A view may defer its answer until
+            # a job ends (web.waits): the wait is on the loop, not in a thread.
+            await asyncio.get_running_loop().create_task(
+                waits.serve_http(self.wsgi, self.flask, self.hub, self.wsgi.executor, scope, receive, send),
+                context=contextvars.Context())
         finally:
             body.discard()  # spool files the request did not place in the media store
 

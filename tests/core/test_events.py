@@ -1,10 +1,8 @@
-"""The event channel's listening side on both backends: ``listen`` yields committed events in
-order and wakes at once on Redis; ``AsyncJobWatcher`` sees jobs end through the database sweep
-alone and through Redis."""
+"""The event channel's listening side on both backends: ``AsyncJobWatcher`` sees jobs end through
+the database sweep alone and through Redis (the web tier's hub: tests/web/test_waits.py)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 from core import events, jobs
@@ -29,33 +27,6 @@ def _run_job(db, job_id: str, delay_s: float) -> None:
             jobs.report_progress(session, job_id, attempt, "asr", fraction)
     with session_scope(db) as session:
         jobs.complete(session, job_id, attempt, {"text": "", "language": "en", "duration_ms": 0, "segments": []})
-
-
-def test_listen_yields_committed_events_in_order_until_the_end(db, any_settings):
-    job_id = _new_job(db)
-    writer = threading.Thread(target=_run_job, args=(db, job_id, 0.3))
-    writer.start()
-    received = []
-    started = time.monotonic()
-    stream = events.listen(db, job_id, events_url=any_settings.events_url, after_id=0, poll_s=0.05)
-    for message in stream:
-        received.append(message)
-        if message["type"] in events.TERMINAL_TYPES:
-            break
-    stream.close()
-    writer.join()
-    assert [m["type"] for m in received] == ["queued", "running", "progress", "progress", "progress", "done"]
-    assert [m["id"] for m in received] == sorted(m["id"] for m in received)
-    assert [m["data"]["progress"] for m in received if m["type"] == "progress"] == [0.25, 0.5, 0.75]
-    assert time.monotonic() - started < 10
-
-
-def test_listen_ticks_while_nothing_happens(db, any_settings):
-    job_id = _new_job(db)
-    stream = events.listen(db, job_id, events_url=any_settings.events_url, after_id=0, poll_s=0.05, tick_s=0.2)
-    assert next(stream)["type"] == "queued"
-    assert next(stream) is None  # a quiet moment: the caller may check its client
-    stream.close()
 
 
 def test_async_watcher_sees_many_jobs_end(db, any_settings):

@@ -147,6 +147,24 @@ def test_errors_use_openais_shape(client, speech_path, tmp_path):
     assert caught.value.body["param"] == "response_format"
 
 
+def test_a_call_is_answered_while_more_calls_wait_than_the_tier_has_threads(client, service, speech_path):
+    """40 calls of another tenant wait for `funasr` jobs that no worker here serves: more waiting
+    calls than the web tier has request threads (32). A whisper-1 call is still taken in, and
+    answered with its transcript when the worker has finished its job; cancelling the funasr jobs
+    then answers the 40."""
+    from tests.support.waiting import Callers, assert_answered_canceled, release, wait_for_waiting_calls
+
+    theirs = _as(service, "tenant-b")
+    callers = Callers(service.base_url, service.tokens["tenant-b"], speech_path("asr_example.mp3"), 40, model="funasr")
+    callers.start()
+    job_ids = wait_for_waiting_calls(service, theirs, 40, callers, profile="funasr")
+    try:
+        assert JFK in _transcribe(client, speech_path("jfk.flac")).text.lower()
+    finally:
+        release(service, theirs, job_ids)
+    assert_answered_canceled(callers, job_ids)
+
+
 def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, speech_path):
     """No worker: the job stays queued, and after TINGXIE_OPENAI_WAIT_S the caller gets its id."""
     from core.migrate import upgrade
