@@ -44,8 +44,10 @@ class Stack:
         self._stop = threading.Event()
 
     def start_engine(self) -> None:
+        # A session of its own: a Ctrl-C of the test run must not stop the API before the teardown.
         self.service = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
-                                        stdout=subprocess.DEVNULL, stderr=open(self.work / "podman.log", "wb"))
+                                        stdout=subprocess.DEVNULL, stderr=open(self.work / "podman.log", "wb"),
+                                        start_new_session=True)
         deadline = time.monotonic() + 60
         while not self.socket.exists():
             assert time.monotonic() < deadline, (self.work / "podman.log").read_text()
@@ -121,6 +123,14 @@ class Stack:
         try:
             self.compose("down", "-v", "--remove-orphans", timeout=300)
         finally:
+            # Whatever compose could not remove goes too: containers, volumes, the network.
+            label = f"label=com.docker.compose.project={self.project}"
+            for kind in ("container", "volume", "network"):
+                names = podman(kind, "ls", "-a" if kind == "container" else "-q", "--filter", label, "-q",
+                               check=False).stdout.split() if kind == "container" else \
+                    podman(kind, "ls", "-q", "--filter", label, check=False).stdout.split()
+                if names:
+                    podman(kind, "rm", "-f", *names, check=False)
             if self.service is not None:
                 self.service.terminate()
                 self.service.wait(30)
