@@ -186,8 +186,9 @@ def end_session(session: Session, token_id: str) -> None:
                     .values(revoked_at=utcnow()))
 
 
-def signin_code(session: Session, *, tenant: str, admin: bool = True) -> Issued:
-    """A one-time code that signs the page in (``tingxie up`` prints a link carrying one)."""
+def signin_code(session: Session, *, tenant: str, admin: bool = False) -> Issued:
+    """A one-time code that signs the page in as ``tenant`` (an admin only when asked, as for
+    :func:`create`; ``tingxie up`` prints an admin link for the first user)."""
     return create(session, tenant=tenant, admin=admin, kind=SIGNIN, name="one-time sign-in",
                   expires_at=utcnow() + SIGNIN_TTL)
 

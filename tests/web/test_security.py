@@ -332,7 +332,7 @@ def test_a_one_time_sign_in_code_works_once(secured):
     app, creds = secured
     client = app.test_client()
     with session_scope(app.extensions["tingxie"].db) as s:
-        code = tokens.signin_code(s, tenant="local").secret
+        code = tokens.signin_code(s, tenant="local", admin=True).secret
     assert client.get("/api/v1/jobs", headers=_headers(code)).status_code == 401  # not an API token
     r = _sign_in(client, code)
     assert r.status_code == 200 and r.json["admin"] is True and r.json["tenant"] == "local"
