@@ -40,13 +40,15 @@ _LOOPBACK_NAMES = ("localhost", "localhost.", "ip6-localhost")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is: ``via`` is anonymous, token or session; ``token_id`` names the token
-    (a session's own id for a session) and keys the rate limits."""
+    """Who a request is: ``via`` is anonymous, token or session; ``token_id`` names the token (for
+    a page session, the API token it signed in with, so it keys the same rate limits) and
+    ``session_id`` the page session itself."""
 
     tenant: str
     admin: bool = False
     via: str = ANONYMOUS
     token_id: str | None = None
+    session_id: str | None = None
 
     def can_see(self, tenant: str) -> bool:
         """A job of ``tenant`` is visible to this principal (an admin sees every tenant)."""
@@ -121,7 +123,7 @@ def session_principal(db: sessionmaker[Session], secret: str) -> Principal:
     """The principal of a page session (its cookie's value)."""
     with session_scope(db) as session:
         info = tokens.verify(session, secret, kinds=(tokens.SESSION,))
-    return Principal(info.tenant, info.admin, SESSION, info.id)
+    return Principal(info.tenant, info.admin, SESSION, info.parent_id or info.id, info.id)
 
 
 def web_principal(db: sessionmaker[Session], settings: Settings, *, authorization: str | None,
