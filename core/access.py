@@ -196,8 +196,12 @@ def web_origins(scheme: str, host_header: str) -> tuple[str, ...]:
 
 def gateway_origins(settings: Settings, host_header: str) -> tuple[str, ...]:
     """The gateway's own origins: the tingxie page on the same host (the web tier's port, http or
-    https), which is the service's page a browser would talk to the gateway from."""
+    https), when that host is a loopback one. A ``Host`` naming anything else proves nothing: a page
+    whose DNS name was rebound to this machine sends its own name as both ``Host`` and ``Origin``.
+    Pages elsewhere connect only from ``TINGXIE_ALLOWED_ORIGINS``."""
     host = host_of(host_header)
+    if not is_loopback(host):
+        return ()
     return tuple(normalise_origin(f"{scheme}://{host}:{settings.port}") for scheme in ("http", "https"))
 
 

@@ -418,6 +418,7 @@ class Gateway:
             ping_interval=20,
             ping_timeout=60,
             backlog=1024,
+            server_header="tingxie",  # no software name or version, as the web tier
             logger=log,
         )
         log.info("FunASR gateway on %s", self.url)
@@ -447,6 +448,10 @@ class Gateway:
         """The opening handshake: refuse a browser page from another origin (403) and a missing
         (where required) or bad token (401) before the socket is accepted; else remember who it is."""
         headers = request.headers
+        malformed = _malformed(headers)
+        if malformed:
+            log.info("refused a malformed handshake: %s", malformed)
+            return _refusal(connection, HTTPStatus.BAD_REQUEST, "bad_request", malformed)
         origin = headers.get("Origin")
         own = access.gateway_origins(self.settings, headers.get("Host", ""))
         if not access.origin_allowed(origin, own, self.settings):
@@ -500,6 +505,21 @@ class Gateway:
                 return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
                                           job_id))]
         return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+
+
+# Headers a handshake may carry once at most: two of any of them cannot be read one way.
+_SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+
+
+def _malformed(headers) -> str | None:
+    """Why a handshake cannot be read (answered 400), or None."""
+    for name in _SINGLE_HEADERS:
+        count = len(headers.get_all(name))
+        if count > 1:
+            return f"the handshake has {count} {name} headers; send one"
+    if not headers.get_all("Host"):
+        return "the handshake has no Host header"
+    return None
 
 
 def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: str):

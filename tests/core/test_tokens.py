@@ -161,9 +161,13 @@ def test_origins():
     assert access.origin_allowed("https://console.example:443", own, settings)
     for bad in ("http://evil.example", "null", "http://127.0.0.1:8001", "https://127.0.0.1:8000"):
         assert not access.origin_allowed(bad, own, settings), bad
-    gateway = access.gateway_origins(settings, "asr.lan:10095")
-    assert access.origin_allowed("http://asr.lan:8000", gateway, settings)
-    assert not access.origin_allowed("http://asr.lan:10095", gateway, settings)
+    gateway = access.gateway_origins(settings, "127.0.0.1:10095")
+    assert access.origin_allowed("http://127.0.0.1:8000", gateway, settings)
+    assert not access.origin_allowed("http://127.0.0.1:10095", gateway, settings)
+    # A name that is not loopback proves nothing (a DNS-rebound page sends its own name as Host).
+    rebound = access.gateway_origins(settings, "asr.lan:10095")
+    assert rebound == () and not access.origin_allowed("http://asr.lan:8000", rebound, settings)
+    assert access.origin_allowed("https://console.example", rebound, settings)
 
 
 def test_the_gateway_principal(db):
