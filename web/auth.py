@@ -251,7 +251,8 @@ def _describe(found: Principal, session_secret: str | None = None, expires_at=No
 @bp.get("/api/v1/session")
 @bp.auth_required(auth)
 @bp.doc(summary="Who this request is (the page asks on load)",
-        responses={**ok("SessionOut"), **errors({401: "not signed in"})})
+        responses={**ok("SessionOut"), **errors({400: "two session cookies arrived (`session_conflict`): clear the "
+                                                     "site's cookies", 401: "not signed in"})})
 def who():
     found = principal()
     secret = session_cookie() if found.via == access.SESSION else None
