@@ -93,7 +93,7 @@ def _up_banner(settings, with_gateway: bool) -> list[str]:
 
     lines = [f"  access: {access.describe(settings)}"]
     if not access.open_on_loopback(settings) and settings.auth != "insecure-no-auth":
-        lines.append(f"  sign in (admin, once, within an hour): {signin_link(settings)}")
+        lines.append(f"  sign in (admin, once, within an hour): {signin_link(settings, admin=True)}")
     if with_gateway:
         who = ("every connection needs a token" if settings.gateway_require_token else
                f"FunASR clients without a token are tenant '{settings.gateway_tenant}'")

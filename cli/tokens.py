@@ -1,7 +1,8 @@
 """``tingxie tokens create|list|revoke|signin``: API tokens, kept in the service's database.
 
 A token is printed once, when it is made (on stdout alone, so ``TOKEN=$(tingxie tokens create ...)``
-works); only its hash is stored. ``list`` and ``revoke`` name tokens by id (``tx_<id>_…``).
+works); only its hash is stored. ``list`` and ``revoke`` name tokens by id (``tx_<id>_…``). Neither a
+token nor a sign-in link is an admin unless ``--admin`` is given.
 """
 from __future__ import annotations
 
@@ -23,9 +24,12 @@ def add_parser(subparsers):
     listing.add_argument("--all", action="store_true", help="also page sessions and sign-in codes")
     revoke = sub.add_parser("revoke", help="revoke a token (and the page sessions signed in with it)")
     revoke.add_argument("token", help="its id, as `tokens list` shows it (tx_<id>_…), or the token itself")
-    signin = sub.add_parser("signin", help="print a one-time sign-in link for the web page (good for an hour)")
+    signin = sub.add_parser("signin", help="print a one-time sign-in link for the web page (good for an hour)",
+                            description="A link that signs the web page in once, as the tenant named: it sees "
+                                        "that tenant's jobs only, unless --admin is given (as for tokens create).")
     signin.add_argument("--tenant", default="local", help="the tenant the page signs in as (default local)")
-    signin.add_argument("--no-admin", action="store_true", help="not an admin (sees its tenant only)")
+    signin.add_argument("--admin", action="store_true",
+                        help="an admin session: sees every tenant's jobs (default: the tenant's own only)")
     signin.add_argument("--url", help="the page's address (default http://TINGXIE_HOST:TINGXIE_PORT)")
     return parser
 
@@ -38,7 +42,7 @@ def _db(settings):
     return make_sessionmaker(make_engine(settings.database_url))
 
 
-def signin_link(settings, *, tenant: str = "local", admin: bool = True, base_url: str | None = None) -> str:
+def signin_link(settings, *, tenant: str = "local", admin: bool = False, base_url: str | None = None) -> str:
     """A link that signs the page in once: the code rides in the URL's fragment, which browsers
     never send to a server or put in a Referer; the page exchanges it for a session."""
     from core import tokens
@@ -64,7 +68,7 @@ def run(args) -> int:
         except ValueError as exc:
             print(f"tingxie tokens: --tenant {args.tenant!r}: {exc}", file=sys.stderr)
             return 2
-        print(signin_link(settings, tenant=tenant, admin=not args.no_admin, base_url=args.url))
+        print(signin_link(settings, tenant=tenant, admin=args.admin, base_url=args.url))
         return 0
     db = _db(settings)
     if args.tokens_command == "create":

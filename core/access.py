@@ -40,13 +40,15 @@ _LOOPBACK_NAMES = ("localhost", "localhost.", "ip6-localhost")
 
 @dataclass(frozen=True)
 class Principal:
-    """Who a request is: ``via`` is anonymous, token or session; ``token_id`` names the token
-    (a session's own id for a session) and keys the rate limits."""
+    """Who a request is: ``via`` is anonymous, token or session; ``token_id`` names the token (for
+    a page session, the API token it signed in with, so it keys the same rate limits) and
+    ``session_id`` the page session itself."""
 
     tenant: str
     admin: bool = False
     via: str = ANONYMOUS
     token_id: str | None = None
+    session_id: str | None = None
 
     def can_see(self, tenant: str) -> bool:
         """A job of ``tenant`` is visible to this principal (an admin sees every tenant)."""
@@ -121,7 +123,7 @@ def session_principal(db: sessionmaker[Session], secret: str) -> Principal:
     """The principal of a page session (its cookie's value)."""
     with session_scope(db) as session:
         info = tokens.verify(session, secret, kinds=(tokens.SESSION,))
-    return Principal(info.tenant, info.admin, SESSION, info.id)
+    return Principal(info.tenant, info.admin, SESSION, info.parent_id or info.id, info.id)
 
 
 def web_principal(db: sessionmaker[Session], settings: Settings, *, authorization: str | None,
@@ -194,8 +196,12 @@ def web_origins(scheme: str, host_header: str) -> tuple[str, ...]:
 
 def gateway_origins(settings: Settings, host_header: str) -> tuple[str, ...]:
     """The gateway's own origins: the tingxie page on the same host (the web tier's port, http or
-    https), which is the service's page a browser would talk to the gateway from."""
+    https), when that host is a loopback one. A ``Host`` naming anything else proves nothing: a page
+    whose DNS name was rebound to this machine sends its own name as both ``Host`` and ``Origin``.
+    Pages elsewhere connect only from ``TINGXIE_ALLOWED_ORIGINS``."""
     host = host_of(host_header)
+    if not is_loopback(host):
+        return ()
     return tuple(normalise_origin(f"{scheme}://{host}:{settings.port}") for scheme in ("http", "https"))
 
 

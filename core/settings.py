@@ -119,6 +119,9 @@ class Settings:
     # as Flask-Limiter strings ("1200/minute", "20/second;1000/hour"); "off" turns a limit off.
     rate_limit: str = "1200/minute"
     upload_rate_limit: str = "120/minute"
+    # Requests with credentials that fail (a bad, revoked or expired token or session, a bad sign-in),
+    # per client address: past it, that address's requests with credentials get 429 until the window ends.
+    auth_fail_rate_limit: str = "60/minute"
     # Jobs one tenant may have queued or running at once; a submission past it is refused (429).
     tenant_max_jobs: int = 1000
     # Jobs of one tenant sent to the broker (queued there or running) at once, per queue (batch,
@@ -489,6 +492,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("SESSION_HOURS", "session_hours", _positive(float, "a number of hours")),
     _Var("RATE_LIMIT", "rate_limit", _rate),
     _Var("UPLOAD_RATE_LIMIT", "upload_rate_limit", _rate),
+    _Var("AUTH_FAIL_RATE_LIMIT", "auth_fail_rate_limit", _rate),
     _Var("TENANT_MAX_JOBS", "tenant_max_jobs", _positive(int, "a whole number of jobs")),
     _Var("TENANT_INFLIGHT", "tenant_inflight", _positive(int, "a whole number of jobs")),
     _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),

@@ -142,6 +142,17 @@ def verify(session: Session, token: str, *, kinds: tuple[str, ...] = (API,)) -> 
     return info
 
 
+def invalid(session: Session, ids: set[str] | frozenset[str], *, chunk: int = 500) -> set[str]:
+    """Which of the token ids ``ids`` are no longer valid (revoked, expired or gone): one query per
+    ``chunk`` ids, for re-checking the tokens of open sockets (core.revocation)."""
+    now, active = utcnow(), set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), chunk):
+        rows = session.execute(select(Token).where(Token.id.in_(ordered[start:start + chunk]))).scalars()
+        active.update(row.id for row in rows if TokenInfo.of(row).state(now) == "active")
+    return set(ids) - active
+
+
 def revoke(session: Session, token_id: str) -> bool:
     """Revoke a token (by id, display form or whole string) and every session signed in with it.
     False when there is no such token or it was already revoked."""
@@ -186,8 +197,9 @@ def end_session(session: Session, token_id: str) -> None:
                     .values(revoked_at=utcnow()))
 
 
-def signin_code(session: Session, *, tenant: str, admin: bool = True) -> Issued:
-    """A one-time code that signs the page in (``tingxie up`` prints a link carrying one)."""
+def signin_code(session: Session, *, tenant: str, admin: bool = False) -> Issued:
+    """A one-time code that signs the page in as ``tenant`` (an admin only when asked, as for
+    :func:`create`; ``tingxie up`` prints an admin link for the first user)."""
     return create(session, tenant=tenant, admin=admin, kind=SIGNIN, name="one-time sign-in",
                   expires_at=utcnow() + SIGNIN_TTL)
 

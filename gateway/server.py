@@ -14,11 +14,14 @@ Who is connecting is settled in the opening handshake, before the socket is acce
 a token, sent as ``Authorization: Bearer`` or as the URL's ``token`` parameter, is always checked,
 and makes the connection's jobs its tenant's; without one, the jobs belong to the gateway's tenant
 (``--tenant``), unless ``--require-token`` refuses such connections. FunASR's own clients send no
-credentials and keep working under the default.
+credentials and keep working under the default. A connection's token is re-checked every few
+seconds while it is open (:mod:`core.revocation`): once it is revoked or expired, the connection gets
+an ``unauthorized`` error frame and a 1008 close, and makes no more jobs.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -35,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from core import access, jobs, storage
+from core import access, jobs, storage, tokens
 from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
@@ -43,6 +46,7 @@ from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
 from core.models import Job, Transcript
 from core.options import INTERACTIVE_PRIORITY, JobOptions, Source, speaker_fields
+from core.revocation import RevocationWatch
 from core.services import Services
 from core.settings import Settings
 from core.submit import Upload, submit_job
@@ -226,6 +230,20 @@ class _Conversation:
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.answers: set[asyncio.Task] = set()
 
+    def revoked(self) -> None:
+        """The connection's token was revoked or expired: an error frame, then a 1008 close (its
+        read loop then ends, and its pending answers are dropped)."""
+        task = asyncio.create_task(self._close_revoked())
+        self.answers.add(task)
+        task.add_done_callback(self.answers.discard)
+
+    async def _close_revoked(self) -> None:
+        log.info("closing a connection: its token was revoked or has expired")
+        with contextlib.suppress(ConnectionClosed):
+            await self.ws.send(encode(error_frame(None, "unauthorized", "the connection's token was revoked or has "
+                                                  "expired; connect again with a valid one")))
+        await self.ws.close(CloseCode.POLICY_VIOLATION, "token revoked or expired")
+
     async def run(self) -> None:
         sender = asyncio.create_task(self._send_loop())
         try:
@@ -376,6 +394,7 @@ class Gateway:
         self._server = None
         self.services: Services | None = None
         self.watcher: AsyncJobWatcher | None = None
+        self.revocations: RevocationWatch | None = None
 
     @property
     def scheme(self) -> str:
@@ -404,6 +423,8 @@ class Gateway:
         self.services = Services.start(self.settings)
         self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
         await self.watcher.start()
+        self.revocations = RevocationWatch(self.services.db)
+        await self.revocations.start()
         self._server = await ws_serve(
             self._handle,
             self.config.host,
@@ -418,6 +439,7 @@ class Gateway:
             ping_interval=20,
             ping_timeout=60,
             backlog=1024,
+            server_header="tingxie",  # no software name or version, as the web tier
             logger=log,
         )
         log.info("FunASR gateway on %s", self.url)
@@ -428,6 +450,8 @@ class Gateway:
             await self._server.wait_closed()
         if self.watcher is not None:
             await self.watcher.close()
+        if self.revocations is not None:
+            await self.revocations.close()
         self._executor.shutdown(wait=True)
         if self.services is not None:
             self.services.close()
@@ -441,12 +465,21 @@ class Gateway:
         }
 
     async def _handle(self, ws: _Connection) -> None:
-        await _Conversation(self, ws).run()
+        conversation = _Conversation(self, ws)
+        unwatch = self.revocations.watch(ws.principal, conversation.revoked)
+        try:
+            await conversation.run()
+        finally:
+            unwatch()
 
     async def admit(self, connection: _Connection, request):
         """The opening handshake: refuse a browser page from another origin (403) and a missing
         (where required) or bad token (401) before the socket is accepted; else remember who it is."""
         headers = request.headers
+        malformed = _malformed(headers)
+        if malformed:
+            log.info("refused a malformed handshake: %s", malformed)
+            return _refusal(connection, HTTPStatus.BAD_REQUEST, "bad_request", malformed)
         origin = headers.get("Origin")
         own = access.gateway_origins(self.settings, headers.get("Host", ""))
         if not access.origin_allowed(origin, own, self.settings):
@@ -482,6 +515,12 @@ class Gateway:
             priority=self.config.priority,
             **speaker_fields(request.diarize or None, request.num_speakers),
         )
+        if principal.token_id is not None:  # revoked since the handshake, before the periodic check saw it
+            with session_scope(self.services.db) as session:
+                if tokens.invalid(session, {principal.token_id}):
+                    upload.discard()
+                    raise UnauthorizedError("the connection's token was revoked or has expired; connect again "
+                                            "with a valid one")
         submitted = submit_job(self.services, Upload(upload.path, upload.filename), options,
                                tenant=principal.tenant)
         return submitted.id
@@ -500,6 +539,21 @@ class Gateway:
                 return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
                                           job_id))]
         return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+
+
+# Headers a handshake may carry once at most: two of any of them cannot be read one way.
+_SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
+
+
+def _malformed(headers) -> str | None:
+    """Why a handshake cannot be read (answered 400), or None."""
+    for name in _SINGLE_HEADERS:
+        count = len(headers.get_all(name))
+        if count > 1:
+            return f"the handshake has {count} {name} headers; send one"
+    if not headers.get_all("Host"):
+        return "the handshake has no Host header"
+    return None
 
 
 def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: str):

@@ -51,6 +51,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_SESSION_HOURS=str(settings.session_hours),
         TINGXIE_RATE_LIMIT=settings.rate_limit,
         TINGXIE_UPLOAD_RATE_LIMIT=settings.upload_rate_limit,
+        TINGXIE_AUTH_FAIL_RATE_LIMIT=settings.auth_fail_rate_limit,
         TINGXIE_TENANT_MAX_JOBS=str(settings.tenant_max_jobs),
         TINGXIE_TENANT_INFLIGHT=str(settings.tenant_inflight),
         TINGXIE_GATEWAY_TENANT=settings.gateway_tenant,

@@ -8,6 +8,7 @@ import asyncio
 import json
 import socket
 import subprocess
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,9 +23,10 @@ from core import tokens
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.models import Job, Token, utcnow
 from media import find_ffmpeg
-from tests.conftest import make_settings
+from tests.conftest import REPO, make_settings
 from tests.gateway.funasr_testclient import Audio, read_answer, send_file
 from tests.gateway.test_clients import pcm_of, start_gateway
+from tests.service import settings_env
 
 pytestmark = pytest.mark.slow
 
@@ -359,3 +361,113 @@ def test_no_version_banner_and_stalled_requests_are_dropped(live_service, tmp_pa
     final = requests.get(service.base_url + "/healthz", timeout=5)
     assert final.status_code == 200, (final.text, service.log("production" if server == "production" else "web")[-3000:])  # and it still answers
     assert "Traceback" not in service.log("production" if server == "production" else "web")
+
+
+# --- Issue 20: revocation reaches open sockets ---------------------------------------------------
+
+def _held_job(service, db, tenant: str) -> str:
+    """A job that stays running while the test watches it: made without being sent to a worker,
+    its lease running for an hour, so no sweeper takes it back."""
+    from core import jobs
+    from core.options import JobOptions
+    from core.submit import resolve_options
+
+    job_id = jobs.new_job_id()
+    with session_scope(db) as s:
+        jobs.create_job(s, job_id=job_id, options=resolve_options(service.settings, JobOptions()), media_key="held",
+                        filename="held.wav", size_bytes=1, duration_ms=1000, tenant=tenant)
+        s.execute(update(Job).where(Job.id == job_id).values(status="running", attempt=1, started_at=utcnow(),
+                                                             enqueued_at=utcnow(),
+                                                             heartbeat_at=utcnow() + timedelta(hours=1)))
+    return job_id
+
+
+def _watching(service, job_id: str, headers: list[str], origin: str | None = None):
+    ws = websocket.create_connection(f"ws://127.0.0.1:{service.settings.port}/api/v1/jobs/{job_id}/events",
+                                     header=headers, timeout=60, origin=origin, suppress_origin=origin is None)
+    assert json.loads(ws.recv())["type"] == "snapshot"
+    return ws
+
+
+def _close_code(ws) -> int | None:
+    """Read until the server closes (within the socket's timeout): its close code."""
+    try:
+        while True:
+            opcode, data = ws.recv_data(control_frame=False)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+    finally:
+        ws.close()
+
+
+def test_revoked_or_expired_tokens_and_ended_sessions_lose_their_open_event_sockets(deployment):
+    """Sockets opened with a token that `tingxie tokens revoke` then revokes, with a token that then
+    expires, and with a page session that then signs out, are closed with 1008; another token's
+    socket on the same job stays open."""
+    service, creds, db = deployment
+    with session_scope(db) as s:
+        revoked = tokens.create(s, tenant="tenant-r")
+        expiring = tokens.create(s, tenant="tenant-r", expires_at=utcnow() + timedelta(hours=1))
+        kept = tokens.create(s, tenant="tenant-r").secret
+        paged = tokens.create(s, tenant="tenant-r").secret
+    job_id = _held_job(service, db, "tenant-r")
+    page = requests.Session()
+    signed_in = page.post(f"{service.base_url}/api/v1/session", json={"token": paged}, timeout=10)
+    assert signed_in.status_code == 200
+    cookie = "; ".join(f"{c.name}={c.value}" for c in page.cookies)
+    sockets = {
+        "revoked": _watching(service, job_id, [f"Authorization: Bearer {revoked.secret}"]),
+        "expired": _watching(service, job_id, [f"Authorization: Bearer {expiring.secret}"]),
+        "signed out": _watching(service, job_id, [f"Cookie: {cookie}"], origin=service.base_url),
+        "kept": _watching(service, job_id, [f"Authorization: Bearer {kept}"]),
+    }
+    done = subprocess.run([sys.executable, "-m", "cli", "tokens", "revoke", f"tx_{revoked.info.id}_…"],
+                          cwd=REPO, env=settings_env(service.settings), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with session_scope(db) as s:
+        s.execute(update(Token).where(Token.id == expiring.info.id).values(expires_at=utcnow() - timedelta(seconds=1)))
+    assert page.delete(f"{service.base_url}/api/v1/session", timeout=10, headers={
+        "X-CSRF-Token": signed_in.json()["csrf_token"], "Origin": service.base_url}).status_code == 204
+    for name in ("revoked", "expired", "signed out"):
+        assert _close_code(sockets[name]) == 1008, name
+    still = sockets["kept"]
+    still.ping(b"alive")
+    assert still.recv_data(control_frame=True)[0] == websocket.ABNF.OPCODE_PONG  # not closed
+    still.close()
+
+
+def test_a_revoked_token_loses_its_gateway_connection_and_makes_no_more_jobs(deployment, speech_path):
+    """A FunASR client connected with a token makes a job; once the token is revoked (core.tokens),
+    the connection gets an `unauthorized` error frame and a 1008 close, and a file it sends after
+    the revocation becomes no job."""
+    service, creds, db = deployment
+    url = start_gateway(service, "--certfile", "0")
+    with session_scope(db) as s:
+        issued = tokens.create(s, tenant="tenant-g")
+    pcm, _ = pcm_of(speech_path("asr_example.wav"))
+
+    def jobs_of_tenant() -> int:
+        with session_scope(db) as s:
+            return len(s.execute(select(Job.id).where(Job.tenant == "tenant-g")).scalars().all())
+
+    async def go():
+        async with websockets.connect(url, additional_headers=bearer(issued.secret), subprotocols=["binary"],
+                                      ping_interval=None, open_timeout=30) as ws:
+            await send_file(ws, Audio(pcm, "before", "pcm", 16000), "new")
+            assert (await read_answer(ws, "new", 300)).result["text"]
+            with session_scope(db) as s:
+                assert tokens.revoke(s, issued.info.id)
+            frames = []
+            try:
+                await send_file(ws, Audio(pcm, "after", "pcm", 16000), "new")
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+            except websockets.ConnectionClosed as exc:
+                return frames, exc.rcvd.code if exc.rcvd else None
+
+    frames, code = asyncio.run(go())
+    assert code == 1008, (code, frames)
+    assert frames and all(frame.get("error_code") == "unauthorized" and not frame["text"] for frame in frames), frames
+    assert jobs_of_tenant() == 1
+    status, body = _gateway(url, Audio(pcm, "again", "pcm", 16000), headers=bearer(issued.secret))
+    assert status == 401 and jobs_of_tenant() == 1

@@ -16,8 +16,13 @@ WebSocket handshake must come from the service's own origin or one in ``TINGXIE_
 A bearer request carries no ambient credential (a page on another site cannot add the header), so
 it needs neither.
 
-The session cookie is HttpOnly, SameSite=Strict, Secure under https, and holds a session token
-(core.tokens): signing out revokes it, and revoking the API token it came from ends it too.
+The session cookie is HttpOnly, SameSite=Strict, and holds a session token (core.tokens): signing
+out revokes it, and revoking the API token it came from ends it too. Under https it is
+``__Host-tingxie_session``: Secure, ``Path=/``, no Domain, so no other origin (another port of the
+host, a sibling domain, plain http) can set or shadow it (cookie tossing). A request that carries
+two session cookies (one planted with a narrower path beside the real one) is refused (400
+``session_conflict``), never answered as either. The CSRF token is an HMAC keyed by the session's
+secret: it works with its own session's cookie and no other.
 """
 from __future__ import annotations
 
@@ -33,7 +38,8 @@ from core.errors import TingxieError, UnauthorizedError
 from core.models import utcnow
 from web.schemas import Out, errors, ok
 
-COOKIE = "tingxie_session"
+COOKIE = "tingxie_session"  # plain http (a loopback or trusted-LAN deployment)
+SECURE_COOKIE = "__Host-tingxie_session"  # https: only this origin, over https, may set it
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Endpoints anyone may call: the page shell and its files (it signs in with the API below), the
@@ -83,16 +89,45 @@ def identify() -> Principal | None:
     g.tingxie_principal, g.tingxie_auth_error = None, None
     try:
         g.tingxie_principal = _authenticate()
-    except UnauthorizedError as exc:
+    except TingxieError as exc:  # bad credentials, or two session cookies
         g.tingxie_auth_error = exc
     return g.tingxie_principal
+
+
+def cookie_name() -> str:
+    """The session cookie's name for this request: ``__Host-`` prefixed when it is served over https
+    (the request's scheme, or a trusted proxy's ``X-Forwarded-Proto``)."""
+    return SECURE_COOKIE if request.is_secure else COOKIE
+
+
+def session_cookies() -> list[str]:
+    """Every session cookie the request carries (a browser sends one for each path and domain it
+    holds one for)."""
+    return request.cookies.getlist(cookie_name())
+
+
+def session_cookie() -> str | None:
+    """The request's one session cookie; :class:`TingxieError` (``session_conflict``) when it
+    carries two, as when another page of the host planted one for a narrower path: which one is
+    the user's cannot be told, so neither is used."""
+    found = session_cookies()
+    if len(found) > 1:
+        raise TingxieError("this browser sent two tingxie session cookies (another site on this host may have set "
+                           "one); clear this site's cookies in the browser, then sign in again",
+                           code="session_conflict")
+    return found[0] if found else None
 
 
 def _authenticate() -> Principal | None:
     svc = _services()
     try:
+        cookie = session_cookie()
+    except TingxieError:
+        g.tingxie_cookie_conflict = True
+        raise
+    try:
         return access.web_principal(svc.db, svc.settings, authorization=request.headers.get("Authorization"),
-                                    session_cookie=request.cookies.get(COOKIE), peer=request.remote_addr or "",
+                                    session_cookie=cookie, peer=request.remote_addr or "",
                                     host_header=request.host, headers=request.headers)
     except UnauthorizedError as exc:
         if getattr(exc, "session", False):
@@ -145,8 +180,9 @@ def _guard() -> None:
     public = request.endpoint in PUBLIC or request.endpoint is None  # None: no such route, 404 follows
     if _websocket():
         _check_origin()
-    if g.tingxie_auth_error is not None and (not public or not g.get("tingxie_clear_session")):
-        raise g.tingxie_auth_error  # a bearer token sent is checked everywhere; a stale cookie only where needed
+    cookie_only = g.get("tingxie_clear_session") or g.get("tingxie_cookie_conflict")
+    if g.tingxie_auth_error is not None and (not public or not cookie_only):
+        raise g.tingxie_auth_error  # a bearer token sent is checked everywhere; a bad cookie only where needed
     if public:
         if request.method not in SAFE_METHODS:
             _check_origin()  # signing in: no login CSRF from another site
@@ -159,15 +195,14 @@ def _guard() -> None:
         _check_origin(writes=False)  # another page's script may not even read through the browser
         return
     _check_origin()
-    if found.via == access.SESSION and not tokens.check_csrf(request.cookies.get(COOKIE, ""),
-                                                             request.headers.get(CSRF_HEADER)):
+    if found.via == access.SESSION and not tokens.check_csrf(session_cookie() or "", request.headers.get(CSRF_HEADER)):
         raise TingxieError(f"this request from the page lacks its CSRF token ({CSRF_HEADER}); reload the page",
                            code="csrf_failed")
 
 
 def _after(response: Response) -> Response:
     if g.get("tingxie_clear_session"):
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Strict")
+        response.delete_cookie(cookie_name(), path="/", secure=request.is_secure, httponly=True, samesite="Strict")
     if g.get("tingxie_auth_error") is not None or response.status_code == 401:
         response.headers.setdefault("WWW-Authenticate", challenge()["WWW-Authenticate"])
     return response
@@ -216,10 +251,11 @@ def _describe(found: Principal, session_secret: str | None = None, expires_at=No
 @bp.get("/api/v1/session")
 @bp.auth_required(auth)
 @bp.doc(summary="Who this request is (the page asks on load)",
-        responses={**ok("SessionOut"), **errors({401: "not signed in"})})
+        responses={**ok("SessionOut"), **errors({400: "two session cookies arrived (`session_conflict`): clear the "
+                                                     "site's cookies", 401: "not signed in"})})
 def who():
     found = principal()
-    secret = request.cookies.get(COOKIE) if found.via == access.SESSION else None
+    secret = session_cookie() if found.via == access.SESSION else None
     expires = None
     if secret:
         with session_scope(_services().db) as session:
@@ -237,10 +273,10 @@ def sign_in(body):
     with session_scope(svc.db) as session:
         issued = tokens.start_session(session, body["token"], hours=svc.settings.session_hours)
     info = issued.info
-    found = Principal(info.tenant, info.admin, access.SESSION, info.parent_id or info.id)
+    found = Principal(info.tenant, info.admin, access.SESSION, info.parent_id or info.id, info.id)
     response = current_app.make_response(_describe(found, issued.secret, info.expires_at))
     max_age = max(1, int((info.expires_at - utcnow()).total_seconds()))
-    response.set_cookie(COOKIE, issued.secret, max_age=max_age, path="/", secure=request.is_secure,
+    response.set_cookie(cookie_name(), issued.secret, max_age=max_age, path="/", secure=request.is_secure,
                         httponly=True, samesite="Strict")
     return response
 
@@ -249,7 +285,7 @@ def sign_in(body):
 @bp.doc(summary="Sign the page out (ends its session)", responses={204: {"description": "signed out"},
                                                                    **errors({403: "no CSRF token"})})
 def sign_out():
-    secret = request.cookies.get(COOKIE)
+    secret = session_cookie()
     if secret:
         found = identify()
         if found is not None and found.via == access.SESSION:

@@ -27,7 +27,8 @@ from core.models import Job, JobEvent
 from web import auth
 from web.api import job_json, job_links
 
-# Close codes: 1000 normal (the job ended), 1008 policy (no such job, or not yours).
+# Close codes: 1000 normal (the job ended), 1008 policy (no such job, or not yours, or the watcher's
+# token was revoked or expired while the socket was open).
 NORMAL, POLICY = 1000, 1008
 
 
@@ -41,6 +42,7 @@ class Opening:
     close: tuple[int, str] | None
     after_id: int = 0
     links: dict | None = None  # the job's links, for its `done` event
+    principal: Principal | None = None  # who watches: its token is re-checked while the socket is open
 
 
 def not_found(job_id: str) -> dict:
@@ -79,7 +81,7 @@ def open_watch(job_id: str) -> Opening:
         snapshot = job_json(job)
         links = job_links(job_id)
         if job.status not in TERMINAL:
-            return Opening(({"type": "snapshot", "job": snapshot},), None, last_id, links)
+            return Opening(({"type": "snapshot", "job": snapshot},), None, last_id, links, watcher)
         row = session.execute(
             select(JobEvent)
             .where(JobEvent.job_id == job_id, JobEvent.type.in_(events.TERMINAL_TYPES))

@@ -8,7 +8,10 @@ database is the truth (the order and content of each job's events, as the REST A
 watcher see them); Redis, when configured, only says which jobs have news: one pattern
 subscription per process marks them, and one batched read fetches the new events of all of them
 at once. The database is also swept every few seconds for every watched job in case a
-publication was lost, and, without Redis (the embedded default), every quarter second.
+publication was lost, and, without Redis (the embedded default), every quarter second. The hub
+also re-checks the tokens of its open sockets (:mod:`core.revocation`, one query for all of them
+every few seconds): a watcher whose token or page session was revoked or has expired is closed
+with 1008.
 
 A watcher's handshake (authorization, the snapshot) runs as Flask code in a worker thread with a
 request context built from the handshake (:func:`web.events.open_watch`); after that the socket
@@ -30,6 +33,7 @@ from sqlalchemy.orm import sessionmaker
 from core import events
 from core.errors import TingxieError
 from core.models import JobEvent
+from core.revocation import RevocationWatch
 
 log = logging.getLogger("tingxie.live")
 
@@ -38,6 +42,8 @@ _READ_CHUNK = 100
 # A handshake that failed on our side (the database is down...): RFC 6455's internal error.
 INTERNAL_ERROR = 1011
 POLICY_VIOLATION = 1008
+# Put in a watcher's queue when its token stops being valid.
+_REVOKED = object()
 
 
 @dataclass(eq=False)
@@ -60,6 +66,7 @@ class EventHub:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.revocations = RevocationWatch(factory)
 
     @property
     def watchers(self) -> int:
@@ -67,6 +74,7 @@ class EventHub:
 
     async def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._read_loop(), name="tingxie-events-read"))
+        await self.revocations.start()
         if self.events_url:
             self._tasks.append(asyncio.create_task(self._redis_loop(), name="tingxie-events-redis"))
 
@@ -75,6 +83,7 @@ class EventHub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.revocations.close()
 
     def watch(self, job_id: str, after_id: int) -> Watch:
         """Start feeding a watcher. Its job is read at once, so an event committed between its
@@ -252,10 +261,14 @@ async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:
         watch.queue.put_nowait(None)
 
     listener = asyncio.create_task(until_disconnect())
+    unwatch = hub.revocations.watch(first.principal, lambda: watch.queue.put_nowait(_REVOKED))
     sockets = event_sockets()
     sockets.inc()
     try:
         while (message := await watch.queue.get()) is not None:
+            if message is _REVOKED:
+                await send({"type": "websocket.close", "code": POLICY_VIOLATION, "reason": "token revoked or expired"})
+                return
             await send({"type": "websocket.send", "text": json.dumps(event_message(message, first.links),
                                                                       ensure_ascii=False)})
             if message["type"] in events.TERMINAL_TYPES:
@@ -263,5 +276,6 @@ async def _stream(hub: EventHub, job_id: str, first, receive, send) -> None:
                 return
     finally:
         sockets.dec()
+        unwatch()
         hub.unwatch(watch)
         listener.cancel()

@@ -62,6 +62,39 @@ def test_a_sign_in_link(tmp_path):
     assert done.returncode == 0 and done.stdout.startswith("https://asr.example/#signin=txc_")
 
 
+def test_a_sign_in_link_is_for_its_tenant_only_unless_admin_is_said(tmp_path, speech_path):
+    """`tokens signin --tenant team-b` signs the page in as team-b, which sees team-b's jobs and no
+    other tenant's; only `--admin` makes an admin session (as `tokens create`)."""
+    from core import tokens
+    from core.db import session_scope
+    from web import create_app
+
+    settings = make_settings(tmp_path, auth="required")
+    links = {admin: tingxie(settings, "tokens", "signin", "--tenant", "team-b", *(["--admin"] if admin else []))
+             for admin in (False, True)}
+    assert all(done.returncode == 0 for done in links.values()), links
+    app = create_app(settings, {"TESTING": True})
+    try:
+        with session_scope(app.extensions["tingxie"].db) as s:
+            owners = {tenant: tokens.create(s, tenant=tenant).secret for tenant in ("team-a", "team-b")}
+        for tenant, token in owners.items():
+            r = app.test_client().post("/api/v1/jobs", headers={"Authorization": f"Bearer {token}"},
+                                       data={"file": (speech_path("asr_example.wav").open("rb"), f"{tenant}.wav")})
+            assert r.status_code == 202, r.json
+        seen = {}
+        for admin, done in links.items():
+            client = app.test_client()
+            signed_in = client.post("/api/v1/session", json={"token": done.stdout.strip().split("#signin=")[1]})
+            assert signed_in.status_code == 200 and signed_in.json["tenant"] == "team-b"
+            assert signed_in.json["admin"] is admin
+            seen[admin] = sorted(job["tenant"] for job in client.get("/api/v1/jobs").json["items"])
+        assert seen == {False: ["team-b"], True: ["team-a", "team-b"]}
+    finally:
+        app.extensions["tingxie"].close()
+    help_text = tingxie(settings, "tokens", "signin", "--help").stdout
+    assert "--admin" in help_text and "--no-admin" not in help_text and "unless --admin" in " ".join(help_text.split())
+
+
 def _up(tmp_path, *args: str, env: dict | None = None) -> tuple[list[str], subprocess.Popen]:
     """Start `tingxie up` and read its start-up lines (up to the gateway's line)."""
     settings = make_settings(tmp_path, preload_models=False)

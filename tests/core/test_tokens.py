@@ -66,7 +66,7 @@ def test_revoked_and_expired_tokens_say_so_and_revoking_ends_sessions(db):
 
 def test_a_sign_in_code_is_used_once_and_makes_an_admin_session(db):
     with session_scope(db) as s:
-        code = tokens.signin_code(s, tenant="local")
+        code = tokens.signin_code(s, tenant="local", admin=True)
     assert code.secret.startswith("txc_") and code.info.expires_at <= utcnow() + tokens.SIGNIN_TTL
     with session_scope(db) as s:
         session = tokens.start_session(s, code.secret, hours=12)
@@ -161,9 +161,13 @@ def test_origins():
     assert access.origin_allowed("https://console.example:443", own, settings)
     for bad in ("http://evil.example", "null", "http://127.0.0.1:8001", "https://127.0.0.1:8000"):
         assert not access.origin_allowed(bad, own, settings), bad
-    gateway = access.gateway_origins(settings, "asr.lan:10095")
-    assert access.origin_allowed("http://asr.lan:8000", gateway, settings)
-    assert not access.origin_allowed("http://asr.lan:10095", gateway, settings)
+    gateway = access.gateway_origins(settings, "127.0.0.1:10095")
+    assert access.origin_allowed("http://127.0.0.1:8000", gateway, settings)
+    assert not access.origin_allowed("http://127.0.0.1:10095", gateway, settings)
+    # A name that is not loopback proves nothing (a DNS-rebound page sends its own name as Host).
+    rebound = access.gateway_origins(settings, "asr.lan:10095")
+    assert rebound == () and not access.origin_allowed("http://asr.lan:8000", rebound, settings)
+    assert access.origin_allowed("https://console.example", rebound, settings)
 
 
 def test_the_gateway_principal(db):

@@ -538,7 +538,7 @@ def test_the_page_signs_in_with_a_token_works_and_signs_out(live_service, page, 
     assert stale.status_code == 401
 
     # The first user's way in: a one-time sign-in link (admin of 'local'), good once.
-    link = cli(service, "tokens", "signin", "--url", base)
+    link = cli(service, "tokens", "signin", "--admin", "--url", base)
     assert link.startswith(base + "/#signin=txc_")
     page.goto(link)
     page.wait_for_function("() => /local · admin/.test(document.querySelector('#account-name').textContent)")
@@ -628,6 +628,56 @@ def test_another_sites_page_gets_nothing_through_the_visitors_browser(live_servi
             # Refused by the server, not merely unread by the browser.
             assert re.search(r'POST /api/v1/jobs HTTP/1.1\S*" 403', service.log("web")), service.log("web")
             assert re.search(r'GET /api/v1/jobs HTTP/1.1\S*" 403', service.log("web"))  # and the read
+    finally:
+        site.close()
+
+
+def test_a_cookie_planted_by_a_page_on_another_port_never_makes_the_visitors_upload_its_job(live_service, page,
+                                                                                            speech_path, tmp_path):
+    """Cookie tossing (issue 20): a page on another port of the same host (cookies ignore ports)
+    plants the attacker's own session cookie for Path=/api beside the visitor's. The visitor's page
+    is then neither the visitor nor the attacker: it says to clear the site's cookies, and an upload
+    from it becomes nobody's job; after clearing them the visitor signs in again."""
+    from tests.conftest import make_settings
+
+    service = live_service(make_settings(tmp_path, auth="required"), workers=0)
+    base = service.base_url
+    victim = cli(service, "tokens", "create", "--tenant", "team-victim")
+    attacker = cli(service, "tokens", "create", "--tenant", "team-attacker")
+    planted = requests.post(f"{base}/api/v1/session", json={"token": attacker}, timeout=10).cookies["tingxie_session"]
+    root = tmp_path / "tosser"
+    root.mkdir()
+    (root / "plant.html").write_text(f"""<!doctype html><meta charset="utf-8"><title>another port</title>
+<script>document.cookie = "tingxie_session={planted}; Path=/api"; window.__planted = true;</script>""")
+    site = StaticSite(root)
+    try:
+        page.goto(base + "/")
+        page.fill("#signin-token", victim)
+        page.click("#signin-form button[type=submit]")
+        page.wait_for_function("() => /team-victim/.test(document.querySelector('#account-name').textContent)")
+        page.goto(f"{site.origin}/plant.html")
+        page.wait_for_function("() => window.__planted === true")
+        assert sum(c["name"] == "tingxie_session" for c in page.context.cookies()) == 2
+
+        page.goto(base + "/")
+        page.locator("#signin-error").wait_for(state="visible")
+        assert "clear this site's cookies" in page.locator("#signin-error").inner_text()
+        assert "team-attacker" not in page.locator("#account-name").inner_text()
+        shot(page, "10-tossed-cookie")
+        page.set_input_files("#file-input", str(speech_path("asr_example.wav")))
+        failed = page.locator("#uploads .item-error").first
+        failed.wait_for(state="attached")
+        assert "cookies" in failed.text_content()
+        for token in (attacker, victim):
+            listed = requests.get(f"{base}/api/v1/jobs", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+            assert listed.json()["items"] == [], listed.json()
+        assert re.search(r'POST /api/v1/jobs HTTP/1.1\S*" 400', service.log("web"))
+
+        page.context.clear_cookies()
+        page.goto(base + "/")
+        page.fill("#signin-token", victim)
+        page.click("#signin-form button[type=submit]")
+        page.wait_for_function("() => /team-victim/.test(document.querySelector('#account-name').textContent)")
     finally:
         site.close()
 

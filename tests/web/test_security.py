@@ -332,7 +332,7 @@ def test_a_one_time_sign_in_code_works_once(secured):
     app, creds = secured
     client = app.test_client()
     with session_scope(app.extensions["tingxie"].db) as s:
-        code = tokens.signin_code(s, tenant="local").secret
+        code = tokens.signin_code(s, tenant="local", admin=True).secret
     assert client.get("/api/v1/jobs", headers=_headers(code)).status_code == 401  # not an API token
     r = _sign_in(client, code)
     assert r.status_code == 200 and r.json["admin"] is True and r.json["tenant"] == "local"
@@ -432,3 +432,132 @@ def test_security_headers_on_pages_api_and_errors(client):
         html = client.get(page).data.decode()
         assert not re.search(r"<script(?![^>]*\bsrc=)", html), "an inline script"
         assert not re.search(r"\son[a-z]+\s*=", html) and "style=" not in html and "javascript:" not in html
+
+
+# --- Issue 20: cookies that cannot be tossed, rate limits across routes and sessions -------------
+
+def test_under_https_the_session_cookie_is_host_prefixed(secured):
+    """``__Host-``: Secure, Path=/, no Domain, so no other origin of the host can set or shadow it."""
+    app, creds = secured
+    client = app.test_client()
+    r = _sign_in(client, creds["own"], base_url="https://tingxie.example")
+    cookie = r.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-tingxie_session=txs_"), cookie
+    assert "Secure" in cookie and "Path=/;" in cookie + ";" and "Domain" not in cookie
+    assert client.get("/api/v1/session", base_url="https://tingxie.example").json["via"] == "session"
+    # A plain-named cookie is not the session under https (any origin of the host could set that one).
+    secret = cookie.split(";", 1)[0].split("=", 1)[1]
+    plain = app.test_client(use_cookies=False)  # sends the Cookie header as given
+    r = plain.get("/api/v1/jobs", base_url="https://tingxie.example",
+                  headers={"Cookie": f"tingxie_session={secret}"})
+    assert r.status_code == 401
+    # Behind a trusted proxy, X-Forwarded-Proto says https, and the cookie is prefixed too.
+    proxied = create_app_with(app, trusted_proxies=1)
+    r = _sign_in(proxied.test_client(), creds["own"], headers={"X-Forwarded-Proto": "https",
+                                                                "X-Forwarded-For": "203.0.113.9"})
+    assert r.headers["Set-Cookie"].startswith("__Host-tingxie_session=")
+    proxied.extensions["tingxie"].close()
+
+
+def create_app_with(app, **changes):
+    from web import create_app
+
+    return create_app(app.extensions["tingxie"].settings.with_(**changes), {"TESTING": True})
+
+
+def test_two_session_cookies_are_refused_and_csrf_tokens_are_bound_to_their_session(secured, speech_path):
+    """Cookie tossing: a page on another port of the host plants its own session cookie for a
+    narrower path; the victim's requests then carry two. Neither is used: 400 session_conflict,
+    saying to clear the cookies, and no job is made for anyone."""
+    app, creds = secured
+    victim = _sign_in(app.test_client(), creds["own"]).json
+    victim_cookie = _sign_in(app.test_client(), creds["own"]).headers["Set-Cookie"].split(";", 1)[0]
+    attacker = _sign_in(app.test_client(), creds["other"])
+    attacker_cookie = attacker.headers["Set-Cookie"].split(";", 1)[0]
+    victim_csrf = tokens.csrf_token(victim_cookie.split("=", 1)[1])
+    client = app.test_client(use_cookies=False)  # sends the Cookie header as given
+    both = {"Cookie": f"{attacker_cookie}; {victim_cookie}"}
+    r = client.get("/api/v1/session", headers=both)
+    assert r.status_code == 400 and r.json["error"]["code"] == "session_conflict"
+    assert "clear" in r.json["error"]["message"] and "txs_" not in r.json["error"]["message"]
+    assert client.get("/", headers=both).status_code == 200  # the page loads, and says so
+    wav = speech_path("asr_example.wav")
+    for cookies in (both, {"Cookie": f"{victim_cookie}; {attacker_cookie}"}):
+        r = client.post("/api/v1/jobs", headers={**cookies, "X-CSRF-Token": victim_csrf, "Origin": "http://localhost"},
+                        content_type="multipart/form-data", data={"file": (io.BytesIO(wav.read_bytes()), "tossed.wav")})
+        assert r.status_code == 400 and r.json["error"]["code"] == "session_conflict"
+    # The CSRF token is bound to its session: the victim's token does nothing with the attacker's cookie.
+    r = client.post("/api/v1/jobs", headers={"Cookie": attacker_cookie, "X-CSRF-Token": victim_csrf,
+                                             "Origin": "http://localhost"},
+                    content_type="multipart/form-data", data={"file": (io.BytesIO(wav.read_bytes()), "tossed.wav")})
+    assert r.status_code == 403 and r.json["error"]["code"] == "csrf_failed"
+    with session_scope(app.extensions["tingxie"].db) as s:
+        assert s.execute(select(Job.id).where(Job.filename == "tossed.wav")).scalars().all() == []
+    assert victim["csrf_token"] != attacker.json["csrf_token"]
+
+
+def test_one_request_budget_per_token_across_every_route_and_every_sign_in(any_settings, db):
+    """``TINGXIE_RATE_LIMIT`` is one budget per token across all routes (not one per route), and a
+    page session spends its token's budget: signing in again gives no fresh one."""
+    from web import create_app
+
+    app = create_app(any_settings.with_(auth="required", rate_limit="12/minute", auth_fail_rate_limit="off"),
+                     {"TESTING": True})
+    with session_scope(app.extensions["tingxie"].db) as s:
+        token = tokens.create(s, tenant="busy").secret
+        other = tokens.create(s, tenant="calm").secret
+    routes = ["/api/v1/jobs", "/api/v1/profiles", "/v1/models", "/api/v1/session", "/api/v1/jobs/" + "f" * 32,
+              "/nowhere"]
+    statuses = [app.test_client().get(route, headers=_headers(token)).status_code for route in routes]
+    assert 429 not in statuses, statuses
+    # Three page sessions of the same token: each signs in (from its own address), then reads.
+    for n in range(3):
+        page = app.test_client()
+        page.environ_base["REMOTE_ADDR"] = f"192.0.2.{n + 1}"
+        assert _sign_in(page, token).status_code == 200
+        statuses += [page.get(route).status_code for route in ("/api/v1/jobs", "/api/v1/profiles")]
+    assert statuses == [200, 200, 200, 200, 404, 404] + [200] * 6, statuses
+    # The token's 12 are spent, on whichever route, by it or by any of its sessions.
+    assert app.test_client().get("/v1/models", headers=_headers(token)).status_code == 429
+    assert page.get("/api/v1/jobs/" + "f" * 32).status_code == 429
+    fresh = app.test_client()
+    fresh.environ_base["REMOTE_ADDR"] = "192.0.2.9"
+    assert _sign_in(fresh, token).status_code == 200  # signing in is counted by address...
+    assert fresh.get("/api/v1/jobs").status_code == 429  # ...and the new session still has no budget
+    assert app.test_client().get("/api/v1/jobs", headers=_headers(other)).status_code == 200
+    app.extensions["tingxie"].close()
+
+
+def test_failed_authentication_has_a_stricter_budget_per_address(any_settings, db):
+    """Bad tokens, sessions and sign-ins from one address, spread over routes, are held by
+    ``TINGXIE_AUTH_FAIL_RATE_LIMIT`` long before the request budget; other addresses are not."""
+    from web import create_app
+
+    app = create_app(any_settings.with_(auth="required", rate_limit="1000/minute", auth_fail_rate_limit="8/minute"),
+                     {"TESTING": True})
+    with session_scope(app.extensions["tingxie"].db) as s:
+        token = tokens.create(s, tenant="honest").secret
+    attacker = app.test_client(use_cookies=False)
+    attacker.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    garbage = "tx_0123456789ab_" + "x" * 43
+    tries = []
+    for n in range(40):
+        kind = n % 5
+        if kind == 0:
+            r = attacker.get("/api/v1/jobs", headers=_headers(garbage))
+        elif kind == 1:
+            r = attacker.post("/v1/audio/transcriptions", headers=_headers(garbage))
+        elif kind == 2:
+            r = attacker.get("/api/v1/profiles", headers={"Cookie": "tingxie_session=" + garbage.replace("tx_", "txs_")})
+        elif kind == 3:
+            r = _sign_in(attacker, garbage)
+        else:
+            r = attacker.get("/nowhere", headers=_headers(garbage))
+        tries.append(r.status_code)
+    assert tries[:8] == [401] * 8 and set(tries[8:]) == {429}, tries
+    r = attacker.get("/api/v1/jobs", headers=_headers(garbage))
+    assert r.json["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+    assert "failed" in r.json["error"]["message"]
+    assert attacker.get("/healthz").status_code == 200
+    assert app.test_client().get("/api/v1/jobs", headers=_headers(token)).status_code == 200  # another address
+    app.extensions["tingxie"].close()

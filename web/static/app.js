@@ -1318,6 +1318,7 @@ async function start() {
     session = await api("/session");
   } catch (error) {
     if (error.status === 401) showSignIn(linkError); // a first visit: the form, without an error
+    else if (error.code === "session_conflict") showSignIn(error.message); // clear this site's cookies
     else toast(error.message);
     return; // the sign-in form is showing (or the server cannot be reached)
   }
