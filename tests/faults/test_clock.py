@@ -6,37 +6,27 @@ read of the process and its pool (libc's clock_gettime, gettimeofday, time); Pos
 process, keeps the true time."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
-from datetime import timedelta
-from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import update
 
-from core.db import session_scope
-from core.models import Job, utcnow
+from tests.support.clock import build_shim, canary, stepped, wait_sweeps
 from tests.support.faults import gone, started_pids, wait_for
 
 pytestmark = pytest.mark.slow
 
-SHIM = Path(__file__).resolve().parents[1] / "support" / "clockshift.c"
-
 
 @pytest.fixture(scope="module")
 def clock_stepped(tmp_path_factory):
-    """clock_stepped(seconds) -> the environment of a process whose wall clock reads ``seconds``
-    from the truth (its monotonic clock, and so its sleeps, stay true)."""
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.fail("no C compiler to build tests/support/clockshift.c: apt-get install gcc (.ci/run installs it)")
-    library = tmp_path_factory.mktemp("clockshift") / "clockshift.so"
-    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(SHIM), "-ldl"], check=True,
-                   capture_output=True, timeout=120)
-    return lambda seconds: {"LD_PRELOAD": str(library), "CLOCKSHIFT_S": str(int(seconds))}
+    """clock_stepped(seconds) -> the environment of a process whose wall clock is that far off."""
+    try:
+        library = build_shim(tmp_path_factory.mktemp("clockshift"))
+    except RuntimeError as exc:
+        pytest.fail(f"{exc} (.ci/run installs it)")
+    return lambda seconds: stepped(library, seconds)
 
 
 def test_a_stepped_clock_reaches_the_worker(clock_stepped):
@@ -45,31 +35,6 @@ def test_a_stepped_clock_reaches_the_worker(clock_stepped):
     out = subprocess.run([sys.executable, "-c", script], env=clock_stepped(-300), capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert abs(float(out) - (time.time() - 300)) < 60
-
-
-def canary(db, job_id: str) -> None:
-    """A queued job whose message is "lost" (sent two days ago, by the database's reckoning), of a
-    profile no worker here consumes: each sweep that re-sends it logs so, which tells the test that
-    a worker's sweeper has run."""
-    with session_scope(db.factory) as session:
-        session.add(Job(id=job_id, status="queued", profile="funasr", options={"language": "auto", "itn": True,
-                        "hotwords": []}, filename="canary.wav", media_key=f"{job_id}/source.wav", size_bytes=1,
-                        source="api", priority=0, progress=0.0, attempt=0, warnings=[], tenant="canary",
-                        lost_attempts=0, created_at=utcnow(), enqueued_at=utcnow() - timedelta(days=2)))
-
-
-def sweeps_seen(service, worker: str, db, job_id: str, count: int) -> None:
-    """Wait until ``worker``'s sweeper has re-sent the canary ``count`` times (making it lost again
-    after every re-send, whichever sweeper made it)."""
-    def enough() -> bool:
-        if service.log(worker).count(f"job {job_id} queued over") >= count:
-            return True
-        with session_scope(db.factory) as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.enqueued_at > utcnow() - timedelta(days=1))
-                            .values(enqueued_at=utcnow() - timedelta(days=2)))
-        return False
-
-    wait_for(enough, 180, f"{count} sweeps by {worker}", poll_s=0.5)
 
 
 @pytest.mark.parametrize("holder, sweeper", [(-300, None), (None, 300)], ids=["holder-behind", "sweeper-ahead"])
@@ -90,7 +55,7 @@ def test_a_worker_whose_clock_is_off_neither_loses_nor_takes_a_job(
     wait_for(lambda: db.job(job_id).status == "running", 120, "worker0 to start the job")
     service.start_worker(env=clock_stepped(sweeper) if sweeper else None)
     canary(db, "c" * 32)
-    sweeps_seen(service, "worker1", db, "c" * 32, 3)
+    wait_sweeps(service, "worker1", db, "c" * 32, 3)
     row = db.job(job_id)
     assert (row.status, row.attempt, row.lost_attempts) == ("running", 1, 0), service.log("worker1")[-3000:]
     assert "lost its worker" not in service.log("worker0") + service.log("worker1")

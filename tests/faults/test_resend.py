@@ -6,40 +6,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
 
 import psycopg
 import pytest
-import redis
 
-from core.db import session_scope
 from core.migrate import upgrade
-from core.models import Job, utcnow
 from tests.conftest import make_settings
 from tests.service import REPO, settings_env
-from tests.support.faults import Sql, wait_for
+from tests.support.faults import SWEEP, Sql, lost_job, messages, wait_for
 
 pytestmark = pytest.mark.slow
 
-SWEEP = "from core.settings import Settings; from worker.runtime import Runtime; Runtime(Settings.from_env()).sweep()"
 SWEEPERS = 4
-
-
-def lost_job(db, job_id: str) -> None:
-    """A queued job sent two days ago and never claimed: its message is gone (FLUSHALL). Its profile
-    is one no process here consumes, so every message sent for it stays in the broker, counted."""
-    with session_scope(db.factory) as session:
-        session.add(Job(id=job_id, status="queued", profile="funasr", options={"language": "auto", "itn": True,
-                        "hotwords": []}, filename="lost.wav", media_key=f"{job_id}/source.wav", size_bytes=1,
-                        source="api", priority=0, progress=0.0, attempt=0, warnings=[], tenant="lost",
-                        lost_attempts=0, created_at=utcnow() - timedelta(days=2),
-                        enqueued_at=utcnow() - timedelta(days=2)))
-
-
-def messages(broker_url: str) -> int:
-    """Task messages waiting in the broker's funasr queues (kombu keeps a Redis list per queue and priority)."""
-    r = redis.Redis.from_url(broker_url)
-    return sum(r.llen(key) for key in r.keys("tingxie.funasr*") if r.type(key) == b"list")
 
 
 def test_a_lost_job_is_resent_once_by_many_sweepers(postgres_url, redis_url, tmp_path):
