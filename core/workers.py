@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
