@@ -10,7 +10,9 @@ slow load: from the kill until the job is claimed; FLUSHALL: from the flush unti
 was sent again; PostgreSQL down: from the restart until the job is done; poison, hung decoder,
 time limit: from submission to the job's final state; cancel: from the request until the work has
 stopped (the decoder's or the pool process's pids gone); `tingxie up`: from the kill until the new
-worker has loaded its models. Redone, where a job ran more than once: (CPU time of every attempt -
+worker has loaded its models; database of an earlier main: the upgrade's time; lost message seen by
+many sweepers: from their release until all have swept; clock: until the job was taken, or the
+time watched (ten sweeps of the other worker) where it was kept. Redone, where a job ran more than once: (CPU time of every attempt -
 that of an uninterrupted run of the same file) / that of the uninterrupted run, counted on the
 worker's pool processes (CPU time, not wall time: the machine may be busy with other work). The
 lease is 10 s here (60 s by default).
@@ -378,10 +380,126 @@ def up_worker_death(bench: Bench) -> Line:
             os.killpg(up.pid, signal.SIGKILL)
 
 
+def _clock(bench: Bench, holder_s: float, sweeper_s: float) -> Line:
+    """Two workers on PostgreSQL, one with its wall clock stepped (tests/support/clockshift.c): the
+    first holds a job whose decoder hangs (so it runs, healthy, beating); the second sweeps."""
+    from tests.support.clock import build_shim, canary, stepped, wait_sweeps
+
+    library = build_shim(bench.root)
+    postgres, redis = PrivatePostgres().start(), PrivateRedis().start()
+    script, _, _ = hanging_ffmpeg(bench.root)
+    service, db = bench.service(workers=0, database_url=postgres.url, broker_url=redis.url, events_url=redis.url,
+                                ffmpeg=str(script), stall_s=3600.0, job_time_base_s=3600.0)
+    try:
+        service.start_worker(env=stepped(library, holder_s) if holder_s else None)
+        job_id = service.submit(JFK, language="en")["id"]
+        wait_for(lambda: db.job(job_id).status == "running", 120, "the job to start")
+        began = time.time()
+        service.start_worker(env=stepped(library, sweeper_s) if sweeper_s else None)
+        canary(db, "c" * 32)
+        taken = None
+        for sweeps in range(1, 11):  # ten sweeps of the second worker, or until the job is taken
+            wait_sweeps(service, "worker1", db, "c" * 32, sweeps)
+            if db.job(job_id).attempt > 1 or db.job(job_id).lost_attempts:
+                taken = time.time() - began
+                break
+        row = db.job(job_id)
+        who = "its holder behind" if holder_s else "the sweeper ahead"
+        step = f"{abs(holder_s or sweeper_s) / 60:g} min"
+        if taken is not None:
+            return Line(f"clock: {who} by {step}", f"job TAKEN (attempt {row.attempt})", taken, None,
+                        f"lost attempts {row.lost_attempts}, within {sweeps} sweeps")
+        return Line(f"clock: {who} by {step}", f"kept: {row.status}, attempt {row.attempt}", time.time() - began,
+                    None, "10 sweeps of the other worker watched; the recovery column is the time watched")
+    finally:
+        service.stop()
+        db.close()
+        postgres.remove()
+        redis.stop()
+
+
+def clock_behind(bench: Bench) -> Line:
+    return _clock(bench, -300, 0)
+
+
+def clock_ahead(bench: Bench) -> Line:
+    return _clock(bench, 0, 300)
+
+
+def resend(bench: Bench, sweepers: int = 8) -> Line:
+    """A job whose message was lost (FLUSHALL), seen by ``sweepers`` workers' sweeps at once (held
+    at its row until all have read it, then let go): how many times is it sent?"""
+    import psycopg
+
+    from tests.support.faults import SWEEP, lost_job, messages
+
+    postgres, redis = PrivatePostgres().start(), PrivateRedis().start()
+    folder = bench.root / "resend"
+    folder.mkdir(parents=True)
+    settings = Settings(data_dir=folder / "data", database_url=postgres.url, broker_url=redis.url,
+                        events_url=redis.url, job_lease_s=LEASE_S, resend_after_s=3600.0)
+    upgrade(settings)
+    db = Sql(settings)
+    try:
+        job_id = "e" * 32
+        lost_job(db, job_id)
+        url = postgres.url.replace("+psycopg", "")
+        with psycopg.connect(url) as holder, psycopg.connect(url, autocommit=True) as watcher:
+            holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+            procs = [subprocess.Popen([sys.executable, "-c", SWEEP], cwd=REPO, env=settings_env(settings),
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(sweepers)]
+            wait_for(lambda: watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()[0] >= sweepers, 300, "every sweeper at the job")
+            released = time.time()
+            holder.commit()
+            for proc in procs:
+                proc.wait(timeout=300)
+        sent = messages(redis.url)
+        return Line(f"lost message seen by {sweepers} sweepers at once", f"sent {sent} time(s)",
+                    time.time() - released, None, "re-sends counted in the broker's queue")
+    finally:
+        db.close()
+        postgres.remove()
+        redis.stop()
+
+
+def old_database(bench: Bench, commit: str = "c455805") -> Line:
+    """A database made by main at ``commit`` (0005 after 0002), with its jobs, upgraded with this
+    tree: is it at head, and does the API answer?"""
+    from tests.support.releases import build, fill
+    from web import create_app
+
+    postgres = PrivatePostgres().start()
+    settings = Settings(data_dir=bench.root / "data", database_url=postgres.url, rate_limit="off")
+    try:
+        build(commit, postgres.url, bench.root / "trees")
+        made = fill(postgres.url)
+        began = time.time()
+        try:
+            upgrade(settings)
+            upgraded = "upgraded"
+        except Exception as exc:  # the refusal is the outcome
+            upgraded = f"refused ({type(exc).__name__})"
+        took = time.time() - began
+        app = create_app(settings, {"TESTING": True})
+        try:
+            client = app.test_client()
+            listed = client.get("/api/v1/jobs").status_code
+            transcript = client.get(f"/api/v1/jobs/{made['local']['done']}/transcript?format=txt").status_code
+        finally:
+            app.extensions["tingxie"].engine.dispose()
+        return Line(f"database of main {commit} (0005 after 0002)", upgraded, took, None,
+                    f"GET /api/v1/jobs {listed}, transcript {transcript}")
+    finally:
+        postgres.remove()
+
+
 FAULTS = {
     "slow_load": slow_load, "poison": poison, "flushall": flushall, "decoder_hang": decoder_hang,
     "time_limit": time_limit, "cancel_decode": cancel_decode, "cancel_asr": cancel_asr,
     "postgres_down": postgres_down, "sigterm": sigterm, "kill9": kill9, "up": up_worker_death,
+    "old_database": old_database, "resend": resend, "clock_behind": clock_behind, "clock_ahead": clock_ahead,
 }
 
 

@@ -34,10 +34,15 @@ def _apply_common(args) -> None:
 
 
 def cmd_db(args) -> int:
+    """Migrate; at head, refuse to say so when the schema does not match the models (exit 1)."""
     settings = _settings()
-    from core.migrate import upgrade
+    from core.migrate import SchemaMismatchError, upgrade
 
-    upgrade(settings, args.revision)
+    try:
+        upgrade(settings, args.revision)
+    except SchemaMismatchError as exc:
+        print(f"tingxie db upgrade: {exc}", file=sys.stderr)
+        return 1
     print(f"database at revision {args.revision}: {settings.database_url}")
     return 0
 
@@ -106,11 +111,15 @@ def cmd_up(args) -> int:
     FunASR gateway as child processes, each restarted with backoff if it dies (cli.supervise);
     Ctrl-C stops them all."""
     settings = _settings()
-    from core.migrate import upgrade
+    from core.migrate import SchemaMismatchError, upgrade
     from worker.engines import check_profile_options
 
     check_profile_options(settings)
-    upgrade(settings)
+    try:
+        upgrade(settings)
+    except SchemaMismatchError as exc:
+        print(f"tingxie up: {exc}", file=sys.stderr)
+        return 1
     with_gateway = not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None
     supervisor = _up_children(args, with_gateway)
     supervisor.start()

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.errors import TingxieError
-from core.models import Job, utcnow
+from core.models import Job, db_now
 
 log = logging.getLogger("tingxie.dispatch")
 
@@ -122,7 +122,7 @@ def pump(services, tenants: list[str] | None = None) -> list[str]:
     for job in chosen:
         with session_scope(services.db) as session:
             reserved = session.execute(
-                update(Job).where(Job.id == job.id, _held()).values(enqueued_at=utcnow())
+                update(Job).where(Job.id == job.id, _held()).values(enqueued_at=db_now())
                 .execution_options(synchronize_session=False)
             ).rowcount == 1
         if not reserved:

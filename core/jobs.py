@@ -8,14 +8,13 @@ newer one's work.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core import events
-from core.models import Job, JobBatch, JobEvent, Transcript, utcnow
+from core.models import Job, JobBatch, JobEvent, Transcript, db_now, utcnow
 from core.options import JobOptions
 
 
@@ -96,14 +95,19 @@ def options_of(job: Job) -> JobOptions:
 
 
 def mark_enqueued(session: Session, job_id: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(enqueued_at=utcnow()))
+    session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(enqueued_at=db_now()))
+
+
+def hold(session: Session, job_id: str) -> None:
+    """A queued job whose task could not be sent: marked not sent, for :func:`core.dispatch.pump`."""
+    session.execute(update(Job).where(Job.id == job_id, Job.status == QUEUED).values(enqueued_at=None))
 
 
 def claim(session: Session, job_id: str, worker: str | None = None) -> int | None:
     """queued -> running. Returns the new attempt number, or None when the job is not claimable
     (already running elsewhere, finished, canceled, deleted): redelivery is then a no-op.
     ``worker`` names the worker node, which hands the job back if it shuts down (:func:`hand_back`)."""
-    now = utcnow()
+    now = db_now()
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == QUEUED)
@@ -134,7 +138,7 @@ def _mine(job_id: str, attempt: int):
 def report_progress(session: Session, job_id: str, attempt: int, stage: str | None, progress: float | None) -> bool:
     """Heartbeat, with stage/progress when given. False: this attempt lost the job (canceled,
     deleted, or handed to another worker) and should stop."""
-    values: dict = {"heartbeat_at": utcnow()}
+    values: dict = {"heartbeat_at": db_now()}
     if stage is not None:
         values["stage"] = stage
     if progress is not None:
@@ -167,7 +171,7 @@ def complete(
             status=DONE,
             progress=1.0,
             stage=None,
-            finished_at=utcnow(),
+            finished_at=db_now(),
             duration_ms=transcript["duration_ms"],
             warnings=list(warnings),
         )
@@ -195,7 +199,7 @@ def fail(session: Session, job_id: str, attempt: int | None, code: str, message:
     result = session.execute(
         update(Job)
         .where(*conditions)
-        .values(status=FAILED, stage=None, finished_at=utcnow(), error_code=code, error_message=message)
+        .values(status=FAILED, stage=None, finished_at=db_now(), error_code=code, error_message=message)
     )
     if result.rowcount != 1:
         return False
@@ -209,7 +213,7 @@ def cancel(session: Session, job_id: str) -> bool:
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_([QUEUED, RUNNING]))
-        .values(status=CANCELED, stage=None, finished_at=utcnow())
+        .values(status=CANCELED, stage=None, finished_at=db_now())
     )
     if result.rowcount != 1:
         return False
@@ -247,7 +251,7 @@ def _lose(session: Session, conditions, job_id: str, max_attempts: int, cause: s
         message = _lost_message(lost, cause)
         result = session.execute(
             update(Job).where(*conditions)
-            .values(status=FAILED, stage=None, finished_at=utcnow(), lost_attempts=lost,
+            .values(status=FAILED, stage=None, finished_at=db_now(), lost_attempts=lost,
                     error_code=code, error_message=message)
         )
         if result.rowcount != 1:
@@ -265,15 +269,16 @@ def _lose(session: Session, conditions, job_id: str, max_attempts: int, cause: s
     return QUEUED
 
 
-def release_stale(session: Session, lease_s: float, now: datetime | None = None, *, max_attempts: int = 3,
+def release_stale(session: Session, lease_s: float, *, max_attempts: int = 3,
                   failed: list[str] | None = None) -> list[str]:
     """running jobs whose worker stopped reporting -> queued again (returned, to be re-sent), or
     failed with ``worker_lost`` once ``max_attempts`` attempts were lost (a job that kills its
     worker every time must not be retried forever; appended to ``failed``).
 
     This is what makes an accepted job survive a ``kill -9`` of its worker whatever the broker
-    does with the unacknowledged message."""
-    cutoff = (now or utcnow()) - timedelta(seconds=lease_s)
+    does with the unacknowledged message. The lease is measured on the database's clock, on which
+    heartbeats are written: a worker's clock being off changes nothing."""
+    cutoff = db_now(-lease_s)
     stale = session.execute(
         select(Job.id).where(Job.status == RUNNING, Job.heartbeat_at < cutoff)
     ).scalars().all()
@@ -316,15 +321,25 @@ def hand_back(session: Session, worker: str) -> list[str]:
 
 
 def lost_messages(session: Session, older_than_s: float) -> list[str]:
-    """Queued jobs whose task was sent more than ``older_than_s`` ago and never claimed: the
-    message may be lost (FLUSHALL, a broker failover), or waiting behind a backlog. Sending it
-    again is harmless either way: a claim is a conditional UPDATE, so a duplicate is a no-op."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    return list(
-        session.execute(
-            select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_not(None), Job.enqueued_at < cutoff)
-        ).scalars()
-    )
+    """Queued jobs whose task was sent more than ``older_than_s`` ago and never claimed, each
+    taken for re-sending by this caller: the message may be lost (FLUSHALL, a broker failover), or
+    waiting behind a backlog. Each is claimed with a guarded UPDATE that moves its ``enqueued_at``
+    to now only if it is still that old, so of every sweeper that sees a lost job (every worker
+    runs one) exactly one re-sends it per ``older_than_s``, with no lock held across hosts. A
+    duplicate message would be harmless (a claim is a conditional UPDATE), but 50 workers sending
+    every lost job 50 times is a storm."""
+    cutoff = db_now(-older_than_s)
+    stale = session.execute(
+        select(Job.id).where(Job.status == QUEUED, Job.enqueued_at.is_not(None), Job.enqueued_at < cutoff)
+    ).scalars().all()
+    taken = []
+    for job_id in stale:
+        result = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == QUEUED, Job.enqueued_at < cutoff)
+            .values(enqueued_at=db_now()).execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            taken.append(job_id)
+    return taken
 
 
 MAX_SPEAKER_NAME_CHARS = 64
@@ -362,7 +377,7 @@ def rename_speakers(session: Session, job_id: str, names: dict[str, str | None])
 
 def save_batch(session: Session, job_id: str, attempt: int, key: str, data: dict) -> bool:
     """Keep a finished ASR batch of the attempt that owns the job (resume). False: not ours any more."""
-    owned = session.execute(update(Job).where(*_mine(job_id, attempt)).values(heartbeat_at=utcnow()))
+    owned = session.execute(update(Job).where(*_mine(job_id, attempt)).values(heartbeat_at=db_now()))
     if owned.rowcount != 1:
         return False
     if session.get(JobBatch, (job_id, key)) is None:

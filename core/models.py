@@ -3,12 +3,45 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, literal
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def utcnow() -> datetime:
+    """This host's clock: for what is only shown (when a job was created). Leases, heartbeats and
+    resend ages use :class:`db_now`, the one clock every host shares."""
     return datetime.now(timezone.utc)
+
+
+class db_now(FunctionElement):
+    """The database server's current time, plus ``offset_s`` seconds, computed in the statement.
+
+    Every time that one host writes and another compares (a job's heartbeat against the lease,
+    when its message was sent against the resend age, a worker's announcement against the live
+    window) is written and compared with this, never with a host's ``datetime.now()``: a worker
+    whose clock is minutes off neither loses its healthy job nor takes another's. PostgreSQL:
+    ``now()`` (the transaction's start). SQLite, which runs inside the process: its ``'now'``, in
+    the text form SQLAlchemy stores datetimes in, so that stored values compare as they sort."""
+
+    type = DateTime(timezone=True)
+    inherit_cache = True
+    name = "db_now"
+
+    def __init__(self, offset_s: float = 0.0):
+        super().__init__(literal(float(offset_s), Float))
+
+
+@compiles(db_now)
+def _db_now(element, compiler, **kw) -> str:
+    return f"(now() + {compiler.process(element.clauses, **kw)} * interval '1 second')"
+
+
+@compiles(db_now, "sqlite")
+def _db_now_sqlite(element, compiler, **kw) -> str:
+    offset = compiler.process(element.clauses, **kw)
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now', {offset} || ' seconds') || '000')"
 
 
 class Base(DeclarativeBase):

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.models import WorkerRecord, utcnow
+from core.models import WorkerRecord, db_now
 
 ANNOUNCE_S = 5.0
 # Four missed announcements: a worker busy on a long model call still announces (its own thread).
@@ -25,25 +24,24 @@ FORGET_S = 24 * 3600.0
 
 
 def announce(session: Session, worker_id: str, *, hostname: str, profiles: tuple[str, ...], device: str,
-             metrics: list | None = None, now: datetime | None = None) -> None:
-    """Insert or refresh this worker's row (an UPDATE first: the row exists after the first beat)."""
-    now = now or utcnow()
-    values = {"hostname": hostname, "profiles": list(profiles), "device": device, "seen_at": now}
+             metrics: list | None = None) -> None:
+    """Insert or refresh this worker's row (an UPDATE first: the row exists after the first beat).
+    Times are the database's (core.models.db_now), as the live window is measured."""
+    values = {"hostname": hostname, "profiles": list(profiles), "device": device, "seen_at": db_now()}
     if metrics is not None:
         values["metrics"] = metrics
     if session.execute(update(WorkerRecord).where(WorkerRecord.id == worker_id).values(**values)).rowcount == 0:
-        session.add(WorkerRecord(id=worker_id, started_at=now, **values))
-    session.execute(delete(WorkerRecord).where(WorkerRecord.seen_at < now - timedelta(seconds=FORGET_S)))
+        session.add(WorkerRecord(id=worker_id, started_at=db_now(), **values))
+    session.execute(delete(WorkerRecord).where(WorkerRecord.seen_at < db_now(-FORGET_S)))
 
 
 def retire(session: Session, worker_id: str) -> None:
     session.execute(delete(WorkerRecord).where(WorkerRecord.id == worker_id))
 
 
-def live(session: Session, now: datetime | None = None) -> list[WorkerRecord]:
-    cutoff = (now or utcnow()) - timedelta(seconds=ALIVE_S)
+def live(session: Session) -> list[WorkerRecord]:
     return list(session.execute(
-        select(WorkerRecord).where(WorkerRecord.seen_at >= cutoff).order_by(WorkerRecord.id)).scalars())
+        select(WorkerRecord).where(WorkerRecord.seen_at >= db_now(-ALIVE_S)).order_by(WorkerRecord.id)).scalars())
 
 
 def served_profiles(session: Session) -> dict[str, int]:

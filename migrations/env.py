@@ -28,10 +28,22 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    # SQLite alters a table by copying it and dropping the old one (batch mode); with foreign keys
+    # enforced, that DROP would cascade and delete every job's transcript and events. The pragma
+    # has no effect inside a transaction, so it is set before the migrations' transaction begins.
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.commit()  # ends the transaction SQLAlchemy began for the pragma: Alembic's own commits
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
                       compare_type=True)
-    with context.begin_transaction():
-        context.run_migrations()
+    try:
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -130,7 +130,7 @@ class Service:
         return f"http://{self.settings.host}:{self.settings.port}"
 
     def _spawn(self, name: str, *args: str, settings: Settings | None = None,
-               faults: tuple[str, ...] = ()) -> subprocess.Popen:
+               faults: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
         _stop_at_exit(self)
         log = open(self.log_dir / f"{name}.log", "ab")
         # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
@@ -138,7 +138,7 @@ class Service:
         return subprocess.Popen(
             [sys.executable, "-m", *command, *args],
             cwd=REPO,
-            env=settings_env(settings or self.settings),
+            env={**settings_env(settings or self.settings), **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -159,12 +159,12 @@ class Service:
         raise RuntimeError(f"web did not become ready: {self.log('web')}")
 
     def start_worker(self, wait: bool = True, *args: str, settings: Settings | None = None,
-                     faults: tuple[str, ...] = ()) -> subprocess.Popen:
+                     faults: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
         """A worker on the service's settings, or on ``settings`` (another host: its own data
-        directory, profile...), with extra ``args`` (``--profiles funasr``), or with ``faults``
-        injected (tests.support.faulty_worker)."""
+        directory, profile...), with extra ``args`` (``--profiles funasr``), with ``faults``
+        injected (tests.support.faulty_worker), or with more environment (``env``: a clock offset)."""
         name = f"worker{len(self.workers)}"
-        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings, faults=faults)
+        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings, faults=faults, env=env)
         self.workers.append(proc)
         if wait:
             deadline = time.monotonic() + 180

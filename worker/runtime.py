@@ -242,8 +242,13 @@ class Runtime:
                 select(Job.id, Job.profile, Job.priority).where(Job.id.in_(ids)))}
         for job_id in ids:
             route = routes.get(job_id)
-            if route is not None and self.services.enqueue(job_id, profile=route.profile, priority=route.priority):
+            if route is None:
+                continue
+            if self.services.enqueue(job_id, profile=route.profile, priority=route.priority):
                 log.info("job %s %s: sent to the queue again", job_id, why)
+            else:  # the broker is down: held, so that the next sweep's pump sends it once it is back
+                with session_scope(self.factory) as session:
+                    jobs.hold(session, job_id)
 
     def sweep(self) -> list[str]:
         """Put back what faults left behind: running jobs whose worker stopped reporting (each one

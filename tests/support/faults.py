@@ -1,16 +1,19 @@
 """What the fault tests and bench/faults.py share: the job as the database has it, waiting for a
-condition, a worker's pool processes, and an ffmpeg that hangs on demand."""
+condition, a worker's pool processes, an ffmpeg that hangs on demand, and a job whose message
+was lost with the messages sent for it counted."""
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psutil
+import redis
 from sqlalchemy import func, select
 
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.events import history
-from core.models import Job, Transcript
+from core.models import Job, Transcript, utcnow
 from core.settings import Settings
 from media import find_ffmpeg
 
@@ -84,3 +87,24 @@ exec {find_ffmpeg()} "$@"
 
 def started_pids(pids: Path) -> list[int]:
     return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+
+# One sweep, as a worker's sweeper runs it, in a process of its own (settings from the environment).
+SWEEP = "from core.settings import Settings; from worker.runtime import Runtime; Runtime(Settings.from_env()).sweep()"
+
+
+def lost_job(db, job_id: str) -> None:
+    """A queued job sent two days ago and never claimed: its message is gone (FLUSHALL). Its profile
+    is one no process here consumes, so every message sent for it stays in the broker, counted."""
+    with session_scope(db.factory) as session:
+        session.add(Job(id=job_id, status="queued", profile="funasr", options={"language": "auto", "itn": True,
+                        "hotwords": []}, filename="lost.wav", media_key=f"{job_id}/source.wav", size_bytes=1,
+                        source="api", priority=0, progress=0.0, attempt=0, warnings=[], tenant="lost",
+                        lost_attempts=0, created_at=utcnow() - timedelta(days=2),
+                        enqueued_at=utcnow() - timedelta(days=2)))
+
+
+def messages(broker_url: str) -> int:
+    """Task messages waiting in the broker's funasr queues (kombu keeps a Redis list per queue and priority)."""
+    r = redis.Redis.from_url(broker_url)
+    return sum(r.llen(key) for key in r.keys("tingxie.funasr*") if r.type(key) == b"list")

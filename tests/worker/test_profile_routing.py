@@ -3,6 +3,7 @@ profiles it loads, and a job for a profile no live worker serves stays queued an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -41,7 +42,8 @@ def test_a_funasr_job_never_reaches_an_offline_worker_and_says_it_waits(live_ser
     assert job["waiting_reason"] == "waiting for a funasr worker"
     listed = {j["id"]: j for j in service.jobs()["items"]}
     assert listed[funasr_job["id"]]["waiting_reason"] == "waiting for a funasr worker"
-    assert funasr_job["id"] not in service.log("worker0")  # the offline worker never saw its message
+    # The offline worker never received its message (its sweeper may re-send it, on a loaded machine).
+    assert not re.search(rf"job {funasr_job['id']} (attempt|is not claimable|was claimed)", service.log("worker0"))
     # `tingxie workers` lists it from the database, with its profiles (and --here is a healthcheck).
     listed_workers = _cli(service, "workers", "--json")
     assert listed_workers.returncode == 0 and [w["profiles"] for w in json.loads(listed_workers.stdout)] == [["offline"]]
