@@ -57,6 +57,7 @@ class Runtime:
         # job id -> scratch bytes free when an attempt at it here ran out of space: this process
         # takes the job again only with more room than that (another worker is preferred).
         self._ran_out: dict[str, int] = {}
+        self._aborted_at = float("-inf")  # when this process last aborted the store's unfinished uploads
 
     @property
     def services(self) -> Services:
@@ -342,10 +343,12 @@ class Runtime:
         return list(dict.fromkeys([*sent, *lost]))
 
     def tidy(self) -> None:
-        """Remove upload spool files nobody writes, and the scratch folders of jobs that ended (a
-        worker killed mid-job leaves its decoded audio behind; a queued job's next attempt reuses
-        its folder and removes it when it ends)."""
+        """Remove upload spool files nobody writes, uploads into the store that never completed (a
+        web process killed mid-upload leaves an S3 multipart upload and its parts), and the scratch
+        folders of jobs that ended (a worker killed mid-job leaves its decoded audio behind; a
+        queued job's next attempt reuses its folder and removes it when it ends)."""
         storage.clean_spool(self.settings, self.settings.spool_max_age_s)
+        self._abort_incomplete()
         folders = storage.job_work_dirs(self.settings)
         if not folders:
             return
@@ -355,6 +358,19 @@ class Runtime:
         for job_id, path in folders.items():
             if job_id not in alive:
                 shutil.rmtree(path, ignore_errors=True)
+
+
+    def _abort_incomplete(self) -> None:
+        """At most once per ``spool_max_age_s`` (a minute at most) per process: one listing call."""
+        max_age_s = self.settings.spool_max_age_s
+        if time.monotonic() - self._aborted_at < min(60.0, max_age_s):
+            return
+        try:
+            self.services.store.abort_incomplete(max_age_s)
+        except storage.StorageUnavailableError as exc:
+            log.warning("could not abort the store's unfinished uploads: %s; will try again", exc.message)
+            return
+        self._aborted_at = time.monotonic()
 
 
 class Sweeper(threading.Thread):
