@@ -60,6 +60,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_STALL_S=str(settings.stall_s),
         TINGXIE_DB_RETRY_S=str(settings.db_retry_s),
         TINGXIE_SPOOL_MAX_AGE_S=str(settings.spool_max_age_s),
+        TINGXIE_STORE_RETRY_S=str(settings.store_retry_s),
+        TINGXIE_SCRATCH_MARGIN_MB=str(settings.scratch_margin_bytes / 1024**2),
         PYTHONUNBUFFERED="1",
     )
     if settings.resend_after_s is not None:

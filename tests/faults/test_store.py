@@ -54,3 +54,62 @@ def test_a_worker_waits_out_a_media_store_that_is_down(live_service, settings, s
     waits = [e["data"].get("waiting_reason") for e in db.events(job_id) if e["type"] == "waiting"]
     assert waits == ["media store unavailable", None], db.events(job_id)
     assert requests.get(service.base_url + "/readyz", timeout=30).status_code == 200
+
+
+def _node_of(db, job_id: str, worker) -> bool:
+    return db.job(job_id).worker.startswith(f"tingxie-{worker.pid}@")
+
+
+def test_a_worker_claims_only_with_room_for_the_decoded_audio(live_service, settings, sql, speech_path, tmp_path):
+    """jfk.flac decodes to 352 KB; a worker whose scratch is a 256 KB tmpfs leaves it queued (no
+    attempt) and a worker with room takes it."""
+    from tests.support.filesystems import small_tmpfs
+
+    settings = dataclasses.replace(settings, resend_after_s=3.0)
+    service = live_service(settings, workers=0)
+    db = sql(settings)
+    with small_tmpfs(tmp_path / "small-scratch", "256k") as scratch:
+        small = service.start_worker(settings=dataclasses.replace(settings, scratch_dir=scratch,
+                                                                  scratch_margin_bytes=1024))
+        job_id = service.submit(speech_path("jfk.flac"), language="en")["id"]
+        wait_for(lambda: f"job {job_id} needs about" in service.log("worker0"), 120, "the small worker to leave it")
+        row = db.job(job_id)
+        assert (row.status, row.attempt) == ("queued", 0)
+        roomy = service.start_worker()
+        job = service.wait(job_id, timeout_s=300)
+        assert (job["status"], job["attempt"]) == ("done", 1), job
+        assert _node_of(db, job_id, roomy) and not _node_of(db, job_id, small)
+        service.stop()
+
+
+def test_a_decode_that_fills_the_scratch_is_tried_again_elsewhere(live_service, settings, sql, speech_path,
+                                                                  tmp_path):
+    """A file whose stored length understates its audio (the job says 1 s; jfk.flac decodes to 11 s,
+    352 KB) on a worker whose scratch is a 128 KB tmpfs: the decode runs out of space. The attempt
+    ends scratch_full and the job is queued again, not counted as lost and never blamed on the
+    file (truncated_media); that worker does not take it again, a worker with room does."""
+    from sqlalchemy import text
+
+    from tests.support.filesystems import small_tmpfs
+
+    settings = dataclasses.replace(settings, resend_after_s=3.0)
+    service = live_service(settings, workers=0)
+    db = sql(settings)
+    job_id = service.submit(speech_path("jfk.flac"), language="en")["id"]
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE jobs SET duration_ms = 1000 WHERE id = :id"), {"id": job_id})
+    with small_tmpfs(tmp_path / "small-scratch", "128k") as scratch:
+        small = service.start_worker(settings=dataclasses.replace(settings, scratch_dir=scratch,
+                                                                  scratch_margin_bytes=1024))
+        requeued = wait_for(lambda: [e for e in db.events(job_id) if e["type"] == "queued" and
+                                     e["data"].get("reason", "").startswith("scratch_full")], 120, "scratch_full")
+        assert "not at fault" in requeued[0]["data"]["reason"]
+        wait_for(lambda: f"job {job_id} needs about" in service.log("worker0"), 120, "the small worker to leave it")
+        roomy = service.start_worker()
+        job = service.wait(job_id, timeout_s=300)
+        assert (job["status"], job["attempt"], job["error"]) == ("done", 2, None), job
+        assert _node_of(db, job_id, roomy) and not _node_of(db, job_id, small)
+        assert db.job(job_id).lost_attempts == 0
+        assert "failed" not in [e["type"] for e in db.events(job_id)]
+        assert "fellow americans" in db.transcript(job_id)["text"].lower()
+        service.stop()
