@@ -3,6 +3,7 @@ on the same port; a scratch disk that fills up (a small tmpfs); uploads that nev
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import requests
@@ -113,3 +114,81 @@ def test_a_decode_that_fills_the_scratch_is_tried_again_elsewhere(live_service, 
         assert "failed" not in [e["type"] for e in db.events(job_id)]
         assert "fellow americans" in db.transcript(job_id)["text"].lower()
         service.stop()
+
+
+@pytest.fixture(scope="module")
+def large_wav(tmp_path_factory) -> Path:
+    """A 200 MB WAV (19 minutes of 44.1 kHz stereo noise): thirteen 16 MiB parts on their way to S3."""
+    import subprocess
+
+    from media import find_ffmpeg
+
+    path = tmp_path_factory.mktemp("large") / "large.wav"
+    subprocess.run([find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1140:r=44100:a=0.1",
+                    "-ac", "2", "-c:a", "pcm_s16le", str(path)], check=True)
+    return path
+
+
+def _multipart_uploads(s3: S3Server, bucket: str) -> list[dict]:
+    return s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+
+def test_an_upload_left_unfinished_by_a_killed_web_process_is_aborted_by_the_sweeper(
+        live_service, settings, private_s3, large_wav):
+    import os
+    import signal
+    import threading
+
+    s3 = private_s3[0]
+    bucket = s3.new_bucket()
+    settings = dataclasses.replace(settings, spool_max_age_s=2.0, **s3.storage_settings(bucket))
+    service = live_service(settings, workers=0)
+    answers: list = []
+
+    def upload() -> None:
+        try:
+            with open(large_wav, "rb") as fh:
+                answers.append(requests.post(service.base_url + "/api/v1/jobs", files={"file": ("large.wav", fh)},
+                                             timeout=300).status_code)
+        except requests.RequestException as exc:
+            answers.append(exc)
+
+    uploader = threading.Thread(target=upload)
+    uploader.start()
+    (begun,) = wait_for(lambda: _multipart_uploads(s3, bucket), 240, "the multipart upload to begin", poll_s=0.02)
+    os.killpg(service.web.pid, signal.SIGKILL)
+    uploader.join(timeout=60)
+    assert isinstance(answers[0], requests.RequestException), answers  # no 202: the job was never accepted
+    assert [u["UploadId"] for u in _multipart_uploads(s3, bucket)] == [begun["UploadId"]]  # left behind
+
+    service.start_worker()
+    wait_for(lambda: not _multipart_uploads(s3, bucket), 120, "the sweeper to abort the upload")
+    with pytest.raises(s3.client().exceptions.NoSuchUpload):  # its parts are gone with it
+        s3.client().list_parts(Bucket=bucket, Key=begun["Key"], UploadId=begun["UploadId"])
+    assert s3.objects(bucket) == []
+    assert begun["Key"].startswith("media/")
+
+
+def test_an_upload_whose_client_disconnects_leaves_nothing_in_the_bucket(live_service, settings, private_s3,
+                                                                          large_wav):
+    """The body is spooled to scratch before anything goes to the store: a client gone mid-body
+    never starts a multipart upload, and leaves no object."""
+    import socket
+
+    s3 = private_s3[0]
+    bucket = s3.new_bucket()
+    settings = dataclasses.replace(settings, **s3.storage_settings(bucket))
+    service = live_service(settings, workers=0)
+    boundary = "tingxie-boundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"large.wav\"\r\n"
+            "Content-Type: audio/wav\r\n\r\n").encode()
+    length = len(head) + large_wav.stat().st_size + len(f"\r\n--{boundary}--\r\n")
+    with socket.create_connection((settings.host, settings.port), timeout=60) as sock:
+        sock.sendall((f"POST /api/v1/jobs HTTP/1.1\r\nHost: {settings.host}\r\nContent-Length: {length}\r\n"
+                      f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n").encode() + head)
+        with open(large_wav, "rb") as fh:
+            sock.sendall(fh.read(100 * 1024**2))  # half the file, then gone
+    spool = settings.scratch_dir / "uploads"
+    wait_for(lambda: not list(spool.glob("*.part")), 120, "the web tier to drop the upload")
+    assert _multipart_uploads(s3, bucket) == [] and s3.objects(bucket) == []
+    assert requests.get(service.base_url + "/readyz", timeout=30).status_code == 200
