@@ -173,22 +173,28 @@ class S3Store:
             self._check_client.head_bucket(Bucket=self.bucket)
 
     def abort_incomplete(self, older_than_s: float) -> list[str]:
-        """Multipart uploads under this deployment's prefix begun over ``older_than_s`` ago (by the
-        store's clock, as S3 reports ``Initiated``) are aborted, their parts freed. An upload that
-        fails is aborted by boto3's transfer as it fails; these are the ones whose process died."""
+        """Multipart uploads under this deployment's prefix begun over ``older_than_s`` ago whose
+        last part, if any, also arrived over ``older_than_s`` ago (a slow upload still sending is
+        left alone) are aborted, their parts freed. Times are the store's (``Initiated``, the parts'
+        ``LastModified``). An upload that fails is aborted by boto3's transfer as it fails; these
+        are the ones whose process died."""
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
         aborted = []
         with self._errors("list the unfinished uploads under", self.prefix):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
-            stale = [u for page in pages for u in page.get("Uploads", ()) if u["Initiated"] < cutoff]
-        for upload in stale:
+            begun = [u for page in pages for u in page.get("Uploads", ()) if u["Initiated"] < cutoff]
+        for upload in begun:
+            name, upload_id = upload["Key"], upload["UploadId"]
             try:
-                with self._errors("abort the unfinished upload of", upload["Key"]):
-                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=upload["Key"],
-                                                       UploadId=upload["UploadId"])
+                with self._errors("abort the unfinished upload of", name):
+                    parts = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=name,
+                                                                             UploadId=upload_id)
+                    if any(p["LastModified"] >= cutoff for page in parts for p in page.get("Parts", ())):
+                        continue
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
             except MediaGoneError:  # NoSuchUpload: another sweeper aborted it, or it completed
                 continue
-            aborted.append(upload["Key"])
+            aborted.append(name)
         if aborted:
             log.info("aborted %d unfinished multipart upload(s) under %s", len(aborted), self.url)
         return aborted
