@@ -126,9 +126,9 @@ class Service:
             if self.web.poll() is not None:
                 raise RuntimeError(f"web exited: {self.log('web')}")
             try:
-                if requests.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                if requests.get(self.base_url + "/readyz", timeout=10).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"web did not become ready: {self.log('web')}")

@@ -35,7 +35,7 @@ log = logging.getLogger("tingxie.worker")
 UNREACHABLE = (OperationalError, InterfaceError)
 FINAL_WRITE_BACKOFF_S = (0.5, 30.0)
 # First and longest wait between tries at reading a job's media from a store that is down.
-STORE_BACKOFF_S = (1.0, 30.0)
+STORE_BACKOFF_S = (1.0, 10.0)
 # What a running job shows (waiting_reason) while its worker waits out the media store.
 STORE_WAIT = "media store unavailable"
 
@@ -365,12 +365,11 @@ class Runtime:
         max_age_s = self.settings.spool_max_age_s
         if time.monotonic() - self._aborted_at < min(60.0, max_age_s):
             return
+        self._aborted_at = time.monotonic()
         try:
             self.services.store.abort_incomplete(max_age_s)
         except storage.StorageUnavailableError as exc:
             log.warning("could not abort the store's unfinished uploads: %s; will try again", exc.message)
-            return
-        self._aborted_at = time.monotonic()
 
 
 class Sweeper(threading.Thread):
