@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -47,6 +48,7 @@ class S3Store:
         self._addressing_style = addressing_style
         self._client = None
         self._check_client = None
+        self._unfinished_seen: dict[str, float] = {}  # upload id -> when this process first listed it
         self._lock = threading.Lock()
 
     @classmethod
@@ -175,14 +177,19 @@ class S3Store:
     def abort_incomplete(self, older_than_s: float) -> list[str]:
         """Multipart uploads under this deployment's prefix begun over ``older_than_s`` ago whose
         last part, if any, also arrived over ``older_than_s`` ago (a slow upload still sending is
-        left alone) are aborted, their parts freed. Times are the store's (``Initiated``, the parts'
-        ``LastModified``). An upload that fails is aborted by boto3's transfer as it fails; these
-        are the ones whose process died."""
+        left alone), and that this process has seen unfinished for as long, are aborted, their parts
+        freed. Times are the store's (``Initiated``, the parts' ``LastModified``) and this host's
+        (the first listing): neither a host's clock nor a store's alone makes a live upload look old
+        (moto reports every upload as initiated in 2010). An upload that fails is aborted by boto3's
+        transfer as it fails; these are the ones whose process died."""
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
+        now = time.monotonic()
         aborted = []
         with self._errors("list the unfinished uploads under", self.prefix):
             pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
-            begun = [u for page in pages for u in page.get("Uploads", ()) if u["Initiated"] < cutoff]
+            listed = [u for page in pages for u in page.get("Uploads", ())]
+        seen = self._unfinished_seen = {u["UploadId"]: self._unfinished_seen.get(u["UploadId"], now) for u in listed}
+        begun = [u for u in listed if u["Initiated"] < cutoff and now - seen[u["UploadId"]] >= older_than_s]
         for upload in begun:
             name, upload_id = upload["Key"], upload["UploadId"]
             try:
