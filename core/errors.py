@@ -53,6 +53,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_profile_options": 503,
     "ffmpeg_missing": 503,
     "unavailable": 503,
+    "store_unavailable": 503,
     "still_running": 504,
     "timeout": 504,
 }
