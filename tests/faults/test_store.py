@@ -192,3 +192,19 @@ def test_an_upload_whose_client_disconnects_leaves_nothing_in_the_bucket(live_se
     wait_for(lambda: not list(spool.glob("*.part")), 120, "the web tier to drop the upload")
     assert _multipart_uploads(s3, bucket) == [] and s3.objects(bucket) == []
     assert requests.get(service.base_url + "/readyz", timeout=30).status_code == 200
+
+
+def test_past_the_bound_the_job_fails_store_unavailable(live_service, settings, sql, private_s3, speech_path):
+    """A store still down after TINGXIE_STORE_RETRY_S (3 s here): the job fails at attempt 1 with
+    store_unavailable and a message naming the store and the setting; it is not counted as lost."""
+    s3 = private_s3[0]
+    bucket = s3.new_bucket()
+    settings = dataclasses.replace(settings, store_retry_s=3.0, **s3.storage_settings(bucket))
+    service = live_service(settings, workers=0)
+    job_id = service.submit(speech_path("jfk.flac"), language="en")["id"]
+    s3.stop()
+    service.start_worker()
+    job = service.wait(job_id, timeout_s=300)
+    assert (job["status"], job["attempt"], job["error"]["code"]) == ("failed", 1, "store_unavailable"), job
+    assert "TINGXIE_STORE_RETRY_S" in job["error"]["message"] and f"s3://{bucket}/media/" in job["error"]["message"]
+    assert sql(settings).job(job_id).lost_attempts == 0
