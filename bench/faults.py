@@ -10,9 +10,10 @@ slow load: from the kill until the job is claimed; FLUSHALL: from the flush unti
 was sent again; PostgreSQL down: from the restart until the job is done; poison, hung decoder,
 time limit: from submission to the job's final state; cancel: from the request until the work has
 stopped (the decoder's or the pool process's pids gone); `tingxie up`: from the kill until the new
-worker has loaded its models; S3 down: from the restart until the job is done; scratch full: from
-submission until the job is done (on the worker with room); multipart upload left: from the kill
-of the web process until the sweeper aborted the upload (TINGXIE_SPOOL_MAX_AGE_S=2 here). Redone, where a job ran more than once: (CPU time of every attempt -
+worker has loaded its models; S3 down: from the restart until the worker has read the media;
+scratch full: from submission until the job is done (on the worker with room); multipart upload
+left: from the kill of the web process until the sweeper aborted the upload (a worker started
+after the kill; TINGXIE_SPOOL_MAX_AGE_S=2 here). Redone, where a job ran more than once: (CPU time of every attempt -
 that of an uninterrupted run of the same file) / that of the uninterrupted run, counted on the
 worker's pool processes (CPU time, not wall time: the machine may be busy with other work). The
 lease is 10 s here (60 s by default).

@@ -359,7 +359,6 @@ class Runtime:
             if job_id not in alive:
                 shutil.rmtree(path, ignore_errors=True)
 
-
     def _abort_incomplete(self) -> None:
         """At most once per ``spool_max_age_s`` (a minute at most) per process: one listing call."""
         max_age_s = self.settings.spool_max_age_s

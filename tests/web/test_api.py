@@ -195,7 +195,8 @@ def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket)
     upgrade(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503, r.json
-    assert r.json["checks"]["media_store"].startswith("unavailable: ") and f"s3://{s3_bucket}/media/" in r.json["checks"]["media_store"]
+    store = r.json["checks"]["media_store"]
+    assert store.startswith("unavailable: ") and f"s3://{s3_bucket}/media/" in store
     assert (r.json["checks"]["database"], r.json["checks"]["broker"]) == ("ok", "ok")
     up = Settings(data_dir=tmp_path, **s3_server.storage_settings(s3_bucket))
     assert create_app(up).test_client().get("/readyz").status_code == 200
