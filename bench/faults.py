@@ -388,8 +388,12 @@ def store_down(bench: Bench) -> Line:
     from tests.s3 import S3Server
 
     s3 = S3Server.start(bench.root / "moto.log")
-    bucket = s3.new_bucket()
-    service, db = bench.service(workers=0, **s3.storage_settings(bucket))
+    try:
+        bucket = s3.new_bucket()
+        service, db = bench.service(workers=0, **s3.storage_settings(bucket))
+    except BaseException:
+        s3.stop()
+        raise
     try:
         job_id = service.submit(JFK, language="en")["id"]
         (name,) = s3.objects(bucket)
@@ -453,8 +457,12 @@ def multipart_left(bench: Bench) -> Line:
     from tests.s3 import S3Server
 
     s3 = S3Server.start(bench.root / "moto.log")
-    bucket = s3.new_bucket()
-    service, db = bench.service(workers=0, spool_max_age_s=2.0, **s3.storage_settings(bucket))
+    try:
+        bucket = s3.new_bucket()
+        service, db = bench.service(workers=0, spool_max_age_s=2.0, **s3.storage_settings(bucket))
+    except BaseException:
+        s3.stop()
+        raise
     try:
         audio = bench.root / "large.wav"
         subprocess.run([find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1140:r=44100:a=0.1",
