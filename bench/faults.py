@@ -12,7 +12,10 @@ time limit: from submission to the job's final state; cancel: from the request u
 stopped (the decoder's or the pool process's pids gone); `tingxie up`: from the kill until the new
 worker has loaded its models; database of an earlier main: the upgrade's time; lost message seen by
 many sweepers: from their release until all have swept; clock: until the job was taken, or the
-time watched (ten sweeps of the other worker) where it was kept. Redone, where a job ran more than once: (CPU time of every attempt -
+time watched (ten sweeps of the other worker) where it was kept; S3 down: from the restart until the
+worker has read the media; scratch full: from submission until the job is done (on the worker with
+room); multipart upload left: from the kill of the web process until the sweeper aborted the upload
+(a worker started after the kill; TINGXIE_SPOOL_MAX_AGE_S=2 here). Redone, where a job ran more than once: (CPU time of every attempt -
 that of an uninterrupted run of the same file) / that of the uninterrupted run, counted on the
 worker's pool processes (CPU time, not wall time: the machine may be busy with other work). The
 lease is 10 s here (60 s by default).
@@ -20,6 +23,7 @@ lease is 10 s here (60 s by default).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -40,6 +44,7 @@ from bench.speech import SPEECH_DIR, build_speech
 from core.migrate import upgrade
 from core.queue import QueueClient
 from core.settings import Settings
+from media import find_ffmpeg
 from tests.service import REPO, Service, free_port, settings_env
 from tests.support.faults import Sql, gone, hanging_ffmpeg, pool_processes, started_pids, wait_for
 from tests.support.servers import PrivatePostgres, PrivateRedis
@@ -495,11 +500,129 @@ def old_database(bench: Bench, commit: str = "c455805") -> Line:
         postgres.remove()
 
 
+def store_down(bench: Bench) -> Line:
+    """The S3 server (moto's, private) stopped for 20 s when the worker claims the job, then
+    started again on the same port with the same object."""
+    from tests.s3 import S3Server
+
+    s3 = S3Server.start(bench.root / "moto.log")
+    try:
+        bucket = s3.new_bucket()
+        service, db = bench.service(workers=0, **s3.storage_settings(bucket))
+    except BaseException:
+        s3.stop()
+        raise
+    try:
+        job_id = service.submit(JFK, language="en")["id"]
+        (name,) = s3.objects(bucket)
+        stored = s3.client().get_object(Bucket=bucket, Key=name)["Body"].read()
+        s3.stop()
+        service.start_worker()
+        wait_for(lambda: service.job(job_id)["waiting_reason"] == "media store unavailable", 120, "the wait")
+        readyz = requests.get(service.base_url + "/readyz", timeout=30).status_code
+        time.sleep(20)
+        s3 = S3Server.start(bench.root / "moto-again.log", port=s3.port)
+        s3.client().create_bucket(Bucket=bucket)
+        s3.client().put_object(Bucket=bucket, Key=name, Body=stored)
+        restarted = time.time()
+        service.wait(job_id, timeout_s=600)
+        row = db.job(job_id)
+        (went_on,) = [e["at"] for e in db.events(job_id) if e["type"] == "waiting" and not e["data"]["waiting_reason"]]
+        return Line("S3 down for 20 s when the job is claimed", f"{row.status}, attempt {row.attempt}",
+                    epoch(datetime.fromisoformat(went_on)) - restarted, 0.0,
+                    f"media read {epoch(datetime.fromisoformat(went_on)) - restarted:.1f} s after the restart, done "
+                    f"{epoch(row.finished_at) - restarted:.1f} s after; waiting_reason 'media store unavailable' "
+                    f"meanwhile, lost attempts {row.lost_attempts}; /readyz {readyz} while down")
+    finally:
+        service.stop()
+        db.close()
+        s3.stop()
+
+
+def scratch_full(bench: Bench) -> Line:
+    """A decode that fills its worker's scratch (a 128 KB tmpfs; the job's stored length says 1 s,
+    its audio is 11 s); a second worker has room."""
+    import pytest
+    from sqlalchemy import text
+
+    from tests.support.filesystems import small_tmpfs
+
+    service, db = bench.service(workers=0, resend_after_s=3.0)
+    try:
+        with small_tmpfs(bench.root / "small-scratch", "128k") as scratch:
+            submitted = time.time()
+            job_id = service.submit(JFK, language="en")["id"]
+            with db.engine.begin() as connection:
+                connection.execute(text("UPDATE jobs SET duration_ms = 1000 WHERE id = :id"), {"id": job_id})
+            service.start_worker(settings=dataclasses.replace(service.settings, scratch_dir=scratch,
+                                                              scratch_margin_bytes=1024))
+            service.start_worker()
+            service.wait(job_id, timeout_s=600)
+            row = db.job(job_id)
+            codes = [e["data"].get("reason", "").split(":")[0] for e in db.events(job_id) if e["type"] == "queued"]
+            service.stop()
+    except pytest.skip.Exception as exc:  # no tmpfs here (not root): a line saying so, not the end of the run
+        return Line("decode fills a 128 KB scratch (2 workers)", "not run", 0.0, None, str(exc))
+    else:
+        return Line("decode fills a 128 KB scratch (2 workers)", f"{row.status}, attempt {row.attempt}",
+                    epoch(row.finished_at) - submitted, None,
+                    f"requeued: {[c for c in codes if c] or 'never'}; lost attempts {row.lost_attempts}")
+    finally:
+        service.stop()
+        db.close()
+
+
+def multipart_left(bench: Bench) -> Line:
+    """The web process SIGKILLed during a 200 MB upload to S3."""
+    import threading
+
+    from tests.s3 import S3Server
+
+    s3 = S3Server.start(bench.root / "moto.log")
+    try:
+        bucket = s3.new_bucket()
+        service, db = bench.service(workers=0, spool_max_age_s=2.0, **s3.storage_settings(bucket))
+    except BaseException:
+        s3.stop()
+        raise
+    try:
+        audio = bench.root / "large.wav"
+        subprocess.run([find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "anoisesrc=d=1140:r=44100:a=0.1",
+                        "-ac", "2", "-c:a", "pcm_s16le", str(audio)], check=True)
+
+        def upload() -> None:
+            with open(audio, "rb") as fh, contextlib.suppress(requests.RequestException):
+                requests.post(service.base_url + "/api/v1/jobs", files={"file": ("large.wav", fh)}, timeout=600)
+
+        def uploads() -> list:
+            return s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+
+        def parts() -> int:
+            return sum(len(s3.client().list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+                       for u in uploads())
+
+        threading.Thread(target=upload, daemon=True).start()
+        wait_for(lambda: parts() >= 2, 300, "the multipart upload", poll_s=0.05)
+        os.killpg(service.web.pid, signal.SIGKILL)
+        killed = time.time()
+        left = parts()
+        service.start_worker()
+        wait_for(lambda: not uploads(), 300, "the sweeper")
+        return Line("web SIGKILLed mid S3 upload (200 MB)", "multipart upload aborted", time.time() - killed, None,
+                    f"{left} part(s) of 16 MiB left at the kill, none after; objects: {len(s3.objects(bucket))}; "
+                    "recovery includes starting a worker")
+    finally:
+        service.stop()
+        db.close()
+        s3.stop()
+
+
 FAULTS = {
     "slow_load": slow_load, "poison": poison, "flushall": flushall, "decoder_hang": decoder_hang,
     "time_limit": time_limit, "cancel_decode": cancel_decode, "cancel_asr": cancel_asr,
     "postgres_down": postgres_down, "sigterm": sigterm, "kill9": kill9, "up": up_worker_death,
     "old_database": old_database, "resend": resend, "clock_behind": clock_behind, "clock_ahead": clock_ahead,
+    "store_down": store_down, "scratch_full": scratch_full, "multipart_left": multipart_left,
 }
 
 

@@ -56,6 +56,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "ffmpeg_missing": 503,
     "unavailable": 503,
     "shutting_down": 503,
+    "store_unavailable": 503,
     "still_running": 504,
     "timeout": 504,
     "insufficient_storage": 507,

@@ -121,6 +121,7 @@ def claim(session: Session, job_id: str, worker: str | None = None) -> int | Non
             error_code=None,
             error_message=None,
             worker=worker,
+            waiting_reason=None,
         )
         .execution_options(synchronize_session=False)
     )
@@ -148,6 +149,16 @@ def report_progress(session: Session, job_id: str, attempt: int, stage: str | No
         return False
     if progress is not None:
         events.publish(session, job_id, "progress", {"status": RUNNING, "stage": stage, "progress": values["progress"]})
+    return True
+
+
+def set_waiting(session: Session, job_id: str, attempt: int, reason: str | None) -> bool:
+    """A running attempt waits for something outside the job (``reason``, shown as the job's
+    ``waiting_reason``), or goes on (None). False: this attempt no longer holds the job."""
+    result = session.execute(update(Job).where(*_mine(job_id, attempt)).values(waiting_reason=reason))
+    if result.rowcount != 1:
+        return False
+    events.publish(session, job_id, "waiting", {"status": RUNNING, "waiting_reason": reason})
     return True
 
 
@@ -318,6 +329,18 @@ def hand_back(session: Session, worker: str) -> list[str]:
             events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": "handed back: its worker is shutting down"})
             handed.append(job_id)
     return handed
+
+
+def requeue(session: Session, job_id: str, attempt: int, reason: str) -> bool:
+    """running -> queued: the attempt could not go on for a reason of its host, not of the job
+    (its scratch disk filled up); not counted as lost. False: this attempt no longer holds the job."""
+    result = session.execute(
+        update(Job).where(*_mine(job_id, attempt)).values(status=QUEUED, stage=None, enqueued_at=None)
+    )
+    if result.rowcount != 1:
+        return False
+    events.publish(session, job_id, QUEUED, {"status": QUEUED, "reason": reason})
+    return True
 
 
 def lost_messages(session: Session, older_than_s: float) -> list[str]:

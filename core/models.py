@@ -98,6 +98,8 @@ class Job(Base):
     # The worker node (Celery's hostname) running the current attempt, so that it can hand its
     # jobs back when it shuts down.
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # What a running attempt waits for before it can go on ("media store unavailable"), or None.
+    waiting_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),

@@ -9,7 +9,10 @@ ranges. boto3 is imported when the first client is made, never at import.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +30,10 @@ from core.storage import (
 PART_BYTES = 16 * 1024**2
 # Parts in flight at once per upload or download.
 CONCURRENCY = 4
+# The readiness check's one request: no retries, and an answer within this long.
+CHECK_TIMEOUT_S = 3.0
+
+log = logging.getLogger("tingxie.storage")
 
 
 class S3Store:
@@ -40,6 +47,8 @@ class S3Store:
                                    aws_secret_access_key=secret_access_key or None)
         self._addressing_style = addressing_style
         self._client = None
+        self._check_client = None
+        self._unfinished_seen: dict[str, float] = {}  # upload id -> when this process first listed it
         self._lock = threading.Lock()
 
     @classmethod
@@ -54,21 +63,24 @@ class S3Store:
         """One client per process (boto3 clients are thread-safe; sessions are not)."""
         with self._lock:
             if self._client is None:
-                import boto3
-                from botocore.config import Config
-
-                config = Config(
-                    s3={"addressing_style": self._addressing_style},
-                    signature_version="s3v4",
-                    retries={"max_attempts": 5, "mode": "standard"},
-                    # Checksums only where S3 requires them: several S3-compatible stores (OSS, older
-                    # Ceph RGW and MinIO) refuse the CRC headers newer boto3 adds by default.
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                    max_pool_connections=32,
-                )
-                self._client = boto3.session.Session().client("s3", config=config, **self._client_kwargs)
+                self._client = self._make_client(retries={"max_attempts": 5, "mode": "standard"},
+                                                 max_pool_connections=32)
             return self._client
+
+    def _make_client(self, **config):
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            s3={"addressing_style": self._addressing_style},
+            signature_version="s3v4",
+            # Checksums only where S3 requires them: several S3-compatible stores (OSS, older
+            # Ceph RGW and MinIO) refuse the CRC headers newer boto3 adds by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            **config,
+        )
+        return boto3.session.Session().client("s3", config=config, **self._client_kwargs)
 
     def _transfer(self):
         from boto3.s3.transfer import TransferConfig
@@ -94,7 +106,7 @@ class S3Store:
                 raise StorageUnavailableError(f"could not {what} {key} at the media store {self.url}: "
                                               f"{type(caught).__name__}") from None
             code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if code in ("404", "NoSuchKey", "NotFound", "NoSuchUpload"):
                 raise MediaGoneError("the media file of this job is no longer stored") from None
             raise StorageUnavailableError(f"the media store {self.url} refused to {what} {key}: {code} "
                                           f"{exc.response.get('Error', {}).get('Message', '')}".rstrip()) from None
@@ -153,3 +165,43 @@ class S3Store:
 
     def keys(self) -> list[str]:
         return sorted(name[len(self.prefix):] for name in self._names(self.prefix))
+
+    def check(self) -> None:
+        with self._lock:
+            if self._check_client is None:
+                self._check_client = self._make_client(retries={"max_attempts": 1, "mode": "standard"},
+                                                       connect_timeout=CHECK_TIMEOUT_S, read_timeout=CHECK_TIMEOUT_S)
+        with self._errors("reach", "its bucket"):
+            self._check_client.head_bucket(Bucket=self.bucket)
+
+    def abort_incomplete(self, older_than_s: float) -> list[str]:
+        """Multipart uploads under this deployment's prefix begun over ``older_than_s`` ago whose
+        last part, if any, also arrived over ``older_than_s`` ago (a slow upload still sending is
+        left alone), and that this process has seen unfinished for as long, are aborted, their parts
+        freed. Times are the store's (``Initiated``, the parts' ``LastModified``) and this host's
+        (the first listing): neither a host's clock nor a store's alone makes a live upload look old
+        (moto reports every upload as initiated in 2010). An upload that fails is aborted by boto3's
+        transfer as it fails; these are the ones whose process died."""
+        cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than_s)
+        now = time.monotonic()
+        aborted = []
+        with self._errors("list the unfinished uploads under", self.prefix):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            listed = [u for page in pages for u in page.get("Uploads", ())]
+        seen = self._unfinished_seen = {u["UploadId"]: self._unfinished_seen.get(u["UploadId"], now) for u in listed}
+        begun = [u for u in listed if u["Initiated"] < cutoff and now - seen[u["UploadId"]] >= older_than_s]
+        for upload in begun:
+            name, upload_id = upload["Key"], upload["UploadId"]
+            try:
+                with self._errors("abort the unfinished upload of", name):
+                    parts = self.client.get_paginator("list_parts").paginate(Bucket=self.bucket, Key=name,
+                                                                             UploadId=upload_id)
+                    if any(p["LastModified"] >= cutoff for page in parts for p in page.get("Parts", ())):
+                        continue
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=name, UploadId=upload_id)
+            except MediaGoneError:  # NoSuchUpload: another sweeper aborted it, or it completed
+                continue
+            aborted.append(name)
+        if aborted:
+            log.info("aborted %d unfinished multipart upload(s) under %s", len(aborted), self.url)
+        return aborted

@@ -163,6 +163,12 @@ class Settings:
     stall_s: float = 300.0
     # How long a worker holds a finished result while the database is unreachable, retrying.
     db_retry_s: float = 3600.0
+    # How long a worker waits out a media store it cannot read (retrying with backoff, the job
+    # running with waiting_reason "media store unavailable") before the job fails store_unavailable.
+    store_retry_s: float = 600.0
+    # A worker claims a job only while its scratch has room for the job's decoded audio (about
+    # 115 MB per audio hour) plus this many bytes. Default 256 MiB.
+    scratch_margin_bytes: int = 256 * 1024**2
     # An upload spool file (work/uploads/*.part) no process has written for this long is removed.
     spool_max_age_s: float = 3600.0
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
@@ -509,6 +515,8 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("JOB_TIME_FACTOR", "job_time_factor", _time_factors),
     _Var("STALL_S", "stall_s", _positive(float, "a number of seconds")),
     _Var("DB_RETRY_S", "db_retry_s", _positive(float, "a number of seconds")),
+    _Var("STORE_RETRY_S", "store_retry_s", _positive(float, "a number of seconds")),
+    _Var("SCRATCH_MARGIN_MB", "scratch_margin_bytes", _mib),
     _Var("SPOOL_MAX_AGE_S", "spool_max_age_s", _positive(float, "a number of seconds")),
 )
 

@@ -76,6 +76,14 @@ class MediaStore(Protocol):
     def keys(self) -> list[str]:
         """Every key in the store (tests and operators: what is left behind)."""
 
+    def check(self) -> None:
+        """Return when the store answers now; :class:`StorageUnavailableError` naming it when not
+        (``/readyz``). Quick: one request, no retries."""
+
+    def abort_incomplete(self, older_than_s: float) -> list[str]:
+        """Abort the uploads into the store begun over ``older_than_s`` ago and never completed
+        (an object store's multipart uploads whose uploader died); their keys."""
+
 
 def media_key(job_id: str, filename: str) -> str:
     return f"{job_id}/source{safe_extension(filename)}"
@@ -140,6 +148,13 @@ class LocalStore:
         if not self.root.is_dir():
             return []
         return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file())
+
+    def check(self) -> None:
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise StorageUnavailableError(f"the media directory {self.root} is missing or not writable")
+
+    def abort_incomplete(self, older_than_s: float) -> list[str]:
+        return []  # a file is placed by one rename or move; a spool file left behind is clean_spool's
 
 
 def open_store(settings: Settings) -> MediaStore:

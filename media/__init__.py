@@ -2,7 +2,7 @@
 process) and a hardened decode (the ffmpeg binary), both limited to an allowlist of real media
 demuxers and the ``file`` protocol. A leaf package: stdlib and PyAV only, used by core and pipeline.
 """
-from media.decode import SAMPLE_RATE_HZ, decode_to_pcm, find_ffmpeg
+from media.decode import SAMPLE_RATE_HZ, decode_to_pcm, find_ffmpeg, pcm_bytes
 from media.errors import (
     EmptyMediaError,
     FfmpegMissingError,
@@ -11,6 +11,7 @@ from media.errors import (
     MediaTooLongError,
     NoAudioStreamError,
     RefusedFormatError,
+    ScratchFullError,
     TruncatedMediaError,
 )
 from media.formats import ALLOWED_DEMUXERS
@@ -28,8 +29,10 @@ __all__ = [
     "MediaTooLongError",
     "NoAudioStreamError",
     "RefusedFormatError",
+    "ScratchFullError",
     "TruncatedMediaError",
     "decode_to_pcm",
     "find_ffmpeg",
+    "pcm_bytes",
     "probe",
 ]

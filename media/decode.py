@@ -8,6 +8,7 @@ wall-clock limit, CPU-time, address-space and file-size limits, killed as a grou
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -38,6 +39,8 @@ DECODE_MIN_SPEED = 10.0
 DECODE_MEMORY_BYTES = 2 << 30
 
 _STDERR_KEEP_CHARS = 4000
+# strerror(ENOSPC), as ffmpeg reports a write that found the disk full.
+_NO_SPACE = os.strerror(errno.ENOSPC)
 _POLL_S = 0.5
 _RLIMITED = str(Path(__file__).with_name("_rlimited.py"))
 
@@ -172,6 +175,12 @@ def _check_output(rc: int, stderr: str, out_path: Path, info: MediaInfo, max_dur
     if rc == -signal.SIGXCPU:
         raise errors.MediaTimeoutError(
             f"Decoding used more than {int(timeout_s * 2) + 1} s of CPU and was stopped; the file may be damaged.",
+            detail=stderr,
+        )
+    if rc != 0 and _NO_SPACE in stderr:
+        raise errors.ScratchFullError(
+            f"The scratch disk ran out of space after {format_duration(duration_ms)} of decoded audio "
+            f"({decoded_bytes // 1024**2} MiB in {out_path.parent}); the file itself is not at fault.",
             detail=stderr,
         )
     if max_duration_ms is not None and (duration_ms > max_duration_ms or rc == -signal.SIGXFSZ):

@@ -37,6 +37,13 @@ class TruncatedMediaError(MediaError):
     code = "truncated_media"
 
 
+class ScratchFullError(MediaError):
+    """The disk the decoded audio is written to ran out of space: a condition of the host, not of
+    the file (which may be intact); the caller tries again where there is room."""
+
+    code = "scratch_full"
+
+
 class MediaTooLongError(MediaError):
     code = "too_long"
 

@@ -23,8 +23,10 @@ class S3Server:
     url: str
 
     @classmethod
-    def start(cls, log_path: Path) -> "S3Server":
-        port = free_port()
+    def start(cls, log_path: Path, port: int | None = None) -> "S3Server":
+        """On a free port, or on ``port`` (the same server back after :meth:`stop`, as far as its
+        clients can tell: moto keeps its buckets in memory, so the caller puts back what it needs)."""
+        port = port or free_port()
         log = open(log_path, "ab")
         process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -34,12 +36,16 @@ class S3Server:
             if process.poll() is not None:
                 raise RuntimeError(f"the S3 server exited: {log_path.read_text(errors='replace')}")
             try:
-                requests.get(url, timeout=2)
+                requests.get(url, timeout=5)
                 return cls(process, url)
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 time.sleep(0.2)
         process.kill()
         raise RuntimeError("the S3 server did not start")
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         self.process.terminate()

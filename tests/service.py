@@ -68,6 +68,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         TINGXIE_STALL_S=str(settings.stall_s),
         TINGXIE_DB_RETRY_S=str(settings.db_retry_s),
         TINGXIE_SPOOL_MAX_AGE_S=str(settings.spool_max_age_s),
+        TINGXIE_STORE_RETRY_S=str(settings.store_retry_s),
+        TINGXIE_SCRATCH_MARGIN_MB=str(settings.scratch_margin_bytes / 1024**2),
         PYTHONUNBUFFERED="1",
     )
     if settings.resend_after_s is not None:
@@ -151,9 +153,9 @@ class Service:
             if self.web.poll() is not None:
                 raise RuntimeError(f"web exited: {self.log('web')}")
             try:
-                if requests.get(self.base_url + "/readyz", timeout=2).status_code == 200:
+                if requests.get(self.base_url + "/readyz", timeout=10).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"web did not become ready: {self.log('web')}")

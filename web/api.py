@@ -69,7 +69,10 @@ def served_profiles() -> dict[str, int]:
 
 def job_json(job: Job) -> dict:
     error = {"code": job.error_code, "message": job.error_message} if job.error_code else None
-    waiting = workers.waiting_reason(job.status, job.profile, served_profiles()) if job.status == jobs.QUEUED else None
+    if job.status == jobs.QUEUED:
+        waiting = workers.waiting_reason(job.status, job.profile, served_profiles())
+    else:
+        waiting = job.waiting_reason if job.status == jobs.RUNNING else None
     return {
         "id": job.id,
         "status": job.status,

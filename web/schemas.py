@@ -166,8 +166,9 @@ class Job(Out):
     status = String(required=True, validate=OneOf(list(STATUSES)))
     waiting_reason = String(required=True, allow_none=True, metadata={
         "description": "why a queued job is not being taken, e.g. `waiting for a funasr worker` when no live "
-                       "worker serves its profile; null otherwise",
-        "examples": ["waiting for a funasr worker"]})
+                       "worker serves its profile, or what a running job waits for (`media store unavailable`: "
+                       "its worker retries until TINGXIE_STORE_RETRY_S); null otherwise",
+        "examples": ["waiting for a funasr worker", "media store unavailable"]})
     stage = String(required=True, allow_none=True, validate=OneOf(list(JobStage)))
     progress = Float(required=True, metadata={"description": "0..1 over the whole job"})
     filename = String(required=True)

@@ -5,6 +5,7 @@ from apiflask import APIBlueprint
 from flask import current_app
 from sqlalchemy.exc import OperationalError
 
+from core.storage import StorageUnavailableError
 from web import schemas
 
 bp = APIBlueprint("service", __name__, tag="Service")
@@ -17,7 +18,7 @@ def healthz():
 
 
 @bp.get("/readyz")
-@bp.doc(summary="Readiness: database and broker reachable",
+@bp.doc(summary="Readiness: database, broker and media store reachable",
         responses={**schemas.ok("Readiness"), **schemas.ok("Readiness", "not ready; `checks` says why", 503)})
 def readyz():
     svc = current_app.extensions["tingxie"]
@@ -33,5 +34,10 @@ def readyz():
         checks["broker"] = "ok"
     except Exception as exc:  # kombu raises several types for "cannot connect"
         checks["broker"] = f"unreachable: {exc}"
+    try:
+        svc.store.check()
+        checks["media_store"] = "ok"
+    except StorageUnavailableError as exc:
+        checks["media_store"] = f"unavailable: {exc.message}"
     ready = all(v == "ok" for v in checks.values())
     return {"status": "ready" if ready else "not_ready", "checks": checks}, (200 if ready else 503)

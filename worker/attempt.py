@@ -82,6 +82,7 @@ class Watch:
         self._wake = threading.Event()
         self._pipeline_done = threading.Event()
         self._stopping_since: float | None = None
+        self._waiting_since: float | None = None
         self._lock = threading.Lock()
         self._snap = _Snapshot()
         self._thread = threading.Thread(target=self._loop, name=f"watch-{job_id}", daemon=True)
@@ -103,6 +104,38 @@ class Watch:
                 self._advanced = time.monotonic()
         if new_stage:
             self._wake.set()  # a stage change is written at once; fractions at most once a beat
+
+    def waiting(self, reason: str | None) -> None:
+        """The attempt waits for something outside the job (``reason``, shown with the job: the
+        media store is down), or goes on (None). Neither the time limit nor the stall clock runs
+        while it waits; the heartbeat goes on, so the job stays this attempt's."""
+        now = time.monotonic()
+        with self._lock:
+            if (reason is None) == (self._waiting_since is None):
+                return
+            if reason is None:
+                self._started += now - self._waiting_since
+                self._advanced = now
+                self._waiting_since = None
+            else:
+                self._waiting_since = now
+        try:
+            with session_scope(self.factory) as session:
+                ours = jobs.set_waiting(session, self.job_id, self.attempt, reason)
+        except Exception:  # shown late or not at all; the wait itself goes on
+            log.warning("could not record what job %s waits for", self.job_id, exc_info=True)
+            return
+        if not ours and self.reason is None:
+            self._begin_stop("lost")
+
+    def pause(self, seconds: float) -> None:
+        """Sleep between tries at something the attempt waits for; raises StopAttempt as soon as
+        the attempt is stopped (canceled, handed back)."""
+        deadline = time.monotonic() + seconds
+        while self.reason is None and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, self.interval_s))
+        if self.reason is not None:
+            raise StopAttempt(self.reason)
 
     def pipeline_done(self) -> None:
         """The pipeline came back (with a result or not): from here on the attempt is only writing
@@ -144,6 +177,8 @@ class Watch:
 
     def _enforce(self) -> None:
         now = time.monotonic()
+        if self._waiting_since is not None:
+            return
         if self.reason is None and now - self._started > self.limits.time_limit_s:
             self._time_out()
         if self.reason is None and now - self._advanced > self.limits.stall_s:

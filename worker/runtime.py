@@ -4,6 +4,7 @@ every worker, puts back what a lost worker or a lost message left behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import multiprocessing
 import os
@@ -22,7 +23,7 @@ from core.models import Job
 from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import Settings
-from media import MediaInfo
+from media import MediaInfo, ScratchFullError, pcm_bytes
 from worker.attempt import Limits, StopAttempt, Watch
 from worker.engines import check_profile_options, load_engine_for, transcribe_options
 from worker.metrics import measured
@@ -33,6 +34,10 @@ log = logging.getLogger("tingxie.worker")
 # The database is unreachable: these are retried while a worker holds a finished result.
 UNREACHABLE = (OperationalError, InterfaceError)
 FINAL_WRITE_BACKOFF_S = (0.5, 30.0)
+# First and longest wait between tries at reading a job's media from a store that is down.
+STORE_BACKOFF_S = (1.0, 10.0)
+# What a running job shows (waiting_reason) while its worker waits out the media store.
+STORE_WAIT = "media store unavailable"
 
 
 class Runtime:
@@ -49,6 +54,10 @@ class Runtime:
         self.may_end_process = False
         # Set when the worker shuts down; shared with the pool's processes (made before they fork).
         self.stopping = multiprocessing.get_context("fork").RawValue("b", 0)
+        # job id -> scratch bytes free when an attempt at it here ran out of space: this process
+        # takes the job again only with more room than that (another worker is preferred).
+        self._ran_out: dict[str, int] = {}
+        self._aborted_at = float("-inf")  # when this process last aborted the store's unfinished uploads
 
     @property
     def services(self) -> Services:
@@ -82,15 +91,24 @@ class Runtime:
 
     def run_job(self, job_id: str, worker: str | None = None) -> str:
         """Claim, transcribe, write the outcome. Returns what happened: done, failed, skipped (not
-        claimable), lost (canceled or handed on meanwhile), timeout, stalled."""
+        claimable, or no room in this host's scratch), lost (canceled or handed on meanwhile), timeout,
+        stalled, requeued (the scratch filled up: another worker is preferred)."""
         from pipeline import transcribe
         from pipeline.errors import MediaError, PipelineError
 
         with session_scope(self.factory) as session:
-            profile = session.execute(
-                select(Job.profile).where(Job.id == job_id, Job.status == jobs.QUEUED)).scalar_one_or_none()
-        if profile is None:
+            queued = session.execute(select(Job.profile, Job.duration_ms, Job.size_bytes).where(
+                Job.id == job_id, Job.status == jobs.QUEUED)).one_or_none()
+        if queued is None:
             log.info("job %s is not claimable (done, running elsewhere, canceled or gone); skipping", job_id)
+            return "skipped"
+        profile = queued.profile
+        free_bytes = self._scratch_free_bytes()
+        needed_bytes = self.scratch_needed_bytes(job_id, queued.duration_ms, queued.size_bytes)
+        if free_bytes is not None and free_bytes < needed_bytes:
+            log.warning("job %s needs about %d MiB of scratch (its decoded audio plus TINGXIE_SCRATCH_MARGIN_MB); "
+                        "%s has %d MiB free: left for another worker (the sweeper sends it again)", job_id,
+                        needed_bytes // 1024**2, self.settings.scratch_dir, free_bytes // 1024**2)
             return "skipped"
         # The models first, then the claim: a slow load, or a process that dies loading, costs the job no attempt.
         engine = load_error = None
@@ -128,7 +146,7 @@ class Runtime:
             work_dir.mkdir(parents=True, exist_ok=True)
             # From object storage the upload is copied into this host's scratch and decoded there;
             # the probe stored with the job spares a second probe.
-            with self.services.store.local_copy(job.media_key, work_dir) as media_path:
+            with self._fetched(job.media_key, work_dir, watch) as media_path:
                 result = transcribe(
                     media_path,
                     transcribe_options(options),
@@ -144,6 +162,13 @@ class Runtime:
             watch.pipeline_done()
             log.info("job %s attempt %d stopped: %s", job_id, attempt, stop.reason)
             outcome = {"timeout": "timeout", "stalled": "stalled"}.get(stop.reason, "lost")
+        except ScratchFullError as exc:
+            watch.pipeline_done()
+            self._ran_out[job_id] = max(self._ran_out.get(job_id, 0), free_bytes or 0)
+            log.warning("job %s attempt %d: %s; queued again for a worker with room", job_id, attempt, exc.message)
+            if self._write(job_id, lambda s: jobs.requeue(s, job_id, attempt, "scratch_full: " + exc.message)):
+                self._send([job_id], "queued again (scratch full)")
+            outcome = "requeued"
         except (PipelineError, MediaError, TingxieError) as exc:  # TingxieError: the store (gone, unreachable)
             watch.pipeline_done()
             log.info("job %s failed: %s: %s", job_id, exc.code, exc.message)
@@ -169,6 +194,55 @@ class Runtime:
         if outcome != "lost":
             self._send_held(job.tenant)
         return outcome
+
+    def scratch_needed_bytes(self, job_id: str, duration_ms: int | None, size_bytes: int) -> int:
+        """Scratch a job takes here: its decoded audio (16 kHz s16le, about 115 MB an hour, from
+        the stored duration), the copy of its upload when the store is remote, plus the margin;
+        more than the room an attempt here ran out of."""
+        needed = pcm_bytes(duration_ms or 0) + (size_bytes if self.settings.object_storage else 0)
+        return max(needed, self._ran_out.get(job_id, -1) + 1) + self.settings.scratch_margin_bytes
+
+    def _scratch_free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self.settings.scratch_dir).free
+        except OSError:  # not made yet: the attempt makes it, or says why it cannot
+            return None
+
+    @contextlib.contextmanager
+    def _fetched(self, key: str, work_dir, watch: Watch):
+        """The job's media as a local file. A store that cannot be reached is tried again with
+        backoff (tenacity) for up to ``settings.store_retry_s``, the job meanwhile running with
+        waiting_reason "media store unavailable" (no attempt counted); then the job fails
+        ``store_unavailable``. A scratch disk that fills up during the copy is ``scratch_full``."""
+        from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
+
+        store = self.services.store
+        bound_s = self.settings.store_retry_s
+
+        def wait_out(state) -> None:
+            log.warning("job %s: %s; trying again in %.1f s (waiting up to %.0f s in all, TINGXIE_STORE_RETRY_S)",
+                        watch.job_id, state.outcome.exception(), state.upcoming_sleep, bound_s)
+            watch.waiting(STORE_WAIT)
+
+        initial, most = STORE_BACKOFF_S
+        retrying = Retrying(retry=retry_if_exception_type(storage.StorageUnavailableError),
+                            stop=stop_before_delay(bound_s), wait=wait_exponential_jitter(initial, most),
+                            sleep=watch.pause, before_sleep=wait_out, reraise=True)
+        with contextlib.ExitStack() as stack:
+            try:
+                path = retrying(lambda: stack.enter_context(store.local_copy(key, work_dir)))
+            except storage.StorageUnavailableError as exc:
+                raise TingxieError(f"The media store could not be read for {bound_s:g} s (TINGXIE_STORE_RETRY_S): "
+                                   f"{exc.message}. The file is still stored; submit it again once the store is back.",
+                                   code="store_unavailable") from None
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                raise ScratchFullError(f"The scratch disk ran out of space copying the file from the media store "
+                                       f"({work_dir}); the file itself is not at fault.") from None
+            finally:
+                watch.waiting(None)
+            yield path
 
     def _deliver_webhook(self, job_id: str) -> None:
         # Its own queue, which every worker consumes: a delivery waits behind no transcription.
@@ -274,10 +348,12 @@ class Runtime:
         return list(dict.fromkeys([*sent, *lost]))
 
     def tidy(self) -> None:
-        """Remove upload spool files nobody writes, and the scratch folders of jobs that ended (a
-        worker killed mid-job leaves its decoded audio behind; a queued job's next attempt reuses
-        its folder and removes it when it ends)."""
+        """Remove upload spool files nobody writes, uploads into the store that never completed (a
+        web process killed mid-upload leaves an S3 multipart upload and its parts), and the scratch
+        folders of jobs that ended (a worker killed mid-job leaves its decoded audio behind; a
+        queued job's next attempt reuses its folder and removes it when it ends)."""
         storage.clean_spool(self.settings, self.settings.spool_max_age_s)
+        self._abort_incomplete()
         folders = storage.job_work_dirs(self.settings)
         if not folders:
             return
@@ -287,6 +363,17 @@ class Runtime:
         for job_id, path in folders.items():
             if job_id not in alive:
                 shutil.rmtree(path, ignore_errors=True)
+
+    def _abort_incomplete(self) -> None:
+        """At most once per ``spool_max_age_s`` (a minute at most) per process: one listing call."""
+        max_age_s = self.settings.spool_max_age_s
+        if time.monotonic() - self._aborted_at < min(60.0, max_age_s):
+            return
+        self._aborted_at = time.monotonic()
+        try:
+            self.services.store.abort_incomplete(max_age_s)
+        except storage.StorageUnavailableError as exc:
+            log.warning("could not abort the store's unfinished uploads: %s; will try again", exc.message)
 
 
 class Sweeper(threading.Thread):

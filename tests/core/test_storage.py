@@ -85,3 +85,30 @@ def test_a_missing_bucket_is_an_error_naming_it(tmp_path, s3_server):
     with pytest.raises(StorageUnavailableError) as caught:
         open_store(settings).put(_spooled(settings, b"abc"), KEY, content_type="audio/flac")
     assert "NoSuchBucket" in caught.value.message and "s3://no-such-bucket-here/media/" in caught.value.message
+
+
+def test_unfinished_uploads_under_the_prefix_are_aborted_once_old_enough(tmp_path, s3_server, s3_bucket):
+    """Only multipart uploads under this deployment's prefix, begun longer ago than the age given;
+    another deployment's (another prefix) and completed objects are left alone."""
+    client = s3_server.client()
+    ours = client.create_multipart_upload(Bucket=s3_bucket, Key=f"media/{KEY}")["UploadId"]
+    theirs = client.create_multipart_upload(Bucket=s3_bucket, Key=f"other/{KEY}")["UploadId"]
+    client.upload_part(Bucket=s3_bucket, Key=f"media/{KEY}", UploadId=ours, PartNumber=1, Body=b"x" * 1024)
+    settings = Settings(data_dir=tmp_path, **s3_server.storage_settings(s3_bucket))
+    storage.ensure_dirs(settings)
+    store = open_store(settings)
+    store.put(_spooled(settings, b"kept"), KEY, content_type="audio/flac")
+    assert store.abort_incomplete(3600) == []  # too young
+    assert store.abort_incomplete(0) == [f"media/{KEY}"]
+    left = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    assert [u["UploadId"] for u in left] == [theirs]
+    assert store.keys() == [KEY]
+    assert store.abort_incomplete(0) == []
+
+
+def test_readiness_check_of_each_store(store_settings, tmp_path):
+    storage.ensure_dirs(store_settings)
+    open_store(store_settings).check()
+    with pytest.raises(StorageUnavailableError) as caught:
+        open_store(Settings(data_dir=tmp_path / "never-made")).check()
+    assert "never-made" in caught.value.message

@@ -62,6 +62,21 @@ def test_truncated_behind_a_probe_of_the_whole_file(ffmpeg, speech_path, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("size", ["128k", "256k"])
+def test_a_full_disk_is_scratch_full_not_a_cut_file(ffmpeg, speech_path, tmp_path, size):
+    """An intact file whose decoded audio does not fit (jfk.flac: 11 s, 352 KB of PCM) on a tmpfs
+    of ``size``: less than half of it (a cut file, to the old check) or more (a success, with the
+    rest silently missing); either way a disk that filled up, and nothing left behind."""
+    from tests.support.filesystems import small_tmpfs
+
+    with small_tmpfs(tmp_path / "scratch", size) as scratch:
+        with pytest.raises(media.ScratchFullError) as err:
+            decode_to_pcm(speech_path("jfk.flac"), scratch / "out", info=probe(speech_path("jfk.flac")), ffmpeg=ffmpeg)
+        assert err.value.code == "scratch_full" and "not at fault" in err.value.message
+        assert "upload the complete file" not in err.value.message
+        assert list(scratch.iterdir()) == []
+
+
 def test_too_long(ffmpeg, speech_path, make_media, tmp_path):
     jfk = speech_path("jfk.flac")
     with pytest.raises(media.MediaTooLongError):

@@ -169,7 +169,7 @@ def test_cancel_cancels_and_never_deletes(client, app, speech_path):
 def test_health_and_readiness(client):
     assert client.get("/healthz").json == {"status": "ok"}
     r = client.get("/readyz")
-    assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "broker": "ok"}
+    assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "broker": "ok", "media_store": "ok"}
 
 
 def test_not_ready_when_broker_is_down(tmp_path):
@@ -181,6 +181,25 @@ def test_not_ready_when_broker_is_down(tmp_path):
     upgrade(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503 and r.json["checks"]["broker"].startswith("unreachable")
+
+
+def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket):
+    """An object store that does not answer makes the web tier not ready, naming the store; back up, ready."""
+    from core.migrate import upgrade
+    from core.settings import Settings
+    from tests.service import free_port
+    from web import create_app
+
+    down = {**s3_server.storage_settings(s3_bucket), "s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    settings = Settings(data_dir=tmp_path, **down)
+    upgrade(settings)
+    r = create_app(settings).test_client().get("/readyz")
+    assert r.status_code == 503, r.json
+    store = r.json["checks"]["media_store"]
+    assert store.startswith("unavailable: ") and f"s3://{s3_bucket}/media/" in store
+    assert (r.json["checks"]["database"], r.json["checks"]["broker"]) == ("ok", "ok")
+    up = Settings(data_dir=tmp_path, **s3_server.storage_settings(s3_bucket))
+    assert create_app(up).test_client().get("/readyz").status_code == 200
 
 
 def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path):

@@ -580,6 +580,8 @@ function renderJob(job) {
 }
 
 function jobProgressText(job) {
+  // A running job may wait for something outside it (the media store down): say so instead of its stage.
+  if (job.waiting_reason) return queuedText(job);
   const stage = job.stage ? STAGE_WORDS[job.stage] || job.stage.charAt(0).toUpperCase() + job.stage.slice(1) : "Working";
   const parts = [stage];
   const progress = Number(job.progress) || 0;
@@ -812,6 +814,7 @@ function applyEvent(id, message) {
   for (const field of ["status", "stage", "progress", "error", "duration_ms", "warnings", "started_at", "finished_at", "links"]) {
     if (fields[field] !== undefined && fields[field] !== null) patch[field] = fields[field];
   }
+  if ("waiting_reason" in fields) patch.waiting_reason = fields.waiting_reason; // null: it goes on
   if (type && STATUS_WORDS[type]) patch.status = type;
   if (type === "progress" && patch.status === undefined) patch.status = "running";
   if (Object.keys(patch).length > 1) upsertJob(patch);
