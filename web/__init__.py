@@ -74,7 +74,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     app.register_blueprint(auth.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
-    app.register_blueprint(metrics.bp)
+    metrics.init_app(app)
     app.register_blueprint(pages.bp)
     # Order matters: the limiter counts a request (by token, else address) before auth refuses it.
     limits.install(app, settings)
