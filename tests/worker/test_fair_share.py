@@ -101,3 +101,30 @@ def test_another_tenants_job_is_not_held_behind_one_tenants_gateway_jobs(live_se
         services.close()
     # Tenant A had two jobs in flight (its share) when B's came: B's ran third, one worker.
     assert len(before) <= 2, (len(before), "of tenant A's 40 jobs started before tenant B's")
+
+
+def test_the_tenant_cap_holds_under_simultaneous_uploads(live_service, any_settings, speech_path):
+    """The cap used to be checked, then the job inserted in another transaction: 20 simultaneous
+    uploads under a cap of 5 were all accepted. Now exactly 5 are, whichever backend."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = any_settings.with_(tenant_max_jobs=5, auth="required")
+    service = live_service(settings, workers=0)  # nothing ends while they arrive
+    engine = make_engine(settings.database_url)
+    with session_scope(make_sessionmaker(engine)) as s:
+        a = {"Authorization": f"Bearer {tokens.create(s, tenant='tenant-a').secret}"}
+    engine.dispose()
+    data = speech_path("jfk.flac").read_bytes()
+    start = threading.Barrier(20)
+
+    def upload(_n: int) -> tuple[int, str | None]:
+        start.wait(timeout=30)
+        r = requests.post(f"{service.base_url}/api/v1/jobs", headers=a, files={"file": ("jfk.flac", data)},
+                          timeout=120)
+        return r.status_code, (r.json().get("error") or {}).get("code")
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(upload, range(20)))
+    assert sorted(answers) == [(202, None)] * 5 + [(429, "too_many_jobs")] * 15, answers
+    assert service.jobs(a)["total"] == 5
