@@ -56,17 +56,16 @@ class _Held:
 
 
 def _is_interactive():
-    # A literal, not a bound parameter: PostgreSQL must see the same expression in GROUP BY.
     return Job.priority > literal_column("0")
-
-
-def _in_flight():
-    return or_(Job.status == RUNNING, and_(Job.status == QUEUED, Job.enqueued_at.is_not(None)))
 
 
 def _waiting():
     """Sent to the broker and not claimed by a worker yet."""
     return and_(Job.status == QUEUED, Job.enqueued_at.is_not(None))
+
+
+def _in_flight():
+    return or_(Job.status == RUNNING, _waiting())
 
 
 def _held():
