@@ -1,13 +1,19 @@
-"""Fair share: when a queued job's task is sent to the broker.
+"""Fair share: when a queued job's task is sent to the broker, and to which of its profile's queues.
 
 The broker is first in, first out, so a tenant that queues a thousand jobs would stand them all in
 front of the next tenant's first job. Instead, at most ``TINGXIE_TENANT_INFLIGHT`` jobs of a tenant
-are *in flight* at once per queue (batch or interactive): sent and waiting in the broker, or
-running. The tenant's other queued jobs are *held* in the database (``enqueued_at IS NULL``, the
-same mark a job accepted while the broker was down carries) and sent, oldest first, as its jobs in
-flight end. Another tenant's first job is sent at once, so it waits behind at most that many jobs
-of each busy tenant. When several tenants have room at once, their jobs are sent in turn, one each
-round.
+are *in flight* at once per profile, whichever of the profile's queues (batch or interactive) they
+are in: sent and waiting in the broker, or running. The tenant's other queued jobs are *held* in the
+database (``enqueued_at IS NULL``, the same mark a job accepted while the broker was down carries)
+and sent, its interactive (gateway) jobs first then oldest first, as its jobs in flight end. Another
+tenant's first job is sent at once, so it waits behind at most that many jobs of each busy tenant.
+When several tenants have room at once, their jobs are sent in turn, one each round.
+
+Workers drain a profile's interactive queue before its batch queue, so the interactive queue would
+let one tenant's gateway jobs, refilled as each ends, overtake every other tenant's waiting job for
+as long as it has any. It is preferred only within a tenant's share: an interactive job goes to the
+interactive queue only while no other tenant has a job of that profile waiting in the broker;
+otherwise it goes to the batch queue, behind the jobs already waiting there.
 
 :func:`pump` is the one function that sends held jobs. It is called by the submission path after
 the job is committed, by the worker when a job ends, by the web tier when a job is canceled, and
@@ -18,7 +24,8 @@ slot, going one over). Sending goes through :meth:`core.services.Services.enqueu
 a task is sent.
 
 The per-tenant cap on queued plus running jobs (``TINGXIE_TENANT_MAX_JOBS``) is checked at
-submission by :func:`check_cap`.
+submission by :func:`check_cap`, and enforced by :func:`hold_cap` in the transaction that inserts
+the job, so simultaneous submissions cannot all pass the same check.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, literal_column, or_, select, update
+from sqlalchemy import and_, func, literal_column, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -49,29 +56,29 @@ class _Held:
 
 
 def _is_interactive():
-    # A literal, not a bound parameter: PostgreSQL must see the same expression in GROUP BY.
     return Job.priority > literal_column("0")
 
 
-def _interactive():
-    return _is_interactive().label("interactive")
+def _waiting():
+    """Sent to the broker and not claimed by a worker yet."""
+    return and_(Job.status == QUEUED, Job.enqueued_at.is_not(None))
 
 
 def _in_flight():
-    return or_(Job.status == RUNNING, and_(Job.status == QUEUED, Job.enqueued_at.is_not(None)))
+    return or_(Job.status == RUNNING, _waiting())
 
 
 def _held():
     return and_(Job.status == QUEUED, Job.enqueued_at.is_(None))
 
 
-def in_flight(session: Session, tenants: list[str] | None = None) -> dict[tuple[str, bool], int]:
-    """(tenant, interactive) -> jobs sent and not ended."""
-    query = select(Job.tenant, _interactive(), func.count()).where(_in_flight())
+def in_flight(session: Session, tenants: list[str] | None = None) -> dict[tuple[str, str], int]:
+    """(tenant, profile) -> jobs sent and not ended, in any of the profile's queues."""
+    query = select(Job.tenant, Job.profile, func.count()).where(_in_flight())
     if tenants is not None:
         query = query.where(Job.tenant.in_(tenants))
-    return {(tenant, bool(interactive)): count
-            for tenant, interactive, count in session.execute(query.group_by(Job.tenant, _is_interactive()))}
+    return {(tenant, profile): count
+            for tenant, profile, count in session.execute(query.group_by(Job.tenant, Job.profile))}
 
 
 def held(session: Session, tenants: list[str] | None = None) -> list[str]:
@@ -83,28 +90,29 @@ def held(session: Session, tenants: list[str] | None = None) -> list[str]:
 
 
 def _choose(session: Session, limit: int, tenants: list[str] | None) -> list[_Held]:
-    """The held jobs to send now: each (tenant, queue) gets what its free slots allow, oldest
-    first, taken one per tenant per round."""
+    """The held jobs to send now: each (tenant, profile) gets what its free slots allow, its
+    interactive jobs first then oldest first, taken one per tenant per round."""
     busy = in_flight(session, tenants)
-    query = select(Job.id, Job.tenant, _interactive(), Job.profile, Job.priority, Job.created_at).where(_held())
+    query = select(Job.id, Job.tenant, _is_interactive().label("interactive"), Job.profile, Job.priority,
+                   Job.created_at).where(_held())
     if tenants is not None:
         query = query.where(Job.tenant.in_(tenants))
-    # Only the jobs that could fit are read: per (tenant, queue), the oldest `limit` held ones.
+    # Only the jobs that could fit are read: per (tenant, profile), the first `limit` held ones.
     ranked = query.add_columns(
-        func.row_number().over(partition_by=(Job.tenant, _is_interactive()),
+        func.row_number().over(partition_by=(Job.tenant, Job.profile),
                                order_by=(Job.priority.desc(), Job.created_at, Job.id)).label("rank")
     ).subquery()
     rows = session.execute(select(ranked).where(ranked.c.rank <= limit)
-                           .order_by(ranked.c.tenant, ranked.c.interactive, ranked.c.rank)).all()
-    queues: dict[tuple[str, bool], list[_Held]] = defaultdict(list)
+                           .order_by(ranked.c.tenant, ranked.c.profile, ranked.c.rank)).all()
+    lanes_by_key: dict[tuple[str, str], list[_Held]] = defaultdict(list)
     for row in rows:
-        key = (row.tenant, bool(row.interactive))
-        if len(queues[key]) < limit - busy.get(key, 0):
-            queues[key].append(_Held(row.id, row.tenant, bool(row.interactive), row.profile, row.priority,
-                                     row.created_at))
+        key = (row.tenant, row.profile)
+        if len(lanes_by_key[key]) < limit - busy.get(key, 0):
+            lanes_by_key[key].append(_Held(row.id, row.tenant, bool(row.interactive), row.profile, row.priority,
+                                           row.created_at))
     chosen: list[_Held] = []
-    lanes = [lane for lane in queues.values() if lane]
-    # Interactive lanes first in every round; then tenants in the order of their oldest waiting job.
+    lanes = [lane for lane in lanes_by_key.values() if lane]
+    # In every round, lanes led by an interactive job first; then tenants in the order of their oldest waiting job.
     lanes.sort(key=lambda lane: (not lane[0].interactive, lane[0].created_at))
     while lanes:
         for lane in lanes:
@@ -113,11 +121,20 @@ def _choose(session: Session, limit: int, tenants: list[str] | None) -> list[_He
     return chosen
 
 
+def _waiting_tenants(session: Session) -> dict[str, set[str]]:
+    """profile -> the tenants with a job of it waiting in the broker."""
+    waiting: dict[str, set[str]] = defaultdict(set)
+    for profile, tenant in session.execute(select(Job.profile, Job.tenant).where(_waiting()).distinct()):
+        waiting[profile].add(tenant)
+    return waiting
+
+
 def pump(services, tenants: list[str] | None = None) -> list[str]:
     """Send the held jobs that have room (of ``tenants``, or of every tenant); the ids sent."""
     limit = services.settings.tenant_inflight
     with session_scope(services.db) as session:
         chosen = _choose(session, limit, tenants)
+        waiting = _waiting_tenants(session) if chosen else {}
     sent = []
     for job in chosen:
         with session_scope(services.db) as session:
@@ -127,8 +144,12 @@ def pump(services, tenants: list[str] | None = None) -> list[str]:
             ).rowcount == 1
         if not reserved:
             continue  # another process sent it, or it was canceled meanwhile
-        if services.enqueue(job.id, profile=job.profile, priority=job.priority):
+        # The interactive queue only while no other tenant waits for this profile's workers.
+        others_wait = bool(waiting[job.profile] - {job.tenant})
+        priority = 0 if others_wait else job.priority
+        if services.enqueue(job.id, profile=job.profile, priority=priority):
             sent.append(job.id)
+            waiting[job.profile].add(job.tenant)
             continue
         # The broker is unreachable: hold it again for the next pump, and stop trying for now.
         with session_scope(services.db) as session:
@@ -139,14 +160,41 @@ def pump(services, tenants: list[str] | None = None) -> list[str]:
     return sent
 
 
-def check_cap(session: Session, settings, tenant: str) -> None:
-    """Refuse a new job when ``tenant`` already has ``TINGXIE_TENANT_MAX_JOBS`` queued or running."""
-    active = session.execute(
+def _count_active(session: Session, tenant: str) -> int:
+    return session.execute(
         select(func.count()).select_from(Job).where(Job.tenant == tenant, Job.status.in_((QUEUED, RUNNING)))
     ).scalar_one()
+
+
+def _too_many(settings, tenant: str, active: int) -> TingxieError:
+    return TingxieError(
+        f"tenant {tenant!r} has {active} jobs queued or running, the most it may have at once "
+        f"(TINGXIE_TENANT_MAX_JOBS={settings.tenant_max_jobs}); submit more as they finish",
+        code="too_many_jobs",
+    )
+
+
+def check_cap(session: Session, settings, tenant: str) -> None:
+    """Refuse a new job when ``tenant`` already has ``TINGXIE_TENANT_MAX_JOBS`` queued or running
+    (the early check, before the upload is probed and stored; :func:`hold_cap` is the one that holds)."""
+    active = _count_active(session, tenant)
     if active >= settings.tenant_max_jobs:
-        raise TingxieError(
-            f"tenant {tenant!r} has {active} jobs queued or running, the most it may have at once "
-            f"(TINGXIE_TENANT_MAX_JOBS={settings.tenant_max_jobs}); submit more as they finish",
-            code="too_many_jobs",
-        )
+        raise _too_many(settings, tenant, active)
+
+
+def lock_tenant(session: Session, tenant: str) -> None:
+    """Serialise the job inserts of ``tenant`` until this transaction ends. On PostgreSQL a
+    transaction-scoped advisory lock keyed by the tenant (a row lock cannot lock rows that do not
+    exist yet); SQLite has one writer at a time, and the insert that follows takes its lock."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                        {"key": f"tingxie.tenant:{tenant}"})
+
+
+def hold_cap(session: Session, settings, tenant: str) -> None:
+    """In the transaction that inserted a job of ``tenant``, after :func:`lock_tenant` and the
+    insert: refuse (rolling the insert back) if it took the tenant over the cap. The count
+    includes the new job, and no other insert of the tenant can commit in between."""
+    active = _count_active(session, tenant)
+    if active > settings.tenant_max_jobs:
+        raise _too_many(settings, tenant, active - 1)

@@ -102,6 +102,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
         raise
     try:
         with session_scope(services.db) as session:
+            dispatch.lock_tenant(session, tenant)
             job: Job = jobs.create_job(
                 session,
                 job_id=job_id,
@@ -113,6 +114,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
                 media_info=info.to_dict(),
                 tenant=tenant,
             )
+            dispatch.hold_cap(session, settings, tenant)  # what the early check saw may be stale by now
             status = job.status
     except BaseException:
         storage.delete_job_files(settings, services.store, job_id)

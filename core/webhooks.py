@@ -99,21 +99,44 @@ def _allowed(host: str, address: ipaddress.IPv4Address | ipaddress.IPv6Address |
     return False
 
 
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_V6 = ipaddress.ip_network
+# IPv6 forms that carry an IPv4 address in their last 32 bits: judged by that address.
+_EMBEDDING_V4 = (
+    _V6("::ffff:0:0/96"),  # IPv4-mapped
+    _V6("::/96"),  # IPv4-compatible (deprecated; ::7f00:1 is 127.0.0.1, ::1 is 0.0.0.1)
+    _V6("::ffff:0:0:0/96"),  # SIIT's IPv4-translated
+    _V6("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+# IPv6 ranges that are never a webhook's target, whatever Python's ``is_global`` (which varies by
+# version and misses several) says of them.
+_NOT_GLOBAL_V6 = (
+    _V6("64:ff9b:1::/48"),  # local-use NAT64: a local translator, to any IPv4 address (169.254.169.254...)
+    _V6("100::/64"),  # discard
+    _V6("2001::/23"),  # IETF special purpose, Teredo (2001::/32) among them
+    _V6("2001:db8::/32"), _V6("3fff::/20"),  # documentation
+    _V6("5f00::/16"),  # segment routing
+    _V6("fc00::/7"),  # unique local
+    _V6("fe80::/10"),  # link-local
+    _V6("fec0::/10"),  # site-local (deprecated, still routed inside some networks)
+    _V6("ff00::/8"),  # multicast
+)
 
 
 def _embedded_ipv4(address):
-    """The IPv4 address an IPv6 one stands for (mapped, NAT64, 6to4, Teredo), else the address."""
+    """The IPv4 address an IPv6 one stands for (mapped, compatible, SIIT, NAT64, 6to4), else the address."""
     if address.version == 6:
-        if address.ipv4_mapped:
-            return address.ipv4_mapped
-        if address in _NAT64:
+        if any(address in network for network in _EMBEDDING_V4):
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if address.sixtofour:
             return address.sixtofour
-        if address.teredo:
-            return address.teredo[1]
     return address
+
+
+def _internal(address) -> bool:
+    """Whether ``address`` (after :func:`_embedded_ipv4`) is anything but a public unicast address."""
+    if address.version == 6 and any(address in network for network in _NOT_GLOBAL_V6):
+        return True
+    return not address.is_global or address.is_multicast
 
 
 def check_target(url: str, settings: Settings) -> list[str]:
@@ -121,7 +144,8 @@ def check_target(url: str, settings: Settings) -> list[str]:
 
     Every address the name resolves to must be public (or allowed), so a name with one public
     and one internal address is refused as a whole. IPv6 forms that carry an IPv4 address
-    (mapped, NAT64, 6to4, Teredo) are judged by that address; multicast is never a target."""
+    (mapped, compatible, SIIT, NAT64, 6to4) are judged by that address; local-use NAT64, Teredo,
+    site-local, unique local, link-local, documentation and multicast ranges are never a target."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -144,7 +168,7 @@ def check_target(url: str, settings: Settings) -> list[str]:
     for info in infos:
         raw = info[4][0].split("%", 1)[0]
         effective = _embedded_ipv4(ipaddress.ip_address(raw))
-        if (not effective.is_global or effective.is_multicast) and not _allowed(host, effective, settings.webhook_allow):
+        if _internal(effective) and not _allowed(host, effective, settings.webhook_allow):
             raise WebhookTargetError(
                 f"callback_url host {host!r} is an internal address ({effective}); "
                 "list it in TINGXIE_WEBHOOK_ALLOW to permit it"

@@ -19,6 +19,7 @@ import sys
 from array import array
 from dataclasses import dataclass, replace
 
+from core import jsonlimits
 from core.hotwords import HotwordError, Hotwords, parse_hotwords
 
 # Python's websockets refuses frames over 1 MiB by default; stay under with room for framing.
@@ -71,9 +72,11 @@ class FileRequest:
 
 def parse_text_frame(text: str) -> dict:
     try:
-        message = json.loads(text)
+        message = jsonlimits.loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"text frame is not JSON ({exc.msg} at position {exc.pos})") from None
+    except jsonlimits.TooDeepError as exc:
+        raise ProtocolError("bad_json", f"text frame is not valid: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError("bad_json", "text frame must be a JSON object")
     return message

@@ -66,6 +66,8 @@ from gateway.protocol import (
 )
 
 log = logging.getLogger("tingxie.gateway")
+# What a client is told of an unexpected failure; what failed (a traceback, paths, SQL) stays in the log.
+INTERNAL_ERROR_MESSAGE = "the gateway failed to answer; its logs have details"
 
 _SIZE_CODES = frozenset({"too_large", "too_long"})
 
@@ -294,6 +296,11 @@ class _Conversation:
                 request = self.upload.request if self.upload is not None else None
                 self._drop_upload()
                 return self._refuse(exc, request)
+            except Exception:
+                log.exception("handling a client's frame failed")
+                request = self.upload.request if self.upload is not None else None
+                self._drop_upload()
+                return self._refuse(ProtocolError("server_error", INTERNAL_ERROR_MESSAGE), request)
 
     def _refuse(self, exc: ProtocolError, request: FileRequest | None) -> _Close:
         log.info("refusing a client: %s: %s", exc.code, exc.message)
@@ -375,9 +382,9 @@ class _Conversation:
                 return
             try:
                 frames = await item
-            except Exception as exc:
+            except Exception:
                 log.exception("answering a file failed")
-                frames = [encode(error_frame(None, "internal_error", f"the gateway failed: {type(exc).__name__}: {exc}"))]
+                frames = [encode(error_frame(None, "internal_error", INTERNAL_ERROR_MESSAGE))]
             for frame in frames:
                 await self.ws.send(frame)
             self.pending -= 1

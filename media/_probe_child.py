@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 
 from media import errors
 from media._rlimited import die_with_parent, set_limits
@@ -36,7 +37,9 @@ def _log_text(exc) -> str:
 
 def _open(av, path: str):
     try:
-        return av.open("file:" + path, container_options=OPEN_OPTIONS)
+        # Tags are read as UTF-8 with replacement: a WAV's INFO tags are often Latin-1, and a tag
+        # that is not UTF-8 made the open itself raise.
+        return av.open("file:" + path, container_options=OPEN_OPTIONS, metadata_errors="replace")
     except av.error.ArgumentError as exc:
         log = getattr(exc, "log", None)
         if log and "not on whitelist" in log[2]:
@@ -152,6 +155,9 @@ def main(argv: list[str]) -> int:
         result = {"error": {"type": failed.error.__name__, "message": failed.message, "detail": failed.detail}}
     except MemoryError:
         result = {"error": {"type": "MediaError", "message": _TOO_MUCH_MEMORY, "detail": "MemoryError"}}
+    except Exception:  # anything else the file made PyAV raise: the file is unreadable, the child answers
+        result = {"error": {"type": "MediaError", "message": _NOT_MEDIA,
+                            "detail": traceback.format_exc()[-_DETAIL_KEEP_CHARS:]}}
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

@@ -90,3 +90,41 @@ def test_every_door_refuses_the_same_bad_hotwords(doors, speech_path):
     assert rest.json["error"]["code"] == openai.json["error"]["code"] == frame["error_code"] == "bad_hotwords"
     with session_scope(app.extensions["tingxie"].db) as s:
         assert s.execute(select(Job)).first() is None
+
+
+def test_an_internal_error_reaches_no_door_as_a_traceback_or_a_path(doors, speech_path, any_settings):
+    """A real fault (the media store's directory is a file) on every door: each answers with a code
+    and a sentence; the traceback, paths and the exception stay in the server's log. The gateway
+    used to send the exception's text (a probe child's whole traceback, with install paths)."""
+    import shutil
+    from pathlib import Path
+
+    app, gateway = doors
+    media_dir = app.extensions["tingxie"].settings.media_dir
+    shutil.rmtree(media_dir)
+    media_dir.write_text("a file where the media store's directory should be\n")
+    wav = speech_path("asr_example.wav")
+    secrets = ("Traceback", 'File "', ".py", "Errno", "SQL", str(Path(__file__).resolve().parents[1]),
+               str(any_settings.data_dir), "NotADirectoryError")
+
+    client = app.test_client()
+    rest = client.post("/api/v1/jobs", content_type="multipart/form-data",
+                       data={"file": (io.BytesIO(wav.read_bytes()), wav.name)})
+    openai = client.post("/v1/audio/transcriptions", content_type="multipart/form-data",
+                         data={"file": (io.BytesIO(wav.read_bytes()), wav.name), "model": "whisper-1"})
+
+    async def gate():
+        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None) as ws:
+            await ws.send(json.dumps({"mode": "offline", "wav_name": wav.name, "wav_format": "others",
+                                      "is_speaking": True}))
+            await ws.send(wav.read_bytes())
+            await ws.send(json.dumps({"is_speaking": False}))
+            return await asyncio.wait_for(ws.recv(), 60)
+    frame = asyncio.run(gate())
+
+    assert rest.status_code == 500 and rest.json["error"]["code"] == "internal_error"
+    assert openai.status_code == 500 and openai.json["error"]["code"] == "internal_error"
+    assert json.loads(frame)["error_code"] == "internal_error"
+    for door, text in (("rest", rest.get_data(as_text=True)), ("openai", openai.get_data(as_text=True)),
+                       ("gateway", frame)):
+        assert not [s for s in secrets if s in text], (door, text)

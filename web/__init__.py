@@ -20,7 +20,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, auth, docs, errors, headers, limits, metrics, openai, pages, schemas, service
+    from web import api, auth, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
             {"name": "Service", "description": "health and readiness"},
         ],
     )
+    app.json = inputs.DepthLimitedJSON(app)
     app.json.ensure_ascii = False
     app.json.sort_keys = False
     if test_config:
@@ -69,16 +70,18 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     # Uploads a stopped web tier was receiving (nobody holds their spool files any more).
     storage.clean_spool(settings, settings.spool_max_age_s)
     errors.install(app)
+    inputs.install_url_check(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
-    app.register_blueprint(metrics.bp)
+    metrics.init_app(app)
     app.register_blueprint(pages.bp)
     # Order matters: the limiter counts a request (by token, else address) before auth refuses it.
     limits.install(app, settings)
     auth.install(app)
+    inputs.install_json_check(app)
     headers.install(app)
     app.teardown_request(lambda _exc: discard_spooled())
     if settings.trusted_proxies:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from functools import lru_cache
+import threading
 
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import func, select
@@ -34,18 +34,39 @@ _UPLOAD_ENDPOINTS = frozenset({"api.create_job", "openai.create_transcription"})
 _DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
-@lru_cache(maxsize=1)
-def _web_metrics():
-    """Made once per process, on first use (prometheus_client reads its multiprocess setting then)."""
-    from prometheus_client import Counter, Gauge, Histogram
+# The methods the `method` label names; any other a client sends is counted as "other", so a
+# client cannot add label values (and series) by making methods up.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_built: dict | None = None
+_building = threading.Lock()
 
-    return {
-        "requests": Counter("tingxie_http_requests", "HTTP requests answered", ["method", "route", "status"]),
-        "duration": Histogram("tingxie_http_request_duration_seconds", "Time to answer an HTTP request",
-                              ["route"], buckets=_DURATION_BUCKETS_S),
-        "upload_bytes": Counter("tingxie_upload_bytes", "Bytes of upload request bodies received", ["route"]),
-        "sockets": Gauge("tingxie_event_sockets", "Job-events WebSockets open", multiprocess_mode="livesum"),
-    }
+
+def _web_metrics() -> dict:
+    """Made once per process (prometheus_client reads its multiprocess setting when first imported).
+    :func:`init_app` makes them before the process serves; the lock keeps two threads from both
+    registering them, which prometheus_client refuses (a duplicated series)."""
+    global _built
+    if _built is None:
+        with _building:
+            if _built is None:
+                from prometheus_client import Counter, Gauge, Histogram
+
+                _built = {
+                    "requests": Counter("tingxie_http_requests", "HTTP requests answered",
+                                        ["method", "route", "status"]),
+                    "duration": Histogram("tingxie_http_request_duration_seconds", "Time to answer an HTTP request",
+                                          ["route"], buckets=_DURATION_BUCKETS_S),
+                    "upload_bytes": Counter("tingxie_upload_bytes", "Bytes of upload request bodies received",
+                                            ["route"]),
+                    "sockets": Gauge("tingxie_event_sockets", "Job-events WebSockets open", multiprocess_mode="livesum"),
+                }
+    return _built
+
+
+def init_app(app) -> None:
+    """Register the blueprint and make this process's metrics now, before any request comes."""
+    _web_metrics()
+    app.register_blueprint(bp)
 
 
 def event_sockets():
@@ -113,7 +134,8 @@ def _count(response: Response) -> Response:
         return response
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     m = _web_metrics()
-    m["requests"].labels(request.method, route, str(response.status_code)).inc()
+    method = request.method if request.method in _METHODS else "other"
+    m["requests"].labels(method, route, str(response.status_code)).inc()
     started = g.pop("metrics_started", None)
     if started is not None:
         m["duration"].labels(route).observe(time.perf_counter() - started)

@@ -47,7 +47,7 @@ def test_a_thousand_held_jobs_do_not_stand_before_another_tenants_first(services
     assert messages(services) == 4
     with session_scope(services.db) as s:
         assert dispatch.held(s) == a[3:]
-        assert dispatch.in_flight(s) == {("tenant-a", False): 3, ("tenant-b", False): 1}
+        assert dispatch.in_flight(s) == {("tenant-a", "offline"): 3, ("tenant-b", "offline"): 1}
     assert dispatch.pump(services) == []  # nothing has room
 
 
@@ -59,15 +59,43 @@ def test_a_held_job_goes_when_one_of_its_tenant_ends(services):
         jobs.cancel(s, a[1])
     assert dispatch.pump(services, ["tenant-a"]) == a[3:5]
     with session_scope(services.db) as s:
-        assert dispatch.held(s) == [] and dispatch.in_flight(s) == {("tenant-a", False): 3}
+        assert dispatch.held(s) == [] and dispatch.in_flight(s) == {("tenant-a", "offline"): 3}
 
 
-def test_interactive_jobs_have_slots_of_their_own(services):
-    add(services, "tenant-a", 6)
-    dispatch.pump(services)
-    urgent = add(services, "tenant-a", priority=INTERACTIVE_PRIORITY)
-    assert dispatch.pump(services, ["tenant-a"]) == urgent
+def test_interactive_jobs_share_their_tenants_slots_and_go_first_within_them(services):
+    batch = add(services, "tenant-a", 3)
+    assert dispatch.pump(services) == batch
+    urgent = add(services, "tenant-a", 2, priority=INTERACTIVE_PRIORITY)
+    assert dispatch.pump(services, ["tenant-a"]) == []  # the tenant's three slots are taken, whatever the queue
+    later = add(services, "tenant-a")
+    with session_scope(services.db) as s:
+        jobs.cancel(s, batch[0])
+    # A slot frees: the tenant's interactive job before its older batch job.
+    assert dispatch.pump(services, ["tenant-a"]) == urgent[:1]
     assert messages(services, INTERACTIVE_QUEUE) == 1
+    with session_scope(services.db) as s:
+        assert dispatch.held(s) == [urgent[1], later[0]]
+        assert dispatch.in_flight(s) == {("tenant-a", "offline"): 3}
+
+
+def test_interactive_jobs_do_not_overtake_another_tenants_waiting_job(services):
+    """Workers drain the interactive queue first: one tenant's gateway jobs, refilled as each ends,
+    would otherwise stand in front of another tenant's job for as long as they keep coming."""
+    urgent = add(services, "tenant-a", 6, priority=INTERACTIVE_PRIORITY)
+    assert dispatch.pump(services) == urgent[:3]
+    assert messages(services, INTERACTIVE_QUEUE) == 3  # alone: the interactive queue
+    theirs = add(services, "tenant-b")
+    assert dispatch.pump(services, ["tenant-b"]) == theirs
+    with session_scope(services.db) as s:
+        jobs.cancel(s, urgent[0])
+    # Tenant B waits in the batch queue: A's next goes behind it, not into the queue drained first.
+    assert dispatch.pump(services, ["tenant-a"]) == urgent[3:4]
+    assert messages(services, INTERACTIVE_QUEUE) == 3 and messages(services) == 2
+    with session_scope(services.db) as s:
+        jobs.cancel(s, theirs[0])
+        jobs.cancel(s, urgent[1])
+    assert dispatch.pump(services, ["tenant-a"]) == urgent[4:5]  # nobody else waits: interactive again
+    assert messages(services, INTERACTIVE_QUEUE) == 4
 
 
 def test_tenants_are_sent_in_turn(services):

@@ -94,6 +94,38 @@ def test_internal_targets_are_refused(tmp_path, url):
     assert "TINGXIE_WEBHOOK_ALLOW" in str(caught.value)
 
 
+# Every IPv6 form that embeds an internal IPv4 address, and every non-global IPv6 range.
+@pytest.mark.parametrize("address", [
+    "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1",  # IPv4-mapped
+    "::7f00:1", "::127.0.0.1", "::a9fe:a9fe", "::1", "::",  # IPv4-compatible (and loopback, unspecified)
+    "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe", "::ffff:0:c0a8:1",  # SIIT (IPv4-translated)
+    "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b::a00:1",  # NAT64, well-known prefix
+    "64:ff9b:1::a9fe:a9fe", "64:ff9b:1:a9fe:a9:fe00::", "64:ff9b:1::808:808",  # local-use NAT64: all of it
+    "2002:7f00:1::1", "2002:a9fe:a9fe::1", "2002:c0a8:101::1",  # 6to4
+    "2001:0:4136:e378:8000:63bf:3fff:fdd2", "2001::1", "2001:0:7f00:1::",  # Teredo
+    "fec0::1", "fec0:1:2::3",  # site-local
+    "fc00::1", "fd12:3456::1",  # unique local
+    "fe80::1", "febf::1",  # link-local
+    "ff02::1", "ff0e::101",  # multicast, even global scope
+    "2001:db8::1", "3fff::1",  # documentation
+    "100::1", "2001:10::1", "5f00::1",  # discard, ORCHID, segment routing
+])
+def test_internal_ipv6_forms_are_refused(tmp_path, address):
+    with pytest.raises(webhooks.WebhookTargetError) as caught:
+        webhooks.check_target(f"http://[{address}]:8080/hook", Settings(data_dir=tmp_path))
+    assert "TINGXIE_WEBHOOK_ALLOW" in str(caught.value)
+
+
+@pytest.mark.parametrize("address, delivered_to", [
+    ("2606:4700:4700::1111", "2606:4700:4700::1111"),  # public IPv6
+    ("::ffff:8.8.8.8", "8.8.8.8"),  # forms of a public IPv4 address go to that address
+    ("64:ff9b::808:808", "8.8.8.8"),
+    ("2002:808:808::1", "8.8.8.8"),
+])
+def test_public_ipv6_forms_are_accepted(tmp_path, address, delivered_to):
+    assert webhooks.check_target(f"http://[{address}]/hook", Settings(data_dir=tmp_path)) == [delivered_to]
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/", "file:///etc/passwd", "http:///nohost", "javascript:alert(1)"])
 def test_only_http_urls_with_a_host(tmp_path, url):
     with pytest.raises(webhooks.WebhookTargetError):

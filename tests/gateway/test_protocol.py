@@ -349,3 +349,10 @@ def test_the_gateway_loads_no_model_code():
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     heavy = {"torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr", "pipeline", "worker"}
     assert not {m for m in loaded if m.split(".")[0] in heavy}
+
+
+def test_a_deeply_nested_text_frame_is_a_protocol_error():
+    for levels in (100, 100_000):
+        with pytest.raises(ProtocolError) as caught:
+            parse_text_frame('{"mode": ' + "[" * levels + "]" * levels + "}")
+        assert caught.value.code == "bad_json"

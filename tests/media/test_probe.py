@@ -163,3 +163,11 @@ def test_media_info_round_trips_through_json(speech_path):
                 {**stored, "extra": 1}):
         with pytest.raises(ValueError):
             MediaInfo.from_dict(bad)
+
+
+def test_tags_that_are_not_utf8_are_read_with_replacement(speech_path, tmp_path):
+    """A WAV whose INFO tag is Latin-1 made PyAV raise in the probe child, which died with a traceback."""
+    from tests.support.media_files import with_latin1_info_tag
+
+    tagged = with_latin1_info_tag(speech_path("asr_example.wav"), tmp_path / "tagged.wav")
+    assert probe(tagged) == probe(speech_path("asr_example.wav"))

@@ -207,3 +207,42 @@ def test_subtitle_limits_are_query_parameters_checked_with_a_message(client, app
     body = _error(client.get(url + "&max_lines=9"), 400, "bad_option")
     assert "max_lines" in body["error"]["message"]
     _error(client.get(url + "&max_cue_s=abc"), 400, "bad_option")
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/jobs/" + "0" * 32 + "%00",
+    "/api/v1/jobs/%00/transcript",
+    "/api/v1/jobs/%00/media",
+    "/api/v1/jobs?tenant=a%00b",
+    "/api/v1/jobs?status=done%00",
+    "/v1/models/whisper-1%00",
+])
+def test_nul_bytes_in_a_url_are_refused(client, path):
+    """PostgreSQL cannot hold a NUL in a text value: a NUL reached the database and failed there (500)."""
+    response = client.get(path)
+    assert 400 <= response.status_code < 500, (response.status_code, response.data[:300])
+    assert response.json["error"]["code"] in ("bad_request", "not_found", "bad_option")
+
+
+def test_a_nul_byte_in_a_callback_url_is_refused(client, speech_path):
+    _error(_upload(client, speech_path("asr_example.wav"), callback_url="http://example.com/a\x00b"), 400,
+           "bad_callback_url")
+
+
+def _nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+def test_deeply_nested_json_is_refused(client):
+    """5,000 levels of nesting used to exhaust the parser's recursion: 500."""
+    response = client.put("/api/v1/jobs/" + "0" * 32 + "/speakers", data=_nested(5000),
+                          content_type="application/json")
+    _error(response, 400, "bad_request")
+    body = '{"names": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}"
+    _error(client.put("/api/v1/jobs/" + "0" * 32 + "/speakers", data=body, content_type="application/json"),
+           400, "bad_request")
+    # The public sign-in route: before any token is checked.
+    _error(client.post("/api/v1/session", data='{"token": ' + _nested(1000) + "}", content_type="application/json"),
+           400, "bad_request")
+    response = client.post("/api/v1/session", data=_nested(100_000), content_type="application/json")
+    assert response.status_code in (400, 413), response.data[:300]  # 413 where the public body cap is below it

@@ -87,3 +87,55 @@ def test_a_workers_metrics_reach_the_web_tier(live_service, any_settings, speech
     worker_ids = {s.labels["worker"] for s in samples["tingxie_audio_seconds_total"]}
     assert len(worker_ids) == 1 and worker_ids.pop().startswith("tingxie-")
     assert _value(samples, "tingxie_http_requests_total", route="/api/v1/jobs", method="POST", status="202") == 1
+
+
+def test_a_made_up_method_adds_no_label_value(client):
+    """The ``method`` label is bounded: any method outside the known set is counted as ``other``,
+    so an unauthenticated client cannot grow the series without limit."""
+    for method in ("BREW", "X-MADE-UP-1", "X-MADE-UP-2"):
+        assert client.open("/healthz", method=method).status_code == 405
+    samples = _samples(client.get("/metrics").get_data(as_text=True))
+    methods = {s.labels["method"] for s in samples["tingxie_http_requests_total"]}
+    assert not methods & {"BREW", "X-MADE-UP-1", "X-MADE-UP-2"}
+    assert _value(samples, "tingxie_http_requests_total", method="other", status="405") >= 3
+
+
+@pytest.mark.slow
+def test_the_first_concurrent_uploads_to_a_fresh_web_process_are_all_accepted(any_settings, speech_path, tmp_path):
+    """The metrics are made before the process serves: made on first use by several request
+    threads at once, some of the first uploads were answered 500 though their jobs were committed."""
+    import socket
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.migrate import upgrade
+    from tests.service import Service
+
+    settings = any_settings.with_(tenant_max_jobs=100)
+    upgrade(settings)
+    (tmp_path / "logs").mkdir()
+    service = Service(settings=settings, log_dir=tmp_path / "logs")
+    service.web = service._spawn("web", "web", "--dev")  # no request before the uploads: not even /readyz
+    data = speech_path("jfk.flac").read_bytes()
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert service.web.poll() is None and time.monotonic() < deadline, service.log("web")
+            try:
+                socket.create_connection((settings.host, settings.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        start = threading.Barrier(20)
+
+        def upload(_n: int) -> tuple[int, str]:
+            start.wait(timeout=30)
+            r = requests.post(service.base_url + "/api/v1/jobs", files={"file": ("jfk.flac", data)}, timeout=120)
+            return r.status_code, r.text
+
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(upload, range(20)))
+        assert [status for status, _ in answers] == [202] * 20, [a for a in answers if a[0] != 202][:2]
+        assert service.jobs()["total"] == 20
+    finally:
+        service.stop()

@@ -205,3 +205,22 @@ def test_speaker_labels_as_an_extra_field(client, speech_path, tmp_path):
     speakers = [s.model_extra["speaker"] for s in result.segments]
     assert speakers[0] == "S1" and "S2" in speakers
     assert all(w.model_extra["speaker"] in ("S1", "S2") for w in result.words)
+
+
+def test_a_wav_whose_tags_are_latin1_is_transcribed_through_both_doors(client, service, speech_path, tmp_path):
+    """The probe used to die reading a Latin-1 INFO tag: REST and OpenAI answered 500."""
+    import subprocess
+
+    from media import find_ffmpeg
+    from tests.support.media_files import with_latin1_info_tag
+
+    plain = tmp_path / "jfk.wav"
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(speech_path("jfk.flac")), "-ac", "1", "-ar", "16000",
+                    "-map_metadata", "-1", str(plain)], check=True)
+    tagged = with_latin1_info_tag(plain, tmp_path / "tagged.wav")
+    assert JFK in _transcribe(client, tagged).text.lower()
+    with open(tagged, "rb") as fh:
+        r = requests.post(service.base_url + "/api/v1/jobs", headers=_as(service, "tenant-a"),
+                          files={"file": ("tagged.wav", fh)}, timeout=60)
+    assert r.status_code == 202, r.text
+    assert service.wait(r.json()["id"], headers=_as(service, "tenant-a"))["status"] == "done"
