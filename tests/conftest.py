@@ -11,6 +11,9 @@ import pytest
 from core.settings import Settings
 from tests.service import Service, free_port
 
+# Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
+pytest_plugins = ["tests.support.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_BASE = "redis://127.0.0.1:6379"

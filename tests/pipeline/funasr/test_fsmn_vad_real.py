@@ -161,7 +161,7 @@ def model_dir_with_real_vad(real_dir, funasr_model_dir, tmp_path_factory) -> Pat
 
 
 @pytest.mark.parametrize("vad_model", [PYTORCH_ID, ONNX_ID])
-def test_a_funasr_job_with_the_real_vad(load_funasr, model_dir_with_real_vad, long_speech, tmp_path, vad_model):
+def test_a_funasr_job_with_the_real_vad(load_funasr, model_dir_with_real_vad, long_zh_wav, tmp_path, vad_model):
     """The whole profile on 150 s of real speech (asr_example.wav eighteen times, pauses of 1.5 to
     3.5 s): the real VAD finds each of the eighteen, and the (tiny) ASR's words lie in them."""
     from pipeline import transcribe
@@ -170,13 +170,13 @@ def test_a_funasr_job_with_the_real_vad(load_funasr, model_dir_with_real_vad, lo
     engine = load_funasr(model_dir=model_dir_with_real_vad, vad=vad_model)
     pcm_path = tmp_path / "long.s16le"
     ffmpeg = find_ffmpeg()
-    decode(long_speech, pcm_path, ffmpeg=ffmpeg)
+    decode(long_zh_wav, pcm_path, ffmpeg=ffmpeg)
     spans = FsmnVad(model_dir_with_real_vad / vad_model).speech_spans(PcmFile(pcm_path))
     assert len(spans) == 18
-    with wave.open(str(long_speech), "rb") as src:
+    with wave.open(str(long_zh_wav), "rb") as src:
         assert abs(src.getnframes() * 1000 // RATE_HZ - spans[-1].end_ms) < 4000
 
-    transcript = transcribe(long_speech, TranscribeOptions(), engine, work_dir=tmp_path / "work")
+    transcript = transcribe(long_zh_wav, TranscribeOptions(), engine, work_dir=tmp_path / "work")
     words = [w for s in transcript.segments for w in s.words]
     assert words and transcript.duration_ms > 140_000
     for word in words:
