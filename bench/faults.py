@@ -33,11 +33,11 @@ from pathlib import Path
 
 import requests
 
-from bench.speech import SPEECH_DIR, build_speech
+from tests.support.speech import SPEECH_DIR, build_speech
 from core.migrate import upgrade
 from core.queue import QueueClient
 from core.settings import Settings
-from tests.service import REPO, Service, free_port, settings_env
+from tests.support.service import REPO, Service, free_port, settings_env
 from tests.support.faults import Sql, gone, hanging_ffmpeg, pool_processes, started_pids, wait_for
 from tests.support.servers import PrivatePostgres, PrivateRedis
 
@@ -69,7 +69,7 @@ class Bench:
         self._count = 0
 
     def audio(self, minutes: float) -> Path:
-        """English speech (bench.speech, cached in bench/out)."""
+        """English speech (tests.support.speech, cached in bench/out)."""
         return build_speech(minutes, language="en")
 
     def service(self, workers: int = 1, faults: tuple[str, ...] = (), **overrides) -> tuple[Service, Sql]:

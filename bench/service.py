@@ -23,10 +23,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from bench.speech import build_speech
+from tests.support.speech import build_speech
 from core.migrate import upgrade
 from core.settings import Settings
-from tests.service import Service, free_port
+from tests.support.service import Service, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

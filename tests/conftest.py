@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from tests.service import Service, free_port
+from tests.support.service import Service, free_port
 
 # Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
 pytest_plugins = ["tests.support.fixtures"]
@@ -182,7 +182,7 @@ def live_service(tmp_path):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 server (moto's, over HTTP) for the whole session; each test takes its own bucket."""
-    from tests.s3 import S3Server
+    from tests.support.s3 import S3Server
 
     server = S3Server.start(tmp_path_factory.mktemp("s3") / "moto.log")
     yield server

@@ -34,7 +34,7 @@ from gateway.protocol import (
     result_frame,
     wav_header,
 )
-from tests.gateway.funasr_testclient import client_ssl, html5_walk
+from tests.support.funasr_testclient import client_ssl, html5_walk
 
 # --- pure rules -------------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ def make_media(ffmpeg, tmp_path):
 @pytest.fixture(scope="session")
 def long_speech(tmp_path_factory):
     """long_speech(minutes, language=None) -> a FLAC of real speech with pauses (tests.support.speech), built once."""
-    from bench.speech import build_speech
+    from tests.support.speech import build_speech
 
     folder = tmp_path_factory.mktemp("long-speech")
     return lambda minutes, language=None: build_speech(minutes, out_dir=folder, language=language)

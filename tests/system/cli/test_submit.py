@@ -11,10 +11,10 @@ import time
 import pytest
 
 from media import find_ffmpeg
-from tests.cli.conftest import client_cli as tingxie
-from tests.cli.conftest import client_env
+from tests.system.cli.conftest import client_cli as tingxie
+from tests.system.cli.conftest import client_env
 from tests.conftest import REPO
-from tests.service import free_port
+from tests.support.service import free_port
 
 JFK = "ask not what your country can do for you"
 STAGES = ("decode", "vad", "asr", "punc", "itn")

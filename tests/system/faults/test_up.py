@@ -14,7 +14,7 @@ import requests
 
 from core.migrate import upgrade
 from tests.support.faults import wait_for
-from tests.service import REPO, settings_env
+from tests.support.service import REPO, settings_env
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import REPO, make_settings
-from tests.service import settings_env
+from tests.support.service import settings_env
 
 
 def tingxie(settings, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:

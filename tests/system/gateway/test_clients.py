@@ -16,8 +16,8 @@ import requests
 
 from media import find_ffmpeg
 from tests.conftest import make_settings
-from tests.service import free_port
-from tests.gateway.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
+from tests.support.service import free_port
+from tests.support.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Long inputs made of real speech: the recordings in ../shared/data/speech, in turn, with short
 silences between them, repeated to the length asked for (16 kHz mono FLAC, cached in bench/out/).
 
-    python -m bench.speech 10        # prints the path of a 10-minute file, building it once
+    python -m tests.support.speech 10        # prints the path of a 10-minute file, building it once
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from media import find_ffmpeg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SPEECH_DIR = REPO.parent / "shared" / "data" / "speech"
 OUT_DIR = REPO / "bench" / "out"
 SILENCE_S = (0.7, 1.5)

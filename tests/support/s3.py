@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.service import free_port
+from tests.support.service import free_port
 
 ACCESS_KEY, SECRET_KEY = "tingxie-test", "tingxie-test-secret"
 

@@ -42,7 +42,7 @@ LAYOUT = {
     ONNX_ID: ("model.onnx", "am.mvn", "config.yaml"),
 }
 
-CACHE_DIR = Path(__file__).resolve().parent / "artifacts" / "fsmn-vad-real"
+CACHE_DIR = Path(__file__).resolve().parents[1] / "artifacts" / "fsmn-vad-real"
 
 
 def real_fsmn_vad(cache_dir: Path = CACHE_DIR) -> Path:

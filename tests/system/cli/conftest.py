@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, make_settings
-from tests.service import Service
+from tests.support.service import Service
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 import requests
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -462,7 +462,7 @@ def cli(service, *args: str) -> str:
     import subprocess
     import sys
 
-    from tests.service import REPO, settings_env
+    from tests.support.service import REPO, settings_env
 
     done = subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, env=settings_env(service.settings),
                           capture_output=True, text=True, timeout=120)
@@ -479,7 +479,7 @@ class StaticSite:
         import http.server
         import threading
 
-        from tests.service import free_port
+        from tests.support.service import free_port
 
         self.port = free_port()
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
@@ -598,7 +598,7 @@ def test_another_sites_page_gets_nothing_through_the_visitors_browser(live_servi
     import shutil
 
     from tests.conftest import make_settings
-    from tests.gateway.test_clients import start_gateway
+    from tests.system.gateway.test_clients import start_gateway
 
     root = tmp_path / "attacker"
     root.mkdir()
@@ -655,7 +655,7 @@ def test_funasrs_html5_page_from_a_listed_origin_works_and_others_are_refused(li
     import shutil
 
     from tests.conftest import make_settings
-    from tests.gateway.test_clients import start_gateway
+    from tests.system.gateway.test_clients import start_gateway
 
     root = tmp_path / "html5"
     root.mkdir()

