@@ -112,6 +112,7 @@ def test_the_profiles_settings_know_are_the_pipelines():
 COMMANDS = [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"], ["models", "list"]]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
     env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_MAX_UPLOAD_MB": "4g"}
@@ -121,6 +122,7 @@ def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
     assert proc.stderr.strip() == "tingxie: TINGXIE_MAX_UPLOAD_MB='4g': expected a number of MiB, e.g. 4096"
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("command", [["worker"], ["up"], ["transcribe", "x.wav"], ["models", "list"]])
 @pytest.mark.parametrize("variable,says", [
     ("TINGXIE_MODEL_ASR_MODEL=/m", "TINGXIE_MODEL_ASR_MODEL='/m': a known option"),

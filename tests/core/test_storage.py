@@ -15,7 +15,7 @@ JOB = "0123456789abcdef0123456789abcdef"
 KEY = f"{JOB}/source.flac"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.network)])
 def store_settings(request, tmp_path) -> Settings:
     if request.param == "local":
         return Settings(data_dir=tmp_path / "data")
