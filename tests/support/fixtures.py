@@ -76,13 +76,13 @@ def engine(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def funasr_model_dir(tmp_path_factory) -> Path:
-    """A model directory holding the FunASR profile's default models (tiny, random weights) and their ONNX twins."""
-    from tests.support.funasr_models import build_tiny_models
+def funasr_model_dir() -> Path:
+    """A model directory holding the FunASR profile's default models (tiny, random weights) and
+    their ONNX twins: built once per machine (tests/artifacts/, keyed by the builder and funasr's
+    version), read only."""
+    from tests.support.funasr_models import cached_tiny_models
 
-    root = tmp_path_factory.mktemp("funasr-models")
-    build_tiny_models(root)
-    return root
+    return cached_tiny_models()
 
 
 @pytest.fixture(scope="session")

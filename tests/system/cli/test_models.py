@@ -36,11 +36,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="building the tiny FunASR models needs torch")
     pytest.importorskip("funasr", reason="building the tiny FunASR models needs funasr")
     pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
-    from tests.support.funasr_models import build_tiny_models
+    from tests.support.funasr_models import cached_tiny_models
 
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_models(root)
-    return root
+    return cached_tiny_models()  # read only
 
 
 @pytest.mark.funasr

@@ -16,11 +16,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.funasr]
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from tests.support.funasr_models import build_tiny_models
+    from tests.support.funasr_models import cached_tiny_models
 
-    root = tmp_path_factory.mktemp("models")
-    build_tiny_models(root)
-    return root
+    return cached_tiny_models()  # read only
 
 
 def test_funasr_job_end_to_end(live_service, tmp_path, tiny_models, speech_path):

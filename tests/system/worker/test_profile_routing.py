@@ -57,10 +57,9 @@ def test_a_funasr_job_never_reaches_an_offline_worker_and_says_it_waits(live_ser
 @pytest.mark.funasr
 def test_a_funasr_worker_takes_the_waiting_job(live_service, tmp_path, speech_path):
     pytest.importorskip("funasr", reason="the funasr profile needs `pip install 'tingxie[funasr]'` (and torch)")
-    from tests.support.funasr_models import build_tiny_models
+    from tests.support.funasr_models import cached_tiny_models
 
-    models = tmp_path / "models"
-    build_tiny_models(models)
+    models = cached_tiny_models()  # read only
     settings = make_settings(tmp_path, model_dir=models)
     service = live_service(settings, workers=0)
     job = service.submit(speech_path("asr_example.wav"), profile="funasr")
