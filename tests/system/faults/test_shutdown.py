@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import time
 
 import pytest
 
@@ -22,12 +21,11 @@ def test_sigterm_mid_job_hands_it_to_another_worker_at_once(live_service, settin
     node = db.job(job_id).worker
     (first,) = [w for w in service.workers if node.startswith(f"tingxie-{w.pid}@")]
     (second,) = [w for w in service.workers if w is not first]
-    terminated = time.monotonic()
     first.send_signal(signal.SIGTERM)
-    wait_for(lambda: db.job(job_id).attempt == 2 and db.job(job_id).status == "running", 10,
+    # Handed back, not left to its lease: counted below (lost_attempts == 0, the "queued" event's
+    # reason), not timed, so a busy machine cannot fail it.
+    wait_for(lambda: db.job(job_id).attempt == 2 and db.job(job_id).status == "running", 60,
              "another worker to take the job")
-    taken_s = time.monotonic() - terminated
-    assert taken_s < 5 < settings.job_lease_s
     assert first.wait(timeout=30) is not None and second.poll() is None
     job = service.wait(job_id, timeout_s=300)
     row = db.job(job_id)
