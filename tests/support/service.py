@@ -25,67 +25,10 @@ def free_port() -> int:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
+    """This process's environment without its ``TINGXIE_*`` variables, plus ``settings`` as
+    variables (``Settings.to_env``): what a process started on ``settings`` reads."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINGXIE_")}
-    env.update(
-        TINGXIE_DATA_DIR=str(settings.data_dir),
-        TINGXIE_DATABASE_URL=settings.database_url,
-        TINGXIE_BROKER_URL=settings.broker_url,
-        TINGXIE_EVENTS_URL=settings.events_url,
-        TINGXIE_PROFILE=settings.profile,
-        TINGXIE_MODEL_DIR=str(settings.model_dir),
-        TINGXIE_DEVICE=settings.device,
-        TINGXIE_BATCH_SECONDS=str(settings.batch_seconds),
-        TINGXIE_MAX_UPLOAD_MB=str(settings.max_upload_bytes / 1024**2),
-        TINGXIE_MAX_DURATION_S=str(settings.max_duration_s),
-        TINGXIE_JOB_LEASE_S=str(settings.job_lease_s),
-        TINGXIE_MAX_HOTWORDS=str(settings.max_hotwords),
-        TINGXIE_HOST=settings.host,
-        TINGXIE_PORT=str(settings.port),
-        TINGXIE_GATEWAY_PORT=str(settings.gateway_port),
-        TINGXIE_PRELOAD_MODELS="1" if settings.preload_models else "0",
-        TINGXIE_WORKER_THREADS=str(settings.worker_threads),
-        TINGXIE_OPENAI_WAIT_S=str(settings.openai_wait_s),
-        TINGXIE_AUTH=settings.auth,
-        TINGXIE_TRUSTED_PROXIES=str(settings.trusted_proxies),
-        TINGXIE_SESSION_HOURS=str(settings.session_hours),
-        TINGXIE_RATE_LIMIT=settings.rate_limit,
-        TINGXIE_UPLOAD_RATE_LIMIT=settings.upload_rate_limit,
-        TINGXIE_TENANT_MAX_JOBS=str(settings.tenant_max_jobs),
-        TINGXIE_TENANT_INFLIGHT=str(settings.tenant_inflight),
-        TINGXIE_GATEWAY_TENANT=settings.gateway_tenant,
-        TINGXIE_GATEWAY_REQUIRE_TOKEN="1" if settings.gateway_require_token else "0",
-        TINGXIE_REQUEST_IDLE_TIMEOUT_S=str(settings.request_idle_timeout_s),
-        TINGXIE_MAX_ATTEMPTS=str(settings.max_attempts),
-        TINGXIE_JOB_TIME_BASE_S=str(settings.job_time_base_s),
-        TINGXIE_STALL_S=str(settings.stall_s),
-        TINGXIE_DB_RETRY_S=str(settings.db_retry_s),
-        TINGXIE_SPOOL_MAX_AGE_S=str(settings.spool_max_age_s),
-        PYTHONUNBUFFERED="1",
-    )
-    if settings.resend_after_s is not None:
-        env["TINGXIE_RESEND_AFTER_S"] = str(settings.resend_after_s)
-    if settings.job_time_factor:
-        env["TINGXIE_JOB_TIME_FACTOR"] = ",".join(f"{p}={f}" for p, f in settings.job_time_factor.items())
-    optional = {
-        "TINGXIE_HOTWORD_FILE": settings.hotword_file,
-        "TINGXIE_GATEWAY_CERTFILE": settings.gateway_certfile,
-        "TINGXIE_GATEWAY_KEYFILE": settings.gateway_keyfile,
-        "TINGXIE_WEBHOOK_SECRET": settings.webhook_secret,
-        "TINGXIE_WEBHOOK_ALLOW": ",".join(settings.webhook_allow),
-        "TINGXIE_ALLOWED_ORIGINS": ",".join(settings.allowed_origins),
-        "TINGXIE_FFMPEG": settings.ffmpeg,
-        "TINGXIE_WORKER_PROFILES": ",".join(settings.worker_profiles),
-        "TINGXIE_STORAGE_URL": settings.storage_url,
-        "TINGXIE_S3_ENDPOINT_URL": settings.s3_endpoint_url,
-        "TINGXIE_S3_REGION": settings.s3_region,
-        "TINGXIE_S3_ACCESS_KEY_ID": settings.s3_access_key_id,
-        "TINGXIE_S3_SECRET_ACCESS_KEY": settings.s3_secret_access_key,
-        "TINGXIE_S3_ADDRESSING_STYLE": settings.s3_addressing_style,
-        "TINGXIE_SCRATCH_DIR": settings.scratch_dir,
-    }
-    env.update({k: str(v) for k, v in optional.items() if v})
-    for name, value in settings.profile_options.items():
-        env[f"TINGXIE_MODEL_{name.upper()}"] = value
+    env.update(settings.to_env(), PYTHONUNBUFFERED="1")
     return env
 
 
