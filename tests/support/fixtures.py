@@ -35,12 +35,12 @@ def make_media(ffmpeg, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def long_speech(tmp_path_factory):
-    """long_speech(minutes, language=None) -> a FLAC of real speech with pauses (tests.support.speech), built once."""
+def long_speech():
+    """long_speech(minutes, language=None) -> a FLAC of real speech with pauses (tests.support.speech),
+    built once per machine in bench/out/ (atomically: pytest-xdist workers may ask at once)."""
     from tests.support.speech import build_speech
 
-    folder = tmp_path_factory.mktemp("long-speech")
-    return lambda minutes, language=None: build_speech(minutes, out_dir=folder, language=language)
+    return lambda minutes, language=None: build_speech(minutes, language=language)
 
 
 @pytest.fixture(scope="session")
