@@ -113,6 +113,28 @@ def funasr_engine(load_funasr):
     return load_funasr()
 
 
+# --- live processes ----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def shared_service(tmp_path_factory):
+    """Real web and worker processes on the embedded default, started once per test process and
+    shared by the system tests that only add jobs and read them (starting a worker loads its models)."""
+    from core.migrate import upgrade
+    from tests.conftest import make_settings
+    from tests.support.service import Service
+
+    root = tmp_path_factory.mktemp("shared-service")
+    settings = make_settings(root)
+    upgrade(settings)
+    (root / "logs").mkdir()
+    service = Service(settings=settings, log_dir=root / "logs")
+    try:
+        service.start_web()
+        service.start_worker()
+        yield service
+    finally:
+        service.stop()
+
+
 # --- faults: private servers and SQL ----------------------------------------------------
 @pytest.fixture
 def private_redis():

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from media import find_ffmpeg
-from tests.system.cli.conftest import client_cli as tingxie
-from tests.system.cli.conftest import client_env
+from tests.support.client import client_cli as tingxie
+from tests.support.client import client_env
 from tests.conftest import REPO
 from tests.support.service import free_port
 
