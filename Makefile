@@ -1,11 +1,19 @@
 # The two commands of the quick start:
 #   make up     install (once) and run tingxie on its embedded default (SQLite, no Redis)
-#   make test   install (once) what the tests need and run them
+#   make test   install (once) what the tests need and run them all, on every core
+# The test tiers (README "Development"; tests/conftest.py sorts the tests):
+#   make test-unit   no server, no process, no model: under a minute
+#   make test-fast   unit + component (the app in process, ffmpeg, tiny models): before each commit
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: up test test-containers install install-test
+# pytest-xdist: "auto" is one worker per core, at most PYTEST_MAX_WORKERS (each loads models).
+PYTEST_WORKERS ?= auto
+PYTEST_MAX_WORKERS ?= 4
+XDIST := -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --dist loadscope
+
+.PHONY: up test test-fast test-unit test-containers install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +37,15 @@ up: install
 	$(BIN)/tingxie up
 
 test: install-test
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest $(XDIST) $(PYTEST_ARGS)
+
+test-fast: install-test
+	$(BIN)/pytest $(XDIST) -m "unit or component" $(PYTEST_ARGS)
+
+test-unit: install-test
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 # The deployment for real: builds the images with podman (the Dockerfile's base stood in for by
 # Debian's python3.11), starts docker-compose.yml through podman's Docker API and uses it. Minutes.
 test-containers: install-test
-	$(BIN)/pytest -m containers tests/containers $(PYTEST_ARGS)
+	$(BIN)/pytest -m containers tests/system/containers $(PYTEST_ARGS)

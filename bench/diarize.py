@@ -6,7 +6,7 @@
    words labelled right, on the transcript's words and, without ASR, on 250 ms slices of VAD's
    speech (what the diarizer itself places).
 2. Cost, in a fresh process that loads nothing else: seconds of the diarize stage (embedding
-   and clustering) per audio hour on ``--minutes`` of real speech (bench/speech.py), median of
+   and clustering) per audio hour on ``--minutes`` of real speech (tests/support/speech.py), median of
    ``--rounds``; the time and RSS of loading the encoder, torch included; RSS after and at peak.
 3. Install size: what the ``diarize`` extra adds to an ``offline`` install (the packages its
    requirements pull in that the offline extra does not, as installed here).
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.speech import SPEECH_DIR, build_speech
+from tests.support.speech import SPEECH_DIR, build_speech
 
 COST = r"""
 import json, sys, time

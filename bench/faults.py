@@ -40,12 +40,12 @@ from pathlib import Path
 import requests
 
 from bench import stop_services_on_signals
-from bench.speech import SPEECH_DIR, build_speech
 from core.migrate import upgrade
 from core.queue import QueueClient
 from core.settings import Settings
 from media import find_ffmpeg
-from tests.service import REPO, Service, free_port, settings_env
+from tests.support.service import REPO, Service, free_port, settings_env
+from tests.support.speech import SPEECH_DIR, build_speech
 from tests.support.faults import Sql, gone, hanging_ffmpeg, pool_processes, started_pids, wait_for
 from tests.support.servers import PrivatePostgres, PrivateRedis
 
@@ -77,7 +77,7 @@ class Bench:
         self._count = 0
 
     def audio(self, minutes: float) -> Path:
-        """English speech (bench.speech, cached in bench/out)."""
+        """English speech (tests.support.speech, cached in bench/out)."""
         return build_speech(minutes, language="en")
 
     def service(self, workers: int = 1, faults: tuple[str, ...] = (), **overrides) -> tuple[Service, Sql]:
@@ -503,7 +503,7 @@ def old_database(bench: Bench, commit: str = "c455805") -> Line:
 def store_down(bench: Bench) -> Line:
     """The S3 server (moto's, private) stopped for 20 s when the worker claims the job, then
     started again on the same port with the same object."""
-    from tests.s3 import S3Server
+    from tests.support.s3 import S3Server
 
     s3 = S3Server.start(bench.root / "moto.log")
     try:
@@ -576,7 +576,7 @@ def multipart_left(bench: Bench) -> Line:
     """The web process SIGKILLed during a 200 MB upload to S3."""
     import threading
 
-    from tests.s3 import S3Server
+    from tests.support.s3 import S3Server
 
     s3 = S3Server.start(bench.root / "moto.log")
     try:

@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 
 # Span lengths (s): the pipeline's usual 5-11 s VAD spans and a few long ones, about 300 s.
 SPAN_S = (5.5, 8, 11, 6, 9, 7, 10, 60, 6.5, 9.5, 8.5, 5, 11, 30, 7.5, 10.5, 6, 45, 9, 8, 5.5, 11, 7)
@@ -34,7 +34,7 @@ _VIEW_OPS = frozenset({
 
 
 def spans_of_speech(seconds_each=SPAN_S):
-    """The batch: consecutive cuts of bench.speech's real-speech file, float32 at 16 kHz."""
+    """The batch: consecutive cuts of tests.support.speech's real-speech file, float32 at 16 kHz."""
     from pipeline.audio import PcmFile, decode
 
     media = build_speech(5)

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench.funasr_stages import waiting_for_vad
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 from pipeline.types import Stage
 
 STAGES = tuple(Stage)

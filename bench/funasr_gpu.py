@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench.funasr_stages import waiting_for_vad
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 
 
 class StageClock:

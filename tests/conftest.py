@@ -1,18 +1,60 @@
 """Shared fixtures: settings on each backend, a migrated database, the Flask app and client,
-and ``live_service`` (real web and worker processes)."""
+and ``live_service`` (real web and worker processes); and the tiers every test is sorted into.
+
+Tiers (markers, set here at collection; README "Development"), by what a test touches:
+  unit       no server, no subprocess, no model, no network;
+  component  the app in process on the embedded default, ffmpeg on small files, the tiny FunASR
+             models, the offline engine in process;
+  backends   the same on PostgreSQL + Redis (the ``servers`` half of ``any_settings``, postgres_url,
+             redis_url);
+  system     live processes: everything under tests/system/, and any test elsewhere that takes a
+             fixture starting one (live_service...).
+A test gets the highest tier any of its rules gives it: its folder, the fixtures it takes (all of
+them, through other fixtures), or a marker saying what it starts (``@pytest.mark.cli``: the tingxie
+CLI in a process of its own, system; ``@pytest.mark.subprocess``: another process, component;
+``@pytest.mark.network``: a socket, even to a server the test runs itself, component).
+Only this file sets the tier markers."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from core.settings import Settings
-from tests.service import Service, free_port
+from tests.support.service import Service, free_port
 from tests.support.speech import SPEECH_DIR
 
+# Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
+pytest_plugins = ["tests.support.fixtures"]
+
 REPO = Path(__file__).resolve().parents[1]
+TIERS = ("unit", "component", "backends", "system")
+# Folders (relative to tests/) whose tests are at least this tier: the folder says what they touch.
+FOLDER_TIERS = {
+    "system": "system",
+    "web": "component",
+    "gateway": "component",
+    "media": "component",
+    "pipeline/funasr": "component",
+}
+# Fixtures that start real processes, reach PostgreSQL/Redis, or load a model or ffmpeg.
+FIXTURE_TIERS = {
+    "live_service": "system", "shared_service": "system", "private_redis": "system",
+    "private_postgres": "system",
+    "postgres_url": "backends", "redis_url": "backends",
+    "settings": "component", "any_settings": "component", "db": "component", "app": "component",
+    "client": "component", "engine": "component", "funasr_model_dir": "component",
+    "load_funasr": "component", "funasr_engine": "component", "ffmpeg": "component",
+    "each_ffmpeg": "component", "make_media": "component", "long_speech": "component",
+    "long_zh_wav": "component", "s3_server": "component", "s3_bucket": "component",
+    "hanging_ffmpeg": "component",
+}
+# Markers a test sets itself, saying what it starts.
+MARKER_TIERS = {"cli": "system", "subprocess": "component", "network": "component"}
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_BASE = "redis://127.0.0.1:6379"
 
@@ -27,6 +69,52 @@ def speech_dir() -> Path:
 def speech_path(speech_dir):
     """speech_path('jfk.flac') -> Path of a real recording."""
     return lambda name: speech_dir / name
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The tier ``item`` belongs to: the highest its folder, fixtures and own markers give."""
+    rank = [0]
+    relative = Path(str(item.path)).resolve().relative_to(REPO / "tests").as_posix()
+    for folder, tier in FOLDER_TIERS.items():
+        if relative.startswith(folder + "/"):
+            rank.append(TIERS.index(tier))
+    for name in getattr(item, "fixturenames", ()):
+        if name in FIXTURE_TIERS:
+            rank.append(TIERS.index(FIXTURE_TIERS[name]))
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("any_settings") == "servers":
+        rank.append(TIERS.index("backends"))
+    for marker, tier in MARKER_TIERS.items():
+        if item.get_closest_marker(marker) is not None:
+            rank.append(TIERS.index(tier))
+    return TIERS[max(rank)]
+
+
+def pytest_configure(config):
+    for tier in TIERS:
+        config.addinivalue_line("markers", f"{tier}: the {tier} tier (set by tests/conftest.py; README Development)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(tier_of(item))
+
+
+@pytest.fixture(autouse=True)
+def _unit_touches_nothing(request, monkeypatch):
+    """A unit test that starts a process or opens a network connection fails, saying how to
+    place it: the tiers stay what they say, and ``make test-unit`` needs nothing running."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(what):
+        def refuse_(*args, **kwargs):
+            raise AssertionError(f"a unit test {what}: take the fixture that provides it, or mark "
+                                 f"the test @pytest.mark.subprocess (tests/conftest.py, tiers)")
+        return refuse_
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a process"))
+    monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection (mark it network)"))
 
 
 def _pg_available() -> bool:
@@ -126,13 +214,22 @@ def any_settings(request, tmp_path) -> Settings:
     return make_settings(tmp_path, database_url=pg, broker_url=rd)
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory):
+    """migrated.migrate(settings): the database at head, cloned from one migrated per process."""
+    from tests.support.database import MigratedTemplates
+
+    templates = MigratedTemplates(tmp_path_factory.mktemp("migrated"))
+    yield templates
+    templates.close()
+
+
 @pytest.fixture
-def db(any_settings):
+def db(any_settings, migrated):
     """A migrated database (on each backend) and its session factory."""
     from core.db import make_engine, make_sessionmaker
-    from core.migrate import upgrade
 
-    upgrade(any_settings)
+    migrated.migrate(any_settings)
     engine = make_engine(any_settings.database_url)
     yield make_sessionmaker(engine, any_settings.events_url)
     engine.dispose()
@@ -153,15 +250,13 @@ def client(app):
 
 
 @pytest.fixture
-def live_service(tmp_path):
+def live_service(tmp_path, migrated):
     """live_service(settings=None, workers=1) -> a started Service (web + workers), stopped after the test."""
-    from core.migrate import upgrade
-
     started: list[Service] = []
 
     def start(settings: Settings | None = None, workers: int = 1) -> Service:
         settings = settings or make_settings(tmp_path)
-        upgrade(settings)
+        migrated.migrate(settings)
         log_dir = tmp_path / f"logs{len(started)}"
         log_dir.mkdir()
         service = Service(settings=settings, log_dir=log_dir)
@@ -179,7 +274,7 @@ def live_service(tmp_path):
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """A real S3 server (moto's, over HTTP) for the whole session; each test takes its own bucket."""
-    from tests.s3 import S3Server
+    from tests.support.s3 import S3Server
 
     server = S3Server.start(tmp_path_factory.mktemp("s3") / "moto.log")
     yield server

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+pytestmark = pytest.mark.subprocess
+
 REPO = Path(__file__).resolve().parents[1]
 BASE = ["-f", str(REPO / "docker-compose.yml")]
 GPU = [*BASE, "-f", str(REPO / "docker-compose.gpu.yml")]

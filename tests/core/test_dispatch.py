@@ -127,6 +127,7 @@ def test_the_cap_counts_queued_and_running(services):
         dispatch.check_cap(s, settings, "tenant-a")
 
 
+@pytest.mark.network
 def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path):
     from core.migrate import upgrade
     from core.settings import Settings

@@ -61,6 +61,7 @@ def test_check_language_refuses_naming_the_profile_and_the_list(profile, languag
     assert isinstance(err.value, ValueError)
 
 
+@pytest.mark.subprocess
 def test_importing_it_loads_nothing_else():
     code = "import sys; import core.languages; print(' '.join(sorted(sys.modules)))"
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())

@@ -112,6 +112,7 @@ def test_the_profiles_settings_know_are_the_pipelines():
 COMMANDS = [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"], ["models", "list"]]
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
     env = {"PATH": "/usr/bin:/bin", "TINGXIE_DATA_DIR": str(tmp_path), "TINGXIE_MAX_UPLOAD_MB": "4g"}
@@ -121,6 +122,7 @@ def test_every_command_stops_with_one_line_and_no_traceback(tmp_path, command):
     assert proc.stderr.strip() == "tingxie: TINGXIE_MAX_UPLOAD_MB='4g': expected a number of MiB, e.g. 4096"
 
 
+@pytest.mark.cli
 @pytest.mark.parametrize("command", [["worker"], ["up"], ["transcribe", "x.wav"], ["models", "list"]])
 @pytest.mark.parametrize("variable,says", [
     ("TINGXIE_MODEL_ASR_MODEL=/m", "TINGXIE_MODEL_ASR_MODEL='/m': a known option"),
@@ -144,3 +146,28 @@ def test_every_setting_is_in_the_readmes_configuration_table():
     table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     missing = [var.name for var in _VARIABLES if f"TINGXIE_{var.name}`" not in table]
     assert missing == []
+
+
+def test_to_env_gives_the_same_settings_back(tmp_path):
+    """What a test service (tests/support/service.py) hands its processes: every setting, read back equal."""
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("达摩院\n")
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url="postgresql+psycopg://u@h/db", broker_url="redis://h:6379/2",
+        events_url="redis://h:6379/3", profile="funasr", worker_profiles=("offline", "funasr"),
+        model_dir=tmp_path / "models", device="cuda:1", batch_seconds=33.3, max_upload_bytes=3 * 1024**2 + 512,
+        max_duration_s=7200.5, job_lease_s=6.0, hotword_file=hotwords, max_hotwords=7, host="0.0.0.0", port=8123,
+        gateway_port=10096, webhook_secret="s3cret", webhook_allow=("10.0.0.0/8", "hooks.local"),
+        preload_models=False, worker_threads=3, openai_wait_s=12.5, storage_url="s3://bucket/prefix",
+        s3_endpoint_url="http://minio:9000", s3_region="eu-1", s3_access_key_id="a", s3_secret_access_key="b",
+        s3_addressing_style="path", scratch_dir=tmp_path / "scratch", auth="required",
+        allowed_origins=("https://asr.example.com",), trusted_proxies=1, session_hours=0.5,
+        rate_limit="20/second;1000/hour", upload_rate_limit="off", tenant_max_jobs=9, tenant_inflight=2,
+        gateway_tenant="gw", gateway_require_token=True, request_idle_timeout_s=2.0, max_attempts=4,
+        resend_after_s=30.0, job_time_base_s=60.0, job_time_factor={"offline": 2.0, "funasr": 0.5},
+        stall_s=90.0, db_retry_s=5.0, spool_max_age_s=3600.0, profile_options={"beam_size": "3"},
+    )
+    env = settings.to_env()
+    assert all(key.startswith("TINGXIE_") and isinstance(value, str) for key, value in env.items())
+    assert Settings.from_env(env) == settings
+    assert Settings.from_env(Settings(data_dir=tmp_path).to_env()) == Settings(data_dir=tmp_path)

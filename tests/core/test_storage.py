@@ -15,7 +15,7 @@ JOB = "0123456789abcdef0123456789abcdef"
 KEY = f"{JOB}/source.flac"
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.network)])
 def store_settings(request, tmp_path) -> Settings:
     if request.param == "local":
         return Settings(data_dir=tmp_path / "data")
@@ -67,7 +67,7 @@ def test_a_key_not_of_our_making_is_refused(store_settings):
 
 
 def test_an_unreachable_store_is_an_error_naming_it(tmp_path):
-    from tests.service import free_port
+    from tests.support.service import free_port
 
     settings = Settings(data_dir=tmp_path, storage_url="s3://nowhere/x",
                         s3_endpoint_url=f"http://127.0.0.1:{free_port()}", s3_access_key_id="a",

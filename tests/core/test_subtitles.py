@@ -21,7 +21,7 @@ from core.export import (
     render,
 )
 from pipeline.text import join_words
-from tests.subtitles import assert_readable
+from tests.support.subtitles import assert_readable
 
 
 def transcript(*sentences: list[tuple[str, int, int]], speakers: list[str] | None = None, duration_ms=None) -> dict:

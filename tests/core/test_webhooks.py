@@ -147,6 +147,7 @@ def test_allow_list_by_host_address_or_network(tmp_path):
     assert webhooks.check_target("https://8.8.8.8/hook", Settings(data_dir=tmp_path)) == ["8.8.8.8"]
 
 
+@pytest.mark.network
 def test_post_is_signed_and_failures_are_reported(tmp_path, receiver):
     settings = Settings(data_dir=tmp_path, webhook_secret="k", webhook_allow=("127.0.0.1",))
     ok = receiver([200])

@@ -34,7 +34,7 @@ from gateway.protocol import (
     result_frame,
     wav_header,
 )
-from tests.gateway.funasr_testclient import client_ssl, html5_walk
+from tests.support.funasr_testclient import client_ssl, html5_walk
 
 # --- pure rules -------------------------------------------------------------------------------
 
@@ -296,6 +296,14 @@ def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
     asyncio.run(go())
     settings = gateway.settings
     engine = make_engine(settings.database_url)
+    # The gateway commits the job after the client left: wait for the row (a hang guard, not a
+    # time the test asserts), so a busy machine cannot fail it.
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(make_sessionmaker(engine)) as session:
+            if session.execute(select(Job)).first() is not None or time.monotonic() > deadline:
+                break
+        time.sleep(0.1)
     with session_scope(make_sessionmaker(engine)) as session:
         jobs = session.execute(select(Job)).scalars().all()
         assert [(j.status, j.source, j.filename, j.priority > 0) for j in jobs] == [("queued", "gateway", "left.wav", True)]

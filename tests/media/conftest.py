@@ -1,6 +1,6 @@
 """Media fixtures: both ffmpeg builds, media made on the fly, and hostile files built for real.
 
-``ffmpeg`` runs each test that takes it twice: with the binary imageio-ffmpeg bundles (what a
+``each_ffmpeg`` runs each test that takes it twice: with the binary imageio-ffmpeg bundles (what a
 fresh clone gets) and with Debian's /usr/bin/ffmpeg (what the Docker image runs; .ci/run installs
 it). The probe does not use either (PyAV brings its own libavformat); the decode uses the one given.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,25 +22,12 @@ def bundled_ffmpeg() -> str:
 
 
 @pytest.fixture(scope="session", params=["bundled", "system"])
-def ffmpeg(request) -> str:
+def each_ffmpeg(request) -> str:
     if request.param == "bundled":
         return bundled_ffmpeg()
     if not os.access(SYSTEM_FFMPEG, os.X_OK):
         pytest.skip(f"no system ffmpeg at {SYSTEM_FFMPEG} (apt-get install ffmpeg; .ci/run does)")
     return SYSTEM_FFMPEG
-
-
-@pytest.fixture
-def make_media(tmp_path):
-    """make_media(name, *ffmpeg_args): the bundled ffmpeg writes tmp_path/name; returns its path."""
-
-    def make(name: str, *args: str) -> Path:
-        out = tmp_path / name
-        subprocess.run([bundled_ffmpeg(), "-nostdin", "-v", "error", *args, "-y", str(out)], check=True,
-                       stdin=subprocess.DEVNULL)
-        return out
-
-    return make
 
 
 @pytest.fixture

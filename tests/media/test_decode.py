@@ -25,10 +25,10 @@ TOLERANCE_MS = 60
 
 @pytest.mark.parametrize("name, duration_ms", [("jfk.flac", 11_000), ("asr_example.wav", 5_550),
                                                ("asr_example.mp3", 5_550), ("hotwords.mp3", 4_000)])
-def test_real_speech_to_16k_mono(ffmpeg, speech_path, tmp_path, name, duration_ms):
+def test_real_speech_to_16k_mono(each_ffmpeg, speech_path, tmp_path, name, duration_ms):
     seen = []
     out = tmp_path / "out.s16le"
-    decoded_ms = decode_to_pcm(speech_path(name), out, info=probe(speech_path(name)), ffmpeg=ffmpeg,
+    decoded_ms = decode_to_pcm(speech_path(name), out, info=probe(speech_path(name)), ffmpeg=each_ffmpeg,
                                on_progress=seen.append)
     assert abs(decoded_ms - duration_ms) <= TOLERANCE_MS
     assert abs(out.stat().st_size - pcm_bytes(duration_ms)) <= pcm_bytes(TOLERANCE_MS)
@@ -38,32 +38,32 @@ def test_real_speech_to_16k_mono(ffmpeg, speech_path, tmp_path, name, duration_m
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.s16le"]  # no log or temp file left
 
 
-def test_video_gives_its_audio(ffmpeg, make_media, speech_path, tmp_path):
+def test_video_gives_its_audio(each_ffmpeg, make_media, speech_path, tmp_path):
     clip = make_media("clip.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=5.55",
                       "-i", str(speech_path("asr_example.wav")), "-shortest", "-c:v", "mpeg4", "-c:a", "aac")
-    assert abs(decode_to_pcm(clip, tmp_path / "v.s16le", info=probe(clip), ffmpeg=ffmpeg) - 5_550) <= 100
+    assert abs(decode_to_pcm(clip, tmp_path / "v.s16le", info=probe(clip), ffmpeg=each_ffmpeg) - 5_550) <= 100
 
 
-def test_mostly_complete_mp3_is_decoded(ffmpeg, speech_path, tmp_path):
+def test_mostly_complete_mp3_is_decoded(each_ffmpeg, speech_path, tmp_path):
     data = speech_path("asr_example.mp3").read_bytes()
     nearly = tmp_path / "nearly.mp3"
     nearly.write_bytes(data[: len(data) * 9 // 10])
-    assert 4_000 < decode_to_pcm(nearly, tmp_path / "out", info=probe(nearly), ffmpeg=ffmpeg) < 5_550
+    assert 4_000 < decode_to_pcm(nearly, tmp_path / "out", info=probe(nearly), ffmpeg=each_ffmpeg) < 5_550
 
 
-def test_truncated_behind_a_probe_of_the_whole_file(ffmpeg, speech_path, tmp_path):
+def test_truncated_behind_a_probe_of_the_whole_file(each_ffmpeg, speech_path, tmp_path):
     """A file cut after it was probed (or a forged probe) is refused by what actually decodes."""
     whole = probe(speech_path("asr_example.mp3"))
     cut = tmp_path / "cut.mp3"
     cut.write_bytes(speech_path("asr_example.mp3").read_bytes()[:5000])
     with pytest.raises(media.TruncatedMediaError) as err:
-        decode_to_pcm(cut, tmp_path / "out", info=whole, ffmpeg=ffmpeg)
+        decode_to_pcm(cut, tmp_path / "out", info=whole, ffmpeg=each_ffmpeg)
     assert "cut short" in err.value.message
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("size", ["128k", "256k"])
-def test_a_full_disk_is_scratch_full_not_a_cut_file(ffmpeg, speech_path, tmp_path, size):
+def test_a_full_disk_is_scratch_full_not_a_cut_file(each_ffmpeg, speech_path, tmp_path, size):
     """An intact file whose decoded audio does not fit (jfk.flac: 11 s, 352 KB of PCM) on a tmpfs
     of ``size``: less than half of it (a cut file, to the old check) or more (a success, with the
     rest silently missing); either way a disk that filled up, and nothing left behind."""
@@ -71,21 +71,21 @@ def test_a_full_disk_is_scratch_full_not_a_cut_file(ffmpeg, speech_path, tmp_pat
 
     with small_tmpfs(tmp_path / "scratch", size) as scratch:
         with pytest.raises(media.ScratchFullError) as err:
-            decode_to_pcm(speech_path("jfk.flac"), scratch / "out", info=probe(speech_path("jfk.flac")), ffmpeg=ffmpeg)
+            decode_to_pcm(speech_path("jfk.flac"), scratch / "out", info=probe(speech_path("jfk.flac")), ffmpeg=each_ffmpeg)
         assert err.value.code == "scratch_full" and "not at fault" in err.value.message
         assert "upload the complete file" not in err.value.message
         assert list(scratch.iterdir()) == []
 
 
-def test_too_long(ffmpeg, speech_path, make_media, tmp_path):
+def test_too_long(each_ffmpeg, speech_path, make_media, tmp_path):
     jfk = speech_path("jfk.flac")
     with pytest.raises(media.MediaTooLongError):
-        decode_to_pcm(jfk, tmp_path / "out", info=probe(jfk), ffmpeg=ffmpeg, max_duration_ms=5_000)
+        decode_to_pcm(jfk, tmp_path / "out", info=probe(jfk), ffmpeg=each_ffmpeg, max_duration_ms=5_000)
     # A length the container does not declare is enforced while decoding.
     raw = make_media("long.aac", "-f", "lavfi", "-i", "sine=frequency=300:duration=8", "-c:a", "aac", "-f", "adts")
     undeclared = dataclasses.replace(probe(raw), duration_ms=None)
     with pytest.raises(media.MediaTooLongError) as err:
-        decode_to_pcm(raw, tmp_path / "out", info=undeclared, ffmpeg=ffmpeg, max_duration_ms=3_000)
+        decode_to_pcm(raw, tmp_path / "out", info=undeclared, ffmpeg=each_ffmpeg, max_duration_ms=3_000)
     assert err.value.code == "too_long" and "3.0 s" in err.value.message
     assert not (tmp_path / "out").exists()
 
@@ -96,7 +96,7 @@ def _forgeries(real: media.MediaInfo) -> list[media.MediaInfo]:
 
 
 @pytest.mark.parametrize("kind", sorted(REFERENCES))
-def test_forged_probe_of_a_reference_file_is_refused(ffmpeg, reference_file, other_upload, tmp_path, kind):
+def test_forged_probe_of_a_reference_file_is_refused(each_ffmpeg, reference_file, other_upload, tmp_path, kind):
     """Even with a probe that says "mp3" (or any allowed demuxer), ffmpeg reads the playlist, script
     or manifest as that demuxer and finds no audio: the other upload is never decoded."""
     hostile = reference_file(kind)
@@ -104,38 +104,38 @@ def test_forged_probe_of_a_reference_file_is_refused(ffmpeg, reference_file, oth
     out.write_bytes(b"stale bytes from an earlier attempt")  # not mistaken for ffmpeg's output
     for info in _forgeries(probe(other_upload)):
         with pytest.raises(media.MediaError) as err:
-            decode_to_pcm(hostile, out, info=info, ffmpeg=ffmpeg)
+            decode_to_pcm(hostile, out, info=info, ffmpeg=each_ffmpeg)
         assert err.value.code in ("bad_media", "truncated_media"), (info.format_name, err.value.message)
         assert not out.exists()
 
 
 @pytest.mark.parametrize("demuxer", ["hls", "concat", "dash", "sdp", "image2", "png_pipe", "srt", "ffmetadata", "lavfi", "tty"])
-def test_probe_naming_a_refused_demuxer_never_starts_ffmpeg(ffmpeg, reference_file, other_upload, tmp_path, demuxer):
+def test_probe_naming_a_refused_demuxer_never_starts_ffmpeg(each_ffmpeg, reference_file, other_upload, tmp_path, demuxer):
     forged = dataclasses.replace(probe(other_upload), format_name=demuxer)
     with pytest.raises(media.RefusedFormatError) as err:
-        decode_to_pcm(reference_file("hls-absolute"), tmp_path / "out", info=forged, ffmpeg=ffmpeg)
+        decode_to_pcm(reference_file("hls-absolute"), tmp_path / "out", info=forged, ffmpeg=each_ffmpeg)
     assert err.value.code == "bad_media"
     assert not (tmp_path / "out").exists()
 
 
-def test_image_sequence_behind_a_forged_probe(ffmpeg, image_sequence, other_upload, tmp_path):
+def test_image_sequence_behind_a_forged_probe(each_ffmpeg, image_sequence, other_upload, tmp_path):
     for info in _forgeries(probe(other_upload)):
         with pytest.raises(media.MediaError):
-            decode_to_pcm(image_sequence, tmp_path / "out", info=info, ffmpeg=ffmpeg)
+            decode_to_pcm(image_sequence, tmp_path / "out", info=info, ffmpeg=each_ffmpeg)
         assert not (tmp_path / "out").exists()
 
 
-def test_empty_fifo_and_video_only(ffmpeg, make_media, speech_path, tmp_path):
+def test_empty_fifo_and_video_only(each_ffmpeg, make_media, speech_path, tmp_path):
     info = probe(speech_path("asr_example.mp3"))
     (tmp_path / "empty.mp3").touch()
     with pytest.raises(media.EmptyMediaError):
-        decode_to_pcm(tmp_path / "empty.mp3", tmp_path / "out", info=info, ffmpeg=ffmpeg)
+        decode_to_pcm(tmp_path / "empty.mp3", tmp_path / "out", info=info, ffmpeg=each_ffmpeg)
     os.mkfifo(tmp_path / "pipe.mp3")
     with pytest.raises(media.MediaError, match="not a regular file"):
-        decode_to_pcm(tmp_path / "pipe.mp3", tmp_path / "out", info=info, ffmpeg=ffmpeg)
+        decode_to_pcm(tmp_path / "pipe.mp3", tmp_path / "out", info=info, ffmpeg=each_ffmpeg)
     video = make_media("silent.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5:duration=2", "-c:v", "mpeg4")
     with pytest.raises(media.MediaError) as err:
-        decode_to_pcm(video, tmp_path / "out", info=dataclasses.replace(info, format_name="mov"), ffmpeg=ffmpeg)
+        decode_to_pcm(video, tmp_path / "out", info=dataclasses.replace(info, format_name="mov"), ffmpeg=each_ffmpeg)
     assert err.value.code == "bad_media"
     assert not (tmp_path / "out").exists()
 

@@ -11,6 +11,8 @@ import pytest
 from pipeline.audio import decode
 from pipeline.errors import MediaError, TruncatedMediaError
 
+pytestmark = pytest.mark.subprocess
+
 
 def test_decode_gives_16k_mono_pcm_sliced_without_loading(speech_dir, tmp_path):
     out = tmp_path / "jfk.s16le"

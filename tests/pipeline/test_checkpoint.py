@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from bench.speech import build_speech
+from tests.support.speech import build_speech
 from pipeline import transcribe
 from pipeline.checkpoint import BatchResult, Checkpoint, batch_key
 from pipeline.stages import SpeechSpan

@@ -236,6 +236,7 @@ def test_one_voice_is_one_speaker(engine, speech_dir, speech_path, ffmpeg, tmp_p
         assert transcript.speakers == [Speaker("S1")]
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_a_job_without_speakers_loads_no_speaker_model(tmp_path, speech_path):
     """A fresh process, as a worker: a transcription without diarize neither loads the encoder

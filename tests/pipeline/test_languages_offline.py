@@ -12,7 +12,7 @@ from core.languages import languages_for
 from pipeline import transcribe
 from pipeline.errors import UnsupportedLanguageError
 from pipeline.types import Hotword, TranscribeOptions, Transcript
-from tests.pipeline.metrics import hanzi, wer
+from tests.support.metrics import hanzi, wer
 from tests.pipeline.test_transcribe import DAMO, JFK, assert_timeline
 
 pytestmark = pytest.mark.slow

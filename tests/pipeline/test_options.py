@@ -161,6 +161,7 @@ def test_every_documented_option_is_a_real_key():
     assert documented == declared
 
 
+@pytest.mark.subprocess
 def test_reading_options_loads_no_model_runtime():
     code = (
         "import sys; import pipeline.profiles as p; p.split_profile_options({'beam_size': '3', 'asr': 'x'}); "

@@ -67,6 +67,7 @@ def test_checksum_mismatch_is_a_clear_error(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.subprocess
 def test_two_processes_preparing_at_once_agree(tmp_path):
     code = "import sys; from pathlib import Path; from pipeline.whisper import prepare_whisper_base; " \
            "print(prepare_whisper_base(Path(sys.argv[1])))"
@@ -79,6 +80,7 @@ def test_two_processes_preparing_at_once_agree(tmp_path):
     assert (tmp_path / "whisper-base" / "model.bin").stat().st_size == 94_371_840 + 50_845_767
 
 
+@pytest.mark.subprocess
 def test_importing_the_pipeline_loads_no_model_runtime():
     code = "import sys, pipeline, pipeline.profiles, pipeline.stages, pipeline.run, pipeline.feed, pipeline.batching, " \
            "pipeline.recognition, pipeline.sentences; " \
@@ -87,6 +89,7 @@ def test_importing_the_pipeline_loads_no_model_runtime():
     assert out.strip() == "[]"
 
 
+@pytest.mark.subprocess
 def test_the_registry_imports_a_profile_only_when_asked():
     """No import cycle between the registry and the profiles: a profile's module is named, not imported."""
     code = "import sys, pipeline.profiles as p; print(sorted(m for m in sys.modules if m.startswith(('pipeline.offline', " \

@@ -13,6 +13,8 @@ from pipeline.stages import AsrModel, AsrResult, AsrWord, Engine, PuncModel
 from pipeline.types import Hotword, TranscribeOptions
 from pipeline.vad_silero import SileroVad
 
+pytestmark = pytest.mark.subprocess
+
 
 @dataclass
 class ScriptedAsr:

@@ -1,5 +1,5 @@
 """Subtitles of real transcripts: the offline profile on the shared speech, every cue checked
-against the limits (tests/subtitles.py), and the cues' words give back the transcript's text."""
+against the limits (tests/support/subtitles.py), and the cues' words give back the transcript's text."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,7 @@ import pytest
 from core.export import SubtitleLimits, render
 from pipeline import transcribe
 from pipeline.types import TranscribeOptions
-from tests.subtitles import assert_readable
+from tests.support.subtitles import assert_readable
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import pytest
 from pipeline import transcribe
 from pipeline.errors import EmptyMediaError, MediaError, MediaTooLongError, TruncatedMediaError
 from pipeline.types import Hotword, Progress, Stage, TranscribeOptions, Transcript
-from tests.pipeline.metrics import hanzi, wer
+from tests.support.metrics import hanzi, wer
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,11 @@ Needs torch and funasr (the ``funasr`` extra); the VAD and punctuation ONNX expo
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 # ModelScope ids the fixtures stand in for (the profile's defaults).
@@ -50,6 +53,31 @@ def build_tiny_models(root: Path) -> dict[str, Path]:
     paths["vad_onnx"] = export_onnx(paths["vad"], root / VAD_ONNX_ID)
     paths["punc_onnx"] = export_onnx(paths["punc"], root / PUNC_ONNX_ID)
     return paths
+
+
+CACHE_ROOT = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+def cached_tiny_models(cache_root: Path = CACHE_ROOT) -> Path:
+    """The model directory of ``build_tiny_models``, built once per machine and reused while this
+    file and funasr's version stay the same (the key of its folder under tests/artifacts/).
+    Safe from several processes at once (pytest-xdist workers): a file lock, a build in a
+    temporary folder, a rename."""
+    import funasr
+    from filelock import FileLock
+
+    key = hashlib.sha256(Path(__file__).read_bytes() + funasr.__version__.encode()).hexdigest()[:16]
+    target = cache_root / f"funasr-tiny-{key}"
+    if target.is_dir():
+        return target
+    cache_root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not target.is_dir():
+            building = cache_root / f".building-{key}-{os.getpid()}"
+            shutil.rmtree(building, ignore_errors=True)
+            build_tiny_models(building)
+            os.replace(building, target)
+    return target
 
 
 def build_large_models(root: Path, *, jieba: bool = True) -> dict[str, Path]:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.service import free_port
+from tests.support.service import free_port
 
 
 def _as_postgres(argv: list[str]) -> list[str]:

@@ -187,7 +187,7 @@ def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket)
     """An object store that does not answer makes the web tier not ready, naming the store; back up, ready."""
     from core.migrate import upgrade
     from core.settings import Settings
-    from tests.service import free_port
+    from tests.support.service import free_port
     from web import create_app
 
     down = {**s3_server.storage_settings(s3_bucket), "s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}

@@ -109,7 +109,7 @@ def test_the_first_concurrent_uploads_to_a_fresh_web_process_are_all_accepted(an
     from concurrent.futures import ThreadPoolExecutor
 
     from core.migrate import upgrade
-    from tests.service import Service
+    from tests.support.service import Service
 
     settings = any_settings.with_(tenant_max_jobs=100)
     upgrade(settings)

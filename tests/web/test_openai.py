@@ -29,7 +29,7 @@ def make_token(settings, tenant: str) -> str:
 def service(tmp_path_factory):
     from core.migrate import upgrade
     from tests.conftest import make_settings
-    from tests.service import Service
+    from tests.support.service import Service
 
     tmp = tmp_path_factory.mktemp("openai")
     settings = make_settings(tmp)
@@ -169,7 +169,7 @@ def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, spe
     """No worker: the job stays queued, and after TINGXIE_OPENAI_WAIT_S the caller gets its id."""
     from core.migrate import upgrade
     from tests.conftest import make_settings
-    from tests.service import Service
+    from tests.support.service import Service
 
     settings = make_settings(tmp_path, openai_wait_s=1.0)
     upgrade(settings)

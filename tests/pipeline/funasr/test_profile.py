@@ -69,18 +69,18 @@ def test_transcribes_real_speech_end_to_end(funasr_engine, run, speech_path):
     assert transcript.warnings == []
 
 
-def test_long_file_is_cut_at_its_pauses(funasr_engine, run, long_speech):
+def test_long_file_is_cut_at_its_pauses(funasr_engine, run, long_zh_wav):
     """150 s in several VAD chunks and ASR batches: one span per spoken clip, times on the file."""
     from pipeline.audio import decode
 
-    _, pcm = decode(long_speech, long_speech.with_suffix(".s16le"))
+    _, pcm = decode(long_zh_wav, long_zh_wav.with_suffix(".s16le"))
     spans = funasr_engine.vad.speech_spans(pcm)
     assert len(spans) == 18
     assert all(a.end_ms < b.start_ms for a, b in zip(spans, spans[1:]))
     assert all(4000 <= s.duration_ms <= 5600 for s in spans)
 
     small_batches = type(funasr_engine)(**{**funasr_engine.__dict__, "batch_seconds": 20.0})
-    transcript = run(small_batches, long_speech)
+    transcript = run(small_batches, long_zh_wav)
     assert_timeline(transcript)
     assert transcript.duration_ms > 140_000
     assert transcript.segments[-1].end_ms > 140_000
@@ -174,13 +174,13 @@ def test_model_without_hotwords_warns(load_funasr, funasr_model_dir, run, speech
     assert_timeline(transcript)  # its own CIF timestamps
 
 
-def test_onnx_vad_and_punctuation_match_pytorch(load_funasr, funasr_engine, run, long_speech):
+def test_onnx_vad_and_punctuation_match_pytorch(load_funasr, funasr_engine, run, long_zh_wav):
     onnx_engine = load_funasr(vad=VAD_ONNX_ID, punc=PUNC_ONNX_ID)
     assert (onnx_engine.vad.backend, onnx_engine.punc.backend) == ("onnx", "onnx")
     assert (funasr_engine.vad.backend, funasr_engine.punc.backend) == ("pytorch", "pytorch")
 
-    from_onnx = run(onnx_engine, long_speech)
-    from_torch = run(funasr_engine, long_speech)
+    from_onnx = run(onnx_engine, long_zh_wav)
+    from_torch = run(funasr_engine, long_zh_wav)
     assert [(s.start_ms, s.end_ms, s.text) for s in from_onnx.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in from_torch.segments
     ]
@@ -214,13 +214,13 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
         load_funasr(model_dir=partial)
 
 
-def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_speech):
+def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_zh_wav):
     """VAD, punctuation and ITN in spawned helper processes (a GPU worker's set-up) change nothing."""
     pooled = load_funasr(cpu_workers=2)
     assert (pooled.vad.backend, pooled.punc.backend, pooled.itn.backend) == ("pool", "pool", "pool")
     assert pooled.itn.normalize("一百二十三", language="zh") == "123"
-    from_pool = run(pooled, long_speech)
-    in_process = run(funasr_engine, long_speech)
+    from_pool = run(pooled, long_zh_wav)
+    in_process = run(funasr_engine, long_zh_wav)
     assert [(s.start_ms, s.end_ms, s.text) for s in from_pool.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in in_process.segments
     ]
@@ -275,13 +275,13 @@ def _with(engine, **stages):
     return type(engine)(**{**engine.__dict__, "batch_seconds": 20.0, **stages})
 
 
-def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_engine, run, long_speech):
+def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_engine, run, long_zh_wav):
     """ASR's first batch starts while FSMN-VAD is still reading the file; which spans share a
     batch does not depend on how far VAD has got, so a slow VAD gives the same batches and
     transcript; every span VAD found is read once, as when the pipeline waits for all of them."""
     held = _HeldVad(funasr_engine.vad)
     slow_asr = _RecordingAsr(funasr_engine.asr, on_batch=lambda n: held.asr_started.set())
-    slow = run(_with(funasr_engine, vad=held, asr=slow_asr), long_speech)
+    slow = run(_with(funasr_engine, vad=held, asr=slow_asr), long_zh_wav)
     assert held.held and held.asr_started.is_set()
     vad_steps = [p.fraction for p in run.progress if p.stage == "vad"]
     first_asr = next(i for i, p in enumerate(run.progress) if p.stage == "asr")
@@ -292,7 +292,7 @@ def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_en
     assert_timeline(slow)
 
     fast_asr = _RecordingAsr(funasr_engine.asr)
-    fast = run(_with(funasr_engine, asr=fast_asr), long_speech)
+    fast = run(_with(funasr_engine, asr=fast_asr), long_zh_wav)
     assert fast_asr.batches == slow_asr.batches
     assert [(s.start_ms, s.end_ms, s.text) for s in fast.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in slow.segments
@@ -301,7 +301,7 @@ def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_en
     assert all(b == sorted(b, reverse=True) for b in slow_asr.batches)
 
     waited_asr = _RecordingAsr(funasr_engine.asr)
-    run(_with(funasr_engine, vad=_ListOnlyVad(funasr_engine.vad), asr=waited_asr), long_speech)
+    run(_with(funasr_engine, vad=_ListOnlyVad(funasr_engine.vad), asr=waited_asr), long_zh_wav)
     assert sorted(sum(waited_asr.batches, [])) == sorted(sum(slow_asr.batches, []))
     assert len(sum(slow_asr.batches, [])) == 18
 
@@ -321,7 +321,7 @@ class _WatchedVad:
 
 
 @pytest.mark.parametrize("where", ["in-process", "helper"])
-def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_speech, tmp_path, where):
+def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr_engine, long_zh_wav, tmp_path, where):
     """An error in ASR while VAD still reads the file (in this process or in a helper) ends the
     job with that error once VAD has stopped, leaving neither the PCM file nor the span feed."""
     engine = funasr_engine if where == "in-process" else load_funasr(cpu_workers=1)
@@ -334,14 +334,14 @@ def test_a_failing_batch_stops_vad_and_leaves_nothing_behind(load_funasr, funasr
 
     watched = _WatchedVad(engine.vad)
     with pytest.raises(Broken):
-        transcribe(long_speech, TranscribeOptions(),
+        transcribe(long_zh_wav, TranscribeOptions(),
                    _with(engine, vad=watched, asr=_RecordingAsr(engine.asr, on_batch=fail)),
                    work_dir=tmp_path / "work")
     assert watched.ended
     assert list((tmp_path / "work").iterdir()) == []
     if where == "helper":  # the helper is free again, and streams a whole file with its progress
         steps: list[Progress] = []
-        transcript = transcribe(long_speech, TranscribeOptions(), engine, work_dir=tmp_path / "again",
+        transcript = transcribe(long_zh_wav, TranscribeOptions(), engine, work_dir=tmp_path / "again",
                                 on_progress=steps.append)
         assert_timeline(transcript)
         assert len([p for p in steps if p.stage == "vad"]) >= 3  # a step per minute of audio, not only the end
