@@ -23,12 +23,13 @@ class S3Server:
     url: str
 
     @classmethod
-    def start(cls, log_path: Path) -> "S3Server":
+    def start(cls, log_path: Path, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> "S3Server":
+        """Listening on ``host``; ``prefix`` runs it inside another host's network (``ip netns exec HOST``)."""
         port = free_port()
         log = open(log_path, "ab")
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
