@@ -8,13 +8,14 @@ The previous release is ``PREVIOUS``, a commit of this repository, run from ``gi
 folder of its own (its code on PYTHONPATH, the same virtual environment)."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 
 from tests.conftest import make_settings
 from tests.service import REPO, Service, free_port, release_env, settings_env
@@ -54,9 +55,9 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
     settings = make_settings(tmp_path / "host", database_url=postgres_url, broker_url=redis_url, job_lease_s=20.0)
     engine = create_engine(postgres_url)
 
-    def rows(sql: str, **params):
+    def rows(sql, **params):
         with engine.connect() as conn:
-            return conn.execute(text(sql), params).all()
+            return conn.execute(text(sql) if isinstance(sql, str) else sql, params).all()
 
     def running_on(node: str) -> str | None:
         found = rows("select id from jobs where worker = :node and status = 'running'", node=node)
@@ -74,7 +75,7 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
     try:
         old.start_web()
         old_workers = [old.start_worker(), old.start_worker()]
-        old_nodes = [f"tingxie-{p.pid}@{_hostname()}" for p in old_workers]
+        old_nodes = [f"tingxie-{p.pid}@{socket.gethostname()}" for p in old_workers]
         submitted += [old.submit(audio, language="en")["id"] for _ in range(4)]
         _wait_for("an old worker to run a job", lambda: any(running_on(n) for n in old_nodes))
 
@@ -86,10 +87,10 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
         submitted += [new.submit(audio, language="en")["id"] for _ in range(3)]
 
         def old_ran_after_migration():
-            return rows("select j.id from jobs j join job_events e on e.job_id = j.id "
-                        "where j.status = 'done' and j.worker in :nodes and e.type = 'running' "
-                        "and e.id > :mark".replace(":nodes", "(" + ",".join(f"'{n}'" for n in old_nodes) + ")"),
-                        mark=after_migration)
+            return rows(text("select j.id from jobs j join job_events e on e.job_id = j.id "
+                             "where j.status = 'done' and j.worker in :nodes and e.type = 'running' "
+                             "and e.id > :mark").bindparams(bindparam("nodes", expanding=True)),
+                        nodes=old_nodes, mark=after_migration)
 
         # The old workers keep running jobs on the new schema: one they claimed after it finishes.
         ran_on_new_schema = _wait_for("an old worker to finish a job claimed after the migration",
@@ -134,8 +135,3 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
     # A job handed back went on elsewhere, or the old worker's own result stood (still the latest attempt).
     assert all(dones[job_id] == 1 for job_id in handed_back)
 
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname()

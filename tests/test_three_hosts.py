@@ -105,7 +105,7 @@ def test_three_hosts_nothing_shared(network, tmp_path, speech_path):
         audio = speech_path("jfk.flac")
         ids = [service.submit(audio, headers=auth, language="en")["id"] for _ in range(4)]
         for job_id in ids:
-            assert service.wait(job_id, headers=auth)["status"] == "done", service.log("worker0") + service.log("worker1")
+            assert service.wait(job_id, headers=auth)["status"] == "done"
         first = {job_id: ran_on(job_id) for job_id in ids}
         print("jobs per worker host:", {n: list(first.values()).count(node) for n, node in nodes.items()})
         assert set(first.values()) == set(nodes.values()), first
@@ -152,13 +152,7 @@ def test_three_hosts_nothing_shared(network, tmp_path, speech_path):
         added_node = _node(added_proc, "wc")
         ids = [service.submit(audio, headers=auth, language="en")["id"] for _ in range(3)]
         for new_id in ids:
-            job = service.job(new_id, auth)
-            try:
-                job = service.wait(new_id, headers=auth)
-            finally:
-                with engine.connect() as conn:
-                    print(conn.execute(text("select id, status, worker, attempt, enqueued_at from jobs")).all())
-            assert job["status"] == "done", job
+            assert service.wait(new_id, headers=auth)["status"] == "done"
         later = [ran_on(new_id) for new_id in ids]
         print("after the fourth host joined:", {"wc": later.count(added_node), other: later.count(nodes[other])})
         assert added_node in later, later
