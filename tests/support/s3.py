@@ -23,14 +23,16 @@ class S3Server:
     url: str
 
     @classmethod
-    def start(cls, log_path: Path, port: int | None = None) -> "S3Server":
-        """On a free port, or on ``port`` (the same server back after :meth:`stop`, as far as its
-        clients can tell: moto keeps its buckets in memory, so the caller puts back what it needs)."""
+    def start(cls, log_path: Path, port: int | None = None, host: str = "127.0.0.1",
+              prefix: tuple[str, ...] = ()) -> "S3Server":
+        """Listening on ``host``, on a free port or on ``port`` (the same server back after
+        :meth:`stop`, as far as its clients can tell: moto keeps its buckets in memory, so the caller
+        puts back what it needs); ``prefix`` runs it inside another host's network (``ip netns exec HOST``)."""
         port = port or free_port()
         log = open(log_path, "ab")
-        process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://{host}:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:

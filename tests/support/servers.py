@@ -25,16 +25,24 @@ def _as_postgres(argv: list[str]) -> list[str]:
 
 @dataclass
 class PrivateRedis:
+    """``host``: the address it listens on; ``prefix`` runs it inside another host's network
+    (``ip netns exec HOST``)."""
+
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> "PrivateRedis":
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [*self.prefix, "redis-server", "--port", str(self.port), "--bind", self.host, "--save", "",
+             "--appendonly", "no",
+             # Off the loopback it answers only with protected mode off (a private test subnet).
+             *(["--protected-mode", "no"] if self.host != "127.0.0.1" else []),
              "--dir", tempfile.gettempdir()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
@@ -47,7 +55,7 @@ class PrivateRedis:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_connect_timeout=1).ping():
+                if redis.Redis(host=self.host, port=self.port, socket_connect_timeout=1).ping():
                     return
             except redis.ConnectionError:
                 time.sleep(0.1)
@@ -56,7 +64,7 @@ class PrivateRedis:
     def flushall(self) -> None:
         import redis
 
-        redis.Redis(port=self.port).flushall()
+        redis.Redis(host=self.host, port=self.port).flushall()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -66,9 +74,15 @@ class PrivateRedis:
 
 @dataclass
 class PrivatePostgres:
+    """``host``: the address it listens on; ``prefix`` runs it inside another host's network
+    (``ip netns exec HOST``); ``clients``: a subnet (CIDR) also let in, besides this host."""
+
     port: int = field(default_factory=free_port)
     root: Path | None = None
     database: str = "tingxie"
+    host: str = "127.0.0.1"
+    prefix: tuple[str, ...] = ()
+    clients: str = ""
 
     @property
     def data(self) -> Path:
@@ -76,7 +90,7 @@ class PrivatePostgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/{self.database}"
 
     def start(self) -> "PrivatePostgres":
         """initdb on first start, then start (and wait until it answers)."""
@@ -87,19 +101,22 @@ class PrivatePostgres:
             subprocess.run(_as_postgres(["initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                                          "-E", "UTF8", "--no-sync"]),
                            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if self.clients:
+                with open(self.data / "pg_hba.conf", "a") as hba:
+                    hba.write(f"host all all {self.clients} trust\n")
             self._pg_ctl("start")
             import psycopg
 
-            with psycopg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres", autocommit=True) as conn:
+            with psycopg.connect(f"postgresql://postgres@{self.host}:{self.port}/postgres", autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{self.database}"')
             return self
         self._pg_ctl("start")
         return self
 
     def _pg_ctl(self, command: str, *extra: str) -> None:
-        options = f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        subprocess.run(_as_postgres(["pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                                     "-o", options, command, *extra]),
+        options = f"-p {self.port} -k /tmp -c listen_addresses={self.host} -c fsync=off -c max_connections=200"
+        subprocess.run([*self.prefix, *_as_postgres(["pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
+                                     "-o", options, command, *extra])],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def stop(self, mode: str = "fast") -> None:

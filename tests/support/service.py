@@ -33,6 +33,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def release_env(env: dict[str, str], code: Path) -> dict[str, str]:
+    """``env`` for a process of the release whose source tree is ``code``: its code on the path,
+    and only the ``TINGXIE_*`` settings that release knows (it refuses any other, as an operator's
+    old workers would refuse a setting added by the next release)."""
+    known = subprocess.run(
+        [sys.executable, "-c", "from core.settings import _VARIABLES, CLIENT_VARIABLES;"
+         "print(' '.join([v.name for v in _VARIABLES] + list(CLIENT_VARIABLES)))"],
+        cwd=code, env={**env, "PYTHONPATH": str(code)}, capture_output=True, text=True, check=True,
+    ).stdout.split()
+    kept = {k: v for k, v in env.items()
+            if not k.startswith("TINGXIE_") or k.startswith("TINGXIE_MODEL_") or k[len("TINGXIE_"):] in known}
+    return {**kept, "PYTHONPATH": str(code)}
+
+
 # Services with processes started: stopped when the Python process exits (a bench ended by Ctrl-C
 # or SIGTERM while starting one, before its ``finally`` could know it), so none is left running.
 _running: list["Service"] = []
@@ -60,28 +74,38 @@ class Service:
     web: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
     extra: list[subprocess.Popen] = field(default_factory=list)
+    # Another release's source tree to run (a rolling upgrade's previous release); default this one.
+    code: Path | None = None
+    # Runs each process inside, e.g. ``ip netns exec HOST``: another host's network.
+    web_prefix: tuple[str, ...] = ()
 
     @property
     def base_url(self) -> str:
         return f"http://{self.settings.host}:{self.settings.port}"
 
     def _spawn(self, name: str, *args: str, settings: Settings | None = None,
-               faults: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
+               faults: tuple[str, ...] = (), env: dict[str, str] | None = None,
+               prefix: tuple[str, ...] = ()) -> subprocess.Popen:
+        """``env``: more environment (a clock offset); ``prefix`` runs the command inside it (``ip
+        netns exec HOST``; it must exec, so that the process started is the tingxie process)."""
         _stop_at_exit(self)
         log = open(self.log_dir / f"{name}.log", "ab")
         # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
         command = ["tests.support.faulty_worker", *faults, "--"] if faults else ["cli"]
+        environ = settings_env(settings or self.settings)
+        if self.code is not None:
+            environ = release_env(environ, self.code)
         return subprocess.Popen(
-            [sys.executable, "-m", *command, *args],
-            cwd=REPO,
-            env={**settings_env(settings or self.settings), **(env or {})},
+            [*prefix, sys.executable, "-m", *command, *args],
+            cwd=self.code or REPO,
+            env={**environ, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
     def start_web(self) -> None:
-        self.web = self._spawn("web", "web", "--dev")
+        self.web = self._spawn("web", "web", "--dev", prefix=self.web_prefix)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.web.poll() is not None:
@@ -95,12 +119,15 @@ class Service:
         raise RuntimeError(f"web did not become ready: {self.log('web')}")
 
     def start_worker(self, wait: bool = True, *args: str, settings: Settings | None = None,
-                     faults: tuple[str, ...] = (), env: dict[str, str] | None = None) -> subprocess.Popen:
+                     faults: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                     prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         """A worker on the service's settings, or on ``settings`` (another host: its own data
         directory, profile...), with extra ``args`` (``--profiles funasr``), with ``faults``
-        injected (tests.support.faulty_worker), or with more environment (``env``: a clock offset)."""
+        injected (tests.support.faulty_worker), with more environment (``env``: a clock offset), or
+        run inside ``prefix`` (another host's network)."""
         name = f"worker{len(self.workers)}"
-        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings, faults=faults, env=env)
+        proc = self._spawn(name, "worker", "--concurrency", "1", *args, settings=settings, faults=faults, env=env,
+                           prefix=prefix)
         self.workers.append(proc)
         if wait:
             deadline = time.monotonic() + 180
@@ -129,6 +156,11 @@ class Service:
         """SIGTERM, as an orchestrator stops a worker: Celery's warm shutdown."""
         proc.terminate()
         proc.wait(timeout=30)
+
+    def stop_web(self) -> None:
+        """SIGTERM the web tier, as an orchestrator replaces it."""
+        self.web.terminate()
+        self.web.wait(timeout=30)
 
     def kill_worker(self, proc: subprocess.Popen) -> None:
         """SIGKILL the worker's whole process group (parent and pool children), as a crash would."""
