@@ -50,6 +50,9 @@ class VadOptions:
 
 def silero_model_path() -> Path:
     """The Silero v6 ONNX file inside the installed faster-whisper package."""
+    from pipeline.runtimes import import_faster_whisper
+
+    import_faster_whisper()
     from faster_whisper.utils import get_assets_path
 
     return Path(get_assets_path()) / "silero_vad_v6.onnx"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from pipeline.errors import EngineMissingError, ModelNotReadyError
+from pipeline.runtimes import import_faster_whisper
 from pipeline.stages import AsrResult, AsrWord
 from pipeline.text import join_words
 from pipeline.types import Hotword
@@ -139,7 +140,7 @@ class WhisperAsr:
         cpu_threads: int = 0,
     ):
         try:
-            from faster_whisper import WhisperModel
+            WhisperModel = import_faster_whisper().WhisperModel
             from opencc import OpenCC
         except ImportError as exc:
             raise EngineMissingError(f"The offline profile needs faster-whisper and opencc: {_INSTALL_HINT}") from exc
