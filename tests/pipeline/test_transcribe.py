@@ -156,3 +156,16 @@ def test_speech_in_another_language_inside_one_window_is_not_lost(run, speech_di
     assert hanzi(transcript.text), transcript.text
     assert wer(JFK, transcript.text) <= 0.1, transcript.text
     assert_timeline(transcript)
+
+
+def test_chinese_is_simplified_with_full_width_marks_unless_traditional_is_asked(run, speech_dir):
+    """Real speech: "zh" is written in simplified characters, "zh-hant"/"zh-tw" in traditional ones,
+    word by word (each word keeps its times); full-width marks either way (issue 25)."""
+    simplified = run(speech_dir / "asr_example.wav", language="zh", hotwords=(Hotword("达摩院"),))
+    assert hanzi(simplified.text) == DAMO and not set(simplified.text) & set(",.?!:;"), simplified.text
+    for language in ("zh-hant", "zh-tw"):
+        traditional = run(speech_dir / "asr_example.wav", language=language, hotwords=(Hotword("达摩院"),))
+        assert hanzi(traditional.text) == "歡迎大家來體驗達摩院推出的語音識別模型", traditional.text
+        assert traditional.language == "zh"
+        assert_timeline(traditional)
+        assert "".join(w.text for s in traditional.segments for w in s.words).startswith("歡迎")
