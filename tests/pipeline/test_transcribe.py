@@ -169,3 +169,21 @@ def test_chinese_is_simplified_with_full_width_marks_unless_traditional_is_asked
         assert traditional.language == "zh"
         assert_timeline(traditional)
         assert "".join(w.text for s in traditional.segments for w in s.words).startswith("歡迎")
+
+
+def test_windows_encoded_a_few_at_a_time_give_the_batch_encoding(engine, speech_dir, tmp_path):
+    """The encoder takes ENCODE_SEGMENTS windows at a time (its attention over eight at once took a
+    worker to 1.6 GiB); the output is the one a single call gives, rows in order (issue 25, P3)."""
+    import numpy as np
+    from faster_whisper.audio import pad_or_trim
+
+    from pipeline.audio import decode
+    from pipeline.whisper import ENCODE_SEGMENTS
+
+    _, pcm = decode(speech_dir / "jfk.flac", tmp_path / "jfk.s16le")
+    asr = engine.asr
+    clips = [pcm.read(start, start + 5_000) for start in range(0, 10_000, 2_000)]  # five different windows
+    features = np.stack([pad_or_trim(asr._model.feature_extractor(c)[..., :-1]) for c in clips])
+    assert len(features) > ENCODE_SEGMENTS
+    np.testing.assert_allclose(np.asarray(asr._encode(features)), np.asarray(asr._model.encode(features)),
+                               rtol=1e-4, atol=1e-4)
