@@ -132,11 +132,12 @@ def transcribe(
     if options.itn and engine.itn is None:
         warnings.append(f"The {engine.name!r} profile has no inverse text normalisation; ITN was skipped.")
     texts = [join_words(w.text for w in sentence) for _, sentence in sentences]
-    written = texts
+    # Written as people write it before ITN (which then reads tidy text) and again after it ("¥300").
+    written = [as_written(text, language) for text, (language, _) in zip(texts, sentences)]
     if options.itn and engine.itn is not None and sentences:
-        written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
+        written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(written, sentences)])
         warnings += _itn_skipped(engine.itn, [language for language, _ in sentences])
-    written = [as_written(text, language) for text, (language, _) in zip(written, sentences)]
+        written = [as_written(text, language) for text, (language, _) in zip(written, sentences)]
     segments = [to_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
     if script is not None:  # word by word, so that each word keeps its times
         segments = [_traditional(segment, script) if language == "zh" else segment
