@@ -21,8 +21,9 @@ def plan_batches(feed: SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
     that returns them all at once go longest first. From a streaming VAD, once
     ``LOOKAHEAD_BATCHES`` batches' worth of spans is waiting (one batch's worth where every span
     costs a whole window), the batch among them whose spans differ least in length is cut
-    (:func:`evenest`); what is left goes longest first once VAD has finished. Which spans share a batch depends on the spans alone, not on how fast VAD ran, so
-    a file gives the same batches, and the same transcript, every time."""
+    (:func:`evenest`); what is left goes longest first once VAD has finished. Which spans share a
+    batch depends on the spans alone, not on how fast VAD ran, so a file gives the same batches,
+    and the same transcript, every time."""
     budget_ms = max(1, int(engine.batch_seconds * 1000))
     # Where every span costs at least a whole window (Whisper), spans shorter than it pad to the
     # same cost whatever their length: choosing among more of them saves nothing, so ASR starts
