@@ -28,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from bench import stop_services_on_signals
 from bench.event_sockets import REPO, Backends, _env, _free_port, _healthz, _p, _rss_mib, _start_web
 
 
@@ -139,6 +140,7 @@ def run(args, repo: Path, backends: Backends, tmp: Path) -> dict:
 
 
 def main() -> None:
+    stop_services_on_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--callers", type=int, default=200)
     parser.add_argument("--kinds", default="sign_in,upload", help=f"comma-separated, of {', '.join(KINDS)}")

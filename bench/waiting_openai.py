@@ -29,9 +29,11 @@ from types import SimpleNamespace
 import psutil
 import requests
 
+from bench import stop_services_on_signals
 from bench.event_sockets import REPO, Backends, _env, _free_port, _healthz, _p, _start_web
+from tests.support.speech import SPEECH_DIR
 
-SPEECH = REPO.parent / "shared" / "data" / "speech" / "asr_example.mp3"
+SPEECH = SPEECH_DIR / "asr_example.mp3"
 
 
 def _token(database_url: str, tenant: str) -> str:
@@ -91,6 +93,7 @@ def measure(base: str, token: str, *, calls: int, seconds: float, path: Path = S
 
 
 def main() -> None:
+    stop_services_on_signals()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=15, help="how long /healthz is timed, idle and loaded")

@@ -37,14 +37,19 @@ WHISPER_LANGUAGES: Mapping[str, str] = {
     "vi": "Vietnamese", "yi": "Yiddish", "yo": "Yoruba", "zh": "Chinese", "yue": "Cantonese",
 }
 
+# Chinese written in traditional characters: the models read it as "zh", the text is converted at the
+# end (pipeline.text.to_traditional); "zh" itself is always written in simplified characters.
+TRADITIONAL_CHINESE: Mapping[str, str] = {"zh-hant": "Chinese (traditional characters)",
+                                          "zh-tw": "Chinese (traditional, Taiwan)"}
+
 # Whisper large-v3 added Cantonese; Whisper-base, the offline profile's model, has no token for it.
 NOT_IN_WHISPER_BASE = frozenset({"yue"})
 
 # What each profile's ASR model transcribes (``auto`` first). The FunASR profile's Paraformer
 # reads Mandarin with English words in it.
 _PROFILE_LANGUAGES: dict[str, tuple[str, ...]] = {
-    "offline": (AUTO, *(code for code in WHISPER_LANGUAGES if code not in NOT_IN_WHISPER_BASE)),
-    "funasr": (AUTO, "zh", "en"),
+    "offline": (AUTO, *(code for code in WHISPER_LANGUAGES if code not in NOT_IN_WHISPER_BASE), *TRADITIONAL_CHINESE),
+    "funasr": (AUTO, "zh", *TRADITIONAL_CHINESE, "en"),
 }
 
 
@@ -69,7 +74,7 @@ def language_name(code: str) -> str:
     """An English name for a code (``auto``: "Detect automatically"); the code itself when unknown."""
     if code == AUTO:
         return "Detect automatically"
-    return WHISPER_LANGUAGES.get(code, code)
+    return WHISPER_LANGUAGES.get(code) or TRADITIONAL_CHINESE.get(code, code)
 
 
 def check_language(profile: str, language: str) -> str:

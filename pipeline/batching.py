@@ -19,11 +19,16 @@ def plan_batches(feed: SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
     """ASR batches of at most ``engine.batch_seconds`` of audio (each span counted as at least
     ``engine.asr_window_ms``), of spans of similar lengths (they pad least). Spans from a VAD
     that returns them all at once go longest first. From a streaming VAD, once
-    ``LOOKAHEAD_BATCHES`` batches' worth of spans is waiting, the batch among them whose spans
-    differ least in length is cut (:func:`evenest`); what is left goes longest first once VAD has
-    finished. Which spans share a batch depends on the spans alone, not on how fast VAD ran, so
-    a file gives the same batches, and the same transcript, every time."""
+    ``LOOKAHEAD_BATCHES`` batches' worth of spans is waiting (one batch's worth where every span
+    costs a whole window), the batch among them whose spans differ least in length is cut
+    (:func:`evenest`); what is left goes longest first once VAD has finished. Which spans share a
+    batch depends on the spans alone, not on how fast VAD ran, so a file gives the same batches,
+    and the same transcript, every time."""
     budget_ms = max(1, int(engine.batch_seconds * 1000))
+    # Where every span costs at least a whole window (Whisper), spans shorter than it pad to the
+    # same cost whatever their length: choosing among more of them saves nothing, so ASR starts
+    # once one batch's worth is waiting, while VAD reads the rest.
+    lookahead = 1 if engine.asr_window_ms else LOOKAHEAD_BATCHES
 
     def cost_ms(span: SpeechSpan) -> int:
         return max(span.duration_ms, engine.asr_window_ms)
@@ -31,7 +36,7 @@ def plan_batches(feed: SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
     pending: list[SpeechSpan] = []
     waiting_ms = 0
     while True:
-        while not feed.finished and (feed.whole or waiting_ms < LOOKAHEAD_BATCHES * budget_ms):
+        while not feed.finished and (feed.whole or waiting_ms < lookahead * budget_ms):
             span = feed.next()
             if span is not None:
                 pending.append(span)

@@ -11,6 +11,7 @@ it does not grow with the file beyond those small records.
 """
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from pathlib import Path
 from typing import Callable, Sequence
@@ -24,8 +25,8 @@ from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
 from pipeline.stages import Engine
-from pipeline.text import join_words
-from pipeline.types import Progress, Speaker, Stage, TranscribeOptions, Transcript
+from pipeline.text import TRADITIONAL_CHINESE, as_written, join_words, to_traditional
+from pipeline.types import Progress, Segment, Speaker, Stage, TranscribeOptions, Transcript
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {
@@ -87,6 +88,10 @@ def transcribe(
     an earlier run of the same job was interrupted in skips the batches that run finished, and
     writes the same transcript.
     """
+    # zh-hant / zh-tw: the models read Chinese ("zh"); the text is written in traditional characters at the end.
+    script = options.language if options.language in TRADITIONAL_CHINESE else None
+    if script is not None:
+        options = dataclasses.replace(options, language="zh")
     _check_language(options.language, engine)
     report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
     # Loaded (once per engine) before any work, so that a missing model fails the job at once.
@@ -127,11 +132,16 @@ def transcribe(
     if options.itn and engine.itn is None:
         warnings.append(f"The {engine.name!r} profile has no inverse text normalisation; ITN was skipped.")
     texts = [join_words(w.text for w in sentence) for _, sentence in sentences]
-    written = texts
+    # Written as people write it before ITN (which then reads tidy text) and again after it ("¥300").
+    written = [as_written(text, language) for text, (language, _) in zip(texts, sentences)]
     if options.itn and engine.itn is not None and sentences:
-        written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(texts, sentences)])
+        written = engine.itn.normalize_many([(text, language) for text, (language, _) in zip(written, sentences)])
         warnings += _itn_skipped(engine.itn, [language for language, _ in sentences])
+        written = [as_written(text, language) for text, (language, _) in zip(written, sentences)]
     segments = [to_segment(sentence, text, new) for (_, sentence), text, new in zip(sentences, texts, written)]
+    if script is not None:  # word by word, so that each word keeps its times
+        segments = [_traditional(segment, script) if language == "zh" else segment
+                    for segment, (language, _) in zip(segments, sentences)]
     report(Stage.ITN, 1.0)
 
     return Transcript(
@@ -141,6 +151,13 @@ def transcribe(
         segments=segments,
         warnings=warnings,
         speakers=[Speaker(sid) for sid in dict.fromkeys(seg.speaker for seg in segments)] if options.diarize else None,
+    )
+
+
+def _traditional(segment: Segment, script: str) -> Segment:
+    return dataclasses.replace(
+        segment, text=to_traditional(segment.text, script),
+        words=tuple(dataclasses.replace(w, text=to_traditional(w.text, script)) for w in segment.words),
     )
 
 

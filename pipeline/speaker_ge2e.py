@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from pipeline.errors import EngineMissingError
+from pipeline.runtimes import import_torch
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,7 +141,7 @@ class Ge2eEncoder:
         nothing else in it runs on torch). One by default: on a busy 2-core host two threads took
         19-33 s for what one did in 5.5-9.3 s (752 windows), spinning against other work."""
         require_packages()
-        import torch
+        torch = import_torch()
 
         if threads > 0:
             torch.set_num_threads(threads)

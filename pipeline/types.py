@@ -126,7 +126,8 @@ class TranscribeOptions:
     """Per-request options.
 
     language: ``auto`` or an ISO 639-1 code the profile transcribes (the engine's ``languages``);
-        Chinese output is always simplified characters.
+        Chinese ("zh") is written in simplified characters; ``zh-hant`` and ``zh-tw`` (Taiwan's
+        standard forms) ask for traditional ones (the models read them as "zh").
     itn: inverse text normalisation ("一百二十三" -> "123"), on by default.
     hotwords: phrases to bias towards.
     diarize: label each sentence and word with its speaker (``S1``, ``S2``...); off by default.

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
+    import threading
+
     from pipeline.audio import PcmFile
 
 WINDOW_SAMPLES = 512
@@ -50,15 +52,20 @@ class VadOptions:
 
 def silero_model_path() -> Path:
     """The Silero v6 ONNX file inside the installed faster-whisper package."""
+    from pipeline.runtimes import import_faster_whisper
+
+    import_faster_whisper()
     from faster_whisper.utils import get_assets_path
 
     return Path(get_assets_path()) / "silero_vad_v6.onnx"
 
 
 class SileroVad:
-    """:class:`~pipeline.stages.VadModel` backed by Silero v6 on onnxruntime (CPU, one thread).
+    """:class:`~pipeline.stages.StreamingVad` backed by Silero v6 on onnxruntime (CPU, one thread).
 
-    All cores: VAD runs before ASR, not beside it, so it only delays the first ASR batch.
+    It hands out each span once the next speech region is known (padding and merging look one
+    region ahead), so the pipeline runs it in a thread beside ASR: one thread, since ASR keeps
+    the other cores busy, and one thread reads a file at about 100x real time.
     """
 
     def __init__(self, options: VadOptions = VadOptions(), model_path: Path | None = None):
@@ -67,7 +74,7 @@ class SileroVad:
         self.options = options
         opts = onnxruntime.SessionOptions()
         opts.inter_op_num_threads = 1
-        opts.intra_op_num_threads = 0  # all cores: VAD runs before ASR, not beside it
+        opts.intra_op_num_threads = 1  # beside ASR, which has the other cores
         opts.enable_cpu_mem_arena = False  # keep memory flat across long files
         opts.enable_mem_pattern = False
         opts.log_severity_level = 4
@@ -78,12 +85,20 @@ class SileroVad:
     def speech_spans(
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None
     ) -> list[SpeechSpan]:
-        rate = pcm.sample_rate_hz
-        regions_ms = [(s * 1000 // rate, e * 1000 // rate) for s, e in self._regions(pcm, on_progress)]
-        return _shape_spans(regions_ms, pcm.duration_ms, self.options)
+        return list(self.iter_speech_spans(pcm, on_progress))
 
-    def _regions(self, pcm: "PcmFile", on_progress: Callable[[float], None] | None) -> list[tuple[int, int]]:
-        """Raw speech regions in samples, found by a hysteresis over window scores."""
+    def iter_speech_spans(
+        self, pcm: "PcmFile", on_progress: Callable[[float], None] | None = None,
+        stop: "threading.Event | None" = None,
+    ) -> Iterator[SpeechSpan]:
+        rate = pcm.sample_rate_hz
+        regions_ms = ((s * 1000 // rate, e * 1000 // rate) for s, e in self._regions(pcm, on_progress, stop))
+        return _iter_spans(regions_ms, pcm.duration_ms, self.options)
+
+    def _regions(
+        self, pcm: "PcmFile", on_progress: Callable[[float], None] | None, stop: "threading.Event | None" = None,
+    ) -> Iterator[tuple[int, int]]:
+        """Raw speech regions in samples, found by a hysteresis over window scores, as each ends."""
         import numpy as np
 
         opt = self.options
@@ -94,13 +109,14 @@ class SileroVad:
         h = np.zeros(STATE_SHAPE, dtype=np.float32)
         c = np.zeros(STATE_SHAPE, dtype=np.float32)
         context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
-        regions: list[tuple[int, int]] = []
         start: int | None = None  # sample where the current region began
         silence_from: int | None = None  # sample where the current run of silence began
 
         chunk_samples = opt.chunk_windows * WINDOW_SAMPLES
         total = pcm.num_samples
         for chunk_start in range(0, total, chunk_samples):
+            if stop is not None and stop.is_set():
+                return
             audio = pcm.read_samples(chunk_start, chunk_start + chunk_samples)
             n_windows = -(-len(audio) // WINDOW_SAMPLES)
             audio = np.pad(audio, (0, n_windows * WINDOW_SAMPLES - len(audio)))
@@ -121,47 +137,58 @@ class SileroVad:
                         silence_from = at
                     elif at - silence_from >= min_silence:
                         if silence_from - start >= min_speech:
-                            regions.append((start, silence_from))
+                            yield start, silence_from
                         start = silence_from = None
             if on_progress is not None:
                 on_progress(min(1.0, (chunk_start + chunk_samples) / total))
         if start is not None:
             end = silence_from if silence_from is not None else total
             if end - start >= min_speech:
-                regions.append((start, min(end, total)))
-        return regions
+                yield start, min(end, total)
 
 
 def _shape_spans(regions: list[tuple[int, int]], duration_ms: int, opt: VadOptions) -> list[SpeechSpan]:
-    """Pad regions, merge those separated by short gaps, and keep every span under max_span_ms.
+    """:func:`_iter_spans` over a list."""
+    return list(_iter_spans(iter(regions), duration_ms, opt))
+
+
+def _iter_spans(regions: Iterable[tuple[int, int]], duration_ms: int, opt: VadOptions) -> Iterator[SpeechSpan]:
+    """Pad regions, merge those separated by short gaps, and keep every span under max_span_ms;
+    each span as soon as the region after it is known.
 
     Merging gives Whisper whole phrases (it reads better with context and a batch item costs the
     same 30 s either way); cutting at the widest gaps first is not needed because regions are
     already split at every pause of ``min_silence_ms``.
     """
-    padded: list[tuple[int, int]] = []
-    for i, (start, end) in enumerate(regions):
-        prev_end = regions[i - 1][1] if i else 0
-        next_start = regions[i + 1][0] if i + 1 < len(regions) else duration_ms
-        lo = max(start - opt.speech_pad_ms, (prev_end + start) // 2 if i else 0)
-        hi = min(end + opt.speech_pad_ms, (end + next_start) // 2 if i + 1 < len(regions) else duration_ms)
-        padded.append((max(0, lo), min(duration_ms, hi)))
-
-    pieces: list[tuple[int, int]] = []
-    for start, end in padded:  # a region longer than a span is cut into equal parts
-        parts = -(-(end - start) // opt.max_span_ms)
-        step = -(-(end - start) // parts) if parts else 0
-        pieces.extend((s, min(end, s + step)) for s in range(start, end, step) if step)
-
-    spans: list[SpeechSpan] = []
     current: list[tuple[int, int]] = []
-    for start, end in pieces:
+    for start, end in _pieces(_padded(iter(regions), duration_ms, opt), opt):
         if current and start - current[-1][1] < opt.merge_gap_ms and end - current[0][0] <= opt.max_span_ms:
             current.append((start, end))
             continue
         if current:
-            spans.append(SpeechSpan(current[0][0], current[-1][1], tuple(current)))
+            yield SpeechSpan(current[0][0], current[-1][1], tuple(current))
         current = [(start, end)]
     if current:
-        spans.append(SpeechSpan(current[0][0], current[-1][1], tuple(current)))
-    return spans
+        yield SpeechSpan(current[0][0], current[-1][1], tuple(current))
+
+
+def _padded(regions: Iterator[tuple[int, int]], duration_ms: int, opt: VadOptions) -> Iterator[tuple[int, int]]:
+    """Each region widened by ``speech_pad_ms``, never past halfway to its neighbours."""
+    previous_end: int | None = None
+    region = next(regions, None)
+    while region is not None:
+        following = next(regions, None)
+        start, end = region
+        lo = max(start - opt.speech_pad_ms, (previous_end + start) // 2 if previous_end is not None else 0)
+        hi = min(end + opt.speech_pad_ms, (end + following[0]) // 2 if following is not None else duration_ms)
+        yield max(0, lo), min(duration_ms, hi)
+        previous_end, region = end, following
+
+
+def _pieces(padded: Iterator[tuple[int, int]], opt: VadOptions) -> Iterator[tuple[int, int]]:
+    """A region longer than a span, cut into equal parts."""
+    for start, end in padded:
+        parts = -(-(end - start) // opt.max_span_ms)
+        step = -(-(end - start) // parts) if parts else 0
+        if step:
+            yield from ((s, min(end, s + step)) for s in range(start, end, step))

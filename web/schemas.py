@@ -68,7 +68,8 @@ class JobForm(Schema):
                 error_messages={"required": "send the audio or video as a multipart form field named 'file'"})
     language = String(metadata={"description": "`auto` (default) or a language code the profile serves: "
                                                "ISO 639-1 on `offline` (every language Whisper knows), `zh` or `en` on "
-                                               "`funasr`; GET /api/v1/profiles lists them",
+                                               "`funasr`; `zh-hant` or `zh-tw` on both for traditional characters (`zh` is "
+                                               "simplified); GET /api/v1/profiles lists them",
                                 "examples": ["auto", "zh", "en", "ja"]})
     itn = Boolean(metadata={"description": "write numbers as digits (inverse text normalisation); default true"})
     hotwords = String(metadata={

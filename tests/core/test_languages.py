@@ -26,10 +26,10 @@ def test_the_table_is_faster_whispers_own_list():
 
 def test_languages_per_profile():
     offline = languages_for("offline")
-    assert offline[0] == AUTO and len(offline) == 1 + 99
+    assert offline[0] == AUTO and len(offline) == 1 + 99 + 2
     assert {"zh", "en", "ja", "fr", "de", "ko", "th", "haw", "jw"} <= set(offline)
     assert "yue" not in offline and NOT_IN_WHISPER_BASE == {"yue"}
-    assert languages_for("funasr") == (AUTO, "zh", "en")
+    assert languages_for("funasr") == (AUTO, "zh", "zh-hant", "zh-tw", "en")
     with pytest.raises(UnsupportedLanguageError, match="no languages are known for the model profile 'nope'"):
         languages_for("nope")
 
@@ -42,6 +42,7 @@ def test_names():
 
 def test_check_language_takes_what_the_profile_transcribes():
     assert check_language("offline", "ja") == "ja"
+    assert check_language("offline", "zh-Hant") == "zh-hant" and check_language("funasr", "zh-TW") == "zh-tw"
     assert check_language("offline", " FR ") == "fr"
     assert check_language("offline", "auto") == "auto"
     assert check_language("funasr", "zh") == "zh" and check_language("funasr", "EN") == "en"
@@ -49,7 +50,7 @@ def test_check_language_takes_what_the_profile_transcribes():
 
 @pytest.mark.parametrize("profile, language, says", [
     ("funasr", "ja", "the 'funasr' profile does not transcribe language 'ja' (the offline profile's Whisper "
-                     "transcribes it); use one of: auto, zh, en"),
+                     "transcribes it); use one of: auto, zh, zh-hant, zh-tw, en"),
     ("offline", "yue", "Whisper-base has no Cantonese; 'zh' writes Cantonese speech as Chinese"),
     ("offline", "xx", "the 'offline' profile does not transcribe language 'xx'; use one of: auto, af, am,"),
     ("offline", "", "does not transcribe language ''"),

@@ -156,3 +156,34 @@ def test_speech_in_another_language_inside_one_window_is_not_lost(run, speech_di
     assert hanzi(transcript.text), transcript.text
     assert wer(JFK, transcript.text) <= 0.1, transcript.text
     assert_timeline(transcript)
+
+
+def test_chinese_is_simplified_with_full_width_marks_unless_traditional_is_asked(run, speech_dir):
+    """Real speech: "zh" is written in simplified characters, "zh-hant"/"zh-tw" in traditional ones,
+    word by word (each word keeps its times); full-width marks either way (issue 25)."""
+    simplified = run(speech_dir / "asr_example.wav", language="zh", hotwords=(Hotword("达摩院"),))
+    assert hanzi(simplified.text) == DAMO and not set(simplified.text) & set(",.?!:;"), simplified.text
+    for language in ("zh-hant", "zh-tw"):
+        traditional = run(speech_dir / "asr_example.wav", language=language, hotwords=(Hotword("达摩院"),))
+        assert hanzi(traditional.text) == "歡迎大家來體驗達摩院推出的語音識別模型", traditional.text
+        assert traditional.language == "zh"
+        assert_timeline(traditional)
+        assert "".join(w.text for s in traditional.segments for w in s.words).startswith("歡迎")
+
+
+def test_windows_encoded_a_few_at_a_time_give_the_batch_encoding(engine, speech_dir, tmp_path):
+    """The encoder takes ENCODE_SEGMENTS windows at a time (its attention over eight at once took a
+    worker to 1.6 GiB); the output is the one a single call gives, rows in order (issue 25, P3)."""
+    import numpy as np
+    from faster_whisper.audio import pad_or_trim
+
+    from pipeline.audio import decode
+    from pipeline.whisper import ENCODE_SEGMENTS
+
+    _, pcm = decode(speech_dir / "jfk.flac", tmp_path / "jfk.s16le")
+    asr = engine.asr
+    clips = [pcm.read(start, start + 5_000) for start in range(0, 10_000, 2_000)]  # five different windows
+    features = np.stack([pad_or_trim(asr._model.feature_extractor(c)[..., :-1]) for c in clips])
+    assert len(features) > ENCODE_SEGMENTS
+    np.testing.assert_allclose(np.asarray(asr._encode(features)), np.asarray(asr._model.encode(features)),
+                               rtol=1e-4, atol=1e-4)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pipeline.audio import PcmFile, decode
-from pipeline.stages import SpeechSpan, VadModel
+from pipeline.stages import SpeechSpan, StreamingVad, VadModel
 from pipeline.vad_silero import SileroVad, VadOptions, _shape_spans
 
 
@@ -40,3 +40,19 @@ def test_padding_stays_inside_the_file_and_between_neighbours():
     opt = VadOptions(speech_pad_ms=400, merge_gap_ms=0, max_span_ms=30_000)
     spans = _shape_spans([(100, 1_000), (1_300, 2_000), (9_800, 9_900)], 10_000, opt)
     assert spans == [SpeechSpan(0, 1_150), SpeechSpan(1_150, 2_400), SpeechSpan(9_400, 10_000)]
+
+
+def test_spans_come_out_while_the_file_is_still_being_read(speech_dir, ffmpeg, make_media, tmp_path):
+    """A streaming VAD (the pipeline runs it beside ASR): on two minutes of real speech the first
+    span is handed out before the scores reach the end of the file, and the spans are those the
+    whole-file call returns (issue 25, P1)."""
+    long = make_media("long.wav", "-stream_loop", "10", "-i", str(speech_dir / "jfk.flac"),
+                      "-af", "apad=pad_dur=1", "-t", "120", "-ac", "1", "-ar", "16000")
+    decode(long, tmp_path / "l.s16le", ffmpeg=ffmpeg)
+    pcm = PcmFile(tmp_path / "l.s16le")
+    vad = SileroVad(VadOptions(chunk_windows=100))
+    assert isinstance(vad, StreamingVad)
+    seen: list[float] = []
+    at_each_span = [seen[-1] if seen else 0.0 for _ in vad.iter_speech_spans(pcm, seen.append)]
+    assert len(at_each_span) >= 3 and at_each_span[0] < 0.5 and seen[-1] == 1.0
+    assert list(vad.iter_speech_spans(pcm)) == vad.speech_spans(pcm)

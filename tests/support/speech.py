@@ -17,7 +17,6 @@ from pathlib import Path
 from media import find_ffmpeg
 
 REPO = Path(__file__).resolve().parents[2]
-SPEECH_DIR = REPO / "tests" / "data" / "speech"
 OUT_DIR = REPO / "bench" / "out"
 SILENCE_S = (0.7, 1.5)
 # The reference text of each recording (tests/data/speech/README.md).
@@ -31,6 +30,14 @@ REFERENCE = {
 LANGUAGE_OF = {"asr_example": "zh", "jfk": "en", "hotwords": "en"}  # alternated between recordings, so VAD sees pauses of both lengths
 
 
+def speech_dir() -> Path:
+    """Where the real recordings and their README (the reference texts) are: the one place benches look."""
+    return REPO / "tests" / "data" / "speech"
+
+
+SPEECH_DIR = speech_dir()  # for the benches that name it
+
+
 def _ffmpeg(ffmpeg: str, *args: str) -> None:
     subprocess.run([ffmpeg, "-nostdin", "-hide_banner", "-v", "error", *args], check=True,
                    stdin=subprocess.DEVNULL)
@@ -42,11 +49,11 @@ def _cycle(ffmpeg: str, out_dir: Path, language: str | None) -> Path:
     if target.exists():
         return target
     recordings = sorted(
-        p for p in SPEECH_DIR.iterdir()
+        p for p in speech_dir().iterdir()
         if p.suffix in {".wav", ".mp3", ".flac"} and (language is None or LANGUAGE_OF.get(p.stem) == language)
     )
     if not recordings:
-        raise SystemExit(f"no recordings in {SPEECH_DIR}")
+        raise SystemExit(f"no recordings in {speech_dir()}")
     args: list[str] = []
     for rec in recordings:
         args += ["-i", str(rec)]

@@ -3,6 +3,7 @@ PostgreSQL + Redis: submit, poll to done, fetch every format; crashes and bad fi
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 import re
 import subprocess
 import time
@@ -141,3 +142,26 @@ def test_threads_and_several_processes_are_refused(settings):
 
     with pytest.raises(ValueError, match="start more workers"):
         run_worker(dataclasses.replace(settings, worker_threads=4), concurrency=2)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a Celery worker's pool children)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for task in Path(f"/proc/{current}/task").iterdir():
+            todo += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_an_offline_worker_without_speaker_jobs_never_loads_torch(live_service, settings, speech_path):
+    """torch is installed here (the diarize extra), yet a worker that ran a job without speakers
+    has no libtorch mapped in any of its processes: CTranslate2's converters imported it before."""
+    service = live_service(settings)
+    job = service.wait(service.submit(speech_path("jfk.flac"), language="en")["id"], timeout_s=300)
+    assert job["status"] == "done", job
+    pids = _process_tree(service.workers[0].pid)
+    mapped = {pid: [line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                    if "libtorch" in line] for pid in pids}
+    assert len(pids) >= 1 and not any(mapped.values()), mapped

@@ -112,6 +112,16 @@ def test_bad_options(client, speech_path, app):
     assert client.post("/api/v1/jobs", data={}).json["error"]["code"] == "no_file"
 
 
+def test_traditional_chinese_is_a_language_of_both_profiles(client, speech_path):
+    """zh-Hant / zh-TW pass the one options path (checked, lower-cased, stored) on either profile."""
+    for language, profile in [("zh-Hant", "offline"), ("zh-TW", "funasr")]:
+        r = _upload(client, path=speech_path("asr_example.wav"), language=language, profile=profile)
+        assert r.status_code == 202, r.json
+        assert client.get(r.json["links"]["self"]).json["options"]["language"] == language.lower()
+    profiles = {p["name"]: [lang["code"] for lang in p["languages"]] for p in client.get("/api/v1/profiles").json["items"]}
+    assert {"zh-hant", "zh-tw"} <= set(profiles["offline"]) and {"zh-hant", "zh-tw"} <= set(profiles["funasr"])
+
+
 def test_list_paginates_newest_first(client, speech_path):
     ids = [_upload(client, path=speech_path("asr_example.wav")).json["id"] for _ in range(3)]
     page1 = client.get("/api/v1/jobs?per_page=2").json

@@ -18,7 +18,7 @@ pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs o
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import DEFAULTS, resolve_model  # noqa: E402
-from pipeline.text import SENTENCE_END  # noqa: E402
+from pipeline.text import SENTENCE_END, as_written  # noqa: E402
 from pipeline.types import Hotword, Progress, TranscribeOptions, Transcript  # noqa: E402
 from tests.support.funasr_models import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 
@@ -99,7 +99,8 @@ def test_progress_runs_through_every_stage_in_order(funasr_engine, run, speech_p
 
 
 def test_itn_switch(funasr_engine, run, speech_path):
-    """ITN on rewrites each sentence exactly as the profile's FST normaliser does; off skips it."""
+    """ITN on rewrites each sentence exactly as the profile's FST normaliser does (then written as
+    people write it, pipeline.text.as_written); off skips it."""
     itn = funasr_engine.itn
     assert itn.normalize("一百二十三", language="zh") == "123"  # wetext's real grammar
     calls: list[str] = []
@@ -117,7 +118,8 @@ def test_itn_switch(funasr_engine, run, speech_path):
     finally:
         del itn.normalize
     assert calls == [s.text for s in raw.segments]
-    assert [s.text for s in normalised.segments] == [original(s.text, language="zh") for s in raw.segments]
+    assert [s.text for s in normalised.segments] == [
+        as_written(original(s.text, language="zh"), "zh") for s in raw.segments]
     assert_timeline(normalised)
 
 
