@@ -617,12 +617,124 @@ def multipart_left(bench: Bench) -> Line:
         s3.stop()
 
 
+
+def _held_socket(service: Service, job_id: str, hold_s: float) -> tuple[bool, int, str]:
+    """An events socket on a quiet job held for ``hold_s``, answering the server's pings: (still open,
+    pings seen, how it ended if it did)."""
+    import websocket
+
+    ws = websocket.create_connection(f"ws://127.0.0.1:{service.settings.port}/api/v1/jobs/{job_id}/events", timeout=30)
+    pings, ended = 0, ""
+    try:
+        ws.recv()  # the snapshot
+        until = time.monotonic() + hold_s
+        while time.monotonic() < until:
+            ws.settimeout(max(0.1, until - time.monotonic()))
+            try:
+                frame = ws.recv_frame()
+            except websocket.WebSocketTimeoutException:
+                break
+            except websocket.WebSocketException as exc:
+                ended = f"{type(exc).__name__}: {exc}"[:60]
+                break
+            if frame.opcode == websocket.ABNF.OPCODE_PING:
+                pings += 1
+                ws.pong(frame.data)
+            elif frame.opcode == websocket.ABNF.OPCODE_CLOSE:
+                ended = f"closed {int.from_bytes(frame.data[:2], 'big')}"
+                break
+        return ws.connected and not ended, pings, ended
+    finally:
+        ws.close()
+
+
+def event_socket_idle(bench: Bench) -> Line:
+    """A job-events socket on a queued job (no worker) held for five request idle timeouts (2 s)."""
+    service, db = bench.service(workers=0, request_idle_timeout_s=2.0, ws_ping_s=4.0)
+    try:
+        job_id = service.submit(JFK, language="en")["id"]
+        began = time.time()
+        open_, pings, ended = _held_socket(service, job_id, 10.0)
+        outcome = "still open" if open_ else f"broken ({ended})"
+        return Line("events socket held 5 x the idle timeout", outcome, time.time() - began, None,
+                    f"{pings} server pings answered; before: an HTTP 408 written into the socket at the "
+                    "idle timeout (1002 in the client)")
+    finally:
+        service.stop()
+        db.close()
+
+
+def spool_full(bench: Bench) -> Line:
+    """A 60 MB upload into a web tier whose scratch is a 30 MB tmpfs."""
+    import pytest
+
+    from tests.support.filesystems import small_tmpfs
+
+    try:
+        with small_tmpfs(bench.root / "web-scratch", "30m") as scratch:
+            service, db = bench.service(workers=0, scratch_dir=scratch)
+            try:
+                began = time.time()
+                answer = requests.post(service.base_url + "/api/v1/jobs", timeout=120,
+                                       files={"file": ("big.wav", b"RIFF" + b"\0" * (60 * 2**20))})
+                took = time.time() - began
+                left = list((scratch / "uploads").glob("*.part"))
+                healthy = requests.get(service.base_url + "/healthz", timeout=10).status_code == 200
+                alive = service.web.poll() is None
+            finally:
+                service.stop()
+                db.close()
+    except pytest.skip.Exception as exc:
+        return Line("upload into a full web scratch", "not run", 0.0, None, str(exc))
+    code = answer.json().get("error", {}).get("code") if answer.headers.get("content-type", "").startswith("application/json") else ""
+    return Line("upload into a full web scratch (30 MB tmpfs)", f"{answer.status_code} {code}", took, None,
+                f"spool files left {len(left)}; /healthz {'200' if healthy else 'failing'}; web process "
+                f"{'alive' if alive else 'DIED'}; before: a reset with no status, the spool left, web processes "
+                "restarted 15 times in 64 s")
+
+
+def web_sigterm(bench: Bench) -> Line:
+    """SIGTERM to the web tier while an upload is being received."""
+    import socket
+
+    service, db = bench.service(workers=0)
+    spool = service.settings.scratch_dir / "uploads"
+    try:
+        with socket.create_connection(("127.0.0.1", service.settings.port), timeout=60) as sock:
+            sock.sendall(b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 10485760\r\n\r\n"
+                         b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+                         b"Content-Type: audio/wav\r\n\r\nRIFF")
+            deadline = time.monotonic() + 30
+            while not list(spool.glob("*.part")) and time.monotonic() < deadline:
+                sock.sendall(b"\0" * 1024)
+                time.sleep(0.1)
+            began = time.time()
+            service.web.send_signal(signal.SIGTERM)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                head += chunk
+        took = time.time() - began
+        status_line = head.split(b"\r\n", 1)[0].decode("latin-1") if head else "no answer"
+        retry = [line for line in head.decode("latin-1").split("\r\n") if line.lower().startswith("retry-after")]
+        left = list(spool.glob("*.part"))
+        return Line("SIGTERM to the web tier, upload in flight", status_line.split(" ", 1)[-1][:34], took, None,
+                    f"{retry[0] if retry else 'no Retry-After'}; spool files left {len(left)}; before: 500 and "
+                    "the spool left for a sweeper")
+    finally:
+        service.stop()
+        db.close()
+
 FAULTS = {
     "slow_load": slow_load, "poison": poison, "flushall": flushall, "decoder_hang": decoder_hang,
     "time_limit": time_limit, "cancel_decode": cancel_decode, "cancel_asr": cancel_asr,
     "postgres_down": postgres_down, "sigterm": sigterm, "kill9": kill9, "up": up_worker_death,
     "old_database": old_database, "resend": resend, "clock_behind": clock_behind, "clock_ahead": clock_ahead,
     "store_down": store_down, "scratch_full": scratch_full, "multipart_left": multipart_left,
+    "event_socket_idle": event_socket_idle, "spool_full": spool_full, "web_sigterm": web_sigterm,
 }
 
 
