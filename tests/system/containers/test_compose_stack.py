@@ -208,7 +208,7 @@ def test_the_compose_stack_runs_and_is_used(stack, images, speech_path, tmp_path
     stack.compose("up", "-d")
     stack.wait_healthy("web", "gateway", "worker")
     listed = requests.get(f"{stack.url}/api/v1/jobs", headers=requests_headers, timeout=30).json()
-    assert {first, long_id} <= {j["id"] for j in listed["jobs"]}
+    assert {first, long_id} <= {j["id"] for j in listed["items"]}
     again = requests.get(f"{stack.url}/api/v1/jobs/{first}/transcript", headers=requests_headers, timeout=30).json()["text"]
     assert again == text
 
