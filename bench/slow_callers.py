@@ -8,9 +8,11 @@ request until told to stop. The kinds here send a request body one byte every --
 `sign_in` to the public `POST /api/v1/session`, `upload` to `POST /api/v1/jobs` (multipart).
 Printed: callers in and still held at the end (none answered early), the answers the others got,
 /healthz p50/p95 idle and loaded, the web tier's memory.
-Target: 200 slow bodies, /healthz p95 under 100 ms.
+With --openai-calls N, once the slow callers are in, N OpenAI calls (`POST /v1/audio/transcriptions`)
+are made that wait for jobs no worker runs (bench.waiting_openai), and /healthz is timed again while
+both kinds are open. Target: 200 slow bodies and 200 waiting OpenAI calls, /healthz p95 under 100 ms.
 
-    python -m bench.slow_callers --callers 200
+    python -m bench.slow_callers --callers 200 --openai-calls 200
     python -m bench.slow_callers --callers 200 --repo /path/to/other/checkout   # another version, same load
 
 Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (as the tests); takes a private
@@ -124,13 +126,21 @@ def run(args, repo: Path, backends: Backends, tmp: Path) -> dict:
         while stats["in"] + sum(stats["errors"].values()) < args.callers and time.monotonic() - started < 60:
             time.sleep(0.2)
         loaded = _healthz(base, args.seconds)
+        both = None
+        if args.openai_calls:  # and, while the slow bodies are still open, OpenAI calls that wait
+            from bench.waiting_openai import _token, measure
+
+            token = _token(env["TINGXIE_DATABASE_URL"], "bench")
+            both = measure(base, token, calls=args.openai_calls, seconds=args.seconds, web=web)
+            both["slow_callers_still_held"] = stats["held"]
         rss = _rss_mib(web)
         held = stats["held"]
         loop.call_soon_threadsafe(hold.set)
         opener.join(args.interval + 30)
         return {"in": stats["in"], "held_at_end": held, "answers": stats["answers"], "errors": stats["errors"],
                 "idle_p50": _p(idle, 0.5), "idle_p95": _p(idle, 0.95), "loaded_p50": _p(loaded, 0.5),
-                "loaded_p95": _p(loaded, 0.95), "loaded_max": max(loaded), "loaded_n": len(loaded), "web_rss_mib": rss}
+                "loaded_p95": _p(loaded, 0.95), "loaded_max": max(loaded), "loaded_n": len(loaded), "web_rss_mib": rss,
+                "with_openai_calls": both}
     finally:
         os.killpg(web.pid, 15)
         try:
@@ -148,6 +158,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15, help="how long /healthz is timed, idle and loaded")
     parser.add_argument("--workers", type=int, default=2, help="web processes (compose runs 2)")
     parser.add_argument("--repo", type=Path, default=REPO, help="the checkout whose `tingxie web` is measured")
+    parser.add_argument("--openai-calls", type=int, default=0,
+                        help="then also this many OpenAI calls waiting for jobs that do not end (no worker runs)")
     args = parser.parse_args()
     with Backends() as backends, tempfile.TemporaryDirectory() as tmp:
         result = run(args, args.repo.resolve(), backends, Path(tmp))
@@ -157,6 +169,12 @@ def main() -> None:
           f"errors {result['errors']}")
     print(f"  /healthz p95 idle {result['idle_p95']:.1f} ms -> with the callers open {result['loaded_p95']:.1f} ms "
           f"(p50 {result['loaded_p50']:.1f}, max {result['loaded_max']:.1f}, n {result['loaded_n']})")
+    both = result["with_openai_calls"]
+    if both:
+        print(f"  then {both['taken_in']} waiting OpenAI calls beside {both['slow_callers_still_held']} slow callers "
+              f"still held: /healthz p95 {both['loaded_p95_ms']:.1f} ms (p50 {both['loaded_p50_ms']:.1f}, max "
+              f"{both['loaded_max_ms']:.1f}, n {both['loaded_n']}); GET /api/v1/jobs {both['api_status']}; "
+              f"threads per web process {both.get('web_threads')}; target p95 < 100 ms")
     print(f"  web tier RSS: {result['web_rss_mib']:.0f} MiB")
 
 
