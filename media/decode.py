@@ -177,7 +177,9 @@ def _check_output(rc: int, stderr: str, out_path: Path, info: MediaInfo, max_dur
             f"Decoding used more than {int(timeout_s * 2) + 1} s of CPU and was stopped; the file may be damaged.",
             detail=stderr,
         )
-    if rc != 0 and _NO_SPACE in stderr:
+    # Whatever the exit status: Debian's ffmpeg 5.1 reports a full disk ("Error writing trailer ...:
+    # No space left on device") and still exits 0, with the output cut where the disk filled.
+    if _NO_SPACE in stderr:
         raise errors.ScratchFullError(
             f"The scratch disk ran out of space after {format_duration(duration_ms)} of decoded audio "
             f"({decoded_bytes // 1024**2} MiB in {out_path.parent}); the file itself is not at fault.",

@@ -82,6 +82,7 @@ def test_every_released_revision_keeps_its_id_and_parent():
     assert sorted(tree) == sorted(released), "a revision not recorded in migrations/released.json"
 
 
+@pytest.mark.subprocess  # git, for main's history
 def test_released_record_matches_mains_history(tmp_path):
     """Every (id, parent) any earlier main commit had is recorded, as today's parent or as superseded:
     an id is never reused for another revision without the file (and its repair) saying so."""

@@ -53,7 +53,7 @@ def test_any_language_whisper_knows(tmp_path, speech_dir):
     (["--language", "xx"], "argument --language: invalid choice: 'xx'"),
     (["--language", "ja", "--profile", "funasr"],
      "the 'funasr' profile does not transcribe language 'ja' (the offline profile's Whisper transcribes it); "
-     "use one of: auto, zh, en"),
+     "use one of: auto, zh, zh-hant, zh-tw, en"),
 ])
 def test_a_language_the_profile_lacks_is_a_usage_error(tmp_path, speech_dir, args, message):
     done = transcribe(tmp_path, str(speech_dir / "jfk.flac"), *args)
