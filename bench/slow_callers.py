@@ -109,6 +109,8 @@ async def _open_callers(caller: Caller, kinds: list[str], count: int) -> None:
 def run(args, repo: Path, backends: Backends, tmp: Path) -> dict:
     port = _free_port()
     env = _env(repo, tmp / "data", backends, port)
+    if args.openai_calls:  # one token's 200 calls at once: past the upload limit (120/minute by default)
+        env.update(TINGXIE_UPLOAD_RATE_LIMIT="off", TINGXIE_RATE_LIMIT="off", TINGXIE_OPENAI_WAIT_S="600")
     web = _start_web(repo, env, tmp / "web.log", args.workers)
     base = f"http://127.0.0.1:{port}"
     try:
