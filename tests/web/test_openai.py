@@ -5,24 +5,13 @@ from __future__ import annotations
 import pytest
 import requests
 
+from tests.support.waiting import make_token
+
 openai = pytest.importorskip("openai")
 
 JFK = "ask not what your country can do for you"
 
 pytestmark = pytest.mark.slow
-
-
-def make_token(settings, tenant: str) -> str:
-    """An API token, as `tingxie tokens create --tenant` makes it: the SDK sends it as its api_key."""
-    from core import tokens
-    from core.db import make_engine, make_sessionmaker, session_scope
-
-    engine = make_engine(settings.database_url)
-    try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            return tokens.create(session, tenant=tenant).secret
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
