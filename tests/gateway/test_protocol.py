@@ -308,10 +308,25 @@ def test_a_repeated_end_frame_after_a_file_is_ignored(gateway):
     assert [f["error_code"] for f in received] == ["empty_audio"]
 
 
-def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
-    """No worker runs here: the job is committed and queued; the client leaves; the job stays,
-    the spool is empty, and the gateway holds no watcher for it."""
+def _job_statuses(engine, wanted: set[str]) -> list[str]:
+    """The jobs' statuses once they are all in ``wanted`` (a hang guard of 60 s, not a time the test asserts)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(make_sessionmaker(engine)) as session:
+            statuses = session.execute(select(Job.status)).scalars().all()
+        if (statuses and set(statuses) <= wanted) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("leave", ["after_the_job", "at_once"])
+def test_a_file_whose_client_leaves_before_its_result_is_canceled(gateway, speech_path, leave):
+    """No worker runs here: the job is committed and queued while the client waits; the client
+    leaves (once the job exists, or right after its end frame, while the job is being made); the
+    job is canceled, the spool is empty, and the gateway holds no watcher for it."""
     pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
+    settings = gateway.settings
+    engine = make_engine(settings.database_url)
 
     async def go():
         ctx = client_ssl() if gateway.url.startswith("wss") else None
@@ -319,21 +334,13 @@ def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
             await ws.send(config(wav_name="left.wav", hotwords="达摩院 20"))
             await ws.send(pcm)
             await ws.send(END)
-            await asyncio.sleep(1.0)
+            if leave == "after_the_job":
+                assert await asyncio.to_thread(_job_statuses, engine, {"queued"}) == ["queued"]
     asyncio.run(go())
-    settings = gateway.settings
-    engine = make_engine(settings.database_url)
-    # The gateway commits the job after the client left: wait for the row (a hang guard, not a
-    # time the test asserts), so a busy machine cannot fail it.
-    deadline = time.monotonic() + 60
-    while True:
-        with session_scope(make_sessionmaker(engine)) as session:
-            if session.execute(select(Job)).first() is not None or time.monotonic() > deadline:
-                break
-        time.sleep(0.1)
+    assert _job_statuses(engine, {"canceled"}) == ["canceled"]
     with session_scope(make_sessionmaker(engine)) as session:
         jobs = session.execute(select(Job)).scalars().all()
-        assert [(j.status, j.source, j.filename, j.priority > 0) for j in jobs] == [("queued", "gateway", "left.wav", True)]
+        assert [(j.source, j.filename, j.priority > 0) for j in jobs] == [("gateway", "left.wav", True)]
         assert jobs[0].options["hotwords"] == [["达摩院", 20.0]]
         media = settings.media_dir / jobs[0].media_key
     engine.dispose()
