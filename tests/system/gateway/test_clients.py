@@ -334,7 +334,9 @@ def test_default_modes_stereo_and_a_client_that_leaves(live_service, speech_path
         assert handle.getnchannels() == 2
         frames = handle.readframes(handle.getnframes())
     (answer,) = run(url, [Audio(frames, "two_mics.wav", "pcm", 16000, "达摩院")], generation="old")
-    assert same(answer.result["text"], expected) and "mixed down" in answer.result["warning"]
+    # The mix of two delayed copies is not the original audio: compare with the REST transcript of the file.
+    assert same(answer.result["text"], rest_text(service, stereo, "达摩院")), answer.result
+    assert "mixed down" in answer.result["warning"]
 
     async def leave():
         """A minute of speech; the client leaves once its job exists, queued or running."""
