@@ -133,6 +133,10 @@ class Settings:
     # connection must present one.
     gateway_tenant: str = "local"
     gateway_require_token: bool = False
+    # Let pages opened from disk (FunASR's html5 page, "Method 1": ``Origin: null``) use the gateway.
+    # Any sandboxed frame or local file also sends ``null``, so every such page may then make jobs of
+    # the gateway's tenant through the visitor's browser. Default off.
+    gateway_allow_file_pages: bool = False
     # Seconds a client may go without sending a byte of a request's headers or body before the
     # web server drops the connection (slow or stalled uploads). Default 60.
     request_idle_timeout_s: float = 60.0
@@ -535,6 +539,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("TENANT_INFLIGHT", "tenant_inflight", _positive(int, "a whole number of jobs")),
     _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),
     _Var("GATEWAY_REQUIRE_TOKEN", "gateway_require_token", _bool),
+    _Var("GATEWAY_ALLOW_FILE_PAGES", "gateway_allow_file_pages", _bool),
     _Var("REQUEST_IDLE_TIMEOUT_S", "request_idle_timeout_s", _positive(float, "a number of seconds")),
     _Var("BODY_MIN_RATE_KB_S", "body_min_rate_bytes_s", _kib),
     _Var("BODY_TIMEOUT_S", "body_timeout_s", _positive(float, "a number of seconds")),

@@ -6,9 +6,11 @@ tested on its own. The server loop lives in ``gateway.server``.
 Client -> server, per file: a JSON config frame, binary audio frames, an end frame
 (``{"is_speaking": false}``, ``+ "is_end": true`` from newer clients, or ``{"is_finished": true}``).
 Server -> client, per file: exactly one result frame; then, if the end frame carried
-``is_end``, an acknowledgement. Modes: ``offline`` is answered as ``offline``; ``2pass`` (the
-clients' default, also assumed when a client sends no mode) gets the same whole-file result as
-one ``2pass-offline`` frame; ``online`` is refused with an error frame.
+``is_end``, an acknowledgement. Modes: every mode gets the whole-file result, in the frame each
+client reads for its mode: ``offline`` as ``offline``; ``2pass`` (the clients' default, also
+assumed when a client sends no mode) as one ``2pass-offline`` frame; ``online`` as one ``online``
+frame (the clients append its text to what they show). Audio that looks like a stereo file's
+interleaved frames sent as mono pcm is mixed down, and the result frame carries a ``warning``.
 """
 from __future__ import annotations
 
@@ -64,10 +66,13 @@ class FileRequest:
     # ``stamp_sents`` the way FunASR's own pipeline emits them.
     diarize: bool = False
     num_speakers: int | None = None
+    # tingxie's extension: raw pcm's interleaved channels (``channels``: 2 for a stereo file's frames);
+    # None: told from the audio (:class:`StereoProbe`).
+    channels: int | None = None
 
     @property
     def reply_mode(self) -> str:
-        return "offline" if self.mode == "offline" else "2pass-offline"
+        return {"offline": "offline", "online": "online"}.get(self.mode, "2pass-offline")
 
 
 def parse_text_frame(text: str) -> dict:
@@ -115,14 +120,8 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
     changes: dict = {}
     if "mode" in message and message["mode"] is not None:
         mode = str(message["mode"]).lower()
-        if mode == "online":
-            raise ProtocolError(
-                "unsupported_mode",
-                "mode 'online' (real-time partial results) is not served here: this server "
-                "recognises whole files; send mode 'offline' (the clients' --mode offline)",
-            )
-        if mode not in ("offline", "2pass"):
-            raise ProtocolError("unsupported_mode", f"unknown mode {mode!r}; use 'offline'")
+        if mode not in ("offline", "2pass", "online"):
+            raise ProtocolError("unsupported_mode", f"unknown mode {mode!r}; use 'offline', '2pass' or 'online'")
         changes["mode"] = mode
     if message.get("wav_name") not in (None, ""):
         changes["wav_name"] = str(message["wav_name"])[:256]
@@ -146,6 +145,11 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
         if not MIN_AUDIO_FS_HZ <= fs <= MAX_AUDIO_FS_HZ:
             raise ProtocolError("bad_config", f"audio_fs {fs} Hz is outside {MIN_AUDIO_FS_HZ}..{MAX_AUDIO_FS_HZ}")
         changes["audio_fs_hz"] = fs
+    if message.get("channels") not in (None, ""):
+        value = message["channels"]
+        if isinstance(value, bool) or str(value) not in ("1", "2"):
+            raise ProtocolError("bad_config", f"channels must be 1 or 2 (interleaved 16-bit pcm), not {value!r}")
+        changes["channels"] = int(value)
     if "itn" in message:
         changes["itn"] = _flag("itn", message["itn"], True)
     if "diarize" in message:
@@ -174,16 +178,19 @@ def is_wav_container(head: bytes) -> bool:
 
 
 class StereoProbe:
-    """Spots stereo sent as mono: FunASR's Python client sends a stereo .wav's frames as "pcm"
+    """Spots stereo sent as mono: FunASR's Python clients send a stereo .wav's frames as "pcm"
     without mixing them down. When both channels carry one signal (a mono recording saved as
     stereo, the usual case), the difference of each sample pair is tiny against their sum, while
-    neighbouring samples of mono speech differ by a percent or more of their energy. Stereo with
-    two different channels cannot be told from mono and is taken as mono.
+    neighbouring samples of mono speech differ by a percent or more of their energy. When the
+    channels differ, each sample is closer to the one two places back (its own channel's previous
+    sample) than to its neighbour (the other channel's), while speech, whose energy lies in low
+    frequencies, has neighbours closer than samples two apart.
 
-    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps two sums, not the audio.
+    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps a few sums, not the audio.
     """
 
     RATIO = 1e-4  # difference energy / sum energy below this: equal channels
+    INTERLEAVED_RATIO = 1.5  # neighbour-difference energy / lag-2-difference energy above this: two channels
     MIN_RMS = 100  # quieter than this (per summed pair) says nothing either way
 
     def __init__(self, limit_bytes: int = 128000):
@@ -192,6 +199,8 @@ class StereoProbe:
         self.pairs = 0
         self.diff_energy = 0
         self.sum_energy = 0
+        self.lag1_energy = 0
+        self.lag2_energy = 0
         self._carry = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -213,12 +222,28 @@ class StereoProbe:
         self.pairs += len(samples) // 2
         self.diff_energy += diff
         self.sum_energy += total
+        self.lag1_energy += sum((a - b) ** 2 for a, b in zip(samples, samples[1:]))
+        self.lag2_energy += sum((a - b) ** 2 for a, b in zip(samples, samples[2:]))
+
+    def _loud(self) -> bool:
+        return self.pairs > 0 and self.sum_energy >= self.pairs * self.MIN_RMS ** 2
 
     @property
     def duplicated(self) -> bool:
-        if self.pairs == 0 or self.sum_energy < self.pairs * self.MIN_RMS ** 2:
-            return False
-        return self.diff_energy < self.RATIO * self.sum_energy
+        """Two equal channels."""
+        return self._loud() and self.diff_energy < self.RATIO * self.sum_energy
+
+    @property
+    def interleaved(self) -> bool:
+        """Two channels, equal or not."""
+        return self.duplicated or (self._loud() and self.lag1_energy > self.INTERLEAVED_RATIO * self.lag2_energy)
+
+
+STEREO_WARNING = (
+    "{wav_name}: the pcm audio looks like a stereo file's interleaved channels; it was read as "
+    "stereo and mixed down to mono. Send mono 16-bit pcm, the whole file with wav_format 'wav', "
+    "or \"channels\": 2 in the config frame"
+)
 
 
 def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes:
@@ -274,10 +299,13 @@ def unit_spans(segment: dict, count: int) -> list[list[int]]:
     return [[at(i * k / count), at((i + 1) * k / count)] for i in range(count)]
 
 
-def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None) -> dict:
+def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None,
+                 warning: str | None = None) -> dict:
     """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``).
 
-    ``job_id`` (a key FunASR clients ignore) names the tingxie job, for the REST API."""
+    ``job_id`` and ``warning`` (keys FunASR clients ignore) name the tingxie job, for the REST API,
+    and what the gateway had to guess about the audio. The warning rides in the result frame: an
+    extra frame before it would end an older client's wait for its result."""
     timestamp: list[list[int]] = []
     stamp_sents = []
     speaker_index = {s["id"]: i for i, s in enumerate(transcript.get("speakers") or ())}
@@ -303,6 +331,7 @@ def result_frame(request: FileRequest, transcript: dict, job_id: str | None = No
         "timestamp": json.dumps(timestamp, separators=(",", ":")),
         "stamp_sents": stamp_sents,
         "job_id": job_id,
+        **({"warning": warning} if warning else {}),
     }
 
 

@@ -10,7 +10,9 @@ holds the frame rules. Like the web tier, the gateway imports core only.
 
 Who is connecting is settled in the opening handshake, before the socket is accepted
 (:meth:`Gateway.admit`): a browser page's ``Origin`` must be tingxie's own page or one listed in
-``TINGXIE_ALLOWED_ORIGINS`` (FunASR's html5 page served elsewhere works once its origin is listed);
+``TINGXIE_ALLOWED_ORIGINS`` (FunASR's html5 page served elsewhere works once its origin is listed;
+opened from disk it sends ``Origin: null``, allowed only with ``TINGXIE_GATEWAY_ALLOW_FILE_PAGES``,
+and otherwise told why in an error frame, since a page cannot read a refused handshake's answer);
 a token, sent as ``Authorization: Bearer`` or as the URL's ``token`` parameter, is always checked,
 and makes the connection's jobs its tenant's; without one, the jobs belong to the gateway's tenant
 (``--tenant``), unless ``--require-token`` refuses such connections. FunASR's own clients send no
@@ -38,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from core import access, jobs, storage, tokens
+from core import access, dispatch, jobs, storage, tokens
 from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
@@ -51,6 +53,7 @@ from core.services import Services
 from core.settings import Settings
 from core.submit import Upload, submit_job
 from gateway.protocol import (
+    STEREO_WARNING,
     FileRequest,
     ProtocolError,
     ack_frame,
@@ -124,6 +127,7 @@ class _Connection(ServerConnection):
 
     too_big_frame: str = encode(error_frame(None, "frame_too_large", "a frame was over the size limit"))
     principal: Principal | None = None
+    refusal: str | None = None  # why the connection is closed at once (a page from disk, not allowed)
 
     def __init__(self, protocol, *args, **kwargs):
         super().__init__(protocol, *args, **kwargs)
@@ -153,6 +157,7 @@ class _Upload:
         self.audio_bytes = 0
         self.raw: bool | None = None  # decided by the first audio frame
         self.stereo = StereoProbe()
+        self.warning: str | None = None  # what was guessed about the audio, for the result frame
 
     def write(self, chunk: bytes) -> None:
         if self.raw is None:
@@ -182,9 +187,12 @@ class _Upload:
 
     def finish(self) -> None:
         if self.raw:
-            channels = 2 if self.stereo.duplicated else 1
-            if channels == 2:
-                log.info("%s: raw audio is stereo with equal channels; read as stereo", self.request.wav_name)
+            channels = self.request.channels
+            if channels is None:
+                channels = 2 if self.stereo.interleaved else 1
+                if channels == 2:
+                    log.info("%s: raw audio looks like two interleaved channels; read as stereo", self.request.wav_name)
+                    self.warning = STEREO_WARNING.format(wav_name=self.request.wav_name)
             self.handle.seek(0)
             self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, channels))
         self.handle.close()
@@ -362,15 +370,22 @@ class _Conversation:
         if upload.audio_bytes == 0:
             upload.discard()
             return [encode(error_frame(request, "empty_audio", f"{request.wav_name}: no audio arrived"))]
+        # Shielded: once started, the job is created (and the spool file placed) even if the
+        # client leaves meanwhile, so no spool file is left behind half-handled; then canceled.
+        creating = self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal)
         try:
-            # Shielded: once started, the job is created (and the spool file placed) even if the
-            # client leaves meanwhile, so no spool file is left behind half-handled.
-            job_id = await asyncio.shield(
-                self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal))
+            job_id = await asyncio.shield(creating)
         except TingxieError as exc:
             return [encode(error_frame(request, exc.code, exc.message))]
-        await self.gw.watcher.wait_finished(job_id)
-        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack)
+        except asyncio.CancelledError:
+            creating.add_done_callback(self.gw.abandon_when_created)
+            raise
+        try:
+            await self.gw.watcher.wait_finished(job_id)
+        except asyncio.CancelledError:
+            self.gw.abandon(job_id)  # the connection closed before its result: nobody reads it
+            raise
+        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack, upload.warning)
 
     async def _send_loop(self) -> None:
         while True:
@@ -472,6 +487,12 @@ class Gateway:
         }
 
     async def _handle(self, ws: _Connection) -> None:
+        if ws.refusal is not None:
+            with contextlib.suppress(ConnectionClosed):
+                # In ``text`` too: it is what FunASR's html5 page shows.
+                await ws.send(encode(dict(error_frame(None, "origin_not_allowed", ws.refusal), text=ws.refusal)))
+            await ws.close(CloseCode.POLICY_VIOLATION, "origin_not_allowed")
+            return
         conversation = _Conversation(self, ws)
         unwatch = self.revocations.watch(ws.principal, conversation.revoked)
         try:
@@ -481,7 +502,8 @@ class Gateway:
 
     async def admit(self, connection: _Connection, request):
         """The opening handshake: refuse a browser page from another origin (403) and a missing
-        (where required) or bad token (401) before the socket is accepted; else remember who it is."""
+        (where required) or bad token (401) before the socket is accepted; else remember who it is.
+        A page from disk (``Origin: null``) not allowed is accepted, told why and closed (:meth:`_handle`)."""
         headers = request.headers
         malformed = _malformed(headers)
         if malformed:
@@ -489,7 +511,13 @@ class Gateway:
             return _refusal(connection, HTTPStatus.BAD_REQUEST, "bad_request", malformed)
         origin = headers.get("Origin")
         own = access.gateway_origins(self.settings, headers.get("Host", ""))
-        if not access.origin_allowed(origin, own, self.settings):
+        if origin is not None and access.normalise_origin(origin) == "null":
+            if not self.settings.gateway_allow_file_pages:
+                log.info("refused a page opened from a file (Origin: null)")
+                # Accepted, then closed with the reason: the page sees the socket's frames, never a 403.
+                connection.refusal = FILE_PAGE_REFUSAL
+                return None
+        elif not access.origin_allowed(origin, own, self.settings):
             log.info("refused a connection from the page at %s (not an allowed origin)", origin)
             return _refusal(connection, HTTPStatus.FORBIDDEN, "origin_not_allowed",
                             f"pages at {origin} may not connect (TINGXIE_ALLOWED_ORIGINS lists the ones that may)")
@@ -532,13 +560,35 @@ class Gateway:
                                tenant=principal.tenant)
         return submitted.id
 
-    def answer_frames(self, job_id: str, request: FileRequest, ack: bool) -> list[str]:
+    def abandon(self, job_id: str) -> None:
+        """Cancel a job whose connection closed before its result (queued: it never runs; running:
+        its worker stops at its next heartbeat), off the event loop; the pool finishes it on stop."""
+        self._executor.submit(self._cancel_job, job_id)
+
+    def abandon_when_created(self, creating: asyncio.Future) -> None:
+        """The client left while its job was being created: cancel the job once it exists."""
+        if not creating.cancelled() and creating.exception() is None:
+            self.abandon(creating.result())
+
+    def _cancel_job(self, job_id: str) -> None:
+        try:
+            with session_scope(self.services.db) as session:
+                job = session.get(Job, job_id)
+                canceled = job is not None and jobs.cancel(session, job_id)
+                tenant = job.tenant if job is not None else None
+            if canceled:
+                log.info("canceled job %s: its client left before the result", job_id)
+                dispatch.pump(self.services, [tenant])  # its slot is free for the tenant's next job
+        except Exception:
+            log.exception("canceling job %s, whose client left, failed", job_id)
+
+    def answer_frames(self, job_id: str, request: FileRequest, ack: bool, warning: str | None = None) -> list[str]:
         with session_scope(self.services.db) as session:
             job = session.get(Job, job_id)
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"
             if status == jobs.DONE and transcript is not None:
-                frames = [encode(result_frame(request, transcript.data, job_id))]
+                frames = [encode(result_frame(request, transcript.data, job_id, warning))]
                 if ack:
                     frames.append(encode(ack_frame(request)))
                 return frames
@@ -547,6 +597,12 @@ class Gateway:
                                           job_id))]
         return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
 
+
+FILE_PAGE_REFUSAL = (
+    "tingxie refused this page: it was opened from a file (Origin: null), which this gateway does not "
+    "allow. Serve the page over http(s) from an origin listed in TINGXIE_ALLOWED_ORIGINS, or set "
+    "TINGXIE_GATEWAY_ALLOW_FILE_PAGES=1 on the gateway (any local file or sandboxed page may then use it)"
+)
 
 # Headers a handshake may carry once at most: two of any of them cannot be read one way.
 _SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version")

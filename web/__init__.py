@@ -43,12 +43,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         AUTO_404_RESPONSE=False,
         SPEC_PROCESSOR_PASS_OBJECT=True,
         DESCRIPTION="Self-hosted batch transcription. Native API under /api/v1, OpenAI-compatible API under /v1.",
-        TAGS=[
-            {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
-            {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
-            {"name": "Session", "description": "the web page signs in with a token and keeps a session cookie"},
-            {"name": "Service", "description": "health and readiness"},
-        ],
+        # No TAGS here: APIFlask tags each operation with its blueprint's tag (web.api's "Jobs", …) only
+        # when the tag list is left to it; a list set here would leave every operation untagged.
     )
     app.json = inputs.DepthLimitedJSON(app)
     app.json.ensure_ascii = False

@@ -22,7 +22,7 @@ from core.submit import Upload, submit_job
 from web import auth, schemas
 from web.ranges import stored_file_response
 
-bp = APIBlueprint("api", __name__, tag="Jobs")
+bp = APIBlueprint("api", __name__, tag={"name": "Jobs", "description": "submit files, follow jobs, read transcripts"})
 
 
 @bp.before_request

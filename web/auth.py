@@ -217,7 +217,8 @@ def install(app) -> None:
 
 # --- Signing the page in and out ---------------------------------------------------------------
 
-bp = APIBlueprint("session", __name__, tag="Session")
+bp = APIBlueprint("session", __name__, tag={
+    "name": "Session", "description": "the web page signs in with a token and keeps a session cookie"})
 
 
 class SignIn(Schema):

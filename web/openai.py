@@ -34,7 +34,8 @@ from web import auth, waits
 from web.errors import error_response
 from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
 
-bp = APIBlueprint("openai", __name__, tag="OpenAI")
+bp = APIBlueprint("openai", __name__, tag={
+    "name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"})
 
 DEFAULT_MODEL = "whisper-1"
 RESPONSE_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")

@@ -65,8 +65,11 @@ def test_a_held_job_goes_when_one_of_its_tenant_ends(services):
 def test_interactive_jobs_share_their_tenants_slots_and_go_first_within_them(services):
     batch = add(services, "tenant-a", 3)
     assert dispatch.pump(services) == batch
+    with session_scope(services.db) as s:
+        for job_id in batch:
+            assert jobs.claim(s, job_id)
     urgent = add(services, "tenant-a", 2, priority=INTERACTIVE_PRIORITY)
-    assert dispatch.pump(services, ["tenant-a"]) == []  # the tenant's three slots are taken, whatever the queue
+    assert dispatch.pump(services, ["tenant-a"]) == []  # the tenant's three slots run, whatever the queue
     later = add(services, "tenant-a")
     with session_scope(services.db) as s:
         jobs.cancel(s, batch[0])
@@ -76,6 +79,24 @@ def test_interactive_jobs_share_their_tenants_slots_and_go_first_within_them(ser
     with session_scope(services.db) as s:
         assert dispatch.held(s) == [urgent[1], later[0]]
         assert dispatch.in_flight(s) == {("tenant-a", "offline"): 3}
+
+
+def test_interactive_jobs_go_ahead_of_their_tenants_waiting_batch_jobs(services):
+    """Batch jobs sent and waiting in the broker do not hold the tenant's slots against its gateway
+    jobs: those take the interactive queue, which workers read first, up to the tenant's share."""
+    batch = add(services, "tenant-a", 3)
+    assert dispatch.pump(services) == batch
+    urgent = add(services, "tenant-a", 4, priority=INTERACTIVE_PRIORITY)
+    assert dispatch.pump(services, ["tenant-a"]) == urgent[:3]
+    assert messages(services, INTERACTIVE_QUEUE) == 3 and messages(services) == 3
+    with session_scope(services.db) as s:
+        assert dispatch.held(s) == urgent[3:]
+    # Another tenant waiting: the interactive queue is not taken, and the tenant's share is whole again.
+    theirs = add(services, "tenant-b")
+    assert dispatch.pump(services, ["tenant-b"]) == theirs
+    with session_scope(services.db) as s:
+        jobs.cancel(s, urgent[0])
+    assert dispatch.pump(services, ["tenant-a"]) == []  # three batch and two interactive still in flight
 
 
 def test_interactive_jobs_do_not_overtake_another_tenants_waiting_job(services):

@@ -75,6 +75,44 @@ def test_a_dns_rebound_page_is_not_this_machines_page(gateway, settings):
         assert status == 101, answer
 
 
+def _as_file_page(url: str) -> tuple[list[dict], int | None]:
+    """FunASR's html5 page opened from disk: ``Origin: null``; an empty file, then wait for the close."""
+    async def go():
+        frames = []
+        async with websockets.connect(url, origin="null", ping_interval=None) as ws:
+            try:  # a refused page's sends may meet the close; what was sent to it is still read
+                await ws.send(json.dumps({"mode": "offline", "wav_name": "page", "is_speaking": True}))
+                await ws.send(json.dumps({"is_speaking": False}))
+            except websockets.ConnectionClosed:
+                pass
+            try:
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            except websockets.ConnectionClosed as exc:
+                return frames, exc.rcvd.code if exc.rcvd else None
+    return asyncio.run(go())
+
+
+def test_a_page_from_disk_is_told_why_it_is_refused(gateway):
+    """A refused handshake's answer is invisible to a page (it sees only a failed socket): the
+    socket is accepted, one frame says why (in ``text``, which the html5 page shows), then 1008."""
+    frames, code = _as_file_page(gateway.url)
+    assert code == 1008 and len(frames) == 1, frames
+    assert frames[0]["error_code"] == "origin_not_allowed" and frames[0]["is_final"] is False
+    assert "TINGXIE_GATEWAY_ALLOW_FILE_PAGES" in frames[0]["text"] == frames[0]["error"]
+
+
+def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings):
+    upgrade(settings)
+    allowed = settings.with_(gateway_allow_file_pages=True)
+    thread = run_in_thread(allowed, GatewayConfig.from_settings(allowed, port=0, certfile="0", idle_timeout_s=1.0))
+    try:
+        frames, code = _as_file_page(thread.url)
+    finally:
+        thread.stop()
+    assert [f["error_code"] for f in frames] == ["empty_audio"] and code == 1000  # served: its file answered
+
+
 @pytest.mark.parametrize("extra", [
     [b"Host: evil.example"], [b"Origin: http://127.0.0.1:8000", b"Origin: http://127.0.0.1:8000"],
     [b"Authorization: Bearer a", b"Authorization: Bearer b"], [b"Sec-WebSocket-Version: 13"],

@@ -60,14 +60,17 @@ def test_config_defaults_unknown_keys_and_formats():
     assert parse_config({}).reply_mode == "2pass-offline"
     assert parse_config({"mode": "2pass"}).reply_mode == "2pass-offline"
     assert parse_config({"mode": "offline"}).reply_mode == "offline"
+    assert parse_config({"mode": "online"}).reply_mode == "online"  # the clients append "online" text
+    assert parse_config({"channels": 2}).channels == 2 and parse_config({}).channels is None
     # A later config frame before the end updates the file's parameters.
     base = parse_config({"wav_name": "x", "mode": "offline", "wav_format": "mp3"})
     assert parse_config({"itn": False}, base) == FileRequest("x", "offline", "mp3", False, 16000, False)
 
 
 @pytest.mark.parametrize("message, code", [
-    ({"mode": "online"}, "unsupported_mode"),
     ({"mode": "streaming"}, "unsupported_mode"),
+    ({"channels": 6}, "bad_config"),
+    ({"channels": True}, "bad_config"),
     ({"wav_format": "xyz"}, "unknown_wav_format"),
     ({"audio_fs": "fast"}, "bad_config"),
     ({"audio_fs": 10}, "bad_config"),
@@ -111,11 +114,11 @@ def test_wav_header_makes_raw_pcm_a_file_ffmpeg_resamples(tmp_path, speech_path)
     assert abs(len(out) - len(raw)) <= 64  # 5.55 s either way
 
 
-def _probe(data: bytes, chunk_bytes: int = 3001) -> bool:
+def _probe(data: bytes, chunk_bytes: int = 3001, test: str = "duplicated") -> bool:
     probe = StereoProbe()
     for start in range(0, len(data), chunk_bytes):  # odd chunk sizes: pairs split across frames
         probe.feed(data[start:start + chunk_bytes])
-    return probe.duplicated
+    return getattr(probe, test)
 
 
 @pytest.mark.parametrize("name", ["asr_example.wav", "jfk.flac", "hotwords.mp3"])
@@ -129,8 +132,32 @@ def test_stereo_sent_as_pcm_is_spotted_when_its_channels_are_equal(speech_path, 
     assert _probe(pcm("2"))
 
 
+@pytest.mark.parametrize("name", ["asr_example.wav", "jfk.flac", "hotwords.mp3"])
+@pytest.mark.parametrize("rate", ["8000", "16000"])
+def test_stereo_with_two_different_channels_sent_as_pcm_is_spotted(speech_path, name, rate):
+    """Left: the speech; right: the same speech 30 ms later at half the level (a second microphone),
+    or another recording altogether. Mono speech is never taken for two channels."""
+    ffmpeg = find_ffmpeg()
+
+    def pcm(*filters: str, other: str | None = None) -> bytes:
+        inputs = ["-i", str(speech_path(name))] + (["-i", str(speech_path(other))] if other else [])
+        return subprocess.run([ffmpeg, "-v", "error", *inputs, *filters, "-f", "s16le", "-ar", rate, "-"],
+                              capture_output=True, check=True).stdout
+
+    mono = pcm("-ac", "1")
+    delayed = pcm("-filter_complex", "[0:a]aformat=channel_layouts=mono,asplit[l][r0];"
+                  "[r0]adelay=30,volume=0.5[r];[l][r]join=inputs=2:channel_layout=stereo", "-ac", "2")
+    other = "jfk.flac" if name != "jfk.flac" else "asr_example.wav"
+    two_talks = pcm("-filter_complex", "[0:a]aformat=channel_layouts=mono[l];[1:a]aformat=channel_layouts=mono[r];"
+                    "[l][r]join=inputs=2:channel_layout=stereo", "-ac", "2", other=other)
+    assert not _probe(mono, test="interleaved")
+    assert _probe(delayed, test="interleaved") and not _probe(delayed)
+    assert _probe(two_talks, test="interleaved")
+
+
 def test_silence_says_nothing_about_channels():
     assert not _probe(b"\x00" * 200000) and not _probe(b"")
+    assert not _probe(b"\x00" * 200000, test="interleaved")
 
 
 def test_result_frame_shape_from_a_stored_transcript():
@@ -242,7 +269,7 @@ END = json.dumps({"is_speaking": False, "is_end": True})
     ("malformed JSON", ["{\"mode\": offline"], "bad_json", 1008),
     ("JSON list", ["[1, 2, 3]"], "bad_json", 1008),
     ("unknown wav_format", [config(wav_format="xyz")], "unknown_wav_format", 1008),
-    ("online mode", [config(mode="online")], "unsupported_mode", 1008),
+    ("unknown mode", [config(mode="streaming")], "unsupported_mode", 1008),
     ("bad audio_fs", [config(audio_fs=-5)], "bad_config", 1008),
     ("silence mid-file", [config(), b"\x00" * 3200], "idle_timeout", 1008),
     ("oversized frame", [config(), b"\x00" * (300 * 1024)], "frame_too_large", 1009),
@@ -281,10 +308,25 @@ def test_a_repeated_end_frame_after_a_file_is_ignored(gateway):
     assert [f["error_code"] for f in received] == ["empty_audio"]
 
 
-def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
-    """No worker runs here: the job is committed and queued; the client leaves; the job stays,
-    the spool is empty, and the gateway holds no watcher for it."""
+def _job_statuses(engine, wanted: set[str]) -> list[str]:
+    """The jobs' statuses once they are all in ``wanted`` (a hang guard of 60 s, not a time the test asserts)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(make_sessionmaker(engine)) as session:
+            statuses = session.execute(select(Job.status)).scalars().all()
+        if (statuses and set(statuses) <= wanted) or time.monotonic() > deadline:
+            return statuses
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("leave", ["after_the_job", "at_once"])
+def test_a_file_whose_client_leaves_before_its_result_is_canceled(gateway, speech_path, leave):
+    """No worker runs here: the job is committed and queued while the client waits; the client
+    leaves (once the job exists, or right after its end frame, while the job is being made); the
+    job is canceled, the spool is empty, and the gateway holds no watcher for it."""
     pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
+    settings = gateway.settings
+    engine = make_engine(settings.database_url)
 
     async def go():
         ctx = client_ssl() if gateway.url.startswith("wss") else None
@@ -292,21 +334,13 @@ def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
             await ws.send(config(wav_name="left.wav", hotwords="达摩院 20"))
             await ws.send(pcm)
             await ws.send(END)
-            await asyncio.sleep(1.0)
+            if leave == "after_the_job":
+                assert await asyncio.to_thread(_job_statuses, engine, {"queued"}) == ["queued"]
     asyncio.run(go())
-    settings = gateway.settings
-    engine = make_engine(settings.database_url)
-    # The gateway commits the job after the client left: wait for the row (a hang guard, not a
-    # time the test asserts), so a busy machine cannot fail it.
-    deadline = time.monotonic() + 60
-    while True:
-        with session_scope(make_sessionmaker(engine)) as session:
-            if session.execute(select(Job)).first() is not None or time.monotonic() > deadline:
-                break
-        time.sleep(0.1)
+    assert _job_statuses(engine, {"canceled"}) == ["canceled"]
     with session_scope(make_sessionmaker(engine)) as session:
         jobs = session.execute(select(Job)).scalars().all()
-        assert [(j.status, j.source, j.filename, j.priority > 0) for j in jobs] == [("queued", "gateway", "left.wav", True)]
+        assert [(j.source, j.filename, j.priority > 0) for j in jobs] == [("gateway", "left.wav", True)]
         assert jobs[0].options["hotwords"] == [["达摩院", 20.0]]
         media = settings.media_dir / jobs[0].media_key
     engine.dispose()

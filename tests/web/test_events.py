@@ -110,3 +110,22 @@ def test_the_server_ends_the_connection_after_the_close(live_service):
             ws.recv(timeout=5)  # raises once the connection is closed: the close frames, then TCP
     assert ws.close_code == 1008
     assert time.monotonic() - started < 5
+
+
+def test_the_readmes_events_example_runs_to_the_close(live_service):
+    """The README's Python example, as written: it prints each message and ends when the server
+    closes (websocket-client's recv() then returns '', which is not JSON)."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (example,) = re.findall(r"```python\n(import json, websocket.*?)```", readme, re.S)
+    service = live_service(workers=0)
+    code = example.replace("ws://127.0.0.1:8000", f"ws://{service.settings.host}:{service.settings.port}")
+    code = code.replace("JOB_ID", "0" * 32).replace('header=["Authorization: Bearer tx_…"]', "header=[]")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    assert "not_found" in printed.getvalue()

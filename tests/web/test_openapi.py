@@ -121,3 +121,18 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
     assert len(calls) >= 5 * len(operations) and {200, 400, 404} <= set(calls), sorted(set(calls))
+
+
+def test_every_operation_sits_under_one_declared_tag_and_no_tag_is_empty(client):
+    """The docs page groups operations by tag: none may fall under "default", and no section may be empty."""
+    spec = client.get("/api/v1/openapi.json").json
+    declared = [tag["name"] for tag in spec["tags"]]
+    used = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert len(operation.get("tags", [])) == 1 and operation["tags"][0] in declared, (method, path)
+                used.setdefault(operation["tags"][0], []).append(path)
+    assert sorted(used) == sorted(declared) == ["Jobs", "OpenAI", "Service", "Session"]
+    assert all(tag.get("description") for tag in spec["tags"])
+    assert "/v1/audio/transcriptions" in used["OpenAI"] and "/api/v1/jobs" in used["Jobs"]

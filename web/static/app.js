@@ -1,5 +1,6 @@
 // tingxie page: uploads, live job list, transcript player.
 // Plain ES module, no build step, no dependencies; talks only to the public REST API and its WebSocket push.
+import { estimateTimeLeft } from "./eta.js";
 
 const API = document.body.dataset.api || "/api/v1";
 const MAX_PARALLEL_UPLOADS = 2;
@@ -522,7 +523,7 @@ window.addEventListener("beforeunload", (event) => {
 const jobsList = $("#jobs");
 const jobs = new Map(); // id -> job as last seen from the API
 const jobNodes = new Map(); // id -> <li>
-const rates = new Map(); // id -> {t0, p0} for a time-left estimate
+const etas = new Map(); // id -> {state, leftS}: the time-left estimate (eta.js)
 let jobsTotal = 0;
 let pagesLoaded = 0;
 let openJobId = null;
@@ -547,7 +548,7 @@ function removeJob(id) {
   if (node) node.remove();
   jobNodes.delete(id);
   jobs.delete(id);
-  rates.delete(id);
+  etas.delete(id);
   stopWatching(id);
   jobsTotal = Math.max(0, jobsTotal - 1);
   if (openJobId === id) closeViewer();
@@ -586,11 +587,8 @@ function jobProgressText(job) {
   const parts = [stage];
   const progress = Number(job.progress) || 0;
   parts.push(`${Math.round(progress * 100)}%`);
-  const rate = rates.get(job.id);
-  if (rate && progress - rate.p0 > 0.01) {
-    const elapsed = (performance.now() - rate.t0) / 1000;
-    if (elapsed > 2) parts.push(formatTimeLeft((elapsed * (1 - progress)) / (progress - rate.p0)));
-  }
+  const eta = etas.get(job.id);
+  if (eta && eta.leftS !== null) parts.push(formatTimeLeft(eta.leftS));
   return parts.filter(Boolean).join(" · ");
 }
 
@@ -621,8 +619,9 @@ function updateJob(job, previous) {
   $('[data-role="duration"]', node).textContent = job.duration_ms ? `${formatLength(job.duration_ms)} audio` : "";
   $('[data-role="when"]', node).textContent = formatWhen(job.created_at);
 
-  if (status === "running" && Number(job.progress) > 0 && !rates.has(job.id)) {
-    rates.set(job.id, { t0: performance.now(), p0: Number(job.progress) });
+  if (status === "running" && (job.stage !== previous.stage || job.progress !== previous.progress || !etas.has(job.id))) {
+    const update = { stage: job.stage, progress: Number(job.progress) || 0, nowS: performance.now() / 1000 };
+    etas.set(job.id, estimateTimeLeft((etas.get(job.id) || {}).state || null, update));
   }
   const bar = $('[data-role="bar"]', node);
   const text = $('[data-role="text"]', node);

@@ -307,3 +307,46 @@ def test_gateway_files_do_not_wait_behind_a_batch_queue(live_service, speech_pat
     batch_jobs = [service.wait(job_id) for job_id in batch]
     started_before = [j for j in batch_jobs if j["started_at"] < urgent["started_at"]]
     assert len(started_before) <= 1, [j["started_at"] for j in batch_jobs] + [urgent["started_at"]]
+
+
+def test_default_modes_stereo_and_a_client_that_leaves(live_service, speech_path, tmp_path):
+    """Each client generation in each mode gets the whole-file text in the frame it reads; a stereo
+    file's frames sent as pcm (as both FunASR Python clients send a .wav) with two different
+    channels are mixed down with a warning; a client that leaves before its answer cancels its job."""
+    service = live_service()
+    url = start_gateway(service, "--certfile", "0")
+    wav = speech_path("asr_example.wav")
+    expected = rest_text(service, wav, "达摩院")
+    pcm, _ = pcm_of(wav)
+    for mode, generation, reply in (("online", "old", "online"), ("online", "new", "online"),
+                                    ("2pass", "old", "2pass-offline"), (None, "new", "2pass-offline")):
+        (answer,) = run(url, [Audio(pcm, f"{mode}-{generation}", "pcm", 16000, "达摩院", mode=mode)],
+                        generation=generation)
+        assert answer.result["mode"] == reply and same(answer.result["text"], expected), answer.result
+        assert "warning" not in answer.result
+
+    # Left: the speech; right: the same 30 ms later at half the level (a second microphone).
+    stereo = tmp_path / "two_mics.wav"
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(wav), "-filter_complex",
+                    "[0:a]asplit[l][r0];[r0]adelay=30,volume=0.5[r];[l][r]join=inputs=2:channel_layout=stereo",
+                    str(stereo)], check=True)
+    with wave.open(str(stereo), "rb") as handle:
+        assert handle.getnchannels() == 2
+        frames = handle.readframes(handle.getnframes())
+    (answer,) = run(url, [Audio(frames, "two_mics.wav", "pcm", 16000, "达摩院")], generation="old")
+    # The mix of two delayed copies is not the original audio: compare with the REST transcript of the file.
+    assert same(answer.result["text"], rest_text(service, stereo, "达摩院")), answer.result
+    assert "mixed down" in answer.result["warning"]
+
+    async def leave():
+        """A minute of speech; the client leaves once its job exists, queued or running."""
+        async with connect(url) as ws:
+            await send_file(ws, Audio(pcm * 11, "left", "pcm", 16000), "new")
+            deadline = time.monotonic() + 60
+            while not [j for j in service.jobs()["items"] if j["filename"] == "left.wav"]:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+    asyncio.run(leave())
+    (left,) = [j for j in service.jobs()["items"] if j["filename"] == "left.wav"]
+    assert service.wait(left["id"])["status"] == "canceled"
