@@ -210,3 +210,35 @@ def test_bad_quota_setting_says_what_is_allowed():
 
     with pytest.raises(SettingsError, match="TINGXIE_TENANT_QUOTA_HOURS"):
         Settings.from_env({"TINGXIE_TENANT_QUOTA_HOURS": "Acme Corp=5"})
+
+
+@pytest.mark.subprocess
+def test_a_workers_sweep_with_its_clock_two_days_ahead_expires_the_media(any_settings, db, speech_path, tmp_path):
+    """The sweeper wiring: one sweep, as a worker's sweeper runs it, in a process whose wall clock
+    is two days ahead (tests/support/clockshift.c); the same sweep at the true time expires nothing."""
+    import subprocess
+    import sys
+
+    from tests.support.clock import build_shim, stepped
+    from tests.support.faults import SWEEP
+    from tests.support.service import REPO, settings_env
+
+    settings = dataclasses.replace(any_settings, retain_media_days=1.0)
+    app = _app(settings)
+    client = app.test_client()
+    job_id = _submit(client, speech_path).json["id"]
+    _finish(app, job_id)
+    library = build_shim(tmp_path)
+
+    def sweep(env: dict) -> None:
+        subprocess.run([sys.executable, "-c", SWEEP], cwd=REPO, env={**settings_env(settings), **env},
+                       check=True, capture_output=True, timeout=300)
+
+    sweep({})
+    assert client.get(f"/api/v1/jobs/{job_id}").json["media_expired_at"] is None
+    sweep(stepped(library, 2 * 86400))
+    job = client.get(f"/api/v1/jobs/{job_id}").json
+    assert job["media_expired_at"] is not None
+    assert client.get(f"/api/v1/jobs/{job_id}/media").status_code == 410
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript").status_code == 200
+    app.extensions["tingxie"].close()
