@@ -36,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_cancelable": 409,
     "canceled": 409,  # an OpenAI call whose job was canceled while the call waited
     "gone": 410,
+    "media_expired": 410,
     "too_large": 413,
     "too_long": 413,
     "uri_too_long": 414,
@@ -46,6 +47,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "media_timeout": 422,
     "rate_limited": 429,
     "too_many_jobs": 429,
+    "quota_exceeded": 429,
     "headers_too_large": 431,
     # The server side
     "internal_error": 500,

@@ -8,6 +8,7 @@ newer one's work.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import delete, select, update
@@ -57,6 +58,8 @@ def create_job(
     duration_ms: int | None,
     media_info: dict | None = None,
     tenant: str = "local",
+    media_expires_at: datetime | None = None,
+    created_at: datetime | None = None,
 ) -> Job:
     """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
     It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
@@ -76,10 +79,11 @@ def create_job(
         priority=options.priority,
         callback_url=options.callback_url,
         tenant=tenant,
+        media_expires_at=media_expires_at,
         progress=0.0,
         attempt=0,
         warnings=[],
-        created_at=utcnow(),
+        created_at=created_at or utcnow(),
     )
     session.add(job)
     session.flush()

@@ -100,10 +100,16 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # What a running attempt waits for before it can go on ("media store unavailable"), or None.
     waiting_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Retention (core.retention): when the media is due to leave the store (NULL: kept for ever),
+    # and when the sweeper deleted it (the transcript stays readable).
+    media_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    media_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_tenant_status", "tenant", "status"),
+        Index("ix_jobs_media_expires_at", "media_expires_at"),
+        Index("ix_jobs_finished_at", "finished_at"),
     )
 
 

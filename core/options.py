@@ -54,6 +54,9 @@ class JobOptions:
     num_speakers: how many speakers there are, when known (1 to ``MAX_SPEAKERS``); None: estimated.
     min_speakers, max_speakers: bounds on the estimate; not with ``num_speakers``. Any count needs
         ``diarize``.
+    retain_media_days: delete the job's media from the store this many days after it was accepted
+        (the transcript stays); None: the deployment's ``TINGXIE_RETAIN_MEDIA_DAYS``, which is also
+        the most a job may ask for (checked at submission).
     """
 
     language: str = AUTO_LANGUAGE
@@ -67,6 +70,7 @@ class JobOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    retain_media_days: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -86,6 +90,10 @@ class JobOptions:
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
             raise BadOptionError(f"priority must be a whole number from 0 to {MAX_PRIORITY}")
         self._check_speakers()
+        days = self.retain_media_days
+        if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float))
+                                 or not 0 < days < float("inf")):
+            raise BadOptionError(f"retain_media_days must be a number of days above 0, not {days!r}")
 
     def _check_speakers(self) -> None:
         if not isinstance(self.diarize, bool):

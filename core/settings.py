@@ -175,6 +175,15 @@ class Settings:
     scratch_margin_bytes: int = 256 * 1024**2
     # An upload spool file (work/uploads/*.part) no process has written for this long is removed.
     spool_max_age_s: float = 3600.0
+    # Retention (core.retention), in days; None keeps for ever. A job's media (the upload, or the
+    # copy of a fetched source) is deleted from the store this long after the job was accepted, once
+    # the job has ended; a job may ask for less (``retain_media_days``), never more. A finished job
+    # with its transcript is deleted this long after it ended.
+    retain_media_days: float | None = None
+    retain_transcript_days: float | None = None
+    # Audio hours each tenant may submit per calendar month (UTC), by tenant; the key "*" applies to
+    # tenants not listed. Empty: no quota. Past it, a submission is refused (429 quota_exceeded).
+    tenant_quota_hours: Mapping[str, float] = field(default_factory=dict)
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -449,6 +458,19 @@ def _time_factors(text: str) -> dict[str, float]:
     return factors
 
 
+def _quota_hours(text: str) -> dict[str, float]:
+    """``100`` (every tenant) or ``acme=50,globex=200,*=10`` (audio hours per calendar month)."""
+    number = _positive(float, "a number of audio hours per month", inclusive=True)
+    if "=" not in text:
+        return {"*": number(text)}
+    quotas = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        tenant, _, value = item.partition("=")
+        tenant = tenant.strip()
+        quotas[tenant if tenant == "*" else tenant_name(tenant)] = number(value.strip())
+    return quotas
+
+
 def _certfile(text: str) -> str:
     if text == "0":
         return text
@@ -555,6 +577,9 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("STORE_RETRY_S", "store_retry_s", _positive(float, "a number of seconds")),
     _Var("SCRATCH_MARGIN_MB", "scratch_margin_bytes", _mib),
     _Var("SPOOL_MAX_AGE_S", "spool_max_age_s", _positive(float, "a number of seconds")),
+    _Var("RETAIN_MEDIA_DAYS", "retain_media_days", _positive(float, "a number of days")),
+    _Var("RETAIN_TRANSCRIPT_DAYS", "retain_transcript_days", _positive(float, "a number of days")),
+    _Var("TENANT_QUOTA_HOURS", "tenant_quota_hours", _quota_hours),
 )
 
 

@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import dispatch, jobs, storage, webhooks
+from core import dispatch, jobs, retention, storage, usage, webhooks
 from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
-from core.models import Job
+from core.models import Job, utcnow
 from core.languages import check_language
 from core.options import JobOptions
 from core.services import Services
@@ -96,6 +96,10 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
         with session_scope(services.db) as session:
             dispatch.check_cap(session, settings, tenant)
         size, info = _check_media(settings, upload.path, filename)
+        accepted_at = utcnow()
+        media_expires_at = retention.media_expiry(settings, options, accepted_at)
+        with session_scope(services.db) as session:
+            usage.check_quota(session, settings, tenant, info.duration_ms, accepted_at)
         services.store.put(upload.path, key, content_type=info.mime_type or "application/octet-stream")
     except BaseException:
         upload.path.unlink(missing_ok=True)
@@ -113,6 +117,8 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
                 duration_ms=info.duration_ms,
                 media_info=info.to_dict(),
                 tenant=tenant,
+                media_expires_at=media_expires_at,
+                created_at=accepted_at,
             )
             dispatch.hold_cap(session, settings, tenant)  # what the early check saw may be stale by now
             status = job.status

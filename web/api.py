@@ -12,7 +12,7 @@ from apiflask import APIBlueprint
 from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
 
-from core import dispatch, export, jobs, languages, storage, workers
+from core import dispatch, export, jobs, languages, storage, usage, workers
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
@@ -93,6 +93,8 @@ def job_json(job: Job) -> dict:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "media_expires_at": _iso(job.media_expires_at),
+        "media_expired_at": _iso(job.media_expired_at),
         "timings": {
             "queued_s": _seconds_between(job.created_at, job.started_at),
             "running_s": _seconds_between(job.started_at, job.finished_at),
@@ -278,6 +280,11 @@ def get_media(job_id: str):
     with session_scope(svc.db) as session:
         job = _load(session, job_id)
         key, filename, info = job.media_key, job.filename, job.media_info or {}
+        expired_at = job.media_expired_at
+    if expired_at is not None:
+        raise TingxieError(f"the media of this job was deleted on {_iso(expired_at)} (its retention ended: "
+                           "TINGXIE_RETAIN_MEDIA_DAYS or the job's retain_media_days); its transcript is still here",
+                           code="media_expired")
     mime_type = info.get("mime_type") or "application/octet-stream"
     playable = mime_type.startswith(("audio/", "video/"))
     response = stored_file_response(request, svc.store, key,
@@ -298,3 +305,40 @@ def list_profiles():
          "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
         for name in PROFILES
     ]}
+
+
+@bp.get("/api/v1/usage")
+@bp.input(schemas.UsageQuery, location="query", arg_name="query")
+@bp.doc(summary="Audio seconds and jobs per tenant and profile over time", responses={
+    **schemas.ok("Usage"), **schemas.errors({400: "a bad range or grouping", 404: "no such tenant (not the caller's)"})})
+def get_usage(query):
+    """Jobs accepted in [from, to) grouped by day, month or in total, per tenant and profile; an
+    admin sees every tenant, anyone else only their own (core.usage)."""
+    caller = auth.principal()
+    tenant = query.get("tenant")
+    if tenant is not None and not caller.can_see(tenant):
+        raise NotFoundError(f"no tenant {tenant}")
+    if tenant is None and not caller.admin:
+        tenant = caller.tenant
+    now = datetime.now(timezone.utc)
+    month_start, resets = usage.month_bounds(now)
+    start = _utc(query.get("from_")) or month_start
+    end = _utc(query.get("to")) or now
+    if end <= start:
+        raise TingxieError("`to` must come after `from`", code="bad_option")
+    svc = services()
+    with session_scope(svc.db) as session:
+        items = usage.usage(session, start=start, end=end, group=query["group"], tenant=tenant)
+        quota = None
+        if not caller.admin:
+            quota = {"tenant": caller.tenant, "quota_hours": usage.quota_hours(svc.settings, caller.tenant),
+                     "used_hours": round(usage.charged_seconds(session, caller.tenant, now) / 3600, 4),
+                     "resets_at": _iso(resets)}
+    return {"start": _iso(start), "end": _iso(end), "group": query["group"],
+            "items": [row.to_json() for row in items], "quota": quota}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

@@ -8,7 +8,7 @@ door and the FunASR gateway cannot disagree about them.
 from __future__ import annotations
 
 from apiflask import Schema
-from apiflask.fields import Boolean, Dict, File, Float, Integer, List, Nested, String, Tuple
+from apiflask.fields import Boolean, DateTime, Dict, File, Float, Integer, List, Nested, String, Tuple
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import INCLUDE, post_load
 
@@ -85,6 +85,9 @@ class JobForm(Schema):
     num_speakers = Integer(metadata={"description": "how many speakers there are, when known (default: estimated)"})
     min_speakers = Integer(metadata={"description": "at least this many speakers"})
     max_speakers = Integer(metadata={"description": "at most this many speakers"})
+    retain_media_days = Float(validate=Range(min=0, min_inclusive=False), metadata={
+        "description": "delete the media from the store this many days after the job was accepted (the "
+                       "transcript stays); at most the deployment's TINGXIE_RETAIN_MEDIA_DAYS, its default"})
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
@@ -186,6 +189,10 @@ class Job(Out):
     created_at = String(required=True)
     started_at = String(required=True, allow_none=True)
     finished_at = String(required=True, allow_none=True)
+    media_expires_at = String(required=True, allow_none=True, metadata={
+        "description": "when the media leaves the store (retention); null: kept"})
+    media_expired_at = String(required=True, allow_none=True, metadata={
+        "description": "when the media was deleted by retention (the transcript stays); GET …/media then answers 410"})
     timings = Nested(Timings, required=True)
     callback_url = String(required=True, allow_none=True)
     webhook = Nested(Webhook, required=True)
@@ -258,6 +265,41 @@ class ProfileList(Out):
     items = List(Nested(Profile), required=True)
 
 
+class UsageQuery(Schema):
+    """``GET /api/v1/usage``: a time range (UTC; ISO 8601 dates or date-times) and a grouping."""
+
+    from_ = DateTime(data_key="from", metadata={"description": "start, inclusive; default: the first of this month (UTC)",
+                                                "examples": ["2026-12-01"]})
+    to = DateTime(metadata={"description": "end, exclusive; default: now", "examples": ["2027-01-01"]})
+    group = String(load_default="day", validate=OneOf(["day", "month", "total"]))
+    tenant = String(validate=Length(min=1, max=64),
+                    metadata={"description": "only this tenant (an admin sees every tenant; others only their own)"})
+
+
+class UsageItem(Out):
+    period = String(required=True, metadata={"description": "`2026-12-07` (day), `2026-12` (month) or `total`"})
+    tenant = String(required=True)
+    profile = String(required=True)
+    jobs = Integer(required=True, metadata={"description": "jobs accepted in the period"})
+    done_jobs = Integer(required=True)
+    audio_seconds = Float(required=True, metadata={"description": "audio of the period's jobs that are done"})
+
+
+class TenantQuota(Out):
+    tenant = String(required=True)
+    quota_hours = Float(required=True, allow_none=True, metadata={"description": "TINGXIE_TENANT_QUOTA_HOURS; null: none"})
+    used_hours = Float(required=True, metadata={"description": "this month's audio of done, queued and running jobs"})
+    resets_at = String(required=True)
+
+
+class Usage(Out):
+    start = String(required=True)
+    end = String(required=True)
+    group = String(required=True)
+    items = List(Nested(UsageItem), required=True)
+    quota = Nested(TenantQuota, allow_none=True, metadata={"description": "the caller's tenant's month (null for an admin)"})
+
+
 class Health(Out):
     status = String(required=True)
 
@@ -271,5 +313,5 @@ class Readiness(Out):
 # them in the OpenAPI document once each; routes return plain dicts).
 COMPONENTS: dict[str, type[Schema]] = {
     schema.__name__: schema
-    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Health, Readiness)
+    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Usage, Health, Readiness)
 }

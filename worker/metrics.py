@@ -28,6 +28,7 @@ _BATCH_AUDIO_BUCKETS_S = (5, 15, 30, 60, 120, 240, 480, 900, 1800)
 @dataclasses.dataclass(frozen=True)
 class _Metrics:
     audio_seconds: object
+    tenant_audio_seconds: object
     processing_seconds: object
     jobs: object
     job_duration: object
@@ -45,6 +46,9 @@ def _metrics() -> _Metrics:
     return _Metrics(
         audio_seconds=Counter("tingxie_audio_seconds", "Seconds of audio in the jobs this worker finished (done)",
                               ["profile"]),
+        tenant_audio_seconds=Counter("tingxie_tenant_audio_seconds",
+                                     "Seconds of audio in the jobs this worker finished (done), per tenant "
+                                     "(what GET /api/v1/usage and the quota count)", ["tenant", "profile"]),
         processing_seconds=Counter("tingxie_processing_seconds",
                                    "Wall seconds this worker spent on the jobs it finished (done); "
                                    "rate(processing) / rate(audio) is the realtime factor", ["profile"]),
@@ -98,6 +102,7 @@ def observe_job(job) -> None:
     if job.status == "done" and job.duration_ms:
         audio_s = job.duration_ms / 1000
         m.audio_seconds.labels(job.profile).inc(audio_s)
+        m.tenant_audio_seconds.labels(job.tenant, job.profile).inc(audio_s)
         m.processing_seconds.labels(job.profile).inc(running_s)
         m.realtime_factor.labels(job.profile).observe(running_s / audio_s)
 

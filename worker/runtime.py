@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import dispatch, jobs, storage
+from core import dispatch, jobs, retention, storage
 from core.db import session_scope
 from core.errors import TingxieError
-from core.models import Job
+from core.models import Job, utcnow
 from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import Settings
@@ -58,6 +58,7 @@ class Runtime:
         # takes the job again only with more room than that (another worker is preferred).
         self._ran_out: dict[str, int] = {}
         self._aborted_at = float("-inf")  # when this process last aborted the store's unfinished uploads
+        self._retained_at = float("-inf")  # when this process last applied retention
 
     @property
     def services(self) -> Services:
@@ -354,6 +355,7 @@ class Runtime:
         queued job's next attempt reuses its folder and removes it when it ends)."""
         storage.clean_spool(self.settings, self.settings.spool_max_age_s)
         self._abort_incomplete()
+        self._retain()
         folders = storage.job_work_dirs(self.settings)
         if not folders:
             return
@@ -374,6 +376,17 @@ class Runtime:
             self.services.store.abort_incomplete(max_age_s)
         except storage.StorageUnavailableError as exc:
             log.warning("could not abort the store's unfinished uploads: %s; will try again", exc.message)
+
+
+    def _retain(self) -> None:
+        """At most once a minute per process: expired media out of the store, expired jobs deleted
+        (core.retention)."""
+        if time.monotonic() - self._retained_at < 60.0:
+            return
+        self._retained_at = time.monotonic()
+        now = utcnow()
+        retention.expire_media(self.factory, self.services.store, now)
+        retention.expire_transcripts(self.factory, self.settings, self.services.store, now)
 
 
 class Sweeper(threading.Thread):
