@@ -407,12 +407,20 @@ def _usage(data: dict) -> dict:
     return {"type": "duration", "seconds": _seconds(data["duration_ms"])}
 
 
+# Punctuation that is part of what a word says ("50%", "#3", "rock'n'roll'"), kept at its edges.
+_WORD_MARKS = frozenset("%‰‱#&@*/\\'")
+
+
+def _mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("P") and ch not in _WORD_MARKS
+
+
 def _bare(word: str) -> str:
     """A word as OpenAI gives it: without the punctuation written before or after it."""
     start, end = 0, len(word)
-    while start < end and unicodedata.category(word[start]).startswith("P"):
+    while start < end and _mark(word[start]):
         start += 1
-    while end > start and unicodedata.category(word[end - 1]).startswith("P"):
+    while end > start and _mark(word[end - 1]):
         end -= 1
     return word[start:end]
 

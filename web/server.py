@@ -76,6 +76,8 @@ async def _json_error(send, status: int, code: str, message: str, *, path: str =
     """Answer and close. With ``receive``, what the client is still sending is read and dropped
     for up to :data:`LINGER_S` before the close, so the close does not reset the connection before
     the client has read the answer."""
+    if (path == "/v1" or path.startswith("/v1/")) and status in (415, 422):
+        status = 400  # OpenAI's status for a body it cannot read (web.errors.error_response)
     body = json_error_body(code, message, path, status)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
