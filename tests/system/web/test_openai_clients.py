@@ -120,6 +120,7 @@ def test_diarized_json_with_the_diarize_model(client, speech_path, tmp_path):
     assert caught.value.body["param"] == "response_format"
 
 
+@pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK's own mark on translations
 def test_translation_is_whispers_translate_task(client, service, speech_path):
     with open(speech_path("asr_example.wav"), "rb") as fh:
         result = client.audio.translations.create(model="whisper-1", file=fh, response_format="verbose_json")
@@ -205,7 +206,8 @@ def test_no_worker_the_model_is_refused_at_once_and_its_jobs_fail(tmp_path, spee
     try:
         job = svc.submit(speech_path("jfk.flac"), profile="funasr")
         time.sleep(1.0)  # the web tier's first TINGXIE_NO_WORKER_S, in which workers may still be starting
-        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key="local", max_retries=2, timeout=60)
+        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key=make_token(settings, "local"), max_retries=2,
+                            timeout=60)
         assert [m.id for m in sdk.models.list()] == []
         with pytest.raises(openai.InternalServerError) as caught:
             _transcribe(sdk, speech_path("jfk.flac"), model="funasr")
