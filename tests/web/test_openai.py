@@ -112,9 +112,9 @@ def test_verbose_json_defaults_to_segments(client, speech_path):
 
 
 def test_models(client):
-    """The worker here serves every profile (no TINGXIE_WORKER_PROFILES): every model is listed."""
+    """The worker here serves the default profile (offline): funasr, which no worker serves, is not listed."""
     ids = [m.id for m in client.models.list()]
-    assert ids[0] == "gpt-4o-transcribe" and "whisper-1" in ids and "offline" in ids and "funasr" in ids
+    assert ids[0] == "gpt-4o-transcribe" and "whisper-1" in ids and "offline" in ids and "funasr" not in ids
     assert client.models.retrieve("offline").id == "offline"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("gpt-9")
