@@ -208,9 +208,14 @@ def complete(
     return True
 
 
-def fail(session: Session, job_id: str, attempt: int | None, code: str, message: str) -> bool:
-    """-> failed. ``attempt`` None fails a job that was never claimed (e.g. refused by the gateway)."""
-    conditions = _mine(job_id, attempt) if attempt is not None else (Job.id == job_id, Job.status.in_([QUEUED, RUNNING]))
+def fail(session: Session, job_id: str, attempt: int | None, code: str, message: str, *,
+         only_queued: bool = False) -> bool:
+    """-> failed. ``attempt`` None fails a job that was never claimed (e.g. refused by the gateway);
+    ``only_queued`` leaves it alone if a worker has claimed it meanwhile."""
+    if attempt is not None:
+        conditions = _mine(job_id, attempt)
+    else:
+        conditions = (Job.id == job_id, Job.status == QUEUED if only_queued else Job.status.in_([QUEUED, RUNNING]))
     result = session.execute(
         update(Job)
         .where(*conditions)

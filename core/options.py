@@ -23,10 +23,13 @@ AUTO_LANGUAGE = AUTO
 INTERACTIVE_PRIORITY = 10
 MAX_PRIORITY = 10
 # Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
-# 1 language, itn, hotwords; 2 adds the speaker fields.
-OPTIONS_VERSION = 2
+# 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task.
+OPTIONS_VERSION = 3
 # More speakers than this in one recording is a mistake, not a meeting.
 MAX_SPEAKERS = 32
+TASKS = ("transcribe", "translate")
+# The profiles whose model translates (Whisper's translate task: speech in any language, English text).
+TRANSLATING_PROFILES = ("offline",)
 
 
 class Source(StrEnum):
@@ -57,6 +60,8 @@ class JobOptions:
     retain_media_days: delete the job's media from the store this many days after it was accepted
         (the transcript stays); None: the deployment's ``TINGXIE_RETAIN_MEDIA_DAYS``, which is also
         the most a job may ask for (checked at submission).
+    task: ``transcribe`` (the default) or ``translate``: English text of speech in any language,
+        on a profile in ``TRANSLATING_PROFILES`` (the OpenAI door's /v1/audio/translations).
     """
 
     language: str = AUTO_LANGUAGE
@@ -71,6 +76,7 @@ class JobOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     retain_media_days: float | None = None
+    task: str = "transcribe"
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -94,6 +100,11 @@ class JobOptions:
         if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float))
                                  or not 0 < days < float("inf")):
             raise BadOptionError(f"retain_media_days must be a number of days above 0, not {days!r}")
+        if self.task not in TASKS:
+            raise BadOptionError(f"task must be one of {', '.join(TASKS)}, not {self.task!r}")
+        if self.task == "translate" and self.profile is not None and self.profile not in TRANSLATING_PROFILES:
+            raise BadOptionError(f"the {self.profile} profile cannot translate; translations run on "
+                                 f"{', '.join(TRANSLATING_PROFILES)}", code="unsupported_task")
 
     def _check_speakers(self) -> None:
         if not isinstance(self.diarize, bool):
@@ -131,12 +142,13 @@ class JobOptions:
             "num_speakers": self.num_speakers,
             "min_speakers": self.min_speakers,
             "max_speakers": self.max_speakers,
+            **({"task": self.task} if self.task != "transcribe" else {}),
         }
 
     @classmethod
     def from_record(cls, stored: dict, *, profile: str, callback_url: str | None, source: str, priority: int) -> "JobOptions":
         """Read back what :meth:`stored` and the job's columns hold (no defaults re-applied; a
-        version 1 record, from before speakers, asked for none)."""
+        version 1 record, from before speakers, asked for none; one before version 3 transcribed)."""
         speakers = {} if stored.get("v", 1) < 2 else {
             name: stored[name] for name in ("diarize", "num_speakers", "min_speakers", "max_speakers")}
         return cls(
@@ -144,6 +156,7 @@ class JobOptions:
             itn=stored["itn"],
             hotwords=tuple(Hotword(text, weight) for text, weight in stored["hotwords"]),
             **speakers,
+            task=stored.get("task", "transcribe"),
             profile=profile,
             callback_url=callback_url,
             source=Source(source),

@@ -87,6 +87,9 @@ class Settings:
     # Seconds POST /v1/audio/transcriptions waits for its job before answering with the job's id
     # (the caller then polls the native API). Default 300, under the OpenAI SDK's 600 s timeout.
     openai_wait_s: float = 300.0
+    # A queued job whose profile no live worker has served for this long fails with no_worker
+    # (instead of waiting for ever), and the OpenAI door refuses such a profile at once. Default 600.
+    no_worker_s: float = 600.0
     # Where uploads are stored: "" for the local filesystem under data_dir/media (the embedded
     # default), or s3://bucket/prefix for S3-compatible object storage (MinIO, Ceph RGW, AWS S3,
     # Aliyun OSS), which the web tier and workers on several hosts share instead of a disk.
@@ -543,6 +546,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("PRELOAD_MODELS", "preload_models", _bool),
     _Var("WORKER_THREADS", "worker_threads", _positive(int, "a whole number of threads")),
     _Var("OPENAI_WAIT_S", "openai_wait_s", _positive(float, "a number of seconds")),
+    _Var("NO_WORKER_S", "no_worker_s", _positive(float, "a number of seconds")),
     _Var("STORAGE_URL", "storage_url", _storage_url),
     _Var("S3_ENDPOINT_URL", "s3_endpoint_url", _url("http", "https", example="http://minio:9000")),
     _Var("S3_REGION", "s3_region", str),

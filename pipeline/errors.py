@@ -52,6 +52,12 @@ class SpeakerOptionsError(PipelineError):
     code = "bad_speakers"
 
 
+class UnsupportedTaskError(PipelineError):
+    """The job asks for a task (translate) the profile's ASR model cannot do."""
+
+    code = "unsupported_task"
+
+
 class UnknownProfileError(PipelineError):
     code = "unknown_profile"
 

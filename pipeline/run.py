@@ -20,7 +20,7 @@ from media import MediaInfo
 from pipeline.audio import decode
 from pipeline.checkpoint import Checkpoint
 from pipeline.diarize import diarize
-from pipeline.errors import UnsupportedLanguageError
+from pipeline.errors import UnsupportedLanguageError, UnsupportedTaskError
 from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
@@ -93,6 +93,8 @@ def transcribe(
     if script is not None:
         options = dataclasses.replace(options, language="zh")
     _check_language(options.language, engine)
+    if options.task != "transcribe" and not getattr(engine.asr, "translates", False):
+        raise UnsupportedTaskError(f"The {engine.name!r} profile cannot {options.task}; the offline profile can.")
     report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
     # Loaded (once per engine) before any work, so that a missing model fails the job at once.
     speaker_model = engine.speaker_model() if options.diarize else None

@@ -110,7 +110,9 @@ class AsrModel(Protocol):
     """Recognises batches of speech segments.
 
     ``supports_hotwords``: whether ``hotwords`` change anything; when false the pipeline adds a
-    warning to the transcript instead of passing them silently.
+    warning to the transcript instead of passing them silently. A model that can also translate
+    (Whisper) has ``translates`` true and takes ``task="translate"`` (English words) in
+    :meth:`recognize`; the pipeline passes ``task`` only then.
     """
 
     supports_hotwords: bool

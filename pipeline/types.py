@@ -134,6 +134,8 @@ class TranscribeOptions:
     num_speakers: how many speakers there are, when known; None: estimated.
     min_speakers, max_speakers: bounds on the estimate (either may be None); not with num_speakers.
     The speaker counts need ``diarize``; a bad combination raises SpeakerOptionsError.
+    task: ``transcribe``, or ``translate`` (English text; an engine whose ASR model has
+        ``translates`` true, else UnsupportedTaskError).
     """
 
     language: str = "auto"
@@ -143,6 +145,7 @@ class TranscribeOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    task: str = "transcribe"
 
     def __post_init__(self) -> None:
         check_speaker_options(self.diarize, self.num_speakers, self.min_speakers, self.max_speakers)

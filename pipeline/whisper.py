@@ -168,12 +168,15 @@ class WhisperAsr:
             code for code in self._model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None
         )
 
+    translates = True
+
     def recognize(
         self,
         segments: Sequence["np.ndarray"],
         *,
         language: str,
         hotwords: Sequence[Hotword] = (),
+        task: str = "transcribe",
     ) -> list[AsrResult]:
         import numpy as np
         from faster_whisper.audio import pad_or_trim
@@ -193,7 +196,7 @@ class WhisperAsr:
         for lang, indices in groups.items():
             enc = encoder_output if len(groups) == 1 else _take(encoder_output, indices)
             durations_s = [len(segments[i]) / model.feature_extractor.sampling_rate for i in indices]
-            for i, result in zip(indices, self._decode(enc, durations_s, lang, hotwords)):
+            for i, result in zip(indices, self._decode(enc, durations_s, lang, hotwords, task)):
                 results[i] = result
         return [r for r in results if r is not None]
 
@@ -216,12 +219,16 @@ class WhisperAsr:
             detected.append(best)
         return detected
 
-    def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword]) -> list[AsrResult]:
+    def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword],
+                task: str = "transcribe") -> list[AsrResult]:
+        """``lang`` is the speech's language; with ``task="translate"`` the words are English."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task=task, language=lang)
+        if task == "translate":
+            lang = "en"  # what the words are written in, from here on
         prompt = model.get_prompt(
             tokenizer,
             previous_tokens=tokenizer.encode(ZH_INITIAL_PROMPT) if lang == "zh" else [],

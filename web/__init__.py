@@ -5,6 +5,8 @@ document served at ``/api/v1/openapi.json`` cannot drift from what the routes ac
 """
 from __future__ import annotations
 
+import time
+
 from apiflask import APIFlask
 
 from core import storage
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     app.extensions["tingxie"] = services = Services.start(settings)
     app.extensions["tingxie.served"] = ServedProfiles(services.db)
+    app.extensions["tingxie.started"] = time.monotonic()  # web.openai gives workers TINGXIE_NO_WORKER_S to appear
     # Uploads a stopped web tier was receiving (nobody holds their spool files any more).
     storage.clean_spool(settings, settings.spool_max_age_s)
     errors.install(app)

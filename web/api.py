@@ -297,11 +297,13 @@ def get_media(job_id: str):
 
 
 @bp.get("/api/v1/profiles")
-@bp.doc(summary="Model profiles and the languages each transcribes", responses=schemas.ok("ProfileList"))
+@bp.doc(summary="Model profiles, the live workers serving each, and the languages each transcribes",
+        responses=schemas.ok("ProfileList"))
 def list_profiles():
     settings = services().settings
+    served = served_profiles()
     return {"items": [
-        {"name": name, "default": name == settings.profile,
+        {"name": name, "default": name == settings.profile, "workers": served.get(name, 0),
          "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
         for name in PROFILES
     ]}

@@ -62,6 +62,8 @@ def error_response(code: str, message: str, status: int | None = None, *, header
     """The response for an error, in the shape the route's clients expect."""
     status = status or http_status(code)
     if _openai_route():
+        # OpenAI answers media it cannot read (not media, no audio, cut short) with 400.
+        status = 400 if status in (415, 422) else status
         body = {"error": {"message": message, "type": openai_type(status), "param": param, "code": code, **(extra or {})}}
     else:
         body = {"error": {"code": code, "message": message, **(extra or {})}}

@@ -258,6 +258,8 @@ class Language(Out):
 class Profile(Out):
     name = String(required=True)
     default = Boolean(required=True, metadata={"description": "what a job that names no profile runs on"})
+    workers = Integer(required=True, metadata={"description": "live workers serving it now; 0: its jobs wait, and "
+                                                             "fail no_worker after TINGXIE_NO_WORKER_S"})
     languages = List(Nested(Language), required=True)
 
 

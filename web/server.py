@@ -76,6 +76,8 @@ async def _json_error(send, status: int, code: str, message: str, *, path: str =
     """Answer and close. With ``receive``, what the client is still sending is read and dropped
     for up to :data:`LINGER_S` before the close, so the close does not reset the connection before
     the client has read the answer."""
+    if (path == "/v1" or path.startswith("/v1/")) and status in (415, 422):
+        status = 400  # OpenAI's status for a body it cannot read (web.errors.error_response)
     body = json_error_body(code, message, path, status)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -211,17 +213,46 @@ class Tier:
                 environ[FORM] = body.form
         return self.flask(environ, start_response)
 
+    async def _fail_unserved(self) -> None:
+        """Fail the queued jobs no worker will take (core.workers.fail_unserved): the web tier does
+        it too, since with no worker at all there is no worker's sweeper to do it."""
+        from core import workers
+        from core.settings import PROFILES
+
+        within_s = self.settings.no_worker_s
+        factory = self.flask.extensions["tingxie"].db
+        while True:
+            await asyncio.sleep(min(30.0, max(0.25, within_s / 4)))
+            try:
+                failed = await asyncio.to_thread(
+                    lambda: _in_session(factory, workers.fail_unserved, within_s, PROFILES))
+            except Exception:  # the database may blip: the next round tries again
+                log.warning("could not fail the jobs no worker serves; trying again", exc_info=True)
+                continue
+            for job_id in failed:
+                log.info("job %s failed: no worker served its profile for %g s", job_id, within_s)
+
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.hub.start()
+                unserved = asyncio.create_task(self._fail_unserved(), name="tingxie-no-worker")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                unserved.cancel()
+                await asyncio.gather(unserved, return_exceptions=True)
                 await self.hub.close()
                 self.flask.extensions["tingxie"].close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _in_session(factory, function, *args):
+    from core.db import session_scope
+
+    with session_scope(factory) as session:
+        return function(session, *args)
 
 
 def create_asgi_app(settings: Settings | None = None) -> Tier:

@@ -16,13 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import dispatch, jobs, retention, storage
+from core import dispatch, jobs, retention, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Job, utcnow
 from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
-from core.settings import Settings
+from core.settings import PROFILES, Settings
 from media import MediaInfo, ScratchFullError, pcm_bytes
 from worker.attempt import Limits, StopAttempt, Watch
 from worker.engines import check_profile_options, load_engine_for, transcribe_options
@@ -329,14 +329,16 @@ class Runtime:
         """Put back what faults left behind: running jobs whose worker stopped reporting (each one
         a lost attempt, up to the cap) go back to the queue and, with the jobs not sent yet (held
         by fair share, or accepted while the broker was down), are sent as their tenants' slots
-        allow (core.dispatch); queued jobs whose message was sent long ago and not claimed (a lost
-        message) are sent again; and the data directory is tidied."""
+        allow (core.dispatch); queued jobs of a profile no worker has served for
+        TINGXIE_NO_WORKER_S fail with no_worker (core.workers); queued jobs whose message was sent
+        long ago and not claimed (a lost message) are sent again; and the data directory is tidied."""
         settings = self.settings
         failed: list[str] = []
         with session_scope(self.factory) as session:
             released = jobs.release_stale(session, settings.job_lease_s, max_attempts=settings.max_attempts,
                                           failed=failed)
             lost = jobs.lost_messages(session, settings.resend_bound_s)
+            failed += workers.fail_unserved(session, settings.no_worker_s, PROFILES)
             callbacks = session.execute(select(Job.id).where(Job.id.in_(failed), Job.callback_url.is_not(None))
                                         ).scalars().all() if failed else []
         for job_id in callbacks:
