@@ -20,7 +20,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, auth, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
+    from web import api, auth, batches, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -45,6 +45,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         DESCRIPTION="Self-hosted batch transcription. Native API under /api/v1, OpenAI-compatible API under /v1.",
         TAGS=[
             {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
+            {"name": "Batches", "description": "many jobs as one: links, keys or uploads, one set of options, "
+                                               "one progress, one zip of transcripts, one webhook"},
             {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
             {"name": "Session", "description": "the web page signs in with a token and keeps a session cookie"},
             {"name": "Service", "description": "health and readiness"},
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     errors.install(app)
     inputs.install_url_check(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(service.bp)
