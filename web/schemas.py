@@ -113,7 +113,7 @@ class BatchCreate(JobForm):
     class Meta:
         exclude = ("file",)
 
-    sources = List(String(validate=Length(min=1, max=MAX_URL_CHARS)), validate=Length(max=MAX_SOURCES), metadata={
+    sources = List(String(validate=Length(min=1, max=MAX_URL_CHARS)), validate=Length(max=MAX_SOURCES, error=f"at most {MAX_SOURCES} sources in one batch; split it"), metadata={
         "description": f"at most {MAX_SOURCES} http(s) links or `s3://bucket/key` keys, each fetched by a worker; "
                        "absent: the batch is open, files are uploaded into it one by one "
                        "(`POST .../files`), then it is closed (`POST .../close`)"})
