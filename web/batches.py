@@ -27,12 +27,6 @@ _NOT_FOUND = {404: "no such batch"}
 MAX_BODY_BYTES = batches.MAX_SOURCES * (schemas.MAX_URL_CHARS + 8) + 64 * 1024
 
 
-@bp.before_request
-@bp.auth_required(auth.auth)
-def _authenticated() -> None:
-    """Documents the bearer scheme on every route here (web.auth's guard has already checked)."""
-
-
 def batch_links(batch_id: str) -> dict:
     return {
         "self": url_for("batches.get_batch", batch_id=batch_id),
@@ -83,6 +77,7 @@ def submit_link(svc, batch_id: str, url: str, options: JobOptions, *, tenant: st
 
 
 @bp.post("/api/v1/batches")
+@bp.auth_required(auth.auth)  # each route names it (APIFlask records a shared auth once)
 @bp.input(schemas.BatchCreate, location="json", arg_name="body")
 @bp.doc(summary="Create a batch", responses={
     **schemas.ok("Batch", "created: closed with its jobs when `sources` were given, else open for uploads", 201,
@@ -125,6 +120,7 @@ def _remove(batch_id: str) -> None:
 
 
 @bp.post("/api/v1/batches/<batch_id>/files")
+@bp.auth_required(auth.auth)
 @bp.input(schemas.BatchFileForm, location="form_and_files", arg_name="form")
 @bp.doc(summary="Upload a file into an open batch", responses={
     **schemas.ok("Accepted", "accepted and queued as a job of the batch", 202),
@@ -168,6 +164,7 @@ def _accepted(job_id: str, status: str) -> dict:
 
 
 @bp.post("/api/v1/batches/<batch_id>/close")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="Close an open batch: no more files", responses={
     **schemas.ok("Batch", "closed (or already closed); it ends once its jobs have"),
     **schemas.errors({404: "no such batch", 409: "the batch was canceled (`batch_closed`)"})})
@@ -183,6 +180,7 @@ def close_batch(batch_id: str):
 
 
 @bp.get("/api/v1/batches/<batch_id>")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="A batch: its jobs per status, progress and ETA", responses={
     **schemas.ok("Batch"), **schemas.errors(_NOT_FOUND)})
 def get_batch(batch_id: str):
@@ -190,6 +188,7 @@ def get_batch(batch_id: str):
 
 
 @bp.get("/api/v1/batches")
+@bp.auth_required(auth.auth)
 @bp.input(schemas.BatchListQuery, location="query", arg_name="query")
 @bp.doc(summary="Batches, newest first", responses={**schemas.ok("BatchList"),
                                                      **schemas.errors({400: "bad paging"})})
@@ -213,6 +212,7 @@ def list_batches(query):
 
 
 @bp.get("/api/v1/batches/<batch_id>/jobs")
+@bp.auth_required(auth.auth)
 @bp.input(schemas.BatchJobsQuery, location="query", arg_name="query")
 @bp.doc(summary="A batch's jobs, in the order they were added", responses={
     **schemas.ok("JobList"), **schemas.errors({400: "bad paging or status", 404: "no such batch"})})
@@ -236,6 +236,7 @@ def list_batch_jobs(batch_id: str, query):
 
 
 @bp.post("/api/v1/batches/<batch_id>/cancel")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="Cancel a batch and its queued and running jobs", responses={
     **schemas.ok("Batch", "canceled: its unfinished jobs are canceled (their workers stop within about 2 s); "
                           "its finished jobs keep their transcripts"),
@@ -253,6 +254,7 @@ def cancel_batch(batch_id: str):
 
 
 @bp.delete("/api/v1/batches/<batch_id>")
+@bp.auth_required(auth.auth)
 @bp.doc(summary="Delete a batch with its jobs and their files", responses={
     204: {"description": "deleted: its unfinished jobs were canceled, then every job removed with its files"},
     **schemas.errors(_NOT_FOUND)})
@@ -268,6 +270,7 @@ def delete_batch(batch_id: str):
 
 
 @bp.get("/api/v1/batches/<batch_id>/transcripts.zip")
+@bp.auth_required(auth.auth)
 @bp.input(schemas.ZipQuery, location="query", arg_name="query")
 @bp.doc(summary="The batch's finished transcripts as one zip, streamed", responses={
     200: {"description": "`<key or file name>.<format>` for each finished job in each format asked for, and "
