@@ -44,7 +44,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "are printed, one a line. With --wait each job is followed live and its transcript written: to "
         "stdout for one file without -o, else FILE-stem.FORMAT into -o DIR.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio or video files ffmpeg can read")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="audio or video files ffmpeg can read; a folder sends every file under it as one batch")
+    parser.add_argument("--from", dest="from_file", metavar="LIST",
+                        help="send the files or links listed in LIST (one a line) as one batch; with folders, or with "
+                        "this, one progress bar covers every file, and running the same command again after Ctrl-C "
+                        "resumes the batch without sending a file twice")
     add_client_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="follow each job to its end and write its transcript")
     parser.add_argument("--format", choices=FORMATS, default="txt", help="transcript format with --wait (default txt)")
@@ -149,7 +154,15 @@ class _Reporter:
         self.stream.flush()
 
 
+def is_batch(args) -> bool:
+    return bool(args.from_file) or any(Path(f).is_dir() for f in args.files)
+
+
 def _check_usage(args) -> str | None:
+    if not args.files and not args.from_file:
+        return "name the files or folders to send, or --from LIST"
+    if is_batch(args):
+        return "--json is not for batches: the batch's id is printed" if args.json else None
     if args.wait and args.output_dir is None and len(args.files) > 1:
         return "several files need -o DIR to write their transcripts into"
     if args.wait and args.json and args.output_dir is None:
@@ -189,6 +202,16 @@ def run(args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"tingxie submit: {problem}", file=sys.stderr)
         return USAGE
+
+    if is_batch(args):
+        from cli import batch
+
+        options = {"language": args.language, "hotwords": hotwords, "itn": False if args.no_itn else None,
+                   "profile": args.profile, "callback_url": args.callback_url,
+                   "diarize": True if args.diarize else None, "num_speakers": args.num_speakers,
+                   "min_speakers": args.min_speakers, "max_speakers": args.max_speakers}
+        with client:
+            return batch.run(args, client, options)
 
     reporter = _Reporter(args.progress, sys.stderr)
     items = [_Item(Path(f)) for f in args.files]

@@ -195,11 +195,17 @@ def _too_many(settings, tenant: str, active: int) -> TingxieError:
     )
 
 
-def check_cap(session: Session, settings, tenant: str) -> None:
-    """Refuse a new job when ``tenant`` already has ``TINGXIE_TENANT_MAX_JOBS`` queued or running
-    (the early check, before the upload is probed and stored; :func:`hold_cap` is the one that holds)."""
+def check_cap(session: Session, settings, tenant: str, adding: int = 1) -> None:
+    """Refuse ``adding`` new jobs (one upload, or a batch's sources at once) when they would take
+    ``tenant`` past ``TINGXIE_TENANT_MAX_JOBS`` queued or running (the early check, before an upload
+    is probed and stored; :func:`hold_cap` is the one that holds)."""
     active = _count_active(session, tenant)
-    if active >= settings.tenant_max_jobs:
+    if active + adding > settings.tenant_max_jobs:
+        if adding > 1:
+            raise TingxieError(
+                f"{adding} new jobs and the {active} queued or running would pass the most tenant {tenant!r} may "
+                f"have at once (TINGXIE_TENANT_MAX_JOBS={settings.tenant_max_jobs}); send fewer, or raise it",
+                code="too_many_jobs")
         raise _too_many(settings, tenant, active)
 
 

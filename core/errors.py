@@ -25,6 +25,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_speakers": 400,
     "unsupported_task": 400,
     "session_conflict": 400,
+    "source_unsupported": 400,
     "unauthorized": 401,
     "forbidden": 403,
     "csrf_failed": 403,
@@ -35,6 +36,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "request_timeout": 408,
     "not_ready": 409,
     "not_cancelable": 409,
+    "batch_closed": 409,  # a file sent into a batch that is closed or canceled
     "canceled": 409,  # an OpenAI call whose job was canceled while the call waited
     "gone": 410,
     "media_expired": 410,

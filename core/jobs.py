@@ -60,6 +60,8 @@ def create_job(
     tenant: str = "local",
     media_expires_at: datetime | None = None,
     created_at: datetime | None = None,
+    batch_id: str | None = None,
+    batch_key: str | None = None,
 ) -> Job:
     """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
     It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
@@ -80,6 +82,8 @@ def create_job(
         callback_url=options.callback_url,
         tenant=tenant,
         media_expires_at=media_expires_at,
+        batch_id=batch_id,
+        batch_key=batch_key,
         progress=0.0,
         attempt=0,
         warnings=[],

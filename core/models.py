@@ -104,13 +104,47 @@ class Job(Base):
     # and when the sweeper deleted it (the transcript stays readable).
     media_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     media_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The batch the job was submitted in (core.batches), and its key there: the client's name for
+    # the item (a file's relative path), unique within the batch, so a resumed upload adds no twin.
+    batch_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("batches.id", ondelete="SET NULL", name="fk_jobs_batch_id"), nullable=True)
+    batch_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_tenant_status", "tenant", "status"),
         Index("ix_jobs_media_expires_at", "media_expires_at"),
         Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
+        Index("uq_jobs_batch_key", "batch_id", "batch_key", unique=True),
     )
+
+
+class Batch(Base):
+    """Many jobs submitted as one, with one set of options (core.batches). ``state``: ``open``
+    (files are still being uploaded into it), ``closed`` (no more jobs come; it ends when its jobs
+    have), ``canceled``. ``finished_at`` is set once, by whoever sees its last job end, and that
+    caller sends the batch's one webhook."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str] = mapped_column(String(32))
+    # core.options.JobOptions.stored(), resolved once at creation: every job of the batch runs with them.
+    options: Mapped[dict] = mapped_column(JSON)
+    # Where the batch's one webhook goes (its jobs send none of their own).
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last_status: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_batches_tenant_created_at", "tenant", "created_at"),)
 
 
 class Transcript(Base):

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import dispatch, jobs, retention, storage, usage, webhooks
+from core import batches, dispatch, jobs, retention, storage, usage, webhooks
 from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
@@ -35,6 +35,15 @@ class Upload:
 
     path: Path
     filename: str  # what the client called it (cleaned here before it is stored)
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """The batch a job joins (core.batches; it must be the tenant's and open) and the job's key
+    there (the client's name for the item, unique within the batch), if any."""
+
+    batch_id: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,12 @@ def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, Me
     return size, info
 
 
-def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenant: str) -> Submitted:
+def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenant: str,
+               batch: BatchEntry | None = None) -> Submitted:
     """Create a job of ``tenant`` (the caller's, from its credentials: core.access) from a spooled
     file: check the tenant's cap, probe, store, commit, then send it if the tenant has room
-    (core.dispatch; else it is sent as the tenant's earlier jobs end)."""
+    (core.dispatch; else it is sent as the tenant's earlier jobs end). With ``batch``, the job
+    joins that open batch of the tenant's in the same transaction."""
     settings = services.settings
     filename = storage.clean_filename(upload.filename)
     job_id = jobs.new_job_id()
@@ -107,6 +118,8 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
     try:
         with session_scope(services.db) as session:
             dispatch.lock_tenant(session, tenant)
+            if batch is not None:
+                batches.lock_open(session, batch.batch_id, tenant)
             job: Job = jobs.create_job(
                 session,
                 job_id=job_id,
@@ -119,6 +132,8 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
                 tenant=tenant,
                 media_expires_at=media_expires_at,
                 created_at=accepted_at,
+                batch_id=batch.batch_id if batch is not None else None,
+                batch_key=batch.key if batch is not None else None,
             )
             dispatch.hold_cap(session, settings, tenant)  # what the early check saw may be stale by now
             status = job.status

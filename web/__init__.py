@@ -22,7 +22,7 @@ SPEC_PATH = "/api/v1/openapi.json"
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
 
-    from web import api, auth, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
+    from web import api, auth, batches, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
     from web.uploads import UploadRequest, discard_spooled
 
     app = APIFlask(
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
     errors.install(app)
     inputs.install_url_check(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(service.bp)

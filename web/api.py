@@ -106,6 +106,8 @@ def job_json(job: Job) -> dict:
             "delivered_at": _iso(job.webhook_delivered_at),
         },
         "links": job_links(job.id),
+        "batch_id": job.batch_id,
+        "batch_key": job.batch_key,
     }
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, File, Float, Integer, List, Nested, String, Tuple
 from apiflask.validators import Length, OneOf, Range
-from marshmallow import INCLUDE, post_load
+from marshmallow import INCLUDE, ValidationError, post_load
 
+from core.batches import MAX_KEY_CHARS as MAX_BATCH_KEY_CHARS, MAX_NAME_CHARS as MAX_BATCH_NAME_CHARS, MAX_SOURCES
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES, JobStage
@@ -22,6 +23,8 @@ SPEAKER_FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
 MAX_PAGE = 1_000_000
 MAX_PER_PAGE = 100
 MAX_URL_CHARS = 2048
+# A batch's jobs are listed in bigger pages: a client resuming an upload reads them all.
+MAX_BATCH_JOBS_PER_PAGE = 1000
 
 
 def ref(name: str) -> dict:
@@ -92,12 +95,59 @@ class JobForm(Schema):
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
         upload = data.pop("file")
-        if "hotwords" in data:
-            data["hotwords"] = parse_hotwords(data["hotwords"])
-        if "source" in data:
-            data["source"] = Source(data["source"])
-        data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
-        return upload, JobOptions(**data)
+        return upload, job_options(data)
+
+
+def job_options(data: dict) -> JobOptions:
+    """The option fields of a loaded :class:`JobForm` (or :class:`BatchCreate`) as one JobOptions."""
+    if "hotwords" in data:
+        data["hotwords"] = parse_hotwords(data["hotwords"])
+    if "source" in data:
+        data["source"] = Source(data["source"])
+    data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
+    return JobOptions(**data)
+
+
+class BatchCreate(JobForm):
+    """``POST /api/v1/batches`` (JSON): the batch's sources, or none for a batch open to uploads,
+    and one set of options for all its jobs (the fields ``POST /api/v1/jobs`` takes; its
+    ``callback_url`` receives the batch's one webhook when it ends)."""
+
+    class Meta:
+        exclude = ("file",)
+
+    sources = List(String(validate=Length(min=1, max=MAX_URL_CHARS)), validate=Length(max=MAX_SOURCES, error=f"at most {MAX_SOURCES} sources in one batch; split it"), metadata={
+        "description": f"at most {MAX_SOURCES} http(s) links or `s3://bucket/key` keys, each fetched by a worker; "
+                       "absent: the batch is open, files are uploaded into it one by one "
+                       "(`POST .../files`), then it is closed (`POST .../close`)"})
+    name = String(validate=Length(max=MAX_BATCH_NAME_CHARS), metadata={"description": "a label for people"})
+
+    @post_load
+    def to_options(self, data: dict, **_) -> tuple:
+        sources, name = data.pop("sources", None), data.pop("name", None)
+        return sources, name, job_options(data)
+
+
+class BatchFileForm(Schema):
+    """``POST /api/v1/batches/{id}/files``: one file into an open batch."""
+
+    file = File(required=True, metadata={"description": "the audio or video, in any container ffmpeg reads"},
+                error_messages={"required": "send the audio or video as a multipart form field named 'file'"})
+    key = String(validate=Length(min=1, max=MAX_BATCH_KEY_CHARS), metadata={
+        "description": "the file's name in the batch (e.g. its path relative to the folder sent), unique within "
+                       "it: uploading a key again answers the job it already has (200) instead of adding a "
+                       "second, so a client can resume an interrupted upload; names its transcripts in the zip"})
+
+
+class BatchListQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1, max=MAX_PAGE))
+    per_page = Integer(load_default=20, validate=Range(min=1, max=MAX_PER_PAGE))
+
+
+class BatchJobsQuery(Schema):
+    page = Integer(load_default=1, validate=Range(min=1, max=MAX_PAGE))
+    per_page = Integer(load_default=100, validate=Range(min=1, max=MAX_BATCH_JOBS_PER_PAGE))
+    status = String(validate=OneOf(list(STATUSES)))
 
 
 class JobListQuery(Schema):
@@ -124,6 +174,26 @@ class TranscriptQuery(Schema):
         names = ("max_line_chars", "max_lines", "max_cue_s")
         limits = SubtitleLimits(**{name: data.pop(name) for name in names if name in data})
         return {**data, "limits": limits}
+
+
+class ZipQuery(TranscriptQuery):
+    """``GET /api/v1/batches/{id}/transcripts.zip``: which formats, and the subtitle cues' shape."""
+
+    class Meta:
+        exclude = ("download",)
+
+    format = String(load_default="json", validate=Length(min=1, max=64), metadata={
+        "description": f"comma-separated, each one of {', '.join(FORMATS)}: every transcript in each",
+        "examples": ["srt,json"]})
+
+    @post_load
+    def to_formats(self, data: dict, **_) -> dict:
+        formats = tuple(dict.fromkeys(part.strip() for part in data["format"].split(",") if part.strip()))
+        unknown = [fmt for fmt in formats if fmt not in FORMATS]
+        if not formats or unknown:
+            raise ValidationError(f"format must be one or more of {', '.join(FORMATS)}, comma-separated",
+                                  field_name="format")
+        return {**data, "format": formats}
 
 
 class JobLinks(Out):
@@ -197,6 +267,8 @@ class Job(Out):
     callback_url = String(required=True, allow_none=True)
     webhook = Nested(Webhook, required=True)
     links = Nested(JobLinks, required=True)
+    batch_id = String(required=True, allow_none=True, metadata={"description": "the batch the job was submitted in"})
+    batch_key = String(required=True, allow_none=True, metadata={"description": "the job's key in its batch"})
 
 
 class ListLinks(Out):
@@ -311,9 +383,58 @@ class Readiness(Out):
     checks = Dict(keys=String(), values=String(), required=True)
 
 
+class BatchCounts(Out):
+    queued = Integer(required=True)
+    running = Integer(required=True)
+    done = Integer(required=True)
+    failed = Integer(required=True)
+    canceled = Integer(required=True)
+
+
+class BatchLinks(Out):
+    self = String(required=True)
+    jobs = String(required=True)
+    files = String(required=True, metadata={"description": "POST a file here while the batch is open"})
+    close = String(required=True)
+    cancel = String(required=True)
+    transcripts = String(required=True, metadata={"description": "the finished transcripts as one zip"})
+
+
+class Batch(Out):
+    id = String(required=True)
+    name = String(required=True, allow_none=True)
+    status = String(required=True, validate=OneOf(["open", "running", "completed", "canceled"]), metadata={
+        "description": "`open`: taking files; `running`: closed, jobs left; `completed`: every job ended "
+                       "(done, failed or canceled); `canceled`"})
+    total = Integer(required=True, metadata={"description": "jobs in the batch"})
+    counts = Nested(BatchCounts, required=True, metadata={"description": "jobs per status"})
+    progress = Float(required=True, metadata={"description": "0..1 over the batch's audio"})
+    eta_s = Float(required=True, allow_none=True, metadata={
+        "description": "seconds until the last job ends, at the rate the batch has gone so far; null before "
+                       "any audio is transcribed, and once it has ended"})
+    profile = String(required=True)
+    options = Nested(JobOptionsOut, required=True)
+    tenant = String(required=True)
+    callback_url = String(required=True, allow_none=True)
+    webhook = Nested(Webhook, required=True)
+    created_at = String(required=True)
+    closed_at = String(required=True, allow_none=True)
+    finished_at = String(required=True, allow_none=True)
+    links = Nested(BatchLinks, required=True)
+
+
+class BatchList(Out):
+    items = List(Nested(Batch), required=True)
+    page = Integer(required=True)
+    per_page = Integer(required=True)
+    total = Integer(required=True)
+    links = Nested(ListLinks, required=True)
+
+
 # Response schemas, referenced by name from each operation's responses (web.create_app registers
 # them in the OpenAPI document once each; routes return plain dicts).
 COMPONENTS: dict[str, type[Schema]] = {
     schema.__name__: schema
-    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Usage, Health, Readiness)
+    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Usage, Health, Readiness, Batch,
+                   BatchList)
 }

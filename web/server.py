@@ -170,6 +170,13 @@ class Tier:
                                    max_parts=self.flask.config["MAX_FORM_PARTS"])
         if endpoint is None or endpoint in PUBLIC:
             return await read_body(scope, receive, limits(settings.public_body_bytes, "TINGXIE_PUBLIC_BODY_KB"))
+        if endpoint == "batches.create_batch":  # up to 10,000 links: a bigger body, from good credentials only
+            from web.batches import MAX_BODY_BYTES
+
+            if not await self._may_upload(scope):
+                return Body(length=0)
+            return await read_body(scope, receive, limits(max(MAX_BODY_BYTES, settings.max_body_bytes),
+                                                          "a batch's 10,000 sources, or TINGXIE_MAX_BODY_KB"))
         return await read_body(scope, receive, limits(settings.max_body_bytes, "TINGXIE_MAX_BODY_KB"))
 
     def _endpoint(self, scope) -> str | None:

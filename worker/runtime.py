@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from core import dispatch, jobs, retention, storage, workers
+from core import batches, dispatch, jobs, retention, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
-from core.models import Job, utcnow
+from core.models import Batch, Job, utcnow
 from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import PROFILES, Settings
@@ -192,6 +192,8 @@ class Runtime:
         ended = outcome in ("done", "failed", "timeout") or (outcome == "stalled" and watch.stall_outcome == jobs.FAILED)
         if options.callback_url and ended:
             self._deliver_webhook(job_id)
+        if job.batch_id and ended:
+            self._batch_ended(job.batch_id)
         if outcome != "lost":
             self._send_held(job.tenant)
         return outcome
@@ -248,6 +250,13 @@ class Runtime:
     def _deliver_webhook(self, job_id: str) -> None:
         # Its own queue, which every worker consumes: a delivery waits behind no transcription.
         self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
+
+    def _batch_ended(self, batch_id: str) -> None:
+        """This job may have been its batch's last: if so the batch is marked ended and its webhook sent."""
+        try:
+            batches.end_check(self.services, [batch_id])
+        except Exception:  # the sweeper marks it on its next pass
+            log.warning("could not check whether batch %s has ended; the sweeper will", batch_id, exc_info=True)
 
     def _send_held(self, tenant: str) -> None:
         """A job of ``tenant`` ended (or went back to the queue): its slot is free for a held job."""
@@ -331,7 +340,8 @@ class Runtime:
         by fair share, or accepted while the broker was down), are sent as their tenants' slots
         allow (core.dispatch); queued jobs of a profile no worker has served for
         TINGXIE_NO_WORKER_S fail with no_worker (core.workers); queued jobs whose message was sent
-        long ago and not claimed (a lost message) are sent again; and the data directory is tidied."""
+        long ago and not claimed (a lost message) are sent again; batches whose last job ended unseen
+        are marked ended (and their webhook sent); and the data directory is tidied."""
         settings = self.settings
         failed: list[str] = []
         with session_scope(self.factory) as session:
@@ -343,6 +353,12 @@ class Runtime:
                                         ).scalars().all() if failed else []
         for job_id in callbacks:
             self._deliver_webhook(job_id)
+        with session_scope(self.factory) as session:
+            ended = batches.finish_ended(session)
+            announced = session.execute(select(Batch.id).where(Batch.id.in_(ended), Batch.callback_url.is_not(None))
+                                        ).scalars().all() if ended else []
+        for batch_id in announced:
+            batches.announce(self.services, batch_id)
         for job_id in released:
             log.info("job %s lost its worker; queued again", job_id)
         sent = dispatch.pump(self.services)

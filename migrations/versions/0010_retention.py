@@ -3,14 +3,14 @@
 due jobs by the index.
 
 Revision ID: 0010_retention
-Revises: 0007_waiting_reason
+Revises: 0009_batches
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0010_retention"
-down_revision = "0007_waiting_reason"
+down_revision = "0009_batches"
 branch_labels = None
 depends_on = None
 
