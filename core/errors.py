@@ -23,6 +23,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_profile": 400,
     "unsupported_language": 400,
     "bad_speakers": 400,
+    "bad_source_url": 400,
+    "bad_output_url": 400,
     "session_conflict": 400,
     "unauthorized": 401,
     "forbidden": 403,
@@ -44,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_audio": 422,
     "truncated_media": 422,
     "media_timeout": 422,
+    "fetch_refused": 422,  # a source_url the worker may not fetch (an internal address, a redirect to one)
     "rate_limited": 429,
     "too_many_jobs": 429,
     "headers_too_large": 431,
@@ -55,6 +58,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_profile_options": 503,
     "ffmpeg_missing": 503,
     "unavailable": 503,
+    "fetch_failed": 502,  # the source_url answered with an error, went away, or stalled
     "shutting_down": 503,
     "store_unavailable": 503,
     "still_running": 504,

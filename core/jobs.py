@@ -57,6 +57,7 @@ def create_job(
     duration_ms: int | None,
     media_info: dict | None = None,
     tenant: str = "local",
+    source_url: str | None = None,
 ) -> Job:
     """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
     It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
@@ -76,6 +77,7 @@ def create_job(
         priority=options.priority,
         callback_url=options.callback_url,
         tenant=tenant,
+        source_url=source_url,
         progress=0.0,
         attempt=0,
         warnings=[],

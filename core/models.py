@@ -100,6 +100,12 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # What a running attempt waits for before it can go on ("media store unavailable"), or None.
     waiting_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A job submitted by link (core.sources): the http(s) or s3:// URL its worker fetches into the
+    # media store before the first attempt decodes it (media_info is NULL until then).
+    source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Delivery to options.output_url (core.delivery): the last outcome, and when every format was written.
+    output_last_status: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    output_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),

@@ -171,6 +171,16 @@ class Settings:
     scratch_margin_bytes: int = 256 * 1024**2
     # An upload spool file (work/uploads/*.part) no process has written for this long is removed.
     spool_max_age_s: float = 3600.0
+    # Links (source_url): hosts, addresses or CIDRs a worker may fetch from although they are
+    # loopback, private or otherwise internal (the same rules as webhooks otherwise). Default none.
+    fetch_allow: tuple[str, ...] = ()
+    # A link that sends no byte for this long (connecting, or mid-body) fails the job fetch_failed.
+    fetch_timeout_s: float = 30.0
+    # Per tenant, the s3:// prefixes a job may name as source_url (read with the deployment's S3
+    # credentials), and those output_url may deliver to: {"acme": ("s3://calls/acme/",)}.
+    # TINGXIE_TENANT_SOURCES / TINGXIE_TENANT_OUTPUTS="acme=s3://calls/acme/,s3://b2;beta=s3://b3/in/".
+    tenant_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tenant_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -294,6 +304,10 @@ def _format(value: object, parse: Callable[[str], object]) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return repr(value)
+    if parse is _tenant_prefixes:
+        from core.sources import format_tenant_prefixes
+
+        return format_tenant_prefixes(value)
     if isinstance(value, dict):
         return ",".join(f"{key}={factor!r}" for key, factor in value.items())
     if isinstance(value, (tuple, list)):
@@ -445,6 +459,12 @@ def _time_factors(text: str) -> dict[str, float]:
     return factors
 
 
+def _tenant_prefixes(text: str) -> dict[str, tuple[str, ...]]:
+    from core.sources import parse_tenant_prefixes
+
+    return parse_tenant_prefixes(text)
+
+
 def _certfile(text: str) -> str:
     if text == "0":
         return text
@@ -550,6 +570,10 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("STORE_RETRY_S", "store_retry_s", _positive(float, "a number of seconds")),
     _Var("SCRATCH_MARGIN_MB", "scratch_margin_bytes", _mib),
     _Var("SPOOL_MAX_AGE_S", "spool_max_age_s", _positive(float, "a number of seconds")),
+    _Var("FETCH_ALLOW", "fetch_allow", _hosts),
+    _Var("FETCH_TIMEOUT_S", "fetch_timeout_s", _positive(float, "a number of seconds")),
+    _Var("TENANT_SOURCES", "tenant_sources", _tenant_prefixes),
+    _Var("TENANT_OUTPUTS", "tenant_outputs", _tenant_prefixes),
 )
 
 

@@ -1,10 +1,13 @@
-"""The one way a job is created, whichever door it came through (REST, OpenAI, FunASR gateway).
+"""The one way a job is created, whichever door it came through (REST, OpenAI, FunASR gateway,
+a batch).
 
-A door spools the client's file to local disk and parses what the client sent into a
-:class:`~core.options.JobOptions`; :func:`submit_job` does the rest, in this order: apply the
-deployment's policy to the options (default profile, server-wide hotwords, caps, callback
-target), check and probe the file, put it in the media store (core.storage), commit the job, and only then send its
-task. Whatever goes wrong before the commit, the spooled file and anything placed are removed;
+A door spools the client's file to local disk (an :class:`Upload`), or names a link a worker
+fetches (a :class:`Link`: http(s) or ``s3://bucket/key``, core.sources), and parses what the
+client sent into a :class:`~core.options.JobOptions`; :func:`submit_job` does the rest, in this
+order: apply the deployment's policy to the options (default profile, server-wide hotwords, caps,
+callback target, delivery target), check and probe the file and put it in the media store
+(core.storage) -- a link is only checked: its worker fetches it (core.fetch) -- commit the job,
+and only then send its task. Whatever goes wrong before the commit, the spooled file and anything placed are removed;
 an error is a :class:`~core.errors.TingxieError` with a code and a message a person can act on.
 """
 from __future__ import annotations
@@ -14,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import dispatch, jobs, storage, webhooks
+from core import dispatch, jobs, sources, storage, webhooks
 from core.db import session_scope
 from core.errors import BadOptionError, TingxieError
 from core.hotwords import check_caps, load_hotword_file, merge
@@ -38,6 +41,16 @@ class Upload:
 
 
 @dataclass(frozen=True)
+class Link:
+    """Media the job's worker fetches before it transcribes (core.fetch): an ``http://`` or
+    ``https://`` URL, or ``s3://bucket/key`` within the tenant's TINGXIE_TENANT_SOURCES. Nothing is
+    read at submission; the caps (size, duration) are checked as the worker receives it."""
+
+    url: str
+    filename: str | None = None  # a display name; default: the last segment of the URL's path
+
+
+@dataclass(frozen=True)
 class Submitted:
     """What a door answers with: the new job's id and its state when it was accepted."""
 
@@ -47,10 +60,10 @@ class Submitted:
     enqueued: bool
 
 
-def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
+def resolve_options(settings: Settings, options: JobOptions, *, tenant: str = "local") -> JobOptions:
     """The deployment's policy, applied once: the default profile, the server-wide hotwords
     merged in (the job's own win), the caps, a language the profile serves, a callback target
-    that may be called."""
+    that may be called, an output location the tenant was given (404 otherwise)."""
     profile = options.profile or settings.profile
     language = check_language(profile, options.language)
     hotwords = options.hotwords
@@ -62,6 +75,8 @@ def resolve_options(settings: Settings, options: JobOptions) -> JobOptions:
             webhooks.check_target(options.callback_url, settings)
         except webhooks.WebhookTargetError as exc:
             raise BadOptionError(str(exc), code="bad_callback_url") from None
+    if options.output_url:
+        sources.check_output(options.output_url, tenant, settings.tenant_outputs)
     return dataclasses.replace(options, profile=profile, language=language, hotwords=hotwords)
 
 
@@ -83,16 +98,20 @@ def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, Me
     return size, info
 
 
-def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenant: str) -> Submitted:
+def submit_job(services: Services, media: Upload | Link, options: JobOptions, *, tenant: str) -> Submitted:
     """Create a job of ``tenant`` (the caller's, from its credentials: core.access) from a spooled
-    file: check the tenant's cap, probe, store, commit, then send it if the tenant has room
-    (core.dispatch; else it is sent as the tenant's earlier jobs end)."""
+    file or a link: check the tenant's cap, probe and store the file (a link: check it may be
+    fetched), commit, then send it if the tenant has room (core.dispatch; else it is sent as the
+    tenant's earlier jobs end)."""
+    if isinstance(media, Link):
+        return _submit_link(services, media, options, tenant=tenant)
     settings = services.settings
+    upload = media
     filename = storage.clean_filename(upload.filename)
     job_id = jobs.new_job_id()
     key = storage.media_key(job_id, filename)
     try:
-        options = resolve_options(settings, options)
+        options = resolve_options(settings, options, tenant=tenant)
         with session_scope(services.db) as session:
             dispatch.check_cap(session, settings, tenant)
         size, info = _check_media(settings, upload.path, filename)
@@ -100,6 +119,28 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
     except BaseException:
         upload.path.unlink(missing_ok=True)
         raise
+    return _commit(services, job_id, options, tenant, media_key=key, filename=filename, size_bytes=size,
+                   duration_ms=info.duration_ms, media_info=info.to_dict())
+
+
+def _submit_link(services: Services, link: Link, options: JobOptions, *, tenant: str) -> Submitted:
+    """A job whose worker fetches its media: nothing is read here (the web tier never connects to
+    the link), so the job carries no size, duration or probe until its worker has fetched it."""
+    settings = services.settings
+    sources.check_source(link.url, tenant, settings.tenant_sources)
+    filename = storage.clean_filename(link.filename or sources.display_name(link.url))
+    job_id = jobs.new_job_id()
+    options = resolve_options(settings, options, tenant=tenant)
+    with session_scope(services.db) as session:
+        dispatch.check_cap(session, settings, tenant)
+    return _commit(services, job_id, options, tenant, media_key=storage.media_key(job_id, filename),
+                   filename=filename, size_bytes=0, duration_ms=None, media_info=None, source_url=link.url)
+
+
+def _commit(services: Services, job_id: str, options: JobOptions, tenant: str, *, media_key: str, filename: str,
+            size_bytes: int, duration_ms: int | None, media_info: dict | None,
+            source_url: str | None = None) -> Submitted:
+    settings = services.settings
     try:
         with session_scope(services.db) as session:
             dispatch.lock_tenant(session, tenant)
@@ -107,12 +148,13 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
                 session,
                 job_id=job_id,
                 options=options,
-                media_key=key,
+                media_key=media_key,
                 filename=filename,
-                size_bytes=size,
-                duration_ms=info.duration_ms,
-                media_info=info.to_dict(),
+                size_bytes=size_bytes,
+                duration_ms=duration_ms,
+                media_info=media_info,
                 tenant=tenant,
+                source_url=source_url,
             )
             dispatch.hold_cap(session, settings, tenant)  # what the early check saw may be stale by now
             status = job.status
@@ -120,6 +162,7 @@ def submit_job(services: Services, upload: Upload, options: JobOptions, *, tenan
         storage.delete_job_files(settings, services.store, job_id)
         raise
     enqueued = job_id in dispatch.pump(services, [tenant])
-    log.info("job %s of tenant %s accepted from %s: %s%s", job_id, tenant, options.source, filename,
+    log.info("job %s of tenant %s accepted from %s: %s%s%s", job_id, tenant, options.source, filename,
+             " (by link)" if source_url else "",
              "" if enqueued else " (held: sent when the tenant's earlier jobs end, or the broker answers)")
     return Submitted(id=job_id, status=status, profile=options.profile, enqueued=enqueued)
