@@ -29,6 +29,7 @@ class JobStatus(StrEnum):
 class JobStage(StrEnum):
     """What a running job is doing (the pipeline reports the same names)."""
 
+    FETCH = "fetch"  # a job by link: its worker fetches the media (core.fetch)
     DECODE = "decode"
     VAD = "vad"
     ASR = "asr"
@@ -162,6 +163,15 @@ def set_waiting(session: Session, job_id: str, attempt: int, reason: str | None)
         return False
     events.publish(session, job_id, "waiting", {"status": RUNNING, "waiting_reason": reason})
     return True
+
+
+def set_media(session: Session, job_id: str, attempt: int, *, size_bytes: int, duration_ms: int | None,
+              media_info: dict) -> bool:
+    """A job by link whose worker has fetched, probed and stored its media: what the probe found,
+    as an upload's job has it from submission. False: this attempt no longer holds the job."""
+    result = session.execute(update(Job).where(*_mine(job_id, attempt)).values(
+        size_bytes=size_bytes, duration_ms=duration_ms, media_info=media_info))
+    return result.rowcount == 1
 
 
 def complete(

@@ -17,6 +17,8 @@ from core.settings import PROFILES, Settings
 
 TRANSCRIBE = "tingxie.transcribe"
 DELIVER_WEBHOOK = "tingxie.deliver_webhook"
+# A done job's transcript written to its output_url (core.delivery); on the webhook queue.
+DELIVER_OUTPUT = "tingxie.deliver_output"
 # Every worker consumes it, whatever its profiles: deliveries need no model.
 WEBHOOK_QUEUE = "tingxie.webhooks"
 

@@ -80,7 +80,7 @@ def resolve_options(settings: Settings, options: JobOptions, *, tenant: str = "l
     return dataclasses.replace(options, profile=profile, language=language, hotwords=hotwords)
 
 
-def _check_media(settings: Settings, path: Path, filename: str) -> tuple[int, MediaInfo]:
+def check_media(settings: Settings, path: Path, filename: str) -> tuple[int, MediaInfo]:
     size = path.stat().st_size
     if size == 0:
         raise TingxieError(f"{filename} is empty (0 bytes)", code="empty_file")
@@ -114,7 +114,7 @@ def submit_job(services: Services, media: Upload | Link, options: JobOptions, *,
         options = resolve_options(settings, options, tenant=tenant)
         with session_scope(services.db) as session:
             dispatch.check_cap(session, settings, tenant)
-        size, info = _check_media(settings, upload.path, filename)
+        size, info = check_media(settings, upload.path, filename)
         services.store.put(upload.path, key, content_type=info.mime_type or "application/octet-stream")
     except BaseException:
         upload.path.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ every profile is also a model of its own name (``offline``, ``funasr``).
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File, Float, Integer, List, Nested, String
@@ -29,10 +28,10 @@ from core.models import Job, Transcript
 from core.options import JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
-from core.submit import Upload, submit_job
+from core.submit import submit_job
 from web import auth, waits
 from web.errors import error_response
-from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
+from web.schemas import SOURCE_URL, SPEAKER_FIELDS, Out, errors, media_of, ok, ref
 
 bp = APIBlueprint("openai", __name__, tag="OpenAI")
 
@@ -77,7 +76,8 @@ class TranscriptionForm(Schema):
     class Meta:
         unknown = EXCLUDE  # fields of newer OpenAI models (stream, include[], chunking_strategy) are ignored
 
-    file = File(required=True, error_messages={"required": "send the audio as a multipart field named 'file'"})
+    file = File(metadata={"description": "the audio; or send tingxie's `source_url`"})
+    source_url = SOURCE_URL
     model = String(required=True, metadata={"description": "`whisper-1` (the default profile) or a profile name",
                                             "examples": [DEFAULT_MODEL, *PROFILES]})
     language = String(validate=Length(min=2, max=16), metadata={"description": "ISO-639-1 code; default: detected"})
@@ -106,7 +106,7 @@ class TranscriptionForm(Schema):
         if "itn" in data:
             fields["itn"] = data["itn"]
         fields.update(speaker_fields(*(data.get(name) for name in SPEAKER_FIELDS)))
-        return {"upload": data["file"], "options": JobOptions(**fields), "format": data["response_format"],
+        return {"media": media_of(data.get("file"), data.get("source_url")), "options": JobOptions(**fields), "format": data["response_format"],
                 "granularities": set(data["timestamp_granularities"]) or {"segment"}}
 
 
@@ -177,9 +177,7 @@ _OPENAI_ERRORS = errors({400: "bad request", 404: "unknown model", 409: "the job
     **_OPENAI_ERRORS})
 def create_transcription(form):
     svc = services()
-    upload = form["upload"]
-    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), form["options"],
-                           tenant=auth.principal().tenant)
+    submitted = submit_job(svc, form["media"], form["options"], tenant=auth.principal().tenant)
     # The wait for the job's end holds no thread: it is awaited on the event loop (web.waits).
     return waits.defer(submitted.id, svc.settings.openai_wait_s,
                        partial(answer, submitted.id, form["format"], form["granularities"]))
