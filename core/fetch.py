@@ -59,12 +59,16 @@ def short_url(url: str) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _describe(address) -> str:
-    for what, test in (("loopback", "is_loopback"), ("link-local", "is_link_local"), ("private", "is_private"),
-                       ("multicast", "is_multicast"), ("reserved", "is_reserved"), ("unspecified", "is_unspecified")):
-        if getattr(address, test, False):
-            return what
-    return "not a public address"
+def _describe(*addresses) -> str:
+    """What kind of internal address it is, judged by the address itself first (``::1`` is IPv6's
+    loopback before it is the IPv4-compatible form of 0.0.0.1), then by the IPv4 address it carries."""
+    for address in addresses:
+        for what, test in (("unspecified", "is_unspecified"), ("loopback", "is_loopback"),
+                           ("link-local", "is_link_local"), ("multicast", "is_multicast"), ("private", "is_private"),
+                           ("reserved", "is_reserved")):
+            if getattr(address, test, False):
+                return what
+    return "non-public"
 
 
 def vet_address(host: str, raw: str, allow: tuple[str, ...]) -> str:
@@ -75,7 +79,7 @@ def vet_address(host: str, raw: str, allow: tuple[str, ...]) -> str:
     if _internal(effective) and not _allowed(host, effective, allow):
         shown = f"{address} (that is {effective})" if effective != address else str(address)
         where = shown if host.strip("[]") == str(address) else f"{host[:80]} is {shown},"
-        raise FetchRefusedError(f"{where} a {_describe(effective)} address; a link may lead only to "
+        raise FetchRefusedError(f"{where} a {_describe(address, effective)} address; a link may lead only to "
                                 "public addresses (TINGXIE_FETCH_ALLOW lists exceptions)")
     return str(address)
 
@@ -214,7 +218,8 @@ def _stream(settings: Settings, response, url: str, target: Path, on_progress: P
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(target, "wb") as fh:
-            for chunk in response.stream(CHUNK_BYTES, decode_content=False):
+            # read1: what has arrived, up to a chunk (a stalled source's bytes so far are counted).
+            while chunk := response.read1(CHUNK_BYTES, decode_content=False):
                 received += len(chunk)
                 if received > limit:
                     raise _too_large(url, received, limit)
