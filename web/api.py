@@ -131,8 +131,8 @@ def create_job(form):
             form = schemas.JobForm().load(request.get_json())
         except ValidationError as exc:
             abort(400, detail={"json": exc.messages})
-    media, options = form
-    accepted = submit_job(services(), media, options, tenant=auth.principal().tenant)
+    upload, source_url, options = form
+    accepted = submit_job(services(), schemas.media_of(upload, source_url), options, tenant=auth.principal().tenant)
     links = job_links(accepted.id)
     return {"id": accepted.id, "status": accepted.status, "links": links}, 202, {"Location": links["self"]}
 

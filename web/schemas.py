@@ -119,13 +119,15 @@ class JobForm(Schema):
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
-        media = media_of(data.pop("file", None), data.pop("source_url", None))
+        """(the file part or None, the link or None, the options): the door takes exactly one of
+        the first two (:func:`media_of`) once it knows which body it was sent."""
+        upload, source_url = data.pop("file", None), data.pop("source_url", None)
         if "hotwords" in data:
             data["hotwords"] = parse_hotwords(data["hotwords"])
         if "source" in data:
             data["source"] = Source(data["source"])
         data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
-        return media, JobOptions(**data)
+        return upload, source_url, JobOptions(**data)
 
 
 def media_of(upload, source_url: str | None) -> Upload | Link:
