@@ -124,30 +124,11 @@ class Client:
                               "is it a tingxie server?") from None
 
     # --- jobs ---------------------------------------------------------------------------
-    def submit(
-        self,
-        path: str | Path,
-        *,
-        language: str | None = None,
-        hotwords: str | None = None,
-        itn: bool | None = None,
-        profile: str | None = None,
-        callback_url: str | None = None,
-        diarize: bool | None = None,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        on_upload: Callable[[int, int], None] | None = None,
-    ) -> dict:
+    def submit(self, path: str | Path, *, on_upload: Callable[[int, int], None] | None = None, **options) -> dict:
         """Upload a media file as a new job: ``{"id", "status", "links"}``. The file is read from disk
-        as it is sent; ``on_upload(sent_bytes, total_bytes)`` is called as it goes. Options left None
-        take the server's defaults; ``hotwords`` is sent as given (any shape the API accepts)."""
-        form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
-                "itn": None if itn is None else ("true" if itn else "false"),
-                "diarize": None if diarize is None else ("true" if diarize else "false"),
-                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
-        form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
-        return self._upload("/api/v1/jobs", Path(path), form, on_upload)
+        as it is sent; ``on_upload(sent_bytes, total_bytes)`` is called as it goes. ``options``: see
+        :meth:`_form`."""
+        return self._upload("/api/v1/jobs", Path(path), self._form(**options), on_upload)
 
     def _upload(self, target: str, path: Path, form: dict, on_upload: Callable[[int, int], None] | None) -> dict:
         fields = {name: value for name, value in form.items() if value is not None}
@@ -200,6 +181,26 @@ class Client:
             for chunk in response.iter_content(256 * 1024):
                 out.write(chunk)
         tmp.replace(target)
+
+    def submit_link(self, source_url: str, **options) -> dict:
+        """A new job whose media the server's worker fetches from ``source_url`` (http(s) or
+        ``s3://bucket/key``): ``{"id", "status", "links"}``. ``options``: see :meth:`_form`."""
+        return self._json("POST", "/api/v1/jobs", json={**self._form(**options), "source_url": source_url})
+
+    @staticmethod
+    def _form(*, language: str | None = None, hotwords: str | None = None, itn: bool | None = None,
+              profile: str | None = None, callback_url: str | None = None, diarize: bool | None = None,
+              num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
+              output_url: str | None = None, output_formats: str | None = None) -> dict:
+        """The job's options as form fields. Options left None take the server's defaults;
+        ``hotwords`` is sent as given (any shape the API accepts)."""
+        form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
+                "itn": None if itn is None else ("true" if itn else "false"),
+                "diarize": None if diarize is None else ("true" if diarize else "false"),
+                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
+                "output_url": output_url, "output_formats": output_formats}
+        form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
+        return {name: value for name, value in form.items() if value is not None}
 
     def get(self, job_id: str) -> dict:
         return self._json("GET", f"/api/v1/jobs/{quote(job_id, safe='')}")

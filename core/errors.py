@@ -24,6 +24,8 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_language": 400,
     "bad_speakers": 400,
     "unsupported_task": 400,
+    "bad_source_url": 400,
+    "bad_output_url": 400,
     "session_conflict": 400,
     "source_unsupported": 400,
     "unauthorized": 401,
@@ -48,6 +50,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "no_audio": 422,
     "truncated_media": 422,
     "media_timeout": 422,
+    "fetch_refused": 422,  # a source_url the worker may not fetch (an internal address, a redirect to one)
     "rate_limited": 429,
     "too_many_jobs": 429,
     "quota_exceeded": 429,
@@ -60,6 +63,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_profile_options": 503,
     "ffmpeg_missing": 503,
     "unavailable": 503,
+    "fetch_failed": 502,  # the source_url answered with an error, went away, or stalled
     "shutting_down": 503,
     "no_worker": 503,
     "store_unavailable": 503,

@@ -30,6 +30,7 @@ class JobStatus(StrEnum):
 class JobStage(StrEnum):
     """What a running job is doing (the pipeline reports the same names)."""
 
+    FETCH = "fetch"  # a job by link: its worker fetches the media (core.fetch)
     DECODE = "decode"
     VAD = "vad"
     ASR = "asr"
@@ -62,6 +63,7 @@ def create_job(
     created_at: datetime | None = None,
     batch_id: str | None = None,
     batch_key: str | None = None,
+    source_url: str | None = None,
 ) -> Job:
     """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
     It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
@@ -84,6 +86,7 @@ def create_job(
         media_expires_at=media_expires_at,
         batch_id=batch_id,
         batch_key=batch_key,
+        source_url=source_url,
         progress=0.0,
         attempt=0,
         warnings=[],
@@ -168,6 +171,15 @@ def set_waiting(session: Session, job_id: str, attempt: int, reason: str | None)
         return False
     events.publish(session, job_id, "waiting", {"status": RUNNING, "waiting_reason": reason})
     return True
+
+
+def set_media(session: Session, job_id: str, attempt: int, *, size_bytes: int, duration_ms: int | None,
+              media_info: dict) -> bool:
+    """A job by link whose worker has fetched, probed and stored its media: what the probe found,
+    as an upload's job has it from submission. False: this attempt no longer holds the job."""
+    result = session.execute(update(Job).where(*_mine(job_id, attempt)).values(
+        size_bytes=size_bytes, duration_ms=duration_ms, media_info=media_info))
+    return result.rowcount == 1
 
 
 def complete(

@@ -109,6 +109,12 @@ class Job(Base):
     batch_id: Mapped[str | None] = mapped_column(
         String(32), ForeignKey("batches.id", ondelete="SET NULL", name="fk_jobs_batch_id"), nullable=True)
     batch_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # A job submitted by link (core.sources): the http(s) or s3:// URL its worker fetches into the
+    # media store before the first attempt decodes it (media_info is NULL until then).
+    source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Delivery to options.output_url (core.delivery): the last outcome, and when every format was written.
+    output_last_status: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    output_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),

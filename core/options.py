@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from core.errors import BadOptionError
+from core.export import FORMATS as EXPORT_FORMATS
 from core.hotwords import Hotword, Hotwords
 from core.languages import AUTO
 from core.settings import PROFILES
@@ -23,7 +24,7 @@ AUTO_LANGUAGE = AUTO
 INTERACTIVE_PRIORITY = 10
 MAX_PRIORITY = 10
 # Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
-# 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task.
+# 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task, output_url and output_formats.
 OPTIONS_VERSION = 3
 # More speakers than this in one recording is a mistake, not a meeting.
 MAX_SPEAKERS = 32
@@ -62,6 +63,10 @@ class JobOptions:
         the most a job may ask for (checked at submission).
     task: ``transcribe`` (the default) or ``translate``: English text of speech in any language,
         on a profile in ``TRANSLATING_PROFILES`` (the OpenAI door's /v1/audio/translations).
+    output_url: ``s3://bucket/prefix/`` that receives the transcript when the job is done, one object
+        per format (``<prefix><job id>.<format>``); within the tenant's TINGXIE_TENANT_OUTPUTS
+        (checked at submission, core.sources). None: nothing is delivered.
+    output_formats: the formats delivered to ``output_url`` (core.export.FORMATS); empty: ``json``.
     """
 
     language: str = AUTO_LANGUAGE
@@ -77,6 +82,8 @@ class JobOptions:
     max_speakers: int | None = None
     retain_media_days: float | None = None
     task: str = "transcribe"
+    output_url: str | None = None
+    output_formats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -105,6 +112,26 @@ class JobOptions:
         if self.task == "translate" and self.profile is not None and self.profile not in TRANSLATING_PROFILES:
             raise BadOptionError(f"the {self.profile} profile cannot translate; translations run on "
                                  f"{', '.join(TRANSLATING_PROFILES)}", code="unsupported_task")
+        self._check_output()
+
+    def _check_output(self) -> None:
+        if self.output_url is not None and (not isinstance(self.output_url, str) or not self.output_url.startswith("s3://")):
+            raise BadOptionError("output_url must be an s3://bucket/prefix/ URL", code="bad_output_url")
+        formats = tuple(dict.fromkeys(self.output_formats))
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown:
+            raise BadOptionError(f"output_formats: {', '.join(map(str, unknown))} not among {', '.join(EXPORT_FORMATS)}",
+                                 code="bad_output_url")
+        if formats and self.output_url is None:
+            raise BadOptionError("output_formats needs output_url", code="bad_output_url")
+        object.__setattr__(self, "output_formats", formats)
+
+    @property
+    def delivered_formats(self) -> tuple[str, ...]:
+        """What delivery writes: the formats asked for, else JSON; nothing without ``output_url``."""
+        if self.output_url is None:
+            return ()
+        return self.output_formats or ("json",)
 
     def _check_speakers(self) -> None:
         if not isinstance(self.diarize, bool):
@@ -143,6 +170,8 @@ class JobOptions:
             "min_speakers": self.min_speakers,
             "max_speakers": self.max_speakers,
             **({"task": self.task} if self.task != "transcribe" else {}),
+            "output_url": self.output_url,
+            "output_formats": list(self.delivered_formats),
         }
 
     @classmethod
@@ -151,12 +180,15 @@ class JobOptions:
         version 1 record, from before speakers, asked for none; one before version 3 transcribed)."""
         speakers = {} if stored.get("v", 1) < 2 else {
             name: stored[name] for name in ("diarize", "num_speakers", "min_speakers", "max_speakers")}
+        output = {} if stored.get("v", 1) < 3 else {
+            "output_url": stored["output_url"], "output_formats": tuple(stored["output_formats"])}
         return cls(
             language=stored["language"],
             itn=stored["itn"],
             hotwords=tuple(Hotword(text, weight) for text, weight in stored["hotwords"]),
             **speakers,
             task=stored.get("task", "transcribe"),
+            **output,
             profile=profile,
             callback_url=callback_url,
             source=Source(source),

@@ -58,6 +58,14 @@ class S3Store:
                    access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
                    addressing_style=settings.s3_addressing_style)
 
+    @classmethod
+    def for_bucket(cls, settings: Settings, bucket: str) -> "S3Store":
+        """A client of another bucket with the deployment's endpoint and credentials (links and
+        delivery, core.sources): only its :attr:`client` is used, never the keyed methods."""
+        return cls(bucket, "", endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                   access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
+                   addressing_style=settings.s3_addressing_style)
+
     @property
     def client(self):
         """One client per process (boto3 clients are thread-safe; sessions are not)."""

@@ -187,6 +187,16 @@ class Settings:
     # Audio hours each tenant may submit per calendar month (UTC), by tenant; the key "*" applies to
     # tenants not listed. Empty: no quota. Past it, a submission is refused (429 quota_exceeded).
     tenant_quota_hours: Mapping[str, float] = field(default_factory=dict)
+    # Links (source_url): hosts, addresses or CIDRs a worker may fetch from although they are
+    # loopback, private or otherwise internal (the same rules as webhooks otherwise). Default none.
+    fetch_allow: tuple[str, ...] = ()
+    # A link that sends no byte for this long (connecting, or mid-body) fails the job fetch_failed.
+    fetch_timeout_s: float = 30.0
+    # Per tenant, the s3:// prefixes a job may name as source_url (read with the deployment's S3
+    # credentials), and those output_url may deliver to: {"acme": ("s3://calls/acme/",)}.
+    # TINGXIE_TENANT_SOURCES / TINGXIE_TENANT_OUTPUTS="acme=s3://calls/acme/,s3://b2;beta=s3://b3/in/".
+    tenant_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tenant_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -310,6 +320,10 @@ def _format(value: object, parse: Callable[[str], object]) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return repr(value)
+    if parse is _tenant_prefixes:
+        from core.sources import format_tenant_prefixes
+
+        return format_tenant_prefixes(value)
     if isinstance(value, dict):
         return ",".join(f"{key}={factor!r}" for key, factor in value.items())
     if isinstance(value, (tuple, list)):
@@ -472,6 +486,10 @@ def _quota_hours(text: str) -> dict[str, float]:
         tenant = tenant.strip()
         quotas[tenant if tenant == "*" else tenant_name(tenant)] = number(value.strip())
     return quotas
+def _tenant_prefixes(text: str) -> dict[str, tuple[str, ...]]:
+    from core.sources import parse_tenant_prefixes
+
+    return parse_tenant_prefixes(text)
 
 
 def _certfile(text: str) -> str:
@@ -584,6 +602,10 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("RETAIN_MEDIA_DAYS", "retain_media_days", _positive(float, "a number of days")),
     _Var("RETAIN_TRANSCRIPT_DAYS", "retain_transcript_days", _positive(float, "a number of days")),
     _Var("TENANT_QUOTA_HOURS", "tenant_quota_hours", _quota_hours),
+    _Var("FETCH_ALLOW", "fetch_allow", _hosts),
+    _Var("FETCH_TIMEOUT_S", "fetch_timeout_s", _positive(float, "a number of seconds")),
+    _Var("TENANT_SOURCES", "tenant_sources", _tenant_prefixes),
+    _Var("TENANT_OUTPUTS", "tenant_outputs", _tenant_prefixes),
 )
 
 

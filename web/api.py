@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, abort
+from marshmallow import ValidationError
 from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
 
@@ -18,7 +19,7 @@ from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
 from core.services import Services
 from core.settings import PROFILES
-from core.submit import Upload, submit_job
+from core.submit import submit_job
 from web import auth, schemas
 from web.ranges import stored_file_response
 
@@ -100,6 +101,9 @@ def job_json(job: Job) -> dict:
             "running_s": _seconds_between(job.started_at, job.finished_at),
         },
         "callback_url": job.callback_url,
+        "source_url": job.source_url,
+        "output": {"last_status": job.output_last_status,
+                   "delivered_at": _iso(job.output_delivered_at)} if jobs.options_of(job).output_url else None,
         "webhook": {
             "attempts": job.webhook_attempts,
             "last_status": job.webhook_last_status,
@@ -113,20 +117,26 @@ def job_json(job: Job) -> dict:
 
 @bp.post("/api/v1/jobs")
 @bp.input(schemas.JobForm, location="form_and_files", arg_name="form")
-@bp.doc(summary="Submit a file", responses={
+@bp.doc(summary="Submit a file, or a link to one", responses={
     **schemas.ok("Accepted", "accepted and queued; `Location` is the job", 202,
                  headers={"Location": {"description": "the job's URL", "schema": {"type": "string"}}}),
     **schemas.errors({
     400: "bad options or an empty file",
+    404: "a `source_url` or `output_url` in a bucket the tenant was not given",
     413: "over the upload or duration cap",
     415: "not audio or video (`bad_media`)",
     422: "no audio stream, or cut short",
 })})
 def create_job(form):
-    """Stream a file to storage, probe it, record the job and queue it."""
-    upload, options = form
-    accepted = submit_job(services(), Upload(Path(upload.stream.name), upload.filename or ""), options,
-                          tenant=auth.principal().tenant)
+    """Stream a file to storage, probe it, record the job and queue it; or record a job whose
+    worker fetches its ``source_url`` (a multipart form without a file, or the same fields as JSON)."""
+    if request.is_json:
+        try:
+            form = schemas.JobForm().load(request.get_json())
+        except ValidationError as exc:
+            abort(400, detail={"json": exc.messages})
+    upload, source_url, options = form
+    accepted = submit_job(services(), schemas.media_of(upload, source_url), options, tenant=auth.principal().tenant)
     links = job_links(accepted.id)
     return {"id": accepted.id, "status": accepted.status, "links": links}, 202, {"Location": links["self"]}
 

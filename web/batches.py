@@ -15,8 +15,7 @@ from core import batches, dispatch, storage
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Batch, Job, utcnow
-from core.options import JobOptions
-from core.submit import BatchEntry, Upload, resolve_options, submit_job
+from core.submit import BatchEntry, Link, Upload, resolve_options, submit_job, submit_links
 from web import auth, schemas
 from web.api import attachment, job_json, services
 
@@ -67,17 +66,6 @@ def _answer(batch_id: str) -> dict:
         return batch_json(batch, batches.counts(session, [batch_id])[batch_id], utcnow())
 
 
-def submit_link(svc, batch_id: str, url: str, options: JobOptions, *, tenant: str) -> None:
-    """One link or bucket key of a batch, as a job of it, through the one submission path.
-
-    The seam for ingest by link (issue 24): once core.submit takes a ``source_url``, this is
-    ``submit_job(svc, <the link as a source>, options, tenant=tenant, batch=BatchEntry(batch_id))``.
-    Until then a server refuses batches of links before anything is made."""
-    raise TingxieError("this server does not fetch links or bucket keys yet; create the batch without "
-                       "'sources' and upload its files into it (POST /api/v1/batches/{id}/files)",
-                       code="source_unsupported")
-
-
 @bp.post("/api/v1/batches")
 @bp.auth_required(auth.auth)  # each route names it (APIFlask records a shared auth once)
 @bp.input(schemas.BatchCreate, location="json", arg_name="body")
@@ -92,7 +80,7 @@ def create_batch(body):
     sources, name, options = body
     svc = services()
     tenant = auth.principal().tenant
-    options = resolve_options(svc.settings, options)
+    options = resolve_options(svc.settings, options, tenant=tenant)
     if sources:
         for url in sources:
             if not url.startswith(("http://", "https://", "s3://")):
@@ -102,8 +90,9 @@ def create_batch(body):
     with session_scope(svc.db) as session:
         batch_id = batches.create(session, options, tenant=tenant, name=name, open_=not sources).id
     try:
-        for url in sources or ():
-            submit_link(svc, batch_id, url, dataclasses.replace(options, callback_url=None), tenant=tenant)
+        if sources:  # the batch's callback_url gets the batch's webhook; its jobs send none of their own
+            submit_links(svc, [Link(url) for url in sources], dataclasses.replace(options, callback_url=None),
+                         tenant=tenant, batch=BatchEntry(batch_id))
     except BaseException:
         _remove(batch_id)
         raise

@@ -22,7 +22,6 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 from apiflask import APIBlueprint, Schema
 from apiflask.fields import Boolean, File, Float, Integer, List, Nested, String
@@ -38,10 +37,10 @@ from core.models import Job, Transcript
 from core.options import TRANSLATING_PROFILES, JobOptions, Source, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
-from core.submit import Upload, submit_job
+from core.submit import submit_job
 from web import auth, waits
 from web.errors import error_response
-from web.schemas import SPEAKER_FIELDS, Out, errors, ok, ref
+from web.schemas import SOURCE_URL, SPEAKER_FIELDS, Out, errors, media_of, ok, ref
 
 bp = APIBlueprint("openai", __name__, tag={
     "name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"})
@@ -144,7 +143,8 @@ class _AudioForm(Schema):
     error_messages = {"unknown": "tingxie does not take this field (the OpenAI fields it honours and tingxie's "
                                  "own are in the API docs at /api/v1/docs)"}
 
-    file = File(required=True, error_messages={"required": "send the audio as a multipart field named 'file'"})
+    file = File(metadata={"description": "the audio; or send tingxie's `source_url`"})
+    source_url = SOURCE_URL
     model = String(required=True, metadata={"description": "an OpenAI transcription model or a profile name "
                                                            "(README: OpenAI-compatible API)",
                                             "examples": list(MODELS)})
@@ -214,7 +214,7 @@ class TranscriptionForm(_AudioForm):
         language = data.get("language") or next(iter(data.get("languages") or ()), None)
         if language:
             fields["language"] = language
-        return {"upload": data["file"], "options": self.options(data, model, **fields),
+        return {"media": media_of(data.get("file"), data.get("source_url")), "options": self.options(data, model, **fields),
                 "format": data["response_format"], "stream": data["stream"],
                 "granularities": set(data["timestamp_granularities"]) or {"segment"}}
 
@@ -228,7 +228,8 @@ class TranslationForm(_AudioForm):
     @post_load
     def to_request(self, data: dict, **_) -> dict:
         model = model_of(data["model"])
-        return {"upload": data["file"], "options": self.options(data, model, task="translate"),
+        return {"media": media_of(data.get("file"), data.get("source_url")),
+                "options": self.options(data, model, task="translate"),
                 "format": data["response_format"], "stream": False, "granularities": {"segment"}}
 
 
@@ -351,9 +352,7 @@ def _submit(form: dict, task: str):
     refusal = unserved(options.profile)
     if refusal is not None:  # 503, which the SDKs would retry by uploading the file again
         return error_response("no_worker", refusal, headers={"x-should-retry": "false"}, param="model")
-    upload = form["upload"]
-    submitted = submit_job(svc, Upload(Path(upload.stream.name), upload.filename or ""), options,
-                           tenant=auth.principal().tenant)
+    submitted = submit_job(svc, form["media"], options, tenant=auth.principal().tenant)
     render = partial(answer, submitted.id, form["format"], form["granularities"], stream=form["stream"])
     # The wait for the job's end holds no thread: it is awaited on the event loop (web.waits).
     if form["stream"]:

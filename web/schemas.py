@@ -11,13 +11,19 @@ from apiflask import Schema
 from apiflask.fields import Boolean, DateTime, Dict, File, Float, Integer, List, Nested, String, Tuple
 from apiflask.validators import Length, OneOf, Range
 from marshmallow import INCLUDE, ValidationError, post_load
+from marshmallow.fields import Field
+
+from pathlib import Path
 
 from core.batches import MAX_KEY_CHARS as MAX_BATCH_KEY_CHARS, MAX_NAME_CHARS as MAX_BATCH_NAME_CHARS, MAX_SOURCES
+from core.errors import BadOptionError
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES, JobStage
 from core.options import JobOptions, Source, speaker_fields
 from core.settings import PROFILES
+from core.submit import Link, Upload
+from core.sources import MAX_URL_CHARS as MAX_SOURCE_URL_CHARS
 
 SPEAKER_FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
 MAX_PAGE = 1_000_000
@@ -64,11 +70,36 @@ class Error(Out):
     error = Nested(ErrorBody, required=True)
 
 
-class JobForm(Schema):
-    """``POST /api/v1/jobs``: the file and the job's options."""
+class Formats(Field):
+    """Export formats: ``"srt,json"`` (a form) or ``["srt", "json"]`` (JSON); JobOptions checks the names."""
 
-    file = File(required=True, metadata={"description": "the audio or video, in any container ffmpeg reads"},
-                error_messages={"required": "send the audio or video as a multipart form field named 'file'"})
+    def _deserialize(self, value, attr, data, **kwargs) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = value.split(",")
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ValidationError("expected format names, e.g. srt,json")
+        return tuple(v.strip().lower() for v in value if v.strip())
+
+
+SOURCE_URL = String(validate=Length(min=1, max=MAX_SOURCE_URL_CHARS), metadata={
+    "description": "instead of a file: a link a worker fetches, `http(s)://...` (public addresses only, unless "
+                   "TINGXIE_FETCH_ALLOW lists it) or `s3://bucket/key` within the tenant's TINGXIE_TENANT_SOURCES "
+                   "(else 404)",
+    "examples": ["https://example.com/calls/0412.wav", "s3://calls/acme/0412.wav"]})
+
+
+class JobForm(Schema):
+    """``POST /api/v1/jobs``: the file (or its link) and the job's options. The same fields may be
+    sent as a JSON object when there is no file (``source_url``)."""
+
+    file = File(metadata={"description": "the audio or video, in any container ffmpeg reads; or send `source_url`"})
+    source_url = SOURCE_URL
+    output_url = String(validate=Length(max=MAX_SOURCE_URL_CHARS), metadata={
+        "description": "`s3://bucket/prefix/` that receives the transcript when the job is done, as "
+                       "`<prefix><job id>.<format>`; within the tenant's TINGXIE_TENANT_OUTPUTS (else 404)"})
+    output_formats = Formats(metadata={"description": "what `output_url` receives: `json` (default), `txt`, `srt`, "
+                                                      "`vtt`, comma-separated (a list in JSON)",
+                                       "type": "string", "examples": ["json,srt"]})
     language = String(metadata={"description": "`auto` (default) or a language code the profile serves: "
                                                "ISO 639-1 on `offline` (every language Whisper knows), `zh` or `en` on "
                                                "`funasr`; `zh-hant` or `zh-tw` on both for traditional characters (`zh` is "
@@ -94,8 +125,10 @@ class JobForm(Schema):
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
-        upload = data.pop("file")
-        return upload, job_options(data)
+        """(the file part or None, the link or None, the options): the door takes exactly one of
+        the first two (:func:`media_of`) once it knows which body it was sent."""
+        upload, source_url = data.pop("file", None), data.pop("source_url", None)
+        return upload, source_url, job_options(data)
 
 
 def job_options(data: dict) -> JobOptions:
@@ -114,7 +147,7 @@ class BatchCreate(JobForm):
     ``callback_url`` receives the batch's one webhook when it ends)."""
 
     class Meta:
-        exclude = ("file",)
+        exclude = ("file", "source_url")
 
     sources = List(String(validate=Length(min=1, max=MAX_URL_CHARS)), validate=Length(max=MAX_SOURCES, error=f"at most {MAX_SOURCES} sources in one batch; split it"), metadata={
         "description": f"at most {MAX_SOURCES} http(s) links or `s3://bucket/key` keys, each fetched by a worker; "
@@ -148,6 +181,18 @@ class BatchJobsQuery(Schema):
     page = Integer(load_default=1, validate=Range(min=1, max=MAX_PAGE))
     per_page = Integer(load_default=100, validate=Range(min=1, max=MAX_BATCH_JOBS_PER_PAGE))
     status = String(validate=OneOf(list(STATUSES)))
+
+
+def media_of(upload, source_url: str | None) -> Upload | Link:
+    """What a door was sent to transcribe: a spooled file part or a link, exactly one of them."""
+    if upload is not None and source_url:
+        raise BadOptionError("send a file or a source_url, not both", code="bad_source_url")
+    if source_url:
+        return Link(source_url)
+    if upload is None:
+        raise BadOptionError("send the audio or video as a multipart form field named 'file', "
+                             "or a link to it as source_url", code="no_file")
+    return Upload(Path(upload.stream.name), upload.filename or "")
 
 
 class JobListQuery(Schema):
@@ -218,6 +263,8 @@ class JobOptionsOut(Out):
     num_speakers = Integer(required=True, allow_none=True)
     min_speakers = Integer(required=True, allow_none=True)
     max_speakers = Integer(required=True, allow_none=True)
+    output_url = String(allow_none=True, metadata={"description": "where the transcript is delivered (`s3://...`)"})
+    output_formats = List(String(), metadata={"description": "the formats delivered to `output_url`"})
 
     # apispec leaves a Tuple's items empty under OpenAPI 3.1; web.create_app writes them out.
     HOTWORD_PAIR = {"type": "array", "prefixItems": [{"type": "string"}, {"type": ["number", "null"]}],
@@ -232,6 +279,12 @@ class Timings(Out):
 class Webhook(Out):
     attempts = Integer(required=True)
     last_status = String(required=True, allow_none=True)
+    delivered_at = String(required=True, allow_none=True)
+
+
+class Output(Out):
+    last_status = String(required=True, allow_none=True,
+                         metadata={"description": "`delivered: s3://...`, or the last error (`error: ...`, `refused: ...`)"})
     delivered_at = String(required=True, allow_none=True)
 
 
@@ -266,6 +319,8 @@ class Job(Out):
     timings = Nested(Timings, required=True)
     callback_url = String(required=True, allow_none=True)
     webhook = Nested(Webhook, required=True)
+    source_url = String(allow_none=True, metadata={"description": "the link the job's media was fetched from"})
+    output = Nested(Output, allow_none=True, metadata={"description": "delivery to `options.output_url`"})
     links = Nested(JobLinks, required=True)
     batch_id = String(required=True, allow_none=True, metadata={"description": "the batch the job was submitted in"})
     batch_key = String(required=True, allow_none=True, metadata={"description": "the job's key in its batch"})

@@ -20,7 +20,7 @@ from worker.startup import LoadGuard, load_in_background
 
 log = logging.getLogger("tingxie.worker")
 
-TASK_MODULES = ("worker.tasks", "worker.webhooks")
+TASK_MODULES = ("worker.tasks", "worker.webhooks", "worker.delivery")
 
 
 def create_worker_app(settings: Settings) -> Celery:

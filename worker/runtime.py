@@ -20,7 +20,7 @@ from core import batches, dispatch, jobs, retention, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Batch, Job, utcnow
-from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
+from core.queue import DELIVER_OUTPUT, DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import PROFILES, Settings
 from media import MediaInfo, ScratchFullError, pcm_bytes
@@ -145,6 +145,8 @@ class Runtime:
             if load_error is not None:
                 raise load_error
             work_dir.mkdir(parents=True, exist_ok=True)
+            if job.source_url and job.media_info is None:
+                self._ingest(job, attempt, work_dir, watch)
             # From object storage the upload is copied into this host's scratch and decoded there;
             # the probe stored with the job spares a second probe.
             with self._fetched(job.media_key, work_dir, watch) as media_path:
@@ -192,11 +194,41 @@ class Runtime:
         ended = outcome in ("done", "failed", "timeout") or (outcome == "stalled" and watch.stall_outcome == jobs.FAILED)
         if options.callback_url and ended:
             self._deliver_webhook(job_id)
+        if options.output_url and outcome == "done":
+            self.queue.send(DELIVER_OUTPUT, [job_id], queue=WEBHOOK_QUEUE)
         if job.batch_id and ended:
             self._batch_ended(job.batch_id)
         if outcome != "lost":
             self._send_held(job.tenant)
         return outcome
+
+    def _ingest(self, job: Job, attempt: int, work_dir, watch: Watch) -> None:
+        """A job by link: fetch its media (core.fetch; the tenant's sources checked again, as the
+        deployment may have changed them since submission), probe it with the upload's caps, put it
+        in the media store, and record what the probe found, as an upload's job has it. A later
+        attempt finds it stored (media_info set) and does not fetch again."""
+        from core import fetch, sources
+        from core.jobs import JobStage
+        from core.submit import check_media
+
+        sources.check_source(job.source_url, job.tenant, self.settings.tenant_sources)
+        limit = self.settings.max_upload_bytes
+        watch.progress(JobStage.FETCH, 0.0)
+        path = fetch.fetch(self.settings, job.source_url, work_dir / "fetched.part",
+                           lambda received, total: watch.progress(JobStage.FETCH, received / (total or limit)))
+        try:
+            size, info = check_media(self.settings, path, job.filename)
+            self.services.store.put(path, job.media_key, content_type=info.mime_type or "application/octet-stream")
+        finally:
+            path.unlink(missing_ok=True)
+        media_info = info.to_dict()
+        with session_scope(self.factory) as session:
+            ours = jobs.set_media(session, job.id, attempt, size_bytes=size, duration_ms=info.duration_ms,
+                                  media_info=media_info)
+        if not ours:
+            raise StopAttempt("lost")
+        log.info("job %s: fetched %s (%d bytes)", job.id, fetch.short_url(job.source_url), size)
+        job.size_bytes, job.duration_ms, job.media_info = size, info.duration_ms, media_info
 
     def scratch_needed_bytes(self, job_id: str, duration_ms: int | None, size_bytes: int) -> int:
         """Scratch a job takes here: its decoded audio (16 kHz s16le, about 115 MB an hour, from

@@ -6,14 +6,14 @@ batch names it (``jobs.batch_id``) and, when the client gave one, its key within
 upload cannot add the same file twice.
 
 Revision ID: 0009_batches
-Revises: 0007_waiting_reason
+Revises: 0008_sources
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = "0009_batches"
-down_revision = "0007_waiting_reason"
+down_revision = "0008_sources"
 branch_labels = None
 depends_on = None
 

@@ -26,7 +26,8 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
     job = client.get(body["links"]["self"]).json
     assert job["duration_ms"] == 11000 and job["options"] == {
         "language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]],
-        "diarize": False, "num_speakers": None, "min_speakers": None, "max_speakers": None}
+        "diarize": False, "num_speakers": None, "min_speakers": None, "max_speakers": None,
+        "output_url": None, "output_formats": []}
     with session_scope(app.extensions["tingxie"].db) as s:
         row = s.get(Job, body["id"])
         assert row.enqueued_at is not None  # the message reached the broker

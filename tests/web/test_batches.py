@@ -117,11 +117,23 @@ def test_bad_batches_are_refused_and_make_nothing(client, app, body, code):
         assert s.execute(select(Batch)).first() is None
 
 
-def test_links_are_refused_until_this_server_fetches_them(client, app):
-    r = client.post("/api/v1/batches", json={"sources": ["https://example.com/a.wav", "s3://bucket/b.wav"]})
-    assert r.status_code == 400 and r.json["error"]["code"] == "source_unsupported"
+def test_links_become_the_batchs_jobs_at_once_and_foreign_buckets_make_nothing(client, app):
+    r = client.post("/api/v1/batches", json={"sources": ["https://example.com/a.wav", "https://example.com/b.mp3"],
+                                             "language": "en"})
+    assert r.status_code == 201, r.json
+    batch = r.json
+    assert batch["total"] == 2
     with session_scope(app.extensions["tingxie"].db) as s:
-        assert s.execute(select(Batch)).first() is None
+        rows = s.execute(select(Job).where(Job.batch_id == batch["id"]).order_by(Job.filename)).scalars().all()
+        assert [(j.filename, j.source_url, j.status) for j in rows] == [
+            ("a.wav", "https://example.com/a.wav", "queued"), ("b.mp3", "https://example.com/b.mp3", "queued")]
+        assert all(j.options["language"] == "en" and j.callback_url is None for j in rows)
+    # A bucket the tenant was not given: 404, and no batch nor job is left.
+    r = client.post("/api/v1/batches", json={"sources": ["https://example.com/c.wav", "s3://bucket/b.wav"]})
+    assert r.status_code == 404 and r.json["error"]["code"] == "not_found", r.json
+    with session_scope(app.extensions["tingxie"].db) as s:
+        assert s.execute(select(Batch).where(Batch.id != batch["id"])).first() is None
+        assert s.execute(select(Job).where(Job.batch_id.is_(None))).first() is None
 
 
 def test_more_sources_than_the_tenant_may_queue_are_refused(any_settings, db):
