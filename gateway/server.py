@@ -42,8 +42,8 @@ from core import access, jobs, storage, tokens
 from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
-from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
+from core.hub import EventHub
 from core.models import Job, Transcript
 from core.options import INTERACTIVE_PRIORITY, JobOptions, Source, speaker_fields
 from core.revocation import RevocationWatch
@@ -369,7 +369,7 @@ class _Conversation:
                 self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal))
         except TingxieError as exc:
             return [encode(error_frame(request, exc.code, exc.message))]
-        await self.gw.watcher.wait_finished(job_id)
+        await self.gw.hub.wait_for_end(job_id)
         return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack)
 
     async def _send_loop(self) -> None:
@@ -400,7 +400,7 @@ class Gateway:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tingxie-gateway")
         self._server = None
         self.services: Services | None = None
-        self.watcher: AsyncJobWatcher | None = None
+        self.hub: EventHub | None = None  # the process's one event hub: every answer waits on it
         self.revocations: RevocationWatch | None = None
 
     @property
@@ -428,8 +428,8 @@ class Gateway:
 
     async def start(self) -> None:
         self.services = Services.start(self.settings)
-        self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
-        await self.watcher.start()
+        self.hub = EventHub(self.services.db, self.settings.events_url)
+        await self.hub.start()
         self.revocations = RevocationWatch(self.services.db)
         await self.revocations.start()
         self._server = await ws_serve(
@@ -455,8 +455,8 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self.watcher is not None:
-            await self.watcher.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self.revocations is not None:
             await self.revocations.close()
         self._executor.shutdown(wait=True)
@@ -468,7 +468,7 @@ class Gateway:
         return {
             "connections": len(self._server.connections) if self._server is not None else 0,
             "tasks": len(asyncio.all_tasks()),
-            "watched_jobs": self.watcher.watched if self.watcher is not None else 0,
+            "watched_jobs": self.hub.watched_jobs if self.hub is not None else 0,
         }
 
     async def _handle(self, ws: _Connection) -> None:

@@ -318,10 +318,10 @@ def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
 def _assert_nothing_left(gateway) -> None:
     spool = storage.upload_spool_dir(gateway.settings)
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.watcher.watched):
+    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.hub.watched_jobs):
         time.sleep(0.05)  # the server notices a departed client a moment after it leaves
     assert not list(spool.glob("*")), "spool files left behind"
-    assert gateway.gateway.watcher.watched == 0
+    assert gateway.gateway.hub.watched_jobs == 0
     engine = make_engine(gateway.settings.database_url)
     with session_scope(make_sessionmaker(engine)) as session:
         statuses = session.execute(select(Job.status).where(Job.filename.like("bad%"))).scalars().all()
