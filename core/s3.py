@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.settings import Settings
-from core.storage import (
+from core.media_store import (
     CHUNK_BYTES,
     MediaGoneError,
     StorageUnavailableError,

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -570,20 +569,6 @@ def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: st
     return response
 
 
-async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,
-                               started: threading.Event | None = None, holder: list | None = None) -> None:
-    gateway = Gateway(settings, config)
-    await gateway.start()
-    if holder is not None:
-        holder.append(gateway)
-    if started is not None:
-        started.set()
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
 def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
     """Run the gateway in this process until SIGINT or SIGTERM."""
     config = config or GatewayConfig.from_settings(settings)
@@ -593,63 +578,11 @@ def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _serve_until_stopped(settings, config, stop)
+        gateway = Gateway(settings, config)
+        await gateway.start()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
 
     asyncio.run(main())
-
-
-class GatewayThread:
-    """The gateway on a background thread with its own event loop (tests, embedding)."""
-
-    def __init__(self, settings: Settings, config: GatewayConfig):
-        self.settings, self.config = settings, config
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._holder: list[Gateway] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tingxie-gateway", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            await _serve_until_stopped(self.settings, self.config, self._stop, self._started, self._holder)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            raise
-
-    def start(self, timeout_s: float = 30.0) -> "GatewayThread":
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise RuntimeError("the gateway did not start in time")
-        if self._error is not None:
-            raise RuntimeError(f"the gateway failed to start: {self._error}") from self._error
-        return self
-
-    @property
-    def gateway(self) -> Gateway:
-        return self._holder[0]
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    def stats(self) -> dict:
-        async def read() -> dict:
-            return self.gateway.stats()
-
-        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout_s)
-
-
-def run_in_thread(settings: Settings, config: GatewayConfig | None = None) -> GatewayThread:
-    return GatewayThread(settings, config or GatewayConfig.from_settings(settings)).start()

@@ -26,8 +26,8 @@ from core import events
 from core.errors import TingxieError
 from core.hub import EventHub
 from core.revocation import RevocationWatch
-from web import behind_proxies
 from web.events import NORMAL, event_message, open_watch
+from web.headers import behind_proxies
 from web.metrics import event_sockets
 
 log = logging.getLogger("tingxie.live")

@@ -355,7 +355,7 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         lifespan="on",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         server_header=False,  # web.headers names the server without a version
-        proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
+        proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.headers.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
         # A web process whose start (imports, the Flask app) holds the GIL on a busy host is not
