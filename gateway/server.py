@@ -63,6 +63,7 @@ from gateway.protocol import (
     result_frame,
     wav_header,
 )
+from gateway.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("tingxie.gateway")
 # What a client is told of an unexpected failure; what failed (a traceback, paths, SQL) stays in the log.
@@ -418,8 +419,6 @@ class Gateway:
     def _ssl_context(self):
         if not self.config.tls:
             return None
-        from gateway.tls import ensure_self_signed, server_context
-
         if self.config.certfile:
             return server_context(Path(self.config.certfile), Path(self.config.keyfile) if self.config.keyfile else None)
         cert, key = ensure_self_signed(self.settings.data_dir / "gateway")
