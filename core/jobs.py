@@ -7,6 +7,7 @@ newer one's work.
 """
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from core import events
+from core.errors import BadOptionError
 from core.models import Job, JobBatch, JobEvent, Transcript, db_now, utcnow
 from core.options import JobOptions
 
@@ -397,10 +399,6 @@ def rename_speakers(session: Session, job_id: str, names: dict[str, str | None])
     """Give a finished, diarized transcript's speakers names (None clears one); every export then
     uses them. Returns the speakers list. BadOptionError for an unknown id, a bad name, or a
     transcript without speakers; the caller checks that the job exists and is done."""
-    import unicodedata
-
-    from core.errors import BadOptionError
-
     transcript = session.get(Transcript, job_id)
     speakers = (transcript.data or {}).get("speakers") if transcript is not None else None
     if speakers is None:

@@ -12,7 +12,7 @@ import ipaddress
 import os
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -257,9 +257,6 @@ class Settings:
     @property
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
-
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -44,8 +43,8 @@ from core import access, dispatch, jobs, storage, tokens
 from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
-from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
+from core.hub import EventHub
 from core.models import Job, Transcript
 from core.options import INTERACTIVE_PRIORITY, JobOptions, Source, speaker_fields
 from core.revocation import RevocationWatch
@@ -67,6 +66,7 @@ from gateway.protocol import (
     result_frame,
     wav_header,
 )
+from gateway.tls import ensure_self_signed, server_context
 
 log = logging.getLogger("tingxie.gateway")
 # What a client is told of an unexpected failure; what failed (a traceback, paths, SQL) stays in the log.
@@ -381,7 +381,7 @@ class _Conversation:
             creating.add_done_callback(self.gw.abandon_when_created)
             raise
         try:
-            await self.gw.watcher.wait_finished(job_id)
+            await self.gw.hub.wait_for_end(job_id)
         except asyncio.CancelledError:
             self.gw.abandon(job_id)  # the connection closed before its result: nobody reads it
             raise
@@ -415,7 +415,7 @@ class Gateway:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tingxie-gateway")
         self._server = None
         self.services: Services | None = None
-        self.watcher: AsyncJobWatcher | None = None
+        self.hub: EventHub | None = None  # the process's one event hub: every answer waits on it
         self.revocations: RevocationWatch | None = None
 
     @property
@@ -434,8 +434,6 @@ class Gateway:
     def _ssl_context(self):
         if not self.config.tls:
             return None
-        from gateway.tls import ensure_self_signed, server_context
-
         if self.config.certfile:
             return server_context(Path(self.config.certfile), Path(self.config.keyfile) if self.config.keyfile else None)
         cert, key = ensure_self_signed(self.settings.data_dir / "gateway")
@@ -443,8 +441,8 @@ class Gateway:
 
     async def start(self) -> None:
         self.services = Services.start(self.settings)
-        self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
-        await self.watcher.start()
+        self.hub = EventHub(self.services.db, self.settings.events_url)
+        await self.hub.start()
         self.revocations = RevocationWatch(self.services.db)
         await self.revocations.start()
         self._server = await ws_serve(
@@ -470,8 +468,8 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self.watcher is not None:
-            await self.watcher.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self.revocations is not None:
             await self.revocations.close()
         self._executor.shutdown(wait=True)
@@ -483,7 +481,7 @@ class Gateway:
         return {
             "connections": len(self._server.connections) if self._server is not None else 0,
             "tasks": len(asyncio.all_tasks()),
-            "watched_jobs": self.watcher.watched if self.watcher is not None else 0,
+            "watched_jobs": self.hub.watched_jobs if self.hub is not None else 0,
         }
 
     async def _handle(self, ws: _Connection) -> None:
@@ -626,20 +624,6 @@ def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: st
     return response
 
 
-async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,
-                               started: threading.Event | None = None, holder: list | None = None) -> None:
-    gateway = Gateway(settings, config)
-    await gateway.start()
-    if holder is not None:
-        holder.append(gateway)
-    if started is not None:
-        started.set()
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
 def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
     """Run the gateway in this process until SIGINT or SIGTERM."""
     config = config or GatewayConfig.from_settings(settings)
@@ -649,63 +633,11 @@ def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _serve_until_stopped(settings, config, stop)
+        gateway = Gateway(settings, config)
+        await gateway.start()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
 
     asyncio.run(main())
-
-
-class GatewayThread:
-    """The gateway on a background thread with its own event loop (tests, embedding)."""
-
-    def __init__(self, settings: Settings, config: GatewayConfig):
-        self.settings, self.config = settings, config
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._holder: list[Gateway] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tingxie-gateway", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            await _serve_until_stopped(self.settings, self.config, self._stop, self._started, self._holder)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            raise
-
-    def start(self, timeout_s: float = 30.0) -> "GatewayThread":
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise RuntimeError("the gateway did not start in time")
-        if self._error is not None:
-            raise RuntimeError(f"the gateway failed to start: {self._error}") from self._error
-        return self
-
-    @property
-    def gateway(self) -> Gateway:
-        return self._holder[0]
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    def stats(self) -> dict:
-        async def read() -> dict:
-            return self.gateway.stats()
-
-        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout_s)
-
-
-def run_in_thread(settings: Settings, config: GatewayConfig | None = None) -> GatewayThread:
-    return GatewayThread(settings, config or GatewayConfig.from_settings(settings)).start()

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 from pipeline.errors import EngineMissingError, UnknownProfileError
 from pipeline.options import option_names, parse_options, unknown_options
-from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.stages import Engine, EngineConfig, EngineIdentity, Profile
 
 __all__ = [
     "Engine",
@@ -102,4 +102,6 @@ def load_engine(name: str, config: EngineConfig) -> Engine:
         raise TypeError(
             f"The {name!r} profile takes {profile.options.__name__} options, not {type(config.options).__name__}"
         )
-    return profile.load(config)
+    engine = profile.load(config)
+    engine.identity = EngineIdentity(name, config.options, config.device)
+    return engine

@@ -85,3 +85,77 @@ def test_tests_import_nothing_from_bench():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "bench"]
     assert offenders == []
+
+
+PRODUCT = ("core", "web", "gateway", "worker", "pipeline", "media", "cli")
+
+
+def _product_modules() -> dict[str, Path]:
+    modules = {}
+    for package in PRODUCT:
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports_of(module: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The product modules ``module`` imports, wherever the import stands (a function's included:
+    an import moved into a function to dodge a circle is still a circle); a name imported from a
+    package is that package, a submodule imported from it is the submodule."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+        else:
+            continue
+        for target in targets:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                found.add(target)
+    return found
+
+
+def test_no_import_cycles_in_the_product():
+    """No two product modules import each other, directly or round a longer circle."""
+    modules = _product_modules()
+    graph = {module: _imports_of(module, path, modules) for module, path in modules.items()}
+    cycles, done = [], set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(trail[trail.index(module):] + [module])
+            return
+        if module in done:
+            return
+        for target in sorted(graph[module]):
+            visit(target, trail + [module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert [" -> ".join(cycle) for cycle in cycles] == []
+
+
+def test_core_imports_no_pipeline_anywhere():
+    """Not even inside a function: core's values are its own (pipeline sees core only through the worker)."""
+    modules = _product_modules()
+    offenders = {module: sorted(t for t in _imports_of(module, path, modules) if t.split(".")[0] in ("pipeline", "worker"))
+                 for module, path in modules.items() if module.split(".")[0] == "core"}
+    assert {module: found for module, found in offenders.items() if found} == {}
+
+
+def test_every_module_of_web_and_gateway_loads_no_numpy_or_torch():
+    """Every module of the two doors (the web server, the events sockets, the gateway's TLS...), and
+    the event hub they share, imported together: no numpy, no torch, no model runtime."""
+    modules = sorted(m for m in _product_modules() if m.split(".")[0] in ("web", "gateway")) + ["core.hub"]
+    loaded = _top_level("import " + ", ".join(modules))
+    assert not loaded & {*HEAVY, "pipeline", "worker"}

@@ -3,6 +3,7 @@ is stored as the same typed options by the one submission path."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 
@@ -16,7 +17,8 @@ from core.hotwords import Hotword
 from core.migrate import upgrade
 from core.models import Job
 from core.options import INTERACTIVE_PRIORITY, Source
-from gateway import GatewayConfig, run_in_thread
+from gateway import GatewayConfig
+from tests.support.gateway import run_in_thread
 
 HOTWORDS = {"达摩院": 20, "ComfyUI": 30}
 
@@ -26,7 +28,7 @@ def doors(any_settings, tmp_path):
     """A web app and a gateway over one database and broker (no worker: jobs stay queued)."""
     from web import create_app
 
-    settings = any_settings.with_(openai_wait_s=0.1)
+    settings = dataclasses.replace(any_settings, openai_wait_s=0.1)
     upgrade(settings)
     app = create_app(settings)
     gateway = run_in_thread(settings, GatewayConfig.from_settings(settings, port=0, certfile="0"))

@@ -13,23 +13,20 @@ from core import storage
 from core.services import Services
 from core.workers import ServedProfiles
 from core.settings import Settings
+from web import api, auth, batches, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
+from web.headers import behind_proxies
+from web.uploads import UploadRequest, discard_spooled
 
 __version__ = "0.1.0"
-
-SPEC_PATH = "/api/v1/openapi.json"
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
-
-    from web import api, auth, batches, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
-    from web.uploads import UploadRequest, discard_spooled
-
     app = APIFlask(
         __name__,
         title="tingxie",
         version=__version__,
-        spec_path=SPEC_PATH,
+        spec_path=docs.SPEC_PATH,
         docs_path=None,  # web.docs serves the docs page from local files (no CDN)
         static_folder=None,
         json_errors=False,  # web.errors answers every error in the API's own shape
@@ -88,10 +85,3 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
-
-def behind_proxies(wsgi_app, count: int):
-    """Client address, scheme and host from the X-Forwarded-* headers of ``count`` trusted reverse
-    proxies (TINGXIE_TRUSTED_PROXIES), for HTTP requests and WebSocket handshakes alike."""
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
-    return ProxyFix(wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)

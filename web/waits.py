@@ -3,7 +3,7 @@
 A Flask view that must answer only once a job has ended calls :func:`defer` with the job and a
 function that renders the answer. Under the web tier (:class:`web.server.Tier`) its request
 thread is then free at once: the Tier drops the view's placeholder response (it never reaches the
-client), awaits the job's end on the process's one event hub (:meth:`web.live.EventHub.wait_for_end`:
+client), awaits the job's end on the process's one event hub (:meth:`core.hub.EventHub.wait_for_end`:
 no Redis subscription or thread per waiting call), then runs the render function in a short thread
 call, as Flask code in the request's own context (its caller, its after-request hooks: headers,
 metrics), and sends what it returns. A client that leaves while waiting ends the wait.

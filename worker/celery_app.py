@@ -27,7 +27,7 @@ def create_worker_app(settings: Settings) -> Celery:
     storage.ensure_dirs(settings)
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
-    worker_metrics.install(settings)
+    worker_metrics.install(settings, lambda: rt.factory)
     # How long Celery waits for the result of a pool process that died (10 s by default) before
     # handling its loss. Results are ignored here, and a process ended for a stopped attempt
     # (worker.attempt) would hold a shutting-down worker that long.

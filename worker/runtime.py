@@ -15,6 +15,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
 from core import batches, dispatch, jobs, retention, storage, workers
 from core.db import session_scope
@@ -24,8 +25,11 @@ from core.queue import DELIVER_OUTPUT, DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClie
 from core.services import Services
 from core.settings import PROFILES, Settings
 from media import MediaInfo, ScratchFullError, pcm_bytes
+from pipeline import transcribe
+from pipeline.errors import MediaError, PipelineError
 from worker.attempt import Limits, StopAttempt, Watch
-from worker.engines import check_profile_options, load_engine_for, transcribe_options
+from worker.checkpoints import SqlCheckpoint, scope_of
+from worker.engines import load_engine_for, transcribe_options
 from worker.metrics import measured
 from worker.startup import LoadGuard, guarded
 
@@ -94,9 +98,6 @@ class Runtime:
         """Claim, transcribe, write the outcome. Returns what happened: done, failed, skipped (not
         claimable, or no room in this host's scratch), lost (canceled or handed on meanwhile), timeout,
         stalled, requeued (the scratch filled up: another worker is preferred)."""
-        from pipeline import transcribe
-        from pipeline.errors import MediaError, PipelineError
-
         with session_scope(self.factory) as session:
             queued = session.execute(select(Job.profile, Job.duration_ms, Job.size_bytes).where(
                 Job.id == job_id, Job.status == jobs.QUEUED)).one_or_none()
@@ -159,7 +160,7 @@ class Runtime:
                     max_duration_ms=int(self.settings.max_duration_s * 1000),
                     ffmpeg=self.settings.ffmpeg or None,
                     media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
-                    checkpoint=self._checkpoint(job_id, attempt, profile),
+                    checkpoint=SqlCheckpoint(self.factory, job_id, attempt, scope_of(engine.identity)),
                 )
         except StopAttempt as stop:
             watch.pipeline_done()
@@ -249,8 +250,6 @@ class Runtime:
         backoff (tenacity) for up to ``settings.store_retry_s``, the job meanwhile running with
         waiting_reason "media store unavailable" (no attempt counted); then the job fails
         ``store_unavailable``. A scratch disk that fills up during the copy is ``scratch_full``."""
-        from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
-
         store = self.services.store
         bound_s = self.settings.store_retry_s
 
@@ -296,12 +295,6 @@ class Runtime:
             dispatch.pump(self.services, [tenant])
         except Exception:  # the sweeper sends it on its next pass
             log.warning("could not send tenant %s's held jobs now; the sweeper will", tenant, exc_info=True)
-
-    def _checkpoint(self, job_id: str, attempt: int, profile: str):
-        from worker.checkpoints import SqlCheckpoint, scope_of
-
-        options = check_profile_options(self.settings).get(profile)
-        return SqlCheckpoint(self.factory, job_id, attempt, scope_of(self.settings, profile, options))
 
     def _complete(self, job_id: str, attempt: int, result) -> bool:
         """The transcript and ``done``, held and retried while the database is unreachable. A

@@ -3,6 +3,7 @@ sees its last job end, and its one webhook reaches a real receiver; fair share s
 tenant's single job before a batch's backlog; the zip of transcripts streams."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import zipfile
@@ -25,7 +26,7 @@ TRANSCRIPT = {"text": "你好。", "language": "zh", "duration_ms": 1000, "segme
 
 @pytest.fixture
 def services(any_settings, db):
-    svc = Services.start(any_settings.with_(tenant_inflight=2, webhook_secret="s", webhook_allow=("127.0.0.1",)))
+    svc = Services.start(dataclasses.replace(any_settings, tenant_inflight=2, webhook_secret="s", webhook_allow=("127.0.0.1",)))
     yield svc
     svc.close()
 

@@ -2,6 +2,8 @@
 and another tenant's first job is sent at once; held jobs go as slots free, tenants in turn."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import select, update
 
@@ -17,7 +19,7 @@ from core.services import Services
 
 @pytest.fixture
 def services(any_settings, db):
-    svc = Services.start(any_settings.with_(tenant_inflight=3))
+    svc = Services.start(dataclasses.replace(any_settings, tenant_inflight=3))
     yield svc
     svc.close()
 
@@ -136,7 +138,7 @@ def test_two_pumps_never_send_a_job_twice(services):
 
 
 def test_the_cap_counts_queued_and_running(services):
-    settings = services.settings.with_(tenant_max_jobs=2)
+    settings = dataclasses.replace(services.settings, tenant_max_jobs=2)
     a = add(services, "tenant-a", 2)
     with session_scope(services.db) as s:
         with pytest.raises(Exception) as caught:

@@ -2,6 +2,7 @@
 real HTTP receiver on 127.0.0.1 and a real database."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -80,7 +81,7 @@ def test_secret_is_made_once_when_none_is_configured(tmp_path):
     first = webhooks.secret(settings)
     assert len(first) == 64 and webhooks.secret(settings) == first
     assert oct((tmp_path / "webhook-secret").stat().st_mode & 0o777) == "0o600"
-    assert webhooks.secret(settings.with_(webhook_secret="configured")) == b"configured"
+    assert webhooks.secret(dataclasses.replace(settings, webhook_secret="configured")) == b"configured"
 
 
 @pytest.mark.parametrize("url", [
@@ -160,7 +161,7 @@ def test_post_is_signed_and_failures_are_reported(tmp_path, receiver):
     failing = receiver([500])
     assert webhooks.post(settings, failing.url, body, {}) == webhooks.Delivery(False, "HTTP 500", retry=True)
     # Refused targets are never contacted and not retried.
-    refused = webhooks.post(settings.with_(webhook_allow=()), ok.url, body, {})
+    refused = webhooks.post(dataclasses.replace(settings, webhook_allow=()), ok.url, body, {})
     assert refused.ok is False and refused.retry is False and refused.status.startswith("refused:")
     assert len(ok.deliveries) == 1
 
@@ -181,7 +182,7 @@ def _finished_job(db, status: str, callback_url: str) -> str:
 
 
 def test_delivery_is_recorded_on_the_job_and_happens_once(db, any_settings, receiver):
-    settings = any_settings.with_(webhook_secret="s", webhook_allow=("127.0.0.1",))
+    settings = dataclasses.replace(any_settings, webhook_secret="s", webhook_allow=("127.0.0.1",))
     hook = receiver([200])
     job_id = _finished_job(db, "done", hook.url)
     result = webhooks.deliver_for_job(settings, db, job_id)
@@ -200,7 +201,7 @@ def test_delivery_is_recorded_on_the_job_and_happens_once(db, any_settings, rece
 
 
 def test_failing_receiver_is_recorded_until_attempts_run_out(db, any_settings, receiver):
-    settings = any_settings.with_(webhook_secret="s", webhook_allow=("127.0.0.1",))
+    settings = dataclasses.replace(any_settings, webhook_secret="s", webhook_allow=("127.0.0.1",))
     hook = receiver([503])
     job_id = _finished_job(db, "failed", hook.url)
     outcomes = [webhooks.deliver_for_job(settings, db, job_id) for _ in range(webhooks.MAX_ATTEMPTS + 1)]

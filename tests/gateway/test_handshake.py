@@ -4,6 +4,7 @@ and a seeded fuzz of handshakes and frames never gets a 500, a traceback, or a s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -13,7 +14,8 @@ import pytest
 import websockets
 
 from core.migrate import upgrade
-from gateway import GatewayConfig, run_in_thread
+from gateway import GatewayConfig
+from tests.support.gateway import run_in_thread
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -21,7 +23,7 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 @pytest.fixture
 def gateway(settings):
     upgrade(settings)
-    config = GatewayConfig.from_settings(settings.with_(max_duration_s=3.0), port=0, certfile="0",
+    config = GatewayConfig.from_settings(dataclasses.replace(settings, max_duration_s=3.0), port=0, certfile="0",
                                          idle_timeout_s=1.0, max_frame_bytes=64 * 1024)
     thread = run_in_thread(settings, config)
     yield thread
@@ -104,7 +106,7 @@ def test_a_page_from_disk_is_told_why_it_is_refused(gateway):
 
 def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings):
     upgrade(settings)
-    allowed = settings.with_(gateway_allow_file_pages=True)
+    allowed = dataclasses.replace(settings, gateway_allow_file_pages=True)
     thread = run_in_thread(allowed, GatewayConfig.from_settings(allowed, port=0, certfile="0", idle_timeout_s=1.0))
     try:
         frames, code = _as_file_page(thread.url)

@@ -4,6 +4,7 @@ left queued, no spool file left behind."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from core.migrate import upgrade
 from core.models import Job
 from core import storage
 from core.hotwords import Hotword
-from gateway import GatewayConfig, run_in_thread
+from gateway import GatewayConfig
 from gateway.protocol import (
     RESULT_FRAME_LIMIT_BYTES,
     FileRequest,
@@ -35,6 +36,7 @@ from gateway.protocol import (
     wav_header,
 )
 from tests.support.funasr_testclient import client_ssl, html5_walk
+from tests.support.gateway import run_in_thread
 
 # --- pure rules -------------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ def test_error_frame_tells_both_generations():
 @pytest.fixture(params=["ws", "wss"])
 def gateway(request, settings):
     upgrade(settings)
-    settings = settings.with_(max_duration_s=3.0)
+    settings = dataclasses.replace(settings, max_duration_s=3.0)
     config = GatewayConfig.from_settings(settings, port=0, certfile="0" if request.param == "ws" else "",
                                          idle_timeout_s=1.5, max_frame_bytes=256 * 1024)
     thread = run_in_thread(settings, config)
@@ -352,10 +354,10 @@ def test_a_file_whose_client_leaves_before_its_result_is_canceled(gateway, speec
 def _assert_nothing_left(gateway) -> None:
     spool = storage.upload_spool_dir(gateway.settings)
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.watcher.watched):
+    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.hub.watched_jobs):
         time.sleep(0.05)  # the server notices a departed client a moment after it leaves
     assert not list(spool.glob("*")), "spool files left behind"
-    assert gateway.gateway.watcher.watched == 0
+    assert gateway.gateway.hub.watched_jobs == 0
     engine = make_engine(gateway.settings.database_url)
     with session_scope(make_sessionmaker(engine)) as session:
         statuses = session.execute(select(Job.status).where(Job.filename.like("bad%"))).scalars().all()

@@ -4,6 +4,7 @@ its counts, zips its transcripts, is canceled and deleted whole; another tenant 
 route; bad input is a 4xx."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import zipfile
 
@@ -139,7 +140,7 @@ def test_links_become_the_batchs_jobs_at_once_and_foreign_buckets_make_nothing(c
 def test_more_sources_than_the_tenant_may_queue_are_refused(any_settings, db):
     from web import create_app
 
-    app = create_app(any_settings.with_(tenant_max_jobs=3), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, tenant_max_jobs=3), {"TESTING": True})
     r = app.test_client().post("/api/v1/batches", json={"sources": ["https://example.com/a.wav"] * 4})
     assert r.status_code == 429 and r.json["error"]["code"] == "too_many_jobs"
     assert "TINGXIE_TENANT_MAX_JOBS" in r.json["error"]["message"]
@@ -171,7 +172,7 @@ BATCH_ROUTES = [
 def two_tenants(any_settings, db):
     from web import create_app
 
-    app = create_app(any_settings.with_(auth="required"), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, auth="required"), {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         own = {"Authorization": f"Bearer {tokens.create(s, tenant='tenant-a').secret}"}
         other = {"Authorization": f"Bearer {tokens.create(s, tenant='tenant-b').secret}"}

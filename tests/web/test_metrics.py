@@ -3,6 +3,7 @@ status and profile, queue depths, live workers, and the workers' own metrics (au
 realtime factor, job durations, ASR batch sizes) as they announce them."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 
@@ -111,7 +112,7 @@ def test_the_first_concurrent_uploads_to_a_fresh_web_process_are_all_accepted(an
     from core.migrate import upgrade
     from tests.support.service import Service
 
-    settings = any_settings.with_(tenant_max_jobs=100)
+    settings = dataclasses.replace(any_settings, tenant_max_jobs=100)
     upgrade(settings)
     (tmp_path / "logs").mkdir()
     service = Service(settings=settings, log_dir=tmp_path / "logs")

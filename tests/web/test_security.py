@@ -4,6 +4,7 @@ admin token), the status each gets, and that no byte of another tenant's job rea
 may not see it; the page's session, its CSRF token and Origin checks; rate limits; headers."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from datetime import timedelta
@@ -26,7 +27,7 @@ def secured(any_settings, db):
     finished job each, and a token of every kind."""
     from web import create_app
 
-    settings = any_settings.with_(auth="required", openai_wait_s=0.1)
+    settings = dataclasses.replace(any_settings, auth="required", openai_wait_s=0.1)
     app = create_app(settings, {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         own = tokens.create(s, tenant="tenant-a").secret
@@ -253,7 +254,7 @@ def test_a_non_loopback_web_tier_needs_tokens_unless_told_otherwise(any_settings
     from web import create_app
 
     for auth, status in (("auto", 401), ("required", 401), ("insecure-no-auth", 200)):
-        app = create_app(any_settings.with_(host="0.0.0.0", auth=auth), {"TESTING": True})
+        app = create_app(dataclasses.replace(any_settings, host="0.0.0.0", auth=auth), {"TESTING": True})
         r = app.test_client().get("/api/v1/jobs", environ_base={"REMOTE_ADDR": "192.168.1.20"})
         assert r.status_code == status, auth
         app.extensions["tingxie"].close()
@@ -352,7 +353,7 @@ def test_anonymous_writes_from_another_origin_are_refused(client, speech_path):
 def test_an_allowed_origin_may_write(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(allowed_origins=("https://console.example",)), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, allowed_origins=("https://console.example",)), {"TESTING": True})
     wav = speech_path("asr_example.wav")
     r = app.test_client().post("/api/v1/jobs", headers={"Origin": "https://console.example"},
                                content_type="multipart/form-data",
@@ -374,7 +375,7 @@ def test_bearer_calls_need_no_csrf_token(secured, speech_path):
 def test_rate_limits_answer_429_with_retry_after(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(rate_limit="5/minute", upload_rate_limit="2/minute"), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, rate_limit="5/minute", upload_rate_limit="2/minute"), {"TESTING": True})
     client = app.test_client()
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="busy").secret
@@ -400,7 +401,7 @@ def test_rate_limits_answer_429_with_retry_after(any_settings, db, speech_path):
 def test_a_tenant_past_its_cap_is_refused(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(tenant_max_jobs=2), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, tenant_max_jobs=2), {"TESTING": True})
     client = app.test_client()
     wav = speech_path("asr_example.wav")
 
@@ -462,7 +463,7 @@ def test_under_https_the_session_cookie_is_host_prefixed(secured):
 def create_app_with(app, **changes):
     from web import create_app
 
-    return create_app(app.extensions["tingxie"].settings.with_(**changes), {"TESTING": True})
+    return create_app(dataclasses.replace(app.extensions["tingxie"].settings, **changes), {"TESTING": True})
 
 
 def test_two_session_cookies_are_refused_and_csrf_tokens_are_bound_to_their_session(secured, speech_path):
@@ -501,7 +502,7 @@ def test_one_request_budget_per_token_across_every_route_and_every_sign_in(any_s
     page session spends its token's budget: signing in again gives no fresh one."""
     from web import create_app
 
-    app = create_app(any_settings.with_(auth="required", rate_limit="12/minute", auth_fail_rate_limit="off"),
+    app = create_app(dataclasses.replace(any_settings, auth="required", rate_limit="12/minute", auth_fail_rate_limit="off"),
                      {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="busy").secret
@@ -533,7 +534,7 @@ def test_failed_authentication_has_a_stricter_budget_per_address(any_settings, d
     ``TINGXIE_AUTH_FAIL_RATE_LIMIT`` long before the request budget; other addresses are not."""
     from web import create_app
 
-    app = create_app(any_settings.with_(auth="required", rate_limit="1000/minute", auth_fail_rate_limit="8/minute"),
+    app = create_app(dataclasses.replace(any_settings, auth="required", rate_limit="1000/minute", auth_fail_rate_limit="8/minute"),
                      {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="honest").secret

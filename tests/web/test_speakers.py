@@ -2,6 +2,7 @@
 stored options; names given to a diarized transcript's speakers reach every export."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -98,7 +99,7 @@ def test_openai_extra_fields_reach_the_job(settings, speech_path):
     from core.migrate import upgrade
     from web import create_app
 
-    settings = settings.with_(openai_wait_s=0.1)
+    settings = dataclasses.replace(settings, openai_wait_s=0.1)
     upgrade(settings)
     client = create_app(settings).test_client()
     r = client.post("/v1/audio/transcriptions", content_type="multipart/form-data", data={

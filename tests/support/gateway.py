@@ -1,0 +1,71 @@
+"""The gateway on a background thread with its own event loop, for tests that talk to it over a
+real socket from synchronous code (the product runs it as a process of its own: gateway.serve)."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from core.settings import Settings
+from gateway import Gateway, GatewayConfig
+
+
+class GatewayThread:
+    def __init__(self, settings: Settings, config: GatewayConfig):
+        self.settings, self.config = settings, config
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._gateway: Gateway | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="tingxie-gateway", daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            gateway = Gateway(self.settings, self.config)
+            await gateway.start()
+            self._gateway = gateway
+            self._started.set()
+            try:
+                await self._stop.wait()
+            finally:
+                await gateway.stop()
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            raise
+
+    def start(self, timeout_s: float = 30.0) -> "GatewayThread":
+        self._thread.start()
+        if not self._started.wait(timeout_s):
+            raise RuntimeError("the gateway did not start in time")
+        if self._error is not None:
+            raise RuntimeError(f"the gateway failed to start: {self._error}") from self._error
+        return self
+
+    @property
+    def gateway(self) -> Gateway:
+        return self._gateway
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def stats(self) -> dict:
+        async def read() -> dict:
+            return self.gateway.stats()
+
+        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout_s)
+
+
+def run_in_thread(settings: Settings, config: GatewayConfig | None = None) -> GatewayThread:
+    return GatewayThread(settings, config or GatewayConfig.from_settings(settings)).start()
