@@ -324,7 +324,7 @@ def list_profiles():
 @bp.get("/api/v1/usage")
 @bp.input(schemas.UsageQuery, location="query", arg_name="query")
 @bp.doc(summary="Audio seconds and jobs per tenant and profile over time", responses={
-    **schemas.ok("Usage"), **schemas.errors({400: "a bad range or grouping", 404: "no such tenant (not the caller's)"})})
+    **schemas.ok("UsageReport"), **schemas.errors({400: "a bad range or grouping", 404: "no such tenant (not the caller's)"})})
 def get_usage(query):
     """Jobs accepted in [from, to) grouped by day, month or in total, per tenant and profile; an
     admin sees every tenant, anyone else only their own (core.usage)."""

@@ -88,11 +88,14 @@ def create_batch(body):
         with session_scope(svc.db) as session:
             dispatch.check_cap(session, svc.settings, tenant, adding=len(sources))
     with session_scope(svc.db) as session:
-        batch_id = batches.create(session, options, tenant=tenant, name=name, open_=not sources).id
+        batch = batches.create(session, options, tenant=tenant, name=name, open_=True)
+        batch_id = batch.id
     try:
         if sources:  # the batch's callback_url gets the batch's webhook; its jobs send none of their own
             submit_links(svc, [Link(url) for url in sources], dataclasses.replace(options, callback_url=None),
                          tenant=tenant, batch=BatchEntry(batch_id))
+            with session_scope(svc.db) as session:  # its sources are all in: closed, as an upload batch is
+                batches.close(session, batch)
     except BaseException:
         _remove(batch_id)
         raise

@@ -421,7 +421,7 @@ class TenantQuota(Out):
     resets_at = String(required=True)
 
 
-class Usage(Out):
+class UsageReport(Out):
     start = String(required=True)
     end = String(required=True)
     group = String(required=True)
@@ -490,6 +490,6 @@ class BatchList(Out):
 # them in the OpenAPI document once each; routes return plain dicts).
 COMPONENTS: dict[str, type[Schema]] = {
     schema.__name__: schema
-    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, Usage, Health, Readiness, Batch,
+    for schema in (Error, Accepted, Job, JobList, Transcript, Speaker, ProfileList, UsageReport, Health, Readiness, Batch,
                    BatchList)
 }
