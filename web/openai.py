@@ -21,6 +21,7 @@ from apiflask.validators import Length, OneOf, Range
 from flask import Response, current_app, jsonify
 from marshmallow import EXCLUDE, post_load
 
+import contract
 from core import export, jobs
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
@@ -200,8 +201,8 @@ def answer(job_id: str, fmt: str, granularities: set[str]):
                 return error_response(code, job.error_message or f"the job was {job.status}",
                                       headers={"x-should-retry": "false"}, extra={"job_id": job.id})
             return _still_running(job.id, svc.settings.openai_wait_s)
-        data = session.get(Transcript, job.id).data
-    return _render(data, fmt, granularities)
+        content = session.get(Transcript, job.id).read()
+    return _render(content, fmt, granularities)
 
 
 def _still_running(job_id: str, wait_s: float):
@@ -219,36 +220,36 @@ def _seconds(ms: int) -> float:
     return round(ms / 1000, 3)
 
 
-def _render(data: dict, fmt: str, granularities: set[str]):
+def _render(transcript: contract.Transcript, fmt: str, granularities: set[str]):
     if fmt == "json":
-        return jsonify(text=data["text"])
+        return jsonify(text=transcript.text)
     if fmt == "text":
-        return Response(data["text"] + "\n", content_type="text/plain; charset=utf-8")
+        return Response(transcript.text + "\n", content_type="text/plain; charset=utf-8")
     if fmt in ("srt", "vtt"):
-        return Response(export.render(data, fmt), content_type=export.FORMATS[fmt])
+        return Response(export.render(transcript, fmt), content_type=export.FORMATS[fmt])
     body = {
         "task": "transcribe",
-        "language": _LANGUAGE_NAMES.get(data["language"], data["language"]),
-        "duration": _seconds(data["duration_ms"]),
-        "text": data["text"],
+        "language": _LANGUAGE_NAMES.get(transcript.language, transcript.language),
+        "duration": _seconds(transcript.duration_ms),
+        "text": transcript.text,
     }
-    speakers = {s["id"]: s.get("name") or s["id"] for s in data.get("speakers") or ()}
+    speakers = {s.id: s.name or s.id for s in transcript.speakers or ()}
 
-    def who(item: dict) -> dict:
+    def who(item: contract.Segment | contract.Word) -> dict:
         """tingxie's extra field: the speaker, by name when one was given."""
-        return {"speaker": speakers.get(item["speaker"], item["speaker"])} if item.get("speaker") else {}
+        return {"speaker": speakers.get(item.speaker, item.speaker)} if item.speaker else {}
 
     if "segment" in granularities:
         body["segments"] = [
-            {"id": i, "seek": 0, "start": _seconds(s["start_ms"]), "end": _seconds(s["end_ms"]), "text": s["text"],
+            {"id": i, "seek": 0, "start": _seconds(s.start_ms), "end": _seconds(s.end_ms), "text": s.text,
              "tokens": [], "temperature": 0.0, **who(s)}
-            for i, s in enumerate(data["segments"])
+            for i, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:
-        body["words"] = [{"word": w["text"], "start": _seconds(w["start_ms"]), "end": _seconds(w["end_ms"]), **who(w)}
-                         for s in data["segments"] for w in s["words"]]
-    if data.get("speakers") is not None:
-        body["speakers"] = data["speakers"]
+        body["words"] = [{"word": w.text, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms), **who(w)}
+                         for s in transcript.segments for w in s.words]
+    if transcript.speakers is not None:
+        body["speakers"] = [{"id": s.id, "name": s.name} for s in transcript.speakers]
     return jsonify(body)
 
 

@@ -11,12 +11,12 @@ from core.settings import Settings, SettingsError
 
 def transcribe_options(options: JobOptions):
     """The pipeline's options for a job: the stored typed values, as they are."""
-    from pipeline.types import Hotword, TranscribeOptions
+    from pipeline.types import TranscribeOptions
 
     return TranscribeOptions(
         language=options.language,
         itn=options.itn,
-        hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+        hotwords=options.hotwords,  # the contract's Hotword, on both sides
         diarize=options.diarize,
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,

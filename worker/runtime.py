@@ -264,13 +264,12 @@ class Runtime:
     def _complete(self, job_id: str, attempt: int, result) -> bool:
         """The transcript and ``done``, held and retried while the database is unreachable. A
         commit whose answer was lost is found done on the next try, and counts as written."""
-        data = result.to_dict()
         tries = 0
 
         def write(session) -> bool:
             nonlocal tries
             tries += 1
-            if jobs.complete(session, job_id, attempt, data, warnings=result.warnings):
+            if jobs.complete(session, job_id, attempt, result):
                 return True
             if tries == 1:
                 return False

@@ -12,7 +12,8 @@ import pytest
 from pipeline.diarize import diarize, label_words, speaker_ids, windows
 from pipeline.errors import EngineMissingError, SpeakerOptionsError
 from pipeline.stages import Engine, LazyModel, SpeechSpan
-from pipeline.types import Segment, Speaker, Stage, TranscribeOptions, Transcript, Word
+from contract import Segment, Speaker, Stage, Transcript, Word
+from pipeline.types import TranscribeOptions
 from tests.support import speaker_turns
 
 REPO = Path(__file__).resolve().parents[2]
