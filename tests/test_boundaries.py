@@ -85,3 +85,19 @@ def test_tests_import_nothing_from_bench():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] == "bench"]
     assert offenders == []
+
+
+def test_the_contract_imports_nothing_but_the_standard_library():
+    """What crosses the tiers (contract/) loads in any process: its modules name only the standard
+    library and each other, and importing all of it loads nothing else."""
+    offenders = []
+    for path in (REPO / "contract").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
+                          if n.split(".")[0] not in sys.stdlib_module_names and n.split(".")[0] != "contract"]
+    assert offenders == []
+    modules = ", ".join(sorted(f"contract.{p.stem}" for p in (REPO / "contract").glob("*.py") if p.stem != "__init__"))
+    added = _top_level(f"import contract, {modules}") - _top_level("pass")  # less what the interpreter's site loads
+    assert added - set(sys.stdlib_module_names) == {"contract"}
