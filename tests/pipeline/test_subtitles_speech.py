@@ -73,13 +73,13 @@ def test_jfk_default_cues(transcripts):
 def test_chinese_default_cues_use_cjk_lines(transcripts):
     cues = assert_readable(transcripts["asr_example.wav"])
     assert all(len(line) <= 16 for cue in cues for line in cue.lines)
-    assert "".join(line for cue in cues for line in cue.lines) == transcripts["asr_example.wav"]["text"]
+    assert "".join(line for cue in cues for line in cue.lines) == transcripts["asr_example.wav"].text
 
 
 def test_the_long_file_has_many_cues_in_both_scripts(transcripts):
     data = transcripts["joined"]
     cues = assert_readable(data)
-    assert data["duration_ms"] > 100_000
-    widths = {SubtitleLimits().line_chars(data["segments"][cue.segment]["text"]) for cue in cues}
+    assert data.duration_ms > 100_000
+    widths = {SubtitleLimits().line_chars(data.segments[cue.segment].text) for cue in cues}
     assert widths == {16, 42}
     assert len(cues) >= 4 * 5
