@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
-        rendered = render(transcript.to_dict(), args.format, limits)
+        rendered = render(transcript, args.format, limits)
         if out_dir is None:
             sys.stdout.write(rendered)
             sys.stdout.flush()

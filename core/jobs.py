@@ -15,6 +15,8 @@ from enum import StrEnum
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+import contract
+from contract import Stage
 from core import events
 from core.errors import BadOptionError
 from core.models import Job, JobBatch, JobEvent, Transcript, db_now, utcnow
@@ -27,18 +29,6 @@ class JobStatus(StrEnum):
     DONE = "done"
     FAILED = "failed"
     CANCELED = "canceled"
-
-
-class JobStage(StrEnum):
-    """What a running job is doing (the pipeline reports the same names)."""
-
-    FETCH = "fetch"  # a job by link: its worker fetches the media (core.fetch)
-    DECODE = "decode"
-    VAD = "vad"
-    ASR = "asr"
-    DIARIZE = "diarize"
-    PUNC = "punc"
-    ITN = "itn"
 
 
 QUEUED, RUNNING, DONE, FAILED, CANCELED = JobStatus
@@ -129,7 +119,7 @@ def claim(session: Session, job_id: str, worker: str | None = None) -> int | Non
             attempt=Job.attempt + 1,
             started_at=now,
             heartbeat_at=now,
-            stage=JobStage.DECODE,
+            stage=Stage.DECODE,
             progress=0.0,
             error_code=None,
             error_message=None,
@@ -141,7 +131,7 @@ def claim(session: Session, job_id: str, worker: str | None = None) -> int | Non
     if result.rowcount != 1:
         return None
     attempt = session.execute(select(Job.attempt).where(Job.id == job_id)).scalar_one()
-    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": JobStage.DECODE, "progress": 0.0, "attempt": attempt})
+    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": Stage.DECODE, "progress": 0.0, "attempt": attempt})
     return attempt
 
 
@@ -188,15 +178,19 @@ def complete(
     session: Session,
     job_id: str,
     attempt: int,
-    transcript: dict,
+    transcript: contract.Transcript | dict,
     *,
-    warnings: list[str] = (),
+    warnings: list[str] | None = None,
 ) -> bool:
-    """running -> done together with the transcript, in the caller's single transaction.
+    """running -> done together with the transcript, in the caller's single transaction. The
+    transcript is stored in the contract's stored form, at its current version (a dict is read
+    as a stored transcript of any version first); ``warnings`` (default: the transcript's) go on the job.
 
     Also from ``queued`` while the attempt is still the latest: the job was handed back, or
     released while the database was unreachable, and nobody has claimed it since, so the result
     this attempt holds is still the job's (a claim bumps ``attempt`` and fences it out)."""
+    if isinstance(transcript, dict):
+        transcript = contract.Transcript.from_dict(transcript)
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempt == attempt, Job.status.in_([RUNNING, QUEUED]))
@@ -205,22 +199,13 @@ def complete(
             progress=1.0,
             stage=None,
             finished_at=db_now(),
-            duration_ms=transcript["duration_ms"],
-            warnings=list(warnings),
+            duration_ms=transcript.duration_ms,
+            warnings=list(transcript.warnings if warnings is None else warnings),
         )
     )
     if result.rowcount != 1:
         return False
-    session.add(
-        Transcript(
-            job_id=job_id,
-            language=transcript["language"],
-            duration_ms=transcript["duration_ms"],
-            text=transcript["text"],
-            data=transcript,
-            created_at=utcnow(),
-        )
-    )
+    session.add(Transcript.of(job_id, transcript))
     _forget_batches(session, job_id)
     events.publish(session, job_id, DONE, {"status": DONE, "progress": 1.0})
     return True

@@ -8,6 +8,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 
+import contract
+
 
 def utcnow() -> datetime:
     """This host's clock: for what is only shown (when a job was created). Leases, heartbeats and
@@ -162,9 +164,20 @@ class Transcript(Base):
     language: Mapped[str] = mapped_column(String(16))
     duration_ms: Mapped[int] = mapped_column(BigInteger)
     text: Mapped[str] = mapped_column(Text)
-    # pipeline.types.Transcript.to_dict()
+    # contract.Transcript.to_dict(): the stored form, versioned ("v"); rows of every earlier
+    # version stay as they were written and are read by read().
     data: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @classmethod
+    def of(cls, job_id: str, transcript: contract.Transcript) -> "Transcript":
+        """The row that stores ``transcript`` for ``job_id``."""
+        return cls(job_id=job_id, language=transcript.language, duration_ms=transcript.duration_ms,
+                   text=transcript.text, data=transcript.to_dict(), created_at=utcnow())
+
+    def read(self) -> contract.Transcript:
+        """The stored transcript, whatever version wrote it: what every renderer reads."""
+        return contract.Transcript.from_dict(self.data)
 
 
 class JobEvent(Base):

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
+from contract import Hotword, Hotwords, check_speaker_options
 from core.errors import BadOptionError
 from core.export import FORMATS as EXPORT_FORMATS
-from core.hotwords import Hotword, Hotwords
 from core.languages import AUTO
 from core.settings import PROFILES
 
@@ -26,8 +26,6 @@ MAX_PRIORITY = 10
 # Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
 # 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task, output_url and output_formats.
 OPTIONS_VERSION = 3
-# More speakers than this in one recording is a mistake, not a meeting.
-MAX_SPEAKERS = 32
 TASKS = ("transcribe", "translate")
 # The profiles whose model translates (Whisper's translate task: speech in any language, English text).
 TRANSLATING_PROFILES = ("offline",)
@@ -57,7 +55,7 @@ class JobOptions:
     diarize: label sentences and words with their speaker; off by default.
     num_speakers: how many speakers there are, when known (1 to ``MAX_SPEAKERS``); None: estimated.
     min_speakers, max_speakers: bounds on the estimate; not with ``num_speakers``. Any count needs
-        ``diarize``.
+        ``diarize`` (the contract's rules: :func:`contract.check_speaker_options`).
     retain_media_days: delete the job's media from the store this many days after it was accepted
         (the transcript stays); None: the deployment's ``TINGXIE_RETAIN_MEDIA_DAYS``, which is also
         the most a job may ask for (checked at submission).
@@ -93,7 +91,7 @@ class JobOptions:
             raise BadOptionError(f"itn must be true or false, not {self.itn!r}")
         hotwords = tuple(self.hotwords)
         if not all(isinstance(h, Hotword) for h in hotwords):
-            raise TypeError("hotwords must be Hotword entries (core.hotwords.parse_hotwords makes them)")
+            raise TypeError("hotwords must be contract.Hotword entries (core.hotwords.parse_hotwords makes them)")
         object.__setattr__(self, "hotwords", hotwords)
         if self.profile is not None and self.profile not in PROFILES:
             raise BadOptionError(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}", code="unknown_profile")
@@ -102,7 +100,7 @@ class JobOptions:
         object.__setattr__(self, "source", Source(self.source))
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
             raise BadOptionError(f"priority must be a whole number from 0 to {MAX_PRIORITY}")
-        self._check_speakers()
+        check_speaker_options(self.diarize, self.num_speakers, self.min_speakers, self.max_speakers)
         days = self.retain_media_days
         if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float))
                                  or not 0 < days < float("inf")):
@@ -132,24 +130,6 @@ class JobOptions:
         if self.output_url is None:
             return ()
         return self.output_formats or ("json",)
-
-    def _check_speakers(self) -> None:
-        if not isinstance(self.diarize, bool):
-            raise BadOptionError(f"diarize must be true or false, not {self.diarize!r}", code="bad_speakers")
-        counts = {"num_speakers": self.num_speakers, "min_speakers": self.min_speakers,
-                  "max_speakers": self.max_speakers}
-        for name, value in counts.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or not 1 <= value <= MAX_SPEAKERS):
-                raise BadOptionError(f"{name} must be a whole number from 1 to {MAX_SPEAKERS}", code="bad_speakers")
-        given = [name for name, value in counts.items() if value is not None]
-        if given and not self.diarize:
-            raise BadOptionError(f"{' and '.join(given)} need diarize=true", code="bad_speakers")
-        if self.num_speakers is not None and (self.min_speakers is not None or self.max_speakers is not None):
-            raise BadOptionError("give num_speakers, or min_speakers and max_speakers, not both", code="bad_speakers")
-        if self.min_speakers is not None and self.max_speakers is not None and self.min_speakers > self.max_speakers:
-            raise BadOptionError(f"min_speakers ({self.min_speakers}) is more than max_speakers ({self.max_speakers})",
-                                 code="bad_speakers")
 
     @property
     def interactive(self) -> bool:

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from contract.profiles import PROFILE_NAMES
+
 ENV_PREFIX = "TINGXIE_"
-# Profiles a job may name. The pipeline registers the same names (a test keeps them equal).
-PROFILES = ("offline", "funasr")
+# Profiles a job may name: the contract's catalogue, which the pipeline loads them from.
+PROFILES = PROFILE_NAMES
 # Variables read by the `tingxie submit` / `tingxie jobs` client, not by the service.
 CLIENT_VARIABLES = ("SERVER", "TOKEN")
 

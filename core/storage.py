@@ -19,10 +19,9 @@ import shutil
 import tempfile
 import time
 import unicodedata
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import ContextManager, Iterator, Protocol
+from typing import Iterator
 
 from core.media_store import (  # the seam's names, as every caller reads them from here
     CHUNK_BYTES,

@@ -21,8 +21,9 @@ import sys
 from array import array
 from dataclasses import dataclass, replace
 
+from contract import HotwordError, Hotwords, Segment, TingxieError, Transcript
 from core import jsonlimits
-from core.hotwords import HotwordError, Hotwords, parse_hotwords
+from core.hotwords import parse_hotwords
 
 # Python's websockets refuses frames over 1 MiB by default; stay under with room for framing.
 RESULT_FRAME_LIMIT_BYTES = 1024 * 1024 - 16 * 1024
@@ -38,13 +39,12 @@ MEDIA_FORMATS = frozenset({
 RAW_FORMATS = frozenset({"pcm", "raw", "s16le"})
 
 
-class ProtocolError(Exception):
-    """A client frame the protocol does not allow; answered with an error frame and a close."""
+class ProtocolError(TingxieError):
+    """A client frame the protocol does not allow; answered with an error frame and a close.
+    Raised with the frame's ``error_code`` first, as the FunASR clients read it."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -257,12 +257,6 @@ def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes
     )
 
 
-def _spans(segment: dict) -> list[list[int]]:
-    if segment.get("tokens"):
-        return [[int(a), int(b)] for a, b in segment["tokens"]]
-    return [[int(w["start_ms"]), int(w["end_ms"])] for w in segment.get("words", [])]
-
-
 # FunASR gives one span per Chinese character and per English word, and the html5 demo walks
 # the text that way (split at these marks; a run of Latin letters is one unit, anything else
 # one unit per character) indexing ``timestamp`` as it goes: lay the spans out the same way so
@@ -271,62 +265,91 @@ _UNIT_SPLIT = re.compile(r"[。？，、?.,\s]+")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
-def text_units(text: str) -> list[str]:
-    units: list[str] = []
-    for chunk in _UNIT_SPLIT.split(text):
-        if not chunk:
-            continue
-        if _LATIN_WORD.fullmatch(chunk):
-            units.append(chunk)
-        else:
-            units.extend(chunk)
+def text_units(text: str) -> list[tuple[int, int]]:
+    """The units FunASR's clients count in ``text``, as ``(start, end)`` places in it."""
+    units: list[tuple[int, int]] = []
+    at = 0
+    for gap in (*_UNIT_SPLIT.finditer(text), None):
+        stop = gap.start() if gap is not None else len(text)
+        if at < stop:
+            if _LATIN_WORD.fullmatch(text, at, stop):
+                units.append((at, stop))
+            else:
+                units.extend((i, i + 1) for i in range(at, stop))
+        if gap is not None:
+            at = gap.end()
     return units
 
 
-def unit_spans(segment: dict, count: int) -> list[list[int]]:
-    """``count`` spans in order inside the segment: the recognised words' or tokens' own spans
-    when they match one to one, else spread over them in proportion."""
-    spans = _spans(segment) or [[int(segment["start_ms"]), int(segment["end_ms"])]]
-    if len(spans) == count or count == 0:
-        return spans if count else []
-    k = len(spans)
+def _even(start_ms: int, end_ms: int, count: int) -> list[list[int]]:
+    """``[start_ms, end_ms]`` cut into ``count`` equal spans."""
+    def at(i: int) -> int:
+        return round(start_ms + (end_ms - start_ms) * i / count)
+
+    return [[at(i), at(i + 1)] for i in range(count)]
+
+
+def unit_spans(segment: Segment, units: list[tuple[int, int]]) -> list[list[int]]:
+    """A span for each unit: the span of the word the unit lies in (the words' places in the text
+    say which), shared evenly among that word's units. A sentence without placed words (some
+    transcripts stored before version 2) spreads its tokens' spans, or its own, over the units."""
+    if not units:
+        return []
+    words = [w for w in segment.words if w.text.strip()]
+    if words and segment.placed:
+        per_word: list[int] = []  # the word each unit lies in (or the next one after it)
+        j = 0
+        for start, _ in units:
+            while j < len(words) - 1 and words[j].end_char <= start:
+                j += 1
+            per_word.append(j)
+        spans: list[list[int]] = []
+        for j, word in enumerate(words):
+            count = per_word.count(j)
+            if count:
+                spans += _even(word.start_ms, word.end_ms, count)
+        return spans
+    source = [list(t) for t in segment.tokens] or [[segment.start_ms, segment.end_ms]]
+    if len(source) == len(units):
+        return source
+    k, count = len(source), len(units)
 
     def at(x: float) -> int:
         i = min(int(x), k - 1)
-        start, end = spans[i]
+        start, end = source[i]
         return round(start + (end - start) * min(x - i, 1.0))
 
     return [[at(i * k / count), at((i + 1) * k / count)] for i in range(count)]
 
 
-def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None,
+def result_frame(request: FileRequest, transcript: Transcript, job_id: str | None = None,
                  warning: str | None = None) -> dict:
-    """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``).
+    """The one result frame for a recognised file, from the stored transcript.
 
     ``job_id`` and ``warning`` (keys FunASR clients ignore) name the tingxie job, for the REST API,
     and what the gateway had to guess about the audio. The warning rides in the result frame: an
     extra frame before it would end an older client's wait for its result."""
     timestamp: list[list[int]] = []
     stamp_sents = []
-    speaker_index = {s["id"]: i for i, s in enumerate(transcript.get("speakers") or ())}
-    for segment in transcript.get("segments", []):
-        units = text_units(segment.get("text", ""))
-        spans = unit_spans(segment, len(units))
+    speaker_index = {s.id: i for i, s in enumerate(transcript.speakers or ())}
+    for segment in transcript.segments:
+        units = text_units(segment.text)
+        spans = unit_spans(segment, units)
         timestamp.extend(spans)
         sentence = {
-            "text_seg": " ".join(units),
-            "punc": segment.get("punc", ""),
-            "start": int(segment["start_ms"]),
-            "end": int(segment["end_ms"]),
+            "text_seg": " ".join(segment.text[a:b] for a, b in units),
+            "punc": segment.punc,
+            "start": segment.start_ms,
+            "end": segment.end_ms,
             "ts_list": spans,
         }
-        if segment.get("speaker") in speaker_index:
-            sentence["spk"] = speaker_index[segment["speaker"]]  # FunASR's spk: 0, 1, ... in order of speech
+        if segment.speaker in speaker_index:
+            sentence["spk"] = speaker_index[segment.speaker]  # FunASR's spk: 0, 1, ... in order of speech
         stamp_sents.append(sentence)
     return {
         "mode": request.reply_mode,
         "wav_name": request.wav_name,
-        "text": transcript.get("text", ""),
+        "text": transcript.text,
         "is_final": True,
         "timestamp": json.dumps(timestamp, separators=(",", ":")),
         "stamp_sents": stamp_sents,

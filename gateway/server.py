@@ -586,7 +586,7 @@ class Gateway:
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"
             if status == jobs.DONE and transcript is not None:
-                frames = [encode(result_frame(request, transcript.data, job_id, warning))]
+                frames = [encode(result_frame(request, transcript.read(), job_id, warning))]
                 if ack:
                     frames.append(encode(ack_frame(request)))
                 return frames

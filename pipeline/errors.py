@@ -1,8 +1,11 @@
 """Domain errors. ``code`` is stable (the API and the job record carry it); ``message`` is for a person.
 
-Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and are re-exported
-here, so callers of the pipeline catch ``PipelineError`` and ``MediaError`` from one place.
+Every one extends the contract's one error base (:class:`contract.TingxieError`: code, message,
+detail). Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and the
+speaker-count error in the contract; both are re-exported here, so callers of the pipeline catch
+``PipelineError``, ``MediaError`` and ``SpeakerOptionsError`` from one place.
 """
+from contract import SpeakerOptionsError, TingxieError
 from media.errors import (
     EmptyMediaError,
     FfmpegMissingError,
@@ -15,19 +18,15 @@ from media.errors import (
 )
 
 __all__ = [
-    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
-    "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
-    "RefusedFormatError", "TruncatedMediaError", "UnknownProfileError",
+    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "MediaError", "MediaTimeoutError",
+    "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError", "ProfileOptionsError",
+    "RefusedFormatError", "SpeakerOptionsError", "TruncatedMediaError", "UnknownProfileError",
+    "UnsupportedLanguageError",
 ]
 
 
-class PipelineError(Exception):
+class PipelineError(TingxieError):
     code = "pipeline_error"
-
-    def __init__(self, message: str, *, detail: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
 
 
 class ModelNotReadyError(PipelineError):
@@ -40,16 +39,6 @@ class EngineMissingError(PipelineError):
     """An optional engine (funasr, torch, faster-whisper) is not installed; the message says what to install."""
 
     code = "engine_missing"
-
-
-class HotwordError(PipelineError):
-    code = "bad_hotwords"
-
-
-class SpeakerOptionsError(PipelineError):
-    """Speaker counts that cannot be honoured (not positive, min above max, given without diarize)."""
-
-    code = "bad_speakers"
 
 
 class UnsupportedTaskError(PipelineError):

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
+from contract import Segment, Speaker, Stage, Transcript
+from contract.transcript import place_words
 from media import MediaInfo
 from pipeline.audio import decode
 from pipeline.checkpoint import Checkpoint
@@ -26,7 +28,7 @@ from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
 from pipeline.stages import Engine
 from pipeline.text import TRADITIONAL_CHINESE, as_written, join_words, to_traditional
-from pipeline.types import Progress, Segment, Speaker, Stage, TranscribeOptions, Transcript
+from pipeline.types import Progress, TranscribeOptions
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {
@@ -157,10 +159,15 @@ def transcribe(
 
 
 def _traditional(segment: Segment, script: str) -> Segment:
-    return dataclasses.replace(
-        segment, text=to_traditional(segment.text, script),
-        words=tuple(dataclasses.replace(w, text=to_traditional(w.text, script)) for w in segment.words),
-    )
+    """The sentence converted as a whole (OpenCC reads phrases); its words are the same places in
+    the converted text, which is as long as before for (nearly) every sentence; else each word is
+    converted alone and placed again."""
+    text = to_traditional(segment.text, script)
+    if len(text) == len(segment.text):
+        words = [dataclasses.replace(w, text=text[w.start_char:w.end_char]) for w in segment.words]
+    else:
+        words = place_words(text, [dataclasses.replace(w, text=to_traditional(w.text, script)) for w in segment.words])
+    return dataclasses.replace(segment, text=text, words=tuple(words))
 
 
 def _check_language(language: str, engine: Engine) -> None:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
+from contract import Hotword
 from pipeline.errors import EngineMissingError
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np

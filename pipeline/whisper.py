@@ -19,11 +19,11 @@ from math import ceil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from contract import Hotword
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.runtimes import import_faster_whisper
 from pipeline.stages import AsrResult, AsrWord
 from pipeline.text import join_words
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np

@@ -159,3 +159,19 @@ def test_every_module_of_web_and_gateway_loads_no_numpy_or_torch():
     modules = sorted(m for m in _product_modules() if m.split(".")[0] in ("web", "gateway")) + ["core.hub"]
     loaded = _top_level("import " + ", ".join(modules))
     assert not loaded & {*HEAVY, "pipeline", "worker"}
+
+
+def test_the_contract_imports_nothing_but_the_standard_library():
+    """What crosses the tiers (contract/) loads in any process: its modules name only the standard
+    library and each other, and importing all of it loads nothing else."""
+    offenders = []
+    for path in (REPO / "contract").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
+                          if n.split(".")[0] not in sys.stdlib_module_names and n.split(".")[0] != "contract"]
+    assert offenders == []
+    modules = ", ".join(sorted(f"contract.{p.stem}" for p in (REPO / "contract").glob("*.py") if p.stem != "__init__"))
+    added = _top_level(f"import contract, {modules}") - _top_level("pass")  # less what the interpreter's site loads
+    assert added - set(sys.stdlib_module_names) == {"contract"}

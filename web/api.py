@@ -245,8 +245,8 @@ def get_transcript(job_id: str, query):
         transcript = session.get(Transcript, job_id)
         if job.status != jobs.DONE or transcript is None:
             raise TingxieError(f"job {job_id} is {job.status}; the transcript exists once it is done", code="not_ready")
-        data, filename = transcript.data, job.filename
-    response = Response(export.render(data, fmt, query["limits"]), content_type=export.FORMATS[fmt])
+        content, filename = transcript.read(), job.filename
+    response = Response(export.render(content, fmt, query["limits"]), content_type=export.FORMATS[fmt])
     if query["download"]:
         stem = Path(filename).stem or job_id
         response.headers["Content-Disposition"] = attachment(f"{stem}.{fmt}")

@@ -29,6 +29,7 @@ from apiflask.validators import Length, OneOf, Range
 from flask import Response, current_app, jsonify
 from marshmallow import RAISE, ValidationError, post_load, validates_schema
 
+import contract
 from core import export, jobs, workers
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
@@ -380,11 +381,11 @@ def answer(job_id: str, fmt: str, granularities: set[str], *, stream: bool = Fal
             else:
                 failed = _still_running(job.id, svc.settings.openai_wait_s)
             return _stream_error(failed) if stream else failed
-        data = session.get(Transcript, job.id).data
+        content = session.get(Transcript, job.id).read()
         task = jobs.options_of(job).task
     if stream:
-        return _stream(data, fmt)
-    return _render(data, fmt, granularities, task)
+        return _stream(content, fmt)
+    return _render(content, fmt, granularities, task)
 
 
 def _still_running(job_id: str, wait_s: float):
@@ -402,9 +403,9 @@ def _seconds(ms: int) -> float:
     return round(ms / 1000, 3)
 
 
-def _usage(data: dict) -> dict:
+def _usage(transcript: contract.Transcript) -> dict:
     """OpenAI's usage of a duration-billed model: the seconds of audio."""
-    return {"type": "duration", "seconds": _seconds(data["duration_ms"])}
+    return {"type": "duration", "seconds": _seconds(transcript.duration_ms)}
 
 
 # Punctuation that is part of what a word says ("50%", "#3", "rock'n'roll'"), kept at its edges.
@@ -425,51 +426,51 @@ def _bare(word: str) -> str:
     return word[start:end]
 
 
-def _speaker_names(data: dict) -> dict:
-    return {s["id"]: s.get("name") or s["id"] for s in data.get("speakers") or ()}
+def _speaker_names(transcript: contract.Transcript) -> dict:
+    return {s.id: s.name or s.id for s in transcript.speakers or ()}
 
 
-def _diarized_segments(data: dict) -> list[dict]:
-    names = _speaker_names(data)
-    return [{"type": "transcript.text.segment", "id": f"seg_{i}", "start": _seconds(s["start_ms"]),
-             "end": _seconds(s["end_ms"]), "text": s["text"], "speaker": names.get(s.get("speaker"), s.get("speaker") or "")}
-            for i, s in enumerate(data["segments"])]
+def _diarized_segments(transcript: contract.Transcript) -> list[dict]:
+    names = _speaker_names(transcript)
+    return [{"type": "transcript.text.segment", "id": f"seg_{i}", "start": _seconds(s.start_ms),
+             "end": _seconds(s.end_ms), "text": s.text, "speaker": names.get(s.speaker, s.speaker or "")}
+            for i, s in enumerate(transcript.segments)]
 
 
-def _render(data: dict, fmt: str, granularities: set[str], task: str = "transcribe"):
+def _render(transcript: contract.Transcript, fmt: str, granularities: set[str], task: str = "transcribe"):
     if fmt == "json":
-        return jsonify(text=data["text"], usage=_usage(data))
+        return jsonify(text=transcript.text, usage=_usage(transcript))
     if fmt == "text":
-        return Response(data["text"] + "\n", content_type="text/plain; charset=utf-8")
+        return Response(transcript.text + "\n", content_type="text/plain; charset=utf-8")
     if fmt in ("srt", "vtt"):
-        return Response(export.render(data, fmt), content_type=export.FORMATS[fmt])
+        return Response(export.render(transcript, fmt), content_type=export.FORMATS[fmt])
     if fmt == "diarized_json":
-        return jsonify(task=task, duration=_seconds(data["duration_ms"]), text=data["text"],
-                       segments=_diarized_segments(data), usage=_usage(data))
+        return jsonify(task=task, duration=_seconds(transcript.duration_ms), text=transcript.text,
+                       segments=_diarized_segments(transcript), usage=_usage(transcript))
     body = {
         "task": task,
-        "language": _LANGUAGE_NAMES.get(data["language"], data["language"]),
-        "duration": _seconds(data["duration_ms"]),
-        "text": data["text"],
+        "language": _LANGUAGE_NAMES.get(transcript.language, transcript.language),
+        "duration": _seconds(transcript.duration_ms),
+        "text": transcript.text,
     }
-    speakers = _speaker_names(data)
+    speakers = _speaker_names(transcript)
 
-    def who(item: dict) -> dict:
+    def who(item: contract.Segment | contract.Word) -> dict:
         """tingxie's extra field: the speaker, by name when one was given."""
-        return {"speaker": speakers.get(item["speaker"], item["speaker"])} if item.get("speaker") else {}
+        return {"speaker": speakers.get(item.speaker, item.speaker)} if item.speaker else {}
 
     if "segment" in granularities:
         body["segments"] = [
-            {"id": i, "seek": 0, "start": _seconds(s["start_ms"]), "end": _seconds(s["end_ms"]), "text": s["text"],
+            {"id": i, "seek": 0, "start": _seconds(s.start_ms), "end": _seconds(s.end_ms), "text": s.text,
              "tokens": [], "temperature": 0.0, **who(s)}
-            for i, s in enumerate(data["segments"])
+            for i, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:
-        body["words"] = [{"word": bare, "start": _seconds(w["start_ms"]), "end": _seconds(w["end_ms"]), **who(w)}
-                         for s in data["segments"] for w in s["words"] if (bare := _bare(w["text"]))]
-    if data.get("speakers") is not None:
-        body["speakers"] = data["speakers"]
-    body["usage"] = _usage(data)
+        body["words"] = [{"word": bare, "start": _seconds(w.start_ms), "end": _seconds(w.end_ms), **who(w)}
+                         for s in transcript.segments for w in s.words if (bare := _bare(w.text))]
+    if transcript.speakers is not None:
+        body["speakers"] = [{"id": s.id, "name": s.name} for s in transcript.speakers]
+    body["usage"] = _usage(transcript)
     return jsonify(body)
 
 
@@ -477,14 +478,14 @@ def _sse(event: dict) -> str:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n"
 
 
-def deltas(data: dict) -> list[str]:
+def deltas(transcript: contract.Transcript) -> list[str]:
     """The transcript's text cut after each sentence: the deltas, which put together are the text."""
-    text, pieces, at = data["text"], [], 0
-    for segment in data["segments"]:
-        found = text.find(segment["text"], at)
-        if found < 0 or not segment["text"]:
+    text, pieces, at = transcript.text, [], 0
+    for segment in transcript.segments:
+        found = text.find(segment.text, at)
+        if found < 0 or not segment.text:
             continue
-        end = found + len(segment["text"])
+        end = found + len(segment.text)
         pieces.append(text[at:end])
         at = end
     if at < len(text):
@@ -492,17 +493,17 @@ def deltas(data: dict) -> list[str]:
     return pieces
 
 
-def _stream(data: dict, fmt: str) -> Response:
+def _stream(transcript: contract.Transcript, fmt: str) -> Response:
     """OpenAI's stream of a finished transcript: a delta per sentence (with diarized_json, each
     sentence's segment event after its delta), then the whole text."""
     events = []
-    segments = _diarized_segments(data) if fmt == "diarized_json" else None
-    for i, piece in enumerate(deltas(data)):
+    segments = _diarized_segments(transcript) if fmt == "diarized_json" else None
+    for i, piece in enumerate(deltas(transcript)):
         events.append({"type": "transcript.text.delta", "delta": piece})
         if segments is not None and i < len(segments):
             events[-1]["segment_id"] = segments[i]["id"]
             events.append(segments[i])
-    events.append({"type": "transcript.text.done", "text": data["text"], "usage": _usage(data)})
+    events.append({"type": "transcript.text.done", "text": transcript.text, "usage": _usage(transcript)})
     return Response("".join(map(_sse, events)), content_type="text/event-stream; charset=utf-8")
 
 

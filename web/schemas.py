@@ -17,9 +17,10 @@ from pathlib import Path
 
 from core.batches import MAX_KEY_CHARS as MAX_BATCH_KEY_CHARS, MAX_NAME_CHARS as MAX_BATCH_NAME_CHARS, MAX_SOURCES
 from core.errors import BadOptionError
+from contract import Stage
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
-from core.jobs import STATUSES, JobStage
+from core.jobs import STATUSES
 from core.options import JobOptions, Source, speaker_fields
 from core.settings import PROFILES
 from core.submit import Link, Upload
@@ -296,7 +297,7 @@ class Job(Out):
                        "worker serves its profile, or what a running job waits for (`media store unavailable`: "
                        "its worker retries until TINGXIE_STORE_RETRY_S); null otherwise",
         "examples": ["waiting for a funasr worker", "media store unavailable"]})
-    stage = String(required=True, allow_none=True, validate=OneOf(list(JobStage)))
+    stage = String(required=True, allow_none=True, validate=OneOf(list(Stage)))
     progress = Float(required=True, metadata={"description": "0..1 over the whole job"})
     filename = String(required=True)
     size_bytes = Integer(required=True)
@@ -343,6 +344,12 @@ class Word(Out):
     start_ms = Integer(required=True)
     end_ms = Integer(required=True)
     text = String(required=True)
+    start_char = Integer(required=True, allow_none=True,
+                         metadata={"description": "where the word starts in its segment's `text` (its place: "
+                                                  "`text[start_char:end_char]`); null only for some transcripts "
+                                                  "stored before version 2 whose words do not spell the text"})
+    end_char = Integer(required=True, allow_none=True, metadata={"description": "where the word ends in its "
+                                                                                "segment's `text`"})
     speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
 
 
@@ -354,6 +361,8 @@ class Segment(Out):
     words = List(Nested(Word), required=True)
     tokens = List(List(Integer()))
     speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
+    channel = Integer(metadata={"description": "the audio channel the sentence was heard on, when the job keeps "
+                                               "channels apart"})
 
 
 class Speaker(Out):
@@ -362,6 +371,7 @@ class Speaker(Out):
 
 
 class Transcript(Out):
+    v = Integer(required=True, metadata={"description": "the transcript's stored-form version (2)"})
     text = String(required=True)
     language = String(required=True)
     duration_ms = Integer(required=True)

@@ -9,7 +9,7 @@ from core.options import JobOptions
 from core.settings import Settings, SettingsError
 from pipeline.errors import ProfileOptionsError
 from pipeline.profiles import EngineConfig, load_engine, split_profile_options
-from pipeline.types import Hotword, TranscribeOptions
+from pipeline.types import TranscribeOptions
 
 
 def transcribe_options(options: JobOptions):
@@ -17,7 +17,7 @@ def transcribe_options(options: JobOptions):
     return TranscribeOptions(
         language=options.language,
         itn=options.itn,
-        hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+        hotwords=options.hotwords,  # the contract's Hotword, on both sides
         diarize=options.diarize,
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,

@@ -17,6 +17,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
+from contract import Stage
 from core import batches, dispatch, jobs, retention, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
@@ -209,14 +210,13 @@ class Runtime:
         in the media store, and record what the probe found, as an upload's job has it. A later
         attempt finds it stored (media_info set) and does not fetch again."""
         from core import fetch, sources
-        from core.jobs import JobStage
         from core.submit import check_media
 
         sources.check_source(job.source_url, job.tenant, self.settings.tenant_sources)
         limit = self.settings.max_upload_bytes
-        watch.progress(JobStage.FETCH, 0.0)
+        watch.progress(Stage.FETCH, 0.0)
         path = fetch.fetch(self.settings, job.source_url, work_dir / "fetched.part",
-                           lambda received, total: watch.progress(JobStage.FETCH, received / (total or limit)))
+                           lambda received, total: watch.progress(Stage.FETCH, received / (total or limit)))
         try:
             size, info = check_media(self.settings, path, job.filename)
             self.services.store.put(path, job.media_key, content_type=info.mime_type or "application/octet-stream")
@@ -299,13 +299,12 @@ class Runtime:
     def _complete(self, job_id: str, attempt: int, result) -> bool:
         """The transcript and ``done``, held and retried while the database is unreachable. A
         commit whose answer was lost is found done on the next try, and counts as written."""
-        data = result.to_dict()
         tries = 0
 
         def write(session) -> bool:
             nonlocal tries
             tries += 1
-            if jobs.complete(session, job_id, attempt, data, warnings=result.warnings):
+            if jobs.complete(session, job_id, attempt, result):
                 return True
             if tries == 1:
                 return False

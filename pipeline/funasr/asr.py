@@ -24,9 +24,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from contract import Hotword
 from pipeline.stages import AsrResult, AsrWord
 from pipeline.text import is_cjk, join_words
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np

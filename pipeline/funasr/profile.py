@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from contract import PROFILES, Stage
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.options import require
 from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
-from pipeline.types import Stage
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -74,9 +74,10 @@ DEFAULTS = {
 # speakers, so a worker without it serves every other job; it is not among DEFAULTS for that reason.
 SPEAKER_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
 
-# What Paraformer reads: Mandarin, with the English words people say in it. A job asking for
-# any other language fails (``unsupported_language``) rather than being read as Chinese.
-LANGUAGES = ("zh", "en")
+# What Paraformer reads (the contract's catalogue): Mandarin, with the English words people say
+# in it. A job asking for any other language fails (``unsupported_language``) rather than being
+# read as Chinese.
+LANGUAGES = PROFILES["funasr"].languages
 
 # ModelScope moved the ``damo`` models to ``iic``; a directory under either owner is the same model.
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}

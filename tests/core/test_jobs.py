@@ -81,13 +81,6 @@ def test_events_are_recorded_in_order(db):
         assert s.execute(select(JobEvent).where(JobEvent.type == "failed")).scalar_one().data["error"]["code"] == "bad_media"
 
 
-def test_stages_are_the_pipelines():
-    """core names the stages a running job reports; the pipeline reports the same ones."""
-    from pipeline.types import Stage
-
-    assert [s.value for s in jobs.JobStage] == [s.value for s in Stage]
-
-
 def _stale(db):
     with session_scope(db) as s:
         s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=120)))

@@ -19,7 +19,7 @@ from media import find_ffmpeg
 from core.migrate import upgrade
 from core.models import Job
 from core import storage
-from core.hotwords import Hotword
+from contract import Hotword, Transcript
 from gateway import GatewayConfig
 from gateway.protocol import (
     RESULT_FRAME_LIMIT_BYTES,
@@ -173,7 +173,7 @@ def test_result_frame_shape_from_a_stored_transcript():
              "tokens": [[1200, 1500], [1500, 2000]]},
         ],
     }
-    frame = result_frame(FileRequest(wav_name="w", mode="offline"), transcript, "job1")
+    frame = result_frame(FileRequest(wav_name="w", mode="offline"), Transcript.from_dict(transcript), "job1")
     assert frame["mode"] == "offline" and frame["wav_name"] == "w" and frame["is_final"] is True
     assert frame["text"] == "正是因为，存在。" and frame["job_id"] == "job1"
     # One span per character, as FunASR gives them: two-character words are split in time.
@@ -183,7 +183,7 @@ def test_result_frame_shape_from_a_stored_transcript():
                                        "ts_list": per_char}
     assert frame["stamp_sents"][1]["text_seg"] == "存 在" and frame["stamp_sents"][1]["ts_list"] == [[1200, 1500], [1500, 2000]]
     # An empty transcript still has text (older clients index it) and a parseable timestamp.
-    empty = result_frame(FileRequest(), {"text": "", "language": "zh", "duration_ms": 0, "segments": []})
+    empty = result_frame(FileRequest(), Transcript(text="", language="zh", duration_ms=0))
     assert empty["text"] == "" and json.loads(empty["timestamp"]) == []
 
 
@@ -196,7 +196,7 @@ def test_timestamps_line_up_with_the_text_as_the_html5_demo_reads_them():
          "words": [{"start_ms": 1600, "end_ms": 2400, "text": "欢迎大家"}, {"start_ms": 2400, "end_ms": 4000, "text": "2024年"}],
          "tokens": []},
     ]}
-    frame = result_frame(FileRequest(), transcript)
+    frame = result_frame(FileRequest(), Transcript.from_dict(transcript))
     spans = json.loads(frame["timestamp"])
     assert html5_walk(frame["text"], frame["timestamp"]) == len(spans) == 3 + 4 + 5
     assert spans[:3] == [[0, 400], [400, 900], [900, 1500]]  # English words keep their own spans
@@ -210,12 +210,12 @@ def test_frames_stay_under_one_mebibyte_for_a_very_long_file():
     segments = [{"start_ms": k * 200000, "end_ms": k * 200000 + 199990, "text": "字" * 20000, "punc": "。",
                  "words": words, "tokens": []} for k in range(8)]
     transcript = {"text": "字" * 160000, "language": "zh", "duration_ms": 1600000, "segments": segments}
-    text = encode(result_frame(FileRequest(), transcript))
+    text = encode(result_frame(FileRequest(), Transcript.from_dict(transcript)))
     assert len(text.encode()) <= RESULT_FRAME_LIMIT_BYTES
     frame = json.loads(text)
     assert frame["text"] == "字" * 160000 and frame["truncated"] is True
     huge = {"text": "字" * 600000, "language": "zh", "duration_ms": 1, "segments": []}
-    cut = json.loads(encode(result_frame(FileRequest(), huge)))
+    cut = json.loads(encode(result_frame(FileRequest(), Transcript.from_dict(huge))))
     assert len(json.dumps(cut, ensure_ascii=False).encode()) <= RESULT_FRAME_LIMIT_BYTES and cut["text"]
 
 

@@ -11,7 +11,8 @@ import pytest
 from core.languages import languages_for
 from pipeline import transcribe
 from pipeline.errors import UnsupportedLanguageError
-from pipeline.types import Hotword, TranscribeOptions, Transcript
+from contract import Hotword, Transcript
+from pipeline.types import TranscribeOptions
 from tests.support.metrics import hanzi, wer
 from tests.pipeline.test_transcribe import DAMO, JFK, assert_timeline
 

@@ -10,7 +10,8 @@ import pytest
 from pipeline import transcribe
 from pipeline.itn import WetextItn
 from pipeline.stages import AsrModel, AsrResult, AsrWord, Engine, PuncModel
-from pipeline.types import Hotword, TranscribeOptions
+from contract import Hotword
+from pipeline.types import TranscribeOptions
 from pipeline.vad_silero import SileroVad
 
 pytestmark = pytest.mark.subprocess

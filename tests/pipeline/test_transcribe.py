@@ -5,7 +5,8 @@ import pytest
 
 from pipeline import transcribe
 from pipeline.errors import EmptyMediaError, MediaError, MediaTooLongError, TruncatedMediaError
-from pipeline.types import Hotword, Progress, Stage, TranscribeOptions, Transcript
+from contract import Hotword, Stage, Transcript
+from pipeline.types import Progress, TranscribeOptions
 from tests.support.metrics import hanzi, wer
 
 pytestmark = pytest.mark.slow

@@ -142,7 +142,11 @@ def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_sett
     with session_scope(factory) as s:
         attempt = jobs.claim(s, job_id)
         jobs.complete(s, job_id, attempt, data)
-    assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == data
+    # The stored form at the current version: each word with its place in its sentence's text.
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == {
+        "v": 2, "text": "你好。", "language": "zh", "duration_ms": 5550,
+        "segments": [{"start_ms": 0, "end_ms": 900, "text": "你好。", "punc": "", "tokens": [],
+                      "words": [{"start_ms": 0, "end_ms": 900, "text": "你好", "start_char": 0, "end_char": 2}]}]}
     srt = client.get(f"/api/v1/jobs/{job_id}/transcript?format=srt&download=1")
     assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:01,000\n你好。\n"  # a short cue stays up 1 s
     assert "asr_example.srt" in srt.headers["Content-Disposition"]

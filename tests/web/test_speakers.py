@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from contract import Transcript
 from core import jobs
 from core.db import session_scope
 from gateway.protocol import FileRequest, parse_config, result_frame
@@ -117,8 +118,8 @@ def test_openai_extra_fields_reach_the_job(settings, speech_path):
 def test_the_gateway_takes_diarize_and_answers_with_funasrs_spk():
     request = parse_config({"mode": "offline", "wav_name": "m", "diarize": True, "num_speakers": "2"})
     assert request.diarize is True and request.num_speakers == 2
-    frame = result_frame(FileRequest(mode="offline", wav_name="m"), DIARIZED)
+    frame = result_frame(FileRequest(mode="offline", wav_name="m"), Transcript.from_dict(DIARIZED))
     assert [s["spk"] for s in frame["stamp_sents"]] == [0, 1]
     assert json.loads(frame["timestamp"])[0] == [0, 700]
-    plain = result_frame(FileRequest(mode="offline", wav_name="m"), {**DIARIZED, "speakers": None})
+    plain = result_frame(FileRequest(mode="offline", wav_name="m"), Transcript.from_dict({**DIARIZED, "speakers": None}))
     assert all("spk" not in s for s in plain["stamp_sents"])

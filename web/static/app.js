@@ -870,18 +870,6 @@ let currentSeg = -1;
 let lastUserScroll = 0;
 let viewToken = 0;
 
-const CJK = /[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]/;
-const NO_SPACE_BEFORE = /^[,.!?;:%)\]}'’”、，。！？；：）」』]/;
-const NO_SPACE_AFTER = /[(\[{‘“「『]$/;
-
-/** Whether to put a space between two words given without their own spacing (Latin yes, Chinese no). */
-function needsSpace(previous, next) {
-  if (!previous || !next) return false;
-  if (/\s$/.test(previous) || /^\s/.test(next)) return false;
-  if (CJK.test(previous.slice(-1)) || CJK.test(next.charAt(0))) return false;
-  return !NO_SPACE_BEFORE.test(next) && !NO_SPACE_AFTER.test(previous);
-}
-
 function transcriptLang(language) {
   if (!language) return "";
   if (language.startsWith("zh")) return "zh-Hans";
@@ -992,24 +980,29 @@ function showTranscript(job, transcript) {
       "aria-label": `Play from ${formatClock(segment.start_ms)}`, text: formatClock(segment.start_ms),
     });
     const text = el("p", { class: "seg-text", lang: lang || undefined });
-    const segWords = segment.words && segment.words.length ? segment.words : [{ start_ms: segment.start_ms, end_ms: segment.end_ms, text: segment.text }];
-    let previous = "";
+    // The sentence's own text, each word a span at its place in it (start_char..end_char, from the
+    // transcript): spaces and marks between words are the text's, never worked out here.
+    const full = String(segment.text ?? "");
+    const said = (segment.words || []).filter((w) => String(w.text ?? "").trim());
+    const placed = said.length && said.every((w) => Number.isInteger(w.start_char) && Number.isInteger(w.end_char));
+    const segWords = placed ? said : [{ start_ms: segment.start_ms, end_ms: segment.end_ms, start_char: 0, end_char: full.length }];
+    let at = 0;
     for (const word of segWords) {
-      const raw = String(word.text ?? "");
-      const leading = /^\s/.test(raw) && previous ? " " : "";
-      const trimmed = raw.trim();
-      if (!trimmed) continue;
-      const gap = leading || (needsSpace(previous, trimmed) ? " " : "");
-      if (gap) { text.append(gap); seg.plain += gap; }
+      const shown = full.slice(word.start_char, word.end_char);
+      if (!shown.trim()) continue;
+      const between = full.slice(at, word.start_char);
+      if (between) { text.append(between); seg.plain += between; }
       const index = words.length;
-      const node = el("span", { class: "w", "data-i": String(index), tabindex: "-1", text: trimmed });
+      const node = el("span", { class: "w", "data-i": String(index), tabindex: "-1", text: shown });
       text.append(node);
       words.push({ start_ms: word.start_ms, end_ms: word.end_ms, node, seg: segIndex });
       seg.words.push(index);
-      seg.offsets.push([seg.plain.length, seg.plain.length + trimmed.length]);
-      seg.plain += trimmed;
-      previous = trimmed;
+      seg.offsets.push([seg.plain.length, seg.plain.length + shown.length]);
+      seg.plain += shown;
+      at = word.end_char;
     }
+    const rest = full.slice(at);
+    if (rest.trim()) { text.append(rest); seg.plain += rest; }
     const body = segment.speaker && speakers.has(segment.speaker)
       ? el("div", { class: "seg-body" }, speakerChip(segment.speaker), text) : text;
     seg.node = el("div", { class: "seg", "data-seg": String(segIndex) }, time, body);

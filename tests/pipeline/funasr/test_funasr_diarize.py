@@ -17,7 +17,8 @@ pytest.importorskip("sklearn", reason="speaker labels need scikit-learn")
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import SPEAKER_MODEL, resolve_model  # noqa: E402
-from pipeline.types import TranscribeOptions, Transcript  # noqa: E402
+from contract import Transcript  # noqa: E402
+from pipeline.types import TranscribeOptions  # noqa: E402
 from tests.support import speaker_turns  # noqa: E402
 from tests.support.campplus_model import CAMPP_ID, build_campplus  # noqa: E402
 from tests.support.funasr_models import ASR_ID, PUNC_ID, VAD_ID  # noqa: E402

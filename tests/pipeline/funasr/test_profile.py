@@ -19,7 +19,8 @@ from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import DEFAULTS, resolve_model  # noqa: E402
 from pipeline.text import SENTENCE_END, as_written  # noqa: E402
-from pipeline.types import Hotword, Progress, TranscribeOptions, Transcript  # noqa: E402
+from contract import Hotword, Transcript  # noqa: E402
+from pipeline.types import Progress, TranscribeOptions  # noqa: E402
 from tests.support.funasr_models import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 
 pytestmark = pytest.mark.funasr
