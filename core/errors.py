@@ -43,6 +43,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_media": 415,
     "unsupported_media_type": 415,
     "no_audio": 422,
+    "no_such_channel": 422,
     "truncated_media": 422,
     "media_timeout": 422,
     "rate_limited": 429,
