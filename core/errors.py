@@ -23,6 +23,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_profile": 400,
     "unsupported_language": 400,
     "bad_speakers": 400,
+    "bad_channels": 400,
     "session_conflict": 400,
     "unauthorized": 401,
     "forbidden": 403,

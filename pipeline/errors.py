@@ -15,7 +15,7 @@ from media.errors import (
 )
 
 __all__ = [
-    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
+    "ChannelOptionsError", "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
     "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
     "RefusedFormatError", "TruncatedMediaError", "UnknownProfileError",
 ]
@@ -50,6 +50,12 @@ class SpeakerOptionsError(PipelineError):
     """Speaker counts that cannot be honoured (not positive, min above max, given without diarize)."""
 
     code = "bad_speakers"
+
+
+class ChannelOptionsError(PipelineError):
+    """Channel options that cannot be honoured (an unknown mode, names without separate channels)."""
+
+    code = "bad_channels"
 
 
 class UnknownProfileError(PipelineError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from pipeline.errors import SpeakerOptionsError
+from pipeline.errors import ChannelOptionsError, SpeakerOptionsError
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class Segment:
 
     ``punc`` is the closing punctuation mark and ``tokens`` the per-token spans
     as FunASR's ``stamp_sents`` carries them (``ts_list``); both may be empty.
+    ``channel``: the audio channel it was heard on (0 is the first) when the channels were
+    transcribed apart (``channels="separate"``), else None.
     """
 
     start_ms: int
@@ -43,6 +45,7 @@ class Segment:
     punc: str = ""
     tokens: tuple[tuple[int, int], ...] = ()
     speaker: str | None = None
+    channel: int | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Transcript:
             }
             if diarized:
                 data["speaker"] = s.speaker
+            if s.channel is not None:
+                data["channel"] = s.channel
             return data
 
         data = {
@@ -114,6 +119,7 @@ class Transcript:
                     words=tuple(Word(**w) for w in s.get("words", [])),
                     tokens=tuple(tuple(t) for t in s.get("tokens", [])),
                     speaker=s.get("speaker"),
+                    channel=s.get("channel"),
                 )
                 for s in data.get("segments", [])
             ],
@@ -134,6 +140,13 @@ class TranscribeOptions:
     num_speakers: how many speakers there are, when known; None: estimated.
     min_speakers, max_speakers: bounds on the estimate (either may be None); not with num_speakers.
     The speaker counts need ``diarize``; a bad combination raises SpeakerOptionsError.
+    channels: ``mix`` (default) mixes every channel down to one; ``separate`` transcribes each
+        channel on its own (:mod:`pipeline.channels`; not with ``diarize``): each sentence carries
+        its ``channel`` and the speaker ``C0``, ``C1``... of that channel.
+    channel_names: with ``separate``, names for the channels' speakers in channel order
+        (``("agent", "customer")``); the rest stay unnamed.
+    channel: transcribe only this channel (0 is the first); None: the mix. Set per channel by
+        :func:`pipeline.channels.transcribe_channels`.
     """
 
     language: str = "auto"
@@ -143,9 +156,36 @@ class TranscribeOptions:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    channels: str = "mix"
+    channel_names: tuple[str, ...] = ()
+    channel: int | None = None
 
     def __post_init__(self) -> None:
         check_speaker_options(self.diarize, self.num_speakers, self.min_speakers, self.max_speakers)
+        check_channel_options(self.channels, self.channel_names, self.channel, self.diarize)
+
+
+CHANNEL_MODES = ("mix", "separate")
+# Channels transcribed apart at most: a call has two, a conference bridge a few; a 5.1 film is not a call.
+MAX_CHANNELS = 8
+
+
+def check_channel_options(channels: str, channel_names: tuple[str, ...], channel: int | None, diarize: bool) -> None:
+    """Raise ChannelOptionsError unless ``channels`` is a known mode, names come only with
+    ``separate`` and number at most MAX_CHANNELS, ``channel`` is a channel number, and speakers
+    are not asked for as well (each channel is one speaker)."""
+    if channels not in CHANNEL_MODES:
+        raise ChannelOptionsError(f"channels must be one of {', '.join(CHANNEL_MODES)}, not {channels!r}.")
+    if not isinstance(channel_names, tuple) or not all(isinstance(n, str) and n for n in channel_names):
+        raise ChannelOptionsError("channel_names must be a tuple of non-empty names.")
+    if channel_names and channels != "separate":
+        raise ChannelOptionsError("channel_names need channels=separate.")
+    if len(channel_names) > MAX_CHANNELS:
+        raise ChannelOptionsError(f"channel_names name at most {MAX_CHANNELS} channels, not {len(channel_names)}.")
+    if channel is not None and (isinstance(channel, bool) or not isinstance(channel, int) or channel < 0):
+        raise ChannelOptionsError(f"channel must be a channel number from 0, not {channel!r}.")
+    if channels == "separate" and diarize:
+        raise ChannelOptionsError("channels=separate labels each channel as one speaker; it does not go with diarize.")
 
 
 def check_speaker_options(
@@ -154,7 +194,7 @@ def check_speaker_options(
     """Raise SpeakerOptionsError unless the counts are positive whole numbers, ``min <= max``,
     ``num_speakers`` comes alone, and any of them comes with ``diarize``. A door may call it to
     answer a 400 before the job is queued."""
-    from pipeline.errors import SpeakerOptionsError
+    from pipeline.errors import ChannelOptionsError, SpeakerOptionsError
 
     counts = {"num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
     for name, value in counts.items():
