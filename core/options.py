@@ -8,6 +8,7 @@ reads it back with :meth:`JobOptions.from_record` and hands it to the pipeline a
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
@@ -23,10 +24,16 @@ AUTO_LANGUAGE = AUTO
 INTERACTIVE_PRIORITY = 10
 MAX_PRIORITY = 10
 # Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
-# 1 language, itn, hotwords; 2 adds the speaker fields.
-OPTIONS_VERSION = 2
+# 1 language, itn, hotwords; 2 adds the speaker fields; 3 channels and channel_names.
+OPTIONS_VERSION = 3
 # More speakers than this in one recording is a mistake, not a meeting.
 MAX_SPEAKERS = 32
+# channels: "mix" mixes every channel down to one; "separate" transcribes each on its own.
+CHANNEL_MODES = ("mix", "separate")
+# Channels transcribed apart at most (the pipeline's pipeline.types.MAX_CHANNELS; a test keeps them equal).
+MAX_CHANNELS = 8
+# A channel's name: a short label (agent, customer), as speaker names are.
+MAX_CHANNEL_NAME_CHARS = 64
 
 
 class Source(StrEnum):
@@ -57,6 +64,12 @@ class JobOptions:
     retain_media_days: delete the job's media from the store this many days after it was accepted
         (the transcript stays); None: the deployment's ``TINGXIE_RETAIN_MEDIA_DAYS``, which is also
         the most a job may ask for (checked at submission).
+    channels: ``mix`` (default) transcribes the channels mixed down to one; ``separate`` each
+        channel on its own (up to ``MAX_CHANNELS``), sentences merged by time and labelled with
+        their channel and its speaker ``C0``, ``C1``...; not with ``diarize``.
+    channel_names: names for those speakers in channel order (``("agent", "customer")``), at most
+        ``MAX_CHANNELS`` of up to ``MAX_CHANNEL_NAME_CHARS`` printable characters, without commas;
+        only with ``separate``. Renaming the speakers later renames them.
     """
 
     language: str = AUTO_LANGUAGE
@@ -71,6 +84,8 @@ class JobOptions:
     min_speakers: int | None = None
     max_speakers: int | None = None
     retain_media_days: float | None = None
+    channels: str = "mix"
+    channel_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -90,6 +105,7 @@ class JobOptions:
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
             raise BadOptionError(f"priority must be a whole number from 0 to {MAX_PRIORITY}")
         self._check_speakers()
+        self._check_channels()
         days = self.retain_media_days
         if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float))
                                  or not 0 < days < float("inf")):
@@ -113,16 +129,42 @@ class JobOptions:
             raise BadOptionError(f"min_speakers ({self.min_speakers}) is more than max_speakers ({self.max_speakers})",
                                  code="bad_speakers")
 
+    def _check_channels(self) -> None:
+        if self.channels not in CHANNEL_MODES:
+            raise BadOptionError(f"channels must be one of {', '.join(CHANNEL_MODES)}, not {self.channels!r}",
+                                 code="bad_channels")
+        if isinstance(self.channel_names, str) or not all(isinstance(n, str) for n in self.channel_names):
+            raise TypeError("channel_names must be a sequence of names (core.options.parse_channel_names makes one)")
+        names = tuple(" ".join(name.split()) for name in self.channel_names)
+        if names and self.channels != "separate":
+            raise BadOptionError("channel_names need channels=separate", code="bad_channels")
+        if len(names) > MAX_CHANNELS:
+            raise BadOptionError(f"channel_names name at most {MAX_CHANNELS} channels, not {len(names)}",
+                                 code="bad_channels")
+        for name in names:
+            if (not name or len(name) > MAX_CHANNEL_NAME_CHARS or "," in name
+                    or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name)):
+                raise BadOptionError(f"each channel name must be 1 to {MAX_CHANNEL_NAME_CHARS} printable characters "
+                                     f"without commas, not {name!r}", code="bad_channels")
+        object.__setattr__(self, "channel_names", names)
+        if self.channels == "separate" and self.diarize:
+            raise BadOptionError("channels=separate labels each channel as one speaker (C0, C1...); it does not go "
+                                 "with diarize: send one or the other", code="bad_channels")
+
     @property
     def interactive(self) -> bool:
         return self.priority > 0
 
     def stored(self) -> dict:
         """What ``Job.options`` holds: the options the pipeline uses (the others are columns)."""
-        return {"v": OPTIONS_VERSION, **self.public()}
+        return {"v": OPTIONS_VERSION, **self.public(), "channels": self.channels,
+                "channel_names": list(self.channel_names)}
 
     def public(self) -> dict:
-        """The options as the API shows them on a job."""
+        """The options as the API shows them on a job (``channels`` and ``channel_names`` only
+        when the channels are transcribed apart)."""
+        channels = {} if self.channels == "mix" else {"channels": self.channels,
+                                                      "channel_names": list(self.channel_names)}
         return {
             "language": self.language,
             "itn": self.itn,
@@ -131,19 +173,23 @@ class JobOptions:
             "num_speakers": self.num_speakers,
             "min_speakers": self.min_speakers,
             "max_speakers": self.max_speakers,
+            **channels,
         }
 
     @classmethod
     def from_record(cls, stored: dict, *, profile: str, callback_url: str | None, source: str, priority: int) -> "JobOptions":
         """Read back what :meth:`stored` and the job's columns hold (no defaults re-applied; a
-        version 1 record, from before speakers, asked for none)."""
+        version 1 record, from before speakers, asked for none; one before version 3 mixed the channels)."""
         speakers = {} if stored.get("v", 1) < 2 else {
             name: stored[name] for name in ("diarize", "num_speakers", "min_speakers", "max_speakers")}
+        channels = {} if stored.get("v", 1) < 3 else {
+            "channels": stored["channels"], "channel_names": tuple(stored["channel_names"])}
         return cls(
             language=stored["language"],
             itn=stored["itn"],
             hotwords=tuple(Hotword(text, weight) for text, weight in stored["hotwords"]),
             **speakers,
+            **channels,
             profile=profile,
             callback_url=callback_url,
             source=Source(source),
@@ -154,6 +200,14 @@ class JobOptions:
 def option_names() -> tuple[str, ...]:
     """Every field a door may set (for documentation and tests)."""
     return tuple(f.name for f in fields(JobOptions) if f.init)
+
+
+def parse_channel_names(text: str | None) -> tuple[str, ...]:
+    """``agent,customer`` -> ("agent", "customer"): the channels' names as a form field or a flag
+    sends them, comma-separated in channel order (JobOptions checks each)."""
+    if text is None or not text.strip():
+        return ()
+    return tuple(name.strip() for name in text.split(","))
 
 
 def speaker_fields(diarize: bool | None, num_speakers: int | None = None, min_speakers: int | None = None,

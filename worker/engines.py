@@ -21,6 +21,8 @@ def transcribe_options(options: JobOptions):
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
+        channels=options.channels,
+        channel_names=options.channel_names,
     )
 
 
