@@ -133,6 +133,8 @@ class Client:
         num_speakers: int | None = None,
         min_speakers: int | None = None,
         max_speakers: int | None = None,
+        channels: str | None = None,
+        channel_names: str | None = None,
         on_upload: Callable[[int, int], None] | None = None,
     ) -> dict:
         """Upload a media file as a new job: ``{"id", "status", "links"}``. The file is read from disk
@@ -142,7 +144,8 @@ class Client:
         form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
                 "itn": None if itn is None else ("true" if itn else "false"),
                 "diarize": None if diarize is None else ("true" if diarize else "false"),
-                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
+                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
+                "channels": channels, "channel_names": channel_names}
         form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
         fields = {name: value for name, value in form.items() if value is not None}
         with open(path, "rb") as media:

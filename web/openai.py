@@ -26,7 +26,7 @@ from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.hotwords import MAX_HOTWORDS_BYTES, parse_hotwords
 from core.models import Job, Transcript
-from core.options import JobOptions, Source, speaker_fields
+from core.options import JobOptions, Source, parse_channel_names, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import Upload, submit_job
@@ -97,6 +97,10 @@ class TranscriptionForm(Schema):
     num_speakers = Integer(metadata={"description": "tingxie: how many speakers, when known"})
     min_speakers = Integer(metadata={"description": "tingxie: at least this many speakers"})
     max_speakers = Integer(metadata={"description": "tingxie: at most this many speakers"})
+    channels = String(metadata={"description": "tingxie: `separate` transcribes each channel on its own (segments get "
+                                               "`channel` and its speaker); default `mix`"})
+    channel_names = String(validate=Length(max=1024),
+                           metadata={"description": "tingxie: the channels' names, comma-separated (`agent,customer`)"})
 
     @post_load
     def to_request(self, data: dict, **_) -> dict:
@@ -107,6 +111,9 @@ class TranscriptionForm(Schema):
         if "itn" in data:
             fields["itn"] = data["itn"]
         fields.update(speaker_fields(*(data.get(name) for name in SPEAKER_FIELDS)))
+        fields.update({name: data[name] for name in ("channels",) if name in data})
+        if "channel_names" in data:
+            fields["channel_names"] = parse_channel_names(data["channel_names"])
         return {"upload": data["file"], "options": JobOptions(**fields), "format": data["response_format"],
                 "granularities": set(data["timestamp_granularities"]) or {"segment"}}
 
@@ -129,6 +136,7 @@ class TranscriptionJson(Out):
 
 class VerboseSegment(Out):
     speaker = String(metadata={"description": "tingxie: the speaker (its name when given), when diarized"})
+    channel = Integer(metadata={"description": "tingxie: the channel it was heard on, with channels=separate"})
     id = Integer(required=True)
     seek = Integer(required=True)
     start = Float(required=True, metadata={"description": "seconds"})
@@ -242,7 +250,7 @@ def _render(data: dict, fmt: str, granularities: set[str]):
     if "segment" in granularities:
         body["segments"] = [
             {"id": i, "seek": 0, "start": _seconds(s["start_ms"]), "end": _seconds(s["end_ms"]), "text": s["text"],
-             "tokens": [], "temperature": 0.0, **who(s)}
+             "tokens": [], "temperature": 0.0, **who(s), **({"channel": s["channel"]} if "channel" in s else {})}
             for i, s in enumerate(data["segments"])
         ]
     if "word" in granularities:

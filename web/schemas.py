@@ -15,7 +15,7 @@ from marshmallow import INCLUDE, post_load
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES, JobStage
-from core.options import JobOptions, Source, speaker_fields
+from core.options import CHANNEL_MODES, JobOptions, Source, parse_channel_names, speaker_fields
 from core.settings import PROFILES
 
 SPEAKER_FIELDS = ("diarize", "num_speakers", "min_speakers", "max_speakers")
@@ -88,6 +88,15 @@ class JobForm(Schema):
     retain_media_days = Float(validate=Range(min=0, min_inclusive=False), metadata={
         "description": "delete the media from the store this many days after the job was accepted (the "
                        "transcript stays); at most the deployment's TINGXIE_RETAIN_MEDIA_DAYS, its default"})
+    channels = String(metadata={
+        "description": "`mix` (default): all channels mixed down; `separate`: each channel of a stereo or "
+                       "multi-channel recording (a call: agent and customer) transcribed on its own, sentences "
+                       "merged by time, each with its `channel` and speaker `C0`, `C1`...; not with diarize",
+        "enum": list(CHANNEL_MODES)})
+    channel_names = String(validate=Length(max=1024), metadata={
+        "description": "with channels=separate: the channels' names in order, comma-separated (`agent,customer`); "
+                       "exports label sentences with them; PUT .../speakers renames them",
+        "examples": ["agent,customer"]})
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
@@ -97,6 +106,8 @@ class JobForm(Schema):
         if "source" in data:
             data["source"] = Source(data["source"])
         data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
+        if "channel_names" in data:
+            data["channel_names"] = parse_channel_names(data["channel_names"])
         return upload, JobOptions(**data)
 
 
@@ -148,6 +159,9 @@ class JobOptionsOut(Out):
     num_speakers = Integer(required=True, allow_none=True)
     min_speakers = Integer(required=True, allow_none=True)
     max_speakers = Integer(required=True, allow_none=True)
+    channels = String(validate=OneOf(list(CHANNEL_MODES)),
+                      metadata={"description": "present when the channels are transcribed apart (`separate`)"})
+    channel_names = List(String(), metadata={"description": "with `channels`: the channels' names, in order"})
 
     # apispec leaves a Tuple's items empty under OpenAPI 3.1; web.create_app writes them out.
     HOTWORD_PAIR = {"type": "array", "prefixItems": [{"type": "string"}, {"type": ["number", "null"]}],
@@ -226,11 +240,15 @@ class Segment(Out):
     punc = String()
     words = List(Nested(Word), required=True)
     tokens = List(List(Integer()))
-    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
+    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized; the "
+                                              "channel's speaker (`C0`, `C1`...) with channels=separate"})
+    channel = Integer(metadata={"description": "the channel the sentence was heard on (0 is the first), with "
+                                               "channels=separate"})
 
 
 class Speaker(Out):
-    id = String(required=True, metadata={"description": "`S1`, `S2`... in order of first speech"})
+    id = String(required=True, metadata={"description": "`S1`, `S2`... in order of first speech; `C0`, `C1`... "
+                                                        "in channel order with channels=separate"})
     name = String(required=True, allow_none=True, metadata={"description": "a name given with PUT .../speakers"})
 
 
@@ -239,7 +257,8 @@ class Transcript(Out):
     language = String(required=True)
     duration_ms = Integer(required=True)
     segments = List(Nested(Segment), required=True)
-    speakers = List(Nested(Speaker), metadata={"description": "present when the job was diarized"})
+    speakers = List(Nested(Speaker), metadata={"description": "present when the job was diarized or its "
+                                                              "channels transcribed apart"})
 
 
 class SpeakerNames(Schema):
