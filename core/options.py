@@ -151,6 +151,11 @@ class JobOptions:
             raise BadOptionError("channels=separate labels each channel as one speaker (C0, C1...); it does not go "
                                  "with diarize: send one or the other", code="bad_channels")
 
+    def passes(self, channels: int | None) -> int:
+        """How many times the job's audio is transcribed, for a file with ``channels`` channels (from
+        its probe): once mixed; apart, once per channel up to MAX_CHANNELS (the attempt's time limit)."""
+        return 1 if self.channels == "mix" else max(1, min(channels or 1, MAX_CHANNELS))
+
     @property
     def interactive(self) -> bool:
         return self.priority > 0

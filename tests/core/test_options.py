@@ -54,3 +54,10 @@ def test_parse_channel_names():
     assert parse_channel_names(None) == parse_channel_names("  ") == ()
     assert parse_channel_names("agent,customer") == ("agent", "customer")
     assert parse_channel_names("agent,,customer") == ("agent", "", "customer")  # refused by JobOptions
+
+
+def test_passes_count_the_channels_transcribed():
+    assert JobOptions().passes(2) == 1
+    separate = JobOptions(channels="separate")
+    assert separate.passes(2) == 2 and separate.passes(1) == separate.passes(None) == 1
+    assert separate.passes(12) == MAX_CHANNELS
