@@ -191,14 +191,16 @@ class Client:
     def _form(*, language: str | None = None, hotwords: str | None = None, itn: bool | None = None,
               profile: str | None = None, callback_url: str | None = None, diarize: bool | None = None,
               num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
-              output_url: str | None = None, output_formats: str | None = None) -> dict:
+              output_url: str | None = None, output_formats: str | None = None, channels: str | None = None,
+              channel_names: str | None = None) -> dict:
         """The job's options as form fields. Options left None take the server's defaults;
         ``hotwords`` is sent as given (any shape the API accepts)."""
         form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
                 "itn": None if itn is None else ("true" if itn else "false"),
                 "diarize": None if diarize is None else ("true" if diarize else "false"),
                 "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
-                "output_url": output_url, "output_formats": output_formats}
+                "output_url": output_url, "output_formats": output_formats,
+                "channels": channels, "channel_names": channel_names}
         form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
         return {name: value for name, value in form.items() if value is not None}
 

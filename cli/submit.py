@@ -76,6 +76,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
     speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
     speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
+    channels = parser.add_argument_group("channels", "call recordings: each channel on its own (C0, C1...)")
+    channels.add_argument("--channels", choices=("mix", "separate"),
+                          help="separate: transcribe each channel apart and merge by time (default: mix them)")
+    channels.add_argument("--channel-names", metavar="NAMES",
+                          help="with --channels separate: the channels' names in order, e.g. agent,customer")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON array describing each file's job on stdout (with --wait, needs -o)")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
@@ -220,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         options = {"language": args.language, "hotwords": hotwords, "itn": False if args.no_itn else None,
                    "profile": args.profile, "callback_url": args.callback_url,
                    "diarize": True if args.diarize else None, "num_speakers": args.num_speakers,
-                   "min_speakers": args.min_speakers, "max_speakers": args.max_speakers}
+                   "min_speakers": args.min_speakers, "max_speakers": args.max_speakers,
+                   "channels": args.channels, "channel_names": args.channel_names}
         with client:
             return batch.run(args, client, options)
 
@@ -278,7 +284,8 @@ def _upload(client, item: _Item, args, hotwords: str | None, reporter: _Reporter
     options = dict(language=args.language, hotwords=hotwords, itn=False if args.no_itn else None,
                    profile=args.profile, callback_url=args.callback_url, diarize=True if args.diarize else None,
                    num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-                   output_url=args.output_url, output_formats=args.output_formats)
+                   output_url=args.output_url, output_formats=args.output_formats, channels=args.channels,
+                   channel_names=args.channel_names)
     try:
         if item.url is not None:
             job = client.submit_link(item.url, **options)

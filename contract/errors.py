@@ -21,6 +21,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown_profile": 400,
     "unsupported_language": 400,
     "bad_speakers": 400,
+    "bad_channels": 400,
     "session_conflict": 400,
     "unsupported_task": 400,
     "bad_source_url": 400,
@@ -45,6 +46,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "bad_media": 415,
     "unsupported_media_type": 415,
     "no_audio": 422,
+    "no_such_channel": 422,
     "truncated_media": 422,
     "media_timeout": 422,
     "fetch_refused": 422,  # a source_url the worker may not fetch (an internal address, a redirect to one)

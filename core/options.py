@@ -8,10 +8,12 @@ reads it back with :meth:`JobOptions.from_record` and hands it to the pipeline a
 """
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, fields
 from enum import StrEnum
 
 from contract import Hotword, Hotwords, check_speaker_options
+from contract.channels import CHANNEL_MODES, MAX_CHANNEL_NAME_CHARS, MAX_CHANNELS
 from core.errors import BadOptionError
 from core.export import FORMATS as EXPORT_FORMATS
 from core.languages import AUTO
@@ -24,7 +26,8 @@ AUTO_LANGUAGE = AUTO
 INTERACTIVE_PRIORITY = 10
 MAX_PRIORITY = 10
 # Options stored in Job.options (the rest have columns of their own). Bump when the shape changes:
-# 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task, output_url and output_formats.
+# 1 language, itn, hotwords; 2 adds the speaker fields; 3 adds task, output_url, output_formats, channels
+# and channel_names.
 OPTIONS_VERSION = 3
 TASKS = ("transcribe", "translate")
 # The profiles whose model translates (Whisper's translate task: speech in any language, English text).
@@ -65,6 +68,12 @@ class JobOptions:
         per format (``<prefix><job id>.<format>``); within the tenant's TINGXIE_TENANT_OUTPUTS
         (checked at submission, core.sources). None: nothing is delivered.
     output_formats: the formats delivered to ``output_url`` (core.export.FORMATS); empty: ``json``.
+    channels: ``mix`` (default) transcribes the channels mixed down to one; ``separate`` each
+        channel on its own (up to ``MAX_CHANNELS``), sentences merged by time and labelled with
+        their channel and its speaker ``C0``, ``C1``...; not with ``diarize``.
+    channel_names: names for those speakers in channel order (``("agent", "customer")``), at most
+        ``MAX_CHANNELS`` of up to ``MAX_CHANNEL_NAME_CHARS`` printable characters, without commas;
+        only with ``separate``. Renaming the speakers later renames them.
     """
 
     language: str = AUTO_LANGUAGE
@@ -82,6 +91,8 @@ class JobOptions:
     task: str = "transcribe"
     output_url: str | None = None
     output_formats: tuple[str, ...] = ()
+    channels: str = "mix"
+    channel_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.language, str) or not self.language:
@@ -101,6 +112,7 @@ class JobOptions:
         if isinstance(self.priority, bool) or not isinstance(self.priority, int) or not 0 <= self.priority <= MAX_PRIORITY:
             raise BadOptionError(f"priority must be a whole number from 0 to {MAX_PRIORITY}")
         check_speaker_options(self.diarize, self.num_speakers, self.min_speakers, self.max_speakers)
+        self._check_channels()
         days = self.retain_media_days
         if days is not None and (isinstance(days, bool) or not isinstance(days, (int, float))
                                  or not 0 < days < float("inf")):
@@ -131,16 +143,47 @@ class JobOptions:
             return ()
         return self.output_formats or ("json",)
 
+    def _check_channels(self) -> None:
+        if self.channels not in CHANNEL_MODES:
+            raise BadOptionError(f"channels must be one of {', '.join(CHANNEL_MODES)}, not {self.channels!r}",
+                                 code="bad_channels")
+        if isinstance(self.channel_names, str) or not all(isinstance(n, str) for n in self.channel_names):
+            raise TypeError("channel_names must be a sequence of names (core.options.parse_channel_names makes one)")
+        names = tuple(" ".join(name.split()) for name in self.channel_names)
+        if names and self.channels != "separate":
+            raise BadOptionError("channel_names need channels=separate", code="bad_channels")
+        if len(names) > MAX_CHANNELS:
+            raise BadOptionError(f"channel_names name at most {MAX_CHANNELS} channels, not {len(names)}",
+                                 code="bad_channels")
+        for name in names:
+            if (not name or len(name) > MAX_CHANNEL_NAME_CHARS or "," in name
+                    or any(unicodedata.category(ch) in ("Cc", "Cf") for ch in name)):
+                raise BadOptionError(f"each channel name must be 1 to {MAX_CHANNEL_NAME_CHARS} printable characters "
+                                     f"without commas, not {name!r}", code="bad_channels")
+        object.__setattr__(self, "channel_names", names)
+        if self.channels == "separate" and self.diarize:
+            raise BadOptionError("channels=separate labels each channel as one speaker (C0, C1...); it does not go "
+                                 "with diarize: send one or the other", code="bad_channels")
+
+    def passes(self, channels: int | None) -> int:
+        """How many times the job's audio is transcribed, for a file with ``channels`` channels (from
+        its probe): once mixed; apart, once per channel up to MAX_CHANNELS (the attempt's time limit)."""
+        return 1 if self.channels == "mix" else max(1, min(channels or 1, MAX_CHANNELS))
+
     @property
     def interactive(self) -> bool:
         return self.priority > 0
 
     def stored(self) -> dict:
         """What ``Job.options`` holds: the options the pipeline uses (the others are columns)."""
-        return {"v": OPTIONS_VERSION, **self.public()}
+        return {"v": OPTIONS_VERSION, **self.public(), "channels": self.channels,
+                "channel_names": list(self.channel_names)}
 
     def public(self) -> dict:
-        """The options as the API shows them on a job."""
+        """The options as the API shows them on a job (``channels`` and ``channel_names`` only
+        when the channels are transcribed apart)."""
+        channels = {} if self.channels == "mix" else {"channels": self.channels,
+                                                      "channel_names": list(self.channel_names)}
         return {
             "language": self.language,
             "itn": self.itn,
@@ -152,16 +195,20 @@ class JobOptions:
             **({"task": self.task} if self.task != "transcribe" else {}),
             "output_url": self.output_url,
             "output_formats": list(self.delivered_formats),
+            **channels,
         }
 
     @classmethod
     def from_record(cls, stored: dict, *, profile: str, callback_url: str | None, source: str, priority: int) -> "JobOptions":
         """Read back what :meth:`stored` and the job's columns hold (no defaults re-applied; a
-        version 1 record, from before speakers, asked for none; one before version 3 transcribed)."""
+        version 1 record, from before speakers, asked for none; one before version 3 transcribed, delivered
+        nothing and mixed the channels)."""
         speakers = {} if stored.get("v", 1) < 2 else {
             name: stored[name] for name in ("diarize", "num_speakers", "min_speakers", "max_speakers")}
         output = {} if stored.get("v", 1) < 3 else {
             "output_url": stored["output_url"], "output_formats": tuple(stored["output_formats"])}
+        channels = {} if stored.get("v", 1) < 3 else {
+            "channels": stored.get("channels", "mix"), "channel_names": tuple(stored.get("channel_names", ()))}
         return cls(
             language=stored["language"],
             itn=stored["itn"],
@@ -169,6 +216,7 @@ class JobOptions:
             **speakers,
             task=stored.get("task", "transcribe"),
             **output,
+            **channels,
             profile=profile,
             callback_url=callback_url,
             source=Source(source),
@@ -179,6 +227,14 @@ class JobOptions:
 def option_names() -> tuple[str, ...]:
     """Every field a door may set (for documentation and tests)."""
     return tuple(f.name for f in fields(JobOptions) if f.init)
+
+
+def parse_channel_names(text: str | None) -> tuple[str, ...]:
+    """``agent,customer`` -> ("agent", "customer"): the channels' names as a form field or a flag
+    sends them, comma-separated in channel order (JobOptions checks each)."""
+    if text is None or not text.strip():
+        return ()
+    return tuple(name.strip() for name in text.split(","))
 
 
 def speaker_fields(diarize: bool | None, num_speakers: int | None = None, min_speakers: int | None = None,

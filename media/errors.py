@@ -41,6 +41,12 @@ class ScratchFullError(MediaError):
     code = "scratch_full"
 
 
+class NoSuchChannelError(MediaError):
+    """A channel was asked for that the file's audio stream does not have."""
+
+    code = "no_such_channel"
+
+
 class MediaTooLongError(MediaError):
     code = "too_long"
 

@@ -18,9 +18,9 @@ from media.errors import (
 )
 
 __all__ = [
-    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "MediaError", "MediaTimeoutError",
-    "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError", "ProfileOptionsError",
-    "RefusedFormatError", "SpeakerOptionsError", "TruncatedMediaError", "UnknownProfileError",
+    "ChannelOptionsError", "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "MediaError",
+    "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
+    "ProfileOptionsError", "RefusedFormatError", "SpeakerOptionsError", "TruncatedMediaError", "UnknownProfileError",
     "UnsupportedLanguageError",
 ]
 
@@ -45,6 +45,12 @@ class UnsupportedTaskError(PipelineError):
     """The job asks for a task (translate) the profile's ASR model cannot do."""
 
     code = "unsupported_task"
+
+
+class ChannelOptionsError(PipelineError):
+    """Channel options that cannot be honoured (an unknown mode, names without separate channels)."""
+
+    code = "bad_channels"
 
 
 class UnknownProfileError(PipelineError):

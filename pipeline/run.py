@@ -89,7 +89,15 @@ def transcribe(
     ``checkpoint`` keeps finished ASR batches (:mod:`pipeline.checkpoint`): a run over a file that
     an earlier run of the same job was interrupted in skips the batches that run finished, and
     writes the same transcript.
+
+    ``options.channels == "separate"``: each channel on its own, merged (:mod:`pipeline.channels`).
     """
+    if options.channels == "separate":
+        from pipeline.channels import transcribe_channels  # it calls back here, once per channel
+
+        return transcribe_channels(path, options, engine, work_dir=work_dir, on_progress=on_progress,
+                                   max_duration_ms=max_duration_ms, ffmpeg=ffmpeg, media_info=media_info,
+                                   checkpoint=checkpoint)
     # zh-hant / zh-tw: the models read Chinese ("zh"); the text is written in traditional characters at the end.
     script = options.language if options.language in TRADITIONAL_CHINESE else None
     if script is not None:
@@ -107,7 +115,7 @@ def transcribe(
     try:
         report(Stage.DECODE, 0.0)
         info, pcm = decode(path, pcm_path, info=media_info, ffmpeg=ffmpeg, max_duration_ms=max_duration_ms,
-                           on_progress=lambda f: report(Stage.DECODE, f))
+                           on_progress=lambda f: report(Stage.DECODE, f), channel=options.channel)
         duration_ms = pcm.duration_ms
         if info.duration_ms and duration_ms < _PARTIAL_DECODE_WARN * info.duration_ms - 1000:
             warnings.append(

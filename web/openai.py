@@ -35,7 +35,7 @@ from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.hotwords import MAX_HOTWORDS_BYTES, parse_hotwords
 from core.models import Job, Transcript
-from core.options import TRANSLATING_PROFILES, JobOptions, Source, speaker_fields
+from core.options import TRANSLATING_PROFILES, JobOptions, Source, parse_channel_names, speaker_fields
 from core.services import Services
 from core.settings import PROFILES
 from core.submit import submit_job
@@ -191,6 +191,10 @@ class TranscriptionForm(_AudioForm):
     num_speakers = Integer(metadata={"description": "tingxie: how many speakers, when known"})
     min_speakers = Integer(metadata={"description": "tingxie: at least this many speakers"})
     max_speakers = Integer(metadata={"description": "tingxie: at most this many speakers"})
+    channels = String(metadata={"description": "tingxie: `separate` transcribes each channel on its own (segments get "
+                                               "`channel` and its speaker); default `mix`"})
+    channel_names = String(validate=Length(max=1024),
+                           metadata={"description": "tingxie: the channels' names, comma-separated (`agent,customer`)"})
 
     @validates_schema
     def _check(self, data: dict, **_) -> None:
@@ -215,6 +219,9 @@ class TranscriptionForm(_AudioForm):
         language = data.get("language") or next(iter(data.get("languages") or ()), None)
         if language:
             fields["language"] = language
+        fields.update({name: data[name] for name in ("channels",) if name in data})
+        if "channel_names" in data:
+            fields["channel_names"] = parse_channel_names(data["channel_names"])
         return {"media": media_of(data.get("file"), data.get("source_url")), "options": self.options(data, model, **fields),
                 "format": data["response_format"], "stream": data["stream"],
                 "granularities": set(data["timestamp_granularities"]) or {"segment"}}
@@ -258,6 +265,7 @@ class TranscriptionJson(Out):
 
 class VerboseSegment(Out):
     speaker = String(metadata={"description": "tingxie: the speaker (its name when given), when diarized"})
+    channel = Integer(metadata={"description": "tingxie: the channel it was heard on, with channels=separate"})
     id = Integer(required=True)
     seek = Integer(required=True)
     start = Float(required=True, metadata={"description": "seconds"})
@@ -462,7 +470,7 @@ def _render(transcript: contract.Transcript, fmt: str, granularities: set[str], 
     if "segment" in granularities:
         body["segments"] = [
             {"id": i, "seek": 0, "start": _seconds(s.start_ms), "end": _seconds(s.end_ms), "text": s.text,
-             "tokens": [], "temperature": 0.0, **who(s)}
+             "tokens": [], "temperature": 0.0, **who(s), **({"channel": s.channel} if s.channel is not None else {})}
             for i, s in enumerate(transcript.segments)
         ]
     if "word" in granularities:

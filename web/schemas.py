@@ -21,7 +21,7 @@ from contract import Stage
 from core.export import CUE_S_RANGE, FORMATS, LINE_CHARS_RANGE, LINES_RANGE, SubtitleLimits
 from core.hotwords import parse_hotwords
 from core.jobs import STATUSES
-from core.options import JobOptions, Source, speaker_fields
+from core.options import CHANNEL_MODES, JobOptions, Source, parse_channel_names, speaker_fields
 from core.settings import PROFILES
 from core.submit import Link, Upload
 from core.sources import MAX_URL_CHARS as MAX_SOURCE_URL_CHARS
@@ -123,6 +123,15 @@ class JobForm(Schema):
     retain_media_days = Float(validate=Range(min=0, min_inclusive=False), metadata={
         "description": "delete the media from the store this many days after the job was accepted (the "
                        "transcript stays); at most the deployment's TINGXIE_RETAIN_MEDIA_DAYS, its default"})
+    channels = String(metadata={
+        "description": "`mix` (default): all channels mixed down; `separate`: each channel of a stereo or "
+                       "multi-channel recording (a call: agent and customer) transcribed on its own, sentences "
+                       "merged by time, each with its `channel` and speaker `C0`, `C1`...; not with diarize",
+        "enum": list(CHANNEL_MODES)})
+    channel_names = String(validate=Length(max=1024), metadata={
+        "description": "with channels=separate: the channels' names in order, comma-separated (`agent,customer`); "
+                       "exports label sentences with them; PUT .../speakers renames them",
+        "examples": ["agent,customer"]})
 
     @post_load
     def to_options(self, data: dict, **_) -> tuple:
@@ -139,6 +148,8 @@ def job_options(data: dict) -> JobOptions:
     if "source" in data:
         data["source"] = Source(data["source"])
     data.update(speaker_fields(*(data.pop(name, None) for name in SPEAKER_FIELDS)))
+    if "channel_names" in data:
+        data["channel_names"] = parse_channel_names(data["channel_names"])
     return JobOptions(**data)
 
 
@@ -266,6 +277,9 @@ class JobOptionsOut(Out):
     max_speakers = Integer(required=True, allow_none=True)
     output_url = String(allow_none=True, metadata={"description": "where the transcript is delivered (`s3://...`)"})
     output_formats = List(String(), metadata={"description": "the formats delivered to `output_url`"})
+    channels = String(validate=OneOf(list(CHANNEL_MODES)),
+                      metadata={"description": "present when the channels are transcribed apart (`separate`)"})
+    channel_names = List(String(), metadata={"description": "with `channels`: the channels' names, in order"})
 
     # apispec leaves a Tuple's items empty under OpenAPI 3.1; web.create_app writes them out.
     HOTWORD_PAIR = {"type": "array", "prefixItems": [{"type": "string"}, {"type": ["number", "null"]}],
@@ -360,13 +374,15 @@ class Segment(Out):
     punc = String()
     words = List(Nested(Word), required=True)
     tokens = List(List(Integer()))
-    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized"})
-    channel = Integer(metadata={"description": "the audio channel the sentence was heard on, when the job keeps "
-                                               "channels apart"})
+    speaker = String(metadata={"description": "the speaker's id (`S1`...), when the job was diarized; the "
+                                              "channel's speaker (`C0`, `C1`...) with channels=separate"})
+    channel = Integer(metadata={"description": "the channel the sentence was heard on (0 is the first), with "
+                                               "channels=separate"})
 
 
 class Speaker(Out):
-    id = String(required=True, metadata={"description": "`S1`, `S2`... in order of first speech"})
+    id = String(required=True, metadata={"description": "`S1`, `S2`... in order of first speech; `C0`, `C1`... "
+                                                        "in channel order with channels=separate"})
     name = String(required=True, allow_none=True, metadata={"description": "a name given with PUT .../speakers"})
 
 
@@ -376,7 +392,8 @@ class Transcript(Out):
     language = String(required=True)
     duration_ms = Integer(required=True)
     segments = List(Nested(Segment), required=True)
-    speakers = List(Nested(Speaker), metadata={"description": "present when the job was diarized"})
+    speakers = List(Nested(Speaker), metadata={"description": "present when the job was diarized or its "
+                                                              "channels transcribed apart"})
 
 
 class SpeakerNames(Schema):

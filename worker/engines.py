@@ -23,6 +23,8 @@ def transcribe_options(options: JobOptions):
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
         task=options.task,
+        channels=options.channels,
+        channel_names=options.channel_names,
     )
 
 

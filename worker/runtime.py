@@ -137,7 +137,7 @@ class Runtime:
         work_dir = storage.job_work_dir(self.settings, job_id) / f"attempt-{attempt}"
         watch = Watch(
             self.factory, job_id, attempt,
-            Limits(time_limit_s=self.settings.time_limit_s(profile, job.duration_ms), stall_s=self.settings.stall_s,
+            Limits(time_limit_s=self.settings.time_limit_s(profile, _transcribed_ms(job, options)), stall_s=self.settings.stall_s,
                    max_attempts=self.settings.max_attempts, lease_s=self.settings.job_lease_s),
             on_kill=(lambda: shutil.rmtree(work_dir, ignore_errors=True)) if self.may_end_process else None,
             on_requeue=lambda: self.services.enqueue(job_id, profile=job.profile, priority=job.priority),
@@ -461,3 +461,9 @@ def current() -> Runtime:
         raise RuntimeError("worker runtime not configured: start workers with `tingxie worker`")
     return _runtime
 
+
+def _transcribed_ms(job: Job, options) -> int | None:
+    """The audio the attempt transcribes: the file's length, once per channel when they go apart."""
+    if job.duration_ms is None:
+        return None
+    return job.duration_ms * options.passes((job.media_info or {}).get("channels"))

@@ -35,6 +35,15 @@ def make_media(ffmpeg, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def stereo_call(ffmpeg, speech_dir, tmp_path_factory) -> Path:
+    """A two-channel WAV of two real voices: JFK (English) alone on channel 0 from 6 s, the Mandarin
+    example alone on channel 1 from 0.5 s (tests.support.media_files.two_voice_stereo)."""
+    from tests.support.media_files import two_voice_stereo
+
+    return two_voice_stereo(ffmpeg, speech_dir, tmp_path_factory.mktemp("stereo") / "call.wav")
+
+
+@pytest.fixture(scope="session")
 def long_speech():
     """long_speech(minutes, language=None) -> a FLAC of real speech with pauses (tests.support.speech),
     built once per machine in bench/out/ (atomically: pytest-xdist workers may ask at once)."""

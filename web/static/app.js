@@ -283,13 +283,16 @@ function languageCode(typed) {
 }
 
 function currentOptions() {
-  const count = $("#opt-speakers").value.trim();
+  const channels = $("#opt-channels").checked;  // each channel is one speaker: then no diarization
+  const count = channels ? "" : $("#opt-speakers").value.trim();
   return {
     language: languageCode($("#opt-language").value) ?? $("#opt-language").value.trim(),
     itn: $("#opt-itn").checked,
     hotwords: $("#opt-hotwords").value.trim(),
-    diarize: $("#opt-diarize").checked || Boolean(count),
+    diarize: !channels && ($("#opt-diarize").checked || Boolean(count)),
     numSpeakers: count,
+    channels,
+    channelNames: channels ? $("#opt-channel-names").value.trim() : "",
   };
 }
 
@@ -298,6 +301,7 @@ function describeOptions(options) {
   parts.push(options.language === "auto" ? "auto language" : languageNames.get(options.language) || options.language);
   parts.push(options.itn ? "ITN on" : "ITN off");
   if (options.diarize) parts.push(options.numSpeakers ? `${options.numSpeakers} speakers` : "speakers");
+  if (options.channels) parts.push(options.channelNames ? `channels: ${options.channelNames}` : "channels apart");
   const count = options.hotwords ? options.hotwords.split("\n").filter((line) => line.trim()).length : 0;
   if (count) parts.push(`${count} hotword${count > 1 ? "s" : ""}`);
   return parts.join(" · ");
@@ -343,6 +347,8 @@ function startUpload(upload) {
   if (upload.options.hotwords) form.append("hotwords", upload.options.hotwords);
   if (upload.options.diarize) form.append("diarize", "true");
   if (upload.options.numSpeakers) form.append("num_speakers", upload.options.numSpeakers);
+  if (upload.options.channels) form.append("channels", "separate");
+  if (upload.options.channelNames) form.append("channel_names", upload.options.channelNames);
   form.append("file", upload.file, upload.file.name);
 
   const xhr = new XMLHttpRequest();
