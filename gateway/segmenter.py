@@ -119,10 +119,6 @@ class PauseCutter:
         quietest = min(range(len(window)), key=lambda i: (window[i], -i))
         return self._piece_start + self._min_frames + quietest + 1
 
-    @property
-    def frames_seen(self) -> int:
-        return self._frames_seen
-
 
 def piece_name(filename: str, number: int) -> str:
     """A piece's job name: ``demo.wav`` -> ``demo#1.wav``, so the job list shows which stream and
