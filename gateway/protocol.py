@@ -5,10 +5,11 @@ tested on its own. The server loop lives in ``gateway.server``.
 
 Client -> server, per file: a JSON config frame, binary audio frames, an end frame
 (``{"is_speaking": false}``, ``+ "is_end": true`` from newer clients, or ``{"is_finished": true}``).
-Server -> client, per file: exactly one result frame; then, if the end frame carried
-``is_end``, an acknowledgement. Modes: every mode gets the whole-file result, in the frame each
+Server -> client, per file: one result frame (a 2pass/online pcm stream: one per piece, cut at
+pauses as it arrives by ``gateway.segmenter``, ``is_final`` on the last); then, if the end frame carried
+``is_end``, an acknowledgement. Modes: every mode gets the recognised text, in the frame each
 client reads for its mode: ``offline`` as ``offline``; ``2pass`` (the clients' default, also
-assumed when a client sends no mode) as one ``2pass-offline`` frame; ``online`` as one ``online``
+assumed when a client sends no mode) as ``2pass-offline`` frames; ``online`` as ``online``
 frame (the clients append its text to what they show). Audio that looks like a stereo file's
 interleaved frames sent as mono pcm is mixed down, and the result frame carries a ``warning``.
 """
@@ -323,24 +324,26 @@ def unit_spans(segment: Segment, units: list[tuple[int, int]]) -> list[list[int]
 
 
 def result_frame(request: FileRequest, transcript: Transcript, job_id: str | None = None,
-                 warning: str | None = None) -> dict:
-    """The one result frame for a recognised file, from the stored transcript.
+                 warning: str | None = None, offset_ms: int = 0) -> dict:
+    """The one result frame for a recognised file, from the stored transcript; ``offset_ms``
+    shifts every time by where the piece starts in its stream (a 2pass stream cut at pauses).
 
     ``job_id`` and ``warning`` (keys FunASR clients ignore) name the tingxie job, for the REST API,
     and what the gateway had to guess about the audio. The warning rides in the result frame: an
-    extra frame before it would end an older client's wait for its result."""
+    extra frame before it would end an older client's wait for its result. ``offset_ms``: where the
+    audio starts in the client's stream (a piece of a 2pass/online stream), added to every time."""
     timestamp: list[list[int]] = []
     stamp_sents = []
     speaker_index = {s.id: i for i, s in enumerate(transcript.speakers or ())}
     for segment in transcript.segments:
         units = text_units(segment.text)
-        spans = unit_spans(segment, units)
+        spans = [[a + offset_ms, b + offset_ms] for a, b in unit_spans(segment, units)]
         timestamp.extend(spans)
         sentence = {
             "text_seg": " ".join(segment.text[a:b] for a, b in units),
             "punc": segment.punc,
-            "start": segment.start_ms,
-            "end": segment.end_ms,
+            "start": segment.start_ms + offset_ms,
+            "end": segment.end_ms + offset_ms,
             "ts_list": spans,
         }
         if segment.speaker in speaker_index:
@@ -356,6 +359,12 @@ def result_frame(request: FileRequest, transcript: Transcript, job_id: str | Non
         "job_id": job_id,
         **({"warning": warning} if warning else {}),
     }
+
+
+def empty_result_frame(request: FileRequest) -> dict:
+    """The closing frame of a stream whose audio was all answered in earlier pieces."""
+    return {"mode": request.reply_mode, "wav_name": request.wav_name, "text": "", "is_final": True,
+            "timestamp": "[]", "stamp_sents": []}
 
 
 def ack_frame(request: FileRequest) -> dict:

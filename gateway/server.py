@@ -57,6 +57,7 @@ from gateway.protocol import (
     ProtocolError,
     ack_frame,
     encode,
+    empty_result_frame,
     error_frame,
     is_end_frame,
     StereoProbe,
@@ -67,12 +68,15 @@ from gateway.protocol import (
     wav_header,
 )
 from gateway.tls import ensure_self_signed, server_context
+from gateway.segmenter import PauseCutter, joined_text, piece_name
 
 log = logging.getLogger("tingxie.gateway")
 # What a client is told of an unexpected failure; what failed (a traceback, paths, SQL) stays in the log.
 INTERNAL_ERROR_MESSAGE = "the gateway failed to answer; its logs have details"
 
 _SIZE_CODES = frozenset({"too_large", "too_long"})
+# Modes whose raw pcm streams are answered piece by piece as they arrive (gateway.segmenter).
+_STREAMING_MODES = frozenset({"2pass", "online"})
 
 
 @dataclass(frozen=True)
@@ -158,13 +162,23 @@ class _Upload:
         self.raw: bool | None = None  # decided by the first audio frame
         self.stereo = StereoProbe()
         self.warning: str | None = None  # what was guessed about the audio, for the result frame
+        self._channels: int | None = None
+        # A 2pass/online pcm stream is cut at pauses as it arrives (each piece its own job).
+        self.cutter: PauseCutter | None = None
+        self.pieces = 0  # pieces cut so far
+        self.piece_start = 0  # audio byte offset where the next piece begins
+        self.offset_ms = 0  # where this audio starts in the client's stream (a whole file: 0)
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> list[int]:
+        """Spool ``chunk``; the audio byte offsets where finished pieces end (a 2pass/online pcm
+        stream), else none."""
         if self.raw is None:
             # The html5 client sends a whole .wav (header included) as "PCM".
             self.raw = self.request.raw_pcm and not is_wav_container(chunk)
             if self.raw:
                 self.handle.write(wav_header(self.request.audio_fs_hz, 0))
+                if self.request.mode in _STREAMING_MODES:
+                    self.cutter = PauseCutter(self.request.audio_fs_hz)
         total = self.audio_bytes + len(chunk)
         if total > self.settings.max_upload_bytes:
             raise ProtocolError(
@@ -184,18 +198,49 @@ class _Upload:
         self.audio_bytes = total
         if self.raw:
             self.stereo.feed(chunk)
+        return self.cutter.feed(chunk) if self.cutter is not None else []
 
-    def finish(self) -> None:
-        if self.raw:
+    def channels(self) -> int:
+        """Raw pcm's interleaved channels, decided once (at the first piece or at the end)."""
+        if self._channels is None:
             channels = self.request.channels
             if channels is None:
                 channels = 2 if self.stereo.interleaved else 1
                 if channels == 2:
                     log.info("%s: raw audio looks like two interleaved channels; read as stereo", self.request.wav_name)
                     self.warning = STEREO_WARNING.format(wav_name=self.request.wav_name)
+            self._channels = channels
+        return self._channels
+
+    def finish(self) -> None:
+        if self.raw:
             self.handle.seek(0)
-            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, channels))
+            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, self.channels()))
         self.handle.close()
+
+    def cut(self, end: int) -> "_Piece":
+        """The audio from the previous cut to ``end`` as a WAV file of its own, for its own job.
+        Copied from the spool (written, not yet closed) on the event loop, as the spool is
+        written: a piece is at most ``max_piece_ms`` of audio."""
+        if not self.handle.closed:
+            self.handle.flush()
+        start, self.piece_start = self.piece_start, end
+        self.pieces += 1
+        channels = self.channels()
+        fs = self.request.audio_fs_hz
+        handle = storage.open_spool_file(self.settings)
+        try:
+            handle.write(wav_header(fs, end - start, channels))
+            with open(self.path, "rb") as spool:
+                spool.seek(len(wav_header(fs, 0)) + start)
+                handle.write(spool.read(end - start))
+        except BaseException:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+        handle.close()
+        return _Piece(Path(handle.name), piece_name(self.filename, self.pieces), end - start,
+                      start * 1000 // (2 * channels * fs), self.warning)
 
     def discard(self) -> None:
         self.handle.close()
@@ -211,6 +256,21 @@ class _Upload:
             return name
         fmt = self.request.wav_format
         return f"{name}.{fmt}" if fmt not in ("others", "pcm", "raw", "s16le") else name
+
+
+@dataclass
+class _Piece:
+    """One piece of a 2pass/online stream, spooled as a WAV file: answered as a file is, its
+    timestamps moved by ``offset_ms``."""
+
+    path: Path
+    filename: str
+    audio_bytes: int
+    offset_ms: int
+    warning: str | None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -333,7 +393,8 @@ class _Conversation:
                     "binary audio arrived before the JSON config frame; send "
                     '{"mode": "offline", "wav_name": ..., "wav_format": ..., "is_speaking": true} first',
                 )
-            self.upload.write(message)
+            for end in self.upload.write(message):
+                self._answer_later(self.upload.cut(end), self.upload.request, ack=False, final=False)
             return
         frame = parse_text_frame(message)
         if is_end_frame(frame):
@@ -358,15 +419,33 @@ class _Conversation:
     def _end_upload(self, ack: bool) -> None:
         upload, self.upload = self.upload, None
         upload.finish()
-        request = replace(upload.request, hotwords=self.hotwords)
-        task = asyncio.create_task(self._answer(upload, request, ack))
+        request = upload.request
+        if upload.pieces:  # a stream already cut: what came after the last cut is its last piece
+            tail = upload.audio_bytes - upload.piece_start
+            # Under one frame left (nothing to recognise): the closing frame has no text.
+            piece = upload.cut(upload.audio_bytes) if tail >= upload.cutter.frame_bytes else None
+            upload.discard()
+            self._answer_later(piece, request, ack, final=True)
+            return
+        self._answer_later(upload, request, ack, final=True)
+
+    def _answer_later(self, upload: _Upload | _Piece | None, request: FileRequest, ack: bool, final: bool) -> None:
+        """Answer a file (or a stream's piece) in the order it ended, after every earlier one."""
+        request = replace(request, hotwords=self.hotwords)
+        task = asyncio.create_task(self._answer(upload, request, ack, final))
         self.answers.add(task)
         task.add_done_callback(self.answers.discard)
         self.pending += 1
         self.outbox.put_nowait(task)
 
-    async def _answer(self, upload: _Upload, request: FileRequest, ack: bool) -> list[str]:
-        """The frames for one file: its result (and acknowledgement), or one error frame."""
+    async def _answer(self, upload: _Upload | _Piece | None, request: FileRequest, ack: bool,
+                      final: bool = True) -> list[str]:
+        """The frames for one file: its result (and acknowledgement), or one error frame. A piece
+        of a stream (``upload`` a :class:`_Piece`) is answered the same way, ``is_final`` only on
+        the last one; None: a stream's end with no audio after its last piece."""
+        if upload is None:
+            frames = [encode(empty_result_frame(request))]
+            return frames + ([encode(ack_frame(request))] if ack else [])
         if upload.audio_bytes == 0:
             upload.discard()
             return [encode(error_frame(request, "empty_audio", f"{request.wav_name}: no audio arrived"))]
@@ -385,7 +464,8 @@ class _Conversation:
         except asyncio.CancelledError:
             self.gw.abandon(job_id)  # the connection closed before its result: nobody reads it
             raise
-        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack, upload.warning)
+        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack, upload.warning,
+                                       upload.offset_ms, final)
 
     async def _send_loop(self) -> None:
         while True:
@@ -580,20 +660,29 @@ class Gateway:
         except Exception:
             log.exception("canceling job %s, whose client left, failed", job_id)
 
-    def answer_frames(self, job_id: str, request: FileRequest, ack: bool, warning: str | None = None) -> list[str]:
+    def answer_frames(self, job_id: str, request: FileRequest, ack: bool, warning: str | None = None,
+                      offset_ms: int = 0, final: bool = True) -> list[str]:
+        """A finished job's frames. A stream's piece (``offset_ms``: where it starts in the stream)
+        gets ``is_final`` only when ``final``; an earlier piece that failed gets an error frame
+        without ``is_end``, so the client reads on."""
         with session_scope(self.services.db) as session:
             job = session.get(Job, job_id)
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"
             if status == jobs.DONE and transcript is not None:
-                frames = [encode(result_frame(request, transcript.read(), job_id, warning))]
+                frame = result_frame(request, transcript.read(), job_id, warning, offset_ms=offset_ms)
+                frame.update(text=joined_text(frame["text"], offset_ms > 0), is_final=final)
+                frames = [encode(frame)]
                 if ack:
                     frames.append(encode(ack_frame(request)))
                 return frames
             if status == jobs.FAILED:
-                return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
-                                          job_id))]
-        return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+                frame = error_frame(request, job.error_code or "failed", job.error_message or "the job failed", job_id)
+            else:
+                frame = error_frame(request, status, f"job {job_id} was {status} before it finished", job_id)
+        if not final:
+            frame["is_end"] = False
+        return [encode(frame)]
 
 
 FILE_PAGE_REFUSAL = (
