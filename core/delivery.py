@@ -56,7 +56,7 @@ def deliver(settings: Settings, factory: sessionmaker[Session], job_id: str) -> 
         transcript = session.get(Transcript, job_id)
         if not options.output_url or transcript is None:
             return None
-        data, tenant = transcript.data, job.tenant
+        content, tenant = transcript.read(), job.tenant
     try:
         folder = sources.check_output(options.output_url, tenant, settings.tenant_outputs)
     except TingxieError as exc:
@@ -65,7 +65,7 @@ def deliver(settings: Settings, factory: sessionmaker[Session], job_id: str) -> 
     keys = object_keys(folder, job_id, options.delivered_formats)
     try:
         for fmt, key in keys.items():
-            body = export.render(data, fmt).encode("utf-8")
+            body = export.render(content, fmt).encode("utf-8")
             client.put_object(Bucket=folder.bucket, Key=key, Body=body, ContentType=CONTENT_TYPES[fmt])
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
