@@ -339,13 +339,13 @@ def test_files_chosen_together_are_one_batch_and_a_link_is_a_job(live_service, p
     api = requests.get(f"{service.base_url}/api/v1/batches/{batch_id}", timeout=10).json()
     assert api["counts"]["done"] == 2 and api["status"] == "completed"
 
-    # Its zip, from the row's link: both transcripts, by the files' names.
+    # Its zip, from the row's link: both transcripts, named by the files' names without their extension.
     with page.expect_download() as download:
         batch.locator(".batch-zip").click()
     archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
     names = set(archive.namelist())
-    assert {"jfk-video.webm.srt", "jfk.flac.srt", "jfk-video.webm.json", "jfk.flac.json", "jobs.jsonl"} <= names, names
-    assert "ask not what your country" in words_only(archive.read("jfk.flac.txt").decode())
+    assert {"jfk-video.srt", "jfk.srt", "jfk-video.json", "jfk.json", "jfk.txt", "jobs.jsonl"} <= names, names
+    assert "ask not what your country" in words_only(archive.read("jfk.txt").decode())
 
     # Its files, under the row: the video opens, plays as a video, and a word click seeks it.
     batch.locator(".batch-files summary").click()
