@@ -167,6 +167,9 @@ def list_jobs(query):
         conditions.append(Job.tenant == tenant)
     if status:
         conditions.append(Job.status == status)
+    in_batch = query.get("in_batch")
+    if in_batch is not None:
+        conditions.append(Job.batch_id.is_not(None) if in_batch else Job.batch_id.is_(None))
     select_jobs = select(Job).where(*conditions)
     count = select(func.count()).select_from(Job).where(*conditions)
     with session_scope(services().db) as session:
@@ -177,9 +180,11 @@ def list_jobs(query):
         items = [job_json(j) for j in rows]
     links = {}
     if page * per_page < total:
-        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status, tenant=tenant)
+        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status, tenant=tenant,
+                                in_batch=in_batch)
     if page > 1:
-        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status, tenant=tenant)
+        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status, tenant=tenant,
+                                in_batch=in_batch)
     return {"items": items, "page": page, "per_page": per_page, "total": total, "links": links}
 
 

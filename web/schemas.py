@@ -213,6 +213,8 @@ class JobListQuery(Schema):
     status = String(validate=OneOf(list(STATUSES)))
     tenant = String(validate=Length(min=1, max=64),
                     metadata={"description": "only this tenant's jobs (an admin token sees every tenant's)"})
+    in_batch = Boolean(metadata={"description": "false: only jobs outside any batch (the page lists a batch as one "
+                                                "row); true: only batches' jobs; absent: all"})
 
 
 class TranscriptQuery(Schema):

@@ -208,3 +208,22 @@ def test_the_batch_list_shows_each_tenant_its_own(two_tenants):
     assert [b["id"] for b in client.get("/api/v1/batches", headers=own).json["items"]] == [batch_id]
     assert client.get("/api/v1/batches", headers=other).json == {
         "items": [], "page": 1, "per_page": 20, "total": 0, "links": {}}
+
+
+def test_the_job_list_can_leave_out_batches_jobs(client, speech_path):
+    """The page lists a batch as one row: ``in_batch=false`` leaves its jobs out of the job list."""
+    wav = speech_path("asr_example.wav").read_bytes()
+    single = client.post("/api/v1/jobs", data={"file": (io.BytesIO(wav), "one.wav")},
+                         content_type="multipart/form-data").json["id"]
+    batch = client.post("/api/v1/batches", json={}).json
+    in_batch = _file(client, batch["id"], wav, "a.wav", key="a.wav").json["id"]
+
+    def ids(query: str) -> list[str]:
+        answer = client.get(f"/api/v1/jobs?{query}").json
+        assert answer["total"] == len(answer["items"])
+        return [job["id"] for job in answer["items"]]
+
+    assert set(ids("")) == {single, in_batch}
+    assert ids("in_batch=false") == [single]
+    assert ids("in_batch=true") == [in_batch]
+    assert client.get("/api/v1/jobs?in_batch=maybe").status_code == 400
