@@ -35,11 +35,12 @@ from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 import contract
-from core import export, webhooks
+from core import export, jobs, webhooks
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Batch, Job, Transcript, db_now, utcnow
 from core.options import JobOptions, Source
+from core.queue import DELIVER_BATCH_WEBHOOK, WEBHOOK_QUEUE
 from core.settings import Settings
 
 log = logging.getLogger("tingxie.batches")
@@ -115,8 +116,6 @@ def close(session: Session, batch: Batch) -> bool:
 def cancel(factory: sessionmaker[Session], batch_id: str) -> tuple[bool, str]:
     """Cancel the batch and every job of it still queued or running (core.jobs.cancel, as a job's
     own cancel does), a page at a time. (whether it was canceled now, its tenant)."""
-    from core import jobs
-
     with session_scope(factory) as session:
         tenant = session.get(Batch, batch_id).tenant
         changed = session.execute(update(Batch).where(Batch.id == batch_id, Batch.state != CANCELED,
@@ -136,8 +135,6 @@ def cancel(factory: sessionmaker[Session], batch_id: str) -> tuple[bool, str]:
 def delete(factory: sessionmaker[Session], batch_id: str) -> list[str]:
     """Remove the batch and its jobs (core.jobs.delete_job; the caller has canceled what was
     running, and removes the returned jobs' files after this commits)."""
-    from core import jobs
-
     deleted: list[str] = []
     while True:
         with session_scope(factory) as session:
@@ -273,8 +270,6 @@ def end_check(services, batch_ids) -> list[str]:
 
 def announce(services, batch_id: str) -> None:
     """Send the batch's webhook delivery task (every worker consumes the webhook queue)."""
-    from core.queue import DELIVER_BATCH_WEBHOOK, WEBHOOK_QUEUE
-
     try:
         services.queue.send(DELIVER_BATCH_WEBHOOK, [batch_id], queue=WEBHOOK_QUEUE)
     except Exception:  # the broker is down: the sweeper cannot resend it (the batch is marked), so say so

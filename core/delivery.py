@@ -19,6 +19,7 @@ from core import export, jobs, sources
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Job, Transcript, utcnow
+from core.s3 import S3Store
 from core.settings import Settings
 
 log = logging.getLogger("tingxie.delivery")
@@ -44,9 +45,8 @@ def object_keys(folder: sources.BucketKey, job_id: str, formats: tuple[str, ...]
 def deliver(settings: Settings, factory: sessionmaker[Session], job_id: str) -> Delivered | None:
     """Write a done job's transcript to its output location, recorded on the job. None: nothing to
     do (no output_url, not done, already delivered, gone)."""
+    # boto3 only where S3 is used (see core.s3)
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from core.s3 import S3Store
 
     with session_scope(factory) as session:
         job = session.get(Job, job_id)

@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 from core import sources
 from core.errors import TingxieError
+from core.s3 import S3Store
 from core.settings import Settings
 from core.webhooks import _allowed, _embedded_ipv4, _internal
 
@@ -114,6 +115,7 @@ def check_peer(sock: socket.socket, host: str, vetted: list[str], allow: tuple[s
 def _connection_classes():
     """urllib3 connections that connect only to vetted addresses and check the peer (urllib3 is
     imported here: the web tier never fetches)."""
+    # urllib3 only in a process that fetches links (the web tier never fetches)
     from urllib3.connection import HTTPConnection, HTTPSConnection
 
     class Vetted:
@@ -164,6 +166,7 @@ def fetch_http(settings: Settings, url: str, target: Path, on_progress: Progress
 
 def _hop(settings: Settings, url: str, target: Path, on_progress: Progress | None) -> str | None:
     """One request: the bytes into ``target`` (None), or the URL a redirect leads to."""
+    # urllib3 only in a process that fetches links (the web tier never fetches)
     import urllib3
     from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
@@ -207,6 +210,7 @@ def _hop(settings: Settings, url: str, target: Path, on_progress: Progress | Non
 
 
 def _stream(settings: Settings, response, url: str, target: Path, on_progress: Progress | None) -> Path:
+    # urllib3 only in a process that fetches links (the web tier never fetches)
     from urllib3.exceptions import HTTPError, ReadTimeoutError
 
     limit = settings.max_upload_bytes
@@ -250,9 +254,8 @@ def _too_large(url: str, size: int, limit: int) -> TingxieError:
 def fetch_s3(settings: Settings, url: str, target: Path, on_progress: Progress | None = None) -> Path:
     """``s3://bucket/key`` into ``target`` with the deployment's credentials. A missing object, a
     bucket the store refuses and a key the tenant was not given are all answered alike (not_found)."""
+    # boto3 only where S3 is used (see core.s3)
     from botocore.exceptions import BotoCoreError, ClientError
-
-    from core.s3 import S3Store
 
     place = sources.parse_s3(url)
     client = S3Store.for_bucket(settings, place.bucket).client

@@ -320,6 +320,7 @@ def _format(value: object, parse: Callable[[str], object]) -> str:
     if isinstance(value, float):
         return repr(value)
     if parse is _tenant_prefixes:
+        # core.sources imports this module (tenant_name): a circle, to untie by moving one of them
         from core.sources import format_tenant_prefixes
 
         return format_tenant_prefixes(value)
@@ -486,6 +487,7 @@ def _quota_hours(text: str) -> dict[str, float]:
         quotas[tenant if tenant == "*" else tenant_name(tenant)] = number(value.strip())
     return quotas
 def _tenant_prefixes(text: str) -> dict[str, tuple[str, ...]]:
+    # core.sources imports this module (tenant_name): a circle, to untie by moving one of them
     from core.sources import parse_tenant_prefixes
 
     return parse_tenant_prefixes(text)

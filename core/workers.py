@@ -17,6 +17,7 @@ import time
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import jobs
 from core.models import Job, WorkerRecord, db_now
 
 ANNOUNCE_S = 5.0
@@ -73,8 +74,6 @@ def fail_unserved(session: Session, within_s: float, profiles: tuple[str, ...]) 
     """Fail with ``no_worker`` the queued jobs older than ``within_s`` whose profile no worker has
     served for ``within_s``: nobody will take them. Each is one guarded transition (a worker
     claiming it meanwhile wins). Returns their ids."""
-    from core import jobs
-
     missing = set(profiles) - served_within(session, within_s)
     if not missing:
         return []

@@ -65,6 +65,7 @@ class PcmFile:
 
     def read_samples(self, start: int, end: int) -> "np.ndarray":
         """Samples ``[start, end)`` as float32 in [-1, 1] (clipped to the file)."""
+        # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
         import numpy as np
 
         start = max(0, min(start, self.num_samples))

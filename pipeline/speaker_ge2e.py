@@ -159,6 +159,7 @@ class Ge2eEncoder:
     def embed_mels(self, mels: Sequence["np.ndarray"]) -> "np.ndarray":
         """Embeddings of mel spectrograms of any lengths (each the LSTM's final state at its own
         last frame: the batch is packed, not padded)."""
+        # torch, loaded by import_torch() with the encoder (pipeline.runtimes), never at import: no speakers, no torch
         import torch
         from torch.nn.utils.rnn import pack_padded_sequence
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from pipeline.runtimes import import_faster_whisper
 from pipeline.stages import SpeechSpan
 
 if TYPE_CHECKING:
@@ -52,9 +53,8 @@ class VadOptions:
 
 def silero_model_path() -> Path:
     """The Silero v6 ONNX file inside the installed faster-whisper package."""
-    from pipeline.runtimes import import_faster_whisper
-
     import_faster_whisper()
+    # faster_whisper only after import_faster_whisper() has loaded it with torch hidden (see pipeline.runtimes)
     from faster_whisper.utils import get_assets_path
 
     return Path(get_assets_path()) / "silero_vad_v6.onnx"
@@ -69,6 +69,7 @@ class SileroVad:
     """
 
     def __init__(self, options: VadOptions = VadOptions(), model_path: Path | None = None):
+        # onnxruntime only in the worker that runs this model (importing the pipeline loads none)
         import onnxruntime
 
         self.options = options
@@ -99,6 +100,7 @@ class SileroVad:
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None, stop: "threading.Event | None" = None,
     ) -> Iterator[tuple[int, int]]:
         """Raw speech regions in samples, found by a hysteresis over window scores, as each ends."""
+        # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
         import numpy as np
 
         opt = self.options

@@ -147,6 +147,7 @@ class WhisperAsr:
     ):
         try:
             WhisperModel = import_faster_whisper().WhisperModel
+            # opencc (the offline extra) only when the model loads: missing, it says what to install
             from opencc import OpenCC
         except ImportError as exc:
             raise EngineMissingError(f"The offline profile needs faster-whisper and opencc: {_INSTALL_HINT}") from exc
@@ -178,6 +179,7 @@ class WhisperAsr:
         hotwords: Sequence[Hotword] = (),
         task: str = "transcribe",
     ) -> list[AsrResult]:
+        # numpy and faster_whisper only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
         import numpy as np
         from faster_whisper.audio import pad_or_trim
 
@@ -222,6 +224,7 @@ class WhisperAsr:
     def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword],
                 task: str = "transcribe") -> list[AsrResult]:
         """``lang`` is the speech's language; with ``task="translate"`` the words are English."""
+        # faster_whisper only after import_faster_whisper() has loaded it with torch hidden (see pipeline.runtimes)
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
@@ -312,6 +315,7 @@ def _continues_word(previous: str, raw: str, lang: str) -> bool:
 
 def _concat(parts: list):
     """CTranslate2 StorageViews (batch-first, one device) as one, rows in order."""
+    # ctranslate2 and numpy only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
     import ctranslate2
     import numpy as np
 
@@ -323,6 +327,7 @@ def _concat(parts: list):
 
 def _take(storage, indices: list[int]):
     """Rows ``indices`` of a CTranslate2 StorageView (batch-first), as a new StorageView."""
+    # ctranslate2 and numpy only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
     import ctranslate2
     import numpy as np
 

@@ -175,3 +175,31 @@ def test_the_contract_imports_nothing_but_the_standard_library():
     modules = ", ".join(sorted(f"contract.{p.stem}" for p in (REPO / "contract").glob("*.py") if p.stem != "__init__"))
     added = _top_level(f"import contract, {modules}") - _top_level("pass")  # less what the interpreter's site loads
     assert added - set(sys.stdlib_module_names) == {"contract"}
+
+
+def _says_why(comment: str) -> bool:
+    text = comment.strip().lstrip("#").strip()
+    return bool(text) and not text.startswith(("noqa", "type:"))
+
+
+def test_every_import_inside_a_function_says_why():
+    """Imports sit at the top of the module; one inside a function keeps a heavy or optional
+    dependency out of a process that must not load it, and says so in a comment: on its line, or on
+    the line above it or above the run of imports it stands in. A bare ``noqa`` is no reason."""
+    offenders = []
+    for package in ("core", "web", "gateway", "worker", "pipeline"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            lines = path.read_text().splitlines()
+            imports = {node.lineno: node for function in ast.walk(ast.parse("\n".join(lines), str(path)))
+                       if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+                       for node in ast.walk(function) if isinstance(node, (ast.Import, ast.ImportFrom))}
+            in_imports = {n for node in imports.values() for n in range(node.lineno, node.end_lineno + 1)}
+            for node in imports.values():
+                above = node.lineno - 1
+                while above in in_imports or (above > 0 and not lines[above - 1].strip()):
+                    above -= 1
+                line_above = lines[above - 1].strip() if above else ""
+                own = [lines[n - 1].partition("#")[2] for n in range(node.lineno, node.end_lineno + 1)]
+                if not (any(_says_why(c) for c in own) or line_above.startswith("#") and _says_why(line_above)):
+                    offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
+    assert offenders == []

@@ -17,7 +17,7 @@ from core.errors import TingxieError
 from core.models import Batch, Job, utcnow
 from core.submit import BatchEntry, Link, Upload, resolve_options, submit_job, submit_links
 from web import auth, schemas
-from web.api import attachment, job_json, services
+from web.api import attachment, job_json, job_links, services
 
 bp = APIBlueprint("batches", __name__, tag={
     "name": "Batches", "description": "many jobs as one: links, keys or uploads, one set of options, one progress, "
@@ -152,8 +152,6 @@ def add_file(batch_id: str, form):
 
 
 def _accepted(job_id: str, status: str) -> dict:
-    from web.api import job_links
-
     return {"id": job_id, "status": status, "links": job_links(job_id)}
 
 

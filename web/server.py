@@ -27,14 +27,16 @@ from flask import g
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from werkzeug.exceptions import HTTPException
 
-from core import storage
+from core import storage, workers
+from core.db import session_scope
 from core.errors import http_status, reason
 from core.hub import EventHub
 from core.metrics import use_multiprocess_dir
 from core.revocation import RevocationWatch
-from core.settings import Settings
+from core.settings import PROFILES, Settings
 from web import create_app, waits
 from web.auth import PUBLIC, identify
+from web.batches import MAX_BODY_BYTES
 from web.errors import openai_type
 from web.limits import UPLOADS
 from web.live import handshake_environ, serve_watcher
@@ -173,8 +175,6 @@ class Tier:
         if endpoint is None or endpoint in PUBLIC:
             return await read_body(scope, receive, limits(settings.public_body_bytes, "TINGXIE_PUBLIC_BODY_KB"))
         if endpoint == "batches.create_batch":  # up to 10,000 links: a bigger body, from good credentials only
-            from web.batches import MAX_BODY_BYTES
-
             if not await self._may_upload(scope):
                 return Body(length=0)
             return await read_body(scope, receive, limits(max(MAX_BODY_BYTES, settings.max_body_bytes),
@@ -218,9 +218,6 @@ class Tier:
     async def _fail_unserved(self) -> None:
         """Fail the queued jobs no worker will take (core.workers.fail_unserved): the web tier does
         it too, since with no worker at all there is no worker's sweeper to do it."""
-        from core import workers
-        from core.settings import PROFILES
-
         within_s = self.settings.no_worker_s
         factory = self.flask.extensions["tingxie"].db
         while True:
@@ -253,8 +250,6 @@ class Tier:
 
 
 def _in_session(factory, function, *args):
-    from core.db import session_scope
-
     with session_scope(factory) as session:
         return function(session, *args)
 

@@ -18,13 +18,14 @@ from sqlalchemy.orm import sessionmaker
 from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
 from contract import Stage
-from core import batches, dispatch, jobs, retention, storage, workers
+from core import batches, dispatch, fetch, jobs, retention, sources, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
 from core.models import Batch, Job, utcnow
 from core.queue import DELIVER_OUTPUT, DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
 from core.settings import PROFILES, Settings
+from core.submit import check_media
 from media import MediaInfo, ScratchFullError, pcm_bytes
 from pipeline import transcribe
 from pipeline.errors import MediaError, PipelineError
@@ -209,9 +210,6 @@ class Runtime:
         deployment may have changed them since submission), probe it with the upload's caps, put it
         in the media store, and record what the probe found, as an upload's job has it. A later
         attempt finds it stored (media_info set) and does not fetch again."""
-        from core import fetch, sources
-        from core.submit import check_media
-
         sources.check_source(job.source_url, job.tenant, self.settings.tenant_sources)
         limit = self.settings.max_upload_bytes
         watch.progress(Stage.FETCH, 0.0)

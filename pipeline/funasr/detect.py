@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 # The detector's integer state, one slot each (a numba kernel takes arrays, not objects).
 _VAD_STATE = 0  # 1 start not detected, 2 in a speech segment, 3 end point detected
@@ -213,8 +214,6 @@ class FrameEnergy:
 
     def take(self, frames: int) -> "np.ndarray":
         """Energies of the next ``frames`` frames (float32)."""
-        from numpy.lib.stride_tricks import sliding_window_view
-
         needed = (frames - 1) * self.shift_samples + self.frame_samples
         if frames <= 0 or len(self._pending) < needed:
             raise RuntimeError(f"{frames} frames need {needed} samples, {len(self._pending)} are here")
@@ -228,6 +227,7 @@ class FrameEnergy:
 def _kernel():
     """:func:`_detect_frames` compiled by numba (once per process; numba caches the machine
     code on disk, beside this file or in the user's cache directory, as librosa's kernels are)."""
+    # numba (the funasr extra, slow to import) only when the kernel is first compiled
     from numba import njit
 
     return njit(cache=True, nogil=True)(_detect_frames)

@@ -19,6 +19,12 @@ from pathlib import Path
 
 from contract import PROFILES, Stage
 from pipeline.errors import EngineMissingError, ModelNotReadyError
+from pipeline.funasr.asr import ParaformerAsr
+from pipeline.funasr.pool import CpuHelpers
+from pipeline.funasr.punc import CtPunc
+from pipeline.funasr.speaker import CampPlusSpeaker
+from pipeline.funasr.vad import FsmnVad
+from pipeline.itn import WetextItn
 from pipeline.options import require
 from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
 
@@ -196,17 +202,10 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
             " ".join(p.message for p in problems), detail="; ".join(p.detail for p in problems)
         )
 
-    from pipeline.funasr.asr import ParaformerAsr
-    from pipeline.funasr.punc import CtPunc
-    from pipeline.funasr.vad import FsmnVad
-    from pipeline.itn import WetextItn
-
     device = config.device or "cpu"
     # VAD stays on the CPU, as in FunASR's runtime: its network is tiny and its detection state
     # machine reads one score per 10 ms frame, which on a GPU would be one sync per frame.
     if options.cpu_workers > 0:
-        from pipeline.funasr.pool import CpuHelpers
-
         helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=options.cpu_workers,
                              max_span_ms=options.max_span_ms)
         vad = helpers.vad
@@ -238,8 +237,6 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
 
 def _load_speaker(model: str, model_dir: Path, device: str):
     """CAM++ for ``Engine.speaker``; the missing-model error names the one model to fetch."""
-    from pipeline.funasr.speaker import CampPlusSpeaker
-
     try:
         directory = resolve_model("spk", model, model_dir)
     except ModelNotReadyError as exc:
