@@ -98,7 +98,7 @@ def run(args, client, options: dict) -> int:
     """Submit the batch (or resume it), then with ``--wait`` follow it to its end and unpack its
     transcripts into ``-o DIR``. Exit statuses as ``tingxie submit``'s."""
     from cli.client import ApiError, ServerError
-    from cli.submit import FAILED, INTERRUPTED, OK, UNREACHABLE, USAGE
+    from cli.outcomes import FAILED, INTERRUPTED, OK, UNREACHABLE, USAGE
 
     try:
         entries = collect(args.files, args.from_file)

@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-# Exit statuses, as the README documents them.
-OK, FAILED, USAGE, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 130
+from cli.outcomes import FAILED, INTERRUPTED, OK, UNREACHABLE, USAGE  # noqa: F401 (its callers read them here)
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:

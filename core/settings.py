@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from contract.profiles import PROFILE_NAMES
+from core.sources import format_tenant_prefixes, parse_tenant_prefixes
+from core.tenants import tenant_name
 
 ENV_PREFIX = "TINGXIE_"
 # Profiles a job may name: the contract's catalogue, which the pipeline loads them from.
@@ -320,9 +322,6 @@ def _format(value: object, parse: Callable[[str], object]) -> str:
     if isinstance(value, float):
         return repr(value)
     if parse is _tenant_prefixes:
-        # core.sources imports this module (tenant_name): a circle, to untie by moving one of them
-        from core.sources import format_tenant_prefixes
-
         return format_tenant_prefixes(value)
     if isinstance(value, dict):
         return ",".join(f"{key}={factor!r}" for key, factor in value.items())
@@ -487,9 +486,6 @@ def _quota_hours(text: str) -> dict[str, float]:
         quotas[tenant if tenant == "*" else tenant_name(tenant)] = number(value.strip())
     return quotas
 def _tenant_prefixes(text: str) -> dict[str, tuple[str, ...]]:
-    # core.sources imports this module (tenant_name): a circle, to untie by moving one of them
-    from core.sources import parse_tenant_prefixes
-
     return parse_tenant_prefixes(text)
 
 
@@ -500,16 +496,7 @@ def _certfile(text: str) -> str:
 
 
 AUTH_MODES = ("auto", "required", "insecure-no-auth")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
-
-
-def tenant_name(text: str) -> str:
-    """A tenant's name: lower-case letters, digits, '.', '_' and '-', at most 64 characters."""
-    if not _TENANT.match(text):
-        raise ValueError("expected a tenant name: lower-case letters, digits, '.', '_' or '-' (at most 64), "
-                         "starting with a letter or digit")
-    return text
 
 
 def _rate(text: str) -> str:

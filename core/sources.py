@@ -21,7 +21,7 @@ from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
 from core.errors import BadOptionError, NotFoundError
-from core.settings import tenant_name
+from core.tenants import tenant_name
 
 MAX_URL_CHARS = 2048
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")

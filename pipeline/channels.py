@@ -16,7 +16,6 @@ from typing import Callable, Mapping
 import media
 from media import MediaInfo
 from pipeline.checkpoint import BatchResult, Checkpoint
-from pipeline.run import transcribe
 from pipeline.stages import Engine
 from pipeline.text import join_words
 from contract import Segment, Speaker, Transcript
@@ -40,8 +39,9 @@ def transcribe_channels(
     ffmpeg: str | None = None,
     media_info: MediaInfo | None = None,
     checkpoint: Checkpoint | None = None,
+    transcribe_one: Callable[..., Transcript],
 ) -> Transcript:
-    """:func:`pipeline.run.transcribe` of each channel of ``path`` (the first MAX_CHANNELS), merged.
+    """``transcribe_one`` (:func:`pipeline.run.transcribe`, which calls this) of each channel of ``path`` (the first MAX_CHANNELS), merged.
 
     Arguments as for ``transcribe``. Progress runs once from 0 to 1 over all channels. The file is
     probed once (unless ``media_info`` is given); a mono file (or one whose channels the probe
@@ -63,7 +63,7 @@ def transcribe_channels(
         one = dataclasses.replace(options, channels="mix", channel_names=(),
                                   # A file whose channels are unknown is decoded as ffmpeg mixes it.
                                   channel=channel if info.channels else None)
-        results.append(transcribe(
+        results.append(transcribe_one(
             path, one, engine, work_dir=work_dir,
             on_progress=_share(on_progress, channel, count),
             max_duration_ms=max_duration_ms, ffmpeg=ffmpeg, media_info=info,

@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 from contract import Segment, Speaker, Stage, Transcript
 from contract.transcript import place_words
 from media import MediaInfo
+from pipeline.channels import transcribe_channels
 from pipeline.audio import decode
 from pipeline.checkpoint import Checkpoint
 from pipeline.diarize import diarize
@@ -93,11 +94,9 @@ def transcribe(
     ``options.channels == "separate"``: each channel on its own, merged (:mod:`pipeline.channels`).
     """
     if options.channels == "separate":
-        from pipeline.channels import transcribe_channels  # it calls back here, once per channel
-
         return transcribe_channels(path, options, engine, work_dir=work_dir, on_progress=on_progress,
                                    max_duration_ms=max_duration_ms, ffmpeg=ffmpeg, media_info=media_info,
-                                   checkpoint=checkpoint)
+                                   checkpoint=checkpoint, transcribe_one=transcribe)
     # zh-hant / zh-tw: the models read Chinese ("zh"); the text is written in traditional characters at the end.
     script = options.language if options.language in TRADITIONAL_CHINESE else None
     if script is not None:

@@ -9,7 +9,8 @@ import pytest
 from pipeline import transcribe
 from pipeline.checkpoint import BatchResult
 from pipeline.errors import ChannelOptionsError
-from pipeline.types import Hotword, Progress, TranscribeOptions
+from contract import Hotword
+from pipeline.types import Progress, TranscribeOptions
 from tests.support.media_files import STEREO_CALL_LEFT_FROM_MS, STEREO_CALL_RIGHT_FROM_MS
 from tests.support.metrics import hanzi, wer
 
@@ -97,7 +98,7 @@ def test_a_mono_file_is_one_channel_with_a_warning(engine, speech_dir, tmp_path)
 
 def test_a_mixed_transcript_is_unchanged_by_channels():
     """Without channels=separate nothing says channel: the JSON is what it always was."""
-    from pipeline.types import Segment, Transcript
+    from contract import Segment, Transcript
 
     data = Transcript("hi", "en", 1000, [Segment(0, 1000, "hi")]).to_dict()
     assert "channel" not in data["segments"][0] and "speakers" not in data
