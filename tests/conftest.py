@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 
 from core.settings import Settings
-from tests.support.service import Service, free_port
+from tests.support.service import Service
+from tests.support.settings import REPO, make_settings
 from tests.support.speech import SPEECH_DIR
 
 # Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
 pytest_plugins = ["tests.support.fixtures"]
 
-REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "component", "backends", "system")
 # Folders (relative to tests/) whose tests are at least this tier: the folder says what they touch.
 FOLDER_TIERS = {
@@ -44,15 +44,15 @@ FIXTURE_TIERS = {
     "live_service": "system", "shared_service": "system", "private_redis": "system",
     "private_postgres": "system",
     "postgres_url": "backends", "redis_url": "backends",
-    "settings": "component", "any_settings": "component", "module_settings": "component", "db": "component", "app": "component",
+    "settings": "component", "any_settings": "component", "db": "component", "app": "component",
     "client": "component", "engine": "component", "funasr_model_dir": "component",
     "load_funasr": "component", "funasr_engine": "component", "ffmpeg": "component",
     "each_ffmpeg": "component", "make_media": "component", "long_speech": "component",
     "long_zh_wav": "component", "s3_server": "component", "s3_bucket": "component",
-    "hanging_ffmpeg": "component",
+    "hanging_ffmpeg": "component", "webhook_receiver": "component", "module_settings": "component",
 }
 # Markers a test sets itself, saying what it starts.
-MARKER_TIERS = {"cli": "system", "subprocess": "component", "network": "component"}
+MARKER_TIERS = {"cli": "system", "live": "system", "subprocess": "component", "network": "component"}
 
 
 @pytest.fixture(scope="session")
@@ -97,6 +97,15 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(tier_of(item))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Fixtures of any scope are set up after this: a live process started for a test outside the
+    system tier fails (tests.support.service), whichever fixture starts it."""
+    from tests.support import service
+
+    service.running_tier = next((t for t in TIERS if item.get_closest_marker(t) is not None), None)
+
+
 @pytest.fixture(autouse=True)
 def _unit_touches_nothing(request, monkeypatch):
     """A unit test that starts a process or opens a network connection fails, saying how to
@@ -134,18 +143,6 @@ def redis_url():
         pytest.fail("Redis is not answering on 127.0.0.1:6379 (.ci/run starts it)")
     with claimed_redis() as url:
         yield url
-
-
-def make_settings(tmp_path: Path, **overrides) -> Settings:
-    base = dict(
-        data_dir=tmp_path / "data",
-        port=free_port(),
-        gateway_port=free_port(),
-        job_lease_s=6.0,
-        preload_models=True,
-    )
-    base.update(overrides)
-    return Settings(**base)
 
 
 @pytest.fixture

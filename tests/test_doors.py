@@ -13,7 +13,6 @@ from sqlalchemy import select
 from core import jobs
 from core.db import session_scope
 from core.hotwords import Hotword
-from core.migrate import upgrade
 from core.models import Job
 from core.options import INTERACTIVE_PRIORITY, Source
 from gateway import GatewayConfig, run_in_thread
@@ -22,12 +21,12 @@ HOTWORDS = {"达摩院": 20, "ComfyUI": 30}
 
 
 @pytest.fixture
-def doors(any_settings, tmp_path):
+def doors(any_settings, migrated):
     """A web app and a gateway over one database and broker (no worker: jobs stay queued)."""
     from web import create_app
 
     settings = any_settings.with_(openai_wait_s=0.1)
-    upgrade(settings)
+    migrated.migrate(settings)
     app = create_app(settings)
     gateway = run_in_thread(settings, GatewayConfig.from_settings(settings, port=0, certfile="0"))
     yield app, gateway

@@ -16,7 +16,7 @@ import pytest
 import media
 from media import decode_to_pcm, probe
 from media.decode import pcm_bytes
-from tests.media.conftest import REFERENCES
+from tests.support.media_files import REFERENCES
 
 # Decoded lengths may differ between builds by an mp3 frame or the encoder's padding; a listener
 # cannot tell 60 ms apart.

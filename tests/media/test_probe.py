@@ -10,7 +10,7 @@ import pytest
 
 import media
 from media import MediaInfo, probe
-from tests.media.conftest import REFERENCES
+from tests.support.media_files import REFERENCES
 
 
 @pytest.mark.parametrize(

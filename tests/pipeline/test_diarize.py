@@ -117,12 +117,6 @@ def ge2e():
 
 
 @pytest.fixture(scope="module")
-def two_voices(speech_dir, ffmpeg, tmp_path_factory):
-    path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
-    return path, speaker_turns.build(speech_dir, path, ffmpeg)
-
-
-@pytest.fixture(scope="module")
 def two_voices_speech(two_voices, ffmpeg, tmp_path_factory):
     """The two-voice file decoded, its Silero VAD spans, and 250 ms 'words' over them: what the
     diarize stage reads, without ASR."""

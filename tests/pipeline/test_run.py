@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from pipeline import transcribe
-from pipeline.itn import WetextItn
 from pipeline.stages import AsrModel, AsrResult, AsrWord, Engine, PuncModel
 from pipeline.types import Hotword, TranscribeOptions
 from pipeline.vad_silero import SileroVad
@@ -47,10 +46,6 @@ class EveryFifthFullStop:
 def vad():
     return SileroVad()
 
-
-@pytest.fixture(scope="module")
-def itn():
-    return WetextItn()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from tests.conftest import REPO
+from tests.support.settings import REPO
 
 
 def _tingxie_processes(root: psutil.Process) -> list[psutil.Process]:

@@ -23,10 +23,10 @@ from core import tokens
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.models import Job, Token, utcnow
 from media import find_ffmpeg
-from tests.conftest import REPO, make_settings
+from tests.support.settings import REPO, make_settings
 from tests.support.funasr_testclient import Audio, read_answer, send_file
 from tests.support.service import settings_env
-from tests.system.gateway.test_clients import pcm_of, start_gateway
+from tests.support.gateway import pcm_of, start_gateway
 
 pytestmark = pytest.mark.slow
 

@@ -182,27 +182,25 @@ def test_health_and_readiness(client):
     assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "broker": "ok", "media_store": "ok"}
 
 
-def test_not_ready_when_broker_is_down(tmp_path):
-    from core.migrate import upgrade
+def test_not_ready_when_broker_is_down(tmp_path, migrated):
     from core.settings import Settings
     from web import create_app
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503 and r.json["checks"]["broker"].startswith("unreachable")
 
 
-def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket):
+def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket, migrated):
     """An object store that does not answer makes the web tier not ready, naming the store; back up, ready."""
-    from core.migrate import upgrade
     from core.settings import Settings
     from tests.support.service import free_port
     from web import create_app
 
     down = {**s3_server.storage_settings(s3_bucket), "s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}
     settings = Settings(data_dir=tmp_path, **down)
-    upgrade(settings)
+    migrated.migrate(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503, r.json
     store = r.json["checks"]["media_store"]
@@ -212,14 +210,13 @@ def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket)
     assert create_app(up).test_client().get("/readyz").status_code == 200
 
 
-def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path):
+def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path, migrated):
     """The row is committed before sending; a broker outage leaves it queued and unsent for a sweeper."""
-    from core.migrate import upgrade
     from core.settings import Settings
     from web import create_app
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     app = create_app(settings)
     r = _upload(app.test_client(), path=speech_path("asr_example.wav"))
     assert r.status_code == 202

@@ -160,7 +160,7 @@ def _raw(port: int, request: bytes) -> tuple[int, dict]:
 def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
     """414 and 431 come before the application (the server's limits): still the API's shape, in one
     process (`tingxie web --dev`, what `tingxie up` runs) and in the production server's workers."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     settings = make_settings(tmp_path)
     service = live_service(settings, workers=0)

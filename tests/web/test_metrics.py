@@ -101,6 +101,7 @@ def test_a_made_up_method_adds_no_label_value(client):
 
 
 @pytest.mark.slow
+@pytest.mark.live
 def test_the_first_concurrent_uploads_to_a_fresh_web_process_are_all_accepted(any_settings, speech_path, tmp_path):
     """The metrics are made before the process serves: made on first use by several request
     threads at once, some of the first uploads were answered 500 though their jobs were committed."""

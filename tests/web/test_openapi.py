@@ -18,9 +18,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, speech_dir):
+def openapi_app(tmp_path_factory, speech_dir):
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from web import create_app
 
     # No worker: jobs stay queued; the OpenAI route answers 504 after a short wait. Every request
@@ -32,39 +32,39 @@ def app(tmp_path_factory, speech_dir):
     from core import tokens
     from core.db import session_scope
 
-    with session_scope(app.extensions["tingxie"].db) as session:
-        app.config["TEST_AUTH"] = {"Authorization": f"Bearer {tokens.create(session, tenant='local').secret}"}
-    _seed(app, speech_dir)
+    with session_scope(openapi_app.extensions["tingxie"].db) as session:
+        openapi_app.config["TEST_AUTH"] = {"Authorization": f"Bearer {tokens.create(session, tenant='local').secret}"}
+    _seed(openapi_app, speech_dir)
     yield app
-    app.extensions["tingxie"].close()
+    openapi_app.extensions["tingxie"].close()
 
 
-def _seed(app, speech_dir):
+def _seed(openapi_app, speech_dir):
     """Jobs in every end state, so listing them checks the Job schema against real rows."""
     import io
 
     from core import jobs
     from core.db import session_scope
 
-    client = app.test_client()
+    client = openapi_app.test_client()
     ids = []
     for hotwords in ("达摩院 20", "", "ComfyUI"):
         form = {"file": (io.BytesIO((speech_dir / "asr_example.wav").read_bytes()), "asr_example.wav"),
                 "hotwords": hotwords, "callback_url": "http://127.0.0.1:9/hook"}
         response = client.post("/api/v1/jobs", data=form, content_type="multipart/form-data",
-                               headers=app.config["TEST_AUTH"])
+                               headers=openapi_app.config["TEST_AUTH"])
         assert response.status_code == 202, response.json
         ids.append(response.json["id"])
     transcript = {"text": "欢迎。", "language": "zh", "duration_ms": 5550, "segments": [
         {"start_ms": 0, "end_ms": 900, "text": "欢迎。", "punc": "。", "tokens": [[0, 900]],
          "words": [{"start_ms": 0, "end_ms": 900, "text": "欢迎"}]}]}
-    with session_scope(app.extensions["tingxie"].db) as s:
+    with session_scope(openapi_app.extensions["tingxie"].db) as s:
         jobs.complete(s, ids[0], jobs.claim(s, ids[0]), transcript, warnings=["a warning"])
         jobs.fail(s, ids[1], jobs.claim(s, ids[1]), "bad_media", "not audio")
 
 
-def test_the_document_describes_both_apis(app):
-    spec = app.test_client().get("/api/v1/openapi.json").json
+def test_the_document_describes_both_apis(openapi_app):
+    spec = openapi_app.test_client().get("/api/v1/openapi.json").json
     assert spec["openapi"] == "3.1.0"
     paths = set(spec["paths"])
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/transcript", "/api/v1/jobs/{job_id}/media",
@@ -87,24 +87,24 @@ def test_the_document_describes_both_apis(app):
                 assert operation["security"] == [{"BearerAuth": []}] and "401" in operation["responses"]
 
 
-def test_the_docs_page_is_served_without_a_cdn(app):
-    client = app.test_client()
+def test_the_docs_page_is_served_without_a_cdn(openapi_app):
+    client = openapi_app.test_client()
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
     html = page.data.decode()
     assert "http://" not in html and "https://" not in html and "<script>" not in html
     assert client.get("/api/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/api/v1/docs/assets/../../app.py").status_code == 404
+    assert client.get("/api/v1/docs/assets/../../openapi_app.py").status_code == 404
 
 
 @pytest.mark.slow
-def test_no_server_errors_and_every_response_matches_the_document(app):
+def test_no_server_errors_and_every_response_matches_the_document(openapi_app):
     """Each operation of the served document, driven by its own hypothesis strategy (valid and
     invalid requests alike). schemathesis's pytest plugin is not used: its lazy loader does not
     run on this pytest."""
     from hypothesis import given
 
-    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", openapi_app)
     failures, calls = [], []
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 9
@@ -113,7 +113,7 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
         @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                              database=None)
         def run(case):
-            calls.append(case.call_and_validate(checks=CHECKS, headers=app.config["TEST_AUTH"]).status_code)
+            calls.append(case.call_and_validate(checks=CHECKS, headers=openapi_app.config["TEST_AUTH"]).status_code)
 
         try:
             run()

@@ -93,13 +93,12 @@ def test_renaming_refuses_what_it_cannot_do(client, app, speech_path):
     assert r.status_code == 400 and "not diarized" in r.json["error"]["message"]
 
 
-def test_openai_extra_fields_reach_the_job(settings, speech_path):
+def test_openai_extra_fields_reach_the_job(settings, speech_path, migrated):
     """No worker: the call answers 504 after a short wait, naming the job, whose options are stored."""
-    from core.migrate import upgrade
     from web import create_app
 
     settings = settings.with_(openai_wait_s=0.1)
-    upgrade(settings)
+    migrated.migrate(settings)
     client = create_app(settings).test_client()
     r = client.post("/v1/audio/transcriptions", content_type="multipart/form-data", data={
         "file": (io.BytesIO(speech_path("jfk.flac").read_bytes()), "jfk.flac"), "model": "whisper-1",

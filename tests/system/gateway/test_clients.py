@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 import wave
@@ -15,37 +14,11 @@ import pytest
 import requests
 
 from media import find_ffmpeg
-from tests.conftest import make_settings
-from tests.support.service import free_port
+from tests.support.settings import make_settings
+from tests.support.gateway import pcm_of, start_gateway
 from tests.support.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
-
-
-def start_gateway(service, *args: str, port: int | None = None) -> str:
-    """A ``tingxie gateway`` process beside the service; returns its URL once it listens."""
-    port = port or free_port()
-    proc = service.spawn(f"gateway{port}", "gateway", "--port", str(port), *args)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {service.log(f'gateway{port}')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        raise RuntimeError(f"gateway did not listen: {service.log(f'gateway{port}')}")
-    plain = "--certfile" in args and args[args.index("--certfile") + 1] == "0"
-    scheme = "ws" if plain else "wss"
-    return f"{scheme}://127.0.0.1:{port}"
-
-
-def pcm_of(path: Path) -> tuple[bytes, int]:
-    with wave.open(str(path), "rb") as wav:
-        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
-        return wav.readframes(wav.getnframes()), wav.getframerate()
 
 
 def convert(src: Path, dst: Path, *args: str) -> Path:
