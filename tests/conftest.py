@@ -49,7 +49,7 @@ FIXTURE_TIERS = {
     "load_funasr": "component", "funasr_engine": "component", "ffmpeg": "component",
     "each_ffmpeg": "component", "make_media": "component", "long_speech": "component",
     "long_zh_wav": "component", "s3_server": "component", "s3_bucket": "component",
-    "hanging_ffmpeg": "component", "webhook_receiver": "component", "module_settings": "component",
+    "hanging_ffmpeg": "component", "webhook_receiver": "component", "transcribe_cli": "system", "module_settings": "component",
 }
 # Markers a test sets itself, saying what it starts.
 MARKER_TIERS = {"cli": "system", "live": "system", "subprocess": "component", "network": "component"}

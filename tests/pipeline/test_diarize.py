@@ -15,8 +15,6 @@ from pipeline.stages import Engine, LazyModel, SpeechSpan
 from pipeline.types import Segment, Speaker, Stage, TranscribeOptions, Transcript, Word
 from tests.support import speaker_turns
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.mark.parametrize(
     "counts",
@@ -241,6 +239,7 @@ from pathlib import Path
 from pipeline import transcribe
 from pipeline.profiles import EngineConfig, load_engine
 from pipeline.types import TranscribeOptions
+from tests.support.settings import REPO
 engine = load_engine("offline", EngineConfig(model_dir=Path({str(tmp_path / 'models')!r}), cache_dir=Path({str(tmp_path / 'cache')!r})))
 transcript = transcribe({str(speech_path('jfk.flac'))!r}, TranscribeOptions(), engine, work_dir=Path({str(tmp_path / 'work')!r}))
 print(transcript.speakers, engine.speaker.loaded, "pipeline.speaker_ge2e" in sys.modules, "sklearn" in sys.modules, "torch" in sys.modules)

@@ -222,6 +222,22 @@ def shared_service(tmp_path_factory):
         service.stop()
 
 
+# --- the CLI in a process of its own -----------------------------------------------------------
+@pytest.fixture
+def transcribe_cli(tmp_path):
+    """transcribe_cli(*args) -> the CompletedProcess of ``tingxie transcribe ARGS`` (a data
+    directory of the test's own)."""
+    import sys
+
+    env = {**os.environ, "TINGXIE_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli", "transcribe", *args], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    return run
+
+
 # --- webhooks -----------------------------------------------------------------------------
 @pytest.fixture
 def webhook_receiver():

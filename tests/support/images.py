@@ -12,7 +12,8 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
+
 DOUBLES = REPO / "tests" / "system" / "containers" / "doubles"
 BASE = "docker.io/library/python:3.11-slim"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")

@@ -4,20 +4,19 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
 pytestmark = pytest.mark.subprocess
 
-REPO = Path(__file__).resolve().parents[2]
 
 # A process that starts a child in a session of its own (as ffmpeg is started), which starts a
 # grandchild; kill_child_groups must take both.
 SCRIPT = """
 import subprocess, sys, time
 from worker.attempt import kill_child_groups
+from tests.support.settings import REPO
 leader = subprocess.Popen(["bash", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
                           start_new_session=True)
 grandchild = int(leader.stdout.readline())
