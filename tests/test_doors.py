@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 
 import pytest
 import websockets
@@ -41,7 +42,7 @@ def _via_gateway(url: str, path) -> None:
                                       "is_speaking": True, "hotwords": json.dumps(HOTWORDS), "itn": False}))
             await ws.send(path.read_bytes())
             await ws.send(json.dumps({"is_speaking": False}))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)  # then leave; the job is waited for below
     asyncio.run(go())
 
 
@@ -57,6 +58,15 @@ def test_every_door_stores_the_same_options(doors, speech_path):
         "itn": "false"})
     assert openai.status_code == 504 and openai.json["error"]["code"] == "still_running", openai.json
     _via_gateway(gateway.url, wav)
+    # The gateway commits its job once the file has arrived, whenever the client leaves: waited
+    # for (a hang guard, not a time the test asserts).
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(app.extensions["tingxie"].db) as s:
+            if s.execute(select(Job).where(Job.source == "gateway")).first() is not None:
+                break
+        assert time.monotonic() < deadline, "the gateway's job was never written"
+        time.sleep(0.1)
 
     with session_scope(app.extensions["tingxie"].db) as s:
         rows = {row.source: row for row in s.execute(select(Job)).scalars()}

@@ -67,7 +67,7 @@ def test_a_workers_metrics_reach_the_web_tier(live_service, any_settings, speech
     service = live_service(any_settings)
     job = service.wait(service.submit(speech_path("jfk.flac"), language="en")["id"])
     assert job["status"] == "done"
-    deadline = time.monotonic() + 30  # the worker announces every few seconds
+    deadline = time.monotonic() + 120  # the worker announces every few seconds (a hang guard)
     while True:
         samples = _samples(requests.get(service.base_url + "/metrics", timeout=10).text)
         if samples.get("tingxie_audio_seconds_total") or time.monotonic() > deadline:
@@ -75,7 +75,7 @@ def test_a_workers_metrics_reach_the_web_tier(live_service, any_settings, speech
         time.sleep(1)
     assert _value(samples, "tingxie_audio_seconds_total", profile="offline") == 11.0
     processing = _value(samples, "tingxie_processing_seconds_total", profile="offline")
-    assert 0 < processing < 120
+    assert processing > 0
     assert _value(samples, "tingxie_job_realtime_factor_count", profile="offline") == 1
     assert _value(samples, "tingxie_job_realtime_factor_sum", profile="offline") == pytest.approx(processing / 11.0)
     assert _value(samples, "tingxie_job_duration_seconds_count", profile="offline", outcome="done") == 1
