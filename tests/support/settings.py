@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+
+# For a test whose subject does not depend on the backend (HTTP parsing, input validation): it
+# takes ``any_settings`` (through ``client``...) on the embedded default only, not on PostgreSQL +
+# Redis as well. Where stored values, SQL or events matter, a test runs on both.
+embedded_only = pytest.mark.parametrize("any_settings", ["embedded"], indirect=True)
 
 
 def make_settings(tmp_path: Path, **overrides) -> Settings:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from core import dispatch, jobs
 from core.db import session_scope
 from core.models import Job
+from tests.support.settings import embedded_only
 
 
 def _upload(client, data: bytes | None = None, name="a.flac", path=None, **form):
@@ -50,6 +51,7 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
         (b"this is not audio at all" * 100, "notes.mp3", 415, "bad_media"),
     ],
 )
+@embedded_only
 def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, data, name, status, code):
     r = _upload(client, data, name)
     assert r.status_code == status and r.json["error"]["code"] == code, r.json
@@ -61,6 +63,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, da
 
 
 @pytest.mark.parametrize("kind", ["hls-absolute", "hls-relative", "hls-m3u8", "concat-absolute", "concat-relative"])
+@embedded_only
 def test_playlists_naming_another_upload_are_refused_and_leave_nothing(client, app, any_settings, speech_path, kind):
     """Issue 12's cross-tenant read: a file that makes ffmpeg open another job's upload is 415 at
     upload, whatever it is called; no job, no stored file, nothing in the spool."""
@@ -90,6 +93,7 @@ def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_pa
     assert r.status_code in (202, 415, 422), r.json
 
 
+@embedded_only
 def test_too_long_and_too_big(app, client, speech_path):
     settings = app.extensions["tingxie"].settings
     object.__setattr__(settings, "max_duration_s", 5.0)
@@ -100,6 +104,7 @@ def test_too_long_and_too_big(app, client, speech_path):
     assert r.status_code == 413 and r.json["error"]["code"] == "too_large"
 
 
+@embedded_only
 def test_bad_options(client, speech_path, app):
     jfk = speech_path("jfk.flac")
     assert _upload(client, path=jfk, language="xx").json["error"]["code"] == "unsupported_language"
@@ -112,6 +117,7 @@ def test_bad_options(client, speech_path, app):
     assert client.post("/api/v1/jobs", data={}).json["error"]["code"] == "no_file"
 
 
+@embedded_only
 def test_traditional_chinese_is_a_language_of_both_profiles(client, speech_path):
     """zh-Hant / zh-TW pass the one options path (checked, lower-cased, stored) on either profile."""
     for language, profile in [("zh-Hant", "offline"), ("zh-TW", "funasr")]:

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core import workers
 from core.db import session_scope
+from tests.support.settings import embedded_only
 
 
 def _samples(text: str) -> dict[str, list]:
@@ -89,6 +90,7 @@ def test_a_workers_metrics_reach_the_web_tier(live_service, any_settings, speech
     assert _value(samples, "tingxie_http_requests_total", route="/api/v1/jobs", method="POST", status="202") == 1
 
 
+@embedded_only
 def test_a_made_up_method_adds_no_label_value(client):
     """The ``method`` label is bounded: any method outside the known set is counted as ``other``,
     so an unauthenticated client cannot grow the series without limit."""

@@ -10,6 +10,7 @@ import pytest
 from core import jobs
 from core.db import session_scope
 from gateway.protocol import FileRequest, parse_config, result_frame
+from tests.support.settings import embedded_only
 
 DIARIZED = {
     "text": "Hello there. 你好。", "language": "en", "duration_ms": 4000,
@@ -53,6 +54,7 @@ def test_rest_speaker_fields_are_stored_and_a_count_implies_diarize(client, spee
     ({"num_speakers": "2", "max_speakers": "3"}, "not both"),
     ({"num_speakers": "1000"}, "1 to 32"),
 ])
+@embedded_only
 def test_bad_speaker_fields_are_refused(client, speech_path, form, says):
     r = _upload(client, speech_path("jfk.flac"), **form)
     assert r.status_code == 400 and r.json["error"]["code"] in ("bad_speakers", "bad_option"), r.json
