@@ -351,7 +351,7 @@ def test_many_refused_and_abandoned_connections_leave_nothing_behind(ws_and_wss_
 
 
 def test_the_gateway_loads_no_model_code():
-    code = ("import sys, ws_and_wss_gateway, cli.gateway; "
+    code = ("import sys, gateway, cli.gateway; "
             "print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     heavy = {"torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr", "pipeline", "worker"}

@@ -76,8 +76,8 @@ def test_watchers_get_snapshot_then_every_event_in_order_ending_with_done(live_s
         assert done["links"]["transcript"] == f"/api/v1/jobs/{job['id']}/transcript"
 
 
-def test_a_late_watcher_gets_the_final_state(live_service, speech_path):
-    service = live_service()
+def test_a_late_watcher_gets_the_final_state(shared_service, speech_path):
+    service = shared_service  # only submits and reads: the session's warm service
     job = service.submit(speech_path("asr_example.wav"), hotwords="达摩院")
     service.wait(job["id"])
     messages, code = watch(ws_url(service, job["id"]))

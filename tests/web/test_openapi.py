@@ -32,33 +32,33 @@ def openapi_app(tmp_path_factory, speech_dir):
     from core import tokens
     from core.db import session_scope
 
-    with session_scope(openapi_app.extensions["tingxie"].db) as session:
-        openapi_app.config["TEST_AUTH"] = {"Authorization": f"Bearer {tokens.create(session, tenant='local').secret}"}
-    _seed(openapi_app, speech_dir)
+    with session_scope(app.extensions["tingxie"].db) as session:
+        app.config["TEST_AUTH"] = {"Authorization": f"Bearer {tokens.create(session, tenant='local').secret}"}
+    _seed(app, speech_dir)
     yield app
-    openapi_app.extensions["tingxie"].close()
+    app.extensions["tingxie"].close()
 
 
-def _seed(openapi_app, speech_dir):
+def _seed(app, speech_dir):
     """Jobs in every end state, so listing them checks the Job schema against real rows."""
     import io
 
     from core import jobs
     from core.db import session_scope
 
-    client = openapi_app.test_client()
+    client = app.test_client()
     ids = []
     for hotwords in ("达摩院 20", "", "ComfyUI"):
         form = {"file": (io.BytesIO((speech_dir / "asr_example.wav").read_bytes()), "asr_example.wav"),
                 "hotwords": hotwords, "callback_url": "http://127.0.0.1:9/hook"}
         response = client.post("/api/v1/jobs", data=form, content_type="multipart/form-data",
-                               headers=openapi_app.config["TEST_AUTH"])
+                               headers=app.config["TEST_AUTH"])
         assert response.status_code == 202, response.json
         ids.append(response.json["id"])
     transcript = {"text": "欢迎。", "language": "zh", "duration_ms": 5550, "segments": [
         {"start_ms": 0, "end_ms": 900, "text": "欢迎。", "punc": "。", "tokens": [[0, 900]],
          "words": [{"start_ms": 0, "end_ms": 900, "text": "欢迎"}]}]}
-    with session_scope(openapi_app.extensions["tingxie"].db) as s:
+    with session_scope(app.extensions["tingxie"].db) as s:
         jobs.complete(s, ids[0], jobs.claim(s, ids[0]), transcript, warnings=["a warning"])
         jobs.fail(s, ids[1], jobs.claim(s, ids[1]), "bad_media", "not audio")
 
