@@ -14,6 +14,7 @@ from pipeline.errors import EngineMissingError, SpeakerOptionsError
 from pipeline.stages import Engine, LazyModel, SpeechSpan
 from pipeline.types import Segment, Speaker, Stage, TranscribeOptions, Transcript, Word
 from tests.support import speaker_turns
+from tests.support.settings import REPO
 
 
 @pytest.mark.parametrize(
@@ -239,7 +240,6 @@ from pathlib import Path
 from pipeline import transcribe
 from pipeline.profiles import EngineConfig, load_engine
 from pipeline.types import TranscribeOptions
-from tests.support.settings import REPO
 engine = load_engine("offline", EngineConfig(model_dir=Path({str(tmp_path / 'models')!r}), cache_dir=Path({str(tmp_path / 'cache')!r})))
 transcript = transcribe({str(speech_path('jfk.flac'))!r}, TranscribeOptions(), engine, work_dir=Path({str(tmp_path / 'work')!r}))
 print(transcript.speakers, engine.speaker.loaded, "pipeline.speaker_ge2e" in sys.modules, "sklearn" in sys.modules, "torch" in sys.modules)

@@ -8,6 +8,8 @@ import time
 import psutil
 import pytest
 
+from tests.support.settings import REPO
+
 pytestmark = pytest.mark.subprocess
 
 
@@ -16,7 +18,6 @@ pytestmark = pytest.mark.subprocess
 SCRIPT = """
 import subprocess, sys, time
 from worker.attempt import kill_child_groups
-from tests.support.settings import REPO
 leader = subprocess.Popen(["bash", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
                           start_new_session=True)
 grandchild = int(leader.stdout.readline())
