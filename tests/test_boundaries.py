@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.settings import REPO
+
 pytestmark = pytest.mark.subprocess
 
-REPO = Path(__file__).resolve().parents[1]
 
 HEAVY = ("torch", "numpy", "ctranslate2", "onnxruntime", "faster_whisper", "funasr")
 
@@ -203,3 +204,28 @@ def test_every_import_inside_a_function_says_why():
                 if not (any(_says_why(c) for c in own) or line_above.startswith("#") and _says_why(line_above)):
                     offenders.append(f"{path.relative_to(REPO)}:{node.lineno}: {lines[node.lineno - 1].strip()}")
     assert offenders == []
+
+
+def test_tests_share_helpers_only_through_tests_support():
+    """A helper two test modules need lives in tests/support (fixtures in tests/support/fixtures.py),
+    never in a test module or a folder's conftest that another module imports."""
+    offenders = []
+    for path in (REPO / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(REPO)}: {n}" for n in names
+                          if n.split(".")[0] == "tests" and n not in ("tests", "tests.support")
+                          and not n.startswith("tests.support.")]
+    assert offenders == []
+
+
+def test_each_fixture_name_means_one_thing():
+    """No fixture name is defined twice anywhere under tests/: a test keeps its meaning when it moves."""
+    defined: dict[str, list[str]] = {}
+    for path in (REPO / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef) and any(
+                    "fixture" in ast.unparse(d.func if isinstance(d, ast.Call) else d) for d in node.decorator_list):
+                defined.setdefault(node.name, []).append(str(path.relative_to(REPO)))
+    assert {name: where for name, where in defined.items() if len(where) > 1} == {}

@@ -18,10 +18,10 @@ from core.options import JobOptions
 from core.queue import WEBHOOK_QUEUE
 from core.services import Services
 from core.submit import BatchEntry
-from tests.core.test_webhooks import Receiver
+from tests.support.transcripts import HELLO_ZH
+from tests.support.webhooks import Receiver
 
-TRANSCRIPT = {"text": "你好。", "language": "zh", "duration_ms": 1000, "segments": [
-    {"start_ms": 0, "end_ms": 1000, "text": "你好。", "words": [{"start_ms": 0, "end_ms": 1000, "text": "你好"}]}]}
+TRANSCRIPT = HELLO_ZH
 
 
 @pytest.fixture

@@ -151,12 +151,11 @@ def test_the_cap_counts_queued_and_running(services):
 
 
 @pytest.mark.network
-def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path):
-    from core.migrate import upgrade
+def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path, migrated):
     from core.settings import Settings
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     svc = Services.start(settings)
     try:
         a = add(svc, "tenant-a", 2)

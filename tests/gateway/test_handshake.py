@@ -13,7 +13,6 @@ import socket
 import pytest
 import websockets
 
-from core.migrate import upgrade
 from gateway import GatewayConfig
 from tests.support.gateway import run_in_thread
 
@@ -21,8 +20,8 @@ KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 
 @pytest.fixture
-def gateway(settings):
-    upgrade(settings)
+def handshake_gateway(settings, migrated):
+    migrated.migrate(settings)
     config = GatewayConfig.from_settings(dataclasses.replace(settings, max_duration_s=3.0), port=0, certfile="0",
                                          idle_timeout_s=1.0, max_frame_bytes=64 * 1024)
     thread = run_in_thread(settings, config)
@@ -63,11 +62,11 @@ def good_lines(port: int, host: str | None = None) -> list[bytes]:
             f"Sec-WebSocket-Key: {KEY}".encode(), b"Sec-WebSocket-Version: 13"]
 
 
-def test_a_dns_rebound_page_is_not_this_machines_page(gateway, settings):
+def test_a_dns_rebound_page_is_not_this_machines_page(handshake_gateway, settings):
     """A page at evil.example whose name now points at 127.0.0.1 sends ``Host: evil.example`` and
     ``Origin: http://evil.example:<web port>``: refused (403) before the socket opens. The same page
     on a loopback name is tingxie's own."""
-    port = gateway.gateway.port
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port, f"evil.example:{port}")
                                + [f"Origin: http://evil.example:{settings.port}".encode()])
     assert status == 403 and b"origin_not_allowed" in answer, answer
@@ -95,17 +94,17 @@ def _as_file_page(url: str) -> tuple[list[dict], int | None]:
     return asyncio.run(go())
 
 
-def test_a_page_from_disk_is_told_why_it_is_refused(gateway):
+def test_a_page_from_disk_is_told_why_it_is_refused(handshake_gateway):
     """A refused handshake's answer is invisible to a page (it sees only a failed socket): the
     socket is accepted, one frame says why (in ``text``, which the html5 page shows), then 1008."""
-    frames, code = _as_file_page(gateway.url)
+    frames, code = _as_file_page(handshake_gateway.url)
     assert code == 1008 and len(frames) == 1, frames
     assert frames[0]["error_code"] == "origin_not_allowed" and frames[0]["is_final"] is False
     assert "TINGXIE_GATEWAY_ALLOW_FILE_PAGES" in frames[0]["text"] == frames[0]["error"]
 
 
-def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings):
-    upgrade(settings)
+def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings, migrated):
+    migrated.migrate(settings)
     allowed = dataclasses.replace(settings, gateway_allow_file_pages=True)
     thread = run_in_thread(allowed, GatewayConfig.from_settings(allowed, port=0, certfile="0", idle_timeout_s=1.0))
     try:
@@ -119,14 +118,14 @@ def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings):
     [b"Host: evil.example"], [b"Origin: http://127.0.0.1:8000", b"Origin: http://127.0.0.1:8000"],
     [b"Authorization: Bearer a", b"Authorization: Bearer b"], [b"Sec-WebSocket-Version: 13"],
 ])
-def test_a_handshake_with_a_header_twice_is_400(gateway, extra):
-    port = gateway.gateway.port
+def test_a_handshake_with_a_header_twice_is_400(handshake_gateway, extra):
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port) + extra)
     assert status == 400 and b"bad_request" in answer and b"Traceback" not in answer, answer
 
 
-def test_a_handshake_without_host_is_400(gateway):
-    port = gateway.gateway.port
+def test_a_handshake_without_host_is_400(handshake_gateway):
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port)[1:])
     assert status == 400 and b"Host" in answer, answer
 
@@ -199,13 +198,13 @@ async def _fuzz_frames(url: str, frames: list) -> int | None:
             return None
 
 
-def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(gateway, caplog):
+def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(handshake_gateway, caplog):
     """Seeded, so a failure repeats: 300 mutated handshakes (headers missing, doubled, garbage,
     odd request lines) and 40 connections sending random frames. Every answer is an HTTP status
     below 500 (or a close for a request that cannot be parsed), no traceback reaches a client or
     the log, and a well-formed client is served at the end."""
     rng = random.Random(20)
-    port = gateway.gateway.port
+    port = handshake_gateway.gateway.port
     caplog.set_level(logging.INFO)
     statuses = set()
     for _ in range(300):
@@ -217,10 +216,10 @@ def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(g
     assert {101, 400} <= statuses, statuses
     codes = set()
     for _ in range(40):
-        codes.add(asyncio.run(_fuzz_frames(gateway.url, _random_frames(rng))))
+        codes.add(asyncio.run(_fuzz_frames(handshake_gateway.url, _random_frames(rng))))
     assert codes <= {None, 1000, 1002, 1007, 1008, 1009}, codes
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not failures, [(r.getMessage(), r.exc_info) for r in failures[:5]]
     status, _ = handshake(port, good_lines(port))
     assert status == 101
-    assert gateway.stats()["connections"] <= 1
+    assert handshake_gateway.stats()["connections"] <= 1

@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from core.db import make_engine, make_sessionmaker, session_scope
 from media import find_ffmpeg
-from core.migrate import upgrade
 from core.models import Job
 from core import storage
 from contract import Hotword, Transcript
@@ -229,8 +228,8 @@ def test_error_frame_tells_both_generations():
 
 
 @pytest.fixture(params=["ws", "wss"])
-def gateway(request, settings):
-    upgrade(settings)
+def ws_and_wss_gateway(request, settings, migrated):
+    migrated.migrate(settings)
     settings = dataclasses.replace(settings, max_duration_s=3.0)
     config = GatewayConfig.from_settings(settings, port=0, certfile="0" if request.param == "ws" else "",
                                          idle_timeout_s=1.5, max_frame_bytes=256 * 1024)
@@ -277,27 +276,27 @@ END = json.dumps({"is_speaking": False, "is_end": True})
     ("oversized frame", [config(), b"\x00" * (300 * 1024)], "frame_too_large", 1009),
     ("audio over the cap", [config()] + [b"\x00" * 32000] * 4, "too_long", 1009),
 ])
-def test_bad_input_gets_an_error_frame_and_a_close(gateway, name, frames, code, close):
-    received, close_code = converse(gateway.url, frames)
+def test_bad_input_gets_an_error_frame_and_a_close(ws_and_wss_gateway, name, frames, code, close):
+    received, close_code = converse(ws_and_wss_gateway.url, frames)
     assert len(received) == 1, received
     frame = received[0]
     assert frame["error_code"] == code and frame["error"], frame
     assert frame["is_end"] is True and frame["is_final"] is False and frame["text"] == ""
     assert close_code == close
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def test_empty_file_is_answered_and_the_connection_goes_on(gateway):
-    received, close_code = converse(gateway.url, [config(wav_name="empty"), END])
+def test_empty_file_is_answered_and_the_connection_goes_on(ws_and_wss_gateway):
+    received, close_code = converse(ws_and_wss_gateway.url, [config(wav_name="empty"), END])
     assert [f["error_code"] for f in received] == ["empty_audio"] and received[0]["wav_name"] == "empty"
     assert close_code == 1000  # closed only after idling with nothing pending
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def test_a_browser_without_the_binary_subprotocol_is_served(gateway):
+def test_a_browser_without_the_binary_subprotocol_is_served(ws_and_wss_gateway):
     async def go():
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, ping_interval=None, ssl=ctx) as ws:
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, ping_interval=None, ssl=ctx) as ws:
             assert ws.subprotocol is None
             await ws.send(config(wav_name="browser"))
             await ws.send(json.dumps({"is_finished": True}))  # the C++ server's end frame
@@ -305,8 +304,8 @@ def test_a_browser_without_the_binary_subprotocol_is_served(gateway):
     assert asyncio.run(go())["wav_name"] == "browser"
 
 
-def test_a_repeated_end_frame_after_a_file_is_ignored(gateway):
-    received, _ = converse(gateway.url, [config(wav_name="e"), END, END, json.dumps({"is_speaking": False})])
+def test_a_repeated_end_frame_after_a_file_is_ignored(ws_and_wss_gateway):
+    received, _ = converse(ws_and_wss_gateway.url, [config(wav_name="e"), END, END, json.dumps({"is_speaking": False})])
     assert [f["error_code"] for f in received] == ["empty_audio"]
 
 
@@ -322,17 +321,17 @@ def _job_statuses(engine, wanted: set[str]) -> list[str]:
 
 
 @pytest.mark.parametrize("leave", ["after_the_job", "at_once"])
-def test_a_file_whose_client_leaves_before_its_result_is_canceled(gateway, speech_path, leave):
+def test_a_file_whose_client_leaves_before_its_result_is_canceled(ws_and_wss_gateway, speech_path, leave):
     """No worker runs here: the job is committed and queued while the client waits; the client
     leaves (once the job exists, or right after its end frame, while the job is being made); the
     job is canceled, the spool is empty, and the gateway holds no watcher for it."""
     pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
-    settings = gateway.settings
+    settings = ws_and_wss_gateway.settings
     engine = make_engine(settings.database_url)
 
     async def go():
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
             await ws.send(config(wav_name="left.wav", hotwords="达摩院 20"))
             await ws.send(pcm)
             await ws.send(END)
@@ -348,43 +347,43 @@ def test_a_file_whose_client_leaves_before_its_result_is_canceled(gateway, speec
     engine.dispose()
     data = open(media, "rb").read()
     assert is_wav_container(data[:12]) and data[44:] == pcm
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def _assert_nothing_left(gateway) -> None:
-    spool = storage.upload_spool_dir(gateway.settings)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.hub.watched_jobs):
+def _assert_nothing_left(ws_and_wss_gateway) -> None:
+    spool = storage.upload_spool_dir(ws_and_wss_gateway.settings)
+    deadline = time.monotonic() + 30  # a hang guard
+    while time.monotonic() < deadline and (list(spool.glob("*")) or ws_and_wss_gateway.gateway.hub.watched_jobs):
         time.sleep(0.05)  # the server notices a departed client a moment after it leaves
     assert not list(spool.glob("*")), "spool files left behind"
-    assert gateway.gateway.hub.watched_jobs == 0
-    engine = make_engine(gateway.settings.database_url)
+    assert ws_and_wss_gateway.gateway.hub.watched_jobs == 0
+    engine = make_engine(ws_and_wss_gateway.settings.database_url)
     with session_scope(make_sessionmaker(engine)) as session:
         statuses = session.execute(select(Job.status).where(Job.filename.like("bad%"))).scalars().all()
     engine.dispose()
     assert statuses == []
 
 
-def test_many_refused_and_abandoned_connections_leave_nothing_behind(gateway, speech_path):
-    baseline = gateway.stats()
+def test_many_refused_and_abandoned_connections_leave_nothing_behind(ws_and_wss_gateway, speech_path):
+    baseline = ws_and_wss_gateway.stats()
     pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
 
     async def abandon():
         """Half a file, then the client vanishes."""
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
             await ws.send(config(wav_name="bad-abandoned"))
             await ws.send(pcm)
 
     for i in range(10):
-        converse(gateway.url, [b"\x00" * 10])
-        converse(gateway.url, ["{oops"])
+        converse(ws_and_wss_gateway.url, [b"\x00" * 10])
+        converse(ws_and_wss_gateway.url, ["{oops"])
         asyncio.run(abandon())
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and gateway.stats() != baseline:
+    while time.monotonic() < deadline and ws_and_wss_gateway.stats() != baseline:
         time.sleep(0.1)
-    assert gateway.stats() == baseline == {"connections": 0, "tasks": baseline["tasks"], "watched_jobs": 0}
+    assert ws_and_wss_gateway.stats() == baseline == {"connections": 0, "tasks": baseline["tasks"], "watched_jobs": 0}
 
 
 def test_the_gateway_loads_no_model_code():

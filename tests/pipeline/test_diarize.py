@@ -15,8 +15,7 @@ from pipeline.stages import Engine, LazyModel, SpeechSpan
 from contract import Segment, Speaker, Stage, Transcript, Word
 from pipeline.types import TranscribeOptions
 from tests.support import speaker_turns
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
 
 
 @pytest.mark.parametrize(
@@ -118,12 +117,6 @@ def ge2e():
     except EngineMissingError as exc:
         pytest.skip(exc.message)
     return Ge2eEncoder()
-
-
-@pytest.fixture(scope="module")
-def two_voices(speech_dir, ffmpeg, tmp_path_factory):
-    path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
-    return path, speaker_turns.build(speech_dir, path, ffmpeg)
 
 
 @pytest.fixture(scope="module")

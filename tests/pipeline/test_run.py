@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from pipeline import transcribe
-from pipeline.itn import WetextItn
 from pipeline.stages import AsrModel, AsrResult, AsrWord, Engine, PuncModel
 from contract import Hotword
 from pipeline.types import TranscribeOptions
@@ -48,10 +47,6 @@ class EveryFifthFullStop:
 def vad():
     return SileroVad()
 
-
-@pytest.fixture(scope="module")
-def itn():
-    return WetextItn()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import bindparam, create_engine, text
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.service import REPO, Service, free_port, release_env, settings_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(1800)]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from core import jobs, tokens
 from core.db import session_scope
 from core.models import Batch, Job
-from tests.core.test_batches import TRANSCRIPT
+from tests.support.transcripts import HELLO_ZH as TRANSCRIPT
 
 
 def _file(client, batch_id: str, data: bytes, name: str, key: str | None = None, headers=None):

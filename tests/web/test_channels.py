@@ -3,6 +3,7 @@ are refused before a job exists, and a channel-labelled transcript shows its cha
 every export, renamed like speakers."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -103,7 +104,7 @@ def test_openai_extra_fields_reach_the_job(settings, stereo_call):
     from core.migrate import upgrade
     from web import create_app
 
-    settings = settings.with_(openai_wait_s=0.1)
+    settings = dataclasses.replace(settings, openai_wait_s=0.1)
     upgrade(settings)
     client = create_app(settings).test_client()
 

@@ -18,9 +18,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, speech_dir):
+def openapi_app(tmp_path_factory, speech_dir):
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from web import create_app
 
     # No worker: jobs stay queued; the OpenAI route answers 504 after a short wait. Every request
@@ -63,8 +63,8 @@ def _seed(app, speech_dir):
         jobs.fail(s, ids[1], jobs.claim(s, ids[1]), "bad_media", "not audio")
 
 
-def test_the_document_describes_both_apis(app):
-    spec = app.test_client().get("/api/v1/openapi.json").json
+def test_the_document_describes_both_apis(openapi_app):
+    spec = openapi_app.test_client().get("/api/v1/openapi.json").json
     assert spec["openapi"] == "3.1.0"
     paths = set(spec["paths"])
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/transcript", "/api/v1/jobs/{job_id}/media",
@@ -87,24 +87,24 @@ def test_the_document_describes_both_apis(app):
                 assert operation["security"] == [{"BearerAuth": []}] and "401" in operation["responses"]
 
 
-def test_the_docs_page_is_served_without_a_cdn(app):
-    client = app.test_client()
+def test_the_docs_page_is_served_without_a_cdn(openapi_app):
+    client = openapi_app.test_client()
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
     html = page.data.decode()
     assert "http://" not in html and "https://" not in html and "<script>" not in html
     assert client.get("/api/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/api/v1/docs/assets/../../app.py").status_code == 404
+    assert client.get("/api/v1/docs/assets/../../openapi_app.py").status_code == 404
 
 
 @pytest.mark.slow
-def test_no_server_errors_and_every_response_matches_the_document(app):
+def test_no_server_errors_and_every_response_matches_the_document(openapi_app):
     """Each operation of the served document, driven by its own hypothesis strategy (valid and
     invalid requests alike). schemathesis's pytest plugin is not used: its lazy loader does not
     run on this pytest."""
     from hypothesis import given
 
-    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", openapi_app)
     failures, calls = [], []
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 9
@@ -113,7 +113,7 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
         @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                              database=None)
         def run(case):
-            calls.append(case.call_and_validate(checks=CHECKS, headers=app.config["TEST_AUTH"]).status_code)
+            calls.append(case.call_and_validate(checks=CHECKS, headers=openapi_app.config["TEST_AUTH"]).status_code)
 
         try:
             run()

@@ -182,7 +182,7 @@ def test_the_tier_answers_a_waiting_call_once_its_job_ends(settings, speech_path
 def waiting_service(request, live_service, tmp_path):
     """A web tier and no worker (every job stays queued): on the embedded default, or on PostgreSQL
     and a private Redis (its own server, so its subscription counts are this test's alone)."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from tests.support.servers import PrivateRedis
 
     overrides = dict(upload_rate_limit="off", rate_limit="off", openai_wait_s=600.0)

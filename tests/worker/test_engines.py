@@ -6,7 +6,7 @@ import pytest
 from core.settings import SettingsError
 from pipeline.funasr.profile import FunasrOptions
 from pipeline.offline import OfflineOptions
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from worker.engines import check_profile_options, load_engine_for
 
 

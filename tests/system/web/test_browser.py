@@ -545,7 +545,7 @@ class StaticSite:
 
 
 def test_the_page_signs_in_with_a_token_works_and_signs_out(live_service, page, speech_path, tmp_path):
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     service = live_service(make_settings(tmp_path, auth="required"), workers=0)
     base = service.base_url
@@ -645,8 +645,8 @@ def test_another_sites_page_gets_nothing_through_the_visitors_browser(live_servi
     cookie is sent: 127.0.0.1 on another port is the same site)."""
     import shutil
 
-    from tests.conftest import make_settings
-    from tests.system.gateway.test_clients import start_gateway
+    from tests.support.settings import make_settings
+    from tests.support.gateway import start_gateway
 
     root = tmp_path / "attacker"
     root.mkdir()
@@ -686,7 +686,7 @@ def test_a_cookie_planted_by_a_page_on_another_port_never_makes_the_visitors_upl
     plants the attacker's own session cookie for Path=/api beside the visitor's. The visitor's page
     is then neither the visitor nor the attacker: it says to clear the site's cookies, and an upload
     from it becomes nobody's job; after clearing them the visitor signs in again."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     service = live_service(make_settings(tmp_path, auth="required"), workers=0)
     base = service.base_url
@@ -752,8 +752,8 @@ def test_funasrs_html5_page_from_a_listed_origin_works_and_others_are_refused(li
                                                                              tmp_path):
     import shutil
 
-    from tests.conftest import make_settings
-    from tests.system.gateway.test_clients import start_gateway
+    from tests.support.settings import make_settings
+    from tests.support.gateway import start_gateway
 
     root = tmp_path / "html5"
     root.mkdir()
