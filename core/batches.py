@@ -34,6 +34,7 @@ from typing import Iterator
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import contract
 from core import export, webhooks
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
@@ -388,13 +389,14 @@ def transcripts_zip(factory: sessionmaker[Session], batch_id: str, formats: tupl
             for row in rows:
                 entries = []
                 if row.data is not None:
+                    transcript = contract.Transcript.from_dict(row.data)  # whatever version stored it
                     stem = entry_stem(row.batch_key, row.filename)
                     if any(f"{stem}.{fmt}" in names for fmt in formats):
                         stem = f"{stem}-{row.id}"
                     for fmt in formats:
                         name = f"{stem}.{fmt}"
                         names.add(name)
-                        archive.writestr(name, export.render(row.data, fmt, limits))
+                        archive.writestr(name, export.render(transcript, fmt, limits))
                         entries.append(name)
                         yield sink.take()
                 error = {"code": row.error_code, "message": row.error_message} if row.error_code else None
