@@ -1,8 +1,10 @@
-"""Batches: how long a batch of 1,000 short files takes to submit (an open batch, the files uploaded
-into it by 8 clients at once, then closed) and the web tier's RSS meanwhile; then the zip of 1,000
-transcripts (jobs ended directly through core) streamed, with the web tier's RSS sampled as it goes.
+"""Batches: how long a batch of 1,000 short links takes to submit (one POST of its sources, timed
+from the request to its 201, then a GET of the batch); how long a batch of 1,000 short files takes
+(an open batch, the files uploaded into it by 8 clients at once, then closed); the web tier's RSS
+meanwhile; then the zip of 1,000 transcripts (jobs ended directly through core) streamed, with the
+web tier's RSS sampled as it goes.
 
-    python -m bench.batches [--files 1000] [--clients 8]
+    python -m bench.batches [--links 1000] [--files 1000] [--clients 8] [--only links files zip]
 
 Runs its own web tier (one process) on a private PostgreSQL database and Redis number; no worker
 (the jobs stay queued: submission is what is measured). Figures, not a timed test.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+import threading
 import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +61,46 @@ def _submit(base: str, wav: Path, files: int, clients: int, web) -> dict:
     return {"elapsed_s": elapsed, "accepted": statuses.count(202), "total": closed["total"], "rss": rss}
 
 
+class _Sampler:
+    """The web tier's RSS every ``interval`` s on a thread, while a request is in flight."""
+
+    def __init__(self, web, interval: float = 0.05) -> None:
+        self.web, self.interval, self.rss = web, interval, [_rss_mib(web)]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.rss.append(_rss_mib(self.web))
+
+    def __enter__(self) -> "_Sampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.rss.append(_rss_mib(self.web))
+
+
+def _links(base: str, count: int, web) -> dict:
+    """One POST of a batch of ``count`` short http links (never fetched: no worker runs), then a GET of it."""
+    sources = [f"http://media.example.com/calls/{n:05d}.wav" for n in range(count)]
+    with _Sampler(web) as sampler:
+        started = time.perf_counter()
+        r = requests.post(base + "/api/v1/batches", json={"name": f"links-{count}", "sources": sources}, timeout=600)
+        created_s = time.perf_counter() - started
+        assert r.status_code == 201, (r.status_code, r.text[:500])
+        started = time.perf_counter()
+        got = requests.get(base + r.json()["links"]["self"], timeout=60)
+        get_s = time.perf_counter() - started
+        got.raise_for_status()
+    time.sleep(1)  # what the web tier holds once the request is over
+    body = got.json()
+    return {"created_s": created_s, "get_s": get_s, "total": body["total"], "status": body["status"],
+            "counts": body["counts"], "rss": sampler.rss + [_rss_mib(web)]}
+
+
 def _finished_batch(database_url: str, count: int) -> str:
     """A closed batch of ``count`` done jobs with transcripts, written through core as workers write them."""
     from core import batches, jobs
@@ -103,29 +146,55 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--links", type=int, default=1000)
+    parser.add_argument("--only", nargs="+", choices=("links", "files", "zip"), default=("links", "files", "zip"))
     args = parser.parse_args()
     stop_services_on_signals()
     with tempfile.TemporaryDirectory(prefix="tingxie-bench-batches-") as tmp_name, Backends() as backends:
         tmp = Path(tmp_name)
         env = _env(REPO, tmp / "data", backends, _free_port())
         env.update(TINGXIE_RATE_LIMIT="off", TINGXIE_UPLOAD_RATE_LIMIT="off",
-                   TINGXIE_TENANT_MAX_JOBS=str(args.files * 4))
+                   TINGXIE_TENANT_MAX_JOBS=str((args.files + args.links) * 4))
         web = _start_web(REPO, env, tmp / "web.log", 1)
         base = f"http://127.0.0.1:{env['TINGXIE_PORT']}"
         try:
             requests.post(base + "/api/v1/batches", json={}, timeout=60)  # warm: the first request loads the app
-            submitted = _submit(base, _short_wav(tmp / "one.wav"), args.files, args.clients, web)
-            batch_id = _finished_batch(backends.database_url, args.files)
-            zipped = _zip(base, batch_id, web)
+            linked = _links(base, args.links, web) if "links" in args.only else None
+            submitted = (_submit(base, _short_wav(tmp / "one.wav"), args.files, args.clients, web)
+                         if "files" in args.only else None)
+            zipped = _zip(base, _finished_batch(backends.database_url, args.files), web) if "zip" in args.only else None
         finally:
             web.terminate()
             web.wait(30)
+    if linked:
+        _report_links(args.links, linked)
+    if submitted:
+        _report_files(args, submitted)
+    if zipped:
+        _report_zip(args, zipped)
+
+
+def _report_links(count: int, linked: dict) -> None:
+    print(f"batch of {count} short http links, one POST /api/v1/batches (request to 201):")
+    print(f"  {linked['created_s']:.2f} s ({count / linked['created_s']:.0f} links/s); target <= 10 s: "
+          f"{'met' if linked['created_s'] <= 10 else 'NOT met'}")
+    print(f"  GET of the batch: {linked['get_s'] * 1000:.0f} ms; status {linked['status']}, total {linked['total']}, "
+          f"counts {linked['counts']}")
+    s = linked["rss"]
+    print(f"  web tier RSS: {s[0]:.0f} MiB before, {max(s):.0f} MiB at most, {s[-1]:.0f} MiB after "
+          f"({len(s)} samples)")
+
+
+def _report_files(args, submitted: dict) -> None:
     print(f"batch of {args.files} one-second files uploaded into an open batch by {args.clients} clients, then closed:")
     print(f"  {submitted['elapsed_s']:.1f} s ({args.files / submitted['elapsed_s']:.0f} files/s), "
           f"{submitted['accepted']} accepted, batch total {submitted['total']}")
     s = submitted["rss"]
     print(f"  web tier RSS: {s[0]:.0f} MiB before, {max(s):.0f} MiB at most, {s[-1]:.0f} MiB after "
           f"(samples every 100 files: {', '.join(f'{v:.0f}' for v in s)})")
+
+
+def _report_zip(args, zipped: dict) -> None:
     z = zipped["rss"]
     print(f"zip of {args.files} transcripts (srt and json each, and jobs.jsonl): {zipped['bytes'] / 2**20:.1f} MiB "
           f"in {zipped['elapsed_s']:.1f} s")

@@ -30,11 +30,17 @@ def channel(job_id: str) -> str:
 
 def publish(session: Session, job_id: str, type_: str, data: dict) -> JobEvent:
     """Record an event in the caller's transaction; Redis hears it after commit."""
-    row = JobEvent(job_id=job_id, type=type_, data=data, created_at=utcnow())
-    session.add(row)
+    return publish_many(session, [(job_id, type_, data)])[0]
+
+
+def publish_many(session: Session, items: list[tuple[str, str, dict]]) -> list[JobEvent]:
+    """:func:`publish` for many events (``(job_id, type, data)`` each) at once: one flush."""
+    now = utcnow()
+    rows = [JobEvent(job_id=job_id, type=type_, data=data, created_at=now) for job_id, type_, data in items]
+    session.add_all(rows)
     session.flush()
-    session.info.setdefault(_PENDING, []).append(row)
-    return row
+    session.info.setdefault(_PENDING, []).extend(rows)
+    return rows
 
 
 def as_message(row: JobEvent) -> dict:
@@ -51,9 +57,10 @@ def attach(factory: sessionmaker, events_url: str) -> None:
         url = session.info.get(_URL)
         if rows and url:
             try:
-                client = _redis(url)
-                for row in rows:
-                    client.publish(channel(row.job_id), json.dumps(as_message(row)))
+                with _redis(url).pipeline(transaction=False) as pipe:  # one round trip for a batch's thousands
+                    for row in rows:
+                        pipe.publish(channel(row.job_id), json.dumps(as_message(row)))
+                    pipe.execute()
             except redis.RedisError:
                 # The rows are committed; watchers that miss the live message read them from the database.
                 log.warning("could not publish %d job event(s) to Redis", len(rows), exc_info=True)

@@ -40,8 +40,16 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def create_job(
-    session: Session,
+def create_job(session: Session, **fields) -> Job:
+    """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
+    It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then).
+    ``fields`` are :func:`new_job`'s."""
+    job = new_job(**fields)
+    add_jobs(session, [job])
+    return job
+
+
+def new_job(
     *,
     job_id: str,
     options: JobOptions,
@@ -57,11 +65,10 @@ def create_job(
     batch_key: str | None = None,
     source_url: str | None = None,
 ) -> Job:
-    """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
-    It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
+    """A queued job, not yet in any session: :func:`add_jobs` inserts it."""
     if options.profile is None:
         raise ValueError("create_job needs resolved options (a profile); use core.submit.submit_job")
-    job = Job(
+    return Job(
         id=job_id,
         status=QUEUED,
         profile=options.profile,
@@ -84,10 +91,15 @@ def create_job(
         warnings=[],
         created_at=created_at or utcnow(),
     )
-    session.add(job)
+
+
+def add_jobs(session: Session, new: list[Job]) -> None:
+    """Insert jobs made by :func:`new_job` and each one's first event, in the caller's transaction:
+    one flush for the jobs and one for their events (multi-row INSERTs), however many there are
+    (a batch's thousands of links)."""
+    session.add_all(new)
     session.flush()
-    events.publish(session, job_id, QUEUED, {"status": QUEUED})
-    return job
+    events.publish_many(session, [(job.id, QUEUED, {"status": QUEUED}) for job in new])
 
 
 def options_of(job: Job) -> JobOptions:

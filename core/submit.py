@@ -161,24 +161,25 @@ def submit_links(services: Services, links: Sequence[Link], options: JobOptions,
     with session_scope(services.db) as session:
         dispatch.check_cap(session, settings, tenant, adding=len(links))
         usage.check_quota(session, settings, tenant, None, accepted_at)  # their length is known once fetched
-    made: list[tuple[str, str]] = []
+    made: list[Job] = []
+    for link in links:
+        job_id = jobs.new_job_id()
+        filename = storage.clean_filename(link.filename or sources.display_name(link.url))
+        made.append(jobs.new_job(job_id=job_id, options=options, media_key=storage.media_key(job_id, filename),
+                                 filename=filename, size_bytes=0, duration_ms=None, media_info=None, tenant=tenant,
+                                 media_expires_at=media_expires_at, created_at=accepted_at,
+                                 batch_id=batch.batch_id if batch is not None else None, source_url=link.url))
+    made_ids = [(job.id, job.status) for job in made]
     with session_scope(services.db) as session:
         dispatch.lock_tenant(session, tenant)
         if batch is not None:
             batches.lock_open(session, batch.batch_id, tenant)
-        for link in links:
-            job_id = jobs.new_job_id()
-            filename = storage.clean_filename(link.filename or sources.display_name(link.url))
-            job = jobs.create_job(session, job_id=job_id, options=options, media_key=storage.media_key(job_id, filename),
-                                  filename=filename, size_bytes=0, duration_ms=None, media_info=None, tenant=tenant,
-                                  media_expires_at=media_expires_at, created_at=accepted_at,
-                                  batch_id=batch.batch_id if batch is not None else None, source_url=link.url)
-            made.append((job_id, job.status))
+        jobs.add_jobs(session, made)  # one multi-row INSERT of the jobs, one of their events
         dispatch.hold_cap(session, settings, tenant)
     sent = set(dispatch.pump(services, [tenant]))
-    log.info("%d jobs by link of tenant %s accepted from %s", len(made), tenant, options.source)
+    log.info("%d jobs by link of tenant %s accepted from %s", len(made_ids), tenant, options.source)
     return [Submitted(id=job_id, status=status, profile=options.profile, enqueued=job_id in sent)
-            for job_id, status in made]
+            for job_id, status in made_ids]
 
 
 def _commit(services: Services, job_id: str, options: JobOptions, tenant: str, *, media_key: str, filename: str,
