@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from contract import Transcript
 from core import jobs
 from core.db import session_scope
 from core.models import Job
@@ -95,7 +96,7 @@ def test_every_export_labels_each_sentence_with_its_channels_name(client, app, s
 
 
 def test_the_gateway_frame_gives_each_sentence_its_channel_as_spk():
-    frame = result_frame(FileRequest(mode="offline", wav_name="call"), CALL)
+    frame = result_frame(FileRequest(mode="offline", wav_name="call"), Transcript.from_dict(CALL))
     assert [s["spk"] for s in frame["stamp_sents"]] == [1, 0]
 
 
