@@ -25,7 +25,7 @@ TRANSCRIPT = HELLO_ZH
 
 
 @pytest.fixture
-def services(any_settings, db):
+def batch_services(any_settings, db):
     svc = Services.start(dataclasses.replace(any_settings, tenant_inflight=2, webhook_secret="s", webhook_allow=("127.0.0.1",)))
     yield svc
     svc.close()
@@ -66,21 +66,21 @@ def webhook_messages(svc) -> int:
         return conn.default_channel.queue_declare(queue=WEBHOOK_QUEUE, passive=True).message_count
 
 
-def test_a_batchs_end_is_marked_once_by_its_last_job_and_its_webhook_sent_once(services):
+def test_a_batchs_end_is_marked_once_by_its_last_job_and_its_webhook_sent_once(batch_services):
     hook = Receiver([200])
     try:
-        batch_id, ids = make_batch(services, "tenant-a", 3, callback_url=hook.url)
-        finish(services, ids[0])
-        finish(services, ids[1], "failed")
-        assert batches.end_check(services, [batch_id]) == []  # one job is still queued
-        finish(services, ids[2])
-        assert batches.end_check(services, [batch_id]) == [batch_id]
-        assert batches.end_check(services, [batch_id]) == []  # marked once
-        with session_scope(services.db) as s:
+        batch_id, ids = make_batch(batch_services, "tenant-a", 3, callback_url=hook.url)
+        finish(batch_services, ids[0])
+        finish(batch_services, ids[1], "failed")
+        assert batches.end_check(batch_services, [batch_id]) == []  # one job is still queued
+        finish(batch_services, ids[2])
+        assert batches.end_check(batch_services, [batch_id]) == [batch_id]
+        assert batches.end_check(batch_services, [batch_id]) == []  # marked once
+        with session_scope(batch_services.db) as s:
             assert batches.finish_ended(s) == []  # the sweeper finds nothing left to mark
-        assert webhook_messages(services) == 1  # one delivery task, for the batch; its jobs send none
-        result = batches.deliver(services.settings, services.db, batch_id)
-        assert result.ok and batches.deliver(services.settings, services.db, batch_id) is None
+        assert webhook_messages(batch_services) == 1  # one delivery task, for the batch; its jobs send none
+        result = batches.deliver(batch_services.settings, batch_services.db, batch_id)
+        assert result.ok and batches.deliver(batch_services.settings, batch_services.db, batch_id) is None
         assert len(hook.deliveries) == 1
         headers, body = hook.deliveries[0]
         payload = json.loads(body)
@@ -92,73 +92,73 @@ def test_a_batchs_end_is_marked_once_by_its_last_job_and_its_webhook_sent_once(s
         hook.close()
 
 
-def test_an_open_batch_does_not_end_and_the_sweeper_marks_one_whose_end_was_missed(services):
-    batch_id, ids = make_batch(services, "tenant-a", 1, open_=True)
-    finish(services, ids[0])
-    assert batches.end_check(services, [batch_id]) == []  # open: more files may come
-    with session_scope(services.db) as s:
+def test_an_open_batch_does_not_end_and_the_sweeper_marks_one_whose_end_was_missed(batch_services):
+    batch_id, ids = make_batch(batch_services, "tenant-a", 1, open_=True)
+    finish(batch_services, ids[0])
+    assert batches.end_check(batch_services, [batch_id]) == []  # open: more files may come
+    with session_scope(batch_services.db) as s:
         batches.close(s, s.get(Batch, batch_id))
-    with session_scope(services.db) as s:
+    with session_scope(batch_services.db) as s:
         assert batches.finish_ended(s) == [batch_id]
         assert batches.status_of(s.get(Batch, batch_id)) == "completed"
 
 
-def test_a_closed_batch_takes_no_more_jobs(services):
-    batch_id, _ = make_batch(services, "tenant-a", 1)
-    with session_scope(services.db) as s, pytest.raises(Exception) as refused:
+def test_a_closed_batch_takes_no_more_jobs(batch_services):
+    batch_id, _ = make_batch(batch_services, "tenant-a", 1)
+    with session_scope(batch_services.db) as s, pytest.raises(Exception) as refused:
         batches.lock_open(s, batch_id, "tenant-a")
     assert getattr(refused.value, "code", None) == "batch_closed"
-    with session_scope(services.db) as s, pytest.raises(Exception) as other:
+    with session_scope(batch_services.db) as s, pytest.raises(Exception) as other:
         batches.lock_open(s, batch_id, "tenant-b")
     assert getattr(other.value, "code", None) == "not_found"
 
 
-def test_counts_progress_and_eta(services):
-    batch_id, ids = make_batch(services, "tenant-a", 4)
-    finish(services, ids[0])
-    with session_scope(services.db) as s:
+def test_counts_progress_and_eta(batch_services):
+    batch_id, ids = make_batch(batch_services, "tenant-a", 4)
+    finish(batch_services, ids[0])
+    with session_scope(batch_services.db) as s:
         attempt = jobs.claim(s, ids[1])
         jobs.report_progress(s, ids[1], attempt, "asr", 0.5)
-    with session_scope(services.db) as s:
+    with session_scope(batch_services.db) as s:
         counts = batches.counts(s, [batch_id])[batch_id]
     assert counts.by_status == {"done": 1, "running": 1, "queued": 2} and counts.total == 4
     assert counts.progress() == pytest.approx(1.5 / 4)
     assert counts.first_started_at is not None
 
 
-def test_another_tenants_single_job_is_sent_before_a_batchs_backlog(services):
+def test_another_tenants_single_job_is_sent_before_a_batchs_backlog(batch_services):
     """Fair share counts a batch's jobs as the tenant's: with two slots a tenant, tenant B's one job
     is sent right after the two of tenant A's batch already in flight, so it waits behind at most
     one job per slot (the order of sends is the order workers claim from the broker's queue)."""
-    batch_id, ids = make_batch(services, "tenant-a", 50)
-    order = dispatch.pump(services)
+    batch_id, ids = make_batch(batch_services, "tenant-a", 50)
+    order = dispatch.pump(batch_services)
     assert order == ids[:2]  # the batch's first two; 48 are held in the database
     single = jobs.new_job_id()
-    with session_scope(services.db) as s:
+    with session_scope(batch_services.db) as s:
         jobs.create_job(s, job_id=single, options=JobOptions(profile="offline"), media_key=f"{single}/source.wav",
                         filename="one.wav", size_bytes=1, duration_ms=1000, tenant="tenant-b")
-    order += dispatch.pump(services)
+    order += dispatch.pump(batch_services)
     # Workers take jobs in the order they were sent; as each of tenant A's ends, its next is sent.
     claims = []
     while True:
-        with session_scope(services.db) as s:
+        with session_scope(batch_services.db) as s:
             sent = s.execute(select(Job.id).where(Job.status == "queued", Job.enqueued_at.is_not(None))
                              .order_by(Job.enqueued_at, Job.id)).scalars().all()
         if not sent:
             break
         job_id = next(j for j in order if j in sent)  # the oldest message in the queue
         claims.append(job_id)
-        finish(services, job_id)
-        order += dispatch.pump(services)
+        finish(batch_services, job_id)
+        order += dispatch.pump(batch_services)
     assert len(claims) == 51
     assert claims.index(single) <= 2, claims.index(single)  # behind tenant A's two in flight, never its 48 held
 
 
-def test_the_zip_streams_each_transcript_in_each_format_and_an_index(services):
-    batch_id, ids = make_batch(services, "tenant-a", 3)
-    finish(services, ids[0])
-    finish(services, ids[1], "failed")
-    chunks = list(batches.transcripts_zip(services.db, batch_id, ("srt", "json")))
+def test_the_zip_streams_each_transcript_in_each_format_and_an_index(batch_services):
+    batch_id, ids = make_batch(batch_services, "tenant-a", 3)
+    finish(batch_services, ids[0])
+    finish(batch_services, ids[1], "failed")
+    chunks = list(batches.transcripts_zip(batch_services.db, batch_id, ("srt", "json")))
     assert len(chunks) > 3  # handed on entry by entry, not built whole
     archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
     assert archive.testzip() is None

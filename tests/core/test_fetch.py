@@ -12,7 +12,7 @@ import pytest
 
 from core.fetch import FetchFailedError, FetchRefusedError, check_peer, fetch
 from core.errors import TingxieError
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.network
 

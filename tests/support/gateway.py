@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import threading
 import time
 import wave
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from core.settings import Settings
 from gateway import Gateway, GatewayConfig
+from media import find_ffmpeg
 from tests.support.service import free_port
 
 
@@ -103,3 +105,9 @@ def pcm_of(path: Path) -> tuple[bytes, int]:
     with wave.open(str(path), "rb") as wav:
         assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
         return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+def convert(src: Path, dst: Path, *args: str) -> Path:
+    """``src`` re-encoded by ffmpeg into ``dst`` (its format from the name, or ``args``)."""
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
+    return dst

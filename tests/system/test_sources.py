@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.client import client_cli as tingxie
 
 JFK = "ask not what your country can do for you"

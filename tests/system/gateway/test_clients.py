@@ -15,15 +15,10 @@ import requests
 
 from media import find_ffmpeg
 from tests.support.settings import make_settings
-from tests.support.gateway import pcm_of, start_gateway
+from tests.support.gateway import convert, pcm_of, start_gateway
 from tests.support.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
-
-
-def convert(src: Path, dst: Path, *args: str) -> Path:
-    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
-    return dst
 
 
 def make_mp4(wav: Path, dst: Path) -> Path:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.support.funasr_testclient import Audio, connect, live, send_file
-from tests.system.gateway.test_clients import convert, pcm_of, start_gateway
+from tests.support.gateway import convert, pcm_of, start_gateway
 
 pytestmark = pytest.mark.slow
 

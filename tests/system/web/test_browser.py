@@ -318,7 +318,7 @@ def test_files_chosen_together_are_one_batch_and_a_link_is_a_job(live_service, p
     import shutil
     import zipfile
 
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     service = live_service(make_settings(tmp_path, fetch_allow=("127.0.0.1",)))
     page.goto(service.base_url + "/")

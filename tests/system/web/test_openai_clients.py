@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from tests.support.service import Service
 
     tmp = tmp_path_factory.mktemp("openai-clients")
@@ -40,7 +40,7 @@ def service(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def client(service):
+def sdk_client(service):
     return openai.OpenAI(base_url=service.base_url + "/v1", api_key=service.tokens["tenant-a"], max_retries=0,
                          timeout=300)
 
@@ -49,9 +49,9 @@ def _as(service, tenant: str = "tenant-a") -> dict:
     return {"Authorization": f"Bearer {service.tokens[tenant]}"}
 
 
-def _transcribe(client, path, model="gpt-4o-transcribe", **kwargs):
+def _transcribe(sdk_client, path, model="gpt-4o-transcribe", **kwargs):
     with open(path, "rb") as fh:
-        return client.audio.transcriptions.create(model=model, file=fh, **kwargs)
+        return sdk_client.audio.transcriptions.create(model=model, file=fh, **kwargs)
 
 
 def _last_job(service, tenant: str = "tenant-a") -> dict:
@@ -59,8 +59,8 @@ def _last_job(service, tenant: str = "tenant-a") -> dict:
                         timeout=10).json()["items"][0]
 
 
-def test_stream_yields_a_delta_per_sentence_then_the_text(client, speech_path):
-    events = list(_transcribe(client, speech_path("jfk.flac"), stream=True))
+def test_stream_yields_a_delta_per_sentence_then_the_text(sdk_client, speech_path):
+    events = list(_transcribe(sdk_client, speech_path("jfk.flac"), stream=True))
     types = [e.type for e in events]
     assert types[-1] == "transcript.text.done" and set(types[:-1]) == {"transcript.text.delta"} and len(types) >= 2
     done = events[-1]
@@ -70,33 +70,33 @@ def test_stream_yields_a_delta_per_sentence_then_the_text(client, speech_path):
 
 @pytest.mark.parametrize("model", ["gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-transcribe", "whisper-1",
                                    "offline"])
-def test_todays_model_names_run_on_the_deployments_profiles(client, service, speech_path, model):
-    result = _transcribe(client, speech_path("jfk.flac"), model=model)
+def test_todays_model_names_run_on_the_deployments_profiles(sdk_client, service, speech_path, model):
+    result = _transcribe(sdk_client, speech_path("jfk.flac"), model=model)
     assert JFK in result.text.lower()
     assert result.usage.type == "duration" and 10.5 < result.usage.seconds < 11.5
     assert _last_job(service)["profile"] == "offline"
 
 
-def test_models_are_those_a_live_worker_serves(client, service):
-    ids = [m.id for m in client.models.list()]
+def test_models_are_those_a_live_worker_serves(sdk_client, service):
+    ids = [m.id for m in sdk_client.models.list()]
     assert "gpt-4o-transcribe-diarize" in ids and "whisper-1" in ids and "offline" in ids
     assert "funasr" not in ids  # no worker here serves it
     profiles = {p["name"]: p for p in requests.get(service.base_url + "/api/v1/profiles", headers=_as(service),
                                                     timeout=10).json()["items"]}
     assert profiles["offline"]["workers"] == 1 and profiles["funasr"]["workers"] == 0
     with pytest.raises(openai.NotFoundError) as caught:
-        client.models.retrieve("gpt-9")
+        sdk_client.models.retrieve("gpt-9")
     assert caught.value.body["code"] == "unknown_model"
 
 
-def test_keywords_are_hotwords(client, service, speech_path):
-    result = _transcribe(client, speech_path("asr_example.wav"), language="zh", keywords=["达摩院"])
+def test_keywords_are_hotwords(sdk_client, service, speech_path):
+    result = _transcribe(sdk_client, speech_path("asr_example.wav"), language="zh", keywords=["达摩院"])
     assert "达摩院" in result.text
     assert "达摩院" in json.dumps(_last_job(service)["options"]["hotwords"], ensure_ascii=False)
 
 
-def test_words_come_without_punctuation(client, speech_path):
-    result = _transcribe(client, speech_path("jfk.flac"), model="whisper-1", response_format="verbose_json",
+def test_words_come_without_punctuation(sdk_client, speech_path):
+    result = _transcribe(sdk_client, speech_path("jfk.flac"), model="whisper-1", response_format="verbose_json",
                          timestamp_granularities=["word"])
     words = [w.word for w in result.words]
     assert "Americans" in words and not any(w[-1] in ",.;?!" or w[0] in ",.;?!" for w in words), words
@@ -104,33 +104,33 @@ def test_words_come_without_punctuation(client, speech_path):
     assert result.usage.type == "duration"
 
 
-def test_diarized_json_with_the_diarize_model(client, speech_path, tmp_path):
+def test_diarized_json_with_the_diarize_model(sdk_client, speech_path, tmp_path):
     from media import find_ffmpeg
     from tests.support.speaker_turns import TWO_VOICES, build
 
     path = tmp_path / "two-voices.wav"
     build(speech_path("jfk.flac").parent, path, find_ffmpeg(), TWO_VOICES)
-    result = _transcribe(client, path, model="gpt-4o-transcribe-diarize", response_format="diarized_json")
+    result = _transcribe(sdk_client, path, model="gpt-4o-transcribe-diarize", response_format="diarized_json")
     assert result.task == "transcribe" and result.usage.type == "duration"
     speakers = [s.speaker for s in result.segments]
     assert speakers[0] == "S1" and "S2" in speakers
     assert all(s.type == "transcript.text.segment" and s.start < s.end for s in result.segments)
     with pytest.raises(openai.BadRequestError) as caught:
-        _transcribe(client, speech_path("jfk.flac"), model="gpt-4o-transcribe", response_format="diarized_json")
+        _transcribe(sdk_client, speech_path("jfk.flac"), model="gpt-4o-transcribe", response_format="diarized_json")
     assert caught.value.body["param"] == "response_format"
 
 
 @pytest.mark.filterwarnings("ignore:deprecated:DeprecationWarning")  # the SDK's own mark on translations
-def test_translation_is_whispers_translate_task(client, service, speech_path):
+def test_translation_is_whispers_translate_task(sdk_client, service, speech_path):
     with open(speech_path("asr_example.wav"), "rb") as fh:
-        result = client.audio.translations.create(model="whisper-1", file=fh, response_format="verbose_json")
+        result = sdk_client.audio.translations.create(model="whisper-1", file=fh, response_format="verbose_json")
     assert result.text.strip() and result.text.isascii(), result.text  # English, not the Chinese spoken
     assert result.language == "english"
     job = _last_job(service)
     assert job["options"]["task"] == "translate" and job["profile"] == "offline"
     with pytest.raises(openai.BadRequestError) as caught:
         with open(speech_path("jfk.flac"), "rb") as fh:
-            client.audio.translations.create(model="funasr", file=fh)
+            sdk_client.audio.translations.create(model="funasr", file=fh)
     assert caught.value.body["code"] == "unsupported_task" and "offline" in caught.value.body["message"]
 
 
@@ -140,18 +140,18 @@ def test_translation_is_whispers_translate_task(client, service, speech_path):
     ({"chunking_strategy": {"type": "server_vad"}}, "chunking_strategy[type]"),
     ({"known_speaker_names": ["agent"]}, "known_speaker_names"),
 ])
-def test_fields_it_cannot_honour_are_refused_by_name(client, speech_path, extra, param):
+def test_fields_it_cannot_honour_are_refused_by_name(sdk_client, speech_path, extra, param):
     with pytest.raises(openai.BadRequestError) as caught:
-        _transcribe(client, speech_path("jfk.flac"), **extra)
+        _transcribe(sdk_client, speech_path("jfk.flac"), **extra)
     error = caught.value.body
     assert error["param"] == param and error["type"] == "invalid_request_error", error
 
 
-def test_errors_use_openais_statuses(client, tmp_path):
+def test_errors_use_openais_statuses(sdk_client, tmp_path):
     bad = tmp_path / "notes.mp3"
     bad.write_text("not audio at all " * 50)
     with pytest.raises(openai.BadRequestError) as caught:
-        _transcribe(client, bad)
+        _transcribe(sdk_client, bad)
     assert caught.value.status_code == 400 and caught.value.body["code"] == "bad_media"
     assert caught.value.body["type"] == "invalid_request_error"
 
@@ -195,7 +195,7 @@ def test_no_worker_the_model_is_refused_at_once_and_its_jobs_fail(tmp_path, spee
     import time
 
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from tests.support.service import Service
 
     settings = make_settings(tmp_path, no_worker_s=1.0)
