@@ -20,6 +20,7 @@ RUN if [ "$PROFILE" = "funasr" ]; then \
     else \
       pip install --no-cache-dir ".[offline]" ; \
     fi
+COPY contract contract
 COPY core core
 COPY web web
 COPY gateway gateway

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.funasr_stages import waiting_for_vad
 from tests.support.speech import OUT_DIR, build_speech
-from pipeline.types import Stage
+from contract import Stage
 
 STAGES = tuple(Stage)
 
@@ -41,7 +41,8 @@ def main() -> None:
 
     from pipeline import transcribe
     from pipeline.profiles import EngineConfig, load_engine
-    from pipeline.types import Hotword, TranscribeOptions
+    from contract import Hotword
+    from pipeline.types import TranscribeOptions
     from tests.support.funasr_models import build_tiny_models
 
     torch.set_num_threads(1)

@@ -103,7 +103,8 @@ def load_engine_for(size: str, device: str, batch_seconds: float, cpu_workers: i
 
 def run_jobs(engine, media: Path, jobs: int, work_root: Path):
     from pipeline import transcribe
-    from pipeline.types import Hotword, TranscribeOptions
+    from contract import Hotword
+    from pipeline.types import TranscribeOptions
 
     options = TranscribeOptions(hotwords=(Hotword("达摩院", 20.0), Hotword("语音识别", 10.0)))
 

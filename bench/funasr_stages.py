@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.support.speech import OUT_DIR, build_speech
-from pipeline.types import Stage
+from contract import Stage
 
 STAGES = tuple(Stage)
 
@@ -71,7 +71,8 @@ def with_padding_count(engine):
 def stage_times(engine, media: Path, work_dir: Path) -> tuple[dict[str, float], float, object]:
     """Seconds spent in each stage, total seconds, and the transcript."""
     from pipeline import transcribe
-    from pipeline.types import Hotword, TranscribeOptions
+    from contract import Hotword
+    from pipeline.types import TranscribeOptions
 
     marks: dict[str, float] = {}
 

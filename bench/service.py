@@ -6,8 +6,9 @@ overhead: wall time of a job through the whole service (upload accepted -> done,
           only: on mixed zh/en audio bare faster-whisper reads the whole file in one language and
           drops the rest, which is less work, not less overhead. Each round times both sides (which
           goes first alternates); the figure is the median of the rounds' ratios. Target <= 1.00.
-memory:   the worker's peak RSS on a long file divided by that on a short one (fresh worker each).
-          Target <= 1.1 for 60 vs 10 minutes.
+memory:   the worker's peak RSS on a long file divided by that on a short one (fresh worker each),
+          and whether any of its processes mapped libtorch (a job without speakers must not).
+          Target <= 1.1 for 60 vs 10 minutes, and the long file's peak <= 1 GiB.
 
     python -m bench.service overhead --minutes 10 --rounds 3
     python -m bench.service memory --minutes 10 60
@@ -128,12 +129,15 @@ def memory(minutes_list: list[float]) -> None:
                 # The CLI process runs Celery's parent; the pool child holds the models and does the work.
                 cli_pid = service.workers[0].pid
                 pool = [c for parent in [cli_pid, *_children(cli_pid)] for c in _children(parent)]
-                peak_kib = max(_hwm_kib(pid) for pid in [cli_pid, *_children(cli_pid), *pool])
+                pids = [cli_pid, *_children(cli_pid), *pool]
+                peak_kib = max(_hwm_kib(pid) for pid in pids)
+                torch_loaded = any("libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in pids)
             finally:
                 service.stop()
         peaks[minutes] = peak_kib
         print(f"{minutes:g} min: worker peak RSS {peak_kib / 1024:.0f} MiB, job {seconds:.0f} s "
-              f"(RTF {seconds / (minutes * 60):.3f}), wall {time.perf_counter() - t0:.0f} s", flush=True)
+              f"(RTF {seconds / (minutes * 60):.3f}), wall {time.perf_counter() - t0:.0f} s; torch loaded: "
+              f"{'yes' if torch_loaded else 'no'}", flush=True)
     short, long = min(peaks), max(peaks)
     print(f"peak RSS ratio {long:g} min / {short:g} min = {peaks[long] / peaks[short]:.3f} (target <= 1.1); "
           f"{long:g}-min peak {peaks[long] / 1024:.0f} MiB (target <= 1024 MiB)")

@@ -40,9 +40,11 @@ class ApiError(ClientError):
     """The server answered and refused the request (4xx): ``code`` is its error code (``bad_media``,
     ``not_found``...), as in the API's ``{"error": {"code", "message"}}``."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, retry_after_s: float | None = None):
         super().__init__(message)
         self.status, self.code = status, code
+        # A 429's Retry-After: when the request may be sent again.
+        self.retry_after_s = retry_after_s
 
 
 class ServerError(ClientError):
@@ -108,7 +110,9 @@ class Client:
             raise ServerError(f"the server failed on {method} {path}: {message} [{code}] (HTTP {response.status_code})")
         if response.status_code >= 400:
             code, message = _error_of(response)
-            raise ApiError(response.status_code, code, message)
+            retry_after = response.headers.get("Retry-After", "")
+            raise ApiError(response.status_code, code, message,
+                           float(retry_after) if retry_after.isdigit() else None)
         return response
 
     def _json(self, method: str, path: str, **kwargs) -> dict:
@@ -120,30 +124,13 @@ class Client:
                               "is it a tingxie server?") from None
 
     # --- jobs ---------------------------------------------------------------------------
-    def submit(
-        self,
-        path: str | Path,
-        *,
-        language: str | None = None,
-        hotwords: str | None = None,
-        itn: bool | None = None,
-        profile: str | None = None,
-        callback_url: str | None = None,
-        diarize: bool | None = None,
-        num_speakers: int | None = None,
-        min_speakers: int | None = None,
-        max_speakers: int | None = None,
-        on_upload: Callable[[int, int], None] | None = None,
-    ) -> dict:
+    def submit(self, path: str | Path, *, on_upload: Callable[[int, int], None] | None = None, **options) -> dict:
         """Upload a media file as a new job: ``{"id", "status", "links"}``. The file is read from disk
-        as it is sent; ``on_upload(sent_bytes, total_bytes)`` is called as it goes. Options left None
-        take the server's defaults; ``hotwords`` is sent as given (any shape the API accepts)."""
-        path = Path(path)
-        form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
-                "itn": None if itn is None else ("true" if itn else "false"),
-                "diarize": None if diarize is None else ("true" if diarize else "false"),
-                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers}
-        form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
+        as it is sent; ``on_upload(sent_bytes, total_bytes)`` is called as it goes. ``options``: see
+        :meth:`_form`."""
+        return self._upload("/api/v1/jobs", Path(path), self._form(**options), on_upload)
+
+    def _upload(self, target: str, path: Path, form: dict, on_upload: Callable[[int, int], None] | None) -> dict:
         fields = {name: value for name, value in form.items() if value is not None}
         with open(path, "rb") as media:
             fields["file"] = (path.name, media, "application/octet-stream")
@@ -151,7 +138,71 @@ class Client:
             monitor = MultipartEncoderMonitor(
                 encoder, None if on_upload is None else (lambda m: on_upload(m.bytes_read, m.len))
             )
-            return self._json("POST", "/api/v1/jobs", data=monitor, headers={"Content-Type": monitor.content_type})
+            return self._json("POST", target, data=monitor, headers={"Content-Type": monitor.content_type})
+
+    # --- batches ------------------------------------------------------------------------
+    def create_batch(self, options: dict, *, sources: list[str] | None = None, name: str | None = None) -> dict:
+        """A batch with ``options`` (the job options, as JSON: ``language``, ``itn``, ``hotwords``...):
+        of ``sources`` (links or bucket keys), or open for :meth:`add_to_batch` when None."""
+        body = {**{k: v for k, v in options.items() if v is not None}, **({"name": name} if name else {})}
+        if sources:
+            body["sources"] = sources
+        return self._json("POST", "/api/v1/batches", json=body)
+
+    def add_to_batch(self, batch_id: str, path: str | Path, key: str,
+                     on_upload: Callable[[int, int], None] | None = None) -> dict:
+        """Upload one file into an open batch under ``key`` (its name in the batch): a key the batch
+        already has answers its job, and adds nothing."""
+        return self._upload(f"/api/v1/batches/{quote(batch_id, safe='')}/files", Path(path), {"key": key}, on_upload)
+
+    def close_batch(self, batch_id: str) -> dict:
+        return self._json("POST", f"/api/v1/batches/{quote(batch_id, safe='')}/close")
+
+    def get_batch(self, batch_id: str) -> dict:
+        return self._json("GET", f"/api/v1/batches/{quote(batch_id, safe='')}")
+
+    def batch_jobs(self, batch_id: str) -> Iterator[dict]:
+        """Every job of the batch, in the order they were added."""
+        page = 1
+        while True:
+            body = self._json("GET", f"/api/v1/batches/{quote(batch_id, safe='')}/jobs",
+                              params={"page": page, "per_page": 1000})
+            yield from body["items"]
+            if page * body["per_page"] >= body["total"]:
+                return
+            page += 1
+
+    def batch_zip(self, batch_id: str, formats: list[str], target: Path) -> None:
+        """Download the batch's transcripts zip to ``target`` as it streams (never whole in memory)."""
+        response = self._request("GET", f"/api/v1/batches/{quote(batch_id, safe='')}/transcripts.zip",
+                                 params={"format": ",".join(formats)}, stream=True)
+        tmp = target.with_name(f".{target.name}.part")
+        with response, open(tmp, "wb") as out:
+            for chunk in response.iter_content(256 * 1024):
+                out.write(chunk)
+        tmp.replace(target)
+
+    def submit_link(self, source_url: str, **options) -> dict:
+        """A new job whose media the server's worker fetches from ``source_url`` (http(s) or
+        ``s3://bucket/key``): ``{"id", "status", "links"}``. ``options``: see :meth:`_form`."""
+        return self._json("POST", "/api/v1/jobs", json={**self._form(**options), "source_url": source_url})
+
+    @staticmethod
+    def _form(*, language: str | None = None, hotwords: str | None = None, itn: bool | None = None,
+              profile: str | None = None, callback_url: str | None = None, diarize: bool | None = None,
+              num_speakers: int | None = None, min_speakers: int | None = None, max_speakers: int | None = None,
+              output_url: str | None = None, output_formats: str | None = None, channels: str | None = None,
+              channel_names: str | None = None) -> dict:
+        """The job's options as form fields. Options left None take the server's defaults;
+        ``hotwords`` is sent as given (any shape the API accepts)."""
+        form = {"language": language, "hotwords": hotwords, "profile": profile, "callback_url": callback_url,
+                "itn": None if itn is None else ("true" if itn else "false"),
+                "diarize": None if diarize is None else ("true" if diarize else "false"),
+                "num_speakers": num_speakers, "min_speakers": min_speakers, "max_speakers": max_speakers,
+                "output_url": output_url, "output_formats": output_formats,
+                "channels": channels, "channel_names": channel_names}
+        form = {name: str(value) if isinstance(value, int) else value for name, value in form.items()}
+        return {name: value for name, value in form.items() if value is not None}
 
     def get(self, job_id: str) -> dict:
         return self._json("GET", f"/api/v1/jobs/{quote(job_id, safe='')}")

@@ -1,4 +1,5 @@
-"""``tingxie submit FILE...``: send files to a running tingxie server, and with ``--wait`` follow
+"""``tingxie submit FILE...`` (or ``--url URL``): send files, or links the server fetches, to a
+running tingxie server, and with ``--wait`` follow
 each job live and write its transcript, as ``tingxie transcribe`` does without a server.
 
 Exit status (the README's): 0 every file done (without --wait: accepted); 1 a file failed (refused
@@ -15,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-# Exit statuses, as the README documents them.
-OK, FAILED, USAGE, UNREACHABLE, INTERRUPTED = 0, 1, 2, 3, 130
+from cli.outcomes import FAILED, INTERRUPTED, OK, UNREACHABLE, USAGE  # noqa: F401 (its callers read them here)
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "are printed, one a line. With --wait each job is followed live and its transcript written: to "
         "stdout for one file without -o, else FILE-stem.FORMAT into -o DIR.",
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="audio or video files ffmpeg can read")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help="audio or video files ffmpeg can read; a folder sends every file under it as one batch")
+    parser.add_argument("--from", dest="from_file", metavar="LIST",
+                        help="send the files or links listed in LIST (one a line) as one batch; with folders, or with "
+                        "this, one progress bar covers every file, and running the same command again after Ctrl-C "
+                        "resumes the batch without sending a file twice")
+    parser.add_argument("--url", action="append", default=[], metavar="URL", dest="urls",
+                        help="a link the server's worker fetches instead of a file: http(s)://... or "
+                        "s3://bucket/key (the deployment says which buckets); repeat for several")
     add_client_arguments(parser)
     parser.add_argument("--wait", action="store_true", help="follow each job to its end and write its transcript")
     parser.add_argument("--format", choices=FORMATS, default="txt", help="transcript format with --wait (default txt)")
@@ -58,11 +66,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--no-itn", action="store_true", help="keep numbers as spoken ('一百二十三', 'twenty three')")
     parser.add_argument("--profile", help="model profile (default: the server's)")
     parser.add_argument("--callback-url", metavar="URL", help="the server POSTs the job's summary here when it ends")
+    parser.add_argument("--output-url", metavar="S3URL",
+                        help="s3://bucket/prefix/ the server writes each transcript to when its job is done")
+    parser.add_argument("--output-formats", metavar="FORMATS", help="what --output-url receives: json (default), "
+                        "txt, srt, vtt, comma-separated")
     speakers = parser.add_argument_group("speakers", "label who speaks each sentence (S1, S2...)")
     speakers.add_argument("--diarize", action="store_true", help="label speakers (off by default)")
     speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
     speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
     speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
+    channels = parser.add_argument_group("channels", "call recordings: each channel on its own (C0, C1...)")
+    channels.add_argument("--channels", choices=("mix", "separate"),
+                          help="separate: transcribe each channel apart and merge by time (default: mix them)")
+    channels.add_argument("--channel-names", metavar="NAMES",
+                          help="with --channels separate: the channels' names in order, e.g. agent,customer")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON array describing each file's job on stdout (with --wait, needs -o)")
     parser.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
@@ -75,7 +92,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 class _Item:
     """One file on its way: its job and what became of it."""
 
-    path: Path
+    path: Path  # the file; for a link, its display name
+    url: str | None = None
     job_id: str | None = None
     status: str | None = None
     error: dict | None = None
@@ -86,7 +104,7 @@ class _Item:
         return self.status == "done" if waited else self.job_id is not None
 
     def as_json(self) -> dict:
-        return {"file": str(self.path), "id": self.job_id, "status": self.status, "error": self.error,
+        return {"file": None if self.url else str(self.path), "url": self.url, "id": self.job_id, "status": self.status, "error": self.error,
                 "output": self.output, "warnings": self.warnings}
 
 
@@ -149,8 +167,18 @@ class _Reporter:
         self.stream.flush()
 
 
+def is_batch(args) -> bool:
+    return bool(args.from_file) or any(Path(f).is_dir() for f in args.files)
+
+
 def _check_usage(args) -> str | None:
-    if args.wait and args.output_dir is None and len(args.files) > 1:
+    if not args.files and not args.from_file and not args.urls:
+        return "name the files or folders to send, links with --url, or --from LIST"
+    if is_batch(args):
+        if args.urls:
+            return "--url is for single jobs; put links in the --from LIST of a batch"
+        return "--json is not for batches: the batch's id is printed" if args.json else None
+    if args.wait and args.output_dir is None and len(args.files) + len(args.urls) > 1:
         return "several files need -o DIR to write their transcripts into"
     if args.wait and args.json and args.output_dir is None:
         return "--json with --wait needs -o DIR (stdout carries the JSON)"
@@ -190,8 +218,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"tingxie submit: {problem}", file=sys.stderr)
         return USAGE
 
+    if is_batch(args):
+        from cli import batch
+
+        options = {"language": args.language, "hotwords": hotwords, "itn": False if args.no_itn else None,
+                   "profile": args.profile, "callback_url": args.callback_url,
+                   "diarize": True if args.diarize else None, "num_speakers": args.num_speakers,
+                   "min_speakers": args.min_speakers, "max_speakers": args.max_speakers,
+                   "channels": args.channels, "channel_names": args.channel_names}
+        with client:
+            return batch.run(args, client, options)
+
     reporter = _Reporter(args.progress, sys.stderr)
+    from core.sources import display_name
+
     items = [_Item(Path(f)) for f in args.files]
+    items += [_Item(Path(display_name(url) or "link"), url=url) for url in args.urls]
     out_dir = Path(args.output_dir) if args.output_dir else None
     status, ids_printed = OK, False
     try:
@@ -234,17 +276,20 @@ def run(args: argparse.Namespace) -> int:
 def _upload(client, item: _Item, args, hotwords: str | None, reporter: _Reporter) -> None:
     from cli.client import ApiError
 
-    if not item.path.is_file():
+    if item.url is None and not item.path.is_file():
         item.status, item.error = "refused", {"code": "no_file", "message": "no such file"}
         reporter.say(item, "error", "no such file", "no_file")
         return
+    options = dict(language=args.language, hotwords=hotwords, itn=False if args.no_itn else None,
+                   profile=args.profile, callback_url=args.callback_url, diarize=True if args.diarize else None,
+                   num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
+                   output_url=args.output_url, output_formats=args.output_formats, channels=args.channels,
+                   channel_names=args.channel_names)
     try:
-        job = client.submit(
-            item.path, language=args.language, hotwords=hotwords, itn=False if args.no_itn else None,
-            profile=args.profile, callback_url=args.callback_url, diarize=True if args.diarize else None,
-            num_speakers=args.num_speakers, min_speakers=args.min_speakers, max_speakers=args.max_speakers,
-            on_upload=lambda sent, total: reporter.upload(item, sent, total),
-        )
+        if item.url is not None:
+            job = client.submit_link(item.url, **options)
+        else:
+            job = client.submit(item.path, on_upload=lambda sent, total: reporter.upload(item, sent, total), **options)
     except ApiError as exc:
         item.status, item.error = "refused", {"code": exc.code, "message": exc.message}
         reporter.say(item, "error", exc.message, exc.code)

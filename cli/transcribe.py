@@ -61,13 +61,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     speakers.add_argument("--num-speakers", type=int, metavar="N", help="there are exactly N speakers (implies --diarize)")
     speakers.add_argument("--min-speakers", type=int, metavar="A", help="at least A speakers (implies --diarize)")
     speakers.add_argument("--max-speakers", type=int, metavar="B", help="at most B speakers (implies --diarize)")
+    channels = parser.add_argument_group("channels", "call recordings: each channel on its own (C0, C1...)")
+    channels.add_argument("--channels", choices=("mix", "separate"), default="mix",
+                          help="separate: transcribe each channel apart and merge by time (default: mix them)")
+    channels.add_argument("--channel-names", metavar="NAMES",
+                          help="with --channels separate: the channels' names in order, e.g. agent,customer")
     return parser
 
 
 def _options(args: argparse.Namespace, settings):
     """The flags as a job's options, checked as every door checks them (core.submit.resolve_options)."""
     from core.hotwords import parse_hotwords
-    from core.options import JobOptions, speaker_fields
+    from core.options import JobOptions, parse_channel_names, speaker_fields
     from core.submit import resolve_options
 
     hotwords = args.hotwords or ""
@@ -75,7 +80,8 @@ def _options(args: argparse.Namespace, settings):
         hotwords = Path(hotwords[1:]).expanduser().read_text(encoding="utf-8")
     speakers = speaker_fields(args.diarize or None, args.num_speakers, args.min_speakers, args.max_speakers)
     options = JobOptions(language=args.language, itn=not args.no_itn, hotwords=parse_hotwords(hotwords),
-                         profile=args.profile, **speakers)
+                         profile=args.profile, channels=args.channels,
+                         channel_names=parse_channel_names(args.channel_names), **speakers)
     return resolve_options(settings, options)
 
 
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         for warning in transcript.warnings:
             print(f"{path}: warning: {warning}", file=sys.stderr)
-        rendered = render(transcript.to_dict(), args.format, limits)
+        rendered = render(transcript, args.format, limits)
         if out_dir is None:
             sys.stdout.write(rendered)
             sys.stdout.flush()

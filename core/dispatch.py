@@ -5,7 +5,11 @@ front of the next tenant's first job. Instead, at most ``TINGXIE_TENANT_INFLIGHT
 are *in flight* at once per profile, whichever of the profile's queues (batch or interactive) they
 are in: sent and waiting in the broker, or running. The tenant's other queued jobs are *held* in the
 database (``enqueued_at IS NULL``, the same mark a job accepted while the broker was down carries)
-and sent, its interactive (gateway) jobs first then oldest first, as its jobs in flight end. Another
+and sent, its interactive (gateway) jobs first then oldest first, as its jobs in flight end. A
+waiting batch job does not hold a slot against the same tenant's interactive job while that job
+would take the interactive queue (no other tenant waits): workers take that queue first, so a
+gateway job goes ahead of the batch work its tenant already sent, and the tenant's gateway
+connections are served in parallel up to its share. Another
 tenant's first job is sent at once, so it waits behind at most that many jobs of each busy tenant.
 When several tenants have room at once, their jobs are sent in turn, one each round.
 
@@ -89,10 +93,25 @@ def held(session: Session, tenants: list[str] | None = None) -> list[str]:
     return list(session.execute(query.order_by(Job.priority.desc(), Job.created_at, Job.id)).scalars())
 
 
+def _ahead_of_interactive(session: Session, tenants: list[str] | None) -> dict[tuple[str, str], int]:
+    """(tenant, profile) -> the jobs an interactive job of it would not overtake: running ones and
+    interactive ones waiting (a waiting batch job is taken after it, interactive queue first)."""
+    query = select(Job.tenant, Job.profile, func.count()).where(
+        or_(Job.status == RUNNING, and_(_waiting(), _is_interactive())))
+    if tenants is not None:
+        query = query.where(Job.tenant.in_(tenants))
+    return {(tenant, profile): count
+            for tenant, profile, count in session.execute(query.group_by(Job.tenant, Job.profile))}
+
+
 def _choose(session: Session, limit: int, tenants: list[str] | None) -> list[_Held]:
     """The held jobs to send now: each (tenant, profile) gets what its free slots allow, its
-    interactive jobs first then oldest first, taken one per tenant per round."""
+    interactive jobs first then oldest first, taken one per tenant per round. An interactive job's
+    slots are counted without its tenant's batch jobs waiting in the broker while no other tenant
+    waits for the profile (it then takes the interactive queue, ahead of them)."""
     busy = in_flight(session, tenants)
+    busy_for_interactive = _ahead_of_interactive(session, tenants)
+    waiting = _waiting_tenants(session)
     query = select(Job.id, Job.tenant, _is_interactive().label("interactive"), Job.profile, Job.priority,
                    Job.created_at).where(_held())
     if tenants is not None:
@@ -107,7 +126,9 @@ def _choose(session: Session, limit: int, tenants: list[str] | None) -> list[_He
     lanes_by_key: dict[tuple[str, str], list[_Held]] = defaultdict(list)
     for row in rows:
         key = (row.tenant, row.profile)
-        if len(lanes_by_key[key]) < limit - busy.get(key, 0):
+        overtakes = row.interactive and not waiting[row.profile] - {row.tenant}
+        ahead = busy_for_interactive.get(key, 0) if overtakes else busy.get(key, 0)
+        if len(lanes_by_key[key]) < limit - ahead:
             lanes_by_key[key].append(_Held(row.id, row.tenant, bool(row.interactive), row.profile, row.priority,
                                            row.created_at))
     chosen: list[_Held] = []
@@ -174,11 +195,17 @@ def _too_many(settings, tenant: str, active: int) -> TingxieError:
     )
 
 
-def check_cap(session: Session, settings, tenant: str) -> None:
-    """Refuse a new job when ``tenant`` already has ``TINGXIE_TENANT_MAX_JOBS`` queued or running
-    (the early check, before the upload is probed and stored; :func:`hold_cap` is the one that holds)."""
+def check_cap(session: Session, settings, tenant: str, adding: int = 1) -> None:
+    """Refuse ``adding`` new jobs (one upload, or a batch's sources at once) when they would take
+    ``tenant`` past ``TINGXIE_TENANT_MAX_JOBS`` queued or running (the early check, before an upload
+    is probed and stored; :func:`hold_cap` is the one that holds)."""
     active = _count_active(session, tenant)
-    if active >= settings.tenant_max_jobs:
+    if active + adding > settings.tenant_max_jobs:
+        if adding > 1:
+            raise TingxieError(
+                f"{adding} new jobs and the {active} queued or running would pass the most tenant {tenant!r} may "
+                f"have at once (TINGXIE_TENANT_MAX_JOBS={settings.tenant_max_jobs}); send fewer, or raise it",
+                code="too_many_jobs")
         raise _too_many(settings, tenant, active)
 
 

@@ -1,4 +1,4 @@
-"""Transcript exports: JSON, TXT, SRT, VTT, rendered from the stored transcript dict.
+"""Transcript exports: JSON, TXT, SRT, VTT, rendered from the contract's :class:`~contract.Transcript`.
 
 Subtitle cues are cut from the word timestamps so that a person can read them: a cue holds at
 most ``max_lines`` lines of at most ``max_line_chars`` characters and lasts at most ``max_cue_s``
@@ -7,9 +7,10 @@ Latin scripts, 16 for Chinese, two lines, about 7 s). Cues end at word boundarie
 after punctuation or at a pause; a cue shorter than ``min_cue_s`` stays up into the silence after
 it. TXT and JSON keep one sentence per line / record.
 
-The input is :meth:`pipeline.types.Transcript.to_dict`'s shape; segments and words may carry a
-``speaker`` label (``S1``, ``S2``, ...): a cue never holds two speakers, SRT and TXT lines then
-start with ``[S1] `` and VTT cues with the voice tag ``<v S1>``.
+Cues are cut at the words' places in their sentence's text (``start_char``, carried by the
+transcript): the text between two words (a space, a mark, nothing) stays as the sentence has it.
+Segments and words may carry a ``speaker`` label (``S1``, ``S2``, ...): a cue never holds two
+speakers, SRT and TXT lines then start with ``[S1] `` and VTT cues with the voice tag ``<v S1>``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
+from contract import Segment, Transcript
 from core.errors import BadOptionError
 
 FORMATS = {
@@ -140,41 +142,32 @@ def _label_width(speaker: str | None) -> int:
     return len(f"[{speaker}] ") if speaker else 0
 
 
-def build_cues(data: dict, limits: SubtitleLimits = SubtitleLimits()) -> list[Cue]:
+def build_cues(transcript: Transcript, limits: SubtitleLimits = SubtitleLimits()) -> list[Cue]:
     """The transcript's subtitle cues, in time order, within ``limits``, not overlapping."""
     cues: list[Cue] = []
-    for index, segment in enumerate(data.get("segments", [])):
-        text = segment.get("text", "")
+    for index, segment in enumerate(transcript.segments):
+        text = segment.text
         if not text.strip():
             continue
-        units = _align(segment)
+        units = _units(segment)
         width = limits.line_chars(text)
         for first, end in _cut_cues(text, units, width, limits):
             cues.append(_make_cue(text, units, first, end, width, limits, index))
-    return _settle_times(cues, limits, int(data.get("duration_ms") or 0))
+    return _settle_times(cues, limits, int(transcript.duration_ms or 0))
 
 
-def _align(segment: dict) -> list[_Unit]:
-    """The sentence's words placed in its text. A sentence whose words do not spell its text
-    (none from tingxie's pipeline), or that has none, is one unit over the sentence's times."""
-    text = segment["text"]
-    speaker = segment.get("speaker")
+def _units(segment: Segment) -> list[_Unit]:
+    """The sentence's words at their places in its text. A sentence without words (or with words
+    that have no place: some transcripts stored before version 2) is one unit over its times."""
+    words = [w for w in segment.words if w.text.strip()]
+    if not words or not segment.placed:
+        return [_Unit(segment.start_ms, segment.end_ms, 0, segment.speaker)]
     units: list[_Unit] = []
-    at = 0
-    for word in segment.get("words") or ():
-        piece = str(word.get("text", "")).strip()
-        if not piece:
-            continue
-        found = text.find(piece, at)
-        gap = text[at:found]
-        if found < 0 or any(ch.isalnum() for ch in gap):
-            units = []
-            break
-        units.append(_Unit(int(word["start_ms"]), int(word["end_ms"]), at + _cut_in_gap(gap) if units else 0,
-                           word.get("speaker", speaker)))
-        at = found + len(piece)
-    if not units:
-        return [_Unit(int(segment["start_ms"]), int(segment["end_ms"]), 0, speaker)]
+    previous_end = 0
+    for word in words:
+        at = previous_end + _cut_in_gap(segment.text[previous_end:word.start_char]) if units else 0
+        units.append(_Unit(word.start_ms, word.end_ms, at, word.speaker if word.speaker is not None else segment.speaker))
+        previous_end = word.end_char
     return units
 
 
@@ -350,19 +343,15 @@ def _labelled(speaker: str | None, line: str) -> str:
     return f"[{speaker}] {line}" if speaker else line
 
 
-def to_txt(data: dict) -> str:
+def to_txt(transcript: Transcript) -> str:
     """One sentence a line, ``[S1] `` before it when the transcript has speakers."""
-    lines = [
-        _labelled(segment.get("speaker"), segment["text"].strip())
-        for segment in data.get("segments", [])
-        if segment["text"].strip()
-    ]
+    lines = [_labelled(segment.speaker, segment.text.strip()) for segment in transcript.segments if segment.text.strip()]
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def to_srt(data: dict, limits: SubtitleLimits = SubtitleLimits()) -> str:
+def to_srt(transcript: Transcript, limits: SubtitleLimits = SubtitleLimits()) -> str:
     blocks = []
-    for i, cue in enumerate(build_cues(data, limits), start=1):
+    for i, cue in enumerate(build_cues(transcript, limits), start=1):
         lines = [_labelled(cue.speaker, cue.lines[0]), *cue.lines[1:]]
         blocks.append(f"{i}\n{_clock(cue.start_ms, ',')} --> {_clock(cue.end_ms, ',')}\n" + "\n".join(lines) + "\n")
     return "\n".join(blocks)
@@ -372,9 +361,9 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_vtt(data: dict, limits: SubtitleLimits = SubtitleLimits()) -> str:
+def to_vtt(transcript: Transcript, limits: SubtitleLimits = SubtitleLimits()) -> str:
     blocks = []
-    for cue in build_cues(data, limits):
+    for cue in build_cues(transcript, limits):
         payload = "\n".join(_vtt_escape(line) for line in cue.lines)
         if cue.speaker:
             payload = f"<v {_vtt_escape(cue.speaker)}>{payload}"
@@ -382,36 +371,37 @@ def to_vtt(data: dict, limits: SubtitleLimits = SubtitleLimits()) -> str:
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def to_json(data: dict) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+def to_json(transcript: Transcript) -> str:
+    """The stored form at the current version (a transcript stored by an earlier version is upgraded)."""
+    return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
 
 
-def with_names(data: dict) -> dict:
+def with_names(transcript: Transcript) -> Transcript:
     """The transcript with each speaker's given name (PUT .../speakers) in place of its id on
     segments and words, so every text export shows names; the JSON keeps ids and the names list."""
-    names = {s["id"]: s["name"] for s in data.get("speakers") or () if s.get("name")}
+    names = {s.id: s.name for s in transcript.speakers or () if s.name}
     if not names:
-        return data
+        return transcript
 
-    def named(item: dict) -> dict:
-        return {**item, "speaker": names.get(item["speaker"], item["speaker"])} if item.get("speaker") else item
+    def named(item):
+        return dataclasses.replace(item, speaker=names.get(item.speaker, item.speaker)) if item.speaker else item
 
-    return {**data, "segments": [{**named(seg), "words": [named(w) for w in seg.get("words", [])]}
-                                 for seg in data.get("segments", [])]}
+    segments = [dataclasses.replace(named(seg), words=tuple(named(w) for w in seg.words)) for seg in transcript.segments]
+    return dataclasses.replace(transcript, segments=segments)
 
 
-def render(data: dict, fmt: str, limits: SubtitleLimits | None = None) -> str:
-    """``data`` (a stored transcript) as ``fmt``; ``limits`` shape SRT and VTT cues (defaults when None).
+def render(transcript: Transcript, fmt: str, limits: SubtitleLimits | None = None) -> str:
+    """``transcript`` as ``fmt``; ``limits`` shape SRT and VTT cues (defaults when None).
     Text formats label speakers by the names given to them, when given."""
     limits = limits or SubtitleLimits()
     if fmt != "json":
-        data = with_names(data)
+        transcript = with_names(transcript)
     if fmt == "srt":
-        return to_srt(data, limits)
+        return to_srt(transcript, limits)
     if fmt == "vtt":
-        return to_vtt(data, limits)
+        return to_vtt(transcript, limits)
     if fmt == "txt":
-        return to_txt(data)
+        return to_txt(transcript)
     if fmt == "json":
-        return to_json(data)
+        return to_json(transcript)
     raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")

@@ -1,4 +1,5 @@
-"""Hotword lists: the typed entry, parsing the shapes users send, merging with a server-wide file.
+"""Hotword lists: parsing the shapes users send into the contract's :class:`~contract.Hotword`,
+merging with a server-wide file, a job's caps.
 
 Shapes accepted (the FunASR runtime and its clients use all of them):
 - a JSON object, ``{"阿里巴巴": 20, "通义实验室": "30"}``;
@@ -6,66 +7,25 @@ Shapes accepted (the FunASR runtime and its clients use all of them):
 - comma-joined words (``,``, ``，`` or ``、``), weights dropped;
 - plain space-separated words.
 
-Every entry is a :class:`Hotword`, checked when it is made: a phrase of at most
+Every entry is a :class:`contract.Hotword`, checked when it is made: a phrase of at most
 :data:`MAX_HOTWORD_CHARS` printable characters and a finite weight in (0, :data:`MAX_WEIGHT`].
 The count and total-size caps of a whole job are applied once, at submission (core.submit).
 """
 from __future__ import annotations
 
 import json
-import math
 import re
-import unicodedata
-from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import BadOptionError
+from contract.hotwords import MAX_HOTWORD_CHARS, MAX_WEIGHT, Hotword, HotwordError, Hotwords
 
-# A hotword is a short phrase: names, products, terms.
-MAX_HOTWORD_CHARS = 64
-# FunASR's clients send weights such as 20 or 30; beyond this a weight is a mistake.
-MAX_WEIGHT = 100.0
+__all__ = ["MAX_HOTWORDS_BYTES", "MAX_HOTWORD_CHARS", "MAX_WEIGHT", "Hotword", "HotwordError", "Hotwords",
+           "check_caps", "load_hotword_file", "merge", "parse_hotwords", "to_text"]
+
 # All of a job's hotwords together, as UTF-8 (a thousand phrases of a few words each fit).
 MAX_HOTWORDS_BYTES = 64 * 1024
 
 _COMMAS = re.compile(r"[,，、]")
-
-
-class HotwordError(BadOptionError):
-    """A hotword list that cannot be used as given; the message says why."""
-
-    code = "bad_hotwords"
-
-
-@dataclass(frozen=True)
-class Hotword:
-    """A phrase to bias recognition towards; ``weight`` is the model's boost, None for its default."""
-
-    text: str
-    weight: float | None = None
-
-    def __post_init__(self) -> None:
-        text = " ".join(self.text.split())
-        if not text:
-            raise HotwordError("a hotword is empty")
-        if len(text) > MAX_HOTWORD_CHARS:
-            raise HotwordError(f"hotword {text[:20]!r}… is {len(text)} characters long; at most {MAX_HOTWORD_CHARS} are allowed")
-        if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
-            raise HotwordError(f"hotword {text!r} contains control characters")
-        object.__setattr__(self, "text", text)
-        if self.weight is not None:
-            weight = self.weight
-            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
-                raise HotwordError(f"hotword {text!r}: weight {weight!r} is not a finite number")
-            if not 0 < weight <= MAX_WEIGHT:
-                raise HotwordError(f"hotword {text!r}: weight {weight:g} is outside (0, {MAX_WEIGHT:g}]")
-            object.__setattr__(self, "weight", float(weight))
-
-    def to_json(self) -> list:
-        return [self.text, self.weight]
-
-
-Hotwords = tuple[Hotword, ...]
 
 
 def _weight(value) -> float:

@@ -7,13 +7,18 @@ newer one's work.
 """
 from __future__ import annotations
 
+import unicodedata
 import uuid
+from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+import contract
+from contract import Stage
 from core import events
+from core.errors import BadOptionError
 from core.models import Job, JobBatch, JobEvent, Transcript, db_now, utcnow
 from core.options import JobOptions
 
@@ -26,17 +31,6 @@ class JobStatus(StrEnum):
     CANCELED = "canceled"
 
 
-class JobStage(StrEnum):
-    """What a running job is doing (the pipeline reports the same names)."""
-
-    DECODE = "decode"
-    VAD = "vad"
-    ASR = "asr"
-    DIARIZE = "diarize"
-    PUNC = "punc"
-    ITN = "itn"
-
-
 QUEUED, RUNNING, DONE, FAILED, CANCELED = JobStatus
 STATUSES = tuple(JobStatus)
 TERMINAL = frozenset({DONE, FAILED, CANCELED})
@@ -46,8 +40,16 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def create_job(
-    session: Session,
+def create_job(session: Session, **fields) -> Job:
+    """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
+    It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then).
+    ``fields`` are :func:`new_job`'s."""
+    job = new_job(**fields)
+    add_jobs(session, [job])
+    return job
+
+
+def new_job(
     *,
     job_id: str,
     options: JobOptions,
@@ -57,12 +59,16 @@ def create_job(
     duration_ms: int | None,
     media_info: dict | None = None,
     tenant: str = "local",
+    media_expires_at: datetime | None = None,
+    created_at: datetime | None = None,
+    batch_id: str | None = None,
+    batch_key: str | None = None,
+    source_url: str | None = None,
 ) -> Job:
-    """A queued job of ``tenant`` with resolved ``options`` (see core.submit), and its first event.
-    It is held until :func:`core.dispatch.pump` sends it (``enqueued_at`` stays NULL until then)."""
+    """A queued job, not yet in any session: :func:`add_jobs` inserts it."""
     if options.profile is None:
         raise ValueError("create_job needs resolved options (a profile); use core.submit.submit_job")
-    job = Job(
+    return Job(
         id=job_id,
         status=QUEUED,
         profile=options.profile,
@@ -76,15 +82,24 @@ def create_job(
         priority=options.priority,
         callback_url=options.callback_url,
         tenant=tenant,
+        media_expires_at=media_expires_at,
+        batch_id=batch_id,
+        batch_key=batch_key,
+        source_url=source_url,
         progress=0.0,
         attempt=0,
         warnings=[],
-        created_at=utcnow(),
+        created_at=created_at or utcnow(),
     )
-    session.add(job)
+
+
+def add_jobs(session: Session, new: list[Job]) -> None:
+    """Insert jobs made by :func:`new_job` and each one's first event, in the caller's transaction:
+    one flush for the jobs and one for their events (multi-row INSERTs), however many there are
+    (a batch's thousands of links)."""
+    session.add_all(new)
     session.flush()
-    events.publish(session, job_id, QUEUED, {"status": QUEUED})
-    return job
+    events.publish_many(session, [(job.id, QUEUED, {"status": QUEUED}) for job in new])
 
 
 def options_of(job: Job) -> JobOptions:
@@ -116,7 +131,7 @@ def claim(session: Session, job_id: str, worker: str | None = None) -> int | Non
             attempt=Job.attempt + 1,
             started_at=now,
             heartbeat_at=now,
-            stage=JobStage.DECODE,
+            stage=Stage.DECODE,
             progress=0.0,
             error_code=None,
             error_message=None,
@@ -128,7 +143,7 @@ def claim(session: Session, job_id: str, worker: str | None = None) -> int | Non
     if result.rowcount != 1:
         return None
     attempt = session.execute(select(Job.attempt).where(Job.id == job_id)).scalar_one()
-    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": JobStage.DECODE, "progress": 0.0, "attempt": attempt})
+    events.publish(session, job_id, RUNNING, {"status": RUNNING, "stage": Stage.DECODE, "progress": 0.0, "attempt": attempt})
     return attempt
 
 
@@ -162,19 +177,32 @@ def set_waiting(session: Session, job_id: str, attempt: int, reason: str | None)
     return True
 
 
+def set_media(session: Session, job_id: str, attempt: int, *, size_bytes: int, duration_ms: int | None,
+              media_info: dict) -> bool:
+    """A job by link whose worker has fetched, probed and stored its media: what the probe found,
+    as an upload's job has it from submission. False: this attempt no longer holds the job."""
+    result = session.execute(update(Job).where(*_mine(job_id, attempt)).values(
+        size_bytes=size_bytes, duration_ms=duration_ms, media_info=media_info))
+    return result.rowcount == 1
+
+
 def complete(
     session: Session,
     job_id: str,
     attempt: int,
-    transcript: dict,
+    transcript: contract.Transcript | dict,
     *,
-    warnings: list[str] = (),
+    warnings: list[str] | None = None,
 ) -> bool:
-    """running -> done together with the transcript, in the caller's single transaction.
+    """running -> done together with the transcript, in the caller's single transaction. The
+    transcript is stored in the contract's stored form, at its current version (a dict is read
+    as a stored transcript of any version first); ``warnings`` (default: the transcript's) go on the job.
 
     Also from ``queued`` while the attempt is still the latest: the job was handed back, or
     released while the database was unreachable, and nobody has claimed it since, so the result
     this attempt holds is still the job's (a claim bumps ``attempt`` and fences it out)."""
+    if isinstance(transcript, dict):
+        transcript = contract.Transcript.from_dict(transcript)
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.attempt == attempt, Job.status.in_([RUNNING, QUEUED]))
@@ -183,30 +211,26 @@ def complete(
             progress=1.0,
             stage=None,
             finished_at=db_now(),
-            duration_ms=transcript["duration_ms"],
-            warnings=list(warnings),
+            duration_ms=transcript.duration_ms,
+            warnings=list(transcript.warnings if warnings is None else warnings),
         )
     )
     if result.rowcount != 1:
         return False
-    session.add(
-        Transcript(
-            job_id=job_id,
-            language=transcript["language"],
-            duration_ms=transcript["duration_ms"],
-            text=transcript["text"],
-            data=transcript,
-            created_at=utcnow(),
-        )
-    )
+    session.add(Transcript.of(job_id, transcript))
     _forget_batches(session, job_id)
     events.publish(session, job_id, DONE, {"status": DONE, "progress": 1.0})
     return True
 
 
-def fail(session: Session, job_id: str, attempt: int | None, code: str, message: str) -> bool:
-    """-> failed. ``attempt`` None fails a job that was never claimed (e.g. refused by the gateway)."""
-    conditions = _mine(job_id, attempt) if attempt is not None else (Job.id == job_id, Job.status.in_([QUEUED, RUNNING]))
+def fail(session: Session, job_id: str, attempt: int | None, code: str, message: str, *,
+         only_queued: bool = False) -> bool:
+    """-> failed. ``attempt`` None fails a job that was never claimed (e.g. refused by the gateway);
+    ``only_queued`` leaves it alone if a worker has claimed it meanwhile."""
+    if attempt is not None:
+        conditions = _mine(job_id, attempt)
+    else:
+        conditions = (Job.id == job_id, Job.status == QUEUED if only_queued else Job.status.in_([QUEUED, RUNNING]))
     result = session.execute(
         update(Job)
         .where(*conditions)
@@ -372,10 +396,6 @@ def rename_speakers(session: Session, job_id: str, names: dict[str, str | None])
     """Give a finished, diarized transcript's speakers names (None clears one); every export then
     uses them. Returns the speakers list. BadOptionError for an unknown id, a bad name, or a
     transcript without speakers; the caller checks that the job exists and is done."""
-    import unicodedata
-
-    from core.errors import BadOptionError
-
     transcript = session.get(Transcript, job_id)
     speakers = (transcript.data or {}).get("speakers") if transcript is not None else None
     if speakers is None:

@@ -1,56 +1,16 @@
 """The languages each model profile transcribes, checked when a job is submitted.
 
-Whisper's codes (ISO 639-1, plus ``haw``, ``jw`` and ``yue`` as Whisper spells them) are a static
-table here so that the web tier can list and check them without loading faster-whisper;
-tests/core/test_languages.py holds it equal to faster-whisper's own list. Importing this
-module loads nothing else.
+The table is the contract's catalogue of profiles (:data:`contract.PROFILES`, Whisper's codes
+with it), so that the web tier lists and checks languages without loading a model; this module
+adds the check a door makes and the names it shows. Importing it loads nothing else.
 """
 from __future__ import annotations
 
-from typing import Mapping
-
+from contract.profiles import AUTO, NOT_IN_WHISPER_BASE, PROFILES, TRADITIONAL_CHINESE, WHISPER_LANGUAGES
 from core.errors import BadOptionError
 
-AUTO = "auto"
-
-# Whisper's languages in faster-whisper's order (faster_whisper.tokenizer._LANGUAGE_CODES), with English names.
-WHISPER_LANGUAGES: Mapping[str, str] = {
-    "af": "Afrikaans", "am": "Amharic", "ar": "Arabic", "as": "Assamese", "az": "Azerbaijani",
-    "ba": "Bashkir", "be": "Belarusian", "bg": "Bulgarian", "bn": "Bengali", "bo": "Tibetan",
-    "br": "Breton", "bs": "Bosnian", "ca": "Catalan", "cs": "Czech", "cy": "Welsh",
-    "da": "Danish", "de": "German", "el": "Greek", "en": "English", "es": "Spanish",
-    "et": "Estonian", "eu": "Basque", "fa": "Persian", "fi": "Finnish", "fo": "Faroese",
-    "fr": "French", "gl": "Galician", "gu": "Gujarati", "ha": "Hausa", "haw": "Hawaiian",
-    "he": "Hebrew", "hi": "Hindi", "hr": "Croatian", "ht": "Haitian Creole", "hu": "Hungarian",
-    "hy": "Armenian", "id": "Indonesian", "is": "Icelandic", "it": "Italian", "ja": "Japanese",
-    "jw": "Javanese", "ka": "Georgian", "kk": "Kazakh", "km": "Khmer", "kn": "Kannada",
-    "ko": "Korean", "la": "Latin", "lb": "Luxembourgish", "ln": "Lingala", "lo": "Lao",
-    "lt": "Lithuanian", "lv": "Latvian", "mg": "Malagasy", "mi": "Maori", "mk": "Macedonian",
-    "ml": "Malayalam", "mn": "Mongolian", "mr": "Marathi", "ms": "Malay", "mt": "Maltese",
-    "my": "Burmese", "ne": "Nepali", "nl": "Dutch", "nn": "Norwegian Nynorsk", "no": "Norwegian",
-    "oc": "Occitan", "pa": "Punjabi", "pl": "Polish", "ps": "Pashto", "pt": "Portuguese",
-    "ro": "Romanian", "ru": "Russian", "sa": "Sanskrit", "sd": "Sindhi", "si": "Sinhala",
-    "sk": "Slovak", "sl": "Slovenian", "sn": "Shona", "so": "Somali", "sq": "Albanian",
-    "sr": "Serbian", "su": "Sundanese", "sv": "Swedish", "sw": "Swahili", "ta": "Tamil",
-    "te": "Telugu", "tg": "Tajik", "th": "Thai", "tk": "Turkmen", "tl": "Tagalog",
-    "tr": "Turkish", "tt": "Tatar", "uk": "Ukrainian", "ur": "Urdu", "uz": "Uzbek",
-    "vi": "Vietnamese", "yi": "Yiddish", "yo": "Yoruba", "zh": "Chinese", "yue": "Cantonese",
-}
-
-# Chinese written in traditional characters: the models read it as "zh", the text is converted at the
-# end (pipeline.text.to_traditional); "zh" itself is always written in simplified characters.
-TRADITIONAL_CHINESE: Mapping[str, str] = {"zh-hant": "Chinese (traditional characters)",
-                                          "zh-tw": "Chinese (traditional, Taiwan)"}
-
-# Whisper large-v3 added Cantonese; Whisper-base, the offline profile's model, has no token for it.
-NOT_IN_WHISPER_BASE = frozenset({"yue"})
-
-# What each profile's ASR model transcribes (``auto`` first). The FunASR profile's Paraformer
-# reads Mandarin with English words in it.
-_PROFILE_LANGUAGES: dict[str, tuple[str, ...]] = {
-    "offline": (AUTO, *(code for code in WHISPER_LANGUAGES if code not in NOT_IN_WHISPER_BASE), *TRADITIONAL_CHINESE),
-    "funasr": (AUTO, "zh", *TRADITIONAL_CHINESE, "en"),
-}
+__all__ = ["AUTO", "NOT_IN_WHISPER_BASE", "TRADITIONAL_CHINESE", "WHISPER_LANGUAGES", "UnsupportedLanguageError",
+           "check_language", "language_name", "languages_for"]
 
 
 class UnsupportedLanguageError(BadOptionError):
@@ -63,10 +23,10 @@ class UnsupportedLanguageError(BadOptionError):
 def languages_for(profile: str) -> tuple[str, ...]:
     """The language codes a job on ``profile`` may ask for, ``auto`` first."""
     try:
-        return _PROFILE_LANGUAGES[profile]
+        return PROFILES[profile].job_languages
     except KeyError:
         raise UnsupportedLanguageError(
-            f"no languages are known for the model profile {profile!r}; profiles: {', '.join(_PROFILE_LANGUAGES)}"
+            f"no languages are known for the model profile {profile!r}; profiles: {', '.join(PROFILES)}"
         ) from None
 
 

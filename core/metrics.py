@@ -26,6 +26,7 @@ def use_multiprocess_dir(path: Path) -> None:
 
 def registry():
     """This process's metrics to expose: every process's, in multiprocess mode; else its own."""
+    # prometheus_client reads PROMETHEUS_MULTIPROC_DIR when first imported: after use_multiprocess_dir.
     from prometheus_client import REGISTRY, CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -46,7 +47,7 @@ def to_wire(families: Iterable) -> list:
 def from_wire(sources: Iterable[tuple[list, dict[str, str]]]) -> list:
     """Families from several processes' wire lists, one family per name (the exposition format
     allows a name once), each sample labelled with its source's labels (the worker it came from)."""
-    from prometheus_client.metrics_core import Metric
+    from prometheus_client.metrics_core import Metric  # as in registry(): not before use_multiprocess_dir
 
     merged: dict[str, Metric] = {}
     for wire, extra_labels in sources:

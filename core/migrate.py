@@ -16,6 +16,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from core.db import make_engine
+from core.models import Base
 from core.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -61,9 +63,6 @@ def upgrade(settings: Settings, revision: str = "head", *, check: bool = True) -
 
 def schema_differences(database_url: str) -> tuple[str | None, list[str]]:
     """(the stamped revision, the differences between the live schema and the models that matter)."""
-    from core.db import make_engine
-    from core.models import Base
-
     engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
@@ -93,8 +92,6 @@ def _merge_overlapping_stamps(database_url: str, config: Config) -> None:
     """A database stamped with two revisions of which one is, in this tree, an ancestor of the
     other (a release whose migrations had two heads, upgraded with ``heads``) keeps only the later
     one: Alembic would otherwise refuse, or try to run the earlier one's successors twice."""
-    from core.db import make_engine
-
     script = ScriptDirectory.from_config(config)
     engine = make_engine(database_url)
     try:

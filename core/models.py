@@ -8,6 +8,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 
+import contract
+
 
 def utcnow() -> datetime:
     """This host's clock: for what is only shown (when a job was created). Leases, heartbeats and
@@ -100,11 +102,57 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # What a running attempt waits for before it can go on ("media store unavailable"), or None.
     waiting_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Retention (core.retention): when the media is due to leave the store (NULL: kept for ever),
+    # and when the sweeper deleted it (the transcript stays readable).
+    media_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    media_expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The batch the job was submitted in (core.batches), and its key there: the client's name for
+    # the item (a file's relative path), unique within the batch, so a resumed upload adds no twin.
+    batch_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("batches.id", ondelete="SET NULL", name="fk_jobs_batch_id"), nullable=True)
+    batch_key: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    # A job submitted by link (core.sources): the http(s) or s3:// URL its worker fetches into the
+    # media store before the first attempt decodes it (media_info is NULL until then).
+    source_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Delivery to options.output_url (core.delivery): the last outcome, and when every format was written.
+    output_last_status: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    output_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_created_at", "created_at"),
         Index("ix_jobs_tenant_status", "tenant", "status"),
+        Index("ix_jobs_media_expires_at", "media_expires_at"),
+        Index("ix_jobs_finished_at", "finished_at"),
+        Index("ix_jobs_batch_id_status", "batch_id", "status"),
+        Index("uq_jobs_batch_key", "batch_id", "batch_key", unique=True),
     )
+
+
+class Batch(Base):
+    """Many jobs submitted as one, with one set of options (core.batches). ``state``: ``open``
+    (files are still being uploaded into it), ``closed`` (no more jobs come; it ends when its jobs
+    have), ``canceled``. ``finished_at`` is set once, by whoever sees its last job end, and that
+    caller sends the batch's one webhook."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    state: Mapped[str] = mapped_column(String(16))
+    profile: Mapped[str] = mapped_column(String(32))
+    # core.options.JobOptions.stored(), resolved once at creation: every job of the batch runs with them.
+    options: Mapped[dict] = mapped_column(JSON)
+    # Where the batch's one webhook goes (its jobs send none of their own).
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    webhook_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    webhook_last_status: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    webhook_delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    __table_args__ = (Index("ix_batches_tenant_created_at", "tenant", "created_at"),)
 
 
 class Transcript(Base):
@@ -116,9 +164,20 @@ class Transcript(Base):
     language: Mapped[str] = mapped_column(String(16))
     duration_ms: Mapped[int] = mapped_column(BigInteger)
     text: Mapped[str] = mapped_column(Text)
-    # pipeline.types.Transcript.to_dict()
+    # contract.Transcript.to_dict(): the stored form, versioned ("v"); rows of every earlier
+    # version stay as they were written and are read by read().
     data: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @classmethod
+    def of(cls, job_id: str, transcript: contract.Transcript) -> "Transcript":
+        """The row that stores ``transcript`` for ``job_id``."""
+        return cls(job_id=job_id, language=transcript.language, duration_ms=transcript.duration_ms,
+                   text=transcript.text, data=transcript.to_dict(), created_at=utcnow())
+
+    def read(self) -> contract.Transcript:
+        """The stored transcript, whatever version wrote it: what every renderer reads."""
+        return contract.Transcript.from_dict(self.data)
 
 
 class JobEvent(Base):

@@ -17,6 +17,10 @@ from core.settings import PROFILES, Settings
 
 TRANSCRIBE = "tingxie.transcribe"
 DELIVER_WEBHOOK = "tingxie.deliver_webhook"
+# A batch's one webhook when it ends (core.batches), on the same queue.
+DELIVER_BATCH_WEBHOOK = "tingxie.deliver_batch_webhook"
+# A done job's transcript written to its output_url (core.delivery); on the webhook queue.
+DELIVER_OUTPUT = "tingxie.deliver_output"
 # Every worker consumes it, whatever its profiles: deliveries need no model.
 WEBHOOK_QUEUE = "tingxie.webhooks"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from core.settings import Settings
-from core.storage import (
+from core.media_store import (
     CHUNK_BYTES,
     MediaGoneError,
     StorageUnavailableError,
@@ -58,6 +58,14 @@ class S3Store:
                    access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
                    addressing_style=settings.s3_addressing_style)
 
+    @classmethod
+    def for_bucket(cls, settings: Settings, bucket: str) -> "S3Store":
+        """A client of another bucket with the deployment's endpoint and credentials (links and
+        delivery, core.sources): only its :attr:`client` is used, never the keyed methods."""
+        return cls(bucket, "", endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
+                   access_key_id=settings.s3_access_key_id, secret_access_key=settings.s3_secret_access_key,
+                   addressing_style=settings.s3_addressing_style)
+
     @property
     def client(self):
         """One client per process (boto3 clients are thread-safe; sessions are not)."""
@@ -68,6 +76,7 @@ class S3Store:
             return self._client
 
     def _make_client(self, **config):
+        # boto3 (a second of imports, tens of MiB) loads only in a process that uses an S3 store.
         import boto3
         from botocore.config import Config
 
@@ -83,7 +92,7 @@ class S3Store:
         return boto3.session.Session().client("s3", config=config, **self._client_kwargs)
 
     def _transfer(self):
-        from boto3.s3.transfer import TransferConfig
+        from boto3.s3.transfer import TransferConfig  # boto3 only where S3 is used (see _make_client)
 
         return TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
                               max_concurrency=CONCURRENCY)
@@ -94,6 +103,7 @@ class S3Store:
     @contextlib.contextmanager
     def _errors(self, what: str, key: str = "") -> Iterator[None]:
         """boto3's errors as ours: a missing object is gone (410); anything else names the store."""
+        # boto3 only where S3 is used (see _make_client).
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 

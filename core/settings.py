@@ -12,13 +12,17 @@ import ipaddress
 import os
 import re
 import shutil
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from contract.profiles import PROFILE_NAMES
+from core.sources import format_tenant_prefixes, parse_tenant_prefixes
+from core.tenants import tenant_name
+
 ENV_PREFIX = "TINGXIE_"
-# Profiles a job may name. The pipeline registers the same names (a test keeps them equal).
-PROFILES = ("offline", "funasr")
+# Profiles a job may name: the contract's catalogue, which the pipeline loads them from.
+PROFILES = PROFILE_NAMES
 # Variables read by the `tingxie submit` / `tingxie jobs` client, not by the service.
 CLIENT_VARIABLES = ("SERVER", "TOKEN")
 
@@ -87,6 +91,9 @@ class Settings:
     # Seconds POST /v1/audio/transcriptions waits for its job before answering with the job's id
     # (the caller then polls the native API). Default 300, under the OpenAI SDK's 600 s timeout.
     openai_wait_s: float = 300.0
+    # A queued job whose profile no live worker has served for this long fails with no_worker
+    # (instead of waiting for ever), and the OpenAI door refuses such a profile at once. Default 600.
+    no_worker_s: float = 600.0
     # Where uploads are stored: "" for the local filesystem under data_dir/media (the embedded
     # default), or s3://bucket/prefix for S3-compatible object storage (MinIO, Ceph RGW, AWS S3,
     # Aliyun OSS), which the web tier and workers on several hosts share instead of a disk.
@@ -133,6 +140,10 @@ class Settings:
     # connection must present one.
     gateway_tenant: str = "local"
     gateway_require_token: bool = False
+    # Let pages opened from disk (FunASR's html5 page, "Method 1": ``Origin: null``) use the gateway.
+    # Any sandboxed frame or local file also sends ``null``, so every such page may then make jobs of
+    # the gateway's tenant through the visitor's browser. Default off.
+    gateway_allow_file_pages: bool = False
     # Seconds a client may go without sending a byte of a request's headers or body before the
     # web server drops the connection (slow or stalled uploads). Default 60.
     request_idle_timeout_s: float = 60.0
@@ -171,6 +182,25 @@ class Settings:
     scratch_margin_bytes: int = 256 * 1024**2
     # An upload spool file (work/uploads/*.part) no process has written for this long is removed.
     spool_max_age_s: float = 3600.0
+    # Retention (core.retention), in days; None keeps for ever. A job's media (the upload, or the
+    # copy of a fetched source) is deleted from the store this long after the job was accepted, once
+    # the job has ended; a job may ask for less (``retain_media_days``), never more. A finished job
+    # with its transcript is deleted this long after it ended.
+    retain_media_days: float | None = None
+    retain_transcript_days: float | None = None
+    # Audio hours each tenant may submit per calendar month (UTC), by tenant; the key "*" applies to
+    # tenants not listed. Empty: no quota. Past it, a submission is refused (429 quota_exceeded).
+    tenant_quota_hours: Mapping[str, float] = field(default_factory=dict)
+    # Links (source_url): hosts, addresses or CIDRs a worker may fetch from although they are
+    # loopback, private or otherwise internal (the same rules as webhooks otherwise). Default none.
+    fetch_allow: tuple[str, ...] = ()
+    # A link that sends no byte for this long (connecting, or mid-body) fails the job fetch_failed.
+    fetch_timeout_s: float = 30.0
+    # Per tenant, the s3:// prefixes a job may name as source_url (read with the deployment's S3
+    # credentials), and those output_url may deliver to: {"acme": ("s3://calls/acme/",)}.
+    # TINGXIE_TENANT_SOURCES / TINGXIE_TENANT_OUTPUTS="acme=s3://calls/acme/,s3://b2;beta=s3://b3/in/".
+    tenant_sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    tenant_outputs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # Profile options from TINGXIE_MODEL_<NAME>, keys lower-case ({"asr": "...", "beam_size": "3"});
     # each profile declares the keys it takes (pipeline.profiles), checked when a worker starts.
     profile_options: Mapping[str, str] = field(default_factory=dict)
@@ -232,9 +262,6 @@ class Settings:
     def cache_dir(self) -> Path:
         return self.data_dir / "cache"
 
-    def with_(self, **changes) -> "Settings":
-        return replace(self, **changes)
-
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         """Settings from ``TINGXIE_*`` variables; :class:`SettingsError` lists every bad one."""
@@ -294,6 +321,8 @@ def _format(value: object, parse: Callable[[str], object]) -> str:
         return "1" if value else "0"
     if isinstance(value, float):
         return repr(value)
+    if parse is _tenant_prefixes:
+        return format_tenant_prefixes(value)
     if isinstance(value, dict):
         return ",".join(f"{key}={factor!r}" for key, factor in value.items())
     if isinstance(value, (tuple, list)):
@@ -445,6 +474,21 @@ def _time_factors(text: str) -> dict[str, float]:
     return factors
 
 
+def _quota_hours(text: str) -> dict[str, float]:
+    """``100`` (every tenant) or ``acme=50,globex=200,*=10`` (audio hours per calendar month)."""
+    number = _positive(float, "a number of audio hours per month", inclusive=True)
+    if "=" not in text:
+        return {"*": number(text)}
+    quotas = {}
+    for item in (x.strip() for x in text.split(",") if x.strip()):
+        tenant, _, value = item.partition("=")
+        tenant = tenant.strip()
+        quotas[tenant if tenant == "*" else tenant_name(tenant)] = number(value.strip())
+    return quotas
+def _tenant_prefixes(text: str) -> dict[str, tuple[str, ...]]:
+    return parse_tenant_prefixes(text)
+
+
 def _certfile(text: str) -> str:
     if text == "0":
         return text
@@ -452,16 +496,7 @@ def _certfile(text: str) -> str:
 
 
 AUTH_MODES = ("auto", "required", "insecure-no-auth")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _RATE = re.compile(r"^\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?$", re.IGNORECASE)
-
-
-def tenant_name(text: str) -> str:
-    """A tenant's name: lower-case letters, digits, '.', '_' and '-', at most 64 characters."""
-    if not _TENANT.match(text):
-        raise ValueError("expected a tenant name: lower-case letters, digits, '.', '_' or '-' (at most 64), "
-                         "starting with a letter or digit")
-    return text
 
 
 def _rate(text: str) -> str:
@@ -517,6 +552,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("PRELOAD_MODELS", "preload_models", _bool),
     _Var("WORKER_THREADS", "worker_threads", _positive(int, "a whole number of threads")),
     _Var("OPENAI_WAIT_S", "openai_wait_s", _positive(float, "a number of seconds")),
+    _Var("NO_WORKER_S", "no_worker_s", _positive(float, "a number of seconds")),
     _Var("STORAGE_URL", "storage_url", _storage_url),
     _Var("S3_ENDPOINT_URL", "s3_endpoint_url", _url("http", "https", example="http://minio:9000")),
     _Var("S3_REGION", "s3_region", str),
@@ -535,6 +571,7 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("TENANT_INFLIGHT", "tenant_inflight", _positive(int, "a whole number of jobs")),
     _Var("GATEWAY_TENANT", "gateway_tenant", tenant_name),
     _Var("GATEWAY_REQUIRE_TOKEN", "gateway_require_token", _bool),
+    _Var("GATEWAY_ALLOW_FILE_PAGES", "gateway_allow_file_pages", _bool),
     _Var("REQUEST_IDLE_TIMEOUT_S", "request_idle_timeout_s", _positive(float, "a number of seconds")),
     _Var("BODY_MIN_RATE_KB_S", "body_min_rate_bytes_s", _kib),
     _Var("BODY_TIMEOUT_S", "body_timeout_s", _positive(float, "a number of seconds")),
@@ -550,6 +587,13 @@ _VARIABLES: tuple[_Var, ...] = (
     _Var("STORE_RETRY_S", "store_retry_s", _positive(float, "a number of seconds")),
     _Var("SCRATCH_MARGIN_MB", "scratch_margin_bytes", _mib),
     _Var("SPOOL_MAX_AGE_S", "spool_max_age_s", _positive(float, "a number of seconds")),
+    _Var("RETAIN_MEDIA_DAYS", "retain_media_days", _positive(float, "a number of days")),
+    _Var("RETAIN_TRANSCRIPT_DAYS", "retain_transcript_days", _positive(float, "a number of days")),
+    _Var("TENANT_QUOTA_HOURS", "tenant_quota_hours", _quota_hours),
+    _Var("FETCH_ALLOW", "fetch_allow", _hosts),
+    _Var("FETCH_TIMEOUT_S", "fetch_timeout_s", _positive(float, "a number of seconds")),
+    _Var("TENANT_SOURCES", "tenant_sources", _tenant_prefixes),
+    _Var("TENANT_OUTPUTS", "tenant_outputs", _tenant_prefixes),
 )
 
 

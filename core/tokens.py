@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import UnauthorizedError
 from core.models import Token, utcnow
-from core.settings import tenant_name
+from core.tenants import tenant_name
 
 API, SESSION, SIGNIN = "api", "session", "signin"
 PREFIXES = {API: "tx", SESSION: "txs", SIGNIN: "txc"}

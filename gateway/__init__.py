@@ -3,6 +3,6 @@
 Like ``web``, it imports ``core`` only (never pipeline, worker, torch or numpy): files its
 clients send become ordinary jobs through ``core.submit.submit_job``.
 """
-from gateway.server import Gateway, GatewayConfig, GatewayThread, run_in_thread, serve
+from gateway.server import Gateway, GatewayConfig, serve
 
-__all__ = ["Gateway", "GatewayConfig", "GatewayThread", "run_in_thread", "serve"]
+__all__ = ["Gateway", "GatewayConfig", "serve"]

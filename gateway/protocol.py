@@ -5,10 +5,13 @@ tested on its own. The server loop lives in ``gateway.server``.
 
 Client -> server, per file: a JSON config frame, binary audio frames, an end frame
 (``{"is_speaking": false}``, ``+ "is_end": true`` from newer clients, or ``{"is_finished": true}``).
-Server -> client, per file: exactly one result frame; then, if the end frame carried
-``is_end``, an acknowledgement. Modes: ``offline`` is answered as ``offline``; ``2pass`` (the
-clients' default, also assumed when a client sends no mode) gets the same whole-file result as
-one ``2pass-offline`` frame; ``online`` is refused with an error frame.
+Server -> client, per file: one result frame (a 2pass/online pcm stream: one per piece, cut at
+pauses as it arrives by ``gateway.segmenter``, ``is_final`` on the last); then, if the end frame carried
+``is_end``, an acknowledgement. Modes: every mode gets the recognised text, in the frame each
+client reads for its mode: ``offline`` as ``offline``; ``2pass`` (the clients' default, also
+assumed when a client sends no mode) as ``2pass-offline`` frames; ``online`` as ``online``
+frame (the clients append its text to what they show). Audio that looks like a stereo file's
+interleaved frames sent as mono pcm is mixed down, and the result frame carries a ``warning``.
 """
 from __future__ import annotations
 
@@ -19,8 +22,9 @@ import sys
 from array import array
 from dataclasses import dataclass, replace
 
+from contract import HotwordError, Hotwords, Segment, TingxieError, Transcript
 from core import jsonlimits
-from core.hotwords import HotwordError, Hotwords, parse_hotwords
+from core.hotwords import parse_hotwords
 
 # Python's websockets refuses frames over 1 MiB by default; stay under with room for framing.
 RESULT_FRAME_LIMIT_BYTES = 1024 * 1024 - 16 * 1024
@@ -36,13 +40,12 @@ MEDIA_FORMATS = frozenset({
 RAW_FORMATS = frozenset({"pcm", "raw", "s16le"})
 
 
-class ProtocolError(Exception):
-    """A client frame the protocol does not allow; answered with an error frame and a close."""
+class ProtocolError(TingxieError):
+    """A client frame the protocol does not allow; answered with an error frame and a close.
+    Raised with the frame's ``error_code`` first, as the FunASR clients read it."""
 
     def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,13 @@ class FileRequest:
     # ``stamp_sents`` the way FunASR's own pipeline emits them.
     diarize: bool = False
     num_speakers: int | None = None
+    # tingxie's extension: raw pcm's interleaved channels (``channels``: 2 for a stereo file's frames);
+    # None: told from the audio (:class:`StereoProbe`).
+    channels: int | None = None
 
     @property
     def reply_mode(self) -> str:
-        return "offline" if self.mode == "offline" else "2pass-offline"
+        return {"offline": "offline", "online": "online"}.get(self.mode, "2pass-offline")
 
 
 def parse_text_frame(text: str) -> dict:
@@ -115,14 +121,8 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
     changes: dict = {}
     if "mode" in message and message["mode"] is not None:
         mode = str(message["mode"]).lower()
-        if mode == "online":
-            raise ProtocolError(
-                "unsupported_mode",
-                "mode 'online' (real-time partial results) is not served here: this server "
-                "recognises whole files; send mode 'offline' (the clients' --mode offline)",
-            )
-        if mode not in ("offline", "2pass"):
-            raise ProtocolError("unsupported_mode", f"unknown mode {mode!r}; use 'offline'")
+        if mode not in ("offline", "2pass", "online"):
+            raise ProtocolError("unsupported_mode", f"unknown mode {mode!r}; use 'offline', '2pass' or 'online'")
         changes["mode"] = mode
     if message.get("wav_name") not in (None, ""):
         changes["wav_name"] = str(message["wav_name"])[:256]
@@ -146,6 +146,11 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
         if not MIN_AUDIO_FS_HZ <= fs <= MAX_AUDIO_FS_HZ:
             raise ProtocolError("bad_config", f"audio_fs {fs} Hz is outside {MIN_AUDIO_FS_HZ}..{MAX_AUDIO_FS_HZ}")
         changes["audio_fs_hz"] = fs
+    if message.get("channels") not in (None, ""):
+        value = message["channels"]
+        if isinstance(value, bool) or str(value) not in ("1", "2"):
+            raise ProtocolError("bad_config", f"channels must be 1 or 2 (interleaved 16-bit pcm), not {value!r}")
+        changes["channels"] = int(value)
     if "itn" in message:
         changes["itn"] = _flag("itn", message["itn"], True)
     if "diarize" in message:
@@ -174,16 +179,19 @@ def is_wav_container(head: bytes) -> bool:
 
 
 class StereoProbe:
-    """Spots stereo sent as mono: FunASR's Python client sends a stereo .wav's frames as "pcm"
+    """Spots stereo sent as mono: FunASR's Python clients send a stereo .wav's frames as "pcm"
     without mixing them down. When both channels carry one signal (a mono recording saved as
     stereo, the usual case), the difference of each sample pair is tiny against their sum, while
-    neighbouring samples of mono speech differ by a percent or more of their energy. Stereo with
-    two different channels cannot be told from mono and is taken as mono.
+    neighbouring samples of mono speech differ by a percent or more of their energy. When the
+    channels differ, each sample is closer to the one two places back (its own channel's previous
+    sample) than to its neighbour (the other channel's), while speech, whose energy lies in low
+    frequencies, has neighbours closer than samples two apart.
 
-    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps two sums, not the audio.
+    Fed with the first ``limit_bytes`` of raw audio as it arrives; keeps a few sums, not the audio.
     """
 
     RATIO = 1e-4  # difference energy / sum energy below this: equal channels
+    INTERLEAVED_RATIO = 1.5  # neighbour-difference energy / lag-2-difference energy above this: two channels
     MIN_RMS = 100  # quieter than this (per summed pair) says nothing either way
 
     def __init__(self, limit_bytes: int = 128000):
@@ -192,6 +200,8 @@ class StereoProbe:
         self.pairs = 0
         self.diff_energy = 0
         self.sum_energy = 0
+        self.lag1_energy = 0
+        self.lag2_energy = 0
         self._carry = b""
 
     def feed(self, chunk: bytes) -> None:
@@ -213,12 +223,28 @@ class StereoProbe:
         self.pairs += len(samples) // 2
         self.diff_energy += diff
         self.sum_energy += total
+        self.lag1_energy += sum((a - b) ** 2 for a, b in zip(samples, samples[1:]))
+        self.lag2_energy += sum((a - b) ** 2 for a, b in zip(samples, samples[2:]))
+
+    def _loud(self) -> bool:
+        return self.pairs > 0 and self.sum_energy >= self.pairs * self.MIN_RMS ** 2
 
     @property
     def duplicated(self) -> bool:
-        if self.pairs == 0 or self.sum_energy < self.pairs * self.MIN_RMS ** 2:
-            return False
-        return self.diff_energy < self.RATIO * self.sum_energy
+        """Two equal channels."""
+        return self._loud() and self.diff_energy < self.RATIO * self.sum_energy
+
+    @property
+    def interleaved(self) -> bool:
+        """Two channels, equal or not."""
+        return self.duplicated or (self._loud() and self.lag1_energy > self.INTERLEAVED_RATIO * self.lag2_energy)
+
+
+STEREO_WARNING = (
+    "{wav_name}: the pcm audio looks like a stereo file's interleaved channels; it was read as "
+    "stereo and mixed down to mono. Send mono 16-bit pcm, the whole file with wav_format 'wav', "
+    "or \"channels\": 2 in the config frame"
+)
 
 
 def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes:
@@ -232,12 +258,6 @@ def wav_header(sample_rate_hz: int, data_bytes: int, channels: int = 1) -> bytes
     )
 
 
-def _spans(segment: dict) -> list[list[int]]:
-    if segment.get("tokens"):
-        return [[int(a), int(b)] for a, b in segment["tokens"]]
-    return [[int(w["start_ms"]), int(w["end_ms"])] for w in segment.get("words", [])]
-
-
 # FunASR gives one span per Chinese character and per English word, and the html5 demo walks
 # the text that way (split at these marks; a run of Latin letters is one unit, anything else
 # one unit per character) indexing ``timestamp`` as it goes: lay the spans out the same way so
@@ -246,64 +266,105 @@ _UNIT_SPLIT = re.compile(r"[。？，、?.,\s]+")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
-def text_units(text: str) -> list[str]:
-    units: list[str] = []
-    for chunk in _UNIT_SPLIT.split(text):
-        if not chunk:
-            continue
-        if _LATIN_WORD.fullmatch(chunk):
-            units.append(chunk)
-        else:
-            units.extend(chunk)
+def text_units(text: str) -> list[tuple[int, int]]:
+    """The units FunASR's clients count in ``text``, as ``(start, end)`` places in it."""
+    units: list[tuple[int, int]] = []
+    at = 0
+    for gap in (*_UNIT_SPLIT.finditer(text), None):
+        stop = gap.start() if gap is not None else len(text)
+        if at < stop:
+            if _LATIN_WORD.fullmatch(text, at, stop):
+                units.append((at, stop))
+            else:
+                units.extend((i, i + 1) for i in range(at, stop))
+        if gap is not None:
+            at = gap.end()
     return units
 
 
-def unit_spans(segment: dict, count: int) -> list[list[int]]:
-    """``count`` spans in order inside the segment: the recognised words' or tokens' own spans
-    when they match one to one, else spread over them in proportion."""
-    spans = _spans(segment) or [[int(segment["start_ms"]), int(segment["end_ms"])]]
-    if len(spans) == count or count == 0:
-        return spans if count else []
-    k = len(spans)
+def _even(start_ms: int, end_ms: int, count: int) -> list[list[int]]:
+    """``[start_ms, end_ms]`` cut into ``count`` equal spans."""
+    def at(i: int) -> int:
+        return round(start_ms + (end_ms - start_ms) * i / count)
+
+    return [[at(i), at(i + 1)] for i in range(count)]
+
+
+def unit_spans(segment: Segment, units: list[tuple[int, int]]) -> list[list[int]]:
+    """A span for each unit: the span of the word the unit lies in (the words' places in the text
+    say which), shared evenly among that word's units. A sentence without placed words (some
+    transcripts stored before version 2) spreads its tokens' spans, or its own, over the units."""
+    if not units:
+        return []
+    words = [w for w in segment.words if w.text.strip()]
+    if words and segment.placed:
+        per_word: list[int] = []  # the word each unit lies in (or the next one after it)
+        j = 0
+        for start, _ in units:
+            while j < len(words) - 1 and words[j].end_char <= start:
+                j += 1
+            per_word.append(j)
+        spans: list[list[int]] = []
+        for j, word in enumerate(words):
+            count = per_word.count(j)
+            if count:
+                spans += _even(word.start_ms, word.end_ms, count)
+        return spans
+    source = [list(t) for t in segment.tokens] or [[segment.start_ms, segment.end_ms]]
+    if len(source) == len(units):
+        return source
+    k, count = len(source), len(units)
 
     def at(x: float) -> int:
         i = min(int(x), k - 1)
-        start, end = spans[i]
+        start, end = source[i]
         return round(start + (end - start) * min(x - i, 1.0))
 
     return [[at(i * k / count), at((i + 1) * k / count)] for i in range(count)]
 
 
-def result_frame(request: FileRequest, transcript: dict, job_id: str | None = None) -> dict:
-    """The one result frame for a recognised file, from the stored transcript (``Transcript.to_dict``).
+def result_frame(request: FileRequest, transcript: Transcript, job_id: str | None = None,
+                 warning: str | None = None, offset_ms: int = 0) -> dict:
+    """The one result frame for a recognised file, from the stored transcript; ``offset_ms``
+    shifts every time by where the piece starts in its stream (a 2pass stream cut at pauses).
 
-    ``job_id`` (a key FunASR clients ignore) names the tingxie job, for the REST API."""
+    ``job_id`` and ``warning`` (keys FunASR clients ignore) name the tingxie job, for the REST API,
+    and what the gateway had to guess about the audio. The warning rides in the result frame: an
+    extra frame before it would end an older client's wait for its result. ``offset_ms``: where the
+    audio starts in the client's stream (a piece of a 2pass/online stream), added to every time."""
     timestamp: list[list[int]] = []
     stamp_sents = []
-    speaker_index = {s["id"]: i for i, s in enumerate(transcript.get("speakers") or ())}
-    for segment in transcript.get("segments", []):
-        units = text_units(segment.get("text", ""))
-        spans = unit_spans(segment, len(units))
+    speaker_index = {s.id: i for i, s in enumerate(transcript.speakers or ())}
+    for segment in transcript.segments:
+        units = text_units(segment.text)
+        spans = [[a + offset_ms, b + offset_ms] for a, b in unit_spans(segment, units)]
         timestamp.extend(spans)
         sentence = {
-            "text_seg": " ".join(units),
-            "punc": segment.get("punc", ""),
-            "start": int(segment["start_ms"]),
-            "end": int(segment["end_ms"]),
+            "text_seg": " ".join(segment.text[a:b] for a, b in units),
+            "punc": segment.punc,
+            "start": segment.start_ms + offset_ms,
+            "end": segment.end_ms + offset_ms,
             "ts_list": spans,
         }
-        if segment.get("speaker") in speaker_index:
-            sentence["spk"] = speaker_index[segment["speaker"]]  # FunASR's spk: 0, 1, ... in order of speech
+        if segment.speaker in speaker_index:
+            sentence["spk"] = speaker_index[segment.speaker]  # FunASR's spk: 0, 1, ... in order of speech
         stamp_sents.append(sentence)
     return {
         "mode": request.reply_mode,
         "wav_name": request.wav_name,
-        "text": transcript.get("text", ""),
+        "text": transcript.text,
         "is_final": True,
         "timestamp": json.dumps(timestamp, separators=(",", ":")),
         "stamp_sents": stamp_sents,
         "job_id": job_id,
+        **({"warning": warning} if warning else {}),
     }
+
+
+def empty_result_frame(request: FileRequest) -> dict:
+    """The closing frame of a stream whose audio was all answered in earlier pieces."""
+    return {"mode": request.reply_mode, "wav_name": request.wav_name, "text": "", "is_final": True,
+            "timestamp": "[]", "stamp_sents": []}
 
 
 def ack_frame(request: FileRequest) -> dict:

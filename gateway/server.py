@@ -10,7 +10,9 @@ holds the frame rules. Like the web tier, the gateway imports core only.
 
 Who is connecting is settled in the opening handshake, before the socket is accepted
 (:meth:`Gateway.admit`): a browser page's ``Origin`` must be tingxie's own page or one listed in
-``TINGXIE_ALLOWED_ORIGINS`` (FunASR's html5 page served elsewhere works once its origin is listed);
+``TINGXIE_ALLOWED_ORIGINS`` (FunASR's html5 page served elsewhere works once its origin is listed;
+opened from disk it sends ``Origin: null``, allowed only with ``TINGXIE_GATEWAY_ALLOW_FILE_PAGES``,
+and otherwise told why in an error frame, since a page cannot read a refused handshake's answer);
 a token, sent as ``Authorization: Bearer`` or as the URL's ``token`` parameter, is always checked,
 and makes the connection's jobs its tenant's; without one, the jobs belong to the gateway's tenant
 (``--tenant``), unless ``--require-token`` refuses such connections. FunASR's own clients send no
@@ -26,7 +28,6 @@ import json
 import logging
 import os
 import signal
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -38,12 +39,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.protocol import State
 
-from core import access, jobs, storage, tokens
+from core import access, dispatch, jobs, storage, tokens
 from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
-from core.events import AsyncJobWatcher
 from core.hotwords import Hotwords, load_hotword_file, merge
+from core.hub import EventHub
 from core.models import Job, Transcript
 from core.options import INTERACTIVE_PRIORITY, JobOptions, Source, speaker_fields
 from core.revocation import RevocationWatch
@@ -51,10 +52,12 @@ from core.services import Services
 from core.settings import Settings
 from core.submit import Upload, submit_job
 from gateway.protocol import (
+    STEREO_WARNING,
     FileRequest,
     ProtocolError,
     ack_frame,
     encode,
+    empty_result_frame,
     error_frame,
     is_end_frame,
     StereoProbe,
@@ -64,12 +67,16 @@ from gateway.protocol import (
     result_frame,
     wav_header,
 )
+from gateway.tls import ensure_self_signed, server_context
+from gateway.segmenter import PauseCutter, joined_text, piece_name
 
 log = logging.getLogger("tingxie.gateway")
 # What a client is told of an unexpected failure; what failed (a traceback, paths, SQL) stays in the log.
 INTERNAL_ERROR_MESSAGE = "the gateway failed to answer; its logs have details"
 
 _SIZE_CODES = frozenset({"too_large", "too_long"})
+# Modes whose raw pcm streams are answered piece by piece as they arrive (gateway.segmenter).
+_STREAMING_MODES = frozenset({"2pass", "online"})
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class _Connection(ServerConnection):
 
     too_big_frame: str = encode(error_frame(None, "frame_too_large", "a frame was over the size limit"))
     principal: Principal | None = None
+    refusal: str | None = None  # why the connection is closed at once (a page from disk, not allowed)
 
     def __init__(self, protocol, *args, **kwargs):
         super().__init__(protocol, *args, **kwargs)
@@ -153,13 +161,24 @@ class _Upload:
         self.audio_bytes = 0
         self.raw: bool | None = None  # decided by the first audio frame
         self.stereo = StereoProbe()
+        self.warning: str | None = None  # what was guessed about the audio, for the result frame
+        self._channels: int | None = None
+        # A 2pass/online pcm stream is cut at pauses as it arrives (each piece its own job).
+        self.cutter: PauseCutter | None = None
+        self.pieces = 0  # pieces cut so far
+        self.piece_start = 0  # audio byte offset where the next piece begins
+        self.offset_ms = 0  # where this audio starts in the client's stream (a whole file: 0)
 
-    def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> list[int]:
+        """Spool ``chunk``; the audio byte offsets where finished pieces end (a 2pass/online pcm
+        stream), else none."""
         if self.raw is None:
             # The html5 client sends a whole .wav (header included) as "PCM".
             self.raw = self.request.raw_pcm and not is_wav_container(chunk)
             if self.raw:
                 self.handle.write(wav_header(self.request.audio_fs_hz, 0))
+                if self.request.mode in _STREAMING_MODES:
+                    self.cutter = PauseCutter(self.request.audio_fs_hz)
         total = self.audio_bytes + len(chunk)
         if total > self.settings.max_upload_bytes:
             raise ProtocolError(
@@ -179,15 +198,49 @@ class _Upload:
         self.audio_bytes = total
         if self.raw:
             self.stereo.feed(chunk)
+        return self.cutter.feed(chunk) if self.cutter is not None else []
+
+    def channels(self) -> int:
+        """Raw pcm's interleaved channels, decided once (at the first piece or at the end)."""
+        if self._channels is None:
+            channels = self.request.channels
+            if channels is None:
+                channels = 2 if self.stereo.interleaved else 1
+                if channels == 2:
+                    log.info("%s: raw audio looks like two interleaved channels; read as stereo", self.request.wav_name)
+                    self.warning = STEREO_WARNING.format(wav_name=self.request.wav_name)
+            self._channels = channels
+        return self._channels
 
     def finish(self) -> None:
         if self.raw:
-            channels = 2 if self.stereo.duplicated else 1
-            if channels == 2:
-                log.info("%s: raw audio is stereo with equal channels; read as stereo", self.request.wav_name)
             self.handle.seek(0)
-            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, channels))
+            self.handle.write(wav_header(self.request.audio_fs_hz, self.audio_bytes, self.channels()))
         self.handle.close()
+
+    def cut(self, end: int) -> "_Piece":
+        """The audio from the previous cut to ``end`` as a WAV file of its own, for its own job.
+        Copied from the spool (written, not yet closed) on the event loop, as the spool is
+        written: a piece is at most ``max_piece_ms`` of audio."""
+        if not self.handle.closed:
+            self.handle.flush()
+        start, self.piece_start = self.piece_start, end
+        self.pieces += 1
+        channels = self.channels()
+        fs = self.request.audio_fs_hz
+        handle = storage.open_spool_file(self.settings)
+        try:
+            handle.write(wav_header(fs, end - start, channels))
+            with open(self.path, "rb") as spool:
+                spool.seek(len(wav_header(fs, 0)) + start)
+                handle.write(spool.read(end - start))
+        except BaseException:
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+        handle.close()
+        return _Piece(Path(handle.name), piece_name(self.filename, self.pieces), end - start,
+                      start * 1000 // (2 * channels * fs), self.warning)
 
     def discard(self) -> None:
         self.handle.close()
@@ -203,6 +256,21 @@ class _Upload:
             return name
         fmt = self.request.wav_format
         return f"{name}.{fmt}" if fmt not in ("others", "pcm", "raw", "s16le") else name
+
+
+@dataclass
+class _Piece:
+    """One piece of a 2pass/online stream, spooled as a WAV file: answered as a file is, its
+    timestamps moved by ``offset_ms``."""
+
+    path: Path
+    filename: str
+    audio_bytes: int
+    offset_ms: int
+    warning: str | None
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -325,7 +393,8 @@ class _Conversation:
                     "binary audio arrived before the JSON config frame; send "
                     '{"mode": "offline", "wav_name": ..., "wav_format": ..., "is_speaking": true} first',
                 )
-            self.upload.write(message)
+            for end in self.upload.write(message):
+                self._answer_later(self.upload.cut(end), self.upload.request, ack=False, final=False)
             return
         frame = parse_text_frame(message)
         if is_end_frame(frame):
@@ -350,27 +419,53 @@ class _Conversation:
     def _end_upload(self, ack: bool) -> None:
         upload, self.upload = self.upload, None
         upload.finish()
-        request = replace(upload.request, hotwords=self.hotwords)
-        task = asyncio.create_task(self._answer(upload, request, ack))
+        request = upload.request
+        if upload.pieces:  # a stream already cut: what came after the last cut is its last piece
+            tail = upload.audio_bytes - upload.piece_start
+            # Under one frame left (nothing to recognise): the closing frame has no text.
+            piece = upload.cut(upload.audio_bytes) if tail >= upload.cutter.frame_bytes else None
+            upload.discard()
+            self._answer_later(piece, request, ack, final=True)
+            return
+        self._answer_later(upload, request, ack, final=True)
+
+    def _answer_later(self, upload: _Upload | _Piece | None, request: FileRequest, ack: bool, final: bool) -> None:
+        """Answer a file (or a stream's piece) in the order it ended, after every earlier one."""
+        request = replace(request, hotwords=self.hotwords)
+        task = asyncio.create_task(self._answer(upload, request, ack, final))
         self.answers.add(task)
         task.add_done_callback(self.answers.discard)
         self.pending += 1
         self.outbox.put_nowait(task)
 
-    async def _answer(self, upload: _Upload, request: FileRequest, ack: bool) -> list[str]:
-        """The frames for one file: its result (and acknowledgement), or one error frame."""
+    async def _answer(self, upload: _Upload | _Piece | None, request: FileRequest, ack: bool,
+                      final: bool = True) -> list[str]:
+        """The frames for one file: its result (and acknowledgement), or one error frame. A piece
+        of a stream (``upload`` a :class:`_Piece`) is answered the same way, ``is_final`` only on
+        the last one; None: a stream's end with no audio after its last piece."""
+        if upload is None:
+            frames = [encode(empty_result_frame(request))]
+            return frames + ([encode(ack_frame(request))] if ack else [])
         if upload.audio_bytes == 0:
             upload.discard()
             return [encode(error_frame(request, "empty_audio", f"{request.wav_name}: no audio arrived"))]
+        # Shielded: once started, the job is created (and the spool file placed) even if the
+        # client leaves meanwhile, so no spool file is left behind half-handled; then canceled.
+        creating = self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal)
         try:
-            # Shielded: once started, the job is created (and the spool file placed) even if the
-            # client leaves meanwhile, so no spool file is left behind half-handled.
-            job_id = await asyncio.shield(
-                self.gw.in_thread(self.gw.create_job, upload, request, self.ws.principal))
+            job_id = await asyncio.shield(creating)
         except TingxieError as exc:
             return [encode(error_frame(request, exc.code, exc.message))]
-        await self.gw.watcher.wait_finished(job_id)
-        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack)
+        except asyncio.CancelledError:
+            creating.add_done_callback(self.gw.abandon_when_created)
+            raise
+        try:
+            await self.gw.hub.wait_for_end(job_id)
+        except asyncio.CancelledError:
+            self.gw.abandon(job_id)  # the connection closed before its result: nobody reads it
+            raise
+        return await self.gw.in_thread(self.gw.answer_frames, job_id, request, ack, upload.warning,
+                                       upload.offset_ms, final)
 
     async def _send_loop(self) -> None:
         while True:
@@ -400,7 +495,7 @@ class Gateway:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="tingxie-gateway")
         self._server = None
         self.services: Services | None = None
-        self.watcher: AsyncJobWatcher | None = None
+        self.hub: EventHub | None = None  # the process's one event hub: every answer waits on it
         self.revocations: RevocationWatch | None = None
 
     @property
@@ -419,8 +514,6 @@ class Gateway:
     def _ssl_context(self):
         if not self.config.tls:
             return None
-        from gateway.tls import ensure_self_signed, server_context
-
         if self.config.certfile:
             return server_context(Path(self.config.certfile), Path(self.config.keyfile) if self.config.keyfile else None)
         cert, key = ensure_self_signed(self.settings.data_dir / "gateway")
@@ -428,8 +521,8 @@ class Gateway:
 
     async def start(self) -> None:
         self.services = Services.start(self.settings)
-        self.watcher = AsyncJobWatcher(self.services.db, self.settings.events_url)
-        await self.watcher.start()
+        self.hub = EventHub(self.services.db, self.settings.events_url)
+        await self.hub.start()
         self.revocations = RevocationWatch(self.services.db)
         await self.revocations.start()
         self._server = await ws_serve(
@@ -455,8 +548,8 @@ class Gateway:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        if self.watcher is not None:
-            await self.watcher.close()
+        if self.hub is not None:
+            await self.hub.close()
         if self.revocations is not None:
             await self.revocations.close()
         self._executor.shutdown(wait=True)
@@ -468,10 +561,16 @@ class Gateway:
         return {
             "connections": len(self._server.connections) if self._server is not None else 0,
             "tasks": len(asyncio.all_tasks()),
-            "watched_jobs": self.watcher.watched if self.watcher is not None else 0,
+            "watched_jobs": self.hub.watched_jobs if self.hub is not None else 0,
         }
 
     async def _handle(self, ws: _Connection) -> None:
+        if ws.refusal is not None:
+            with contextlib.suppress(ConnectionClosed):
+                # In ``text`` too: it is what FunASR's html5 page shows.
+                await ws.send(encode(dict(error_frame(None, "origin_not_allowed", ws.refusal), text=ws.refusal)))
+            await ws.close(CloseCode.POLICY_VIOLATION, "origin_not_allowed")
+            return
         conversation = _Conversation(self, ws)
         unwatch = self.revocations.watch(ws.principal, conversation.revoked)
         try:
@@ -481,7 +580,8 @@ class Gateway:
 
     async def admit(self, connection: _Connection, request):
         """The opening handshake: refuse a browser page from another origin (403) and a missing
-        (where required) or bad token (401) before the socket is accepted; else remember who it is."""
+        (where required) or bad token (401) before the socket is accepted; else remember who it is.
+        A page from disk (``Origin: null``) not allowed is accepted, told why and closed (:meth:`_handle`)."""
         headers = request.headers
         malformed = _malformed(headers)
         if malformed:
@@ -489,7 +589,13 @@ class Gateway:
             return _refusal(connection, HTTPStatus.BAD_REQUEST, "bad_request", malformed)
         origin = headers.get("Origin")
         own = access.gateway_origins(self.settings, headers.get("Host", ""))
-        if not access.origin_allowed(origin, own, self.settings):
+        if origin is not None and access.normalise_origin(origin) == "null":
+            if not self.settings.gateway_allow_file_pages:
+                log.info("refused a page opened from a file (Origin: null)")
+                # Accepted, then closed with the reason: the page sees the socket's frames, never a 403.
+                connection.refusal = FILE_PAGE_REFUSAL
+                return None
+        elif not access.origin_allowed(origin, own, self.settings):
             log.info("refused a connection from the page at %s (not an allowed origin)", origin)
             return _refusal(connection, HTTPStatus.FORBIDDEN, "origin_not_allowed",
                             f"pages at {origin} may not connect (TINGXIE_ALLOWED_ORIGINS lists the ones that may)")
@@ -532,21 +638,58 @@ class Gateway:
                                tenant=principal.tenant)
         return submitted.id
 
-    def answer_frames(self, job_id: str, request: FileRequest, ack: bool) -> list[str]:
+    def abandon(self, job_id: str) -> None:
+        """Cancel a job whose connection closed before its result (queued: it never runs; running:
+        its worker stops at its next heartbeat), off the event loop; the pool finishes it on stop."""
+        self._executor.submit(self._cancel_job, job_id)
+
+    def abandon_when_created(self, creating: asyncio.Future) -> None:
+        """The client left while its job was being created: cancel the job once it exists."""
+        if not creating.cancelled() and creating.exception() is None:
+            self.abandon(creating.result())
+
+    def _cancel_job(self, job_id: str) -> None:
+        try:
+            with session_scope(self.services.db) as session:
+                job = session.get(Job, job_id)
+                canceled = job is not None and jobs.cancel(session, job_id)
+                tenant = job.tenant if job is not None else None
+            if canceled:
+                log.info("canceled job %s: its client left before the result", job_id)
+                dispatch.pump(self.services, [tenant])  # its slot is free for the tenant's next job
+        except Exception:
+            log.exception("canceling job %s, whose client left, failed", job_id)
+
+    def answer_frames(self, job_id: str, request: FileRequest, ack: bool, warning: str | None = None,
+                      offset_ms: int = 0, final: bool = True) -> list[str]:
+        """A finished job's frames. A stream's piece (``offset_ms``: where it starts in the stream)
+        gets ``is_final`` only when ``final``; an earlier piece that failed gets an error frame
+        without ``is_end``, so the client reads on."""
         with session_scope(self.services.db) as session:
             job = session.get(Job, job_id)
             transcript = session.get(Transcript, job_id)
             status = job.status if job is not None else "gone"
             if status == jobs.DONE and transcript is not None:
-                frames = [encode(result_frame(request, transcript.data, job_id))]
+                frame = result_frame(request, transcript.read(), job_id, warning, offset_ms=offset_ms)
+                frame.update(text=joined_text(frame["text"], offset_ms > 0), is_final=final)
+                frames = [encode(frame)]
                 if ack:
                     frames.append(encode(ack_frame(request)))
                 return frames
             if status == jobs.FAILED:
-                return [encode(error_frame(request, job.error_code or "failed", job.error_message or "the job failed",
-                                          job_id))]
-        return [encode(error_frame(request, status, f"job {job_id} was {status} before it finished", job_id))]
+                frame = error_frame(request, job.error_code or "failed", job.error_message or "the job failed", job_id)
+            else:
+                frame = error_frame(request, status, f"job {job_id} was {status} before it finished", job_id)
+        if not final:
+            frame["is_end"] = False
+        return [encode(frame)]
 
+
+FILE_PAGE_REFUSAL = (
+    "tingxie refused this page: it was opened from a file (Origin: null), which this gateway does not "
+    "allow. Serve the page over http(s) from an origin listed in TINGXIE_ALLOWED_ORIGINS, or set "
+    "TINGXIE_GATEWAY_ALLOW_FILE_PAGES=1 on the gateway (any local file or sandboxed page may then use it)"
+)
 
 # Headers a handshake may carry once at most: two of any of them cannot be read one way.
 _SINGLE_HEADERS = ("Host", "Origin", "Authorization", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version")
@@ -570,20 +713,6 @@ def _refusal(connection: _Connection, status: HTTPStatus, code: str, message: st
     return response
 
 
-async def _serve_until_stopped(settings: Settings, config: GatewayConfig, stop: asyncio.Event,
-                               started: threading.Event | None = None, holder: list | None = None) -> None:
-    gateway = Gateway(settings, config)
-    await gateway.start()
-    if holder is not None:
-        holder.append(gateway)
-    if started is not None:
-        started.set()
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
 def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
     """Run the gateway in this process until SIGINT or SIGTERM."""
     config = config or GatewayConfig.from_settings(settings)
@@ -593,63 +722,11 @@ def serve(settings: Settings, config: GatewayConfig | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await _serve_until_stopped(settings, config, stop)
+        gateway = Gateway(settings, config)
+        await gateway.start()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.stop()
 
     asyncio.run(main())
-
-
-class GatewayThread:
-    """The gateway on a background thread with its own event loop (tests, embedding)."""
-
-    def __init__(self, settings: Settings, config: GatewayConfig):
-        self.settings, self.config = settings, config
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._holder: list[Gateway] = []
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="tingxie-gateway", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self._loop = asyncio.get_running_loop()
-            self._stop = asyncio.Event()
-            await _serve_until_stopped(self.settings, self.config, self._stop, self._started, self._holder)
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            raise
-
-    def start(self, timeout_s: float = 30.0) -> "GatewayThread":
-        self._thread.start()
-        if not self._started.wait(timeout_s):
-            raise RuntimeError("the gateway did not start in time")
-        if self._error is not None:
-            raise RuntimeError(f"the gateway failed to start: {self._error}") from self._error
-        return self
-
-    @property
-    def gateway(self) -> Gateway:
-        return self._holder[0]
-
-    @property
-    def url(self) -> str:
-        return self.gateway.url
-
-    def stats(self) -> dict:
-        async def read() -> dict:
-            return self.gateway.stats()
-
-        return asyncio.run_coroutine_threadsafe(read(), self._loop).result(10)
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        if self._loop is not None and self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout_s)
-
-
-def run_in_thread(settings: Settings, config: GatewayConfig | None = None) -> GatewayThread:
-    return GatewayThread(settings, config or GatewayConfig.from_settings(settings)).start()

@@ -1,4 +1,5 @@
-"""Decoding: a probed file's first audio stream to 16 kHz mono s16le in a file on disk, streamed.
+"""Decoding: a probed file's first audio stream (all its channels mixed, or one of them) to 16 kHz
+mono s16le in a file on disk, streamed.
 
 The ffmpeg binary reads the input by path and writes PCM straight to a file, so neither the
 compressed input nor the decoded audio is held in memory. It is hardened the same way as the
@@ -88,8 +89,13 @@ def decode_to_pcm(
     on_progress: Callable[[float], None] | None = None,
     timeout_s: float | None = None,
     memory_bytes: int = DECODE_MEMORY_BYTES,
+    channel: int | None = None,
 ) -> int:
     """Decode the first audio stream of ``path`` to 16 kHz mono s16le in ``out_path``; return its ms.
+
+    ``channel``: None mixes every channel down to one; a number (0 is the first, the left of a
+    stereo file) takes that channel alone, unmixed (a call recording's agent or customer).
+    NoSuchChannelError for a channel the probe says the stream does not have.
 
     ``info`` is the file's :func:`~media.probe` (stored with a job, so the worker does not probe
     again); its demuxer is the only one ffmpeg may use. ``ffmpeg`` is the binary (default:
@@ -109,14 +115,16 @@ def decode_to_pcm(
         )
     if max_duration_ms is not None and info.duration_ms is not None and info.duration_ms > max_duration_ms:
         raise too_long(info.duration_ms, max_duration_ms)
+    _check_channel(channel, info)
     ffmpeg = find_ffmpeg(ffmpeg)
     if timeout_s is None:
         timeout_s = decode_timeout_s(info.duration_ms if info.duration_ms is not None else max_duration_ms)
     cmd = [ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-v", "error",
            "-f", demuxer_name(info.format_name), "-protocol_whitelist", "file",
            "-format_whitelist", ",".join(ALLOWED_DEMUXERS), "-i", "file:" + str(path.resolve()),
-           "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE_HZ),
-           "-c:a", "pcm_s16le", "-f", "s16le"]
+           "-map", "0:a:0", "-vn", "-sn", "-dn",
+           *(["-ac", "1"] if channel is None else ["-af", f"pan=mono|c0=c{channel}"]),
+           "-ar", str(SAMPLE_RATE_HZ), "-c:a", "pcm_s16le", "-f", "s16le"]
     fsize_bytes = -1
     if max_duration_ms is not None:
         # One second past the cap is enough to know it was exceeded, and bounds the work.
@@ -140,6 +148,19 @@ def decode_to_pcm(
     if on_progress is not None:
         on_progress(1.0)
     return duration_ms
+
+
+def _check_channel(channel: int | None, info: MediaInfo) -> None:
+    """Refuse a channel the stream lacks: ffmpeg's pan filter would write silence for it."""
+    if channel is None:
+        return
+    if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
+        raise ValueError(f"channel must be a channel number from 0, not {channel!r}")
+    if info.channels is not None and channel >= info.channels:
+        raise errors.NoSuchChannelError(
+            f"The audio has {info.channels} channel{'s' if info.channels != 1 else ''}; "
+            f"there is no channel {channel} (channels count from 0)."
+        )
 
 
 def _run(cmd: list[str], log, out_path: Path, timeout_s: float, expected_bytes: int,

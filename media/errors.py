@@ -1,18 +1,15 @@
 """Media errors. ``code`` is stable (the API and the job record carry it); ``message`` says what a
 person can do about it and never names the file (callers know which file they handed over);
-``detail`` is ffmpeg's own report, for logs."""
+``detail`` is ffmpeg's own report, for logs. The base is the contract's one error base."""
 from __future__ import annotations
 
+from contract.errors import TingxieError
 
-class MediaError(Exception):
+
+class MediaError(TingxieError):
     """The input is not decodable audio/video; the base of every error this package raises."""
 
     code = "bad_media"
-
-    def __init__(self, message: str, *, detail: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
 
 
 class RefusedFormatError(MediaError):
@@ -42,6 +39,12 @@ class ScratchFullError(MediaError):
     the file (which may be intact); the caller tries again where there is room."""
 
     code = "scratch_full"
+
+
+class NoSuchChannelError(MediaError):
+    """A channel was asked for that the file's audio stream does not have."""
+
+    code = "no_such_channel"
 
 
 class MediaTooLongError(MediaError):

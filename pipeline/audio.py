@@ -28,8 +28,10 @@ def decode(
     ffmpeg: str | None = None,
     max_duration_ms: int | None = None,
     on_progress: Callable[[float], None] | None = None,
+    channel: int | None = None,
 ) -> tuple[MediaInfo, "PcmFile"]:
-    """Probe ``path`` (unless the caller already did: ``info``) and decode it into ``pcm_path``.
+    """Probe ``path`` (unless the caller already did: ``info``) and decode it into ``pcm_path``:
+    every channel mixed down, or only ``channel`` (0 is the first).
 
     Raises :class:`~media.MediaError` subclasses for input a person must fix; ``pcm_path`` is
     removed when decoding fails.
@@ -37,7 +39,7 @@ def decode(
     if info is None:
         info = media.probe(path, max_duration_ms=max_duration_ms)
     media.decode_to_pcm(path, pcm_path, info=info, ffmpeg=ffmpeg, max_duration_ms=max_duration_ms,
-                        on_progress=on_progress)
+                        on_progress=on_progress, channel=channel)
     return info, PcmFile(pcm_path)
 
 
@@ -63,6 +65,7 @@ class PcmFile:
 
     def read_samples(self, start: int, end: int) -> "np.ndarray":
         """Samples ``[start, end)`` as float32 in [-1, 1] (clipped to the file)."""
+        # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
         import numpy as np
 
         start = max(0, min(start, self.num_samples))

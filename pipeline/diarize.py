@@ -83,6 +83,7 @@ def cluster(
     max_speakers: int | None = None,
 ) -> "np.ndarray":
     """A cluster number per row of L2-normalised ``embeddings`` (see the module doc)."""
+    # numpy and scikit-learn (the diarize extra) only when a job asks for speakers
     import numpy as np
     from sklearn.cluster import AgglomerativeClustering
 
@@ -112,6 +113,7 @@ def cluster(
 def nearest_centre(embeddings: "np.ndarray", clustered: "np.ndarray", labels: "np.ndarray") -> "np.ndarray":
     """For each row of ``embeddings``, the cluster (of ``clustered``, labelled ``labels``) whose
     centre, the normalised mean of its rows, is nearest in cosine distance."""
+    # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
     import numpy as np
 
     centres = np.stack([clustered[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
@@ -169,9 +171,11 @@ def diarize(
     """The speaker (``S1``...) of each word. ``spans``: the speech VAD found; ``word_spans``: the
     words' ``(start_ms, end_ms)`` in time order; ``options``: the speaker counts asked for.
     ``on_progress`` gets 0..1 as windows are embedded."""
+    # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
     import numpy as np
 
     try:
+        # scikit-learn (the diarize extra) only when a job asks for speakers: missing, the job says what to install
         import sklearn  # noqa: F401
     except ImportError as exc:
         raise EngineMissingError(

@@ -1,8 +1,11 @@
 """Domain errors. ``code`` is stable (the API and the job record carry it); ``message`` is for a person.
 
-Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and are re-exported
-here, so callers of the pipeline catch ``PipelineError`` and ``MediaError`` from one place.
+Every one extends the contract's one error base (:class:`contract.TingxieError`: code, message,
+detail). Media errors live in the ``media`` package (the one way ffmpeg reaches a file) and the
+speaker-count error in the contract; both are re-exported here, so callers of the pipeline catch
+``PipelineError``, ``MediaError`` and ``SpeakerOptionsError`` from one place.
 """
+from contract import SpeakerOptionsError, TingxieError
 from media.errors import (
     EmptyMediaError,
     FfmpegMissingError,
@@ -15,19 +18,15 @@ from media.errors import (
 )
 
 __all__ = [
-    "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "HotwordError", "MediaError",
+    "ChannelOptionsError", "EmptyMediaError", "EngineMissingError", "FfmpegMissingError", "MediaError",
     "MediaTimeoutError", "MediaTooLongError", "ModelNotReadyError", "NoAudioStreamError", "PipelineError",
-    "RefusedFormatError", "TruncatedMediaError", "UnknownProfileError",
+    "ProfileOptionsError", "RefusedFormatError", "SpeakerOptionsError", "TruncatedMediaError", "UnknownProfileError",
+    "UnsupportedLanguageError",
 ]
 
 
-class PipelineError(Exception):
+class PipelineError(TingxieError):
     code = "pipeline_error"
-
-    def __init__(self, message: str, *, detail: str = ""):
-        super().__init__(message)
-        self.message = message
-        self.detail = detail
 
 
 class ModelNotReadyError(PipelineError):
@@ -42,14 +41,16 @@ class EngineMissingError(PipelineError):
     code = "engine_missing"
 
 
-class HotwordError(PipelineError):
-    code = "bad_hotwords"
+class UnsupportedTaskError(PipelineError):
+    """The job asks for a task (translate) the profile's ASR model cannot do."""
+
+    code = "unsupported_task"
 
 
-class SpeakerOptionsError(PipelineError):
-    """Speaker counts that cannot be honoured (not positive, min above max, given without diarize)."""
+class ChannelOptionsError(PipelineError):
+    """Channel options that cannot be honoured (an unknown mode, names without separate channels)."""
 
-    code = "bad_speakers"
+    code = "bad_channels"
 
 
 class UnknownProfileError(PipelineError):

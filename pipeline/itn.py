@@ -22,6 +22,7 @@ class WetextItn:
 
     def __init__(self) -> None:
         try:
+            # wetext (an extra) only when the ITN model loads: missing, it says what to install
             from wetext import Normalizer
         except ImportError as exc:
             raise EngineMissingError("ITN needs wetext: pip install 'tingxie[offline]'") from exc

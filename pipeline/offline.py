@@ -15,8 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from pipeline.itn import WetextItn
 from pipeline.options import require
 from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
+from pipeline.vad_silero import SileroVad, VadOptions
+from pipeline.whisper import WhisperAsr, prepare_whisper_base
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,6 @@ class OfflineOptions:
 
 def load_offline_engine(config: EngineConfig) -> Engine:
     """Whisper-base, Silero VAD and wetext, loaded once; the worker keeps the engine for every job."""
-    from pipeline.itn import WetextItn
-    from pipeline.vad_silero import SileroVad, VadOptions
-    from pipeline.whisper import WhisperAsr, prepare_whisper_base
-
     options: OfflineOptions = config.options
     model_dir = prepare_whisper_base(config.cache_dir)
     asr = WhisperAsr(
@@ -71,6 +70,7 @@ def load_offline_engine(config: EngineConfig) -> Engine:
 
 
 def _load_speaker(device: str, threads: int):
+    # the GE2E encoder loads numpy and torch at import: only when a job asks for speakers
     from pipeline.speaker_ge2e import load_ge2e
 
     return load_ge2e(device, threads)

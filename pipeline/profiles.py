@@ -16,9 +16,10 @@ import dataclasses
 import importlib
 from typing import Any, Mapping
 
+from contract.profiles import PROFILES
 from pipeline.errors import EngineMissingError, UnknownProfileError
 from pipeline.options import option_names, parse_options, unknown_options
-from pipeline.stages import Engine, EngineConfig, Profile
+from pipeline.stages import Engine, EngineConfig, EngineIdentity, Profile
 
 __all__ = [
     "Engine",
@@ -32,13 +33,6 @@ __all__ = [
     "split_profile_options",
 ]
 
-# Built-in profiles: the module declaring each one's ``PROFILE``, and what to install when
-# importing it (or what it imports when loading) fails.
-_MODULES: dict[str, tuple[str, str]] = {
-    "offline": ("pipeline.offline", "pip install 'tingxie[offline]'"),
-    "funasr": ("pipeline.funasr.profile", "pip install 'tingxie[funasr]'"),
-}
-
 _REGISTERED: dict[str, Profile] = {}
 
 
@@ -49,7 +43,7 @@ def register_profile(name: str, profile: Profile) -> None:
 
 def available_profiles() -> list[str]:
     """Every profile name :func:`load_engine` knows, whether or not its models are present."""
-    return sorted(set(_REGISTERED) | set(_MODULES))
+    return sorted(set(_REGISTERED) | set(PROFILES))
 
 
 def get_profile(name: str) -> Profile:
@@ -57,16 +51,18 @@ def get_profile(name: str) -> Profile:
     loads no model runtime). Raises UnknownProfileError or EngineMissingError."""
     if name in _REGISTERED:
         return _REGISTERED[name]
-    if name not in _MODULES:
+    if name not in PROFILES:
         raise UnknownProfileError(
             f"Unknown model profile {name!r}; known profiles: {', '.join(available_profiles())}"
         )
-    module, install = _MODULES[name]
+    # Built-in profiles: the contract's catalogue names the module declaring each one's ``PROFILE``
+    # and what to install when importing it (or what it imports when loading) fails.
+    info = PROFILES[name]
     try:
-        return importlib.import_module(module).PROFILE
+        return importlib.import_module(info.module).PROFILE
     except ImportError as exc:
         raise EngineMissingError(
-            f"The {name!r} profile needs packages that are not installed: {install}",
+            f"The {name!r} profile needs packages that are not installed: {info.install}",
             detail=repr(exc),
         ) from exc
 
@@ -102,4 +98,6 @@ def load_engine(name: str, config: EngineConfig) -> Engine:
         raise TypeError(
             f"The {name!r} profile takes {profile.options.__name__} options, not {type(config.options).__name__}"
         )
-    return profile.load(config)
+    engine = profile.load(config)
+    engine.identity = EngineIdentity(name, config.options, config.device)
+    return engine

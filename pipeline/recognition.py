@@ -93,7 +93,8 @@ def _recognize_spans(
 def _recognize_batch(pcm: PcmFile, batch: Sequence[SpeechSpan], options: TranscribeOptions,
                      engine: Engine) -> BatchResult:
     audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
-    results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords)
+    task = {"task": options.task} if options.task != "transcribe" else {}  # only a translating model takes it
+    results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords, **task)
     del audio
     return BatchResult.of([
         (span.start_ms, [

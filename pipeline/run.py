@@ -16,17 +16,20 @@ import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
+from contract import Segment, Speaker, Stage, Transcript
+from contract.transcript import place_words
 from media import MediaInfo
+from pipeline.channels import transcribe_channels
 from pipeline.audio import decode
 from pipeline.checkpoint import Checkpoint
 from pipeline.diarize import diarize
-from pipeline.errors import UnsupportedLanguageError
+from pipeline.errors import UnsupportedLanguageError, UnsupportedTaskError
 from pipeline.feed import SpanFeed
 from pipeline.recognition import recognize
 from pipeline.sentences import TimedWord, cut_sentences, dominant_language, to_segment
 from pipeline.stages import Engine
 from pipeline.text import TRADITIONAL_CHINESE, as_written, join_words, to_traditional
-from pipeline.types import Progress, Segment, Speaker, Stage, TranscribeOptions, Transcript
+from pipeline.types import Progress, TranscribeOptions
 
 # Share of the progress bar each stage owns (ASR dominates the time).
 _STAGE_SPAN = {
@@ -87,12 +90,20 @@ def transcribe(
     ``checkpoint`` keeps finished ASR batches (:mod:`pipeline.checkpoint`): a run over a file that
     an earlier run of the same job was interrupted in skips the batches that run finished, and
     writes the same transcript.
+
+    ``options.channels == "separate"``: each channel on its own, merged (:mod:`pipeline.channels`).
     """
+    if options.channels == "separate":
+        return transcribe_channels(path, options, engine, work_dir=work_dir, on_progress=on_progress,
+                                   max_duration_ms=max_duration_ms, ffmpeg=ffmpeg, media_info=media_info,
+                                   checkpoint=checkpoint, transcribe_one=transcribe)
     # zh-hant / zh-tw: the models read Chinese ("zh"); the text is written in traditional characters at the end.
     script = options.language if options.language in TRADITIONAL_CHINESE else None
     if script is not None:
         options = dataclasses.replace(options, language="zh")
     _check_language(options.language, engine)
+    if options.task != "transcribe" and not getattr(engine.asr, "translates", False):
+        raise UnsupportedTaskError(f"The {engine.name!r} profile cannot {options.task}; the offline profile can.")
     report = _Reporter(on_progress, _DIARIZED_STAGE_SPAN if options.diarize else _STAGE_SPAN)
     # Loaded (once per engine) before any work, so that a missing model fails the job at once.
     speaker_model = engine.speaker_model() if options.diarize else None
@@ -103,7 +114,7 @@ def transcribe(
     try:
         report(Stage.DECODE, 0.0)
         info, pcm = decode(path, pcm_path, info=media_info, ffmpeg=ffmpeg, max_duration_ms=max_duration_ms,
-                           on_progress=lambda f: report(Stage.DECODE, f))
+                           on_progress=lambda f: report(Stage.DECODE, f), channel=options.channel)
         duration_ms = pcm.duration_ms
         if info.duration_ms and duration_ms < _PARTIAL_DECODE_WARN * info.duration_ms - 1000:
             warnings.append(
@@ -155,10 +166,15 @@ def transcribe(
 
 
 def _traditional(segment: Segment, script: str) -> Segment:
-    return dataclasses.replace(
-        segment, text=to_traditional(segment.text, script),
-        words=tuple(dataclasses.replace(w, text=to_traditional(w.text, script)) for w in segment.words),
-    )
+    """The sentence converted as a whole (OpenCC reads phrases); its words are the same places in
+    the converted text, which is as long as before for (nearly) every sentence; else each word is
+    converted alone and placed again."""
+    text = to_traditional(segment.text, script)
+    if len(text) == len(segment.text):
+        words = [dataclasses.replace(w, text=text[w.start_char:w.end_char]) for w in segment.words]
+    else:
+        words = place_words(text, [dataclasses.replace(w, text=to_traditional(w.text, script)) for w in segment.words])
+    return dataclasses.replace(segment, text=text, words=tuple(words))
 
 
 def _check_language(language: str, engine: Engine) -> None:

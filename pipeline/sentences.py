@@ -1,14 +1,14 @@
 """Sentences from the recognised words: cut at sentence-final marks, long pauses, language and
-speaker changes, and length; each written as a :class:`~pipeline.types.Segment`, with the words an ITN rewrite
-touched merged into one."""
+speaker changes, and length; each written as a :class:`contract.Segment`, with the words an ITN rewrite
+touched merged into one, and each word's place in the sentence's text."""
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
 from typing import Sequence
 
+from contract import Segment, Word
 from pipeline.text import PUNCTUATION, SENTENCE_END
-from pipeline.types import Segment, Word
 
 # A pause this long between two words ends a sentence even without a full stop.
 SENTENCE_GAP_MS = 1500
@@ -62,9 +62,15 @@ def cut_sentences(words: list[TimedWord]) -> list[tuple[str, list[TimedWord]]]:
 
 def to_segment(words: list[TimedWord], text: str, normalised: str) -> Segment:
     """A sentence record of ``words`` (whose join is ``text``) written as ``normalised`` (ITN's
-    output, or ``text`` itself); words an ITN rewrite touched are re-aligned."""
+    output, or ``text`` itself); words an ITN rewrite touched are re-aligned. Every word carries
+    its place in the sentence's text."""
     speaker = words[0].speaker  # one per sentence: cut_sentences cuts where it changes
-    items = [Word(w.start_ms, w.end_ms, w.text, speaker) for w in words]
+    items: list[Word] = []
+    at = 0
+    for w in words:  # ``text`` is their join: each word is found where the join put it
+        start = text.index(w.text, at)
+        at = start + len(w.text)
+        items.append(Word(w.start_ms, w.end_ms, w.text, speaker, start, at))
     if normalised != text:
         items = [replace(w, speaker=speaker) for w in realign_words(items, text, normalised)]
         text = normalised
@@ -84,7 +90,8 @@ def realign_words(words: Sequence[Word], before: str, after: str) -> list[Word]:
     """Words for ``after`` (ITN's output for ``before``, which is the join of ``words``).
 
     Words ITN left alone keep their text and times; the words one rewrite touched ("二" "十"
-    "三" -> "23") become a single word spanning their times and carrying the rewritten text.
+    "三" -> "23") become a single word spanning their times and carrying the rewritten text. Each
+    word carries its place in ``after``.
     """
     bounds: list[tuple[int, int]] = []  # each word's [start, end) in ``before``
     at = 0
@@ -126,9 +133,11 @@ def realign_words(words: Sequence[Word], before: str, after: str) -> list[Word]:
         m = group_last[n]
         while m + 1 < len(words) and any(group_last[k] > m for k in range(n, m + 1)):
             m = max(group_last[k] for k in range(n, m + 1))
-        text = after[start_in_after(bounds[n][0]):end_in_after(bounds[m][1])].strip()
+        start, end = start_in_after(bounds[n][0]), end_in_after(bounds[m][1])
+        text = after[start:end].strip()
         if text:
-            result.append(Word(words[n].start_ms, words[m].end_ms, text))
+            start = after.index(text, start)  # past the spaces strip() dropped
+            result.append(Word(words[n].start_ms, words[m].end_ms, text, None, start, start + len(text)))
         n = m + 1
     return result
 

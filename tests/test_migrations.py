@@ -158,6 +158,7 @@ def test_a_database_of_every_earlier_release_upgrades_and_serves(commit, any_set
         app.extensions["tingxie"].engine.dispose()
 
 
+@pytest.mark.cli  # `tingxie db upgrade` in a process of its own: the system tier
 def test_db_upgrade_refuses_a_schema_that_does_not_match(any_settings, tmp_path):
     """A database stamped at head whose tables lack what the models need: `tingxie db upgrade`
     names the difference and exits 1 instead of saying "at head"."""

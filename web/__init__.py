@@ -5,29 +5,28 @@ document served at ``/api/v1/openapi.json`` cannot drift from what the routes ac
 """
 from __future__ import annotations
 
+import time
+
 from apiflask import APIFlask
 
 from core import storage
 from core.services import Services
 from core.workers import ServedProfiles
 from core.settings import Settings
+from web import api, auth, batches, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
+from web.headers import behind_proxies
+from web.uploads import UploadRequest, discard_spooled
 
 __version__ = "0.1.0"
-
-SPEC_PATH = "/api/v1/openapi.json"
 
 
 def create_app(settings: Settings | None = None, test_config: dict | None = None) -> APIFlask:
     settings = settings or Settings.from_env()
-
-    from web import api, auth, docs, errors, headers, inputs, limits, metrics, openai, pages, schemas, service
-    from web.uploads import UploadRequest, discard_spooled
-
     app = APIFlask(
         __name__,
         title="tingxie",
         version=__version__,
-        spec_path=SPEC_PATH,
+        spec_path=docs.SPEC_PATH,
         docs_path=None,  # web.docs serves the docs page from local files (no CDN)
         static_folder=None,
         json_errors=False,  # web.errors answers every error in the API's own shape
@@ -43,12 +42,8 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         AUTO_404_RESPONSE=False,
         SPEC_PROCESSOR_PASS_OBJECT=True,
         DESCRIPTION="Self-hosted batch transcription. Native API under /api/v1, OpenAI-compatible API under /v1.",
-        TAGS=[
-            {"name": "Jobs", "description": "submit files, follow jobs, read transcripts"},
-            {"name": "OpenAI", "description": "the OpenAI audio API: every call is an ordinary tingxie job"},
-            {"name": "Session", "description": "the web page signs in with a token and keeps a session cookie"},
-            {"name": "Service", "description": "health and readiness"},
-        ],
+        # No TAGS here: APIFlask tags each operation with its blueprint's tag (web.api's "Jobs", …) only
+        # when the tag list is left to it; a list set here would leave every operation untagged.
     )
     app.json = inputs.DepthLimitedJSON(app)
     app.json.ensure_ascii = False
@@ -67,11 +62,13 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
 
     app.extensions["tingxie"] = services = Services.start(settings)
     app.extensions["tingxie.served"] = ServedProfiles(services.db)
+    app.extensions["tingxie.started"] = time.monotonic()  # web.openai gives workers TINGXIE_NO_WORKER_S to appear
     # Uploads a stopped web tier was receiving (nobody holds their spool files any more).
     storage.clean_spool(settings, settings.spool_max_age_s)
     errors.install(app)
     inputs.install_url_check(app)
     app.register_blueprint(api.bp)
+    app.register_blueprint(batches.bp)
     app.register_blueprint(openai.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(service.bp)
@@ -88,10 +85,3 @@ def create_app(settings: Settings | None = None, test_config: dict | None = None
         app.wsgi_app = behind_proxies(app.wsgi_app, settings.trusted_proxies)
     return app
 
-
-def behind_proxies(wsgi_app, count: int):
-    """Client address, scheme and host from the X-Forwarded-* headers of ``count`` trusted reverse
-    proxies (TINGXIE_TRUSTED_PROXIES), for HTTP requests and WebSocket handshakes alike."""
-    from werkzeug.middleware.proxy_fix import ProxyFix
-
-    return ProxyFix(wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)

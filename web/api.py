@@ -8,21 +8,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
-from apiflask import APIBlueprint
+from apiflask import APIBlueprint, abort
+from marshmallow import ValidationError
 from flask import Response, current_app, request, url_for
 from sqlalchemy import func, select
 
-from core import dispatch, export, jobs, languages, storage, workers
+from core import dispatch, export, jobs, languages, storage, usage, workers
 from core.db import session_scope
 from core.errors import NotFoundError, TingxieError
 from core.models import Job, Transcript
 from core.services import Services
 from core.settings import PROFILES
-from core.submit import Upload, submit_job
+from core.submit import submit_job
 from web import auth, schemas
 from web.ranges import stored_file_response
 
-bp = APIBlueprint("api", __name__, tag="Jobs")
+bp = APIBlueprint("api", __name__, tag={"name": "Jobs", "description": "submit files, follow jobs, read transcripts"})
 
 
 @bp.before_request
@@ -93,36 +94,49 @@ def job_json(job: Job) -> dict:
         "created_at": _iso(job.created_at),
         "started_at": _iso(job.started_at),
         "finished_at": _iso(job.finished_at),
+        "media_expires_at": _iso(job.media_expires_at),
+        "media_expired_at": _iso(job.media_expired_at),
         "timings": {
             "queued_s": _seconds_between(job.created_at, job.started_at),
             "running_s": _seconds_between(job.started_at, job.finished_at),
         },
         "callback_url": job.callback_url,
+        "source_url": job.source_url,
+        "output": {"last_status": job.output_last_status,
+                   "delivered_at": _iso(job.output_delivered_at)} if jobs.options_of(job).output_url else None,
         "webhook": {
             "attempts": job.webhook_attempts,
             "last_status": job.webhook_last_status,
             "delivered_at": _iso(job.webhook_delivered_at),
         },
         "links": job_links(job.id),
+        "batch_id": job.batch_id,
+        "batch_key": job.batch_key,
     }
 
 
 @bp.post("/api/v1/jobs")
 @bp.input(schemas.JobForm, location="form_and_files", arg_name="form")
-@bp.doc(summary="Submit a file", responses={
+@bp.doc(summary="Submit a file, or a link to one", responses={
     **schemas.ok("Accepted", "accepted and queued; `Location` is the job", 202,
                  headers={"Location": {"description": "the job's URL", "schema": {"type": "string"}}}),
     **schemas.errors({
     400: "bad options or an empty file",
+    404: "a `source_url` or `output_url` in a bucket the tenant was not given",
     413: "over the upload or duration cap",
     415: "not audio or video (`bad_media`)",
     422: "no audio stream, or cut short",
 })})
 def create_job(form):
-    """Stream a file to storage, probe it, record the job and queue it."""
-    upload, options = form
-    accepted = submit_job(services(), Upload(Path(upload.stream.name), upload.filename or ""), options,
-                          tenant=auth.principal().tenant)
+    """Stream a file to storage, probe it, record the job and queue it; or record a job whose
+    worker fetches its ``source_url`` (a multipart form without a file, or the same fields as JSON)."""
+    if request.is_json:
+        try:
+            form = schemas.JobForm().load(request.get_json())
+        except ValidationError as exc:
+            abort(400, detail={"json": exc.messages})
+    upload, source_url, options = form
+    accepted = submit_job(services(), schemas.media_of(upload, source_url), options, tenant=auth.principal().tenant)
     links = job_links(accepted.id)
     return {"id": accepted.id, "status": accepted.status, "links": links}, 202, {"Location": links["self"]}
 
@@ -153,6 +167,9 @@ def list_jobs(query):
         conditions.append(Job.tenant == tenant)
     if status:
         conditions.append(Job.status == status)
+    in_batch = query.get("in_batch")
+    if in_batch is not None:
+        conditions.append(Job.batch_id.is_not(None) if in_batch else Job.batch_id.is_(None))
     select_jobs = select(Job).where(*conditions)
     count = select(func.count()).select_from(Job).where(*conditions)
     with session_scope(services().db) as session:
@@ -163,9 +180,11 @@ def list_jobs(query):
         items = [job_json(j) for j in rows]
     links = {}
     if page * per_page < total:
-        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status, tenant=tenant)
+        links["next"] = url_for("api.list_jobs", page=page + 1, per_page=per_page, status=status, tenant=tenant,
+                                in_batch=in_batch)
     if page > 1:
-        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status, tenant=tenant)
+        links["prev"] = url_for("api.list_jobs", page=page - 1, per_page=per_page, status=status, tenant=tenant,
+                                in_batch=in_batch)
     return {"items": items, "page": page, "per_page": per_page, "total": total, "links": links}
 
 
@@ -231,8 +250,8 @@ def get_transcript(job_id: str, query):
         transcript = session.get(Transcript, job_id)
         if job.status != jobs.DONE or transcript is None:
             raise TingxieError(f"job {job_id} is {job.status}; the transcript exists once it is done", code="not_ready")
-        data, filename = transcript.data, job.filename
-    response = Response(export.render(data, fmt, query["limits"]), content_type=export.FORMATS[fmt])
+        content, filename = transcript.read(), job.filename
+    response = Response(export.render(content, fmt, query["limits"]), content_type=export.FORMATS[fmt])
     if query["download"]:
         stem = Path(filename).stem or job_id
         response.headers["Content-Disposition"] = attachment(f"{stem}.{fmt}")
@@ -278,6 +297,11 @@ def get_media(job_id: str):
     with session_scope(svc.db) as session:
         job = _load(session, job_id)
         key, filename, info = job.media_key, job.filename, job.media_info or {}
+        expired_at = job.media_expired_at
+    if expired_at is not None:
+        raise TingxieError(f"the media of this job was deleted on {_iso(expired_at)} (its retention ended: "
+                           "TINGXIE_RETAIN_MEDIA_DAYS or the job's retain_media_days); its transcript is still here",
+                           code="media_expired")
     mime_type = info.get("mime_type") or "application/octet-stream"
     playable = mime_type.startswith(("audio/", "video/"))
     response = stored_file_response(request, svc.store, key,
@@ -290,11 +314,50 @@ def get_media(job_id: str):
 
 
 @bp.get("/api/v1/profiles")
-@bp.doc(summary="Model profiles and the languages each transcribes", responses=schemas.ok("ProfileList"))
+@bp.doc(summary="Model profiles, the live workers serving each, and the languages each transcribes",
+        responses=schemas.ok("ProfileList"))
 def list_profiles():
     settings = services().settings
+    served = served_profiles()
     return {"items": [
-        {"name": name, "default": name == settings.profile,
+        {"name": name, "default": name == settings.profile, "workers": served.get(name, 0),
          "languages": [{"code": code, "name": languages.language_name(code)} for code in languages.languages_for(name)]}
         for name in PROFILES
     ]}
+
+
+@bp.get("/api/v1/usage")
+@bp.input(schemas.UsageQuery, location="query", arg_name="query")
+@bp.doc(summary="Audio seconds and jobs per tenant and profile over time", responses={
+    **schemas.ok("UsageReport"), **schemas.errors({400: "a bad range or grouping", 404: "no such tenant (not the caller's)"})})
+def get_usage(query):
+    """Jobs accepted in [from, to) grouped by day, month or in total, per tenant and profile; an
+    admin sees every tenant, anyone else only their own (core.usage)."""
+    caller = auth.principal()
+    tenant = query.get("tenant")
+    if tenant is not None and not caller.can_see(tenant):
+        raise NotFoundError(f"no tenant {tenant}")
+    if tenant is None and not caller.admin:
+        tenant = caller.tenant
+    now = datetime.now(timezone.utc)
+    month_start, resets = usage.month_bounds(now)
+    start = _utc(query.get("from_")) or month_start
+    end = _utc(query.get("to")) or now
+    if end <= start:
+        raise TingxieError("`to` must come after `from`", code="bad_option")
+    svc = services()
+    with session_scope(svc.db) as session:
+        items = usage.usage(session, start=start, end=end, group=query["group"], tenant=tenant)
+        quota = None
+        if not caller.admin:
+            quota = {"tenant": caller.tenant, "quota_hours": usage.quota_hours(svc.settings, caller.tenant),
+                     "used_hours": round(usage.charged_seconds(session, caller.tenant, now) / 3600, 4),
+                     "resets_at": _iso(resets)}
+    return {"start": _iso(start), "end": _iso(end), "group": query["group"],
+            "items": [row.to_json() for row in items], "quota": quota}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

@@ -36,6 +36,7 @@ from core.access import Principal
 from core.db import session_scope
 from core.errors import TingxieError, UnauthorizedError
 from core.models import utcnow
+from web.errors import error_response
 from web.schemas import Out, errors, ok
 
 COOKIE = "tingxie_session"  # plain http (a loopback or trusted-LAN deployment)
@@ -66,8 +67,6 @@ auth = _Bearer(
 
 @auth.error_processor
 def _auth_error(error):
-    from web.errors import error_response
-
     return error_response("unauthorized", "sign in, or send 'Authorization: Bearer <token>'", 401,
                           headers=challenge())
 
@@ -217,7 +216,8 @@ def install(app) -> None:
 
 # --- Signing the page in and out ---------------------------------------------------------------
 
-bp = APIBlueprint("session", __name__, tag="Session")
+bp = APIBlueprint("session", __name__, tag={
+    "name": "Session", "description": "the web page signs in with a token and keeps a session cookie"})
 
 
 class SignIn(Schema):

@@ -14,6 +14,9 @@ from flask import Blueprint, abort, render_template, send_from_directory, url_fo
 
 bp = Blueprint("docs", __name__, template_folder="templates")
 
+# Where APIFlask serves the OpenAPI document (web.create_app) and the page reads it.
+SPEC_PATH = "/api/v1/openapi.json"
+
 # The only Swagger UI files the page loads.
 _ASSETS = frozenset({"swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png"})
 
@@ -29,8 +32,6 @@ def swagger_ui_dir() -> Path:
 
 @bp.get("/api/v1/docs")
 def page():
-    from web import SPEC_PATH
-
     return render_template("docs.html", spec_url=SPEC_PATH, asset=lambda name: url_for("docs.asset", name=name),
                            init_js=url_for("pages.static", filename="docs.js"))
 

@@ -38,6 +38,9 @@ _FIELD_CODES = {
     "file": "no_file",
     "hotwords": "bad_hotwords",
     "callback_url": "bad_callback_url",
+    "source_url": "bad_source_url",
+    "output_url": "bad_output_url",
+    "output_formats": "bad_output_url",
     "profile": "unknown_profile",
     "format": "bad_format",
     "model": "unknown_model",
@@ -62,6 +65,8 @@ def error_response(code: str, message: str, status: int | None = None, *, header
     """The response for an error, in the shape the route's clients expect."""
     status = status or http_status(code)
     if _openai_route():
+        # OpenAI answers media it cannot read (not media, no audio, cut short) with 400.
+        status = 400 if status in (415, 422) else status
         body = {"error": {"message": message, "type": openai_type(status), "param": param, "code": code, **(extra or {})}}
     else:
         body = {"error": {"code": code, "message": message, **(extra or {})}}

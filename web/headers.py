@@ -9,6 +9,7 @@ the page, and other sites may not embed its responses.
 from __future__ import annotations
 
 from flask import request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 PAGE_POLICY = "; ".join((
     "default-src 'none'",
@@ -51,3 +52,9 @@ def _secure(response):
 
 def install(app) -> None:
     app.after_request(_secure)
+
+
+def behind_proxies(wsgi_app, count: int):
+    """Client address, scheme and host from the X-Forwarded-* headers of ``count`` trusted reverse
+    proxies (TINGXIE_TRUSTED_PROXIES), for HTTP requests and WebSocket handshakes alike."""
+    return ProxyFix(wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)

@@ -31,7 +31,7 @@ log = logging.getLogger("tingxie.limits")
 # Never counted: health checks (probes call them often) and the page's static files.
 EXEMPT = frozenset({"service.healthz", "service.readyz", "pages.static", "docs.asset"})
 # Endpoints that take an upload; they share the upload limit.
-UPLOADS = ("api.create_job", "openai.create_transcription")
+UPLOADS = ("api.create_job", "openai.create_transcription", "openai.create_translation", "batches.add_file")
 _FAILURES = "auth-failures"
 
 

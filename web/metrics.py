@@ -15,6 +15,7 @@ import logging
 import time
 import threading
 
+import redis
 from flask import Blueprint, Response, current_app, g, request
 from sqlalchemy import func, select
 
@@ -23,6 +24,7 @@ from core import metrics as wire
 from core import workers
 from core.models import Job
 from core.queue import ALL_QUEUES
+from web import auth
 from web.waits import DEFERRED
 
 log = logging.getLogger("tingxie.web")
@@ -49,7 +51,7 @@ def _web_metrics() -> dict:
     if _built is None:
         with _building:
             if _built is None:
-                from prometheus_client import Counter, Gauge, Histogram
+                from prometheus_client import Counter, Gauge, Histogram  # reads its multiprocess mode when first imported
 
                 _built = {
                     "requests": Counter("tingxie_http_requests", "HTTP requests answered",
@@ -81,7 +83,7 @@ class _Fleet:
         self.services = services
 
     def collect(self):
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily  # as in _web_metrics: not before the mode is set
 
         svc = self.services
         jobs = GaugeMetricFamily("tingxie_jobs", "Jobs by status and profile", labels=["status", "profile"])
@@ -113,8 +115,6 @@ def _queue_depths(svc) -> dict[str, int]:
         folder = settings.broker_dir / "queue"
         return {queue: sum(1 for _ in folder.glob(f"*.{queue}.msg")) for queue in ALL_QUEUES}
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        import redis
-
         client = redis.Redis.from_url(settings.broker_url, socket_timeout=3)
         with client.pipeline(transaction=False) as pipe:
             for queue in ALL_QUEUES:
@@ -148,9 +148,8 @@ def _count(response: Response) -> Response:
 def metrics() -> Response:
     """Every tenant's figures: for an admin token (a Prometheus scrape sends one as its bearer
     token), or this machine's own requests where the web tier lets them in without one."""
+    # After the process's metrics are made (init_app): prometheus_client's first import sets its mode.
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-
-    from web import auth
 
     caller = auth.principal()
     if not (caller.admin or caller.anonymous):

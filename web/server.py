@@ -21,12 +21,25 @@ import sys
 from functools import lru_cache, partial
 
 import h11
+import uvicorn
+from a2wsgi import WSGIMiddleware
+from flask import g
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from werkzeug.exceptions import HTTPException
 
-from core import storage
+from core import storage, workers
+from core.db import session_scope
 from core.errors import http_status, reason
-from core.settings import Settings
-from web import waits
+from core.hub import EventHub
+from core.metrics import use_multiprocess_dir
+from core.revocation import RevocationWatch
+from core.settings import PROFILES, Settings
+from web import create_app, waits
+from web.auth import PUBLIC, identify
+from web.batches import MAX_BODY_BYTES
+from web.errors import openai_type
+from web.limits import UPLOADS
+from web.live import handshake_environ, serve_watcher
 from web.bodies import STOPPING, Body, BodyRefused, ClientGone, Limits, multipart_boundary, read_body
 from web.uploads import FORM
 
@@ -49,8 +62,6 @@ BODY = "tingxie.body"
 def json_error_body(code: str, message: str, path: str = "", status: int | None = None) -> bytes:
     """The API's error shape; OpenAI's on the OpenAI-compatible routes (web.errors)."""
     if path == "/v1" or path.startswith("/v1/"):
-        from web.errors import openai_type
-
         status = status or http_status(code)
         return json.dumps({"error": {"message": message, "type": openai_type(status), "param": None,
                                      "code": code}}).encode()
@@ -76,6 +87,8 @@ async def _json_error(send, status: int, code: str, message: str, *, path: str =
     """Answer and close. With ``receive``, what the client is still sending is read and dropped
     for up to :data:`LINGER_S` before the close, so the close does not reset the connection before
     the client has read the answer."""
+    if (path == "/v1" or path.startswith("/v1/")) and status in (415, 422):
+        status = 400  # OpenAI's status for a body it cannot read (web.errors.error_response)
     body = json_error_body(code, message, path, status)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -92,18 +105,16 @@ async def _json_error(send, status: int, code: str, message: str, *, path: str =
 
 class Tier:
     """The ASGI application: the job-events sockets natively, every HTTP request to Flask once its
-    body is whole."""
+    body is whole. The process's one event hub (``hub``) and one revocation watch serve every
+    socket and every waiting call."""
 
     def __init__(self, flask_app, threads: int):
-        from a2wsgi import WSGIMiddleware
-
-        from web.live import EventHub
-
         services = flask_app.extensions["tingxie"]
         self.flask = flask_app
         self.settings = services.settings
         self.wsgi = WSGIMiddleware(self._flask_with_body, workers=threads)
         self.hub = EventHub(services.db, services.settings.events_url)
+        self.revocations = RevocationWatch(services.db)
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -122,9 +133,7 @@ class Tier:
             if match is None or refusal is not None:
                 await send({"type": "websocket.close", "code": 1008})  # before accept: HTTP 403
                 return
-            from web.live import serve_watcher
-
-            await serve_watcher(self.flask, self.hub, match.group(1), scope, receive, send)
+            await serve_watcher(self.flask, self.hub, self.revocations, match.group(1), scope, receive, send)
 
     async def _http(self, scope, receive, send) -> None:
         try:
@@ -152,9 +161,6 @@ class Tier:
         """The request's body, read on the loop under its route's cap: an upload's multipart body
         (only from a caller whose credentials are good: nobody else fills the scratch disk) into
         spool files, any other in memory."""
-        from web.auth import PUBLIC
-        from web.limits import UPLOADS
-
         settings = self.settings
         limits = partial(Limits, min_rate_bytes_s=settings.body_min_rate_bytes_s,
                          grace_s=settings.request_idle_timeout_s, timeout_s=settings.body_timeout_s)
@@ -168,12 +174,15 @@ class Tier:
                                    max_parts=self.flask.config["MAX_FORM_PARTS"])
         if endpoint is None or endpoint in PUBLIC:
             return await read_body(scope, receive, limits(settings.public_body_bytes, "TINGXIE_PUBLIC_BODY_KB"))
+        if endpoint == "batches.create_batch":  # up to 10,000 links: a bigger body, from good credentials only
+            if not await self._may_upload(scope):
+                return Body(length=0)
+            return await read_body(scope, receive, limits(max(MAX_BODY_BYTES, settings.max_body_bytes),
+                                                          "a batch's 10,000 sources, or TINGXIE_MAX_BODY_KB"))
         return await read_body(scope, receive, limits(settings.max_body_bytes, "TINGXIE_MAX_BODY_KB"))
 
     def _endpoint(self, scope) -> str | None:
         """The Flask endpoint the request is for; None for no route (404, 405: a small body)."""
-        from werkzeug.exceptions import HTTPException
-
         try:
             return self.flask.url_map.bind("tingxie").match(scope["path"], method=scope["method"])[0]
         except HTTPException:
@@ -182,11 +191,6 @@ class Tier:
     async def _may_upload(self, scope) -> bool:
         """Whether the caller's credentials are good (the guard's own check, in a thread for a
         moment: a database lookup, not a wait on the client)."""
-        from flask import g
-
-        from web.auth import identify
-        from web.live import handshake_environ
-
         def check() -> bool:
             environ = handshake_environ(scope, self.settings.trusted_proxies)
             with self.flask.request_context(environ):
@@ -211,23 +215,47 @@ class Tier:
                 environ[FORM] = body.form
         return self.flask(environ, start_response)
 
+    async def _fail_unserved(self) -> None:
+        """Fail the queued jobs no worker will take (core.workers.fail_unserved): the web tier does
+        it too, since with no worker at all there is no worker's sweeper to do it."""
+        within_s = self.settings.no_worker_s
+        factory = self.flask.extensions["tingxie"].db
+        while True:
+            await asyncio.sleep(min(30.0, max(0.25, within_s / 4)))
+            try:
+                failed = await asyncio.to_thread(
+                    lambda: _in_session(factory, workers.fail_unserved, within_s, PROFILES))
+            except Exception:  # the database may blip: the next round tries again
+                log.warning("could not fail the jobs no worker serves; trying again", exc_info=True)
+                continue
+            for job_id in failed:
+                log.info("job %s failed: no worker served its profile for %g s", job_id, within_s)
+
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await self.hub.start()
+                await self.revocations.start()
+                unserved = asyncio.create_task(self._fail_unserved(), name="tingxie-no-worker")
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                unserved.cancel()
+                await asyncio.gather(unserved, return_exceptions=True)
                 await self.hub.close()
+                await self.revocations.close()
                 self.flask.extensions["tingxie"].close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
+def _in_session(factory, function, *args):
+    with session_scope(factory) as session:
+        return function(session, *args)
+
+
 def create_asgi_app(settings: Settings | None = None) -> Tier:
     """uvicorn's factory (one call per process): settings from the environment."""
-    from web import create_app
-
     settings = settings or Settings.from_env()
     return Tier(create_app(settings), settings.web_threads)
 
@@ -341,10 +369,6 @@ class JsonErrorsH11Protocol(H11Protocol):
 def serve(settings: Settings, *, workers: int = 1) -> None:
     """Run the web tier: ``workers`` processes (uvicorn's supervisor restarts one that dies), each
     with the event loop for sockets and ``settings.web_threads`` threads for HTTP requests."""
-    import uvicorn
-
-    from core.metrics import use_multiprocess_dir
-
     # Every process's request counts in /metrics, whichever process answers the scrape.
     use_multiprocess_dir(settings.scratch_dir / "metrics" / "web")
     print(f"tingxie web on http://{settings.host}:{settings.port} ({workers} process"
@@ -364,7 +388,7 @@ def serve(settings: Settings, *, workers: int = 1) -> None:
         lifespan="on",
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         server_header=False,  # web.headers names the server without a version
-        proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.behind_proxies)
+        proxy_headers=False,  # X-Forwarded-* are trusted only from TINGXIE_TRUSTED_PROXIES (web.headers.behind_proxies)
         backlog=4096,
         timeout_graceful_shutdown=10,
         # A web process whose start (imports, the Flask app) holds the GIL on a busy host is not

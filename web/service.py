@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 from core.storage import StorageUnavailableError
 from web import schemas
 
-bp = APIBlueprint("service", __name__, tag="Service")
+bp = APIBlueprint("service", __name__, tag={"name": "Service", "description": "health and readiness"})
 
 
 @bp.get("/healthz")

@@ -20,14 +20,14 @@ from worker.startup import LoadGuard, load_in_background
 
 log = logging.getLogger("tingxie.worker")
 
-TASK_MODULES = ("worker.tasks", "worker.webhooks")
+TASK_MODULES = ("worker.tasks", "worker.webhooks", "worker.delivery")
 
 
 def create_worker_app(settings: Settings) -> Celery:
     storage.ensure_dirs(settings)
     rt = runtime.configure(settings)
     app = make_celery(settings, include=TASK_MODULES)
-    worker_metrics.install(settings)
+    worker_metrics.install(settings, lambda: rt.factory)
     # How long Celery waits for the result of a pool process that died (10 s by default) before
     # handling its loss. Results are ignored here, and a process ended for a stopped attempt
     # (worker.attempt) would hold a shutting-down worker that long.

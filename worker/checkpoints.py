@@ -10,17 +10,18 @@ from sqlalchemy.orm import sessionmaker
 
 from core import jobs
 from core.db import session_scope
-from core.settings import Settings
 from pipeline.checkpoint import BatchResult
+from pipeline.stages import EngineIdentity
 
 log = logging.getLogger("tingxie.worker")
 
 
-def scope_of(settings: Settings, profile: str, profile_options) -> str:
-    """What decides a batch's words beyond what the pipeline sees: the profile's options (model
-    files, beam size) and the kind of device (a GPU's arithmetic differs from a CPU's)."""
-    device = "cuda" if settings.device.startswith("cuda") else settings.device
-    return f"{profile}|{profile_options!r}|{device}"
+def scope_of(identity: EngineIdentity) -> str:
+    """What decides a batch's words beyond what the pipeline sees, read from the loaded engine: its
+    profile, the profile's options (model files, beam size) and the kind of device (a GPU's
+    arithmetic differs from a CPU's)."""
+    device = "cuda" if identity.device.startswith("cuda") else identity.device
+    return f"{identity.profile}|{identity.options!r}|{device}"
 
 
 class SqlCheckpoint:

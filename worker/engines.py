@@ -7,20 +7,24 @@ from typing import Any
 
 from core.options import JobOptions
 from core.settings import Settings, SettingsError
+from pipeline.errors import ProfileOptionsError
+from pipeline.profiles import EngineConfig, load_engine, split_profile_options
+from pipeline.types import TranscribeOptions
 
 
 def transcribe_options(options: JobOptions):
     """The pipeline's options for a job: the stored typed values, as they are."""
-    from pipeline.types import Hotword, TranscribeOptions
-
     return TranscribeOptions(
         language=options.language,
         itn=options.itn,
-        hotwords=tuple(Hotword(h.text, h.weight) for h in options.hotwords),
+        hotwords=options.hotwords,  # the contract's Hotword, on both sides
         diarize=options.diarize,
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
+        task=options.task,
+        channels=options.channels,
+        channel_names=options.channel_names,
     )
 
 
@@ -29,9 +33,6 @@ def check_profile_options(settings: Settings) -> dict[str, Any]:
     An unknown key or a bad value is a SettingsError naming the variable, as for every other
     setting: call it at start-up, so a misspelled setting stops the process instead of being
     ignored. Loads no model runtime."""
-    from pipeline.errors import ProfileOptionsError
-    from pipeline.profiles import split_profile_options
-
     try:
         return split_profile_options(settings.profile_options)
     except ProfileOptionsError as exc:
@@ -41,8 +42,6 @@ def check_profile_options(settings: Settings) -> dict[str, Any]:
 
 def load_engine_for(settings: Settings, profile: str):
     """Load ``profile``'s model set as configured by ``settings`` (slow: loads models)."""
-    from pipeline.profiles import EngineConfig, load_engine
-
     return load_engine(
         profile,
         EngineConfig(

@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 from datetime import timezone
 from functools import lru_cache
+from typing import Callable
+
+from celery.signals import task_postrun, worker_process_shutdown
+from sqlalchemy.orm import sessionmaker
 
 from core import metrics as wire
+from core.models import Job
 from core.queue import TRANSCRIBE
+from pipeline.audio import SAMPLE_RATE_HZ
 
 log = logging.getLogger("tingxie.worker")
 
@@ -28,6 +36,7 @@ _BATCH_AUDIO_BUCKETS_S = (5, 15, 30, 60, 120, 240, 480, 900, 1800)
 @dataclasses.dataclass(frozen=True)
 class _Metrics:
     audio_seconds: object
+    tenant_audio_seconds: object
     processing_seconds: object
     jobs: object
     job_duration: object
@@ -40,11 +49,14 @@ class _Metrics:
 @lru_cache(maxsize=1)
 def _metrics() -> _Metrics:
     """Made once per process, on first use (prometheus_client reads its multiprocess setting then)."""
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram  # reads PROMETHEUS_MULTIPROC_DIR when first imported
 
     return _Metrics(
         audio_seconds=Counter("tingxie_audio_seconds", "Seconds of audio in the jobs this worker finished (done)",
                               ["profile"]),
+        tenant_audio_seconds=Counter("tingxie_tenant_audio_seconds",
+                                     "Seconds of audio in the jobs this worker finished (done), per tenant "
+                                     "(what GET /api/v1/usage and the quota count)", ["tenant", "profile"]),
         processing_seconds=Counter("tingxie_processing_seconds",
                                    "Wall seconds this worker spent on the jobs it finished (done); "
                                    "rate(processing) / rate(audio) is the realtime factor", ["profile"]),
@@ -81,8 +93,6 @@ class _MeasuredAsr:
 
 def measured(engine, profile: str):
     """``engine`` with its ASR batches counted (the pipeline is unchanged: it calls the same method)."""
-    from pipeline.audio import SAMPLE_RATE_HZ
-
     return dataclasses.replace(engine, asr=_MeasuredAsr(engine.asr, profile, SAMPLE_RATE_HZ))
 
 
@@ -98,17 +108,16 @@ def observe_job(job) -> None:
     if job.status == "done" and job.duration_ms:
         audio_s = job.duration_ms / 1000
         m.audio_seconds.labels(job.profile).inc(audio_s)
+        m.tenant_audio_seconds.labels(job.tenant, job.profile).inc(audio_s)
         m.processing_seconds.labels(job.profile).inc(running_s)
         m.realtime_factor.labels(job.profile).observe(running_s / audio_s)
 
 
 def observe_gpu(device: str) -> None:
     """torch's view of this process's GPU memory, when it runs on CUDA and torch is loaded."""
-    import sys
-
     if not device.startswith("cuda") or "torch" not in sys.modules:
         return
-    import torch
+    import torch  # already loaded by the model set (checked above): never loads it into a CPU worker
 
     if not torch.cuda.is_available():
         return
@@ -123,21 +132,16 @@ def collect() -> list:
     return wire.to_wire(wire.registry().collect())
 
 
-def install(settings) -> None:
-    """Observe each transcription task's job after it returns, in the process that ran it."""
-    from celery.signals import task_postrun, worker_process_shutdown
-
-    from worker import runtime
-
+def install(settings, factory: Callable[[], sessionmaker]) -> None:
+    """Observe each transcription task's job after it returns, in the process that ran it;
+    ``factory()`` gives that process's session factory (the runtime's)."""
     @task_postrun.connect(weak=False)
     def _after_task(sender=None, args=None, retval=None, **_):
         # Only a job this attempt finished: a redelivered message for a done job returns "skipped".
         if getattr(sender, "name", None) != TRANSCRIBE or not args or retval not in ("done", "failed"):
             return
         try:
-            from core.models import Job
-
-            with runtime.current().factory() as session:
+            with factory()() as session:
                 job = session.get(Job, args[0])
                 if job is not None:
                     observe_job(job)
@@ -147,9 +151,7 @@ def install(settings) -> None:
 
     @worker_process_shutdown.connect(weak=False)
     def _process_gone(pid=None, **_):
-        import os
-
-        from prometheus_client import multiprocess
+        from prometheus_client import multiprocess  # after PROMETHEUS_MULTIPROC_DIR is set (see _metrics)
 
         if os.environ.get(wire.MULTIPROC_ENV):
             multiprocess.mark_process_dead(pid or os.getpid())

@@ -15,17 +15,23 @@ import time
 from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import sessionmaker
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
 
-from core import dispatch, jobs, storage
+from contract import Stage
+from core import batches, dispatch, fetch, jobs, retention, sources, storage, workers
 from core.db import session_scope
 from core.errors import TingxieError
-from core.models import Job
-from core.queue import DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
+from core.models import Batch, Job, utcnow
+from core.queue import DELIVER_OUTPUT, DELIVER_WEBHOOK, WEBHOOK_QUEUE, QueueClient
 from core.services import Services
-from core.settings import Settings
+from core.settings import PROFILES, Settings
+from core.submit import check_media
 from media import MediaInfo, ScratchFullError, pcm_bytes
+from pipeline import transcribe
+from pipeline.errors import MediaError, PipelineError
 from worker.attempt import Limits, StopAttempt, Watch
-from worker.engines import check_profile_options, load_engine_for, transcribe_options
+from worker.checkpoints import SqlCheckpoint, scope_of
+from worker.engines import load_engine_for, transcribe_options
 from worker.metrics import measured
 from worker.startup import LoadGuard, guarded
 
@@ -58,6 +64,7 @@ class Runtime:
         # takes the job again only with more room than that (another worker is preferred).
         self._ran_out: dict[str, int] = {}
         self._aborted_at = float("-inf")  # when this process last aborted the store's unfinished uploads
+        self._retained_at = float("-inf")  # when this process last applied retention
 
     @property
     def services(self) -> Services:
@@ -93,9 +100,6 @@ class Runtime:
         """Claim, transcribe, write the outcome. Returns what happened: done, failed, skipped (not
         claimable, or no room in this host's scratch), lost (canceled or handed on meanwhile), timeout,
         stalled, requeued (the scratch filled up: another worker is preferred)."""
-        from pipeline import transcribe
-        from pipeline.errors import MediaError, PipelineError
-
         with session_scope(self.factory) as session:
             queued = session.execute(select(Job.profile, Job.duration_ms, Job.size_bytes).where(
                 Job.id == job_id, Job.status == jobs.QUEUED)).one_or_none()
@@ -134,7 +138,7 @@ class Runtime:
         work_dir = storage.job_work_dir(self.settings, job_id) / f"attempt-{attempt}"
         watch = Watch(
             self.factory, job_id, attempt,
-            Limits(time_limit_s=self.settings.time_limit_s(profile, job.duration_ms), stall_s=self.settings.stall_s,
+            Limits(time_limit_s=self.settings.time_limit_s(profile, _transcribed_ms(job, options)), stall_s=self.settings.stall_s,
                    max_attempts=self.settings.max_attempts, lease_s=self.settings.job_lease_s),
             on_kill=(lambda: shutil.rmtree(work_dir, ignore_errors=True)) if self.may_end_process else None,
             on_requeue=lambda: self.services.enqueue(job_id, profile=job.profile, priority=job.priority),
@@ -144,6 +148,8 @@ class Runtime:
             if load_error is not None:
                 raise load_error
             work_dir.mkdir(parents=True, exist_ok=True)
+            if job.source_url and job.media_info is None:
+                self._ingest(job, attempt, work_dir, watch)
             # From object storage the upload is copied into this host's scratch and decoded there;
             # the probe stored with the job spares a second probe.
             with self._fetched(job.media_key, work_dir, watch) as media_path:
@@ -156,7 +162,7 @@ class Runtime:
                     max_duration_ms=int(self.settings.max_duration_s * 1000),
                     ffmpeg=self.settings.ffmpeg or None,
                     media_info=MediaInfo.from_dict(job.media_info) if job.media_info else None,
-                    checkpoint=self._checkpoint(job_id, attempt, profile),
+                    checkpoint=SqlCheckpoint(self.factory, job_id, attempt, scope_of(engine.identity)),
                 )
         except StopAttempt as stop:
             watch.pipeline_done()
@@ -191,9 +197,37 @@ class Runtime:
         ended = outcome in ("done", "failed", "timeout") or (outcome == "stalled" and watch.stall_outcome == jobs.FAILED)
         if options.callback_url and ended:
             self._deliver_webhook(job_id)
+        if options.output_url and outcome == "done":
+            self.queue.send(DELIVER_OUTPUT, [job_id], queue=WEBHOOK_QUEUE)
+        if job.batch_id and ended:
+            self._batch_ended(job.batch_id)
         if outcome != "lost":
             self._send_held(job.tenant)
         return outcome
+
+    def _ingest(self, job: Job, attempt: int, work_dir, watch: Watch) -> None:
+        """A job by link: fetch its media (core.fetch; the tenant's sources checked again, as the
+        deployment may have changed them since submission), probe it with the upload's caps, put it
+        in the media store, and record what the probe found, as an upload's job has it. A later
+        attempt finds it stored (media_info set) and does not fetch again."""
+        sources.check_source(job.source_url, job.tenant, self.settings.tenant_sources)
+        limit = self.settings.max_upload_bytes
+        watch.progress(Stage.FETCH, 0.0)
+        path = fetch.fetch(self.settings, job.source_url, work_dir / "fetched.part",
+                           lambda received, total: watch.progress(Stage.FETCH, received / (total or limit)))
+        try:
+            size, info = check_media(self.settings, path, job.filename)
+            self.services.store.put(path, job.media_key, content_type=info.mime_type or "application/octet-stream")
+        finally:
+            path.unlink(missing_ok=True)
+        media_info = info.to_dict()
+        with session_scope(self.factory) as session:
+            ours = jobs.set_media(session, job.id, attempt, size_bytes=size, duration_ms=info.duration_ms,
+                                  media_info=media_info)
+        if not ours:
+            raise StopAttempt("lost")
+        log.info("job %s: fetched %s (%d bytes)", job.id, fetch.short_url(job.source_url), size)
+        job.size_bytes, job.duration_ms, job.media_info = size, info.duration_ms, media_info
 
     def scratch_needed_bytes(self, job_id: str, duration_ms: int | None, size_bytes: int) -> int:
         """Scratch a job takes here: its decoded audio (16 kHz s16le, about 115 MB an hour, from
@@ -214,8 +248,6 @@ class Runtime:
         backoff (tenacity) for up to ``settings.store_retry_s``, the job meanwhile running with
         waiting_reason "media store unavailable" (no attempt counted); then the job fails
         ``store_unavailable``. A scratch disk that fills up during the copy is ``scratch_full``."""
-        from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential_jitter
-
         store = self.services.store
         bound_s = self.settings.store_retry_s
 
@@ -248,6 +280,13 @@ class Runtime:
         # Its own queue, which every worker consumes: a delivery waits behind no transcription.
         self.queue.send(DELIVER_WEBHOOK, [job_id], queue=WEBHOOK_QUEUE)
 
+    def _batch_ended(self, batch_id: str) -> None:
+        """This job may have been its batch's last: if so the batch is marked ended and its webhook sent."""
+        try:
+            batches.end_check(self.services, [batch_id])
+        except Exception:  # the sweeper marks it on its next pass
+            log.warning("could not check whether batch %s has ended; the sweeper will", batch_id, exc_info=True)
+
     def _send_held(self, tenant: str) -> None:
         """A job of ``tenant`` ended (or went back to the queue): its slot is free for a held job."""
         try:
@@ -255,22 +294,15 @@ class Runtime:
         except Exception:  # the sweeper sends it on its next pass
             log.warning("could not send tenant %s's held jobs now; the sweeper will", tenant, exc_info=True)
 
-    def _checkpoint(self, job_id: str, attempt: int, profile: str):
-        from worker.checkpoints import SqlCheckpoint, scope_of
-
-        options = check_profile_options(self.settings).get(profile)
-        return SqlCheckpoint(self.factory, job_id, attempt, scope_of(self.settings, profile, options))
-
     def _complete(self, job_id: str, attempt: int, result) -> bool:
         """The transcript and ``done``, held and retried while the database is unreachable. A
         commit whose answer was lost is found done on the next try, and counts as written."""
-        data = result.to_dict()
         tries = 0
 
         def write(session) -> bool:
             nonlocal tries
             tries += 1
-            if jobs.complete(session, job_id, attempt, data, warnings=result.warnings):
+            if jobs.complete(session, job_id, attempt, result):
                 return True
             if tries == 1:
                 return False
@@ -328,18 +360,27 @@ class Runtime:
         """Put back what faults left behind: running jobs whose worker stopped reporting (each one
         a lost attempt, up to the cap) go back to the queue and, with the jobs not sent yet (held
         by fair share, or accepted while the broker was down), are sent as their tenants' slots
-        allow (core.dispatch); queued jobs whose message was sent long ago and not claimed (a lost
-        message) are sent again; and the data directory is tidied."""
+        allow (core.dispatch); queued jobs of a profile no worker has served for
+        TINGXIE_NO_WORKER_S fail with no_worker (core.workers); queued jobs whose message was sent
+        long ago and not claimed (a lost message) are sent again; batches whose last job ended unseen
+        are marked ended (and their webhook sent); and the data directory is tidied."""
         settings = self.settings
         failed: list[str] = []
         with session_scope(self.factory) as session:
             released = jobs.release_stale(session, settings.job_lease_s, max_attempts=settings.max_attempts,
                                           failed=failed)
             lost = jobs.lost_messages(session, settings.resend_bound_s)
+            failed += workers.fail_unserved(session, settings.no_worker_s, PROFILES)
             callbacks = session.execute(select(Job.id).where(Job.id.in_(failed), Job.callback_url.is_not(None))
                                         ).scalars().all() if failed else []
         for job_id in callbacks:
             self._deliver_webhook(job_id)
+        with session_scope(self.factory) as session:
+            ended = batches.finish_ended(session)
+            announced = session.execute(select(Batch.id).where(Batch.id.in_(ended), Batch.callback_url.is_not(None))
+                                        ).scalars().all() if ended else []
+        for batch_id in announced:
+            batches.announce(self.services, batch_id)
         for job_id in released:
             log.info("job %s lost its worker; queued again", job_id)
         sent = dispatch.pump(self.services)
@@ -354,6 +395,7 @@ class Runtime:
         queued job's next attempt reuses its folder and removes it when it ends)."""
         storage.clean_spool(self.settings, self.settings.spool_max_age_s)
         self._abort_incomplete()
+        self._retain()
         folders = storage.job_work_dirs(self.settings)
         if not folders:
             return
@@ -374,6 +416,17 @@ class Runtime:
             self.services.store.abort_incomplete(max_age_s)
         except storage.StorageUnavailableError as exc:
             log.warning("could not abort the store's unfinished uploads: %s; will try again", exc.message)
+
+
+    def _retain(self) -> None:
+        """At most once a minute per process: expired media out of the store, expired jobs deleted
+        (core.retention)."""
+        if time.monotonic() - self._retained_at < 60.0:
+            return
+        self._retained_at = time.monotonic()
+        now = utcnow()
+        retention.expire_media(self.factory, self.services.store, now)
+        retention.expire_transcripts(self.factory, self.settings, self.services.store, now)
 
 
 class Sweeper(threading.Thread):
@@ -406,3 +459,9 @@ def current() -> Runtime:
         raise RuntimeError("worker runtime not configured: start workers with `tingxie worker`")
     return _runtime
 
+
+def _transcribed_ms(job: Job, options) -> int | None:
+    """The audio the attempt transcribes: the file's length, once per channel when they go apart."""
+    if job.duration_ms is None:
+        return None
+    return job.duration_ms * options.passes((job.media_info or {}).get("channels"))

@@ -24,9 +24,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from contract import Hotword
 from pipeline.stages import AsrResult, AsrWord
 from pipeline.text import is_cjk, join_words
-from pipeline.types import Hotword
 
 if TYPE_CHECKING:
     import numpy as np
@@ -44,6 +44,7 @@ class ParaformerAsr:
     """
 
     def __init__(self, model_dir: Path, *, device: str = "cpu", fp16: bool = True, max_batch_s: float = 600.0):
+        # torch and funasr only in the worker that runs this model (web and an offline worker never load them)
         import torch
         from funasr import AutoModel
 
@@ -95,6 +96,7 @@ class ParaformerAsr:
     def _decode(self, segments: Sequence["np.ndarray"], phrases: tuple[str, ...], *, funasr: bool) -> list[dict]:
         """funasr-shaped ``{"text", "timestamp"}`` per segment, by tingxie's batch path or (``funasr``)
         by the model's own ``inference``; tests and bench/funasr_asr.py compare the two."""
+        # torch only in the worker that runs this model (web and an offline worker never load it)
         import torch
 
         data = [torch.from_numpy(s) for s in segments]
@@ -145,6 +147,7 @@ class ParaformerAsr:
     def _decode_batch(self, data: list, phrases: tuple[str, ...]) -> list[dict]:
         """funasr's ``inference`` for this model class, batched: the same modules and tensor ops,
         without its per-frame and per-utterance loops of tensor ops."""
+        # numpy, torch and funasr only in the worker that runs this model (importing the pipeline loads none)
         import numpy as np
         import torch
         from funasr.utils.load_utils import extract_fbank
@@ -202,6 +205,7 @@ class ParaformerAsr:
         head's alphas on the device (rows whose peaks do not match their tokens are rescaled there,
         as funasr rescales them), ``us_host`` their host copy.
         """
+        # funasr and cif (numpy at import) only in the worker that runs this model (the pipeline's import loads neither)
         from funasr.utils.postprocess_utils import sentence_postprocess
 
         from pipeline.funasr import cif
@@ -237,6 +241,7 @@ class ParaformerAsr:
     def _release(self) -> None:
         """Give cached GPU blocks back after each call, so a worker's footprint does not creep."""
         if str(self._device).startswith("cuda"):
+            # torch only in the worker that runs this model (web and an offline worker never load it)
             import torch
 
             torch.cuda.empty_cache()
@@ -271,6 +276,7 @@ class _BatchPlan:
 def _to_host(*tensors) -> "np.ndarray":
     """Tensors of one row each per utterance, side by side as float32 in one device-to-host copy
     (exact for token ids, lengths and float16/float32 values)."""
+    # torch only in the worker that runs this model (web and an offline worker never load it)
     import torch
 
     columns = [t.float().reshape(t.size(0), -1) for t in tensors]
@@ -284,6 +290,7 @@ def _cif_v3(predictor, encoder_out, encoder_out_lens, mask):
     Returns ``(acoustic_embeds, token_num, lengths)`` with ``lengths`` the host copy of the token
     counts and encoder lengths, or None when no row has a token.
     """
+    # numpy, torch and cif (numpy at import) only in the worker that runs this model (the pipeline's import loads none)
     import numpy as np
     import torch
 
@@ -312,6 +319,7 @@ def _cif_v3(predictor, encoder_out, encoder_out_lens, mask):
 def _timestamp_alphas(predictor, encoder_out, mask, pre_token_length):
     """CifPredictorV3's upsampled timestamp head (``get_upsample_timestamp`` without its two
     CIF loops): alphas scaled to the token counts, on the device, in the network's dtype."""
+    # torch only in the worker that runs this model (web and an offline worker never load it)
     import torch
 
     context = encoder_out.transpose(1, 2)
@@ -337,6 +345,7 @@ def _rescaled(us_alphas, rows: list[tuple[int, int, int]]) -> list["np.ndarray"]
     divisions a row), copied back in one transfer."""
     if not rows:
         return []
+    # numpy and torch only in the worker that runs this model (importing the pipeline loads neither)
     import numpy as np
     import torch
 
@@ -445,6 +454,7 @@ class _Float32Frontend:
         return getattr(self._frontend, name)
 
     def __call__(self, *args, **kwargs):
+        # torch only in the worker that runs this model (web and an offline worker never load it)
         import torch
 
         with torch.autocast("cuda", enabled=False):
@@ -455,6 +465,7 @@ def _gpu_fbank() -> bool:
     """funasr computes fbank with torchaudio when present, which runs on CUDA tensors as well;
     its kaldi-native-fbank fallback is CPU-only."""
     try:
+        # torchaudio (optional beside torch) only in the worker that runs this model; without it fbank runs on the CPU
         import torchaudio.compliance.kaldi  # noqa: F401
     except ImportError:
         return False

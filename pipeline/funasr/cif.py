@@ -41,6 +41,7 @@ _SILENCE = "<sil>"
 def _kernel():
     """:func:`_scan` compiled by numba, once per process and cached on disk, as
     :mod:`pipeline.funasr.detect` compiles its detector."""
+    # numba (the funasr extra, slow to import) only when the kernel is first compiled
     from numba import njit
 
     return njit(cache=True, nogil=True)(_scan)
@@ -147,6 +148,7 @@ def acoustic_embeds(hidden: "torch.Tensor", sums: TokenSums, max_tokens: int) ->
     """``(B, max_tokens, D)`` embeddings on ``hidden``'s device: each token's weighted frames
     added one position at a time (one op per position), the order funasr's loop adds them in,
     so the sums are bit-identical; tokens a row does not have stay zero."""
+    # torch only in the worker that runs this model (web and an offline worker never load it)
     import torch
 
     rows, frames, dim = hidden.shape

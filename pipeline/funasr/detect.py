@@ -26,10 +26,10 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import numpy as np
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 # The detector's integer state, one slot each (a numba kernel takes arrays, not objects).
 _VAD_STATE = 0  # 1 start not detected, 2 in a speech segment, 3 end point detected
@@ -152,8 +152,6 @@ class FsmnDetector:
     """Spans of one file, fed a chunk of frames at a time (:meth:`push`); one detector per file."""
 
     def __init__(self, options: DetectOptions):
-        import numpy as np
-
         self.options = options
         self._kernel = _kernel()
         self._ints = np.array([int(getattr(options, name)) for name in _OPT_INTS], dtype=np.int64)
@@ -173,8 +171,6 @@ class FsmnDetector:
         ``decibel``: the frames' energies (float32, :class:`FrameEnergy`). ``final``: these
         frames end the file, so an open span ends at the last one.
         """
-        import numpy as np
-
         if self._finished:
             raise RuntimeError("this detector has seen the end of its file")
         if len(silence_prob) != len(decibel):
@@ -195,8 +191,6 @@ class FsmnDetector:
 def silence_probability(silence_scores: "np.ndarray") -> "np.ndarray":
     """P(silence) per frame from the network's silence outputs ``(frames, len(sil_pdf_ids))``:
     their sum in float64, added left to right as funasr adds them."""
-    import numpy as np
-
     total = silence_scores[:, 0].astype(np.float64)
     for column in range(1, silence_scores.shape[1]):
         total = total + silence_scores[:, column].astype(np.float64)
@@ -211,22 +205,15 @@ class FrameEnergy:
     """
 
     def __init__(self, frame_samples: int, shift_samples: int):
-        import numpy as np
-
         self.frame_samples = frame_samples
         self.shift_samples = shift_samples
         self._pending = np.zeros(0, dtype=np.float32)  # samples from the next frame's start on
 
     def add(self, samples: "np.ndarray") -> None:
-        import numpy as np
-
         self._pending = np.concatenate((self._pending, samples.astype(np.float32, copy=False)))
 
     def take(self, frames: int) -> "np.ndarray":
         """Energies of the next ``frames`` frames (float32)."""
-        import numpy as np
-        from numpy.lib.stride_tricks import sliding_window_view
-
         needed = (frames - 1) * self.shift_samples + self.frame_samples
         if frames <= 0 or len(self._pending) < needed:
             raise RuntimeError(f"{frames} frames need {needed} samples, {len(self._pending)} are here")
@@ -240,6 +227,7 @@ class FrameEnergy:
 def _kernel():
     """:func:`_detect_frames` compiled by numba (once per process; numba caches the machine
     code on disk, beside this file or in the user's cache directory, as librosa's kernels are)."""
+    # numba (the funasr extra, slow to import) only when the kernel is first compiled
     from numba import njit
 
     return njit(cache=True, nogil=True)(_detect_frames)

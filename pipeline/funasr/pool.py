@@ -14,12 +14,13 @@ import os
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
+from pipeline.audio import PcmFile
+from pipeline.funasr.punc import CtPunc
+from pipeline.funasr.vad import FsmnVad
+from pipeline.itn import WetextItn
 from pipeline.stages import SpeechSpan
-
-if TYPE_CHECKING:
-    from pipeline.audio import PcmFile
 
 _vad = None
 _punc = None
@@ -28,12 +29,10 @@ _itn = None
 
 def _load(vad_dir: str, punc_dir: str, max_span_ms: int) -> None:
     global _vad, _punc, _itn
+    # torch only in the worker that runs this model (web and an offline worker never load it)
     import torch
 
     torch.set_num_threads(1)  # one core per helper; the pool is the parallelism
-    from pipeline.funasr.punc import CtPunc
-    from pipeline.funasr.vad import FsmnVad
-    from pipeline.itn import WetextItn
 
     _vad = FsmnVad(Path(vad_dir), device="cpu", max_span_ms=max_span_ms)
     _punc = CtPunc(Path(punc_dir), device="cpu")
@@ -48,8 +47,6 @@ def _stream_spans(pcm_path: str, feed_path: str) -> None:
     """FSMN-VAD over ``pcm_path``, each span (``s start end``) and each progress step (``p
     fraction``) appended to ``feed_path`` as a line as soon as it is known. The caller removes
     ``feed_path`` to stop early: the helper then ends at its next minute of audio."""
-    from pipeline.audio import PcmFile
-
     try:
         feed = open(feed_path, "r+", encoding="ascii")
     except FileNotFoundError:

@@ -17,10 +17,16 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from contract import PROFILES, Stage
 from pipeline.errors import EngineMissingError, ModelNotReadyError
+from pipeline.funasr.asr import ParaformerAsr
+from pipeline.funasr.pool import CpuHelpers
+from pipeline.funasr.punc import CtPunc
+from pipeline.funasr.speaker import CampPlusSpeaker
+from pipeline.funasr.vad import FsmnVad
+from pipeline.itn import WetextItn
 from pipeline.options import require
 from pipeline.stages import Engine, EngineConfig, LazyModel, Profile
-from pipeline.types import Stage
 
 DOWNLOAD_COMMAND = "tingxie models download --profile funasr"
 
@@ -74,9 +80,10 @@ DEFAULTS = {
 # speakers, so a worker without it serves every other job; it is not among DEFAULTS for that reason.
 SPEAKER_MODEL = "iic/speech_campplus_sv_zh-cn_16k-common"
 
-# What Paraformer reads: Mandarin, with the English words people say in it. A job asking for
-# any other language fails (``unsupported_language``) rather than being read as Chinese.
-LANGUAGES = ("zh", "en")
+# What Paraformer reads (the contract's catalogue): Mandarin, with the English words people say
+# in it. A job asking for any other language fails (``unsupported_language``) rather than being
+# read as Chinese.
+LANGUAGES = PROFILES["funasr"].languages
 
 # ModelScope moved the ``damo`` models to ``iic``; a directory under either owner is the same model.
 _OWNER_ALIASES = {"damo": "iic", "iic": "damo"}
@@ -195,17 +202,10 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
             " ".join(p.message for p in problems), detail="; ".join(p.detail for p in problems)
         )
 
-    from pipeline.funasr.asr import ParaformerAsr
-    from pipeline.funasr.punc import CtPunc
-    from pipeline.funasr.vad import FsmnVad
-    from pipeline.itn import WetextItn
-
     device = config.device or "cpu"
     # VAD stays on the CPU, as in FunASR's runtime: its network is tiny and its detection state
     # machine reads one score per 10 ms frame, which on a GPU would be one sync per frame.
     if options.cpu_workers > 0:
-        from pipeline.funasr.pool import CpuHelpers
-
         helpers = CpuHelpers(dirs["vad"], dirs["punc"], processes=options.cpu_workers,
                              max_span_ms=options.max_span_ms)
         vad = helpers.vad
@@ -237,8 +237,6 @@ def load_funasr_engine(config: EngineConfig) -> Engine:
 
 def _load_speaker(model: str, model_dir: Path, device: str):
     """CAM++ for ``Engine.speaker``; the missing-model error names the one model to fetch."""
-    from pipeline.funasr.speaker import CampPlusSpeaker
-
     try:
         directory = resolve_model("spk", model, model_dir)
     except ModelNotReadyError as exc:

@@ -32,6 +32,7 @@ class CtPunc:
     """:class:`~pipeline.stages.PuncModel` for a CT-Transformer directory (``model.onnx`` or ``model.pt``)."""
 
     def __init__(self, model_dir: Path, *, device: str = "cpu"):
+        # omegaconf (funasr's) only in the worker that runs this model (web and an offline worker never load it)
         from omegaconf import OmegaConf
 
         self.model_dir = Path(model_dir)
@@ -44,6 +45,7 @@ class CtPunc:
         self._unk_id = self._token_ids.get("<unk>", len(tokens) - 1)
         self._jieba = None
         if (self.model_dir / "jieba_usr_dict").exists():
+            # jieba (funasr's) only in the worker that runs this model, and only for a model with a user dictionary
             import jieba
 
             self._jieba = jieba.Tokenizer()  # our own instance: funasr's global one is left alone
@@ -58,6 +60,7 @@ class CtPunc:
         self._batcher = WindowBatcher(forward_batch)
 
     def punctuate(self, tokens: Sequence[str], *, language: str) -> list[str]:
+        # funasr only in the worker that runs this model (web and an offline worker never load it)
         from funasr.models.ct_transformer.utils import split_words
 
         marks = [""] * len(tokens)
@@ -191,6 +194,7 @@ class _Window:
 
 def _padded(batch: list[list[int]]):
     """``batch`` as an int32 matrix padded with 0, and its row lengths."""
+    # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
     import numpy as np
 
     lengths = np.array([len(ids) for ids in batch], dtype=np.int32)
@@ -201,6 +205,7 @@ def _padded(batch: list[list[int]]):
 
 
 def _torch_forward(model_dir: Path, device: str) -> Callable[[list[list[int]]], list[list[int]]]:
+    # torch and funasr only in the worker that runs this model (web and an offline worker never load them)
     import torch
     from funasr import AutoModel
 
@@ -222,6 +227,7 @@ def _torch_forward(model_dir: Path, device: str) -> Callable[[list[list[int]]], 
 
 
 def _onnx_forward(onnx_file: Path, device: str) -> Callable[[list[list[int]]], list[list[int]]]:
+    # numpy and onnxruntime only in the worker that runs this model (importing the pipeline loads neither)
     import numpy as np
     import onnxruntime
 

@@ -36,6 +36,7 @@ class CampPlusSpeaker:
     same_speaker_distance = 0.5
 
     def __init__(self, model_dir: Path, *, device: str = "cpu"):
+        # torch and funasr only in the worker that runs this model (web and an offline worker never load them)
         import torch
         from funasr import AutoModel
 
@@ -56,6 +57,7 @@ class CampPlusSpeaker:
         return str(self._device)
 
     def embed(self, clips: Sequence["np.ndarray"]) -> "np.ndarray":
+        # numpy, torch and funasr only in the worker that runs this model (importing the pipeline loads none)
         import numpy as np
         import torch
         from funasr.models.campplus.utils import extract_feature

@@ -41,12 +41,14 @@ class FsmnVad:
     """
 
     def __init__(self, model_dir: Path, *, device: str = "cpu", max_span_ms: int = 60_000):
+        # the detector imports numpy: only in the worker that runs this model (importing the pipeline loads no numpy)
         from pipeline.funasr.detect import DetectOptions
 
         self.model_dir = Path(model_dir)
         self.max_span_ms = max_span_ms
         onnx_file = _onnx_file(self.model_dir)
         if (self.model_dir / "model.pt").exists() or onnx_file is None:
+            # torch and funasr only in the worker that runs this model (web and an offline worker never load them)
             import torch
             from funasr import AutoModel
 
@@ -98,6 +100,7 @@ class FsmnVad:
     def _segments(
         self, pcm: "PcmFile", on_progress: Callable[[float], None] | None, stop: "threading.Event | None" = None
     ) -> Iterator[tuple[int, int]]:
+        # torch, funasr and the detector (numpy) only in the worker that runs this model (web loads none)
         import torch
         from funasr.utils.load_utils import extract_fbank
 
@@ -159,6 +162,7 @@ class _TorchFsmn:
 
     def scores(self, feats: "torch.Tensor", cache: dict, columns: tuple[int, ...]) -> "np.ndarray":
         """The posteriors' ``columns`` for each frame of ``feats`` (1, frames, dim): (frames, k)."""
+        # numpy and torch only in the worker that runs this model (importing the pipeline loads neither)
         import numpy as np
 
         import torch
@@ -181,6 +185,7 @@ def _onnx_file(model_dir: Path) -> Path | None:
 
 def onnx_providers(device: str) -> list:
     """CUDA execution provider first when asked for a GPU and onnxruntime-gpu offers it."""
+    # onnxruntime only in the worker that runs this model (web never loads it)
     import onnxruntime
 
     available = onnxruntime.get_available_providers()
@@ -193,6 +198,7 @@ def onnx_providers(device: str) -> list:
 def _build_onnx_vad(model_dir: Path, onnx_file: Path, device: str):
     """funasr's detection options and frontend for an ONNX directory, and its network
     (``model.onnx``, FunASR's export: ``speech`` + four FSMN caches in, posteriors + caches out)."""
+    # onnxruntime and funasr (and its omegaconf) only in the worker that runs this model (web never loads them)
     import onnxruntime
     from omegaconf import OmegaConf
     from funasr.register import tables
@@ -219,12 +225,14 @@ class _OnnxFsmn:
         self._cache_shape = (1, int(encoder_conf["proj_dim"]), int(encoder_conf["lorder"]) - 1, 1)
 
     def new_cache(self) -> list:
+        # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
         import numpy as np
 
         return [np.zeros(self._cache_shape, dtype=np.float32) for _ in range(self._layers)]
 
     def scores(self, feats: "torch.Tensor", cache: list, columns: tuple[int, ...]) -> "np.ndarray":
         """The posteriors' ``columns`` for each frame of ``feats`` (1, frames, dim): (frames, k)."""
+        # numpy only once audio is processed: importing the pipeline loads none (it comes with a profile's extra)
         import numpy as np
 
         speech = feats.detach().cpu().numpy().astype(np.float32, copy=False)

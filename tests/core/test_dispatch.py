@@ -2,6 +2,8 @@
 and another tenant's first job is sent at once; held jobs go as slots free, tenants in turn."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from sqlalchemy import select, update
 
@@ -17,7 +19,7 @@ from core.services import Services
 
 @pytest.fixture
 def services(any_settings, db):
-    svc = Services.start(any_settings.with_(tenant_inflight=3))
+    svc = Services.start(dataclasses.replace(any_settings, tenant_inflight=3))
     yield svc
     svc.close()
 
@@ -65,8 +67,11 @@ def test_a_held_job_goes_when_one_of_its_tenant_ends(services):
 def test_interactive_jobs_share_their_tenants_slots_and_go_first_within_them(services):
     batch = add(services, "tenant-a", 3)
     assert dispatch.pump(services) == batch
+    with session_scope(services.db) as s:
+        for job_id in batch:
+            assert jobs.claim(s, job_id)
     urgent = add(services, "tenant-a", 2, priority=INTERACTIVE_PRIORITY)
-    assert dispatch.pump(services, ["tenant-a"]) == []  # the tenant's three slots are taken, whatever the queue
+    assert dispatch.pump(services, ["tenant-a"]) == []  # the tenant's three slots run, whatever the queue
     later = add(services, "tenant-a")
     with session_scope(services.db) as s:
         jobs.cancel(s, batch[0])
@@ -76,6 +81,24 @@ def test_interactive_jobs_share_their_tenants_slots_and_go_first_within_them(ser
     with session_scope(services.db) as s:
         assert dispatch.held(s) == [urgent[1], later[0]]
         assert dispatch.in_flight(s) == {("tenant-a", "offline"): 3}
+
+
+def test_interactive_jobs_go_ahead_of_their_tenants_waiting_batch_jobs(services):
+    """Batch jobs sent and waiting in the broker do not hold the tenant's slots against its gateway
+    jobs: those take the interactive queue, which workers read first, up to the tenant's share."""
+    batch = add(services, "tenant-a", 3)
+    assert dispatch.pump(services) == batch
+    urgent = add(services, "tenant-a", 4, priority=INTERACTIVE_PRIORITY)
+    assert dispatch.pump(services, ["tenant-a"]) == urgent[:3]
+    assert messages(services, INTERACTIVE_QUEUE) == 3 and messages(services) == 3
+    with session_scope(services.db) as s:
+        assert dispatch.held(s) == urgent[3:]
+    # Another tenant waiting: the interactive queue is not taken, and the tenant's share is whole again.
+    theirs = add(services, "tenant-b")
+    assert dispatch.pump(services, ["tenant-b"]) == theirs
+    with session_scope(services.db) as s:
+        jobs.cancel(s, urgent[0])
+    assert dispatch.pump(services, ["tenant-a"]) == []  # three batch and two interactive still in flight
 
 
 def test_interactive_jobs_do_not_overtake_another_tenants_waiting_job(services):
@@ -115,7 +138,7 @@ def test_two_pumps_never_send_a_job_twice(services):
 
 
 def test_the_cap_counts_queued_and_running(services):
-    settings = services.settings.with_(tenant_max_jobs=2)
+    settings = dataclasses.replace(services.settings, tenant_max_jobs=2)
     a = add(services, "tenant-a", 2)
     with session_scope(services.db) as s:
         with pytest.raises(Exception) as caught:
@@ -128,12 +151,11 @@ def test_the_cap_counts_queued_and_running(services):
 
 
 @pytest.mark.network
-def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path):
-    from core.migrate import upgrade
+def test_with_the_broker_down_jobs_stay_held_for_the_sweeper(tmp_path, migrated):
     from core.settings import Settings
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     svc = Services.start(settings)
     try:
         a = add(svc, "tenant-a", 2)

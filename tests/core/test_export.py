@@ -1,6 +1,7 @@
+from contract import Transcript
 from core.export import render
 
-DATA = {
+DATA = Transcript.from_dict({
     "text": "Hello world. 你好。",
     "language": "en",
     "duration_ms": 3_725_500,
@@ -9,7 +10,7 @@ DATA = {
             {"start_ms": 0, "end_ms": 700, "text": "Hello"}, {"start_ms": 700, "end_ms": 1500, "text": "world."}]},
         {"start_ms": 3_723_004, "end_ms": 3_725_500, "text": "你好。", "words": []},
     ],
-}
+})
 
 
 def test_srt_cues():

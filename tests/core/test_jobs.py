@@ -81,13 +81,6 @@ def test_events_are_recorded_in_order(db):
         assert s.execute(select(JobEvent).where(JobEvent.type == "failed")).scalar_one().data["error"]["code"] == "bad_media"
 
 
-def test_stages_are_the_pipelines():
-    """core names the stages a running job reports; the pipeline reports the same ones."""
-    from pipeline.types import Stage
-
-    assert [s.value for s in jobs.JobStage] == [s.value for s in Stage]
-
-
 def _stale(db):
     with session_scope(db) as s:
         s.execute(update(Job).values(heartbeat_at=utcnow() - timedelta(seconds=120)))
@@ -183,3 +176,35 @@ def test_batches_are_kept_only_by_the_owning_attempt_and_go_when_the_job_ends(db
         assert jobs.complete(s, job_id, attempt, TRANSCRIPT)
     with session_scope(db) as s:
         assert jobs.finished_batches(s, job_id) == {}
+
+
+def test_queued_jobs_of_a_profile_no_worker_served_fail_no_worker(db):
+    """A queued offline job older than the window, with no offline worker seen in it, fails
+    no_worker; a funasr job whose worker announced is left alone, as is a fresh job and a job a
+    worker claimed."""
+    from core import workers
+    from core.models import WorkerRecord
+
+    old, served, fresh, claimed = ("%s" % c * 32 for c in "abcd")
+    for job_id, profile in ((old, "offline"), (served, "funasr"), (fresh, "offline"), (claimed, "offline")):
+        with session_scope(db) as session:
+            jobs.create_job(session, job_id=job_id, media_key=f"{job_id}/a.wav", filename="a.wav", size_bytes=1,
+                            duration_ms=None, options=JobOptions(profile=profile))
+    with session_scope(db) as session:
+        session.execute(update(Job).where(Job.id.in_([old, served, claimed]))
+                        .values(created_at=utcnow() - timedelta(seconds=120)))
+        workers.announce(session, "w-funasr", hostname="h", profiles=("funasr",), device="cpu")
+        # An offline worker that was last seen long ago does not count.
+        session.add(WorkerRecord(id="w-old", hostname="h", profiles=["offline"], device="cpu",
+                                 started_at=utcnow() - timedelta(hours=1), seen_at=utcnow() - timedelta(seconds=300)))
+    with session_scope(db) as session:
+        jobs.claim(session, claimed)
+    with session_scope(db) as session:
+        assert workers.fail_unserved(session, 60.0, ("offline", "funasr")) == [old]
+    with session_scope(db) as session:
+        job = session.get(Job, old)
+        assert job.status == "failed" and job.error_code == "no_worker"
+        assert "tingxie worker --profiles offline" in job.error_message
+        assert {session.get(Job, j).status for j in (served, fresh)} == {"queued"}
+        assert session.get(Job, claimed).status == "running"
+        assert workers.served_within(session, 60.0) == {"funasr"}

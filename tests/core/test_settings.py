@@ -103,12 +103,6 @@ def test_every_problem_is_reported_at_once_and_misspelled_names_are_errors():
     assert any("TINGXIE_PROFLE is not a tingxie setting; did you mean TINGXIE_PROFILE?" in p for p in problems)
 
 
-def test_the_profiles_settings_know_are_the_pipelines():
-    from pipeline.profiles import available_profiles
-
-    assert sorted(PROFILES) == sorted(available_profiles())
-
-
 COMMANDS = [["web", "--dev"], ["worker"], ["up"], ["gateway"], ["transcribe", "x.wav"], ["models", "list"]]
 
 

@@ -1,16 +1,18 @@
 """Subtitle cues cut from word timestamps: limits, line breaks, timing, speakers, bad limits.
 
 The transcripts here are written by hand in the stored shape (words and times as the pipeline
-writes them) to reach cases the shared recordings do not: hour-long sentences without a mark,
+writes them, read as the contract's Transcript) to reach cases the shared recordings do not: hour-long sentences without a mark,
 words longer than a line, speakers. tests/pipeline/test_subtitles_speech.py checks the same
 rules on real transcripts of the shared speech.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 
+from contract import Transcript
 from core.export import (
     CJK_LINE_CHARS,
     LATIN_LINE_CHARS,
@@ -24,8 +26,8 @@ from pipeline.text import join_words
 from tests.support.subtitles import assert_readable
 
 
-def transcript(*sentences: list[tuple[str, int, int]], speakers: list[str] | None = None, duration_ms=None) -> dict:
-    """A stored transcript from sentences given as (word, start_ms, end_ms) lists."""
+def transcript(*sentences: list[tuple[str, int, int]], speakers: list[str] | None = None, duration_ms=None) -> Transcript:
+    """A transcript from sentences given as (word, start_ms, end_ms) lists, through its stored form."""
     segments = []
     for n, words in enumerate(sentences):
         segment = {
@@ -39,7 +41,7 @@ def transcript(*sentences: list[tuple[str, int, int]], speakers: list[str] | Non
         segments.append(segment)
     text = join_words(s["text"] for s in segments)
     end = duration_ms if duration_ms is not None else segments[-1]["end_ms"] + 500
-    return {"text": text, "language": "en", "duration_ms": end, "segments": segments}
+    return Transcript.from_dict({"text": text, "language": "en", "duration_ms": end, "segments": segments})
 
 
 def spoken(text: str, start_ms: int = 0, ms_per_char: int = 60, pause_after: dict | None = None) -> list:
@@ -97,11 +99,11 @@ def test_two_lines_break_at_a_comma_near_the_middle():
 def test_cjk_lines_default_to_sixteen_characters():
     words = spoken("欢迎大家来体验达摩院推出的语音识别模型，今天我们一起来看一看它在会议记录里的表现。", ms_per_char=100)
     data = transcript(words)
-    assert SubtitleLimits().line_chars(data["segments"][0]["text"]) == CJK_LINE_CHARS
+    assert SubtitleLimits().line_chars(data.segments[0].text) == CJK_LINE_CHARS
     cues = assert_readable(data)
     assert all(len(line) <= CJK_LINE_CHARS for cue in cues for line in cue.lines)
     assert cues[0].lines[-1].endswith("，")  # the comma is the cut, not the middle of a word run
-    assert "".join(line for cue in cues for line in cue.lines) == data["text"]
+    assert "".join(line for cue in cues for line in cue.lines) == data.text
 
 
 def test_script_decides_the_default_width():
@@ -150,8 +152,9 @@ def test_speakers_split_cues_and_label_every_format():
 
 def test_a_speaker_change_inside_a_sentence_ends_the_cue():
     data = transcript(spoken("so what do you think about it"))
-    for n, word in enumerate(data["segments"][0]["words"]):
-        word["speaker"] = "S1" if n < 3 else "S2"
+    segment = data.segments[0]
+    data.segments[0] = dataclasses.replace(segment, words=tuple(
+        dataclasses.replace(word, speaker="S1" if n < 3 else "S2") for n, word in enumerate(segment.words)))
     cues = assert_readable(data)
     assert [(c.speaker, c.lines) for c in cues] == [("S1", ("so what do",)), ("S2", ("you think about it",))]
 
@@ -171,7 +174,7 @@ def test_vtt_escapes_markup():
 
 
 def test_no_speech_gives_empty_subtitles():
-    empty = {"text": "", "language": "", "duration_ms": 4000, "segments": []}
+    empty = Transcript(text="", language="", duration_ms=4000)
     assert render(empty, "srt") == "" and render(empty, "vtt") == "WEBVTT\n\n" and render(empty, "txt") == ""
 
 

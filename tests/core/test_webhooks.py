@@ -2,10 +2,9 @@
 real HTTP receiver on 127.0.0.1 and a real database."""
 from __future__ import annotations
 
+import dataclasses
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,53 +13,6 @@ from core.db import session_scope
 from core.models import Job
 from core.settings import Settings
 from core.options import JobOptions
-
-
-class Receiver:
-    """A real HTTP server on 127.0.0.1 answering POSTs with the given status codes in turn."""
-
-    def __init__(self, statuses=(200,)):
-        self.statuses = list(statuses)
-        self.deliveries: list[tuple[dict, bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.deliveries.append((dict(self.headers), body))
-                status = outer.statuses.pop(0) if len(outer.statuses) > 1 else outer.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook?x=1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    started = []
-
-    def start(statuses=(200,)) -> Receiver:
-        started.append(Receiver(statuses))
-        return started[-1]
-
-    yield start
-    for r in started:
-        r.close()
 
 
 def test_signature_round_trip_and_replay_window():
@@ -80,7 +32,7 @@ def test_secret_is_made_once_when_none_is_configured(tmp_path):
     first = webhooks.secret(settings)
     assert len(first) == 64 and webhooks.secret(settings) == first
     assert oct((tmp_path / "webhook-secret").stat().st_mode & 0o777) == "0o600"
-    assert webhooks.secret(settings.with_(webhook_secret="configured")) == b"configured"
+    assert webhooks.secret(dataclasses.replace(settings, webhook_secret="configured")) == b"configured"
 
 
 @pytest.mark.parametrize("url", [
@@ -148,19 +100,19 @@ def test_allow_list_by_host_address_or_network(tmp_path):
 
 
 @pytest.mark.network
-def test_post_is_signed_and_failures_are_reported(tmp_path, receiver):
+def test_post_is_signed_and_failures_are_reported(tmp_path, webhook_receiver):
     settings = Settings(data_dir=tmp_path, webhook_secret="k", webhook_allow=("127.0.0.1",))
-    ok = receiver([200])
+    ok = webhook_receiver([200])
     body = b'{"a":1}'
     result = webhooks.post(settings, ok.url, body, {"X-Extra": "1"})
     assert result == webhooks.Delivery(True, "200", retry=False)
     headers, received = ok.deliveries[0]
     assert received == body and headers["X-Extra"] == "1" and headers["Content-Type"] == "application/json"
     assert webhooks.verify(b"k", received, headers[webhooks.SIGNATURE_HEADER])
-    failing = receiver([500])
+    failing = webhook_receiver([500])
     assert webhooks.post(settings, failing.url, body, {}) == webhooks.Delivery(False, "HTTP 500", retry=True)
     # Refused targets are never contacted and not retried.
-    refused = webhooks.post(settings.with_(webhook_allow=()), ok.url, body, {})
+    refused = webhooks.post(dataclasses.replace(settings, webhook_allow=()), ok.url, body, {})
     assert refused.ok is False and refused.retry is False and refused.status.startswith("refused:")
     assert len(ok.deliveries) == 1
 
@@ -180,9 +132,9 @@ def _finished_job(db, status: str, callback_url: str) -> str:
     return job_id
 
 
-def test_delivery_is_recorded_on_the_job_and_happens_once(db, any_settings, receiver):
-    settings = any_settings.with_(webhook_secret="s", webhook_allow=("127.0.0.1",))
-    hook = receiver([200])
+def test_delivery_is_recorded_on_the_job_and_happens_once(db, any_settings, webhook_receiver):
+    settings = dataclasses.replace(any_settings, webhook_secret="s", webhook_allow=("127.0.0.1",))
+    hook = webhook_receiver([200])
     job_id = _finished_job(db, "done", hook.url)
     result = webhooks.deliver_for_job(settings, db, job_id)
     assert result.ok and result.status == "200"
@@ -199,9 +151,9 @@ def test_delivery_is_recorded_on_the_job_and_happens_once(db, any_settings, rece
         assert job.webhook_delivered_at is not None
 
 
-def test_failing_receiver_is_recorded_until_attempts_run_out(db, any_settings, receiver):
-    settings = any_settings.with_(webhook_secret="s", webhook_allow=("127.0.0.1",))
-    hook = receiver([503])
+def test_failing_receiver_is_recorded_until_attempts_run_out(db, any_settings, webhook_receiver):
+    settings = dataclasses.replace(any_settings, webhook_secret="s", webhook_allow=("127.0.0.1",))
+    hook = webhook_receiver([503])
     job_id = _finished_job(db, "failed", hook.url)
     outcomes = [webhooks.deliver_for_job(settings, db, job_id) for _ in range(webhooks.MAX_ATTEMPTS + 1)]
     assert [o.retry for o in outcomes[:-2]] == [True] * (webhooks.MAX_ATTEMPTS - 1)

@@ -4,6 +4,7 @@ and a seeded fuzz of handshakes and frames never gets a 500, a traceback, or a s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -12,16 +13,16 @@ import socket
 import pytest
 import websockets
 
-from core.migrate import upgrade
-from gateway import GatewayConfig, run_in_thread
+from gateway import GatewayConfig
+from tests.support.gateway import run_in_thread
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
 
 @pytest.fixture
-def gateway(settings):
-    upgrade(settings)
-    config = GatewayConfig.from_settings(settings.with_(max_duration_s=3.0), port=0, certfile="0",
+def handshake_gateway(settings, migrated):
+    migrated.migrate(settings)
+    config = GatewayConfig.from_settings(dataclasses.replace(settings, max_duration_s=3.0), port=0, certfile="0",
                                          idle_timeout_s=1.0, max_frame_bytes=64 * 1024)
     thread = run_in_thread(settings, config)
     yield thread
@@ -61,11 +62,11 @@ def good_lines(port: int, host: str | None = None) -> list[bytes]:
             f"Sec-WebSocket-Key: {KEY}".encode(), b"Sec-WebSocket-Version: 13"]
 
 
-def test_a_dns_rebound_page_is_not_this_machines_page(gateway, settings):
+def test_a_dns_rebound_page_is_not_this_machines_page(handshake_gateway, settings):
     """A page at evil.example whose name now points at 127.0.0.1 sends ``Host: evil.example`` and
     ``Origin: http://evil.example:<web port>``: refused (403) before the socket opens. The same page
     on a loopback name is tingxie's own."""
-    port = gateway.gateway.port
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port, f"evil.example:{port}")
                                + [f"Origin: http://evil.example:{settings.port}".encode()])
     assert status == 403 and b"origin_not_allowed" in answer, answer
@@ -75,18 +76,56 @@ def test_a_dns_rebound_page_is_not_this_machines_page(gateway, settings):
         assert status == 101, answer
 
 
+def _as_file_page(url: str) -> tuple[list[dict], int | None]:
+    """FunASR's html5 page opened from disk: ``Origin: null``; an empty file, then wait for the close."""
+    async def go():
+        frames = []
+        async with websockets.connect(url, origin="null", ping_interval=None) as ws:
+            try:  # a refused page's sends may meet the close; what was sent to it is still read
+                await ws.send(json.dumps({"mode": "offline", "wav_name": "page", "is_speaking": True}))
+                await ws.send(json.dumps({"is_speaking": False}))
+            except websockets.ConnectionClosed:
+                pass
+            try:
+                while True:
+                    frames.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+            except websockets.ConnectionClosed as exc:
+                return frames, exc.rcvd.code if exc.rcvd else None
+    return asyncio.run(go())
+
+
+def test_a_page_from_disk_is_told_why_it_is_refused(handshake_gateway):
+    """A refused handshake's answer is invisible to a page (it sees only a failed socket): the
+    socket is accepted, one frame says why (in ``text``, which the html5 page shows), then 1008."""
+    frames, code = _as_file_page(handshake_gateway.url)
+    assert code == 1008 and len(frames) == 1, frames
+    assert frames[0]["error_code"] == "origin_not_allowed" and frames[0]["is_final"] is False
+    assert "TINGXIE_GATEWAY_ALLOW_FILE_PAGES" in frames[0]["text"] == frames[0]["error"]
+
+
+def test_a_page_from_disk_is_served_where_the_deployment_allows_it(settings, migrated):
+    migrated.migrate(settings)
+    allowed = dataclasses.replace(settings, gateway_allow_file_pages=True)
+    thread = run_in_thread(allowed, GatewayConfig.from_settings(allowed, port=0, certfile="0", idle_timeout_s=1.0))
+    try:
+        frames, code = _as_file_page(thread.url)
+    finally:
+        thread.stop()
+    assert [f["error_code"] for f in frames] == ["empty_audio"] and code == 1000  # served: its file answered
+
+
 @pytest.mark.parametrize("extra", [
     [b"Host: evil.example"], [b"Origin: http://127.0.0.1:8000", b"Origin: http://127.0.0.1:8000"],
     [b"Authorization: Bearer a", b"Authorization: Bearer b"], [b"Sec-WebSocket-Version: 13"],
 ])
-def test_a_handshake_with_a_header_twice_is_400(gateway, extra):
-    port = gateway.gateway.port
+def test_a_handshake_with_a_header_twice_is_400(handshake_gateway, extra):
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port) + extra)
     assert status == 400 and b"bad_request" in answer and b"Traceback" not in answer, answer
 
 
-def test_a_handshake_without_host_is_400(gateway):
-    port = gateway.gateway.port
+def test_a_handshake_without_host_is_400(handshake_gateway):
+    port = handshake_gateway.gateway.port
     status, answer = handshake(port, good_lines(port)[1:])
     assert status == 400 and b"Host" in answer, answer
 
@@ -159,13 +198,13 @@ async def _fuzz_frames(url: str, frames: list) -> int | None:
             return None
 
 
-def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(gateway, caplog):
+def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(handshake_gateway, caplog):
     """Seeded, so a failure repeats: 300 mutated handshakes (headers missing, doubled, garbage,
     odd request lines) and 40 connections sending random frames. Every answer is an HTTP status
     below 500 (or a close for a request that cannot be parsed), no traceback reaches a client or
     the log, and a well-formed client is served at the end."""
     rng = random.Random(20)
-    port = gateway.gateway.port
+    port = handshake_gateway.gateway.port
     caplog.set_level(logging.INFO)
     statuses = set()
     for _ in range(300):
@@ -177,10 +216,10 @@ def test_fuzzed_handshakes_and_frames_never_get_a_500_and_the_gateway_stays_up(g
     assert {101, 400} <= statuses, statuses
     codes = set()
     for _ in range(40):
-        codes.add(asyncio.run(_fuzz_frames(gateway.url, _random_frames(rng))))
+        codes.add(asyncio.run(_fuzz_frames(handshake_gateway.url, _random_frames(rng))))
     assert codes <= {None, 1000, 1002, 1007, 1008, 1009}, codes
     failures = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not failures, [(r.getMessage(), r.exc_info) for r in failures[:5]]
     status, _ = handshake(port, good_lines(port))
     assert status == 101
-    assert gateway.stats()["connections"] <= 1
+    assert handshake_gateway.stats()["connections"] <= 1

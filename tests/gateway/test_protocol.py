@@ -4,6 +4,7 @@ left queued, no spool file left behind."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -15,11 +16,10 @@ from sqlalchemy import select
 
 from core.db import make_engine, make_sessionmaker, session_scope
 from media import find_ffmpeg
-from core.migrate import upgrade
 from core.models import Job
 from core import storage
-from core.hotwords import Hotword
-from gateway import GatewayConfig, run_in_thread
+from contract import Hotword, Transcript
+from gateway import GatewayConfig
 from gateway.protocol import (
     RESULT_FRAME_LIMIT_BYTES,
     FileRequest,
@@ -35,6 +35,7 @@ from gateway.protocol import (
     wav_header,
 )
 from tests.support.funasr_testclient import client_ssl, html5_walk
+from tests.support.gateway import run_in_thread
 
 # --- pure rules -------------------------------------------------------------------------------
 
@@ -60,14 +61,17 @@ def test_config_defaults_unknown_keys_and_formats():
     assert parse_config({}).reply_mode == "2pass-offline"
     assert parse_config({"mode": "2pass"}).reply_mode == "2pass-offline"
     assert parse_config({"mode": "offline"}).reply_mode == "offline"
+    assert parse_config({"mode": "online"}).reply_mode == "online"  # the clients append "online" text
+    assert parse_config({"channels": 2}).channels == 2 and parse_config({}).channels is None
     # A later config frame before the end updates the file's parameters.
     base = parse_config({"wav_name": "x", "mode": "offline", "wav_format": "mp3"})
     assert parse_config({"itn": False}, base) == FileRequest("x", "offline", "mp3", False, 16000, False)
 
 
 @pytest.mark.parametrize("message, code", [
-    ({"mode": "online"}, "unsupported_mode"),
     ({"mode": "streaming"}, "unsupported_mode"),
+    ({"channels": 6}, "bad_config"),
+    ({"channels": True}, "bad_config"),
     ({"wav_format": "xyz"}, "unknown_wav_format"),
     ({"audio_fs": "fast"}, "bad_config"),
     ({"audio_fs": 10}, "bad_config"),
@@ -111,11 +115,11 @@ def test_wav_header_makes_raw_pcm_a_file_ffmpeg_resamples(tmp_path, speech_path)
     assert abs(len(out) - len(raw)) <= 64  # 5.55 s either way
 
 
-def _probe(data: bytes, chunk_bytes: int = 3001) -> bool:
+def _probe(data: bytes, chunk_bytes: int = 3001, test: str = "duplicated") -> bool:
     probe = StereoProbe()
     for start in range(0, len(data), chunk_bytes):  # odd chunk sizes: pairs split across frames
         probe.feed(data[start:start + chunk_bytes])
-    return probe.duplicated
+    return getattr(probe, test)
 
 
 @pytest.mark.parametrize("name", ["asr_example.wav", "jfk.flac", "hotwords.mp3"])
@@ -129,8 +133,32 @@ def test_stereo_sent_as_pcm_is_spotted_when_its_channels_are_equal(speech_path, 
     assert _probe(pcm("2"))
 
 
+@pytest.mark.parametrize("name", ["asr_example.wav", "jfk.flac", "hotwords.mp3"])
+@pytest.mark.parametrize("rate", ["8000", "16000"])
+def test_stereo_with_two_different_channels_sent_as_pcm_is_spotted(speech_path, name, rate):
+    """Left: the speech; right: the same speech 30 ms later at half the level (a second microphone),
+    or another recording altogether. Mono speech is never taken for two channels."""
+    ffmpeg = find_ffmpeg()
+
+    def pcm(*filters: str, other: str | None = None) -> bytes:
+        inputs = ["-i", str(speech_path(name))] + (["-i", str(speech_path(other))] if other else [])
+        return subprocess.run([ffmpeg, "-v", "error", *inputs, *filters, "-f", "s16le", "-ar", rate, "-"],
+                              capture_output=True, check=True).stdout
+
+    mono = pcm("-ac", "1")
+    delayed = pcm("-filter_complex", "[0:a]aformat=channel_layouts=mono,asplit[l][r0];"
+                  "[r0]adelay=30,volume=0.5[r];[l][r]join=inputs=2:channel_layout=stereo", "-ac", "2")
+    other = "jfk.flac" if name != "jfk.flac" else "asr_example.wav"
+    two_talks = pcm("-filter_complex", "[0:a]aformat=channel_layouts=mono[l];[1:a]aformat=channel_layouts=mono[r];"
+                    "[l][r]join=inputs=2:channel_layout=stereo", "-ac", "2", other=other)
+    assert not _probe(mono, test="interleaved")
+    assert _probe(delayed, test="interleaved") and not _probe(delayed)
+    assert _probe(two_talks, test="interleaved")
+
+
 def test_silence_says_nothing_about_channels():
     assert not _probe(b"\x00" * 200000) and not _probe(b"")
+    assert not _probe(b"\x00" * 200000, test="interleaved")
 
 
 def test_result_frame_shape_from_a_stored_transcript():
@@ -144,7 +172,7 @@ def test_result_frame_shape_from_a_stored_transcript():
              "tokens": [[1200, 1500], [1500, 2000]]},
         ],
     }
-    frame = result_frame(FileRequest(wav_name="w", mode="offline"), transcript, "job1")
+    frame = result_frame(FileRequest(wav_name="w", mode="offline"), Transcript.from_dict(transcript), "job1")
     assert frame["mode"] == "offline" and frame["wav_name"] == "w" and frame["is_final"] is True
     assert frame["text"] == "正是因为，存在。" and frame["job_id"] == "job1"
     # One span per character, as FunASR gives them: two-character words are split in time.
@@ -154,7 +182,7 @@ def test_result_frame_shape_from_a_stored_transcript():
                                        "ts_list": per_char}
     assert frame["stamp_sents"][1]["text_seg"] == "存 在" and frame["stamp_sents"][1]["ts_list"] == [[1200, 1500], [1500, 2000]]
     # An empty transcript still has text (older clients index it) and a parseable timestamp.
-    empty = result_frame(FileRequest(), {"text": "", "language": "zh", "duration_ms": 0, "segments": []})
+    empty = result_frame(FileRequest(), Transcript(text="", language="zh", duration_ms=0))
     assert empty["text"] == "" and json.loads(empty["timestamp"]) == []
 
 
@@ -167,7 +195,7 @@ def test_timestamps_line_up_with_the_text_as_the_html5_demo_reads_them():
          "words": [{"start_ms": 1600, "end_ms": 2400, "text": "欢迎大家"}, {"start_ms": 2400, "end_ms": 4000, "text": "2024年"}],
          "tokens": []},
     ]}
-    frame = result_frame(FileRequest(), transcript)
+    frame = result_frame(FileRequest(), Transcript.from_dict(transcript))
     spans = json.loads(frame["timestamp"])
     assert html5_walk(frame["text"], frame["timestamp"]) == len(spans) == 3 + 4 + 5
     assert spans[:3] == [[0, 400], [400, 900], [900, 1500]]  # English words keep their own spans
@@ -181,12 +209,12 @@ def test_frames_stay_under_one_mebibyte_for_a_very_long_file():
     segments = [{"start_ms": k * 200000, "end_ms": k * 200000 + 199990, "text": "字" * 20000, "punc": "。",
                  "words": words, "tokens": []} for k in range(8)]
     transcript = {"text": "字" * 160000, "language": "zh", "duration_ms": 1600000, "segments": segments}
-    text = encode(result_frame(FileRequest(), transcript))
+    text = encode(result_frame(FileRequest(), Transcript.from_dict(transcript)))
     assert len(text.encode()) <= RESULT_FRAME_LIMIT_BYTES
     frame = json.loads(text)
     assert frame["text"] == "字" * 160000 and frame["truncated"] is True
     huge = {"text": "字" * 600000, "language": "zh", "duration_ms": 1, "segments": []}
-    cut = json.loads(encode(result_frame(FileRequest(), huge)))
+    cut = json.loads(encode(result_frame(FileRequest(), Transcript.from_dict(huge))))
     assert len(json.dumps(cut, ensure_ascii=False).encode()) <= RESULT_FRAME_LIMIT_BYTES and cut["text"]
 
 
@@ -200,9 +228,9 @@ def test_error_frame_tells_both_generations():
 
 
 @pytest.fixture(params=["ws", "wss"])
-def gateway(request, settings):
-    upgrade(settings)
-    settings = settings.with_(max_duration_s=3.0)
+def ws_and_wss_gateway(request, settings, migrated):
+    migrated.migrate(settings)
+    settings = dataclasses.replace(settings, max_duration_s=3.0)
     config = GatewayConfig.from_settings(settings, port=0, certfile="0" if request.param == "ws" else "",
                                          idle_timeout_s=1.5, max_frame_bytes=256 * 1024)
     thread = run_in_thread(settings, config)
@@ -242,33 +270,33 @@ END = json.dumps({"is_speaking": False, "is_end": True})
     ("malformed JSON", ["{\"mode\": offline"], "bad_json", 1008),
     ("JSON list", ["[1, 2, 3]"], "bad_json", 1008),
     ("unknown wav_format", [config(wav_format="xyz")], "unknown_wav_format", 1008),
-    ("online mode", [config(mode="online")], "unsupported_mode", 1008),
+    ("unknown mode", [config(mode="streaming")], "unsupported_mode", 1008),
     ("bad audio_fs", [config(audio_fs=-5)], "bad_config", 1008),
     ("silence mid-file", [config(), b"\x00" * 3200], "idle_timeout", 1008),
     ("oversized frame", [config(), b"\x00" * (300 * 1024)], "frame_too_large", 1009),
     ("audio over the cap", [config()] + [b"\x00" * 32000] * 4, "too_long", 1009),
 ])
-def test_bad_input_gets_an_error_frame_and_a_close(gateway, name, frames, code, close):
-    received, close_code = converse(gateway.url, frames)
+def test_bad_input_gets_an_error_frame_and_a_close(ws_and_wss_gateway, name, frames, code, close):
+    received, close_code = converse(ws_and_wss_gateway.url, frames)
     assert len(received) == 1, received
     frame = received[0]
     assert frame["error_code"] == code and frame["error"], frame
     assert frame["is_end"] is True and frame["is_final"] is False and frame["text"] == ""
     assert close_code == close
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def test_empty_file_is_answered_and_the_connection_goes_on(gateway):
-    received, close_code = converse(gateway.url, [config(wav_name="empty"), END])
+def test_empty_file_is_answered_and_the_connection_goes_on(ws_and_wss_gateway):
+    received, close_code = converse(ws_and_wss_gateway.url, [config(wav_name="empty"), END])
     assert [f["error_code"] for f in received] == ["empty_audio"] and received[0]["wav_name"] == "empty"
     assert close_code == 1000  # closed only after idling with nothing pending
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def test_a_browser_without_the_binary_subprotocol_is_served(gateway):
+def test_a_browser_without_the_binary_subprotocol_is_served(ws_and_wss_gateway):
     async def go():
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, ping_interval=None, ssl=ctx) as ws:
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, ping_interval=None, ssl=ctx) as ws:
             assert ws.subprotocol is None
             await ws.send(config(wav_name="browser"))
             await ws.send(json.dumps({"is_finished": True}))  # the C++ server's end frame
@@ -276,79 +304,86 @@ def test_a_browser_without_the_binary_subprotocol_is_served(gateway):
     assert asyncio.run(go())["wav_name"] == "browser"
 
 
-def test_a_repeated_end_frame_after_a_file_is_ignored(gateway):
-    received, _ = converse(gateway.url, [config(wav_name="e"), END, END, json.dumps({"is_speaking": False})])
+def test_a_repeated_end_frame_after_a_file_is_ignored(ws_and_wss_gateway):
+    received, _ = converse(ws_and_wss_gateway.url, [config(wav_name="e"), END, END, json.dumps({"is_speaking": False})])
     assert [f["error_code"] for f in received] == ["empty_audio"]
 
 
-def test_a_file_that_arrives_whole_becomes_a_queued_job(gateway, speech_path):
-    """No worker runs here: the job is committed and queued; the client leaves; the job stays,
-    the spool is empty, and the gateway holds no watcher for it."""
-    pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
-
-    async def go():
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
-            await ws.send(config(wav_name="left.wav", hotwords="达摩院 20"))
-            await ws.send(pcm)
-            await ws.send(END)
-            await asyncio.sleep(1.0)
-    asyncio.run(go())
-    settings = gateway.settings
-    engine = make_engine(settings.database_url)
-    # The gateway commits the job after the client left: wait for the row (a hang guard, not a
-    # time the test asserts), so a busy machine cannot fail it.
+def _job_statuses(engine, wanted: set[str]) -> list[str]:
+    """The jobs' statuses once they are all in ``wanted`` (a hang guard of 60 s, not a time the test asserts)."""
     deadline = time.monotonic() + 60
     while True:
         with session_scope(make_sessionmaker(engine)) as session:
-            if session.execute(select(Job)).first() is not None or time.monotonic() > deadline:
-                break
+            statuses = session.execute(select(Job.status)).scalars().all()
+        if (statuses and set(statuses) <= wanted) or time.monotonic() > deadline:
+            return statuses
         time.sleep(0.1)
+
+
+@pytest.mark.parametrize("leave", ["after_the_job", "at_once"])
+def test_a_file_whose_client_leaves_before_its_result_is_canceled(ws_and_wss_gateway, speech_path, leave):
+    """No worker runs here: the job is committed and queued while the client waits; the client
+    leaves (once the job exists, or right after its end frame, while the job is being made); the
+    job is canceled, the spool is empty, and the gateway holds no watcher for it."""
+    pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
+    settings = ws_and_wss_gateway.settings
+    engine = make_engine(settings.database_url)
+
+    async def go():
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+            await ws.send(config(wav_name="left.wav", hotwords="达摩院 20"))
+            await ws.send(pcm)
+            await ws.send(END)
+            if leave == "after_the_job":
+                assert await asyncio.to_thread(_job_statuses, engine, {"queued"}) == ["queued"]
+    asyncio.run(go())
+    assert _job_statuses(engine, {"canceled"}) == ["canceled"]
     with session_scope(make_sessionmaker(engine)) as session:
         jobs = session.execute(select(Job)).scalars().all()
-        assert [(j.status, j.source, j.filename, j.priority > 0) for j in jobs] == [("queued", "gateway", "left.wav", True)]
+        assert [(j.source, j.filename, j.priority > 0) for j in jobs] == [("gateway", "left.wav", True)]
         assert jobs[0].options["hotwords"] == [["达摩院", 20.0]]
         media = settings.media_dir / jobs[0].media_key
     engine.dispose()
     data = open(media, "rb").read()
     assert is_wav_container(data[:12]) and data[44:] == pcm
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
 
 
-def _assert_nothing_left(gateway) -> None:
-    spool = storage.upload_spool_dir(gateway.settings)
-    deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and (list(spool.glob("*")) or gateway.gateway.watcher.watched):
+def _assert_nothing_left(ws_and_wss_gateway) -> None:
+    spool = storage.upload_spool_dir(ws_and_wss_gateway.settings)
+    deadline = time.monotonic() + 30  # a hang guard
+    while time.monotonic() < deadline and (list(spool.glob("*")) or ws_and_wss_gateway.gateway.hub.watched_jobs):
         time.sleep(0.05)  # the server notices a departed client a moment after it leaves
     assert not list(spool.glob("*")), "spool files left behind"
-    assert gateway.gateway.watcher.watched == 0
-    engine = make_engine(gateway.settings.database_url)
+    assert ws_and_wss_gateway.gateway.hub.watched_jobs == 0
+    engine = make_engine(ws_and_wss_gateway.settings.database_url)
     with session_scope(make_sessionmaker(engine)) as session:
         statuses = session.execute(select(Job.status).where(Job.filename.like("bad%"))).scalars().all()
     engine.dispose()
     assert statuses == []
 
 
-def test_many_refused_and_abandoned_connections_leave_nothing_behind(gateway, speech_path):
-    baseline = gateway.stats()
+def test_many_refused_and_abandoned_connections_leave_nothing_behind(ws_and_wss_gateway, speech_path):
+    baseline = ws_and_wss_gateway.stats()
     pcm = speech_path("asr_example.wav").read_bytes()[44:16044]
 
     async def abandon():
         """Half a file, then the client vanishes."""
-        ctx = client_ssl() if gateway.url.startswith("wss") else None
-        async with websockets.connect(gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
             await ws.send(config(wav_name="bad-abandoned"))
             await ws.send(pcm)
 
     for i in range(10):
-        converse(gateway.url, [b"\x00" * 10])
-        converse(gateway.url, ["{oops"])
+        converse(ws_and_wss_gateway.url, [b"\x00" * 10])
+        converse(ws_and_wss_gateway.url, ["{oops"])
         asyncio.run(abandon())
-    _assert_nothing_left(gateway)
+    _assert_nothing_left(ws_and_wss_gateway)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and gateway.stats() != baseline:
+    while time.monotonic() < deadline and ws_and_wss_gateway.stats() != baseline:
         time.sleep(0.1)
-    assert gateway.stats() == baseline == {"connections": 0, "tasks": baseline["tasks"], "watched_jobs": 0}
+    assert ws_and_wss_gateway.stats() == baseline == {"connections": 0, "tasks": baseline["tasks"], "watched_jobs": 0}
 
 
 def test_the_gateway_loads_no_model_code():

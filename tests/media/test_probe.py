@@ -10,7 +10,7 @@ import pytest
 
 import media
 from media import MediaInfo, probe
-from tests.media.conftest import REFERENCES
+from tests.support.media_files import REFERENCES
 
 
 @pytest.mark.parametrize(
@@ -137,11 +137,9 @@ def _probe_children() -> list:
 
 
 def test_a_probe_past_its_time_is_killed_with_its_child(speech_path):
-    started = time.monotonic()
     with pytest.raises(media.MediaTimeoutError) as err:
         probe(speech_path("jfk.flac"), timeout_s=0.05)
     assert err.value.code == "media_timeout"
-    assert time.monotonic() - started < 5
     assert _probe_children() == []
 
 

@@ -11,7 +11,8 @@ from tests.support.speech import build_speech
 from pipeline import transcribe
 from pipeline.checkpoint import BatchResult, Checkpoint, batch_key
 from pipeline.stages import SpeechSpan
-from pipeline.types import Hotword, TranscribeOptions
+from contract import Hotword
+from pipeline.types import TranscribeOptions
 
 pytestmark = pytest.mark.slow
 

@@ -12,10 +12,10 @@ import pytest
 from pipeline.diarize import diarize, label_words, speaker_ids, windows
 from pipeline.errors import EngineMissingError, SpeakerOptionsError
 from pipeline.stages import Engine, LazyModel, SpeechSpan
-from pipeline.types import Segment, Speaker, Stage, TranscribeOptions, Transcript, Word
+from contract import Segment, Speaker, Stage, Transcript, Word
+from pipeline.types import TranscribeOptions
 from tests.support import speaker_turns
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,8 @@ def test_good_speaker_counts():
 
 
 def _transcript(speakers):
-    words = (Word(0, 400, "hello", "S1" if speakers else None), Word(400, 800, "there.", "S1" if speakers else None))
+    words = (Word(0, 400, "hello", "S1" if speakers else None, 0, 5),
+             Word(400, 800, "there.", "S1" if speakers else None, 6, 12))
     return Transcript(
         text="hello there.",
         language="en",
@@ -59,13 +60,15 @@ def test_json_carries_speakers_only_when_diarized():
     plain = _transcript(None).to_dict()
     assert "speakers" not in plain
     assert "speaker" not in plain["segments"][0]
-    assert plain["segments"][0]["words"][0] == {"start_ms": 0, "end_ms": 400, "text": "hello"}
+    assert plain["segments"][0]["words"][0] == {"start_ms": 0, "end_ms": 400, "text": "hello", "start_char": 0,
+                                                "end_char": 5}
     assert Transcript.from_dict(plain) == _transcript(None)
 
     diarized = _transcript([Speaker("S1")]).to_dict()
     assert diarized["speakers"] == [{"id": "S1", "name": None}]
     assert diarized["segments"][0]["speaker"] == "S1"
-    assert diarized["segments"][0]["words"][1] == {"start_ms": 400, "end_ms": 800, "text": "there.", "speaker": "S1"}
+    assert diarized["segments"][0]["words"][1] == {"start_ms": 400, "end_ms": 800, "text": "there.", "start_char": 6,
+                                                   "end_char": 12, "speaker": "S1"}
     assert Transcript.from_dict(json.loads(json.dumps(diarized))) == _transcript([Speaker("S1")])
 
 
@@ -114,12 +117,6 @@ def ge2e():
     except EngineMissingError as exc:
         pytest.skip(exc.message)
     return Ge2eEncoder()
-
-
-@pytest.fixture(scope="module")
-def two_voices(speech_dir, ffmpeg, tmp_path_factory):
-    path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
-    return path, speaker_turns.build(speech_dir, path, ffmpeg)
 
 
 @pytest.fixture(scope="module")

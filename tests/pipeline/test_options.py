@@ -6,7 +6,6 @@ import dataclasses
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,7 @@ from pipeline.funasr.profile import DEFAULTS, FunasrOptions
 from pipeline.offline import OfflineOptions
 from pipeline.options import parse_options
 from pipeline.profiles import Profile, options_type, register_profile, split_profile_options
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
 
 
 def test_every_field_converts():

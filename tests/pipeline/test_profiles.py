@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+import contract
 from pipeline import profiles, whisper
 from pipeline.errors import EngineMissingError, ModelNotReadyError, UnknownProfileError
 from pipeline.profiles import EngineConfig, Profile, available_profiles, load_engine, register_profile
@@ -20,7 +21,8 @@ def test_known_profiles(tmp_path):
 
 
 def test_missing_engine_package_names_the_install(monkeypatch, tmp_path):
-    monkeypatch.setitem(profiles._MODULES, "elsewhere", ("pipeline.no_such_module", "pip install 'tingxie[x]'"))
+    monkeypatch.setitem(contract.PROFILES, "elsewhere",
+                        contract.ProfileInfo("elsewhere", "pipeline.no_such_module", "pip install 'tingxie[x]'", ("en",)))
     with pytest.raises(EngineMissingError, match=r"pip install 'tingxie\[x\]'"):
         load_engine("elsewhere", EngineConfig(model_dir=tmp_path, cache_dir=tmp_path))
 

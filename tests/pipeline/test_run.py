@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from pipeline import transcribe
-from pipeline.itn import WetextItn
 from pipeline.stages import AsrModel, AsrResult, AsrWord, Engine, PuncModel
-from pipeline.types import Hotword, TranscribeOptions
+from contract import Hotword
+from pipeline.types import TranscribeOptions
 from pipeline.vad_silero import SileroVad
 
 pytestmark = pytest.mark.subprocess
@@ -47,10 +47,6 @@ class EveryFifthFullStop:
 def vad():
     return SileroVad()
 
-
-@pytest.fixture(scope="module")
-def itn():
-    return WetextItn()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from contract import Transcript
 from core.export import SubtitleLimits, render
 from pipeline import transcribe
 from pipeline.types import TranscribeOptions
@@ -21,8 +22,8 @@ LIMITS = (
 
 
 @pytest.fixture(scope="module")
-def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, dict]:
-    """Each recording's stored transcript, and one of all of them in turn, four times, with
+def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, Transcript]:
+    """Each recording's transcript, and one of all of them in turn, four times, with
     pauses of 0.4 to 2 s between them (about 105 s of Chinese and English)."""
     import subprocess
 
@@ -30,7 +31,7 @@ def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, dict]:
 
     work = tmp_path_factory.mktemp("subtitles")
     options = TranscribeOptions()
-    out = {name: transcribe(speech_dir / name, options, engine, work_dir=work).to_dict() for name in RECORDINGS}
+    out = {name: transcribe(speech_dir / name, options, engine, work_dir=work) for name in RECORDINGS}
 
     args, labels = [], []
     pauses = (0.4, 2.0, 0.8, 1.2)
@@ -45,7 +46,7 @@ def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, dict]:
     joined = work / "joined.wav"
     subprocess.run([find_ffmpeg(), "-nostdin", "-v", "error", *args, "-filter_complex", graph, "-map", "[out]",
                     "-ar", "16000", "-ac", "1", "-y", str(joined)], check=True, stdin=subprocess.DEVNULL)
-    out["joined"] = transcribe(joined, options, engine, work_dir=work).to_dict()
+    out["joined"] = transcribe(joined, options, engine, work_dir=work)
     return out
 
 
@@ -53,7 +54,7 @@ def transcripts(engine, speech_dir, tmp_path_factory) -> dict[str, dict]:
 @pytest.mark.parametrize("limits", LIMITS, ids=["default", "20x2-3s", "10x1-1.5s", "60x3-15s"])
 def test_every_cue_is_within_the_limits(transcripts, name, limits):
     data = transcripts[name]
-    assert data["segments"], data
+    assert data.segments, data
     cues = assert_readable(data, limits)
     srt = render(data, "srt", limits)
     assert srt.count(" --> ") == len(cues)
@@ -63,8 +64,8 @@ def test_every_cue_is_within_the_limits(transcripts, name, limits):
 def test_jfk_default_cues(transcripts):
     """The one 10 s, 107-character sentence becomes a cue per clause, one line each."""
     data = transcripts["jfk.flac"]
-    clauses = [c.strip() for c in data["text"].replace(", ", ",\n").splitlines()]
-    assert len(clauses) == 3, data["text"]  # Whisper-base writes both commas
+    clauses = [c.strip() for c in data.text.replace(", ", ",\n").splitlines()]
+    assert len(clauses) == 3, data.text  # Whisper-base writes both commas
     cues = assert_readable(data)
     assert [cue.lines for cue in cues] == [(clause,) for clause in clauses]
 
@@ -72,13 +73,13 @@ def test_jfk_default_cues(transcripts):
 def test_chinese_default_cues_use_cjk_lines(transcripts):
     cues = assert_readable(transcripts["asr_example.wav"])
     assert all(len(line) <= 16 for cue in cues for line in cue.lines)
-    assert "".join(line for cue in cues for line in cue.lines) == transcripts["asr_example.wav"]["text"]
+    assert "".join(line for cue in cues for line in cue.lines) == transcripts["asr_example.wav"].text
 
 
 def test_the_long_file_has_many_cues_in_both_scripts(transcripts):
     data = transcripts["joined"]
     cues = assert_readable(data)
-    assert data["duration_ms"] > 100_000
-    widths = {SubtitleLimits().line_chars(data["segments"][cue.segment]["text"]) for cue in cues}
+    assert data.duration_ms > 100_000
+    widths = {SubtitleLimits().line_chars(data.segments[cue.segment].text) for cue in cues}
     assert widths == {16, 42}
     assert len(cues) >= 4 * 5

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.itn import WetextItn
 from pipeline.stages import ItnModel
 from pipeline.text import as_written, join_words, to_traditional
 
@@ -14,10 +13,6 @@ def test_join_words_spaces_only_between_latin_words():
     assert join_words(["使用", "ComfyUI", "的", "节点"]) == "使用ComfyUI的节点"
     assert join_words(["hello", "world", "!"]) == "hello world!"
 
-
-@pytest.fixture(scope="module")
-def itn():
-    return WetextItn()
 
 
 def test_itn_differs_from_spoken_form(itn):

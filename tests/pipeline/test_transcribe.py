@@ -3,47 +3,20 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import transcribe
 from pipeline.errors import EmptyMediaError, MediaError, MediaTooLongError, TruncatedMediaError
-from pipeline.types import Hotword, Progress, Stage, TranscribeOptions, Transcript
-from tests.support.metrics import hanzi, wer
+from contract import Hotword, Stage, Transcript
+from pipeline.types import Progress, TranscribeOptions
+from tests.support.metrics import assert_timeline, hanzi, wer
+from tests.support.speech import REFERENCE
 
 pytestmark = pytest.mark.slow
 
-JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
-DAMO = "欢迎大家来体验达摩院推出的语音识别模型"
+JFK, DAMO = REFERENCE["jfk"], REFERENCE["asr_example"]
 
 
-@pytest.fixture
-def run(engine, tmp_path):
-    """run(path, **options) -> Transcript, with progress recorded in run.progress."""
-    progress: list[Progress] = []
 
-    def go(path, max_duration_ms=None, **options) -> Transcript:
-        progress.clear()
-        return transcribe(path, TranscribeOptions(**options), engine, work_dir=tmp_path / "work",
-                          on_progress=progress.append, max_duration_ms=max_duration_ms)
-
-    go.progress = progress
-    go.work_dir = tmp_path / "work"
-    return go
-
-
-def assert_timeline(transcript: Transcript) -> None:
-    """Words monotonic, inside the audio, inside their sentence; sentences in order."""
-    previous_end = 0
-    for segment in transcript.segments:
-        assert 0 <= segment.start_ms <= segment.end_ms <= transcript.duration_ms
-        assert segment.start_ms >= previous_end
-        assert segment.words, segment
-        for word in segment.words:
-            assert segment.start_ms <= word.start_ms <= word.end_ms <= segment.end_ms
-            assert word.start_ms >= previous_end
-            previous_end = word.end_ms
-
-
-def test_jfk_word_error_rate(run, speech_dir):
-    transcript = run(speech_dir / "jfk.flac")
+def test_jfk_word_error_rate(transcribe_offline, speech_dir):
+    transcript = transcribe_offline(speech_dir / "jfk.flac")
     assert wer(JFK, transcript.text) <= 0.05, transcript.text
     assert transcript.language == "en"
     assert transcript.duration_ms == 11_000
@@ -54,63 +27,63 @@ def test_jfk_word_error_rate(run, speech_dir):
 
 
 @pytest.mark.parametrize("name", ["asr_example.wav", "asr_example.mp3"])
-def test_chinese_with_hotword_is_simplified_and_exact(run, speech_dir, name):
-    transcript = run(speech_dir / name, hotwords=(Hotword("达摩院"),))
+def test_chinese_with_hotword_is_simplified_and_exact(transcribe_offline, speech_dir, name):
+    transcript = transcribe_offline(speech_dir / name, hotwords=(Hotword("达摩院"),))
     assert hanzi(transcript.text) == DAMO, transcript.text
     assert transcript.language == "zh"
     assert_timeline(transcript)
     assert "".join(w.text for s in transcript.segments for w in s.words).startswith("欢迎")
 
 
-def test_hotword_makes_comfyui(run, speech_dir):
-    without = run(speech_dir / "hotwords.mp3")
+def test_hotword_makes_comfyui(transcribe_offline, speech_dir):
+    without = transcribe_offline(speech_dir / "hotwords.mp3")
     assert "ComfyUI" not in without.text
-    with_hotword = run(speech_dir / "hotwords.mp3", hotwords=(Hotword("ComfyUI", 20.0),))
+    with_hotword = transcribe_offline(speech_dir / "hotwords.mp3", hotwords=(Hotword("ComfyUI", 20.0),))
     assert "ComfyUI" in with_hotword.text, with_hotword.text
     assert "ComfyUI" in [w.text.strip(",.") for s in with_hotword.segments for w in s.words]
     assert_timeline(with_hotword)
 
 
-def test_forced_language(run, speech_dir):
-    assert run(speech_dir / "asr_example.wav", language="zh").language == "zh"
-    forced = run(speech_dir / "jfk.flac", language="en")
+def test_forced_language(transcribe_offline, speech_dir):
+    assert transcribe_offline(speech_dir / "asr_example.wav", language="zh").language == "zh"
+    forced = transcribe_offline(speech_dir / "jfk.flac", language="en")
     assert forced.language == "en" and wer(JFK, forced.text) <= 0.05
 
 
-def test_progress_covers_every_stage_in_order(run, speech_dir):
-    run(speech_dir / "jfk.flac")
-    stages = [p.stage for p in run.progress]
+def test_progress_covers_every_stage_in_order(transcribe_offline, speech_dir):
+    transcribe_offline(speech_dir / "jfk.flac")
+    stages = [p.stage for p in transcribe_offline.progress]
     order = ["decode", "vad", "asr", "punc", "itn"]  # diarize only when the job asks for speakers
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == order == [
         s for s in Stage if s is not Stage.DIARIZE
     ]
     assert all(type(s) is Stage for s in stages)
-    fractions = [p.fraction for p in run.progress]
+    fractions = [p.fraction for p in transcribe_offline.progress]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
 
 
-def test_work_dir_is_left_empty(run, speech_dir):
-    run(speech_dir / "asr_example.wav")
-    assert list(run.work_dir.iterdir()) == []
+def test_work_dir_is_left_empty(transcribe_offline, speech_dir):
+    transcribe_offline(speech_dir / "asr_example.wav")
+    assert list(transcribe_offline.work_dir.iterdir()) == []
 
 
-def test_transcript_round_trips_as_the_api_json(run, speech_dir):
-    transcript = run(speech_dir / "jfk.flac")
+def test_transcript_round_trips_as_the_api_json(transcribe_offline, speech_dir):
+    transcript = transcribe_offline(speech_dir / "jfk.flac")
     data = transcript.to_dict()
     assert set(data) >= {"text", "language", "duration_ms", "segments"}
     assert set(data["segments"][0]) >= {"start_ms", "end_ms", "text", "words"}
     assert Transcript.from_dict(data).to_dict() == data
 
 
-def test_itn_on_and_off_on_concatenated_speech(run, speech_dir, make_media):
+def test_itn_on_and_off_on_concatenated_speech(transcribe_offline, speech_dir, make_media):
     """Silence between two recordings; ITN does not touch words that are not numbers."""
     joined = make_media(
         "joined.wav", "-i", str(speech_dir / "jfk.flac"), "-f", "lavfi", "-t", "3", "-i",
         "anullsrc=r=16000:cl=mono", "-i", str(speech_dir / "asr_example.wav"),
         "-filter_complex", "[0:a]aresample=16000,pan=mono|c0=c0[a];[a][1:a][2:a]concat=n=3:v=0:a=1", "-ar", "16000",
     )
-    with_itn = run(joined, hotwords=(Hotword("达摩院"),))
-    without = run(joined, itn=False, hotwords=(Hotword("达摩院"),))
+    with_itn = transcribe_offline(joined, hotwords=(Hotword("达摩院"),))
+    without = transcribe_offline(joined, itn=False, hotwords=(Hotword("达摩院"),))
     assert with_itn.text == without.text  # nothing here is a number
     english, chinese = with_itn.segments
     assert wer(JFK, english.text) <= 0.05 and english.end_ms <= 11_000
@@ -119,32 +92,32 @@ def test_itn_on_and_off_on_concatenated_speech(run, speech_dir, make_media):
     assert_timeline(with_itn)
 
 
-def test_silence_gives_an_empty_transcript(run, make_media):
+def test_silence_gives_an_empty_transcript(transcribe_offline, make_media):
     quiet = make_media("quiet.wav", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "4")
-    transcript = run(quiet)
+    transcript = transcribe_offline(quiet)
     assert transcript.text == "" and transcript.segments == [] and transcript.duration_ms == 4_000
 
 
-def test_bad_media_raise_media_errors_and_leave_nothing(run, tmp_path, speech_dir):
+def test_bad_media_raise_media_errors_and_leave_nothing(transcribe_offline, tmp_path, speech_dir):
     empty = tmp_path / "empty.wav"
     empty.touch()
     with pytest.raises(EmptyMediaError):
-        run(empty)
+        transcribe_offline(empty)
     text = tmp_path / "readme.wav"
     text.write_text("not audio at all\n" * 10)
     with pytest.raises(MediaError) as err:
-        run(text)
+        transcribe_offline(text)
     assert err.value.code == "bad_media"
     cut = tmp_path / "cut.mp3"
     cut.write_bytes((speech_dir / "asr_example.mp3").read_bytes()[:5000])
     with pytest.raises(TruncatedMediaError):
-        run(cut)
+        transcribe_offline(cut)
     with pytest.raises(MediaTooLongError):
-        run(speech_dir / "jfk.flac", max_duration_ms=10_000)
-    assert not run.work_dir.exists() or list(run.work_dir.iterdir()) == []
+        transcribe_offline(speech_dir / "jfk.flac", max_duration_ms=10_000)
+    assert not transcribe_offline.work_dir.exists() or list(transcribe_offline.work_dir.iterdir()) == []
 
 
-def test_speech_in_another_language_inside_one_window_is_not_lost(run, speech_dir, make_media):
+def test_speech_in_another_language_inside_one_window_is_not_lost(transcribe_offline, speech_dir, make_media):
     """Chinese then English with a short pause: one Whisper window, read in one language; the
     part it skips is read again on its own."""
     joined = make_media(
@@ -152,19 +125,19 @@ def test_speech_in_another_language_inside_one_window_is_not_lost(run, speech_di
         "anullsrc=r=16000:cl=mono", "-i", str(speech_dir / "jfk.flac"),
         "-filter_complex", "[2:a]aresample=16000,pan=mono|c0=c0[b];[0:a][1:a][b]concat=n=3:v=0:a=1", "-ar", "16000",
     )
-    transcript = run(joined, hotwords=(Hotword("达摩院"),))
+    transcript = transcribe_offline(joined, hotwords=(Hotword("达摩院"),))
     assert hanzi(transcript.text), transcript.text
     assert wer(JFK, transcript.text) <= 0.1, transcript.text
     assert_timeline(transcript)
 
 
-def test_chinese_is_simplified_with_full_width_marks_unless_traditional_is_asked(run, speech_dir):
+def test_chinese_is_simplified_with_full_width_marks_unless_traditional_is_asked(transcribe_offline, speech_dir):
     """Real speech: "zh" is written in simplified characters, "zh-hant"/"zh-tw" in traditional ones,
     word by word (each word keeps its times); full-width marks either way (issue 25)."""
-    simplified = run(speech_dir / "asr_example.wav", language="zh", hotwords=(Hotword("达摩院"),))
+    simplified = transcribe_offline(speech_dir / "asr_example.wav", language="zh", hotwords=(Hotword("达摩院"),))
     assert hanzi(simplified.text) == DAMO and not set(simplified.text) & set(",.?!:;"), simplified.text
     for language in ("zh-hant", "zh-tw"):
-        traditional = run(speech_dir / "asr_example.wav", language=language, hotwords=(Hotword("达摩院"),))
+        traditional = transcribe_offline(speech_dir / "asr_example.wav", language=language, hotwords=(Hotword("达摩院"),))
         assert hanzi(traditional.text) == "歡迎大家來體驗達摩院推出的語音識別模型", traditional.text
         assert traditional.language == "zh"
         assert_timeline(traditional)

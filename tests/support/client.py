@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
 
 
 def client_env(server: str | None = None, **extra: str) -> dict[str, str]:

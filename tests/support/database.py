@@ -3,8 +3,11 @@ SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL (Alembic takes about a se
 a clone takes milliseconds). Each pytest-xdist worker keeps its own templates."""
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,6 +16,7 @@ from core.settings import Settings
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432"
+REDIS_BASE = "redis://127.0.0.1:6379"
 # The databases tests/conftest.py's postgres_url creates: the only ones a clone may replace.
 PG_TEST_PREFIX = "tingxie_"
 
@@ -71,3 +75,74 @@ class MigratedTemplates:
 
             with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self._postgres}" WITH (FORCE)')
+
+
+# --- The shared servers (127.0.0.1:5432 and :6379): a database of one's own on each -------------
+
+def postgres_available() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(PG_ADMIN_URL, connect_timeout=3).close()
+        return True
+    except psycopg.OperationalError:
+        return False
+
+
+def redis_available() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_BASE, socket_connect_timeout=3).ping())
+    except redis.ConnectionError:
+        return False
+
+
+@contextmanager
+def fresh_postgres() -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database on the shared server, dropped afterwards."""
+    import psycopg
+
+    name = f"{PG_TEST_PREFIX}{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_BASE}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def claimed_redis() -> Iterator[str]:
+    """The URL of a Redis database number of the shared server no other test run holds, flushed
+    before and after. A claim is a marker key holding our pid; a claim whose process is gone (a
+    run killed from outside) is taken over."""
+    import redis
+
+    mine = str(os.getpid())
+    for number in range(1, 16):
+        url = f"{REDIS_BASE}/{number}"
+        db = redis.Redis.from_url(url)
+        holder = db.get("tingxie-test-lock")
+        if holder is not None and holder.decode().isdigit() and not _alive(int(holder)):
+            db.delete("tingxie-test-lock")
+        if db.set("tingxie-test-lock", mine, nx=True, ex=3600):
+            db.flushdb()
+            db.set("tingxie-test-lock", mine, ex=3600)
+            try:
+                yield url
+            finally:
+                db.flushdb()
+            return
+    raise LookupError("no free Redis database number (1-15) on 127.0.0.1:6379")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,12 +1,14 @@
 """Fixtures every folder may use, registered once by tests/conftest.py (``pytest_plugins``), so a
 test keeps them when it moves between folders and each name means one thing everywhere.
 
-``ffmpeg`` is the ffmpeg tingxie runs (``media.find_ffmpeg``); tests/media's ``each_ffmpeg`` runs a
+``ffmpeg`` is the ffmpeg tingxie runs (``media.find_ffmpeg``); ``each_ffmpeg`` runs a
 test with both builds. ``long_speech(minutes)`` is minutes of mixed real speech (a FLAC, built once);
 ``long_zh_wav`` is the 150 s Mandarin file the FunASR tests cut into batches.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import wave
 from pathlib import Path
@@ -32,6 +34,15 @@ def make_media(ffmpeg, tmp_path):
                        stdin=subprocess.DEVNULL)
         return out
     return make
+
+
+@pytest.fixture(scope="session")
+def stereo_call(ffmpeg, speech_dir, tmp_path_factory) -> Path:
+    """A two-channel WAV of two real voices: JFK (English) alone on channel 0 from 6 s, the Mandarin
+    example alone on channel 1 from 0.5 s (tests.support.media_files.two_voice_stereo)."""
+    from tests.support.media_files import two_voice_stereo
+
+    return two_voice_stereo(ffmpeg, speech_dir, tmp_path_factory.mktemp("stereo") / "call.wav")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +74,55 @@ def long_zh_wav(speech_dir, tmp_path_factory) -> Path:
         out.setframerate(16_000)
         out.writeframes(np.concatenate(parts).tobytes())
     return path
+
+
+# --- media: both ffmpeg builds, hostile files ---------------------------------------------
+@pytest.fixture(scope="session", params=["bundled", "system"])
+def each_ffmpeg(request) -> str:
+    """Runs each test that takes it twice: with the binary imageio-ffmpeg bundles (what a fresh
+    clone gets) and with Debian's /usr/bin/ffmpeg (what the Docker image runs; .ci/run installs it)."""
+    from tests.support.media_files import SYSTEM_FFMPEG, bundled_ffmpeg
+
+    if request.param == "bundled":
+        return bundled_ffmpeg()
+    if not os.access(SYSTEM_FFMPEG, os.X_OK):
+        pytest.skip(f"no system ffmpeg at {SYSTEM_FFMPEG} (apt-get install ffmpeg; .ci/run does)")
+    return SYSTEM_FFMPEG
+
+
+@pytest.fixture
+def other_upload(tmp_path, speech_path) -> Path:
+    """Another tenant's upload on the same disk: what a hostile file tries to make ffmpeg read."""
+    target = tmp_path / "media" / "other-job" / "secret.mp3"
+    target.parent.mkdir(parents=True)
+    shutil.copy(speech_path("asr_example.mp3"), target)
+    return target
+
+
+@pytest.fixture
+def reference_file(tmp_path, other_upload):
+    """reference_file(kind) -> the hostile file of REFERENCES[kind] (tests.support.media_files), in
+    an upload folder of its own."""
+    from tests.support.media_files import REFERENCES
+
+    def build(kind: str) -> Path:
+        name, content = REFERENCES[kind]
+        folder = tmp_path / "media" / "attacker-job"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / name
+        path.write_bytes(content(folder, other_upload))
+        return path
+
+    return build
+
+
+@pytest.fixture
+def image_sequence(make_media, tmp_path) -> Path:
+    """Three PNG frames and a file literally named like their pattern (img%03d.png)."""
+    make_media("img%03d.png", "-f", "lavfi", "-i", "testsrc=size=32x32:rate=1:duration=3")
+    pattern = tmp_path / "img%03d.png"
+    shutil.copy(tmp_path / "img001.png", pattern)
+    return pattern
 
 
 # --- engines ----------------------------------------------------------------------------
@@ -113,13 +173,49 @@ def funasr_engine(load_funasr):
     return load_funasr()
 
 
+@pytest.fixture(scope="session")
+def itn():
+    """wetext's ITN (the offline profile's), loaded once."""
+    from pipeline.itn import WetextItn
+
+    return WetextItn()
+
+
+@pytest.fixture(scope="session")
+def two_voices(speech_dir, ffmpeg, tmp_path_factory) -> tuple[Path, list]:
+    """(path, turns): two real voices taking turns in one WAV (tests.support.speaker_turns), built once."""
+    from tests.support import speaker_turns
+
+    path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
+    return path, speaker_turns.build(speech_dir, path, ffmpeg)
+
+
+@pytest.fixture
+def transcribe_offline(engine, tmp_path):
+    """transcribe_offline(path, max_duration_ms=None, **options) -> Transcript: the offline
+    engine's whole pipeline; progress recorded in ``.progress``, its scratch in ``.work_dir``."""
+    from pipeline import transcribe
+    from pipeline.types import TranscribeOptions
+
+    progress: list = []
+
+    def go(path, max_duration_ms=None, **options):
+        progress.clear()
+        return transcribe(path, TranscribeOptions(**options), engine, work_dir=tmp_path / "work",
+                          on_progress=progress.append, max_duration_ms=max_duration_ms)
+
+    go.progress = progress
+    go.work_dir = tmp_path / "work"
+    return go
+
+
 # --- live processes ----------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def shared_service(tmp_path_factory):
     """Real web and worker processes on the embedded default, started once per test process and
     shared by the system tests that only add jobs and read them (starting a worker loads its models)."""
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from tests.support.service import Service
 
     root = tmp_path_factory.mktemp("shared-service")
@@ -133,6 +229,39 @@ def shared_service(tmp_path_factory):
         yield service
     finally:
         service.stop()
+
+
+# --- the CLI in a process of its own -----------------------------------------------------------
+@pytest.fixture
+def transcribe_cli(tmp_path):
+    """transcribe_cli(*args) -> the CompletedProcess of ``tingxie transcribe ARGS`` (a data
+    directory of the test's own)."""
+    import sys
+
+    env = {**os.environ, "TINGXIE_DATA_DIR": str(tmp_path / "data")}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "cli", "transcribe", *args], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    return run
+
+
+# --- webhooks -----------------------------------------------------------------------------
+@pytest.fixture
+def webhook_receiver():
+    """webhook_receiver(statuses=(200,)) -> a started tests.support.webhooks.Receiver, closed after the test."""
+    from tests.support.webhooks import Receiver
+
+    started: list[Receiver] = []
+
+    def start(statuses=(200,)) -> Receiver:
+        started.append(Receiver(statuses))
+        return started[-1]
+
+    yield start
+    for receiver in started:
+        receiver.close()
 
 
 # --- faults: private servers and SQL ----------------------------------------------------

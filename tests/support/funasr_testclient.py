@@ -3,7 +3,10 @@
 Two generations: ``old`` ends a file with ``{"is_speaking": false}`` and takes the first frame
 as the result (as the older Python and the C++ clients do); ``new`` adds ``"is_end": true`` and
 waits for the acknowledgement after the result. ``pipelined`` sends every file before reading
-any answer, as the C++ client does on one connection.
+any answer, as the C++ client does on one connection. A 2pass/online pcm stream may be answered in
+pieces (several frames, ``is_final`` on the last): :func:`read_answer` reads them all. :func:`live`
+streams as the Python clients do in 2pass/online mode: at real-time pace, the older one closing 2 s
+after its end frame whatever it has heard.
 """
 from __future__ import annotations
 
@@ -32,9 +35,14 @@ class Audio:
 
 @dataclass
 class Answer:
-    result: dict | None = None
+    result: dict | None = None  # the last result frame (a whole file's only one)
     ack: dict | None = None
     frames: list[dict] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """What a client shows: the text of every result frame, appended (FunASR clients append)."""
+        return "".join(f.get("text", "") for f in self.frames)
 
 
 def client_ssl() -> ssl.SSLContext:
@@ -97,10 +105,18 @@ async def transcribe(url: str, files: list[Audio], *, generation: str = "new", p
     return answers
 
 
+def _piece(frame: dict) -> bool:
+    """A frame for an earlier piece of a stream: more follow."""
+    return frame.get("is_final") is False and not frame.get("is_end")
+
+
 async def read_answer(ws, generation: str, timeout_s: float) -> Answer:
     answer = Answer()
     first = await _recv(ws, timeout_s)
     answer.frames.append(first)
+    while _piece(first):
+        first = await _recv(ws, timeout_s)
+        answer.frames.append(first)
     answer.result = first
     # A failed file is one frame; a recognised one is followed by its acknowledgement (new only).
     if generation == "new" and first.get("is_final") is True and not first.get("is_end"):
@@ -108,6 +124,61 @@ async def read_answer(ws, generation: str, timeout_s: float) -> Answer:
         answer.frames.append(ack)
         answer.ack = ack
     return answer
+
+
+@dataclass
+class Heard:
+    """What a live client heard: every frame, and how many arrived before its end frame was sent."""
+
+    frames: list[dict] = field(default_factory=list)
+    before_end: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(f.get("text", "") for f in self.frames)
+
+
+async def live(url: str, audio: Audio, *, generation: str = "old", chunk_s: float = 0.06, pace: float = 1.0,
+               linger_s: float = 2.0, silence_until_heard: int = 0, timeout_s: float = 300.0) -> Heard:
+    """Stream ``audio`` (pcm) as FunASR's Python client does in 2pass/online mode: ``chunk_s`` of audio
+    every ``chunk_s * pace`` seconds (pace 1: real time, its only speed), then the end frame; the
+    older generation closes ``linger_s`` later whatever it has heard, the newest reads until the
+    acknowledgement. ``silence_until_heard``: after the audio, go on sending silence (an open
+    microphone in a quiet room) until that many frames have arrived, within ``timeout_s``."""
+    heard = Heard()
+    stride = int(chunk_s * audio.audio_fs) * 2
+
+    async def listen(ws):
+        while True:
+            frame = await _recv(ws, timeout_s)
+            heard.frames.append(frame)
+            if generation == "new" and frame.get("is_end"):
+                return
+
+    async with connect(url) as ws:
+        listening = asyncio.create_task(listen(ws))
+        await ws.send(_config(audio))
+        for start in range(0, len(audio.data), stride):
+            await ws.send(audio.data[start:start + stride])
+            await asyncio.sleep(chunk_s * pace)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while len(heard.frames) < silence_until_heard:
+            assert asyncio.get_running_loop().time() < deadline, f"heard {len(heard.frames)} frames in {timeout_s} s"
+            assert not listening.done(), listening
+            await ws.send(bytes(stride))
+            await asyncio.sleep(chunk_s * pace)
+        heard.before_end = len(heard.frames)
+        await ws.send(json.dumps({"is_speaking": False, "is_end": True} if generation == "new"
+                                 else {"is_speaking": False}))
+        try:
+            if generation == "new":
+                await asyncio.wait_for(listening, timeout_s)
+            else:
+                await asyncio.sleep(linger_s)
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
+    return heard
 
 
 def run(url: str, files: list[Audio], **kwargs) -> list[Answer]:

@@ -1,4 +1,4 @@
-"""Text comparisons for recognition tests."""
+"""Text comparisons and transcript checks for recognition tests."""
 from __future__ import annotations
 
 import re
@@ -23,3 +23,16 @@ def wer(reference: str, hypothesis: str) -> float:
 def hanzi(text: str) -> str:
     """Only the Han characters of ``text`` (punctuation and spaces aside)."""
     return "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+
+
+def assert_timeline(transcript) -> None:
+    """Words monotonic, inside the audio, inside their sentence; sentences in order."""
+    previous_end = 0
+    for segment in transcript.segments:
+        assert 0 <= segment.start_ms <= segment.end_ms <= transcript.duration_ms
+        assert segment.start_ms >= previous_end
+        assert segment.words, segment
+        for word in segment.words:
+            assert segment.start_ms <= word.start_ms <= word.end_ms <= segment.end_ms
+            assert word.start_ms >= previous_end
+            previous_end = word.end_ms

@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import inspect, text
 
 from core.db import make_engine
+from tests.support.settings import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 
 # Run by the old tree's interpreter: its core.migrate, its migrations. A release whose tree had two
 # heads could only be brought up with `tingxie db upgrade heads`; that is what its users ran.

@@ -15,8 +15,13 @@ from pathlib import Path
 import requests
 
 from core.settings import Settings
+from tests.support.settings import REPO
 
-REPO = Path(__file__).resolve().parents[2]
+
+
+# The tier of the test being set up or run (tests/conftest.py sets it; None outside pytest, as in
+# bench/): live processes are the system tier's.
+running_tier: str | None = None
 
 
 def free_port() -> int:
@@ -88,6 +93,10 @@ class Service:
                prefix: tuple[str, ...] = ()) -> subprocess.Popen:
         """``env``: more environment (a clock offset); ``prefix`` runs the command inside it (``ip
         netns exec HOST``; it must exec, so that the process started is the tingxie process)."""
+        if running_tier not in (None, "system"):
+            raise AssertionError(f"a {running_tier}-tier test started a live {name} process: live processes are "
+                                 "the system tier (put the test under tests/system/, take live_service or "
+                                 "shared_service, or mark it @pytest.mark.live)")
         _stop_at_exit(self)
         log = open(self.log_dir / f"{name}.log", "ab")
         # faults: flags of tests.support.faulty_worker, which runs the command with them injected.

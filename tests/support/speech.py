@@ -15,8 +15,7 @@ import subprocess
 from pathlib import Path
 
 from media import find_ffmpeg
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.settings import REPO
 OUT_DIR = REPO / "bench" / "out"
 SILENCE_S = (0.7, 1.5)
 # The reference text of each recording (tests/data/speech/README.md).

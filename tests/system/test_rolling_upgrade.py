@@ -8,6 +8,7 @@ The previous release is ``PREVIOUS``, a commit of this repository, run from ``gi
 folder of its own (its code on PYTHONPATH, the same virtual environment)."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import bindparam, create_engine, text
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.service import REPO, Service, free_port, release_env, settings_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(1800)]
@@ -69,7 +70,7 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
     (tmp_path / "old-logs").mkdir()
     (tmp_path / "new-logs").mkdir()
     old = Service(settings=settings, log_dir=tmp_path / "old-logs", code=previous_release)
-    new = Service(settings=settings.with_(port=free_port()), log_dir=tmp_path / "new-logs")
+    new = Service(settings=dataclasses.replace(settings, port=free_port()), log_dir=tmp_path / "new-logs")
     audio = speech_path("jfk.flac")
     submitted: list[str] = []
     try:

@@ -23,10 +23,10 @@ from core import tokens
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.models import Job, Token, utcnow
 from media import find_ffmpeg
-from tests.conftest import REPO, make_settings
+from tests.support.settings import REPO, make_settings
 from tests.support.funasr_testclient import Audio, read_answer, send_file
 from tests.support.service import settings_env
-from tests.system.gateway.test_clients import pcm_of, start_gateway
+from tests.support.gateway import pcm_of, start_gateway
 
 pytestmark = pytest.mark.slow
 
@@ -319,18 +319,20 @@ def _start_production(service) -> None:
     raise RuntimeError(service.log("production"))
 
 
-def _stalls(port: int, partial: bytes, limit_s: float) -> tuple[float, bytes]:
-    """Send part of a request and stop: how long until the server gives up, and what it said."""
-    started = time.monotonic()
+def _stalls(port: int, partial: bytes, limit_s: float) -> tuple[bool, bytes]:
+    """Send part of a request and stop: whether the server gave up (closed) before the client's
+    ``limit_s`` (a hang guard far past the idle timeout), and what it said."""
     with socket.create_connection(("127.0.0.1", port), timeout=limit_s) as sock:
         sock.sendall(partial)
         answer = b""
         try:
             while chunk := sock.recv(65536):
                 answer += chunk
-        except (TimeoutError, ConnectionResetError):
+        except TimeoutError:
+            return False, answer
+        except ConnectionResetError:
             pass
-    return time.monotonic() - started, answer
+    return True, answer
 
 
 @pytest.mark.parametrize("server", ["dev", "production"])
@@ -344,13 +346,13 @@ def test_no_version_banner_and_stalled_requests_are_dropped(live_service, tmp_pa
     banner = r.headers.get("Server", "")
     assert "werkzeug" not in banner.lower() and "python" not in banner.lower() and "/" not in banner, banner
     port = settings.port
-    # Headers that never finish, and a body that stops half-way: dropped after about the idle timeout.
+    # Headers that never finish, and a body that stops half-way: dropped by the server (its idle timeout).
     for partial in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ",
                     b"POST /api/v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
                     b"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; "
                     b"name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF"):
-        took, answer = _stalls(port, partial, limit_s=30)
-        assert took < 15, (server, took)
+        dropped, answer = _stalls(port, partial, limit_s=120)
+        assert dropped, (server, answer)
         status_line = answer.split(b"\r\n", 1)[0]
         assert not answer or b" 408 " in status_line, answer  # headers: just closed; a body: 408 request_timeout
     # The half upload is not kept (removed once the request's thread has unwound, which the 408 does not wait for).

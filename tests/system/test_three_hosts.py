@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.service import Service
 from tests.support import netns
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from core import dispatch, jobs
 from core.db import session_scope
 from core.models import Job
+from tests.support.settings import embedded_only
 
 
 def _upload(client, data: bytes | None = None, name="a.flac", path=None, **form):
@@ -26,7 +27,8 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
     job = client.get(body["links"]["self"]).json
     assert job["duration_ms"] == 11000 and job["options"] == {
         "language": "en", "itn": False, "hotwords": [["ComfyUI", 20.0]],
-        "diarize": False, "num_speakers": None, "min_speakers": None, "max_speakers": None}
+        "diarize": False, "num_speakers": None, "min_speakers": None, "max_speakers": None,
+        "output_url": None, "output_formats": []}
     with session_scope(app.extensions["tingxie"].db) as s:
         row = s.get(Job, body["id"])
         assert row.enqueued_at is not None  # the message reached the broker
@@ -50,6 +52,7 @@ def test_submit_commits_then_enqueues(client, app, speech_path, any_settings):
         (b"this is not audio at all" * 100, "notes.mp3", 415, "bad_media"),
     ],
 )
+@embedded_only
 def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, data, name, status, code):
     r = _upload(client, data, name)
     assert r.status_code == status and r.json["error"]["code"] == code, r.json
@@ -61,6 +64,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(client, app, any_settings, da
 
 
 @pytest.mark.parametrize("kind", ["hls-absolute", "hls-relative", "hls-m3u8", "concat-absolute", "concat-relative"])
+@embedded_only
 def test_playlists_naming_another_upload_are_refused_and_leave_nothing(client, app, any_settings, speech_path, kind):
     """Issue 12's cross-tenant read: a file that makes ffmpeg open another job's upload is 415 at
     upload, whatever it is called; no job, no stored file, nothing in the spool."""
@@ -90,6 +94,7 @@ def test_truncated_media_is_refused_or_accepted_for_the_worker(client, speech_pa
     assert r.status_code in (202, 415, 422), r.json
 
 
+@embedded_only
 def test_too_long_and_too_big(app, client, speech_path):
     settings = app.extensions["tingxie"].settings
     object.__setattr__(settings, "max_duration_s", 5.0)
@@ -100,6 +105,7 @@ def test_too_long_and_too_big(app, client, speech_path):
     assert r.status_code == 413 and r.json["error"]["code"] == "too_large"
 
 
+@embedded_only
 def test_bad_options(client, speech_path, app):
     jfk = speech_path("jfk.flac")
     assert _upload(client, path=jfk, language="xx").json["error"]["code"] == "unsupported_language"
@@ -112,6 +118,7 @@ def test_bad_options(client, speech_path, app):
     assert client.post("/api/v1/jobs", data={}).json["error"]["code"] == "no_file"
 
 
+@embedded_only
 def test_traditional_chinese_is_a_language_of_both_profiles(client, speech_path):
     """zh-Hant / zh-TW pass the one options path (checked, lower-cased, stored) on either profile."""
     for language, profile in [("zh-Hant", "offline"), ("zh-TW", "funasr")]:
@@ -141,7 +148,11 @@ def test_transcript_formats_cancel_and_delete(client, app, speech_path, any_sett
     with session_scope(factory) as s:
         attempt = jobs.claim(s, job_id)
         jobs.complete(s, job_id, attempt, data)
-    assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == data
+    # The stored form at the current version: each word with its place in its sentence's text.
+    assert client.get(f"/api/v1/jobs/{job_id}/transcript").json == {
+        "v": 2, "text": "你好。", "language": "zh", "duration_ms": 5550,
+        "segments": [{"start_ms": 0, "end_ms": 900, "text": "你好。", "punc": "", "tokens": [],
+                      "words": [{"start_ms": 0, "end_ms": 900, "text": "你好", "start_char": 0, "end_char": 2}]}]}
     srt = client.get(f"/api/v1/jobs/{job_id}/transcript?format=srt&download=1")
     assert srt.data.decode() == "1\n00:00:00,000 --> 00:00:01,000\n你好。\n"  # a short cue stays up 1 s
     assert "asr_example.srt" in srt.headers["Content-Disposition"]
@@ -182,27 +193,25 @@ def test_health_and_readiness(client):
     assert r.status_code == 200 and r.json["checks"] == {"database": "ok", "broker": "ok", "media_store": "ok"}
 
 
-def test_not_ready_when_broker_is_down(tmp_path):
-    from core.migrate import upgrade
+def test_not_ready_when_broker_is_down(tmp_path, migrated):
     from core.settings import Settings
     from web import create_app
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503 and r.json["checks"]["broker"].startswith("unreachable")
 
 
-def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket):
+def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket, migrated):
     """An object store that does not answer makes the web tier not ready, naming the store; back up, ready."""
-    from core.migrate import upgrade
     from core.settings import Settings
     from tests.support.service import free_port
     from web import create_app
 
     down = {**s3_server.storage_settings(s3_bucket), "s3_endpoint_url": f"http://127.0.0.1:{free_port()}"}
     settings = Settings(data_dir=tmp_path, **down)
-    upgrade(settings)
+    migrated.migrate(settings)
     r = create_app(settings).test_client().get("/readyz")
     assert r.status_code == 503, r.json
     store = r.json["checks"]["media_store"]
@@ -212,14 +221,13 @@ def test_not_ready_while_the_media_store_is_down(tmp_path, s3_server, s3_bucket)
     assert create_app(up).test_client().get("/readyz").status_code == 200
 
 
-def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path):
+def test_job_accepted_while_broker_is_down_is_kept(tmp_path, speech_path, migrated):
     """The row is committed before sending; a broker outage leaves it queued and unsent for a sweeper."""
-    from core.migrate import upgrade
     from core.settings import Settings
     from web import create_app
 
     settings = Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0")
-    upgrade(settings)
+    migrated.migrate(settings)
     app = create_app(settings)
     r = _upload(app.test_client(), path=speech_path("asr_example.wav"))
     assert r.status_code == 202

@@ -15,6 +15,7 @@ from core import jobs
 from core.db import session_scope
 from core.hotwords import MAX_HOTWORDS_BYTES
 from core.models import Job
+from tests.support.settings import embedded_only
 
 
 def _upload(client, path, name=None, **form):
@@ -52,6 +53,7 @@ def _error(response, status: int, code: str) -> dict:
     ("per_page=100000", "per_page"),
     ("status=finished", "status"),
 ])
+@embedded_only
 def test_paging_is_refused_with_a_message_not_clamped(client, query, says):
     body = _error(client.get(f"/api/v1/jobs?{query}"), 400, "bad_option")
     assert says in body["error"]["message"]
@@ -72,11 +74,13 @@ def test_the_last_page_and_past_it_answer_normally(client, speech_path):
     "http://[2002:7f00:1::]/",  # 6to4 form of 127.0.0.1
     "http://[ff0e::1]/",  # multicast
 ])
+@embedded_only
 def test_bad_callback_urls_are_refused(client, speech_path, url):
     _error(_upload(client, speech_path("asr_example.wav"), callback_url=url), 400, "bad_callback_url")
 
 
 @pytest.mark.parametrize("hotwords", ["hello nan", "hello inf", "hello -1", "hello 1e12", '{"hello": "NaN"}'])
+@embedded_only
 def test_absurd_hotword_weights_are_refused(client, speech_path, hotwords):
     _error(_upload(client, speech_path("asr_example.wav"), hotwords=hotwords), 400, "bad_hotwords")
 
@@ -122,6 +126,7 @@ def test_control_characters_in_file_names_are_cleaned(client, app, speech_path, 
     assert download.headers["Content-Disposition"].startswith('attachment; filename="')
 
 
+@embedded_only
 def test_every_option_error_is_json_with_its_code(client, speech_path):
     jfk = speech_path("jfk.flac")
     _error(_upload(client, jfk, language="xx"), 400, "unsupported_language")
@@ -136,6 +141,7 @@ def test_every_option_error_is_json_with_its_code(client, speech_path):
         assert s.execute(select(Job)).first() is None
 
 
+@embedded_only
 def test_routing_errors_are_json(client):
     _error(client.get("/no/such/page"), 404, "not_found")
     _error(client.put("/api/v1/jobs"), 405, "method_not_allowed")
@@ -160,7 +166,7 @@ def _raw(port: int, request: bytes) -> tuple[int, dict]:
 def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
     """414 and 431 come before the application (the server's limits): still the API's shape, in one
     process (`tingxie web --dev`, what `tingxie up` runs) and in the production server's workers."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     settings = make_settings(tmp_path)
     service = live_service(settings, workers=0)
@@ -189,6 +195,7 @@ def test_the_http_parser_refusals_are_json(live_service, tmp_path, server):
     assert requests.get(service.base_url + "/healthz", timeout=5).json() == {"status": "ok"}
 
 
+@embedded_only
 def test_subtitle_limits_are_query_parameters_checked_with_a_message(client, app, speech_path):
     r = _upload(client, speech_path("jfk.flac"))
     job_id = r.json["id"]
@@ -217,6 +224,7 @@ def test_subtitle_limits_are_query_parameters_checked_with_a_message(client, app
     "/api/v1/jobs?status=done%00",
     "/v1/models/whisper-1%00",
 ])
+@embedded_only
 def test_nul_bytes_in_a_url_are_refused(client, path):
     """PostgreSQL cannot hold a NUL in a text value: a NUL reached the database and failed there (500)."""
     response = client.get(path)
@@ -224,6 +232,7 @@ def test_nul_bytes_in_a_url_are_refused(client, path):
     assert response.json["error"]["code"] in ("bad_request", "not_found", "bad_option")
 
 
+@embedded_only
 def test_a_nul_byte_in_a_callback_url_is_refused(client, speech_path):
     _error(_upload(client, speech_path("asr_example.wav"), callback_url="http://example.com/a\x00b"), 400,
            "bad_callback_url")
@@ -233,6 +242,7 @@ def _nested(levels: int) -> str:
     return "[" * levels + "]" * levels
 
 
+@embedded_only
 def test_deeply_nested_json_is_refused(client):
     """5,000 levels of nesting used to exhaust the parser's recursion: 500."""
     response = client.put("/api/v1/jobs/" + "0" * 32 + "/speakers", data=_nested(5000),

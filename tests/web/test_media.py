@@ -8,12 +8,11 @@ import pytest
 
 from core.db import session_scope
 from core.models import Job
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 
 @pytest.fixture(params=["local", "s3"])
-def media_client(request, tmp_path):
-    from core.migrate import upgrade
+def media_client(request, tmp_path, migrated):
     from web import create_app
 
     overrides = {}
@@ -21,7 +20,7 @@ def media_client(request, tmp_path):
         server = request.getfixturevalue("s3_server")
         overrides = server.storage_settings(request.getfixturevalue("s3_bucket"))
     settings = make_settings(tmp_path, **overrides)
-    upgrade(settings)
+    migrated.migrate(settings)
     app = create_app(settings, {"TESTING": True})
     yield app.test_client()
     app.extensions["tingxie"].engine.dispose()

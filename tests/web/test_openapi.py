@@ -18,9 +18,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory, speech_dir):
+def openapi_app(tmp_path_factory, speech_dir):
     from core.migrate import upgrade
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from web import create_app
 
     # No worker: jobs stay queued; the OpenAI route answers 504 after a short wait. Every request
@@ -63,8 +63,8 @@ def _seed(app, speech_dir):
         jobs.fail(s, ids[1], jobs.claim(s, ids[1]), "bad_media", "not audio")
 
 
-def test_the_document_describes_both_apis(app):
-    spec = app.test_client().get("/api/v1/openapi.json").json
+def test_the_document_describes_both_apis(openapi_app):
+    spec = openapi_app.test_client().get("/api/v1/openapi.json").json
     assert spec["openapi"] == "3.1.0"
     paths = set(spec["paths"])
     assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/transcript", "/api/v1/jobs/{job_id}/media",
@@ -73,7 +73,7 @@ def test_the_document_describes_both_apis(app):
     assert form["$ref"].endswith("/JobForm")
     job_form = spec["components"]["schemas"]["JobForm"]
     assert {"file", "language", "itn", "hotwords", "profile", "callback_url"} <= set(job_form["properties"])
-    assert job_form["required"] == ["file"]
+    assert "source_url" in job_form["properties"] and "required" not in job_form  # a file, or a link to one
     assert not [name for name in spec["components"]["schemas"] if name[-1].isdigit()], "a schema registered twice"
     # Bearer tokens, documented on every API operation; health checks and signing in need none.
     assert spec["components"]["securitySchemes"]["BearerAuth"] == {
@@ -87,24 +87,24 @@ def test_the_document_describes_both_apis(app):
                 assert operation["security"] == [{"BearerAuth": []}] and "401" in operation["responses"]
 
 
-def test_the_docs_page_is_served_without_a_cdn(app):
-    client = app.test_client()
+def test_the_docs_page_is_served_without_a_cdn(openapi_app):
+    client = openapi_app.test_client()
     page = client.get("/api/v1/docs")
     assert page.status_code == 200
     html = page.data.decode()
     assert "http://" not in html and "https://" not in html and "<script>" not in html
     assert client.get("/api/v1/docs/assets/swagger-ui-bundle.js").status_code == 200
-    assert client.get("/api/v1/docs/assets/../../app.py").status_code == 404
+    assert client.get("/api/v1/docs/assets/../../openapi_app.py").status_code == 404
 
 
 @pytest.mark.slow
-def test_no_server_errors_and_every_response_matches_the_document(app):
+def test_no_server_errors_and_every_response_matches_the_document(openapi_app):
     """Each operation of the served document, driven by its own hypothesis strategy (valid and
     invalid requests alike). schemathesis's pytest plugin is not used: its lazy loader does not
     run on this pytest."""
     from hypothesis import given
 
-    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)
+    api = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", openapi_app)
     failures, calls = [], []
     operations = [result.ok() for result in api.get_all_operations()]
     assert len(operations) >= 9
@@ -113,7 +113,7 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
         @hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck),
                              database=None)
         def run(case):
-            calls.append(case.call_and_validate(checks=CHECKS, headers=app.config["TEST_AUTH"]).status_code)
+            calls.append(case.call_and_validate(checks=CHECKS, headers=openapi_app.config["TEST_AUTH"]).status_code)
 
         try:
             run()
@@ -121,3 +121,18 @@ def test_no_server_errors_and_every_response_matches_the_document(app):
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)
     assert len(calls) >= 5 * len(operations) and {200, 400, 404} <= set(calls), sorted(set(calls))
+
+
+def test_every_operation_sits_under_one_declared_tag_and_no_tag_is_empty(client):
+    """The docs page groups operations by tag: none may fall under "default", and no section may be empty."""
+    spec = client.get("/api/v1/openapi.json").json
+    declared = [tag["name"] for tag in spec["tags"]]
+    used = {}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert len(operation.get("tags", [])) == 1 and operation["tags"][0] in declared, (method, path)
+                used.setdefault(operation["tags"][0], []).append(path)
+    assert sorted(used) == sorted(declared) == ["Batches", "Jobs", "OpenAI", "Service", "Session"]
+    assert all(tag.get("description") for tag in spec["tags"])
+    assert "/v1/audio/transcriptions" in used["OpenAI"] and "/api/v1/jobs" in used["Jobs"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import re
 
 from web.pages import STATIC_DIR
+from tests.support.settings import embedded_only
 
 
+@embedded_only
 def test_page_and_assets_are_served_with_versions(client):
     page = client.get("/")
     assert page.status_code == 200

@@ -4,6 +4,7 @@ admin token), the status each gets, and that no byte of another tenant's job rea
 may not see it; the page's session, its CSRF token and Origin checks; rate limits; headers."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 from datetime import timedelta
@@ -20,14 +21,15 @@ TRANSCRIPT = {"language": "en", "duration_ms": 5550, "segments": [
     {"start_ms": 0, "end_ms": 900, "text": "", "words": [{"start_ms": 0, "end_ms": 900, "text": "x"}]}]}
 
 
-@pytest.fixture
-def secured(any_settings, db):
-    """A web tier that needs a token for everything (TINGXIE_AUTH=required), two tenants with a
-    finished job each, and a token of every kind."""
+CREDENTIALS = ("none", "garbage", "not-bearer", "revoked", "expired", "other", "own", "admin")
+
+
+def _secure(settings):
+    """A web tier that needs a token for everything (TINGXIE_AUTH=required) and a token of every
+    kind: (app, {kind: credential})."""
     from web import create_app
 
-    settings = any_settings.with_(auth="required", openai_wait_s=0.1)
-    app = create_app(settings, {"TESTING": True})
+    app = create_app(dataclasses.replace(settings, auth="required", openai_wait_s=0.1), {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         own = tokens.create(s, tenant="tenant-a").secret
         other = tokens.create(s, tenant="tenant-b").secret
@@ -41,6 +43,13 @@ def secured(any_settings, db):
         "revoked": revoked.secret, "expired": expired.secret,
         "other": other, "own": own, "admin": admin,
     }
+    assert tuple(creds) == CREDENTIALS
+    return app, creds
+
+
+@pytest.fixture
+def secured(any_settings, db):
+    app, creds = _secure(any_settings)
     yield app, creds
     app.extensions["tingxie"].close()
 
@@ -66,13 +75,43 @@ def _finished_job(app, client, token: str, speech_path, name: str, secret: str) 
     return job_id
 
 
+class World:
+    """The secured web tier with tenants A and B and a finished job each (``a``, ``b``)."""
+
+    def __init__(self, settings, speech_path):
+        self.app, self.creds = _secure(settings)
+        client = self.app.test_client()
+        self.a = _finished_job(self.app, client, self.creds["own"], speech_path, f"{SECRET_A}.wav", SECRET_A)
+        self.b = _finished_job(self.app, client, self.creds["other"], speech_path, f"{SECRET_B}.wav", SECRET_B)
+        self._addresses = 0
+
+    def client(self):
+        """A client from an address of its own: the failed-authentication budget
+        (TINGXIE_AUTH_FAIL_RATE_LIMIT, per address) is one cell's, not the module's."""
+        self._addresses += 1
+        client = self.app.test_client()
+        client.environ_base["REMOTE_ADDR"] = f"10.{self._addresses // 250}.{self._addresses % 250}.1"
+        return client
+
+    def close(self):
+        self.app.extensions["tingxie"].close()
+
+
+@pytest.fixture(scope="module")
+def world(module_settings, speech_dir):
+    """One world per module and backend, for the cells that only read it (most of the matrix:
+    building a world is most of a cell's time)."""
+    world = World(module_settings, lambda name: speech_dir / name)
+    yield world
+    world.close()
+
+
 @pytest.fixture
-def two_tenants(secured, speech_path):
-    app, creds = secured
-    client = app.test_client()
-    a = _finished_job(app, client, creds["own"], speech_path, f"{SECRET_A}.wav", SECRET_A)
-    b = _finished_job(app, client, creds["other"], speech_path, f"{SECRET_B}.wav", SECRET_B)
-    return app, client, creds, a, b
+def fresh_world(fresh_settings, speech_path):
+    """A world of this test's own, for the cells that change it (a deletion, a new job)."""
+    world = World(fresh_settings, speech_path)
+    yield world
+    world.close()
 
 
 # Every route that reads or changes a job, and what each caller gets for tenant A's job.
@@ -104,10 +143,13 @@ def _leaks(body: bytes, *secrets: str) -> list[str]:
     return [s for s in secrets if s.lower() in text]
 
 
-@pytest.mark.parametrize("who", list(EXPECTED))
-@pytest.mark.parametrize("method,route", JOB_ROUTES)
-def test_every_job_route_for_every_caller(two_tenants, who, method, route):
-    app, client, creds, a, b = two_tenants
+# The cells that change the world: the owner and an admin delete the job.
+JOB_CELLS = [(who, method, route) for method, route in JOB_ROUTES for who in EXPECTED]
+CHANGES = {(who, "DELETE", "/api/v1/jobs/{id}") for who in EXPECTED if EXPECTED[who] is None}
+
+
+def _job_route_for_a_caller(world, who, method, route):
+    app, client, creds, a = world.app, world.client(), world.creds, world.a
     body = {"json": {"names": {"S1": "x"}}} if route.endswith("/speakers") else {}
     r = client.open(route.format(id=a), method=method, headers=_headers(creds[who]), **body)
     expected = EXPECTED[who] or _ok(method, route)
@@ -126,9 +168,19 @@ def test_every_job_route_for_every_caller(two_tenants, who, method, route):
     assert still_there == (method != "DELETE" or expected != 204), "only the owner or an admin deletes"
 
 
+@pytest.mark.parametrize("who,method,route", [cell for cell in JOB_CELLS if cell not in CHANGES])
+def test_every_job_route_for_every_caller(world, who, method, route):
+    _job_route_for_a_caller(world, who, method, route)
+
+
+@pytest.mark.parametrize("who,method,route", sorted(CHANGES))
+def test_every_job_route_for_every_caller_that_changes_the_job(fresh_world, who, method, route):
+    _job_route_for_a_caller(fresh_world, who, method, route)
+
+
 @pytest.mark.parametrize("who", list(EXPECTED))
-def test_the_job_list_shows_each_caller_its_own_tenant(two_tenants, who):
-    app, client, creds, a, b = two_tenants
+def test_the_job_list_shows_each_caller_its_own_tenant(world, who):
+    client, creds, a, b = world.client(), world.creds, world.a, world.b
     r = client.get("/api/v1/jobs?per_page=100", headers=_headers(creds[who]))
     if EXPECTED[who] == 401:
         assert r.status_code == 401 and r.json["error"]["code"] == "unauthorized"
@@ -151,8 +203,10 @@ def test_the_job_list_shows_each_caller_its_own_tenant(two_tenants, who):
 
 
 @pytest.mark.parametrize("who", list(EXPECTED))
-def test_the_openai_routes_for_every_caller(two_tenants, who, speech_path):
-    app, client, creds, a, b = two_tenants
+def test_the_openai_routes_for_every_caller(request, module_settings, who, speech_path):
+    # A caller let in makes a job: a world of its own.
+    world = request.getfixturevalue("world" if EXPECTED[who] == 401 else "fresh_world")
+    app, client, creds, a, b = world.app, world.client(), world.creds, world.a, world.b
     headers = _headers(creds[who])
     models = client.get("/v1/models", headers=headers)
     model = client.get("/v1/models/whisper-1", headers=headers)
@@ -177,8 +231,10 @@ def test_the_openai_routes_for_every_caller(two_tenants, who, speech_path):
 
 
 @pytest.mark.parametrize("who", list(EXPECTED))
-def test_submitting_and_the_service_routes_for_every_caller(two_tenants, who, speech_path):
-    app, client, creds, a, b = two_tenants
+def test_submitting_and_the_service_routes_for_every_caller(request, module_settings, who, speech_path):
+    # A caller let in makes a job: a world of its own.
+    world = request.getfixturevalue("world" if EXPECTED[who] == 401 else "fresh_world")
+    app, client, creds = world.app, world.client(), world.creds
     headers = _headers(creds[who])
     wav = speech_path("asr_example.wav")
     submit = client.post("/api/v1/jobs", headers=headers, content_type="multipart/form-data",
@@ -253,7 +309,7 @@ def test_a_non_loopback_web_tier_needs_tokens_unless_told_otherwise(any_settings
     from web import create_app
 
     for auth, status in (("auto", 401), ("required", 401), ("insecure-no-auth", 200)):
-        app = create_app(any_settings.with_(host="0.0.0.0", auth=auth), {"TESTING": True})
+        app = create_app(dataclasses.replace(any_settings, host="0.0.0.0", auth=auth), {"TESTING": True})
         r = app.test_client().get("/api/v1/jobs", environ_base={"REMOTE_ADDR": "192.168.1.20"})
         assert r.status_code == status, auth
         app.extensions["tingxie"].close()
@@ -352,7 +408,7 @@ def test_anonymous_writes_from_another_origin_are_refused(client, speech_path):
 def test_an_allowed_origin_may_write(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(allowed_origins=("https://console.example",)), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, allowed_origins=("https://console.example",)), {"TESTING": True})
     wav = speech_path("asr_example.wav")
     r = app.test_client().post("/api/v1/jobs", headers={"Origin": "https://console.example"},
                                content_type="multipart/form-data",
@@ -374,7 +430,7 @@ def test_bearer_calls_need_no_csrf_token(secured, speech_path):
 def test_rate_limits_answer_429_with_retry_after(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(rate_limit="5/minute", upload_rate_limit="2/minute"), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, rate_limit="5/minute", upload_rate_limit="2/minute"), {"TESTING": True})
     client = app.test_client()
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="busy").secret
@@ -400,7 +456,7 @@ def test_rate_limits_answer_429_with_retry_after(any_settings, db, speech_path):
 def test_a_tenant_past_its_cap_is_refused(any_settings, db, speech_path):
     from web import create_app
 
-    app = create_app(any_settings.with_(tenant_max_jobs=2), {"TESTING": True})
+    app = create_app(dataclasses.replace(any_settings, tenant_max_jobs=2), {"TESTING": True})
     client = app.test_client()
     wav = speech_path("asr_example.wav")
 
@@ -462,7 +518,7 @@ def test_under_https_the_session_cookie_is_host_prefixed(secured):
 def create_app_with(app, **changes):
     from web import create_app
 
-    return create_app(app.extensions["tingxie"].settings.with_(**changes), {"TESTING": True})
+    return create_app(dataclasses.replace(app.extensions["tingxie"].settings, **changes), {"TESTING": True})
 
 
 def test_two_session_cookies_are_refused_and_csrf_tokens_are_bound_to_their_session(secured, speech_path):
@@ -501,7 +557,7 @@ def test_one_request_budget_per_token_across_every_route_and_every_sign_in(any_s
     page session spends its token's budget: signing in again gives no fresh one."""
     from web import create_app
 
-    app = create_app(any_settings.with_(auth="required", rate_limit="12/minute", auth_fail_rate_limit="off"),
+    app = create_app(dataclasses.replace(any_settings, auth="required", rate_limit="12/minute", auth_fail_rate_limit="off"),
                      {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="busy").secret
@@ -533,7 +589,7 @@ def test_failed_authentication_has_a_stricter_budget_per_address(any_settings, d
     ``TINGXIE_AUTH_FAIL_RATE_LIMIT`` long before the request budget; other addresses are not."""
     from web import create_app
 
-    app = create_app(any_settings.with_(auth="required", rate_limit="1000/minute", auth_fail_rate_limit="8/minute"),
+    app = create_app(dataclasses.replace(any_settings, auth="required", rate_limit="1000/minute", auth_fail_rate_limit="8/minute"),
                      {"TESTING": True})
     with session_scope(app.extensions["tingxie"].db) as s:
         token = tokens.create(s, tenant="honest").secret

@@ -18,7 +18,7 @@ import pytest
 import requests
 import websocket
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 

@@ -2,14 +2,17 @@
 stored options; names given to a diarized transcript's speakers reach every export."""
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
 import pytest
 
+from contract import Transcript
 from core import jobs
 from core.db import session_scope
 from gateway.protocol import FileRequest, parse_config, result_frame
+from tests.support.settings import embedded_only
 
 DIARIZED = {
     "text": "Hello there. 你好。", "language": "en", "duration_ms": 4000,
@@ -53,6 +56,7 @@ def test_rest_speaker_fields_are_stored_and_a_count_implies_diarize(client, spee
     ({"num_speakers": "2", "max_speakers": "3"}, "not both"),
     ({"num_speakers": "1000"}, "1 to 32"),
 ])
+@embedded_only
 def test_bad_speaker_fields_are_refused(client, speech_path, form, says):
     r = _upload(client, speech_path("jfk.flac"), **form)
     assert r.status_code == 400 and r.json["error"]["code"] in ("bad_speakers", "bad_option"), r.json
@@ -93,13 +97,12 @@ def test_renaming_refuses_what_it_cannot_do(client, app, speech_path):
     assert r.status_code == 400 and "not diarized" in r.json["error"]["message"]
 
 
-def test_openai_extra_fields_reach_the_job(settings, speech_path):
+def test_openai_extra_fields_reach_the_job(settings, speech_path, migrated):
     """No worker: the call answers 504 after a short wait, naming the job, whose options are stored."""
-    from core.migrate import upgrade
     from web import create_app
 
-    settings = settings.with_(openai_wait_s=0.1)
-    upgrade(settings)
+    settings = dataclasses.replace(settings, openai_wait_s=0.1)
+    migrated.migrate(settings)
     client = create_app(settings).test_client()
     r = client.post("/v1/audio/transcriptions", content_type="multipart/form-data", data={
         "file": (io.BytesIO(speech_path("jfk.flac").read_bytes()), "jfk.flac"), "model": "whisper-1",
@@ -116,8 +119,8 @@ def test_openai_extra_fields_reach_the_job(settings, speech_path):
 def test_the_gateway_takes_diarize_and_answers_with_funasrs_spk():
     request = parse_config({"mode": "offline", "wav_name": "m", "diarize": True, "num_speakers": "2"})
     assert request.diarize is True and request.num_speakers == 2
-    frame = result_frame(FileRequest(mode="offline", wav_name="m"), DIARIZED)
+    frame = result_frame(FileRequest(mode="offline", wav_name="m"), Transcript.from_dict(DIARIZED))
     assert [s["spk"] for s in frame["stamp_sents"]] == [0, 1]
     assert json.loads(frame["timestamp"])[0] == [0, 700]
-    plain = result_frame(FileRequest(mode="offline", wav_name="m"), {**DIARIZED, "speakers": None})
+    plain = result_frame(FileRequest(mode="offline", wav_name="m"), Transcript.from_dict({**DIARIZED, "speakers": None}))
     assert all("spk" not in s for s in plain["stamp_sents"])

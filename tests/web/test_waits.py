@@ -1,5 +1,5 @@
 """Waits that hold no thread (web.waits): the OpenAI call's wait for its job is awaited on the
-event loop on the process's one event hub. The hub's ``wait_for_end`` on both backends; the
+event loop on the process's one event hub (core.hub). The hub's ``wait_for_end`` on both backends; the
 deferred answer read for its caller only; and, against a running web tier with no worker, 200
 calls waiting at once while the tier keeps answering, with one Redis subscription between them."""
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core import jobs
 from core.access import Principal
 from core.db import session_scope
+from core.hub import EventHub
 from core.models import Job
 from core.options import JobOptions
 from tests.support.waiting import Callers, assert_answered_canceled, make_token, release, wait_for_waiting_calls
@@ -46,8 +47,6 @@ def _finish(db, job_id: str, text: str = "") -> None:
 def test_the_hub_waits_for_jobs_to_end(db, any_settings):
     """One hub, many waiters: each gets its job's terminal event (a job that had already ended at
     once), a job that does not end gives None after the timeout, and nothing stays watched."""
-    from web.live import EventHub
-
     done, canceled, quiet, ended = (_new_job(db) for _ in range(4))
     with session_scope(db) as session:
         jobs.cancel(session, ended)
@@ -96,7 +95,7 @@ def test_a_deferred_answer_is_read_for_its_caller(any_settings, db):
         assert "secret" not in theirs.get_data(as_text=True)
         assert theirs.headers["Cache-Control"] == "no-store"  # the route's after-request hooks ran
         own = answer_for(Principal("tenant-a", via="token", token_id="a"))
-        assert own.status_code == 200 and own.json == {"text": "the secret minutes of tenant a"}
+        assert own.status_code == 200 and own.json["text"] == "the secret minutes of tenant a"
         admin = answer_for(Principal("ops", admin=True, via="token", token_id="o"))
         assert admin.status_code == 200
     finally:
@@ -183,7 +182,7 @@ def test_the_tier_answers_a_waiting_call_once_its_job_ends(settings, speech_path
 def waiting_service(request, live_service, tmp_path):
     """A web tier and no worker (every job stays queued): on the embedded default, or on PostgreSQL
     and a private Redis (its own server, so its subscription counts are this test's alone)."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
     from tests.support.servers import PrivateRedis
 
     overrides = dict(upload_rate_limit="off", rate_limit="off", openai_wait_s=600.0)

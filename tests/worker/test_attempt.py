@@ -4,14 +4,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.support.settings import REPO
+
 pytestmark = pytest.mark.subprocess
 
-REPO = Path(__file__).resolve().parents[2]
 
 # A process that starts a child in a session of its own (as ffmpeg is started), which starts a
 # grandchild; kill_child_groups must take both.

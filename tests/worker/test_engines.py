@@ -6,7 +6,7 @@ import pytest
 from core.settings import SettingsError
 from pipeline.funasr.profile import FunasrOptions
 from pipeline.offline import OfflineOptions
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from worker.engines import check_profile_options, load_engine_for
 
 
@@ -30,3 +30,15 @@ def test_a_bad_setting_stops_loading_before_any_model(tmp_path, options, named):
     with pytest.raises(SettingsError, match=named):
         load_engine_for(settings, "offline")
     assert not (tmp_path / "data" / "cache").exists()  # nothing was prepared
+
+
+def test_channel_options_reach_the_pipeline_and_the_caps_agree():
+    from core.options import MAX_CHANNELS, JobOptions
+    from pipeline.types import MAX_CHANNELS as PIPELINE_MAX_CHANNELS
+    from worker.engines import transcribe_options
+
+    options = transcribe_options(JobOptions(channels="separate", channel_names=("agent", "customer")))
+    assert options.channels == "separate" and options.channel_names == ("agent", "customer")
+    assert options.channel is None
+    assert transcribe_options(JobOptions()).channels == "mix"
+    assert MAX_CHANNELS == PIPELINE_MAX_CHANNELS

@@ -1,5 +1,6 @@
 // tingxie page: uploads, live job list, transcript player.
 // Plain ES module, no build step, no dependencies; talks only to the public REST API and its WebSocket push.
+import { estimateTimeLeft } from "./eta.js";
 
 const API = document.body.dataset.api || "/api/v1";
 const MAX_PARALLEL_UPLOADS = 2;
@@ -282,13 +283,16 @@ function languageCode(typed) {
 }
 
 function currentOptions() {
-  const count = $("#opt-speakers").value.trim();
+  const channels = $("#opt-channels").checked;  // each channel is one speaker: then no diarization
+  const count = channels ? "" : $("#opt-speakers").value.trim();
   return {
     language: languageCode($("#opt-language").value) ?? $("#opt-language").value.trim(),
     itn: $("#opt-itn").checked,
     hotwords: $("#opt-hotwords").value.trim(),
-    diarize: $("#opt-diarize").checked || Boolean(count),
+    diarize: !channels && ($("#opt-diarize").checked || Boolean(count)),
     numSpeakers: count,
+    channels,
+    channelNames: channels ? $("#opt-channel-names").value.trim() : "",
   };
 }
 
@@ -297,6 +301,7 @@ function describeOptions(options) {
   parts.push(options.language === "auto" ? "auto language" : languageNames.get(options.language) || options.language);
   parts.push(options.itn ? "ITN on" : "ITN off");
   if (options.diarize) parts.push(options.numSpeakers ? `${options.numSpeakers} speakers` : "speakers");
+  if (options.channels) parts.push(options.channelNames ? `channels: ${options.channelNames}` : "channels apart");
   const count = options.hotwords ? options.hotwords.split("\n").filter((line) => line.trim()).length : 0;
   if (count) parts.push(`${count} hotword${count > 1 ? "s" : ""}`);
   return parts.join(" · ");
@@ -311,6 +316,7 @@ let uploadSeq = 0;
 function addFiles(fileList) {
   const files = Array.from(fileList || []);
   if (!files.length) return;
+  if (files.length > 1) { startBatch(files); return; } // several at once: one batch, one row
   const options = currentOptions();
   for (const file of files) {
     const upload = {
@@ -333,15 +339,21 @@ function pumpUploads() {
   }
 }
 
+/** The page's options as the API's fields (a job's form, a link's or a batch's JSON). */
+function optionFields(options) {
+  const fields = { source: "page", language: options.language, itn: options.itn };
+  if (options.hotwords) fields.hotwords = options.hotwords;
+  if (options.diarize) fields.diarize = true;
+  if (options.numSpeakers) fields.num_speakers = Number(options.numSpeakers);
+  if (options.channels) fields.channels = "separate";
+  if (options.channelNames) fields.channel_names = options.channelNames;
+  return fields;
+}
+
 function startUpload(upload) {
   // FormData with the File object: the browser streams the file from disk, it is never read into memory here.
   const form = new FormData();
-  form.append("source", "page");
-  form.append("language", upload.options.language);
-  form.append("itn", upload.options.itn ? "true" : "false");
-  if (upload.options.hotwords) form.append("hotwords", upload.options.hotwords);
-  if (upload.options.diarize) form.append("diarize", "true");
-  if (upload.options.numSpeakers) form.append("num_speakers", upload.options.numSpeakers);
+  for (const [name, value] of Object.entries(optionFields(upload.options))) form.append(name, String(value));
   form.append("file", upload.file, upload.file.name);
 
   const xhr = new XMLHttpRequest();
@@ -485,6 +497,15 @@ fileInput.addEventListener("change", () => {
   addFiles(fileInput.files);
   fileInput.value = "";
 });
+const folderInput = $("#folder-input");
+$("#choose-folder").addEventListener("click", () => folderInput.click());
+folderInput.addEventListener("change", () => {
+  const files = Array.from(folderInput.files || []);
+  folderInput.value = "";
+  if (!files.length) return;
+  const folder = (files[0].webkitRelativePath || "").split("/")[0];
+  startBatch(files, folder || undefined); // a folder is a batch, even of one file
+});
 
 let dragDepth = 0;
 const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
@@ -511,7 +532,7 @@ window.addEventListener("drop", (event) => {
   addFiles(event.dataTransfer.files);
 });
 window.addEventListener("beforeunload", (event) => {
-  if (uploads.some((u) => u.state === "uploading" || u.state === "processing")) {
+  if (uploads.some((u) => u.state === "uploading" || u.state === "processing") || batchUploadsActive()) {
     event.preventDefault();
     event.returnValue = "";
   }
@@ -522,7 +543,7 @@ window.addEventListener("beforeunload", (event) => {
 const jobsList = $("#jobs");
 const jobs = new Map(); // id -> job as last seen from the API
 const jobNodes = new Map(); // id -> <li>
-const rates = new Map(); // id -> {t0, p0} for a time-left estimate
+const etas = new Map(); // id -> {state, leftS}: the time-left estimate (eta.js)
 let jobsTotal = 0;
 let pagesLoaded = 0;
 let openJobId = null;
@@ -547,7 +568,7 @@ function removeJob(id) {
   if (node) node.remove();
   jobNodes.delete(id);
   jobs.delete(id);
-  rates.delete(id);
+  etas.delete(id);
   stopWatching(id);
   jobsTotal = Math.max(0, jobsTotal - 1);
   if (openJobId === id) closeViewer();
@@ -555,7 +576,7 @@ function removeJob(id) {
 }
 
 function updateJobsChrome() {
-  $("#jobs-empty").hidden = jobs.size > 0;
+  $("#jobs-empty").hidden = jobs.size > 0 || batchesList.childElementCount > 0;
   $("#jobs-count").textContent = jobsTotal ? `${jobsTotal} total` : "";
   $("#jobs-more").hidden = jobs.size >= jobsTotal;
 }
@@ -586,11 +607,8 @@ function jobProgressText(job) {
   const parts = [stage];
   const progress = Number(job.progress) || 0;
   parts.push(`${Math.round(progress * 100)}%`);
-  const rate = rates.get(job.id);
-  if (rate && progress - rate.p0 > 0.01) {
-    const elapsed = (performance.now() - rate.t0) / 1000;
-    if (elapsed > 2) parts.push(formatTimeLeft((elapsed * (1 - progress)) / (progress - rate.p0)));
-  }
+  const eta = etas.get(job.id);
+  if (eta && eta.leftS !== null) parts.push(formatTimeLeft(eta.leftS));
   return parts.filter(Boolean).join(" · ");
 }
 
@@ -621,8 +639,9 @@ function updateJob(job, previous) {
   $('[data-role="duration"]', node).textContent = job.duration_ms ? `${formatLength(job.duration_ms)} audio` : "";
   $('[data-role="when"]', node).textContent = formatWhen(job.created_at);
 
-  if (status === "running" && Number(job.progress) > 0 && !rates.has(job.id)) {
-    rates.set(job.id, { t0: performance.now(), p0: Number(job.progress) });
+  if (status === "running" && (job.stage !== previous.stage || job.progress !== previous.progress || !etas.has(job.id))) {
+    const update = { stage: job.stage, progress: Number(job.progress) || 0, nowS: performance.now() / 1000 };
+    etas.set(job.id, estimateTimeLeft((etas.get(job.id) || {}).state || null, update));
   }
   const bar = $('[data-role="bar"]', node);
   const text = $('[data-role="text"]', node);
@@ -716,7 +735,7 @@ async function deleteJob(id, kind) {
 }
 
 async function loadJobs(page = 1) {
-  const data = await api(`/jobs?page=${page}&per_page=${JOBS_PER_PAGE}`);
+  const data = await api(`/jobs?page=${page}&per_page=${JOBS_PER_PAGE}&in_batch=false`);
   jobsTotal = data.total ?? data.items.length;
   pagesLoaded = Math.max(pagesLoaded, page);
   for (const job of data.items) {
@@ -729,7 +748,7 @@ async function loadJobs(page = 1) {
 /** Fold in jobs made elsewhere (another tab, the CLI, curl) and drop ones deleted elsewhere. */
 async function refreshJobs() {
   if (document.hidden) return;
-  const data = await api(`/jobs?page=1&per_page=${JOBS_PER_PAGE}`);
+  const data = await api(`/jobs?page=1&per_page=${JOBS_PER_PAGE}&in_batch=false`);
   const seen = new Set();
   for (const job of data.items.slice().reverse()) {
     seen.add(job.id);
@@ -746,6 +765,380 @@ async function refreshJobs() {
 $("#jobs-more").addEventListener("click", () => {
   loadJobs(pagesLoaded + 1).catch((error) => toast(error.message));
 });
+
+/* ------------------------------------------------------------------ a link or bucket key
+   The server fetches it (a worker, under the deployment's rules for addresses and buckets); the job
+   then is like an uploaded one. */
+
+const LINK_FORM = /^(https?:\/\/\S+|s3:\/\/[^\s/]+\/\S+)$/i;
+
+function linkName(url) {
+  const path = url.split(/[?#]/)[0].replace(/\/+$/, "");
+  return decodeURIComponent(path.slice(path.lastIndexOf("/") + 1)) || url;
+}
+
+$("#link-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("#link-input");
+  const error = $("#link-error");
+  const button = $('button[type="submit"]', event.currentTarget);
+  const url = input.value.trim();
+  error.hidden = true;
+  if (!LINK_FORM.test(url)) {
+    error.textContent = "Paste an http:// or https:// link to a recording, or an s3://bucket/key this server may read.";
+    error.hidden = false;
+    input.focus();
+    return;
+  }
+  button.disabled = true;
+  try {
+    const accepted = await api("/jobs", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ source_url: url, ...optionFields(currentOptions()) }),
+    });
+    input.value = "";
+    const job = upsertJob({ filename: linkName(url), created_at: new Date().toISOString(), progress: 0, ...accepted },
+      { prepend: true });
+    watchJob(job.id);
+    announce(`${job.filename}: queued, the server fetches it`);
+  } catch (failure) {
+    error.textContent = failure.message;
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+/* ------------------------------------------------------------------ batches
+   Several files chosen at once (or a folder) are one batch: created open, each file uploaded into it
+   (keyed by its name, or its path in the folder), then closed. The batch is one row with one progress
+   bar from GET /batches/{id}; its jobs stay out of the job list (they are under the row's Files). */
+
+const BATCHES_SHOWN = 10;
+const BATCH_ENDED = new Set(["completed", "canceled"]);
+const BATCH_WORDS = { open: "Open", running: "Working", completed: "Done", canceled: "Canceled" };
+const BATCH_BADGES = { open: "queued", running: "running", completed: "done", canceled: "canceled" };
+const ZIP_FORMATS = "txt,srt,vtt,json";
+const batchesList = $("#batches");
+const batchRows = new Map(); // batch id -> {id, data, node, upload, label, error}
+let batchesBeingCreated = 0;
+
+function batchUploadsActive() {
+  return batchesBeingCreated > 0 || Array.from(batchRows.values()).some((row) => row.upload && !row.upload.finished);
+}
+
+function batchKey(file) {
+  return file.webkitRelativePath || file.name;
+}
+
+async function startBatch(files, name) {
+  const options = currentOptions();
+  const label = name || `${files.length} files`;
+  const row = {
+    id: null, data: null, error: "", label, node: null,
+    upload: {
+      files, loaded: new Map(), sent: 0, failures: [], finished: false, canceled: false, xhrs: new Set(),
+      total: files.reduce((sum, file) => sum + file.size, 0),
+    },
+  };
+  const { upload } = row;
+  row.node = renderBatch(row);
+  batchesList.prepend(row.node);
+  updateBatch(row);
+  announce(`Uploading ${files.length} files as one batch`);
+  batchesBeingCreated += 1;
+  try {
+    row.data = await api("/batches", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name: label, ...optionFields(options) }),
+    });
+    row.id = row.data.id;
+    batchRows.set(row.id, row);
+  } catch (error) {
+    upload.finished = true;
+    row.error = error.message;
+    updateBatch(row);
+    return;
+  } finally {
+    batchesBeingCreated -= 1;
+  }
+  if (upload.canceled) { await cancelBatch(row); return; } // canceled while it was being created
+  updateBatch(row);
+  let next = 0;
+  const sender = async () => {
+    while (next < files.length && !upload.canceled) {
+      const file = files[next];
+      next += 1;
+      try {
+        await uploadIntoBatch(row, file);
+        upload.sent += 1;
+      } catch (error) {
+        if (!upload.canceled) upload.failures.push(`${batchKey(file)}: ${error.message}`);
+      }
+      updateBatch(row);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(MAX_PARALLEL_UPLOADS, files.length) }, sender));
+  if (upload.canceled) return; // cancelBatch has canceled it on the server
+  upload.finished = true;
+  try {
+    row.data = await api(`/batches/${encodeURIComponent(row.id)}/close`, { method: "POST" });
+    announce(`${label}: ${row.upload.sent} files uploaded, transcription queued`);
+  } catch (error) {
+    row.error = error.message;
+  }
+  updateBatch(row);
+}
+
+/** One file into the open batch, streamed from disk as a single upload is; resolves with its job. */
+function uploadIntoBatch(row, file) {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("key", batchKey(file));
+    form.append("file", file, file.name);
+    const xhr = new XMLHttpRequest();
+    row.upload.xhrs.add(xhr);
+    xhr.open("POST", `${API}/batches/${encodeURIComponent(row.id)}/files`);
+    xhr.setRequestHeader("Accept", "application/json");
+    for (const [name, value] of Object.entries(stateHeaders("POST"))) xhr.setRequestHeader(name, value);
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      row.upload.loaded.set(file, event.loaded);
+      updateBatch(row);
+    });
+    xhr.addEventListener("loadend", () => row.upload.xhrs.delete(xhr));
+    xhr.addEventListener("load", () => {
+      row.upload.loaded.set(file, file.size);
+      const body = xhr.response;
+      if (xhr.status >= 200 && xhr.status < 300) { setOnline(true); resolve(body); return; }
+      const message = body && body.error ? body.error.message : plainHttpError(xhr.status);
+      if (xhr.status === 401) showSignIn(message);
+      reject(new ApiError(body && body.error ? body.error.code : `http_${xhr.status}`, message, xhr.status));
+    });
+    xhr.addEventListener("error", () => reject(new ApiError("network", "The upload was interrupted.", 0)));
+    xhr.addEventListener("abort", () => reject(new ApiError("aborted", "Canceled.", 0)));
+    xhr.send(form);
+  });
+}
+
+function renderBatch(row) {
+  const node = el("li", { class: "item batch" });
+  const list = el("ul", { "aria-label": "Files of this batch" });
+  const files = el("details", { class: "batch-files", "data-role": "files", hidden: true },
+    el("summary", { text: "Files" }), list);
+  files.addEventListener("toggle", () => { if (files.open) loadBatchFiles(row, list); });
+  const main = el("div", { class: "item-main" },
+    el("span", { class: "item-name", "data-role": "name" }),
+    el("div", { class: "item-meta" },
+      el("span", { class: "badge", "data-role": "badge" }),
+      el("span", { "data-role": "counts" }),
+      el("span", { "data-role": "when" })),
+    el("div", {
+      class: "bar", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": "100", "data-role": "bar",
+    }, el("div", { class: "bar-fill" })),
+    el("span", { class: "item-progress-text", "data-role": "text" }),
+    el("p", { class: "item-error", role: "alert", "data-role": "error", hidden: true }),
+    el("a", { class: "btn batch-zip", "data-role": "zip", download: "", hidden: true, text: "Download transcripts (zip)" }),
+    files);
+  node.append(main, el("div", { class: "item-actions", "data-role": "actions" }));
+  return node;
+}
+
+async function loadBatchFiles(row, list) {
+  try {
+    const data = await api(`/batches/${encodeURIComponent(row.id)}/jobs?per_page=100`);
+    list.replaceChildren(...data.items.map((job) => {
+      const name = job.batch_key || job.filename || job.id;
+      return el("li", {},
+        el("span", { class: `badge s-${job.status}`, text: STATUS_WORDS[job.status] || job.status }),
+        el("button", {
+          class: "file-open", type: "button", text: name, title: name, disabled: job.status !== "done",
+          "aria-label": job.status === "done" ? `Open transcript of ${name}` : `${name}, ${STATUS_WORDS[job.status] || job.status}`,
+          onclick: () => { window.location.hash = `#/jobs/${encodeURIComponent(job.id)}`; },
+        }));
+    }));
+    if (data.total > data.items.length) {
+      list.append(el("li", { class: "muted", text: `and ${data.total - data.items.length} more: download the zip` }));
+    }
+  } catch (error) {
+    list.replaceChildren(el("li", { class: "item-error", text: error.message }));
+  }
+}
+
+function batchStatus(row) {
+  if (row.upload && !row.upload.finished) return "uploading";
+  if (!row.data) return "failed";
+  return row.data.status;
+}
+
+function updateBatch(row) {
+  const { node, data, upload } = row;
+  const status = batchStatus(row);
+  const previous = node.dataset.status;
+  node.dataset.status = status;
+  if (row.id) node.dataset.id = row.id;
+  const name = (data && data.name) || row.label || row.id;
+  const nameNode = $('[data-role="name"]', node);
+  nameNode.textContent = name;
+  nameNode.title = name;
+
+  const badge = $('[data-role="badge"]', node);
+  badge.className = `badge s-${status === "uploading" ? "uploading" : status === "failed" ? "error" : BATCH_BADGES[status]}`;
+  badge.textContent = status === "uploading" ? "Uploading" : status === "failed" ? "Not created" : BATCH_WORDS[status] || status;
+  $('[data-role="when"]', node).textContent = data ? formatWhen(data.created_at) : "";
+
+  const counts = $('[data-role="counts"]', node);
+  const bar = $('[data-role="bar"]', node);
+  const text = $('[data-role="text"]', node);
+  let fraction = 0;
+  if (status === "uploading") {
+    const loaded = Array.from(upload.loaded.values()).reduce((sum, bytes) => sum + bytes, 0);
+    fraction = upload.total ? loaded / upload.total : 0;
+    counts.textContent = `${upload.sent} of ${upload.files.length} files sent`;
+    text.textContent = `Uploading ${formatBytes(loaded)} of ${formatBytes(upload.total)}`;
+  } else if (data) {
+    const c = data.counts || {};
+    const parts = [`${c.done || 0} of ${data.total} done`];
+    if (c.failed) parts.push(`${c.failed} failed`);
+    if (c.canceled) parts.push(`${c.canceled} canceled`);
+    counts.textContent = parts.join(" · ");
+    fraction = Number(data.progress) || 0;
+    let left = "";
+    if (status === "open") left = "Taking files";
+    else if (BATCH_ENDED.has(status)) left = "";
+    else if (data.eta_s !== null && data.eta_s !== undefined) left = formatTimeLeft(data.eta_s);
+    else if (!c.running) left = "Waiting for a worker";
+    text.textContent = [`${Math.round(fraction * 100)}%`, left].filter(Boolean).join(" · ");
+  }
+  fraction = Math.min(1, Math.max(0, fraction));
+  bar.hidden = status === "failed";
+  bar.firstChild.style.width = `${(fraction * 100).toFixed(1)}%`;
+  bar.setAttribute("aria-valuenow", String(Math.round(fraction * 100)));
+  bar.setAttribute("aria-label", `Progress of ${name}`);
+  text.hidden = status === "failed";
+
+  const error = $('[data-role="error"]', node);
+  const problems = [row.error, ...(upload ? upload.failures : []).map((failure) => `Not uploaded: ${failure}`)].filter(Boolean);
+  error.textContent = problems.join("\n");
+  error.hidden = !problems.length;
+
+  const zip = $('[data-role="zip"]', node);
+  const done = data && data.counts ? data.counts.done || 0 : 0;
+  zip.hidden = !(data && done > 0);
+  if (data) zip.href = `${data.links.transcripts}?format=${ZIP_FORMATS}`;
+  const files = $('[data-role="files"]', node);
+  files.hidden = !(data && data.total > 0);
+  if (files.open && row.shownDone !== done) loadBatchFiles(row, $("ul", files));
+  row.shownDone = done;
+
+  updateJobsChrome();
+  if (previous !== status) {
+    renderBatchActions(row, status);
+    if (previous && BATCH_ENDED.has(status)) announce(`${name}: ${BATCH_WORDS[status]}`);
+  }
+}
+
+function renderBatchActions(row, status) {
+  const actions = $('[data-role="actions"]', row.node);
+  actions.replaceChildren();
+  const name = (row.data && row.data.name) || row.label;
+  if (!BATCH_ENDED.has(status) && status !== "failed") {
+    const cancel = el("button", {
+      class: "btn btn-icon", type: "button", title: "Cancel the batch", "aria-label": `Cancel batch ${name}`,
+      onclick: () => cancelBatch(row),
+    });
+    cancel.innerHTML = ICON_STOP;
+    actions.append(cancel);
+    return;
+  }
+  const remove = el("button", {
+    class: "btn btn-icon", type: "button", title: "Delete the batch, its jobs and their files", "aria-label": `Delete batch ${name}`,
+  });
+  remove.innerHTML = ICON_TRASH;
+  let armed = 0;
+  remove.addEventListener("click", () => {
+    if (armed || !row.id) { clearTimeout(armed); deleteBatch(row); return; }
+    remove.classList.add("btn-danger-confirm");
+    remove.textContent = "Delete?";
+    remove.setAttribute("aria-label", `Press again to delete batch ${name}`);
+    armed = setTimeout(() => {
+      armed = 0;
+      remove.classList.remove("btn-danger-confirm");
+      remove.innerHTML = ICON_TRASH;
+      remove.setAttribute("aria-label", `Delete batch ${name}`);
+    }, 4000);
+  });
+  actions.append(remove);
+}
+
+async function cancelBatch(row) {
+  const { upload } = row;
+  if (upload && !upload.finished) {
+    upload.canceled = true;
+    for (const xhr of upload.xhrs) xhr.abort();
+  }
+  if (!row.id) return; // startBatch cancels it once the server has answered with its id
+  try {
+    row.data = await api(`/batches/${encodeURIComponent(row.id)}/cancel`, { method: "POST" });
+  } catch (error) {
+    if (error.code !== "not_cancelable") toast(error.message);
+    row.data = await api(`/batches/${encodeURIComponent(row.id)}`).catch(() => row.data);
+  }
+  if (upload) upload.finished = true;
+  updateBatch(row);
+}
+
+async function deleteBatch(row) {
+  if (row.id) {
+    try {
+      await api(`/batches/${encodeURIComponent(row.id)}`, { method: "DELETE" });
+    } catch (error) {
+      if (error.status !== 404) { toast(error.message); return; }
+    }
+    batchRows.delete(row.id);
+  }
+  row.node.remove();
+  updateJobsChrome();
+  announce(`${(row.data && row.data.name) || row.label} deleted`);
+}
+
+/** The tenant's latest batches, newest first (uploads under way in this tab keep their own state). */
+async function loadBatches() {
+  if (batchesBeingCreated) return; // its row is not keyed yet: it would be shown twice
+  const data = await api(`/batches?page=1&per_page=${BATCHES_SHOWN}`);
+  for (const batch of data.items.slice().reverse()) {
+    let row = batchRows.get(batch.id);
+    if (!row) {
+      row = { id: batch.id, data: batch, node: null, upload: null, label: "", error: "" };
+      row.node = renderBatch(row);
+      batchRows.set(batch.id, row);
+      batchesList.prepend(row.node);
+    }
+    row.data = batch;
+    updateBatch(row);
+  }
+  const seen = new Set(data.items.map((batch) => batch.id));
+  for (const [id, row] of batchRows) {
+    if (!seen.has(id) && !(row.upload && !row.upload.finished) && data.total < BATCHES_SHOWN) {
+      batchRows.delete(id);
+      row.node.remove();
+    }
+  }
+}
+
+/** Batches that have not ended (and are not still being uploaded here) are read once a tick. */
+async function pollBatches() {
+  const due = Array.from(batchRows.values())
+    .filter((row) => row.data && !BATCH_ENDED.has(row.data.status) && !(row.upload && !row.upload.finished));
+  await Promise.all(due.map(async (row) => {
+    try {
+      row.data = await api(`/batches/${encodeURIComponent(row.id)}`);
+      updateBatch(row);
+    } catch (error) {
+      if (error.status === 404) { batchRows.delete(row.id); row.node.remove(); } else console.warn("tingxie: batch poll failed", error);
+    }
+  }));
+}
 
 /* ------------------------------------------------------------------ live updates: WebSocket push, polling fallback */
 
@@ -852,7 +1245,7 @@ async function pollActive() {
 
 function schedulePolling() {
   setTimeout(async () => {
-    await pollActive();
+    await Promise.all([pollActive(), pollBatches()]);
     schedulePolling();
   }, POLL_INTERVAL_MS);
 }
@@ -870,18 +1263,6 @@ let currentWord = -1;
 let currentSeg = -1;
 let lastUserScroll = 0;
 let viewToken = 0;
-
-const CJK = /[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]/;
-const NO_SPACE_BEFORE = /^[,.!?;:%)\]}'’”、，。！？；：）」』]/;
-const NO_SPACE_AFTER = /[(\[{‘“「『]$/;
-
-/** Whether to put a space between two words given without their own spacing (Latin yes, Chinese no). */
-function needsSpace(previous, next) {
-  if (!previous || !next) return false;
-  if (/\s$/.test(previous) || /^\s/.test(next)) return false;
-  if (CJK.test(previous.slice(-1)) || CJK.test(next.charAt(0))) return false;
-  return !NO_SPACE_BEFORE.test(next) && !NO_SPACE_AFTER.test(previous);
-}
 
 function transcriptLang(language) {
   if (!language) return "";
@@ -901,7 +1282,10 @@ async function openJob(id) {
 
   let job = jobs.get(id);
   try {
-    if (!job || job.status !== "done") job = upsertJob(await api(`/jobs/${encodeURIComponent(id)}`));
+    if (!job || job.status !== "done") {
+      const fresh = await api(`/jobs/${encodeURIComponent(id)}`);
+      job = fresh.batch_id ? fresh : upsertJob(fresh); // a batch's job is listed under its batch
+    }
     if (token !== viewToken) return;
     $("#viewer-title").textContent = job.filename || id;
     if (job.status !== "done") {
@@ -993,24 +1377,29 @@ function showTranscript(job, transcript) {
       "aria-label": `Play from ${formatClock(segment.start_ms)}`, text: formatClock(segment.start_ms),
     });
     const text = el("p", { class: "seg-text", lang: lang || undefined });
-    const segWords = segment.words && segment.words.length ? segment.words : [{ start_ms: segment.start_ms, end_ms: segment.end_ms, text: segment.text }];
-    let previous = "";
+    // The sentence's own text, each word a span at its place in it (start_char..end_char, from the
+    // transcript): spaces and marks between words are the text's, never worked out here.
+    const full = String(segment.text ?? "");
+    const said = (segment.words || []).filter((w) => String(w.text ?? "").trim());
+    const placed = said.length && said.every((w) => Number.isInteger(w.start_char) && Number.isInteger(w.end_char));
+    const segWords = placed ? said : [{ start_ms: segment.start_ms, end_ms: segment.end_ms, start_char: 0, end_char: full.length }];
+    let at = 0;
     for (const word of segWords) {
-      const raw = String(word.text ?? "");
-      const leading = /^\s/.test(raw) && previous ? " " : "";
-      const trimmed = raw.trim();
-      if (!trimmed) continue;
-      const gap = leading || (needsSpace(previous, trimmed) ? " " : "");
-      if (gap) { text.append(gap); seg.plain += gap; }
+      const shown = full.slice(word.start_char, word.end_char);
+      if (!shown.trim()) continue;
+      const between = full.slice(at, word.start_char);
+      if (between) { text.append(between); seg.plain += between; }
       const index = words.length;
-      const node = el("span", { class: "w", "data-i": String(index), tabindex: "-1", text: trimmed });
+      const node = el("span", { class: "w", "data-i": String(index), tabindex: "-1", text: shown });
       text.append(node);
       words.push({ start_ms: word.start_ms, end_ms: word.end_ms, node, seg: segIndex });
       seg.words.push(index);
-      seg.offsets.push([seg.plain.length, seg.plain.length + trimmed.length]);
-      seg.plain += trimmed;
-      previous = trimmed;
+      seg.offsets.push([seg.plain.length, seg.plain.length + shown.length]);
+      seg.plain += shown;
+      at = word.end_char;
     }
+    const rest = full.slice(at);
+    if (rest.trim()) { text.append(rest); seg.plain += rest; }
     const body = segment.speaker && speakers.has(segment.speaker)
       ? el("div", { class: "seg-body" }, speakerChip(segment.speaker), text) : text;
     seg.node = el("div", { class: "seg", "data-seg": String(segIndex) }, time, body);
@@ -1328,6 +1717,7 @@ async function start() {
   showAccount(session);
   if (linkError) toast(linkError);
   loadLanguages();
+  loadBatches().catch((error) => toast(error.message));
   try {
     await loadJobs(1);
   } catch (error) {
@@ -1338,6 +1728,7 @@ async function start() {
   schedulePolling();
   setInterval(() => {
     refreshJobs().catch((error) => console.warn("tingxie: job list refresh failed", error));
+    if (!document.hidden) loadBatches().catch((error) => console.warn("tingxie: batch list refresh failed", error));
     for (const [id, job] of jobs) {
       const node = jobNodes.get(id);
       if (node) $('[data-role="when"]', node).textContent = formatWhen(job.created_at);

@@ -9,7 +9,7 @@ import wave
 import numpy as np
 import pytest
 
-from pipeline.types import Hotword
+from contract import Hotword
 from tests.support.funasr_models import ASR_ID, build_timestamp_paraformer
 
 HOTWORDS = (Hotword("达摩院"), Hotword("语音识别"), Hotword("Comfy UI"))
@@ -92,7 +92,7 @@ def test_a_hotword_list_is_made_once_and_reused_across_batches(seaco, spans, mon
     every ASR call, and the batches of a job (and later jobs with the same words) reuse the ids."""
     import tempfile
 
-    from pipeline.types import Hotword
+    from contract import Hotword
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     calls = []

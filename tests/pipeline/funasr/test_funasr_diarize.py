@@ -17,7 +17,8 @@ pytest.importorskip("sklearn", reason="speaker labels need scikit-learn")
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import SPEAKER_MODEL, resolve_model  # noqa: E402
-from pipeline.types import TranscribeOptions, Transcript  # noqa: E402
+from contract import Transcript  # noqa: E402
+from pipeline.types import TranscribeOptions  # noqa: E402
 from tests.support import speaker_turns  # noqa: E402
 from tests.support.campplus_model import CAMPP_ID, build_campplus  # noqa: E402
 from tests.support.funasr_models import ASR_ID, PUNC_ID, VAD_ID  # noqa: E402
@@ -31,15 +32,6 @@ def speaker_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("spk-models")
     build_campplus(root / CAMPP_ID)
     return root
-
-
-@pytest.fixture(scope="module")
-def two_voices(speech_dir, tmp_path_factory):
-    from media import find_ffmpeg
-
-    path = tmp_path_factory.mktemp("turns") / "two_voices.wav"
-    speaker_turns.build(speech_dir, path, find_ffmpeg())
-    return path
 
 
 def _by_directory(funasr_model_dir: Path) -> dict:
@@ -66,7 +58,7 @@ def test_diarization_runs_end_to_end(load_funasr, funasr_model_dir, speaker_root
     engine = load_funasr(model_dir=speaker_root, **_by_directory(funasr_model_dir))
     assert not engine.speaker.loaded
     for counts, expected in ((dict(num_speakers=2), ["S1", "S2"]), (dict(max_speakers=1), ["S1"])):
-        transcript = transcribe(two_voices, TranscribeOptions(diarize=True, **counts), engine, work_dir=tmp_path)
+        transcript = transcribe(two_voices[0], TranscribeOptions(diarize=True, **counts), engine, work_dir=tmp_path)
         assert engine.speaker.loaded and type(engine.speaker_model()).__name__ == "CampPlusSpeaker"
         assert [s.id for s in transcript.speakers] == expected
         assert [s.id for s in transcript.speakers] == list(dict.fromkeys(s.speaker for s in transcript.segments))
@@ -79,7 +71,7 @@ def test_diarization_runs_end_to_end(load_funasr, funasr_model_dir, speaker_root
 
 def test_campplus_named_by_directory(load_funasr, speaker_root, two_voices, tmp_path):
     engine = load_funasr(spk=str(speaker_root / CAMPP_ID))
-    transcript = transcribe(two_voices, TranscribeOptions(diarize=True, num_speakers=1), engine, work_dir=tmp_path)
+    transcript = transcribe(two_voices[0], TranscribeOptions(diarize=True, num_speakers=1), engine, work_dir=tmp_path)
     assert [s.id for s in transcript.speakers] == ["S1"]
 
 

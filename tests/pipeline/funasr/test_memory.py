@@ -10,7 +10,8 @@ pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip insta
 pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
 from pipeline import transcribe  # noqa: E402
-from pipeline.types import Hotword, TranscribeOptions  # noqa: E402
+from contract import Hotword  # noqa: E402
+from pipeline.types import TranscribeOptions  # noqa: E402
 
 pytestmark = [pytest.mark.funasr, pytest.mark.slow]
 

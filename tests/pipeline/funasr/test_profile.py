@@ -19,15 +19,16 @@ from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402
 from pipeline.funasr.profile import DEFAULTS, resolve_model  # noqa: E402
 from pipeline.text import SENTENCE_END, as_written  # noqa: E402
-from pipeline.types import Hotword, Progress, TranscribeOptions, Transcript  # noqa: E402
+from contract import Hotword, Transcript  # noqa: E402
+from pipeline.types import Progress, TranscribeOptions  # noqa: E402
 from tests.support.funasr_models import ASR_ID, PUNC_ONNX_ID, VAD_ONNX_ID, build_timestamp_paraformer  # noqa: E402
 
 pytestmark = pytest.mark.funasr
 
 
 @pytest.fixture
-def run(tmp_path):
-    """run(engine, path, **options) -> Transcript; progress recorded in run.progress."""
+def transcribe_with(tmp_path):
+    """run(engine, path, **options) -> Transcript; progress recorded in transcribe_with.progress."""
     progress: list[Progress] = []
 
     def go(engine, path, **options) -> Transcript:
@@ -56,8 +57,8 @@ def assert_timeline(transcript: Transcript) -> None:
         assert segment.punc == (segment.text[-1] if segment.text[-1] in "。，？、.,?!！" else "")
 
 
-def test_transcribes_real_speech_end_to_end(funasr_engine, run, speech_path):
-    transcript = run(funasr_engine, speech_path("asr_example.wav"))
+def test_transcribes_real_speech_end_to_end(funasr_engine, transcribe_with, speech_path):
+    transcript = transcribe_with(funasr_engine, speech_path("asr_example.wav"))
 
     assert transcript.duration_ms == pytest.approx(5546, abs=20)
     assert_timeline(transcript)
@@ -69,7 +70,7 @@ def test_transcribes_real_speech_end_to_end(funasr_engine, run, speech_path):
     assert transcript.warnings == []
 
 
-def test_long_file_is_cut_at_its_pauses(funasr_engine, run, long_zh_wav):
+def test_long_file_is_cut_at_its_pauses(funasr_engine, transcribe_with, long_zh_wav):
     """150 s in several VAD chunks and ASR batches: one span per spoken clip, times on the file."""
     from pipeline.audio import decode
 
@@ -80,25 +81,25 @@ def test_long_file_is_cut_at_its_pauses(funasr_engine, run, long_zh_wav):
     assert all(4000 <= s.duration_ms <= 5600 for s in spans)
 
     small_batches = type(funasr_engine)(**{**funasr_engine.__dict__, "batch_seconds": 20.0})
-    transcript = run(small_batches, long_zh_wav)
+    transcript = transcribe_with(small_batches, long_zh_wav)
     assert_timeline(transcript)
     assert transcript.duration_ms > 140_000
     assert transcript.segments[-1].end_ms > 140_000
-    asr_steps = [p.fraction for p in run.progress if p.stage == "asr"]
+    asr_steps = [p.fraction for p in transcribe_with.progress if p.stage == "asr"]
     assert len(asr_steps) >= 5  # 18 spans of ~5 s in batches of at most 20 s
 
 
-def test_progress_runs_through_every_stage_in_order(funasr_engine, run, speech_path):
-    run(funasr_engine, speech_path("asr_example.wav"))
-    stages = [p.stage for p in run.progress]
+def test_progress_runs_through_every_stage_in_order(funasr_engine, transcribe_with, speech_path):
+    transcribe_with(funasr_engine, speech_path("asr_example.wav"))
+    stages = [p.stage for p in transcribe_with.progress]
     order = ["decode", "vad", "asr", "punc", "itn"]
     assert [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s] == order
-    fractions = [p.fraction for p in run.progress]
+    fractions = [p.fraction for p in transcribe_with.progress]
     assert fractions == sorted(fractions)
     assert fractions[-1] == 1.0
 
 
-def test_itn_switch(funasr_engine, run, speech_path):
+def test_itn_switch(funasr_engine, transcribe_with, speech_path):
     """ITN on rewrites each sentence exactly as the profile's FST normaliser does (then written as
     people write it, pipeline.text.as_written); off skips it."""
     itn = funasr_engine.itn
@@ -112,9 +113,9 @@ def test_itn_switch(funasr_engine, run, speech_path):
 
     itn.normalize = counting
     try:
-        raw = run(funasr_engine, speech_path("asr_example.wav"), itn=False)
+        raw = transcribe_with(funasr_engine, speech_path("asr_example.wav"), itn=False)
         assert calls == []
-        normalised = run(funasr_engine, speech_path("asr_example.wav"), itn=True)
+        normalised = transcribe_with(funasr_engine, speech_path("asr_example.wav"), itn=True)
     finally:
         del itn.normalize
     assert calls == [s.text for s in raw.segments]
@@ -140,12 +141,12 @@ def hotword_spy(funasr_engine):
     del model.generate_hotwords_list
 
 
-def test_hotwords_passed_to_seaco(funasr_engine, run, speech_path, hotword_spy):
+def test_hotwords_passed_to_seaco(funasr_engine, transcribe_with, speech_path, hotword_spy):
     """(Merging with the server file and the caps are the submission path's: tests/core.)"""
     hotwords = (Hotword("达摩院", 20.0), Hotword("Comfy UI", 30.0), Hotword("语音识别", 10.0))
 
-    with_hotwords = run(funasr_engine, speech_path("asr_example.wav"), hotwords=hotwords)
-    without = run(funasr_engine, speech_path("asr_example.wav"))
+    with_hotwords = transcribe_with(funasr_engine, speech_path("asr_example.wav"), hotwords=hotwords)
+    without = transcribe_with(funasr_engine, speech_path("asr_example.wav"))
 
     assert hotword_spy == [["达摩院", "Comfy UI", "语音识别"]]  # multi-word phrases stay whole
     assert with_hotwords.warnings == []
@@ -166,23 +167,23 @@ def test_hotwords_seaco_tokenises_with_its_seg_dict(funasr_engine):
     assert tokenizer.ids2tokens(ids[1]) == ["comfy@@", "ui"]
 
 
-def test_model_without_hotwords_warns(load_funasr, funasr_model_dir, run, speech_path, tmp_path):
+def test_model_without_hotwords_warns(load_funasr, funasr_model_dir, transcribe_with, speech_path, tmp_path):
     model_dir = build_timestamp_paraformer(tmp_path / "paraformer-large-vad-punc")
     engine = load_funasr(asr=str(model_dir))
     assert engine.asr.model_class == "BiCifParaformer" and not engine.supports_hotwords
 
-    transcript = run(engine, speech_path("asr_example.wav"), hotwords=(Hotword("达摩院", 20.0),))
+    transcript = transcribe_with(engine, speech_path("asr_example.wav"), hotwords=(Hotword("达摩院", 20.0),))
     assert any("hotword" in w for w in transcript.warnings)
     assert_timeline(transcript)  # its own CIF timestamps
 
 
-def test_onnx_vad_and_punctuation_match_pytorch(load_funasr, funasr_engine, run, long_zh_wav):
+def test_onnx_vad_and_punctuation_match_pytorch(load_funasr, funasr_engine, transcribe_with, long_zh_wav):
     onnx_engine = load_funasr(vad=VAD_ONNX_ID, punc=PUNC_ONNX_ID)
     assert (onnx_engine.vad.backend, onnx_engine.punc.backend) == ("onnx", "onnx")
     assert (funasr_engine.vad.backend, funasr_engine.punc.backend) == ("pytorch", "pytorch")
 
-    from_onnx = run(onnx_engine, long_zh_wav)
-    from_torch = run(funasr_engine, long_zh_wav)
+    from_onnx = transcribe_with(onnx_engine, long_zh_wav)
+    from_torch = transcribe_with(funasr_engine, long_zh_wav)
     assert [(s.start_ms, s.end_ms, s.text) for s in from_onnx.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in from_torch.segments
     ]
@@ -216,13 +217,13 @@ def test_missing_models_name_the_download_command(load_funasr, funasr_model_dir,
         load_funasr(model_dir=partial)
 
 
-def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, run, long_zh_wav):
+def test_cpu_helper_processes_give_the_same_transcript(load_funasr, funasr_engine, transcribe_with, long_zh_wav):
     """VAD, punctuation and ITN in spawned helper processes (a GPU worker's set-up) change nothing."""
     pooled = load_funasr(cpu_workers=2)
     assert (pooled.vad.backend, pooled.punc.backend, pooled.itn.backend) == ("pool", "pool", "pool")
     assert pooled.itn.normalize("一百二十三", language="zh") == "123"
-    from_pool = run(pooled, long_zh_wav)
-    in_process = run(funasr_engine, long_zh_wav)
+    from_pool = transcribe_with(pooled, long_zh_wav)
+    in_process = transcribe_with(funasr_engine, long_zh_wav)
     assert [(s.start_ms, s.end_ms, s.text) for s in from_pool.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in in_process.segments
     ]
@@ -277,24 +278,24 @@ def _with(engine, **stages):
     return type(engine)(**{**engine.__dict__, "batch_seconds": 20.0, **stages})
 
 
-def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_engine, run, long_zh_wav):
+def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_engine, transcribe_with, long_zh_wav):
     """ASR's first batch starts while FSMN-VAD is still reading the file; which spans share a
     batch does not depend on how far VAD has got, so a slow VAD gives the same batches and
     transcript; every span VAD found is read once, as when the pipeline waits for all of them."""
     held = _HeldVad(funasr_engine.vad)
     slow_asr = _RecordingAsr(funasr_engine.asr, on_batch=lambda n: held.asr_started.set())
-    slow = run(_with(funasr_engine, vad=held, asr=slow_asr), long_zh_wav)
+    slow = transcribe_with(_with(funasr_engine, vad=held, asr=slow_asr), long_zh_wav)
     assert held.held and held.asr_started.is_set()
-    vad_steps = [p.fraction for p in run.progress if p.stage == "vad"]
-    first_asr = next(i for i, p in enumerate(run.progress) if p.stage == "asr")
-    assert all(p.stage != "vad" for p in run.progress[first_asr:])  # progress never goes back
+    vad_steps = [p.fraction for p in transcribe_with.progress if p.stage == "vad"]
+    first_asr = next(i for i, p in enumerate(transcribe_with.progress) if p.stage == "asr")
+    assert all(p.stage != "vad" for p in transcribe_with.progress[first_asr:])  # progress never goes back
     assert len(vad_steps) >= 2 and vad_steps[-1] < 0.12  # VAD had not finished when ASR began
-    fractions = [p.fraction for p in run.progress]
+    fractions = [p.fraction for p in transcribe_with.progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert_timeline(slow)
 
     fast_asr = _RecordingAsr(funasr_engine.asr)
-    fast = run(_with(funasr_engine, asr=fast_asr), long_zh_wav)
+    fast = transcribe_with(_with(funasr_engine, asr=fast_asr), long_zh_wav)
     assert fast_asr.batches == slow_asr.batches
     assert [(s.start_ms, s.end_ms, s.text) for s in fast.segments] == [
         (s.start_ms, s.end_ms, s.text) for s in slow.segments
@@ -303,7 +304,7 @@ def test_asr_runs_beside_vad_with_the_same_batches_however_fast_vad_is(funasr_en
     assert all(b == sorted(b, reverse=True) for b in slow_asr.batches)
 
     waited_asr = _RecordingAsr(funasr_engine.asr)
-    run(_with(funasr_engine, vad=_ListOnlyVad(funasr_engine.vad), asr=waited_asr), long_zh_wav)
+    transcribe_with(_with(funasr_engine, vad=_ListOnlyVad(funasr_engine.vad), asr=waited_asr), long_zh_wav)
     assert sorted(sum(waited_asr.batches, [])) == sorted(sum(slow_asr.batches, []))
     assert len(sum(slow_asr.batches, [])) == 18
 

@@ -91,7 +91,7 @@ def test_a_failing_forward_reaches_every_caller_in_its_batch():
         calls.append(len(batch))
         if len(calls) == 1:
             started.set()
-            release.wait(5)
+            release.wait(120)  # set once the three are queued; a hang guard
             return [[0] * len(ids) for ids in batch]
         raise RuntimeError("CUDA out of memory")
 
@@ -106,16 +106,17 @@ def test_a_failing_forward_reaches_every_caller_in_its_batch():
 
     first = threading.Thread(target=call, args=([1, 2],))
     first.start()
-    started.wait(5)
+    assert started.wait(120)
     waiting = [threading.Thread(target=call, args=([3],)) for _ in range(3)]
     for t in waiting:
         t.start()
-    deadline = time.monotonic() + 5
-    while len(batcher._pending) < 3 and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120  # a hang guard only
+    while len(batcher._pending) < 3:
+        assert time.monotonic() < deadline, "the three callers never queued"
         time.sleep(0.01)
     release.set()
     for t in [first, *waiting]:
-        t.join(5)
+        t.join(120)
     assert calls == [1, 3]  # the three that waited went through as one batch
     assert outcomes[0] == [0, 0]
     assert [str(o) for o in outcomes[1:]] == ["CUDA out of memory"] * 3

@@ -101,7 +101,7 @@ def vad_dirs(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def vads(vad_dirs) -> dict[str, FsmnVad]:
+def tiny_vads(vad_dirs) -> dict[str, FsmnVad]:
     return {name: FsmnVad(path) for name, path in vad_dirs.items()}
 
 
@@ -141,65 +141,65 @@ def write_pcm(path: Path, samples: np.ndarray) -> PcmFile:
 
 @pytest.mark.parametrize("model", ["tiny", "energy"])
 @pytest.mark.parametrize("recording", ["asr_example.wav", "jfk.flac"])
-def test_spans_equal_funasr_on_real_speech(vads, vad_dirs, recordings, tmp_path, model, recording):
+def test_spans_equal_funasr_on_real_speech(tiny_vads, vad_dirs, recordings, tmp_path, model, recording):
     pcm = write_pcm(tmp_path / "speech.s16le", recordings[recording])
 
     expected = funasr_segments(vad_dirs[model], pcm)
     assert expected  # speech is found
-    assert vads[model].segments_ms(pcm) == expected
+    assert tiny_vads[model].segments_ms(pcm) == expected
 
 
 @pytest.mark.parametrize("model", ["tiny", "energy"])
-def test_spans_equal_funasr_across_minute_chunks(vads, vad_dirs, mixed_speech, tmp_path, model):
+def test_spans_equal_funasr_across_minute_chunks(tiny_vads, vad_dirs, mixed_speech, tmp_path, model):
     pcm = write_pcm(tmp_path / "mixed.s16le", mixed_speech)
     progress: list[float] = []
 
     expected = funasr_segments(vad_dirs[model], pcm)
-    assert vads[model].segments_ms(pcm, on_progress=progress.append) == expected
+    assert tiny_vads[model].segments_ms(pcm, on_progress=progress.append) == expected
     assert len(expected) >= 10
     for boundary_ms in (60_000, 120_000):  # spans run across the chunks, not just up to them
         assert any(start < boundary_ms < end for start, end in expected)
     assert progress == sorted(progress) and progress[-1] == 1.0 and len(progress) == 3
 
 
-def test_energy_model_hears_the_pauses_the_tiny_one_does_not(vad_dirs, vads, mixed_speech, tmp_path):
+def test_energy_model_hears_the_pauses_the_tiny_one_does_not(vad_dirs, tiny_vads, mixed_speech, tmp_path):
     """The noisy pauses are above the energy threshold: only a network that calls them silence
     splits there, so the two models' spans differ and the network's verdict is exercised."""
     pcm = write_pcm(tmp_path / "mixed.s16le", mixed_speech)
-    tiny, energy = vads["tiny"].segments_ms(pcm), vads["energy"].segments_ms(pcm)
+    tiny, energy = tiny_vads["tiny"].segments_ms(pcm), tiny_vads["energy"].segments_ms(pcm)
     assert len(energy) > len(tiny)
 
 
-def test_exact_multiple_of_the_chunk(vads, vad_dirs, mixed_speech, tmp_path):
+def test_exact_multiple_of_the_chunk(tiny_vads, vad_dirs, mixed_speech, tmp_path):
     """Two minutes to the sample, ending in speech: the last frame closes the open span."""
     samples = mixed_speech[:2 * CHUNK_SAMPLES]
     pcm = write_pcm(tmp_path / "two-minutes.s16le", samples)
     assert pcm.num_samples == 2 * CHUNK_SAMPLES
     for model in ("tiny", "energy"):
         expected = funasr_segments(vad_dirs[model], pcm)
-        assert vads[model].segments_ms(pcm) == expected
+        assert tiny_vads[model].segments_ms(pcm) == expected
     assert expected[-1][1] >= 119_000
 
 
 @pytest.mark.parametrize("num_samples", [0, 1, 399, 400, 1_000, 4_000])
-def test_empty_and_very_short_files(vads, vad_dirs, recordings, tmp_path, num_samples):
+def test_empty_and_very_short_files(tiny_vads, vad_dirs, recordings, tmp_path, num_samples):
     speech = recordings["jfk.flac"]
     pcm = write_pcm(tmp_path / "short.s16le", speech[RATE_HZ:RATE_HZ + num_samples])
     for model in ("tiny", "energy"):
         expected = funasr_segments(vad_dirs[model], pcm)
-        assert vads[model].segments_ms(pcm) == expected
+        assert tiny_vads[model].segments_ms(pcm) == expected
         if num_samples < 400:  # not one 25 ms frame
             assert expected == []
 
 
-def test_pure_silence(vads, vad_dirs, tmp_path):
+def test_pure_silence(tiny_vads, vad_dirs, tmp_path):
     pcm = write_pcm(tmp_path / "silence.s16le", np.zeros(75 * RATE_HZ, dtype="<i2"))
     for model in ("tiny", "energy"):
         assert funasr_segments(vad_dirs[model], pcm) == []
-        assert vads[model].segments_ms(pcm) == []
+        assert tiny_vads[model].segments_ms(pcm) == []
 
 
-def test_span_longer_than_max_single_segment_time(vads, vad_dirs, mixed_speech, tmp_path):
+def test_span_longer_than_max_single_segment_time(tiny_vads, vad_dirs, mixed_speech, tmp_path):
     """Speech over a noise floor for 150 s never pauses for the tiny model: the model cuts its
     span at max_single_segment_time (60 s), and speech_spans at max_span_ms."""
     rng = np.random.default_rng(3)
@@ -207,7 +207,7 @@ def test_span_longer_than_max_single_segment_time(vads, vad_dirs, mixed_speech, 
     pcm = write_pcm(tmp_path / "noisy.s16le", np.clip(samples, -32768, 32767))
 
     expected = funasr_segments(vad_dirs["tiny"], pcm)
-    assert vads["tiny"].segments_ms(pcm) == expected
+    assert tiny_vads["tiny"].segments_ms(pcm) == expected
     assert max(end - start for start, end in expected) >= 59_000
     assert len(expected) >= 3
 
@@ -228,11 +228,11 @@ def test_onnx_backend_gives_the_same_spans(vad_dirs, mixed_speech, tmp_path):
         assert onnx_vad.segments_ms(pcm) == funasr_segments(vad_dirs[model], pcm)
 
 
-def test_threads_share_one_model(vads, mixed_speech, recordings, tmp_path):
+def test_threads_share_one_model(tiny_vads, mixed_speech, recordings, tmp_path):
     """No per-file state on the model: files detected at once give their own spans."""
     files = [write_pcm(tmp_path / "mixed.s16le", mixed_speech),
              write_pcm(tmp_path / "jfk.s16le", recordings["jfk.flac"])]
-    vad = vads["energy"]
+    vad = tiny_vads["energy"]
     alone = [vad.segments_ms(pcm) for pcm in files]
     together: list = [None, None]
 
@@ -247,14 +247,14 @@ def test_threads_share_one_model(vads, mixed_speech, recordings, tmp_path):
     assert together == alone
 
 
-def test_detector_carries_its_state_across_any_chunking(vads, vad_dirs, mixed_speech):
+def test_detector_carries_its_state_across_any_chunking(tiny_vads, vad_dirs, mixed_speech):
     """The same frames pushed in one piece or in pieces of random sizes give the same spans."""
     import torch
     from funasr.utils.load_utils import extract_fbank
 
     from pipeline.funasr.detect import FrameEnergy, FsmnDetector, silence_probability
 
-    vad = vads["energy"]
+    vad = tiny_vads["energy"]
     samples = mixed_speech[:90 * RATE_HZ].astype(np.float32) / 32768
     with torch.inference_mode():
         feats, _ = extract_fbank([torch.from_numpy(samples)], frontend=vad._frontend, cache={}, is_final=True)

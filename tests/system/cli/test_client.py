@@ -14,7 +14,7 @@ import pytest
 from cli.client import ApiError, Client, JobUpdate
 from media import find_ffmpeg
 from tests.support.client import client_cli, client_env
-from tests.conftest import REPO
+from tests.support.settings import REPO
 
 STAGES = ("decode", "vad", "asr", "punc", "itn")
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+from tests.support.settings import REPO
+
 DOWNLOAD = "tingxie models download --profile funasr"
 
 

@@ -13,7 +13,7 @@ import pytest
 from media import find_ffmpeg
 from tests.support.client import client_cli as tingxie
 from tests.support.client import client_env
-from tests.conftest import REPO
+from tests.support.settings import REPO
 from tests.support.service import free_port
 
 JFK = "ask not what your country can do for you"

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import REPO, make_settings
+from tests.support.settings import REPO, make_settings
 from tests.support.service import settings_env
 
 

@@ -2,28 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.support import speaker_turns
 
 
-@pytest.fixture
-def tingxie(tmp_path):
-    env = {**os.environ, "TINGXIE_DATA_DIR": str(tmp_path / "data")}
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "cli", "transcribe", *args], capture_output=True, text=True,
-                              env=env, timeout=300)
-
-    return run
-
-
 @pytest.mark.slow
-def test_diarize_labels_each_sentence(tingxie, speech_dir, tmp_path):
+def test_diarize_labels_each_sentence(transcribe_cli, speech_dir, tmp_path):
     from media import find_ffmpeg
     from pipeline.errors import EngineMissingError
     from pipeline.speaker_ge2e import require_packages
@@ -34,14 +20,14 @@ def test_diarize_labels_each_sentence(tingxie, speech_dir, tmp_path):
         pytest.skip(exc.message)
     path = tmp_path / "two_voices.wav"
     speaker_turns.build(speech_dir, path, find_ffmpeg())
-    done = tingxie(str(path), "--diarize", "--format", "json")
+    done = transcribe_cli(str(path), "--diarize", "--format", "json")
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["speakers"] == [{"id": "S1", "name": None}, {"id": "S2", "name": None}]
     assert [s["speaker"] for s in data["segments"]][:2] == ["S1", "S2"]
     assert all(w["speaker"] == s["speaker"] for s in data["segments"] for w in s["words"])
 
-    one = tingxie(str(path), "--num-speakers", "1", "--format", "json")  # a count implies --diarize
+    one = transcribe_cli(str(path), "--num-speakers", "1", "--format", "json")  # a count implies --diarize
     assert one.returncode == 0, one.stderr
     assert json.loads(one.stdout)["speakers"] == [{"id": "S1", "name": None}]
 
@@ -54,7 +40,7 @@ def test_diarize_labels_each_sentence(tingxie, speech_dir, tmp_path):
         (["--diarize", "--num-speakers", "2", "--max-speakers", "3"], "not both"),
     ],
 )
-def test_bad_speaker_counts_are_refused_before_loading_models(tingxie, speech_dir, args, says):
-    done = tingxie(str(speech_dir / "jfk.flac"), *args)
+def test_bad_speaker_counts_are_refused_before_loading_models(transcribe_cli, speech_dir, args, says):
+    done = transcribe_cli(str(speech_dir / "jfk.flac"), *args)
     assert done.returncode == 2
     assert says in done.stderr and done.stdout == ""

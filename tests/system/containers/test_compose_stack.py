@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.system.containers.images import REPO, build_all, podman
+from tests.support.images import REPO, build_all, podman
 from tests.support.service import free_port
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(3600)]

@@ -41,7 +41,7 @@ def test_a_stepped_clock_reaches_the_worker(clock_stepped):
 def test_a_worker_whose_clock_is_off_neither_loses_nor_takes_a_job(
         holder, sweeper, clock_stepped, live_service, tmp_path, postgres_url, redis_url, sql, speech_path,
         hanging_ffmpeg):
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     script, _, pids = hanging_ffmpeg
     # The job's decoder hangs, so it stays running for as long as the test looks; its worker keeps

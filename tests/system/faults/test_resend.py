@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from core.migrate import upgrade
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.service import REPO, settings_env
 from tests.support.faults import SWEEP, Sql, lost_job, messages, wait_for
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 import wave
@@ -15,42 +14,11 @@ import pytest
 import requests
 
 from media import find_ffmpeg
-from tests.conftest import make_settings
-from tests.support.service import free_port
+from tests.support.settings import make_settings
+from tests.support.gateway import convert, pcm_of, start_gateway
 from tests.support.funasr_testclient import Audio, connect, html5_walk, read_answer, run, send_file
 
 pytestmark = pytest.mark.slow
-
-
-def start_gateway(service, *args: str, port: int | None = None) -> str:
-    """A ``tingxie gateway`` process beside the service; returns its URL once it listens."""
-    port = port or free_port()
-    proc = service.spawn(f"gateway{port}", "gateway", "--port", str(port), *args)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited: {service.log(f'gateway{port}')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        raise RuntimeError(f"gateway did not listen: {service.log(f'gateway{port}')}")
-    plain = "--certfile" in args and args[args.index("--certfile") + 1] == "0"
-    scheme = "ws" if plain else "wss"
-    return f"{scheme}://127.0.0.1:{port}"
-
-
-def pcm_of(path: Path) -> tuple[bytes, int]:
-    with wave.open(str(path), "rb") as wav:
-        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
-        return wav.readframes(wav.getnframes()), wav.getframerate()
-
-
-def convert(src: Path, dst: Path, *args: str) -> Path:
-    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(src), *args, str(dst)], check=True)
-    return dst
 
 
 def make_mp4(wav: Path, dst: Path) -> Path:
@@ -114,8 +82,8 @@ HOTWORD_SHAPES = {
 }
 
 
-def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
-    service = live_service()
+def test_both_generations_ws_and_wss_one_and_many_files(shared_service, media):
+    service = shared_service  # only submits and reads: the session's warm service
     ws_url = start_gateway(service, "--certfile", "0")
     wss_url = start_gateway(service)  # TLS by default, self-signed certificate made on first start
     assert wss_url.startswith("wss://")
@@ -179,13 +147,13 @@ def test_both_generations_ws_and_wss_one_and_many_files(live_service, media):
     assert job["filename"] == "second" and job["options"]["hotwords"]  # the connection's hotwords applied
 
 
-def test_third_party_funasr_client(live_service, speech_path):
+def test_third_party_funasr_client(shared_service, speech_path):
     """funasr-client from PyPI, unchanged, against both TLS and plain ws."""
     # Its synchronous file_asr deadlocks in close() (it takes its own non-reentrant lock twice),
     # whatever the server does; the asyncio API is the one that works.
     from funasr_client import async_file_asr, async_file_asr_stream
 
-    service = live_service()
+    service = shared_service  # only submits and reads: the session's warm service
     ws_url = start_gateway(service, "--certfile", "0")
     wss_url = start_gateway(service)
     reference = "欢迎大家来体验达摩院推出的语音识别模型"
@@ -208,8 +176,8 @@ def _plain(text: str) -> str:
     return "".join(ch for ch in text if ch.isalnum())
 
 
-def test_2pass_gets_a_working_answer_and_a_failed_job_an_error(live_service, speech_path, tmp_path):
-    service = live_service()
+def test_2pass_gets_a_working_answer_and_a_failed_job_an_error(shared_service, speech_path, tmp_path):
+    service = shared_service  # only submits and reads: the session's warm service
     url = start_gateway(service, "--certfile", "0")
     pcm, _ = pcm_of(speech_path("asr_example.wav"))
     garbage = Audio(b"this is not an mp3 file at all" * 100, "broken.mp3", "mp3", mode="2pass")
@@ -226,10 +194,10 @@ def test_2pass_gets_a_working_answer_and_a_failed_job_an_error(live_service, spe
     assert recovered.ack["is_final"] is True
 
 
-def test_server_hotword_file_is_merged(live_service, speech_path, tmp_path):
+def test_server_hotword_file_is_merged(shared_service, speech_path, tmp_path):
     hotword_file = tmp_path / "hotwords.txt"
     hotword_file.write_text("ComfyUI 20\n", encoding="utf-8")
-    service = live_service()
+    service = shared_service  # only submits and reads: the session's warm service
     url = start_gateway(service, "--certfile", "0", "--hotword", str(hotword_file))
     mp3 = speech_path("hotwords.mp3")
     (answer,) = run(url, [Audio(mp3.read_bytes(), "hotwords.mp3", "mp3", hotwords="阿里巴巴")], generation="new")
@@ -307,3 +275,46 @@ def test_gateway_files_do_not_wait_behind_a_batch_queue(live_service, speech_pat
     batch_jobs = [service.wait(job_id) for job_id in batch]
     started_before = [j for j in batch_jobs if j["started_at"] < urgent["started_at"]]
     assert len(started_before) <= 1, [j["started_at"] for j in batch_jobs] + [urgent["started_at"]]
+
+
+def test_default_modes_stereo_and_a_client_that_leaves(live_service, speech_path, tmp_path):
+    """Each client generation in each mode gets the whole-file text in the frame it reads; a stereo
+    file's frames sent as pcm (as both FunASR Python clients send a .wav) with two different
+    channels are mixed down with a warning; a client that leaves before its answer cancels its job."""
+    service = live_service()
+    url = start_gateway(service, "--certfile", "0")
+    wav = speech_path("asr_example.wav")
+    expected = rest_text(service, wav, "达摩院")
+    pcm, _ = pcm_of(wav)
+    for mode, generation, reply in (("online", "old", "online"), ("online", "new", "online"),
+                                    ("2pass", "old", "2pass-offline"), (None, "new", "2pass-offline")):
+        (answer,) = run(url, [Audio(pcm, f"{mode}-{generation}", "pcm", 16000, "达摩院", mode=mode)],
+                        generation=generation)
+        assert answer.result["mode"] == reply and same(answer.result["text"], expected), answer.result
+        assert "warning" not in answer.result
+
+    # Left: the speech; right: the same 30 ms later at half the level (a second microphone).
+    stereo = tmp_path / "two_mics.wav"
+    subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-i", str(wav), "-filter_complex",
+                    "[0:a]asplit[l][r0];[r0]adelay=30,volume=0.5[r];[l][r]join=inputs=2:channel_layout=stereo",
+                    str(stereo)], check=True)
+    with wave.open(str(stereo), "rb") as handle:
+        assert handle.getnchannels() == 2
+        frames = handle.readframes(handle.getnframes())
+    (answer,) = run(url, [Audio(frames, "two_mics.wav", "pcm", 16000, "达摩院")], generation="old")
+    # The mix of two delayed copies is not the original audio: compare with the REST transcript of the file.
+    assert same(answer.result["text"], rest_text(service, stereo, "达摩院")), answer.result
+    assert "mixed down" in answer.result["warning"]
+
+    async def leave():
+        """A minute of speech; the client leaves once its job exists, queued or running."""
+        async with connect(url) as ws:
+            await send_file(ws, Audio(pcm * 11, "left", "pcm", 16000), "new")
+            deadline = time.monotonic() + 60
+            while not [j for j in service.jobs()["items"] if j["filename"] == "left.wav"]:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+
+    asyncio.run(leave())
+    (left,) = [j for j in service.jobs()["items"] if j["filename"] == "left.wav"]
+    assert service.wait(left["id"])["status"] == "canceled"

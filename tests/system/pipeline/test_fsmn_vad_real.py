@@ -37,7 +37,7 @@ def real_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def vads(real_dir) -> dict[str, FsmnVad]:
+def real_vads(real_dir) -> dict[str, FsmnVad]:
     """Both backends, found by ModelScope id as the profile finds them."""
     return {
         "pytorch": FsmnVad(resolve_model("vad", PYTORCH_ID, real_dir)),
@@ -61,7 +61,7 @@ def automodel(real_dir):
 
 
 @pytest.fixture(scope="module")
-def recordings(speech_dir, tmp_path_factory) -> dict[str, np.ndarray]:
+def real_vad_recordings(speech_dir, tmp_path_factory) -> dict[str, np.ndarray]:
     ffmpeg = find_ffmpeg()
     out = tmp_path_factory.mktemp("real-vad-recordings")
     samples = {}
@@ -82,37 +82,37 @@ def noise(seconds: float, dbfs: float, seed: int) -> np.ndarray:
     return np.clip(rng.normal(0, 32768 * 10 ** (dbfs / 20), int(seconds * RATE_HZ)), -32768, 32767).astype("<i2")
 
 
-def test_both_backends_load_through_the_profiles_loader(vads, real_dir):
-    assert vads["pytorch"].backend == "pytorch" and vads["onnx"].backend == "onnx"
-    assert vads["pytorch"].options == vads["onnx"].options  # the same config.yaml, 800 ms end silence
+def test_both_backends_load_through_the_profiles_loader(real_vads, real_dir):
+    assert real_vads["pytorch"].backend == "pytorch" and real_vads["onnx"].backend == "onnx"
+    assert real_vads["pytorch"].options == real_vads["onnx"].options  # the same config.yaml, 800 ms end silence
     assert resolve_model("vad", "damo/speech_fsmn_vad_zh-cn-16k-common-pytorch", real_dir) == real_dir / PYTORCH_ID
 
 
 @pytest.mark.parametrize("name", RECORDINGS)
-def test_spans_on_real_speech_match_funasrs_automodel(vads, automodel, recordings, tmp_path, name):
-    samples = recordings[name]
+def test_spans_on_real_speech_match_funasrs_automodel(real_vads, automodel, real_vad_recordings, tmp_path, name):
+    samples = real_vad_recordings[name]
     pcm = as_pcm(samples, tmp_path / "speech.s16le")
     expected = automodel(samples)
     assert expected, name
-    for backend, vad in vads.items():
+    for backend, vad in real_vads.items():
         assert vad.segments_ms(pcm) == expected, backend
         assert [(s.start_ms, s.end_ms) for s in vad.speech_spans(pcm)] == [
             (s, min(e, pcm.duration_ms)) for s, e in expected
         ], backend
 
 
-def test_jfk_has_its_three_phrases(vads, recordings, tmp_path):
-    pcm = as_pcm(recordings["jfk.flac"], tmp_path / "jfk.s16le")
-    assert vads["pytorch"].segments_ms(pcm) == [(40, 2300), (3020, 4610), (5120, 10980)]
+def test_jfk_has_its_three_phrases(real_vads, real_vad_recordings, tmp_path):
+    pcm = as_pcm(real_vad_recordings["jfk.flac"], tmp_path / "jfk.s16le")
+    assert real_vads["pytorch"].segments_ms(pcm) == [(40, 2300), (3020, 4610), (5120, 10980)]
 
 
-def test_a_long_concatenation_with_silences_and_noise_matches_funasr(vads, automodel, recordings, tmp_path):
+def test_a_long_concatenation_with_silences_and_noise_matches_funasr(real_vads, automodel, real_vad_recordings, tmp_path):
     """Nearly four minutes: every recording in turn, between digital silence of 0.3 to 5 s and
     white noise at -50 and -35 dBFS, so that spans cross the one-minute chunks."""
     parts, seed = [], 0
     for round_ in range(6):
         for name in RECORDINGS:
-            parts.append(recordings[name])
+            parts.append(real_vad_recordings[name])
             gap = (0.3, 1.2, 5.0, 2.5)[(round_ + len(parts)) % 4]
             parts.append(np.zeros(int(gap * RATE_HZ), dtype="<i2") if seed % 3 else noise(gap, (-50, -35)[seed % 2], seed))
             seed += 1
@@ -121,13 +121,13 @@ def test_a_long_concatenation_with_silences_and_noise_matches_funasr(vads, autom
     assert pcm.duration_ms > 200_000
     expected = automodel(samples)
     assert len(expected) >= 24
-    for backend, vad in vads.items():
+    for backend, vad in real_vads.items():
         assert vad.segments_ms(pcm) == expected, backend
 
 
 @pytest.mark.parametrize("kind", ["digital silence", "white noise -60 dBFS", "white noise -30 dBFS",
                                   "white noise -10 dBFS", "pink noise", "brown noise"])
-def test_silence_and_noise_give_no_spans(vads, tmp_path, kind):
+def test_silence_and_noise_give_no_spans(real_vads, tmp_path, kind):
     seconds = 75  # past a minute, so the second chunk and the end of the file are read
     if kind == "digital silence":
         samples = np.zeros(seconds * RATE_HZ, dtype="<i2")
@@ -142,7 +142,7 @@ def test_silence_and_noise_give_no_spans(vads, tmp_path, kind):
                         "-f", "s16le", "-ac", "1", "-y", str(out)], check=True, stdin=subprocess.DEVNULL)
         samples = np.fromfile(out, dtype="<i2")
     pcm = as_pcm(samples, tmp_path / "quiet.s16le")
-    for backend, vad in vads.items():
+    for backend, vad in real_vads.items():
         assert vad.segments_ms(pcm) == [], backend
 
 

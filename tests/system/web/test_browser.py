@@ -310,20 +310,46 @@ def make_video(speech: Path, target: Path) -> Path:
     return target
 
 
-def test_several_files_at_once_and_a_video(live_service, page, speech_path, tmp_path):
-    service = live_service()
+def test_files_chosen_together_are_one_batch_and_a_link_is_a_job(live_service, page, speech_path, tmp_path):
+    """Two files chosen at once: one batch, one row whose bar reaches done, a zip of both
+    transcripts, its jobs under the row (a video among them plays as a video); and a link typed
+    beside the picker: a job the worker fetches (from a local server the deployment allows)."""
+    import io
+    import shutil
+    import zipfile
+
+    from tests.support.settings import make_settings
+
+    service = live_service(make_settings(tmp_path, fetch_allow=("127.0.0.1",)))
     page.goto(service.base_url + "/")
+    page.locator("#jobs-empty").wait_for(state="visible")
     video = make_video(speech_path("jfk.flac"), tmp_path / "jfk-video.webm")
 
-    # Two files chosen together: both upload and both finish.
     page.set_input_files("#file-input", [str(video), str(speech_path("jfk.flac"))])
-    page.wait_for_function(
-        "() => document.querySelectorAll('#jobs .job[data-status=\"done\"]').length === 2", timeout=300_000)
-    assert page.locator("#uploads .upload").count() == 0
-    assert page.locator("#jobs-count").inner_text() == "2 total"
+    batch = page.locator("#batches .batch")
+    batch.wait_for()
+    assert batch.count() == 1 and page.locator("#uploads .upload").count() == 0
+    page.wait_for_selector('#batches .batch[data-status="running"], #batches .batch[data-status="completed"]')
+    batch_id = batch.get_attribute("data-id")
+    page.wait_for_selector('#batches .batch[data-status="completed"]', timeout=300_000)
+    assert batch.locator('[role="progressbar"]').get_attribute("aria-valuenow") == "100"
+    assert "2 of 2 done" in batch.inner_text() and batch.locator(".item-name").inner_text() == "2 files"
+    assert page.locator("#jobs .job").count() == 0  # the batch's jobs are not each a row
+    shot(page, "8-batch")
+    api = requests.get(f"{service.base_url}/api/v1/batches/{batch_id}", timeout=10).json()
+    assert api["counts"]["done"] == 2 and api["status"] == "completed"
 
-    # A video plays as a video in the page, and a word click seeks it.
-    page.locator("#jobs .job", has_text="jfk-video.webm").locator(".job-open").click()
+    # Its zip, from the row's link: both transcripts, named by the files' names without their extension.
+    with page.expect_download() as download:
+        batch.locator(".batch-zip").click()
+    archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+    names = set(archive.namelist())
+    assert {"jfk-video.srt", "jfk.srt", "jfk-video.json", "jfk.json", "jfk.txt", "jobs.jsonl"} <= names, names
+    assert "ask not what your country" in words_only(archive.read("jfk.txt").decode())
+
+    # Its files, under the row: the video opens, plays as a video, and a word click seeks it.
+    batch.locator(".batch-files summary").click()
+    batch.locator(".file-open", has_text="jfk-video.webm").click()
     page.wait_for_selector("#transcript .w")
     page.wait_for_function("() => document.querySelector('#player video')?.readyState >= 1")
     assert page.evaluate("document.querySelector('#player video').videoWidth") == 320
@@ -335,7 +361,29 @@ def test_several_files_at_once_and_a_video(live_service, page, speech_path, tmp_
         f"{service.base_url}/api/v1/jobs/{job_id}/transcript", params={"format": "json"}, timeout=10).json()
     start_s = [w for seg in transcript["segments"] for w in seg["words"]][5]["start_ms"] / 1000
     assert start_s - 0.01 <= current_s <= start_s + 0.5, (current_s, start_s)
-    shot(page, "8-video")
+    page.click("#viewer-close")
+
+    # A link beside the picker: refused in the page when it is not a link, else a job that finishes.
+    page.fill("#link-input", "not a link")
+    page.click("#link-form button[type=submit]")
+    page.locator("#link-error").wait_for(state="visible")
+    root = tmp_path / "site"
+    root.mkdir()
+    shutil.copy(speech_path("jfk.flac"), root / "linked.flac")
+    site = StaticSite(root)
+    try:
+        page.fill("#link-input", f"{site.origin}/linked.flac")
+        page.click("#link-form button[type=submit]")
+        job = page.locator("#jobs .job", has_text="linked.flac")
+        job.wait_for()
+        assert page.locator("#link-error").is_hidden() and page.input_value("#link-input") == ""
+        page.wait_for_selector('#jobs .job[data-status="done"]', timeout=300_000)
+    finally:
+        site.close()
+    assert page.locator("#jobs .job").count() == 1 and "11 s audio" in job.inner_text()
+    linked = requests.get(f"{service.base_url}/api/v1/jobs", timeout=10).json()["items"]
+    assert [j["source_url"] for j in linked if j["batch_id"] is None] == [f"{site.origin}/linked.flac"]
+    shot(page, "9-link")
 
 
 def test_a_file_over_1_gb_uploads_without_being_held_in_memory(live_service, page, tmp_path):
@@ -497,7 +545,7 @@ class StaticSite:
 
 
 def test_the_page_signs_in_with_a_token_works_and_signs_out(live_service, page, speech_path, tmp_path):
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     service = live_service(make_settings(tmp_path, auth="required"), workers=0)
     base = service.base_url
@@ -597,8 +645,8 @@ def test_another_sites_page_gets_nothing_through_the_visitors_browser(live_servi
     cookie is sent: 127.0.0.1 on another port is the same site)."""
     import shutil
 
-    from tests.conftest import make_settings
-    from tests.system.gateway.test_clients import start_gateway
+    from tests.support.settings import make_settings
+    from tests.support.gateway import start_gateway
 
     root = tmp_path / "attacker"
     root.mkdir()
@@ -638,7 +686,7 @@ def test_a_cookie_planted_by_a_page_on_another_port_never_makes_the_visitors_upl
     plants the attacker's own session cookie for Path=/api beside the visitor's. The visitor's page
     is then neither the visitor nor the attacker: it says to clear the site's cookies, and an upload
     from it becomes nobody's job; after clearing them the visitor signs in again."""
-    from tests.conftest import make_settings
+    from tests.support.settings import make_settings
 
     service = live_service(make_settings(tmp_path, auth="required"), workers=0)
     base = service.base_url
@@ -704,8 +752,8 @@ def test_funasrs_html5_page_from_a_listed_origin_works_and_others_are_refused(li
                                                                              tmp_path):
     import shutil
 
-    from tests.conftest import make_settings
-    from tests.system.gateway.test_clients import start_gateway
+    from tests.support.settings import make_settings
+    from tests.support.gateway import start_gateway
 
     root = tmp_path / "html5"
     root.mkdir()

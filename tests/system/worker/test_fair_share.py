@@ -2,6 +2,7 @@
 stand in front of another tenant's first job (issue 12)."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import time
 
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 def test_a_backlog_of_one_tenant_does_not_starve_another_tenants_first_job(live_service, any_settings, speech_path,
                                                                           tmp_path):
-    settings = any_settings.with_(tenant_inflight=2, auth="required")
+    settings = dataclasses.replace(any_settings, tenant_inflight=2, auth="required")
     service = live_service(settings, workers=0)  # everything is queued before a worker starts
     engine = make_engine(settings.database_url)
     with session_scope(make_sessionmaker(engine)) as s:
@@ -75,7 +76,7 @@ def test_another_tenants_job_is_not_held_behind_one_tenants_gateway_jobs(live_se
     from core.services import Services
     from core.submit import Upload, submit_job
 
-    settings = any_settings.with_(tenant_inflight=2, tenant_max_jobs=100, auth="required")
+    settings = dataclasses.replace(any_settings, tenant_inflight=2, tenant_max_jobs=100, auth="required")
     service = live_service(settings, workers=0)  # everything is queued before a worker starts
     quiet = tmp_path / "quiet.wav"
     subprocess.run([find_ffmpeg(), "-v", "error", "-y", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1",
@@ -109,7 +110,7 @@ def test_the_tenant_cap_holds_under_simultaneous_uploads(live_service, any_setti
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    settings = any_settings.with_(tenant_max_jobs=5, auth="required")
+    settings = dataclasses.replace(any_settings, tenant_max_jobs=5, auth="required")
     service = live_service(settings, workers=0)  # nothing ends while they arrive
     engine = make_engine(settings.database_url)
     with session_scope(make_sessionmaker(engine)) as s:

@@ -9,7 +9,7 @@ import requests
 
 pytest.importorskip("funasr", reason="the funasr profile needs `pip install 'tingxie[funasr]'` (and torch)")
 
-from tests.conftest import make_settings  # noqa: E402
+from tests.support.settings import make_settings  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.funasr]
 

@@ -11,7 +11,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import make_settings
+from tests.support.settings import make_settings
 from tests.support.service import REPO, settings_env
 
 pytestmark = pytest.mark.slow

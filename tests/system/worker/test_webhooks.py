@@ -8,23 +8,9 @@ import time
 import pytest
 
 from core import webhooks
-from tests.conftest import make_settings
-from tests.core.test_webhooks import Receiver
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def hook():
-    started = []
-
-    def start(statuses=(200,)) -> Receiver:
-        started.append(Receiver(statuses))
-        return started[-1]
-
-    yield start
-    for receiver in started:
-        receiver.close()
 
 
 def wait_for(predicate, timeout_s: float, what: str):
@@ -36,10 +22,10 @@ def wait_for(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_one_signed_delivery_per_job(live_service, tmp_path, speech_path, hook):
+def test_one_signed_delivery_per_job(live_service, tmp_path, speech_path, webhook_receiver):
     settings = make_settings(tmp_path, webhook_secret="deployment-secret", webhook_allow=("127.0.0.1",))
     service = live_service(settings)
-    receiver = hook([200])
+    receiver = webhook_receiver([200])
     a = service.submit(speech_path("asr_example.wav"), hotwords="达摩院", callback_url=receiver.url)
     b = service.submit(speech_path("jfk.flac"), language="en", callback_url=receiver.url)
     plain = service.submit(speech_path("asr_example.mp3"))  # no callback: no delivery
@@ -61,10 +47,10 @@ def test_one_signed_delivery_per_job(live_service, tmp_path, speech_path, hook):
     assert service.job(plain["id"])["webhook"]["attempts"] == 0
 
 
-def test_failing_receiver_is_retried_until_it_accepts(live_service, tmp_path, speech_path, hook):
+def test_failing_receiver_is_retried_until_it_accepts(live_service, tmp_path, speech_path, webhook_receiver):
     settings = make_settings(tmp_path, webhook_secret="s", webhook_allow=("127.0.0.0/8",))
     service = live_service(settings)
-    receiver = hook([500, 200])
+    receiver = webhook_receiver([500, 200])
     job = service.submit(speech_path("asr_example.wav"), callback_url=receiver.url)
     assert service.wait(job["id"])["status"] == "done"
     wait_for(lambda: service.job(job["id"])["webhook"]["delivered_at"], 60, "the retried delivery")

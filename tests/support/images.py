@@ -12,8 +12,9 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-DOUBLES = Path(__file__).resolve().parent / "doubles"
+from tests.support.settings import REPO
+
+DOUBLES = REPO / "tests" / "system" / "containers" / "doubles"
 BASE = "docker.io/library/python:3.11-slim"
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CONTAINERS_CONF = Path("/etc/containers/containers.conf")
