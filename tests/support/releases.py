@@ -43,8 +43,12 @@ def migration_commits() -> list[str]:
 
 
 def extract(commit: str, into: Path) -> Path:
-    """The commit's core/ and migrations/ (what its ``tingxie db upgrade`` runs) under ``into``."""
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, "core", "migrations"],
+    """The commit's core/ and migrations/ (what its ``tingxie db upgrade`` runs), and contract/ where
+    it has one (core reads it since the transcript contract), under ``into``."""
+    names = subprocess.run(["git", "-C", str(REPO), "ls-tree", "--name-only", commit], capture_output=True,
+                           text=True, check=True).stdout.split()
+    folders = [name for name in ("core", "migrations", "contract") if name in names]
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, *folders],
                              capture_output=True, check=True).stdout
     into.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
