@@ -49,17 +49,8 @@ def expire_media(factory: sessionmaker, store: storage.MediaStore, now: datetime
             select(Job.id).where(Job.media_expires_at <= now, Job.media_expired_at.is_(None),
                                  Job.status.in_(jobs.TERMINAL))
             .order_by(Job.media_expires_at).limit(SWEEP_BATCH)).scalars().all()
-    expired = []
-    for job_id in due:
-        try:
-            store.delete_job(job_id)
-        except storage.StorageUnavailableError as exc:
-            log.warning("could not delete expired media of job %s: %s; will try again", job_id, exc.message)
-            break
-        with session_scope(factory) as session:
-            session.execute(update(Job).where(Job.id == job_id, Job.media_expired_at.is_(None))
-                            .values(media_expired_at=now))
-        expired.append(job_id)
+    expired = _delete_each(factory, store, due, lambda session, job_id: session.execute(
+        update(Job).where(Job.id == job_id, Job.media_expired_at.is_(None)).values(media_expired_at=now)).rowcount == 1)
     if expired:
         log.info("deleted the expired media of %d jobs", len(expired))
     return expired
@@ -75,17 +66,25 @@ def expire_transcripts(factory: sessionmaker, settings: Settings, store: storage
         due = session.execute(
             select(Job.id).where(Job.finished_at <= cutoff, Job.status.in_(jobs.TERMINAL))
             .order_by(Job.finished_at).limit(SWEEP_BATCH)).scalars().all()
-    deleted = []
-    for job_id in due:
-        try:
-            store.delete_job(job_id)
-        except storage.StorageUnavailableError as exc:
-            log.warning("could not delete the media of expired job %s: %s; will try again", job_id, exc.message)
-            break
-        with session_scope(factory) as session:
-            if jobs.delete_job(session, job_id):
-                deleted.append(job_id)
+    deleted = _delete_each(factory, store, due, jobs.delete_job)
+    for job_id in deleted:
         shutil.rmtree(storage.job_work_dir(settings, job_id), ignore_errors=True)
     if deleted:
         log.info("deleted %d jobs past TINGXIE_RETAIN_TRANSCRIPT_DAYS", len(deleted))
     return deleted
+
+
+def _delete_each(factory: sessionmaker, store: storage.MediaStore, due: list[str], record) -> list[str]:
+    """Each due job's objects out of the store, then ``record(session, job_id)`` in a transaction of its
+    own (True: done); the ids done. A store that cannot be reached leaves the rest for the next sweep."""
+    done = []
+    for job_id in due:
+        try:
+            store.delete_job(job_id)
+        except storage.StorageUnavailableError as exc:
+            log.warning("could not delete the media of job %s: %s; will try again", job_id, exc.message)
+            break
+        with session_scope(factory) as session:
+            if record(session, job_id):
+                done.append(job_id)
+    return done
