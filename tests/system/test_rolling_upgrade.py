@@ -98,11 +98,19 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
                                       old_ran_after_migration)
 
         # Each old worker in turn: a new one joins, the old one is stopped mid-job and hands it back.
+        # Which worker takes which job is the broker's choice: while the old one is idle and nothing
+        # waits in the queue, one more job is submitted, so it gets one whatever the others take.
+        def busy_or_fed(node: str) -> str | None:
+            job_id = running_on(node)
+            if job_id is None and not rows("select id from jobs where status = 'queued'"):
+                submitted.append(new.submit(audio, language="en")["id"])
+            return job_id
+
         handed_back: list[str] = []
         for proc, node in zip(old_workers, old_nodes):
             new.start_worker()
             submitted += [new.submit(audio, language="en")["id"] for _ in range(2)]
-            handed_back.append(_wait_for(f"{node} to be running a job", lambda: running_on(node)))
+            handed_back.append(_wait_for(f"{node} to be running a job", lambda: busy_or_fed(node)))
             old.stop_worker(proc)
         submitted += [new.submit(audio, language="en")["id"] for _ in range(2)]
 
