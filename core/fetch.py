@@ -1,6 +1,17 @@
 """A job's media fetched from its link (``source_url``) by its worker, streamed to a local file
-with the upload's size cap checked as bytes arrive (the duration cap is the probe's, as for an
-upload); the caller probes the file and puts it in the media store.
+with the upload's caps checked as bytes arrive; the caller probes the whole file and puts it in the
+media store.
+
+The size cap (``TINGXIE_MAX_UPLOAD_MB``) holds on the declared length and on every chunk. The
+duration cap (``TINGXIE_MAX_DURATION_S``) holds on the part that has arrived: once
+:data:`FIRST_PROBE_BYTES` are there, and again each time that part has grown :data:`PROBE_GROWTH`-fold
+(at most 7 probes under the default 4 GiB size cap; never one a chunk), the media probe looks at the
+local partial file (:func:`media.probe_prefix`: the one sandboxed probe, ``file`` protocol and
+demuxer allowlist; ffmpeg never sees the URL). A container that declares more than the cap (MP3
+Xing/Info, FLAC STREAMINFO, an MP4 index at the front, Matroska; a WAV header, where the length the
+source declared holds its data), or a part that already holds more, stops the download:
+``too_long``, an over-long upload's code and message. A file that declares nothing and is not over
+the cap yet (an MP4 whose index comes last) is judged by the caller's probe of the whole file.
 
 http(s): urllib3, one hop at a time (redirects are followed here, at most :data:`MAX_REDIRECTS`,
 each new URL checked as the first). Every address a host name resolves to must be one a webhook
@@ -28,6 +39,7 @@ from core.errors import TingxieError
 from core.s3 import S3Store
 from core.settings import Settings
 from core.webhooks import _allowed, _embedded_ipv4, _internal
+from media import MediaError, MediaTooLongError, probe_prefix
 
 log = logging.getLogger("tingxie.fetch")
 
@@ -35,6 +47,10 @@ MAX_REDIRECTS = 5
 REDIRECTS = (301, 302, 303, 307, 308)
 CHUNK_BYTES = 256 * 1024
 USER_AGENT = "tingxie-fetch/1"
+# The duration cap's probes of the part that has arrived: the first at 1 MiB (a header, an index at
+# the front, and enough audio to estimate a bit rate), then at 4, 16, 64 MiB...
+FIRST_PROBE_BYTES = 1 << 20
+PROBE_GROWTH = 4
 
 # Called with the bytes received so far and the total when the source said it (else None); it
 # may raise to stop the fetch (a canceled job).
@@ -220,6 +236,7 @@ def _stream(settings: Settings, response, url: str, target: Path, on_progress: P
         raise _too_large(url, total, limit)
     received = 0
     target.parent.mkdir(parents=True, exist_ok=True)
+    duration = DurationCheck(settings, url, target, total)
     try:
         with open(target, "wb") as fh:
             # read1: what has arrived, up to a chunk (a stalled source's bytes so far are counted).
@@ -228,6 +245,7 @@ def _stream(settings: Settings, response, url: str, target: Path, on_progress: P
                 if received > limit:
                     raise _too_large(url, received, limit)
                 fh.write(chunk)
+                duration.arrived(fh, received)
                 if on_progress is not None:
                     on_progress(received, total)
     except ReadTimeoutError:
@@ -249,6 +267,35 @@ def _stream(settings: Settings, response, url: str, target: Path, on_progress: P
 def _too_large(url: str, size: int, limit: int) -> TingxieError:
     return TingxieError(f"{short_url(url)} is over {size / 2**20:.0f} MiB; the limit is {limit / 2**20:.0f} MiB "
                         "(TINGXIE_MAX_UPLOAD_MB)", code="too_large")
+
+
+class DurationCheck:
+    """The duration cap on the part of ``target`` that has arrived (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, url: str, target: Path, total: int | None):
+        self.url, self.target, self.total = url, target, total
+        self.max_duration_ms = int(settings.max_duration_s * 1000)
+        self.next_bytes: int | None = FIRST_PROBE_BYTES
+
+    def arrived(self, fh, received: int) -> None:
+        """Probe what is in ``fh`` when ``received`` has reached the next mark; ``too_long`` when it
+        is over the cap. Not once the whole file is there (the caller probes that)."""
+        if self.next_bytes is None or received < self.next_bytes or received == self.total:
+            return
+        self.next_bytes = received * PROBE_GROWTH
+        fh.flush()
+        try:
+            probe_prefix(self.target, max_duration_ms=self.max_duration_ms, whole_bytes=self.total or None)
+        except MediaTooLongError as exc:
+            log.info("fetch: %s stopped after %d bytes: over the duration cap", short_url(self.url), received)
+            raise TingxieError(f"{short_url(self.url)}: {exc.message} (TINGXIE_MAX_DURATION_S)",
+                               code="too_long") from None
+        except MediaError as exc:
+            # The cut may be what the probe trips on (an MP4's index comes last): the whole file's
+            # probe decides. A part that ran the probe out of time is not probed again.
+            log.debug("fetch: %s: the first %d bytes do not probe yet: %s", short_url(self.url), received, exc.code)
+            if exc.code in ("media_timeout", "ffmpeg_missing"):
+                self.next_bytes = None
 
 
 def fetch_s3(settings: Settings, url: str, target: Path, on_progress: Progress | None = None) -> Path:
@@ -276,12 +323,14 @@ def fetch_s3(settings: Settings, url: str, target: Path, on_progress: Progress |
             raise _too_large(url, total, limit)
         received = 0
         target.parent.mkdir(parents=True, exist_ok=True)
+        duration = DurationCheck(settings, url, target, total)
         with open(target, "wb") as fh:
             for chunk in body.iter_chunks(CHUNK_BYTES):
                 received += len(chunk)
                 if received > limit:
                     raise _too_large(url, received, limit)
                 fh.write(chunk)
+                duration.arrived(fh, received)
                 if on_progress is not None:
                     on_progress(received, total)
     except BotoCoreError as exc:

@@ -17,7 +17,7 @@ from media.errors import (
 )
 from media.formats import ALLOWED_DEMUXERS
 from media.info import MediaInfo
-from media.probe import probe
+from media.probe import probe, probe_prefix
 
 __all__ = [
     "ALLOWED_DEMUXERS",
@@ -37,4 +37,5 @@ __all__ = [
     "find_ffmpeg",
     "pcm_bytes",
     "probe",
+    "probe_prefix",
 ]

@@ -1,5 +1,7 @@
-"""The probe's child process: ``python -m media._probe_child PATH PARENT_PID MEMORY_BYTES CPU_S`` prints
-one line of JSON, ``{"info": {...}}`` or ``{"error": {"type", "message", "detail"}}``.
+"""The probe's child process: ``python -m media._probe_child PATH PARENT_PID MEMORY_BYTES CPU_S
+[CAP_MS WHOLE_BYTES]`` prints one line of JSON, ``{"info": {...}, "past_cap": ...}`` or ``{"error":
+{"type", "message", "detail"}}``; with CAP_MS the file is the first part of one still arriving, to
+be WHOLE_BYTES long ("-": not known) (:func:`media.probe.probe_prefix`).
 
 libavformat parses the untrusted file here, under resource limits set before PyAV is imported, so
 a file that makes it hang, crash or allocate without end takes down this process only.
@@ -68,27 +70,33 @@ _TOO_MUCH_MEMORY = ("Reading the file needed more memory than tingxie allows; it
 
 
 def _reaches(av, container, stream, at_ms: int) -> bool:
-    """Whether audio is still there at ``at_ms``: a seek and a few packets, no decoding. A seek
+    """Whether audio is still there at ``at_ms`` (less the slack). True when it cannot tell
+    cheaply (not seekable, damaged data, no timestamps)."""
+    return _packet_at(av, container, stream, max(0, at_ms - _SEEK_SLACK_MS)) is not False
+
+
+def _packet_at(av, container, stream, at_ms: int) -> bool | None:
+    """Whether the file holds audio at ``at_ms``: a seek and a few packets, no decoding. A seek
     past the end of a cut file lands on its last packets, so the packets' times are what tell.
-    True when it cannot tell cheaply (not seekable, damaged data, no timestamps)."""
+    None when it cannot tell cheaply (not seekable, damaged data, no timestamps)."""
     start = stream.start_time or 0
-    target = start + int(max(0, at_ms - _SEEK_SLACK_MS) / 1000 / stream.time_base)
+    target = start + int(at_ms / 1000 / stream.time_base)
     try:
         container.seek(target, stream=stream, backward=True)
     except av.error.FFmpegError:
-        return True
+        return None
     try:
         for read, packet in enumerate(container.demux(stream)):
             when = packet.pts if packet.pts is not None else packet.dts
             if packet.size and when is not None and when >= target:
                 return True
             if read >= _SEEK_MAX_PACKETS:
-                return True
+                return None
         return False
     except av.error.EOFError:
         return False
     except av.error.FFmpegError:
-        return True
+        return None
 
 
 # How far before the point it looks for the truncation check accepts a packet, and how many
@@ -97,7 +105,46 @@ _SEEK_SLACK_MS = 1000
 _SEEK_MAX_PACKETS = 500
 
 
-def probe(path: str) -> dict:
+def _wav_declared_ms(path: str, whole_bytes: int, bit_rate: int) -> int | None:
+    """The length a WAV's header declares for its audio, where the whole file (``whole_bytes``)
+    will hold it. ffmpeg trusts a data chunk only when it ends inside the file, so a first part
+    reads as only what is there; the whole file's size is known (the source said it) and holds
+    it. None when there is no data chunk yet, its size is a placeholder (0 or 0xFFFFFFFF, a
+    stream), or it would not fit: the estimate from what is there stands."""
+    if bit_rate <= 0:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+        if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX", b"RF64", b"BW64"):
+            return None
+        order = "big" if head[:4] == b"RIFX" else "little"
+        ds64_bytes = None
+        for _ in range(_WAV_MAX_CHUNKS):
+            chunk = fh.read(8)
+            if len(chunk) < 8:
+                return None
+            tag, size = chunk[:4], int.from_bytes(chunk[4:], order)
+            if tag == b"ds64" and size >= 16:
+                ds64_bytes = int.from_bytes(fh.read(16)[8:], "little")  # riff size, then data size
+                size -= 16
+            elif tag == b"data":
+                data_bytes = ds64_bytes if size == 0xFFFFFFFF and ds64_bytes else size
+                if data_bytes in (0, 0xFFFFFFFF) or fh.tell() + data_bytes > whole_bytes:
+                    return None
+                return data_bytes * 8 * 1000 // bit_rate
+            fh.seek(size + (size & 1), os.SEEK_CUR)
+    return None
+
+
+# The chunks a WAV header may hold before its audio (fmt, fact, LIST, bext...) that are looked at.
+_WAV_MAX_CHUNKS = 64
+
+
+def probe(path: str, prefix_cap_ms: int | None = None, whole_bytes: int | None = None) -> dict:
+    """What the file holds. With ``prefix_cap_ms`` the file is the first part of one still
+    arriving (``whole_bytes`` long once it is all there, when known): no truncation check; a WAV's
+    declared length where the whole file holds it; and where the container declares no duration,
+    whether audio already lies past ``prefix_cap_ms`` ("past_cap")."""
     try:
         import av
     except ImportError as exc:
@@ -124,7 +171,14 @@ def probe(path: str) -> dict:
             duration_ms = round(container.duration / 1000)  # AV_TIME_BASE is microseconds
         elif stream.duration and stream.time_base:
             duration_ms = round(float(stream.duration * stream.time_base) * 1000)
-        if duration_ms and not _reaches(av, container, stream, int(duration_ms * MIN_PRESENT_SHARE)):
+        past_cap = None
+        if prefix_cap_ms is not None:
+            if whole_bytes is not None and demuxer_name(format_name) == "wav":
+                declared_ms = _wav_declared_ms(path, whole_bytes, codec.bit_rate or 0)
+                duration_ms = max(duration_ms or 0, declared_ms or 0) or duration_ms
+            if duration_ms is None:
+                past_cap = _packet_at(av, container, stream, prefix_cap_ms) is True
+        elif duration_ms and not _reaches(av, container, stream, int(duration_ms * MIN_PRESENT_SHARE)):
             raise _Failed(
                 errors.TruncatedMediaError,
                 f"The file is cut short: it declares {duration_ms / 1000:.1f} s of audio but ends before "
@@ -133,7 +187,7 @@ def probe(path: str) -> dict:
         codecs = {s.codec_context.codec.canonical_name for s in (*audio, *video)
                   if s.codec_context is not None and s.codec_context.codec is not None}
         channels = codec.channels or None
-        return {
+        info = {
             "duration_ms": duration_ms,
             "format_name": demuxer_name(format_name),
             "audio_codec": codec.codec.canonical_name,
@@ -143,14 +197,16 @@ def probe(path: str) -> dict:
             "mime_type": mime_type(format_name, has_video=bool(video), codecs=codecs,
                                    brand=container.metadata.get("major_brand", "")),
         }
+        return {"info": info, "past_cap": past_cap}
 
 
 def main(argv: list[str]) -> int:
-    path, parent_pid, memory_bytes, cpu_s = argv
+    path, parent_pid, memory_bytes, cpu_s, *prefix = argv
     die_with_parent(int(parent_pid))
     set_limits(int(memory_bytes), int(cpu_s), 0)  # a probe writes no file
+    cap_ms, whole = prefix or (None, "-")
     try:
-        result = {"info": probe(path)}
+        result = probe(path, None if cap_ms is None else int(cap_ms), None if whole == "-" else int(whole))
     except _Failed as failed:
         result = {"error": {"type": failed.error.__name__, "message": failed.message, "detail": failed.detail}}
     except MemoryError:

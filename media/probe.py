@@ -68,13 +68,50 @@ def probe(
     ``timeout_s`` bounds the wall-clock time, ``cpu_s`` the child's CPU seconds and
     ``memory_bytes`` its address space (RLIMIT_AS); past any of them the child is killed.
     """
-    path = Path(path)
+    info, _ = _run(Path(path), (), timeout_s, cpu_s, memory_bytes)
+    if max_duration_ms is not None and info.duration_ms is not None and info.duration_ms > max_duration_ms:
+        raise too_long(info.duration_ms, max_duration_ms)
+    return info
+
+
+def probe_prefix(
+    path: str | os.PathLike,
+    *,
+    max_duration_ms: int,
+    whole_bytes: int | None = None,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    cpu_s: int = PROBE_CPU_S,
+    memory_bytes: int = PROBE_MEMORY_BYTES,
+) -> MediaInfo:
+    """Probe the first part of a file still arriving (a link being fetched), in the same child
+    under the same limits as :func:`probe`, to refuse an over-long file before the rest arrives:
+    :class:`~media.errors.MediaTooLongError` when the container declares more than
+    ``max_duration_ms`` (an MP3 Xing/Info frame, FLAC STREAMINFO, an MP4 index at the front,
+    Matroska's Duration; a WAV header where the whole file, ``whole_bytes`` when the source said
+    it, holds what it declares), or when the part there already holds more (an estimate from its
+    size and bit rate, an Ogg stream's last page, or a packet found past the cap where the
+    container declares nothing). Not checked for truncation (it is cut short, by design); any
+    other error may be the cut (an MP4 whose index comes last does not open before it arrives),
+    and only the whole file's :func:`probe` can tell."""
+    extra = (str(int(max_duration_ms)), str(int(whole_bytes)) if whole_bytes is not None else "-")
+    info, past_cap = _run(Path(path), extra, timeout_s, cpu_s, memory_bytes)
+    if info.duration_ms is not None and info.duration_ms > max_duration_ms:
+        # Declared for the whole file, or estimated for the part there: at least this long either way.
+        raise too_long(info.duration_ms, max_duration_ms, at_least=True)
+    if past_cap:
+        raise too_long(None, max_duration_ms)
+    return info
+
+
+def _run(path: Path, extra: tuple[str, ...], timeout_s: float, cpu_s: int,
+         memory_bytes: int) -> tuple[MediaInfo, bool | None]:
+    """The child's answer: what it found, and (a prefix) whether audio lies past the cap."""
     check_file(path)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     # -P: the working directory is not on the child's import path.
     cmd = [sys.executable, "-P", "-m", "media._probe_child", str(path.resolve()), str(os.getpid()),
-           str(memory_bytes), str(cpu_s)]
+           str(memory_bytes), str(cpu_s), *extra]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env, start_new_session=True)
     try:
@@ -89,13 +126,10 @@ def probe(
     finally:
         kill_group(proc)
     stderr = err.decode("utf-8", "replace")[-_DETAIL_KEEP_CHARS:]
-    info = _result(proc.returncode, out, stderr, cpu_s)
-    if max_duration_ms is not None and info.duration_ms is not None and info.duration_ms > max_duration_ms:
-        raise too_long(info.duration_ms, max_duration_ms)
-    return info
+    return _result(proc.returncode, out, stderr, cpu_s)
 
 
-def _result(returncode: int, out: bytes, stderr: str, cpu_s: int) -> MediaInfo:
+def _result(returncode: int, out: bytes, stderr: str, cpu_s: int) -> tuple[MediaInfo, bool | None]:
     if returncode == -signal.SIGXCPU:
         raise errors.MediaTimeoutError(
             f"Reading the file's header used more than {cpu_s} s of CPU and was stopped; the file may be damaged.",
@@ -118,12 +152,14 @@ def _result(returncode: int, out: bytes, stderr: str, cpu_s: int) -> MediaInfo:
         if not (isinstance(cls, type) and issubclass(cls, errors.MediaError)):
             raise RuntimeError(f"the media probe answered an unknown error {error['type']!r}")
         raise cls(error["message"], detail=error.get("detail") or stderr)
-    return MediaInfo.from_dict(result["info"])
+    return MediaInfo.from_dict(result["info"]), result.get("past_cap")
 
 
-def too_long(duration_ms: int | None, max_duration_ms: int) -> errors.MediaTooLongError:
-    """``duration_ms``: the file's length when known (None when only decoding found it too long)."""
-    lasts = f"lasts {format_duration(duration_ms)}, " if duration_ms is not None else "is "
+def too_long(duration_ms: int | None, max_duration_ms: int, *, at_least: bool = False) -> errors.MediaTooLongError:
+    """``duration_ms``: the file's length when known (None when only decoding found it too long;
+    ``at_least`` when it is what a first part of the file holds or declares)."""
+    lasts = (f"lasts {'at least ' if at_least else ''}{format_duration(duration_ms)}, " if duration_ms is not None
+             else "is ")
     return errors.MediaTooLongError(
         f"The file {lasts}longer than the {format_duration(max_duration_ms)} this service accepts; "
         "split it or ask the operator to raise the limit."
