@@ -217,7 +217,13 @@ def _hop(settings: Settings, url: str, target: Path, on_progress: Progress | Non
             if not 200 <= response.status < 300:
                 reason = f" {response.reason}" if response.reason else ""
                 raise FetchFailedError(f"{short_url(url)} answered HTTP {response.status}{reason}")
-            _stream(settings, response, url, target, on_progress)
+            try:
+                _stream(settings, response, url, target, on_progress)
+            except BaseException:
+                # The body is left unread (a cap, a cancel): hang up now. A response without a
+                # length owns its socket, which closing the pool would leave open until collected.
+                response.close()
+                raise
             return None
         finally:
             response.release_conn()

@@ -10,12 +10,13 @@ from sqlalchemy import update
 
 from core import delivery, jobs
 from core.db import session_scope
-from core.errors import NotFoundError
-from core.fetch import fetch
+from core.errors import NotFoundError, TingxieError
+from core.fetch import FIRST_PROBE_BYTES, fetch
 from core.models import Job
 from core.options import JobOptions
 from core.sources import check_source
 from core.submit import resolve_options
+from tests.support.media_files import long_wav
 
 TRANSCRIPT = {"language": "en", "duration_ms": 2000, "text": "Hello there.",
               "segments": [{"start_ms": 0, "end_ms": 2000, "text": "Hello there.", "words": []}]}
@@ -54,6 +55,27 @@ def test_the_size_cap_holds_for_a_key(s3_settings, s3_server, s3_bucket, tmp_pat
               tmp_path / "got")
     assert refused.value.code == "too_large"
     assert not (tmp_path / "got").exists()
+
+
+def test_the_duration_cap_holds_as_a_key_arrives(s3_settings, s3_server, s3_bucket, tmp_path):
+    """A 10-minute WAV (19 MB) under a one-minute cap: its header, which the object's length holds,
+    stops the read at the first probe (1 MiB); a 50 s one is read whole."""
+    client = s3_server.client()
+    client.put_object(Bucket=s3_bucket, Key="in/acme/long.wav", Body=b"".join(long_wav(600).pieces()))
+    client.put_object(Bucket=s3_bucket, Key="in/acme/short.wav", Body=b"".join(long_wav(50).pieces()))
+    settings = dataclasses.replace(s3_settings, max_duration_s=60.0)
+    seen: list[int] = []
+    with pytest.raises(TingxieError) as refused:
+        fetch(settings, f"s3://{s3_bucket}/in/acme/long.wav", tmp_path / "got",
+              lambda received, total: seen.append(received))
+    assert refused.value.code == "too_long"
+    assert refused.value.message == (f"s3://{s3_bucket}/in/acme/long.wav: The file lasts at least 10m00s, longer than "
+                                     "the 1m00s this service accepts; split it or ask the operator to raise the limit. "
+                                     "(TINGXIE_MAX_DURATION_S)")
+    assert max(seen) < FIRST_PROBE_BYTES  # the chunk that reached 1 MiB was the last one read
+    assert not (tmp_path / "got").exists()
+    got = fetch(settings, f"s3://{s3_bucket}/in/acme/short.wav", tmp_path / "got")
+    assert got.read_bytes() == b"".join(long_wav(50).pieces())
 
 
 def _done_job(settings, factory, output_url: str, formats=("json", "srt"), tenant="acme") -> str:

@@ -1,6 +1,7 @@
 """A worker fetching a job's link (core.fetch) from a real HTTP server on this host: what it may
 connect to (every address form of an internal address, every hop of a redirect chain, the
-connected socket's peer), the caps as bytes arrive, and sources that fail or stall."""
+connected socket's peer), the caps as bytes arrive (size; duration, from hours of audio the server
+makes up as it streams them), and sources that fail or stall."""
 from __future__ import annotations
 
 import http.server
@@ -10,8 +11,11 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from core.fetch import FetchFailedError, FetchRefusedError, check_peer, fetch
+import media
+from core.fetch import (CHUNK_BYTES, FIRST_PROBE_BYTES, PROBE_GROWTH, FetchFailedError, FetchRefusedError,
+                        check_peer, fetch)
 from core.errors import TingxieError
+from tests.support.media_files import MadeUpMedia, long_mp3, long_wav
 from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.network
@@ -22,7 +26,9 @@ BODY = b"RIFF" + bytes(range(256)) * 64
 class Source(http.server.ThreadingHTTPServer):
     """Routes: /file (200 with BODY), /chunked (BODY without a length), /missing (404),
     /redirect?to=URL (302), /loop (302 to itself), /stall-body and /stall-head (stop sending
-    until the test ends). ``requests`` records every path asked for."""
+    until the test ends), and each path in ``media`` (its bytes as they are made, with their
+    length; ``?chunked``: without). ``requests`` records every path asked for, ``served`` the bytes
+    of ``media`` each path handed to its socket."""
 
     daemon_threads = True
 
@@ -30,6 +36,9 @@ class Source(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.requests: list[str] = []
         self.release = threading.Event()
+        self.media: dict[str, MadeUpMedia | bytes] = {}
+        self.served: dict[str, int] = {}
+        self.streams_ended = threading.Semaphore(0)
 
     @property
     def base(self) -> str:
@@ -66,6 +75,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "/loop")
             self.send_header("Content-Length", "0")
             self.end_headers()
+        elif path in server.media:
+            self._stream(path, server.media[path], length=query != "chunked")
         elif path == "/stall-head":
             server.release.wait(30)
         elif path == "/stall-body":
@@ -75,6 +86,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(BODY)
             self.wfile.flush()
             server.release.wait(30)
+
+    def _stream(self, path: str, made: "MadeUpMedia | bytes", *, length: bool) -> None:
+        """In pieces, each counted once the socket took it; until the fetch hangs up."""
+        pieces = made.pieces() if isinstance(made, MadeUpMedia) else [made]
+        self.send_response(200)
+        self.send_header("Content-Length" if length else "Connection",
+                         str(made.size if isinstance(made, MadeUpMedia) else len(made)) if length else "close")
+        self.end_headers()
+        self.server.served[path] = 0
+        try:
+            for piece in pieces:
+                self.wfile.write(piece)
+                self.server.served[path] += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            self.server.streams_ended.release()
 
     def _send(self, status: int, body: bytes, *, length: bool) -> None:
         self.send_response(status)
@@ -191,6 +219,68 @@ def test_the_size_cap_holds_as_bytes_arrive(source, tmp_path, path):
     assert refused.value.code == "too_large"
     assert all(n <= len(BODY) - 1 for n in seen)
     assert not (tmp_path / "got").exists()
+
+
+HOURS_4 = 4 * 3600
+
+
+@pytest.mark.parametrize("path,made,stops_by", [
+    # The WAV header's data size, which the length the source declared holds: the first probe.
+    ("/long.wav", long_wav(HOURS_4), FIRST_PROBE_BYTES),
+    # The same without a length: what is there so far, 131 s at 4 MiB, the second probe.
+    ("/long.wav?chunked", long_wav(HOURS_4), FIRST_PROBE_BYTES * PROBE_GROWTH),
+    # An MP3's Xing tag: the first probe.
+    ("/xing.mp3", long_mp3(HOURS_4, xing=True), FIRST_PROBE_BYTES),
+    # A plain constant-rate MP3: the bit rate times what is there, 105 s at 4 MiB.
+    ("/plain.mp3", long_mp3(HOURS_4, xing=False), FIRST_PROBE_BYTES * PROBE_GROWTH),
+])
+def test_the_duration_cap_stops_a_long_file_as_it_arrives(source, tmp_path, path, made, stops_by):
+    """Four hours of audio under a one-minute cap: the part fetched so far is probed at 1 MiB and
+    at 4 MiB, and the download stops there: ``too_long``, as for an over-long upload, naming the
+    setting. The server hands its socket a few MiB more (what the kernels' socket buffers take
+    while the probe runs: 5 to 12 MiB here) of the 440 to 550 MiB the file is."""
+    settings = make_settings(tmp_path, fetch_allow=("127.0.0.1",), max_duration_s=60.0)
+    source.media[path.partition("?")[0]] = made
+    seen: list[int] = []
+    with pytest.raises(TingxieError) as refused:
+        fetch(settings, source.base + path, tmp_path / "got", lambda received, total: seen.append(received))
+    assert refused.value.code == "too_long" and refused.value.status == 413
+    assert refused.value.message.startswith(f"{source.base}{path.partition('?')[0]}: The file ")
+    assert "longer than the 1m00s this service accepts" in refused.value.message
+    assert refused.value.message.endswith("(TINGXIE_MAX_DURATION_S)")
+    # The last progress reported is the chunk before the mark whose probe stopped it.
+    assert stops_by - CHUNK_BYTES <= max(seen) < stops_by + PROBE_GROWTH * CHUNK_BYTES
+    assert not (tmp_path / "got").exists()
+    assert source.streams_ended.acquire(timeout=60)  # the server saw the fetch hang up
+    served = source.served[path.partition("?")[0]]
+    assert served < made.size // 8, (served, made.size)
+
+
+def test_a_file_under_the_duration_cap_arrives_whole(source, tmp_path):
+    """50 s of WAV (1.6 MB) under a one-minute cap: probed at 1 MiB, fetched to the end, every byte."""
+    settings = make_settings(tmp_path, fetch_allow=("127.0.0.1",), max_duration_s=60.0)
+    made = long_wav(50)
+    source.media["/short.wav"] = made
+    assert made.size > FIRST_PROBE_BYTES
+    for query in ("", "?chunked"):
+        target = fetch(settings, f"{source.base}/short.wav{query}", tmp_path / "got")
+        assert target.read_bytes() == b"".join(made.pieces())
+        assert media.probe(target, max_duration_ms=60_000).duration_ms == 50_000
+
+
+def test_a_file_that_declares_nothing_up_front_is_judged_whole(source, tmp_path, make_media):
+    """An MP4 whose index comes last (200 s, 1.6 MB) does not open from its first part: the fetch
+    goes on to the end, and the probe of the whole file (the worker's next step) refuses it, as
+    before the cap held while bytes arrive."""
+    m4a = make_media("late-index.m4a", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=200",
+                     "-c:a", "aac", "-b:a", "64k")
+    assert m4a.read_bytes().rfind(b"moov") > FIRST_PROBE_BYTES
+    source.media["/late-index.m4a"] = m4a.read_bytes()
+    settings = make_settings(tmp_path, fetch_allow=("127.0.0.1",), max_duration_s=60.0)
+    target = fetch(settings, f"{source.base}/late-index.m4a", tmp_path / "got")
+    assert target.read_bytes() == m4a.read_bytes()
+    with pytest.raises(media.MediaTooLongError):
+        media.probe(target, max_duration_ms=60_000)
 
 
 def test_the_peer_of_the_connected_socket_is_checked(source):

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import struct
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 SYSTEM_FFMPEG = "/usr/bin/ffmpeg"
 
@@ -33,6 +35,53 @@ def with_latin1_info_tag(wav: Path, out: Path, title: bytes = b"Caf\xe9 cr\xe8me
     struct.pack_into("<I", data, 4, len(data) - 8)
     out.write_bytes(bytes(data))
     return out
+
+
+@dataclass(frozen=True)
+class MadeUpMedia:
+    """A long file made as it is served (``head``, then ``unit`` repeated up to ``size`` bytes), so
+    that hours of audio cost neither disk nor memory: what a test server streams to a fetch."""
+
+    head: bytes
+    unit: bytes
+    size: int
+
+    def pieces(self) -> Iterator[bytes]:
+        yield self.head
+        left = self.size - len(self.head)
+        while left > 0:
+            piece = self.unit[:left]
+            left -= len(piece)
+            yield piece
+
+
+def long_wav(seconds: float, rate_hz: int = 16_000) -> MadeUpMedia:
+    """A 16-bit mono WAV of silence whose header declares ``seconds`` (and whose data holds them)."""
+    data_bytes = int(seconds * rate_hz) * 2
+    head = (b"RIFF" + struct.pack("<I", 36 + data_bytes) + b"WAVE"
+            + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate_hz, rate_hz * 2, 2, 16)
+            + b"data" + struct.pack("<I", data_bytes))
+    return MadeUpMedia(head, bytes(64 * 1024), len(head) + data_bytes)
+
+
+# An MPEG-1 Layer III frame at 48 kHz, 320 kbit/s, mono, without CRC: 960 bytes, 24 ms. All-zero
+# side information and main data decode to silence.
+_MP3_HEADER = bytes([0xFF, 0xFB, 0xE4, 0xC0])
+_MP3_FRAME_BYTES = 960
+_MP3_FRAME_MS = 24
+
+
+def long_mp3(seconds: float, *, xing: bool) -> MadeUpMedia:
+    """A constant-rate MP3 of silence, ``seconds`` long: with ``xing``, a first frame whose Xing
+    tag declares the frame count (the length, as encoders write it); without, nothing declares
+    the length (ffmpeg estimates it from the size and the bit rate)."""
+    frames = round(seconds * 1000 / _MP3_FRAME_MS)
+    silent = _MP3_HEADER + bytes(_MP3_FRAME_BYTES - 4)
+    head = b""
+    if xing:  # after the header and mono's 17 bytes of side information; flag 1: a frame count follows
+        tag = _MP3_HEADER + bytes(17) + b"Xing" + struct.pack(">II", 1, frames)
+        head = tag + bytes(_MP3_FRAME_BYTES - len(tag))
+    return MadeUpMedia(head, silent * 64, len(head) + frames * _MP3_FRAME_BYTES)
 
 
 # The two-voice call recording: JFK (English, a man) on channel 0 from this second, the Mandarin

@@ -1,6 +1,6 @@
 """Jobs by link and delivery, end to end: real web and worker processes, a real HTTP server on
-this host serving real speech, the real S3 server (moto's) holding a key and receiving the
-transcripts; through REST, the OpenAI door and ``tingxie submit --url``."""
+this host serving real speech (and five hours of made-up WAV), the real S3 server (moto's) holding
+a key and receiving the transcripts; through REST, the OpenAI door and ``tingxie submit --url``."""
 from __future__ import annotations
 
 import http.server
@@ -12,6 +12,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from tests.support.media_files import long_wav
 from tests.support.settings import make_settings
 from tests.support.client import client_cli as tingxie
 
@@ -24,8 +25,13 @@ def _words(text: str) -> str:
     return " ".join(re.findall(r"[a-z']+", text.lower()))
 
 
+# Longer than the default cap (TINGXIE_MAX_DURATION_S, 4 h): 576 MB, made as it is served.
+FIVE_HOURS = long_wav(5 * 3600)
+
+
 class _Files(http.server.SimpleHTTPRequestHandler):
-    """The speech folder, plus /redirect?to=URL (302)."""
+    """The speech folder, plus /redirect?to=URL (302) and /five-hours.wav (``FIVE_HOURS``, the
+    bytes its socket took counted in ``served``, ``stream_ended`` set when it stops)."""
 
     def log_message(self, *args) -> None:
         pass
@@ -38,6 +44,19 @@ class _Files(http.server.SimpleHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        if self.path == "/five-hours.wav":
+            self.send_response(200)
+            self.send_header("Content-Length", str(FIVE_HOURS.size))
+            self.end_headers()
+            try:
+                for piece in FIVE_HOURS.pieces():
+                    self.wfile.write(piece)
+                    self.server.served += len(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            finally:
+                self.server.stream_ended.set()
+            return
         super().do_GET()
 
 
@@ -46,6 +65,8 @@ def media_server(speech_dir):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Files, directory=str(speech_dir)))
     server.daemon_threads = True
     server.seen = []
+    server.served = 0
+    server.stream_ended = threading.Event()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -79,6 +100,7 @@ def test_links_and_keys_are_fetched_by_the_worker_and_delivered(live_service, tm
     metadata = _post(service, {"source_url": f"{base}/redirect?to=" + quote("http://169.254.169.254/latest/", safe="")})
     missing = _post(service, {"source_url": f"{base}/nothing-here.wav"})
     gone_key = _post(service, {"source_url": f"s3://{s3_bucket}/in/gone.wav"})
+    too_long = _post(service, {"source_url": f"{base}/five-hours.wav"})
 
     job = service.wait(by_link["id"])
     assert job["status"] == "done", job
@@ -97,6 +119,15 @@ def test_links_and_keys_are_fetched_by_the_worker_and_delivered(live_service, tm
                                (gone_key["id"], "not_found", f"no source s3://{s3_bucket}/in/gone.wav")]:
         job = service.wait(job_id)
         assert job["status"] == "failed" and job["error"]["code"] == code and says in job["error"]["message"], job
+    # Over the duration cap: its header says so in the first MiB, and the fetch stops there, as an
+    # over-long upload fails; the server's socket took a few MiB of its 576 MB (kernel buffers).
+    job = service.wait(too_long["id"])
+    assert job["status"] == "failed" and job["error"]["code"] == "too_long", job
+    assert job["error"]["message"] == (f"{base}/five-hours.wav: The file lasts at least 5h00m00s, longer than the "
+                                       "4h00m00s this service accepts; split it or ask the operator to raise the "
+                                       "limit. (TINGXIE_MAX_DURATION_S)")
+    assert media_server.stream_ended.wait(60)  # the worker hung up
+    assert 0 < media_server.served < FIVE_HOURS.size // 8, media_server.served
 
     # Delivered once the job was done: each format, under the job's id.
     deadline_job = by_link["id"]
