@@ -9,8 +9,8 @@ import psutil
 import pytest
 
 import media
-from media import MediaInfo, probe
-from tests.support.media_files import REFERENCES
+from media import MediaInfo, probe, probe_prefix
+from tests.support.media_files import REFERENCES, long_wav
 
 
 @pytest.mark.parametrize(
@@ -122,6 +122,67 @@ def test_longer_than_the_cap(speech_path):
         probe(speech_path("jfk.flac"), max_duration_ms=5_000)
     assert err.value.code == "too_long" and "11.0 s" in err.value.message and "5.0 s" in err.value.message
     assert probe(speech_path("jfk.flac"), max_duration_ms=11_000).duration_ms == 11_000
+
+
+FIVE_MINUTES = ("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=300")
+
+
+def _first_mib(path, tmp_path):
+    """The first MiB of ``path``, as a fetch has it when the first probe runs."""
+    assert path.stat().st_size > 1 << 20, path
+    part = tmp_path / f"{path.name}.part"
+    part.write_bytes(path.read_bytes()[: 1 << 20])
+    return part
+
+
+@pytest.mark.parametrize("name, args, message", [
+    # Declared up front: the whole length.
+    ("declared.mp3", ("-c:a", "libmp3lame", "-b:a", "32k"), "lasts at least 5m00s"),  # Xing/Info frame
+    ("declared.flac", ("-c:a", "flac"), "lasts at least 5m00s"),  # STREAMINFO
+    ("declared.m4a", ("-c:a", "aac", "-b:a", "32k", "-movflags", "+faststart"), "lasts at least 5m00s"),
+    ("declared.webm", ("-c:a", "libopus", "-b:a", "32k"), "lasts at least 5m00s"),  # Matroska's Duration
+    # Nothing declared: what the first MiB already holds, by size and bit rate, or its last page.
+    ("plain.mp3", ("-c:a", "libmp3lame", "-b:a", "32k", "-write_xing", "0"), "lasts at least 4m22s"),
+    ("plain.opus", ("-c:a", "libopus", "-b:a", "32k"), "lasts at least "),
+    # Nothing declared nor estimated (a live recording's WebM): a packet found past the cap.
+    ("live.webm", ("-c:a", "libopus", "-b:a", "32k", "-live", "1"), "The file is longer than"),
+])
+def test_a_first_part_over_the_cap_is_too_long(make_media, tmp_path, name, args, message):
+    """The first MiB of five minutes says so under a one-minute cap, and is no error under a
+    ten-minute one (a cut file is not truncated here: it is still arriving)."""
+    part = _first_mib(make_media(name, *FIVE_MINUTES, *args), tmp_path)
+    with pytest.raises(media.MediaTooLongError) as err:
+        probe_prefix(part, max_duration_ms=60_000)
+    assert err.value.code == "too_long" and message in err.value.message
+    assert "longer than the 1m00s this service accepts" in err.value.message
+    probe_prefix(part, max_duration_ms=600_000)
+
+
+def test_a_wav_header_counts_where_the_whole_file_holds_it(tmp_path):
+    """ffmpeg trusts a WAV's data size only inside the file: from a first part alone it reads what
+    is there (32.8 s of 16 kHz in 1 MiB). Told the whole file's size, the header's ten minutes count
+    when that size holds them; a placeholder size (a stream's 0xFFFFFFFF) or one the file cannot
+    hold does not."""
+    made = long_wav(600)
+    there_ms = round(((1 << 20) - len(made.head)) / 32)  # 16-bit samples at 16 kHz: 32 bytes a ms
+    part = tmp_path / "head.wav"
+    part.write_bytes(b"".join(made.pieces())[: 1 << 20])
+    assert probe_prefix(part, max_duration_ms=60_000).duration_ms == there_ms
+    with pytest.raises(media.MediaTooLongError, match="lasts at least 10m00s"):
+        probe_prefix(part, max_duration_ms=60_000, whole_bytes=made.size)
+    assert probe_prefix(part, max_duration_ms=60_000, whole_bytes=made.size - 1).duration_ms == there_ms
+    streamed = bytearray(part.read_bytes())
+    streamed[40:44] = b"\xff\xff\xff\xff"
+    part.write_bytes(bytes(streamed))
+    assert probe_prefix(part, max_duration_ms=60_000, whole_bytes=made.size).duration_ms == there_ms
+
+
+def test_a_first_part_that_does_not_open_is_not_too_long(make_media, tmp_path):
+    """An MP4 whose index comes last: its first MiB is not media yet, and says nothing of its length."""
+    part = _first_mib(make_media("late.m4a", *FIVE_MINUTES, "-c:a", "aac", "-b:a", "32k"), tmp_path)
+    with pytest.raises(media.MediaError) as err:
+        probe_prefix(part, max_duration_ms=60_000)
+    assert err.value.code == "bad_media"
 
 
 def _probe_children() -> list:
