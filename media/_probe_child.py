@@ -175,7 +175,8 @@ def probe(path: str, prefix_cap_ms: int | None = None, whole_bytes: int | None =
         if prefix_cap_ms is not None:
             if whole_bytes is not None and demuxer_name(format_name) == "wav":
                 declared_ms = _wav_declared_ms(path, whole_bytes, codec.bit_rate or 0)
-                duration_ms = max(duration_ms or 0, declared_ms or 0) or duration_ms
+                if declared_ms is not None:
+                    duration_ms = max(duration_ms or 0, declared_ms)
             if duration_ms is None:
                 past_cap = _packet_at(av, container, stream, prefix_cap_ms) is True
         elif duration_ms and not _reaches(av, container, stream, int(duration_ms * MIN_PRESENT_SHARE)):
