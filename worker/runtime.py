@@ -208,9 +208,9 @@ class Runtime:
     def _ingest(self, job: Job, attempt: int, work_dir, watch: Watch) -> None:
         """A job by link: fetch its media (core.fetch, which stops one over the size or duration cap
         as bytes arrive; the tenant's sources checked again, as the deployment may have changed them
-        since submission), probe it with the upload's caps, put it
-        in the media store, and record what the probe found, as an upload's job has it. A later
-        attempt finds it stored (media_info set) and does not fetch again."""
+        since submission), probe it with the upload's caps, put it in the media store, and record
+        what the probe found, as an upload's job has it. A later attempt finds it stored (media_info
+        set) and does not fetch again."""
         sources.check_source(job.source_url, job.tenant, self.settings.tenant_sources)
         limit = self.settings.max_upload_bytes
         watch.progress(Stage.FETCH, 0.0)
