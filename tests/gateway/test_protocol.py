@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import wave
 
 import pytest
 import websockets
@@ -419,6 +420,36 @@ def test_a_file_whose_client_leaves_before_its_result_is_canceled(ws_and_wss_gat
     engine.dispose()
     data = open(media, "rb").read()
     assert is_wav_container(data[:12]) and data[44:] == pcm
+    _assert_nothing_left(ws_and_wss_gateway)
+
+
+def test_declared_stereo_pcm_apart_becomes_a_separate_channels_job_timed_as_stereo(ws_and_wss_gateway, stereo_call):
+    """2.5 s of the two-voice call's interleaved frames with ``"channels": "separate"``: under the
+    3 s cap (as mono samples they would be 5 s), a queued job of two-channel WAV media with the REST
+    API's channel options; the client leaves and the job is canceled (no worker runs here)."""
+    with wave.open(str(stereo_call), "rb") as handle:
+        frames = handle.readframes(40000)  # 2.5 s at 16 kHz, two channels
+    settings = ws_and_wss_gateway.settings
+    engine = make_engine(settings.database_url)
+
+    async def go():
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+            await ws.send(config(wav_name="call", channels="separate", channel_names=["agent", "customer"]))
+            for at in range(0, len(frames), 32000):
+                await ws.send(frames[at:at + 32000])
+            await ws.send(END)
+            assert await asyncio.to_thread(_job_statuses, engine, {"queued"}) == ["queued"]
+    asyncio.run(go())
+    assert _job_statuses(engine, {"canceled"}) == ["canceled"]
+    with session_scope(make_sessionmaker(engine)) as session:
+        (job,) = session.execute(select(Job)).scalars().all()
+        assert job.options["channels"] == "separate" and job.options["channel_names"] == ["agent", "customer"]
+        media = settings.media_dir / job.media_key
+    engine.dispose()
+    with wave.open(str(media), "rb") as stored:
+        assert (stored.getnchannels(), stored.getframerate()) == (2, 16000)
+        assert stored.readframes(stored.getnframes()) == frames
     _assert_nothing_left(ws_and_wss_gateway)
 
 
