@@ -12,6 +12,14 @@ client reads for its mode: ``offline`` as ``offline``; ``2pass`` (the clients' d
 assumed when a client sends no mode) as ``2pass-offline`` frames; ``online`` as ``online``
 frame (the clients append its text to what they show). Audio that looks like a stereo file's
 interleaved frames sent as mono pcm is mixed down, and the result frame carries a ``warning``.
+
+tingxie's extensions ride in the same config frame (FunASR clients never send them; FunASR's
+servers ignore them): ``diarize``/``num_speakers``, and ``channels``, one key for how the audio's
+channels are read. A count (1 or 2) says how many channels raw pcm interleaves, mixed down; the
+REST API's words ``mix`` and ``separate`` say what to do with them, ``separate`` transcribing each
+channel on its own (raw pcm: two interleaved channels, the only layout pcm carries), named by
+``channel_names`` as REST names them. One key, not two, so a client that knows the REST field
+sends the same thing here, and no frame can both mix and separate.
 """
 from __future__ import annotations
 
@@ -25,6 +33,7 @@ from dataclasses import dataclass, replace
 from contract import HotwordError, Hotwords, Segment, TingxieError, Transcript
 from core import jsonlimits
 from core.hotwords import parse_hotwords
+from core.options import JobOptions, parse_channel_names, speaker_fields
 
 # Python's websockets refuses frames over 1 MiB by default; stay under with room for framing.
 RESULT_FRAME_LIMIT_BYTES = 1024 * 1024 - 16 * 1024
@@ -70,6 +79,11 @@ class FileRequest:
     # tingxie's extension: raw pcm's interleaved channels (``channels``: 2 for a stereo file's frames);
     # None: told from the audio (:class:`StereoProbe`).
     channels: int | None = None
+    # tingxie's extension (``"channels": "separate"``): each channel transcribed on its own, the
+    # sentences merged by time and labelled with their channel; raw pcm is then two channels.
+    separate_channels: bool = False
+    # With separate_channels: the channels' names in order (``channel_names``, as REST takes them).
+    channel_names: tuple[str, ...] = ()
 
     @property
     def reply_mode(self) -> str:
@@ -147,10 +161,9 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
             raise ProtocolError("bad_config", f"audio_fs {fs} Hz is outside {MIN_AUDIO_FS_HZ}..{MAX_AUDIO_FS_HZ}")
         changes["audio_fs_hz"] = fs
     if message.get("channels") not in (None, ""):
-        value = message["channels"]
-        if isinstance(value, bool) or str(value) not in ("1", "2"):
-            raise ProtocolError("bad_config", f"channels must be 1 or 2 (interleaved 16-bit pcm), not {value!r}")
-        changes["channels"] = int(value)
+        changes.update(_channels(message["channels"]))
+    if "channel_names" in message:
+        changes["channel_names"] = _channel_names(message["channel_names"])
     if "itn" in message:
         changes["itn"] = _flag("itn", message["itn"], True)
     if "diarize" in message:
@@ -170,7 +183,46 @@ def parse_config(message: dict, base: FileRequest | None = None) -> FileRequest:
             raise ProtocolError("bad_hotwords", str(exc)) from None
     elif hotwords not in (None, "") and not isinstance(hotwords, str):
         raise ProtocolError("bad_hotwords", "hotwords must be a string (JSON object, comma- or space-separated words)")
-    return replace(request, **changes)
+    request = replace(request, **changes)
+    if request.separate_channels or request.channel_names:
+        _check_channels(request)
+    return request
+
+
+def _channels(value) -> dict:
+    """``channels``: a count of raw pcm's interleaved channels (mixed down), or REST's ``mix`` or
+    ``separate``. Whatever a frame sends replaces what an earlier one said."""
+    word = value.strip().lower() if isinstance(value, str) else None
+    if word == "separate":
+        return {"separate_channels": True, "channels": 2}
+    if word == "mix":
+        return {"separate_channels": False, "channels": None}
+    if isinstance(value, bool) or str(value) not in ("1", "2"):
+        raise ProtocolError("bad_config", f"channels must be 1 or 2 (interleaved 16-bit pcm, mixed down), 'mix' or "
+                                          f"'separate' (each channel transcribed apart), not {value!r}")
+    return {"separate_channels": False, "channels": int(value)}
+
+
+def _channel_names(value) -> tuple[str, ...]:
+    """``channel_names`` as REST's form sends it (``"agent,customer"``) or as a JSON list."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return parse_channel_names(value)
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return tuple(name.strip() for name in value)
+    raise ProtocolError("bad_channels", "channel_names must be the channels' names in order, comma-separated "
+                                        "(\"agent,customer\") or a list of strings")
+
+
+def _check_channels(request: FileRequest) -> None:
+    """The job option's own rules (names need ``separate``, at most 8 of them, each a short printable
+    label, no speaker labels beside it), checked when the frame arrives so the client hears why at once."""
+    try:
+        JobOptions(channels="separate" if request.separate_channels else "mix", channel_names=request.channel_names,
+                   **speaker_fields(request.diarize or None, request.num_speakers))
+    except TingxieError as exc:  # BadOptionError, or the contract's SpeakerOptionsError
+        raise ProtocolError(exc.code, exc.message.replace("channels=separate", '"channels": "separate"')) from None
 
 
 def is_wav_container(head: bytes) -> bool:
@@ -243,7 +295,7 @@ class StereoProbe:
 STEREO_WARNING = (
     "{wav_name}: the pcm audio looks like a stereo file's interleaved channels; it was read as "
     "stereo and mixed down to mono. Send mono 16-bit pcm, the whole file with wav_format 'wav', "
-    "or \"channels\": 2 in the config frame"
+    "or \"channels\": 2 in the config frame (\"separate\" to transcribe each channel apart)"
 )
 
 
@@ -329,12 +381,14 @@ def result_frame(request: FileRequest, transcript: Transcript, job_id: str | Non
     shifts every time by where the piece starts in its stream (a 2pass stream cut at pauses).
 
     ``job_id`` and ``warning`` (keys FunASR clients ignore) name the tingxie job, for the REST API,
-    and what the gateway had to guess about the audio. The warning rides in the result frame: an
+    and what the gateway had to guess about the audio; so do a sentence's ``channel`` and
+    ``channel_name``, when the job kept the channels apart. The warning rides in the result frame: an
     extra frame before it would end an older client's wait for its result. ``offset_ms``: where the
     audio starts in the client's stream (a piece of a 2pass/online stream), added to every time."""
     timestamp: list[list[int]] = []
     stamp_sents = []
     speaker_index = {s.id: i for i, s in enumerate(transcript.speakers or ())}
+    speaker_name = {s.id: s.name for s in transcript.speakers or () if s.name}
     for segment in transcript.segments:
         units = text_units(segment.text)
         spans = [[a + offset_ms, b + offset_ms] for a, b in unit_spans(segment, units)]
@@ -348,6 +402,10 @@ def result_frame(request: FileRequest, transcript: Transcript, job_id: str | Non
         }
         if segment.speaker in speaker_index:
             sentence["spk"] = speaker_index[segment.speaker]  # FunASR's spk: 0, 1, ... in order of speech
+        if segment.channel is not None:
+            sentence["channel"] = segment.channel
+            if segment.speaker in speaker_name:  # the channel's speaker, named from channel_names
+                sentence["channel_name"] = speaker_name[segment.speaker]
         stamp_sents.append(sentence)
     return {
         "mode": request.reply_mode,

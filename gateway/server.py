@@ -187,7 +187,8 @@ class _Upload:
                 "(TINGXIE_MAX_UPLOAD_MB)",
             )
         if self.raw:
-            seconds = total / (2 * self.request.audio_fs_hz)
+            # Declared channels (2, or "separate") share the samples; undeclared audio counts as mono.
+            seconds = total / (2 * (self.request.channels or 1) * self.request.audio_fs_hz)
             if seconds > self.settings.max_duration_s:
                 raise ProtocolError(
                     "too_long",
@@ -620,13 +621,14 @@ class Gateway:
     def create_job(self, upload: _Upload, request: FileRequest, principal: Principal) -> str:
         """One file becomes a job of the connection's tenant through the one submission path. The
         gateway's own hotword file (FunASR's ``--hotword``) is merged under the connection's words,
-        as FunASR's server does."""
+        as FunASR's server does. ``"channels": "separate"`` is the job's ``channels`` option, as REST's."""
         options = JobOptions(
             itn=request.itn,
             hotwords=merge(self.server_hotwords, request.hotwords or ()),
             source=Source.GATEWAY,
             priority=self.config.priority,
             **speaker_fields(request.diarize or None, request.num_speakers),
+            **({"channels": "separate", "channel_names": request.channel_names} if request.separate_channels else {}),
         )
         if principal.token_id is not None:  # revoked since the handshake, before the periodic check saw it
             with session_scope(self.services.db) as session:

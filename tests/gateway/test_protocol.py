@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import replace
 import json
 import subprocess
 import sys
 import time
+import wave
 
 import pytest
 import websockets
@@ -66,6 +68,50 @@ def test_config_defaults_unknown_keys_and_formats():
     # A later config frame before the end updates the file's parameters.
     base = parse_config({"wav_name": "x", "mode": "offline", "wav_format": "mp3"})
     assert parse_config({"itn": False}, base) == FileRequest("x", "offline", "mp3", False, 16000, False)
+
+
+def test_channels_apart_as_rest_names_them_in_the_channels_key():
+    """``"channels": "separate"`` is the REST field's word in the gateway's own key: each channel
+    apart, raw pcm read as two interleaved channels; a count or ``mix`` mixes them down again."""
+    apart = parse_config({"channels": "separate", "channel_names": " agent, customer "})
+    assert apart.separate_channels and apart.channels == 2 and apart.channel_names == ("agent", "customer")
+    assert parse_config({"channels": "Separate", "channel_names": ["agent", "customer"]}) == apart
+    assert parse_config({"wav_format": "wav", "channels": "separate"}).separate_channels
+    # The last word a file's config frames send decides; "mix" leaves the count to the audio again.
+    assert parse_config({"channels": "mix"}) == FileRequest()
+    unnamed = parse_config({"channels": "separate"})
+    assert parse_config({"channels": 2}, unnamed) == replace(unnamed, separate_channels=False)
+    assert parse_config({"itn": False}, apart).separate_channels  # a later frame without the key keeps it
+    assert not parse_config({"channels": 2}).separate_channels
+
+
+@pytest.mark.parametrize("message, code, says", [
+    ({"channels": "stereo"}, "bad_config", "'mix' or 'separate'"),
+    ({"channels": ["separate"]}, "bad_config", "'mix' or 'separate'"),
+    ({"channel_names": "agent,customer"}, "bad_channels", 'need "channels": "separate"'),
+    ({"channels": 2, "channel_names": "agent,customer"}, "bad_channels", 'need "channels": "separate"'),
+    ({"channels": "separate", "channel_names": 7}, "bad_channels", "a list of strings"),
+    ({"channels": "separate", "channel_names": ["agent", 7]}, "bad_channels", "a list of strings"),
+    ({"channels": "separate", "channel_names": ",".join("abcdefghi")}, "bad_channels", "at most 8 channels"),
+    ({"channels": "separate", "channel_names": "agent,,customer"}, "bad_channels", "printable characters"),
+    ({"channels": "separate", "channel_names": ["a,b"]}, "bad_channels", "without commas"),
+    ({"channels": "separate", "channel_names": ["x" * 65]}, "bad_channels", "printable characters"),
+    ({"channels": "separate", "channel_names": ["bell\u0007"]}, "bad_channels", "printable characters"),
+    ({"channels": "separate", "diarize": True}, "bad_channels", "does not go with diarize"),
+    ({"channels": "separate", "num_speakers": 2}, "bad_channels", "does not go with diarize"),
+    ({"channels": "separate", "num_speakers": 0}, "bad_speakers", "1 to"),
+])
+def test_bad_channel_options_are_refused_with_the_rest_apis_reasons(message, code, says):
+    with pytest.raises(ProtocolError) as caught:
+        parse_config(message)
+    assert caught.value.code == code and says in caught.value.message, caught.value.message
+
+
+def test_a_later_frame_cannot_add_speaker_labels_to_channels_apart():
+    apart = parse_config({"channels": "separate"})
+    with pytest.raises(ProtocolError) as caught:
+        parse_config({"diarize": True}, apart)
+    assert caught.value.code == "bad_channels"
 
 
 @pytest.mark.parametrize("message, code", [
@@ -186,6 +232,29 @@ def test_result_frame_shape_from_a_stored_transcript():
     assert empty["text"] == "" and json.loads(empty["timestamp"]) == []
 
 
+def test_result_frame_labels_each_sentence_with_its_channel_and_name():
+    """Channels apart: ``channel`` and ``channel_name`` beside FunASR's keys (its clients ignore
+    them), ``spk`` the channel's speaker; a channel left unnamed has no name key; a mixed job has neither."""
+    words = [{"start_ms": 500, "end_ms": 1500, "text": "你好", "speaker": "C1"}]
+    transcript = Transcript.from_dict({
+        "text": "你好。 Hello.", "language": "zh", "duration_ms": 4000,
+        "speakers": [{"id": "C0", "name": None}, {"id": "C1", "name": "customer"}],
+        "segments": [
+            {"start_ms": 500, "end_ms": 1500, "text": "你好。", "punc": "。", "speaker": "C1", "channel": 1,
+             "words": words, "tokens": []},
+            {"start_ms": 2000, "end_ms": 3000, "text": "Hello.", "punc": ".", "speaker": "C0", "channel": 0,
+             "words": [{"start_ms": 2000, "end_ms": 3000, "text": "Hello.", "speaker": "C0"}], "tokens": []},
+        ]})
+    frame = json.loads(encode(result_frame(FileRequest(mode="offline"), transcript, offset_ms=1000)))
+    first, second = frame["stamp_sents"]
+    assert (first["channel"], first["channel_name"], first["spk"], first["start"]) == (1, "customer", 1, 1500)
+    assert (second["channel"], second["spk"]) == (0, 0) and "channel_name" not in second
+    assert {"text_seg", "punc", "start", "end", "ts_list"} <= set(first)
+    mixed = result_frame(FileRequest(), Transcript.from_dict({**transcript.to_dict(), "speakers": None, "segments": [
+        {k: v for k, v in s.items() if k not in ("channel", "speaker")} for s in transcript.to_dict()["segments"]]}))
+    assert all("channel" not in s and "channel_name" not in s for s in mixed["stamp_sents"])
+
+
 def test_timestamps_line_up_with_the_text_as_the_html5_demo_reads_them():
     words = [{"start_ms": 0, "end_ms": 400, "text": " And"}, {"start_ms": 400, "end_ms": 900, "text": " so,"},
              {"start_ms": 900, "end_ms": 1500, "text": " my"}]
@@ -272,6 +341,10 @@ END = json.dumps({"is_speaking": False, "is_end": True})
     ("unknown wav_format", [config(wav_format="xyz")], "unknown_wav_format", 1008),
     ("unknown mode", [config(mode="streaming")], "unsupported_mode", 1008),
     ("bad audio_fs", [config(audio_fs=-5)], "bad_config", 1008),
+    ("unknown channels", [config(channels="both")], "bad_config", 1008),
+    ("channel names alone", [config(channel_names="agent,customer")], "bad_channels", 1008),
+    ("channels apart and diarize", [config(channels="separate", diarize=True)], "bad_channels", 1008),
+    ("channel names of a bad shape", [config(channels="separate", channel_names={"0": "agent"})], "bad_channels", 1008),
     ("silence mid-file", [config(), b"\x00" * 3200], "idle_timeout", 1008),
     ("oversized frame", [config(), b"\x00" * (300 * 1024)], "frame_too_large", 1009),
     ("audio over the cap", [config()] + [b"\x00" * 32000] * 4, "too_long", 1009),
@@ -347,6 +420,36 @@ def test_a_file_whose_client_leaves_before_its_result_is_canceled(ws_and_wss_gat
     engine.dispose()
     data = open(media, "rb").read()
     assert is_wav_container(data[:12]) and data[44:] == pcm
+    _assert_nothing_left(ws_and_wss_gateway)
+
+
+def test_declared_stereo_pcm_apart_becomes_a_separate_channels_job_timed_as_stereo(ws_and_wss_gateway, stereo_call):
+    """2.5 s of the two-voice call's interleaved frames with ``"channels": "separate"``: under the
+    3 s cap (as mono samples they would be 5 s), a queued job of two-channel WAV media with the REST
+    API's channel options; the client leaves and the job is canceled (no worker runs here)."""
+    with wave.open(str(stereo_call), "rb") as handle:
+        frames = handle.readframes(40000)  # 2.5 s at 16 kHz, two channels
+    settings = ws_and_wss_gateway.settings
+    engine = make_engine(settings.database_url)
+
+    async def go():
+        ctx = client_ssl() if ws_and_wss_gateway.url.startswith("wss") else None
+        async with websockets.connect(ws_and_wss_gateway.url, subprotocols=["binary"], ping_interval=None, ssl=ctx) as ws:
+            await ws.send(config(wav_name="call", channels="separate", channel_names=["agent", "customer"]))
+            for at in range(0, len(frames), 32000):
+                await ws.send(frames[at:at + 32000])
+            await ws.send(END)
+            assert await asyncio.to_thread(_job_statuses, engine, {"queued"}) == ["queued"]
+    asyncio.run(go())
+    assert _job_statuses(engine, {"canceled"}) == ["canceled"]
+    with session_scope(make_sessionmaker(engine)) as session:
+        (job,) = session.execute(select(Job)).scalars().all()
+        assert job.options["channels"] == "separate" and job.options["channel_names"] == ["agent", "customer"]
+        media = settings.media_dir / job.media_key
+    engine.dispose()
+    with wave.open(str(media), "rb") as stored:
+        assert (stored.getnchannels(), stored.getframerate()) == (2, 16000)
+        assert stored.readframes(stored.getnframes()) == frames
     _assert_nothing_left(ws_and_wss_gateway)
 
 

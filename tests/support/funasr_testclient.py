@@ -31,6 +31,7 @@ class Audio:
     itn: bool | None = True
     mode: str | None = "offline"
     chunk_bytes: int = 19200  # the Python client's stride at 16 kHz
+    extra: dict = field(default_factory=dict)  # more config keys (tingxie's extensions)
 
 
 @dataclass
@@ -60,6 +61,7 @@ def _config(audio: Audio) -> str:
                        ("hotwords", audio.hotwords), ("itn", audio.itn)):
         if value is not None:
             message[key] = value
+    message.update(audio.extra)
     return json.dumps(message, ensure_ascii=False)
 
 
