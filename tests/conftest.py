@@ -253,7 +253,7 @@ def live_service(tmp_path, migrated):
 
     yield start
     for service in started:
-        service.stop()
+        service.discard()
 
 
 @pytest.fixture(scope="session")

@@ -61,7 +61,7 @@ def deployment(tmp_path_factory):
     service.start_web()
     service.start_worker()
     yield service, creds, db
-    service.stop()
+    service.discard()
     engine.dispose()
 
 

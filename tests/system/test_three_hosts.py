@@ -162,7 +162,7 @@ def test_three_hosts_nothing_shared(network, tmp_path, speech_path):
         engine.dispose()
     finally:
         if service is not None:
-            service.stop()
+            service.discard()
         if s3 is not None:
             s3.stop()
         redis.stop()

@@ -142,4 +142,4 @@ def test_the_first_concurrent_uploads_to_a_fresh_web_process_are_all_accepted(an
         assert [status for status, _ in answers] == [202] * 20, [a for a in answers if a[0] != 202][:2]
         assert service.jobs()["total"] == 20
     finally:
-        service.stop()
+        service.discard()

@@ -30,7 +30,7 @@ def openai_service(tmp_path_factory):
     svc.start_worker()
     svc.tokens = {tenant: make_token(settings, tenant) for tenant in ("tenant-a", "tenant-b")}
     yield svc
-    svc.stop()
+    svc.discard()
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, spe
         assert jobs["total"] == 1, "the SDK must not retry the upload"
         assert jobs["items"][0]["id"] == body["job_id"] and jobs["items"][0]["status"] == "queued"
     finally:
-        svc.stop()
+        svc.discard()
 
 
 def test_speaker_labels_as_an_extra_field(openai_sdk, speech_path, tmp_path):

@@ -237,7 +237,7 @@ def test_a_full_scratch_disk_answers_507_and_keeps_serving(live_service, tmp_pat
         assert _spooled(settings) == []
         assert requests.get(service.base_url + "/healthz", timeout=10).status_code == 200
         assert service.web.poll() is None and "Traceback" not in service.log("web")
-        service.stop()
+        service.discard()
 
 
 def test_a_stopping_server_answers_uploads_in_flight_503_and_removes_their_spool(live_service, tmp_path):

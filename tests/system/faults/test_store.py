@@ -80,7 +80,7 @@ def test_a_worker_claims_only_with_room_for_the_decoded_audio(live_service, sett
         job = service.wait(job_id, timeout_s=300)
         assert (job["status"], job["attempt"]) == ("done", 1), job
         assert _node_of(db, job_id, roomy) and not _node_of(db, job_id, small)
-        service.stop()
+        service.discard()
 
 
 def test_a_decode_that_fills_the_scratch_is_tried_again_elsewhere(live_service, settings, sql, speech_path,
@@ -113,7 +113,7 @@ def test_a_decode_that_fills_the_scratch_is_tried_again_elsewhere(live_service, 
         assert db.job(job_id).lost_attempts == 0
         assert "failed" not in [e["type"] for e in db.events(job_id)]
         assert "fellow americans" in db.transcript(job_id)["text"].lower()
-        service.stop()
+        service.discard()
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,7 @@ def service(tmp_path_factory):
     svc.start_worker()
     svc.tokens = {tenant: make_token(settings, tenant) for tenant in ("tenant-a", "tenant-b")}
     yield svc
-    svc.stop()
+    svc.discard()
 
 
 @pytest.fixture(scope="module")
@@ -220,4 +220,4 @@ def test_no_worker_the_model_is_refused_at_once_and_its_jobs_fail(tmp_path, spee
         assert ended["status"] == "failed" and ended["error"]["code"] == "no_worker", ended
         assert "tingxie worker --profiles funasr" in ended["error"]["message"]
     finally:
-        svc.stop()
+        svc.discard()
