@@ -8,8 +8,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-# pytest-xdist: "auto" is one worker per core, at most PYTEST_MAX_WORKERS (each loads models).
-PYTEST_WORKERS ?= auto
+# pytest-xdist: one worker per CPU this process may run on (nproc), at most PYTEST_MAX_WORKERS
+# (each loads models). Not "auto": with psutil installed that counts physical cores, one on a
+# 2-vCPU VM whose vCPUs are a core's two threads.
+PYTEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 PYTEST_MAX_WORKERS ?= 4
 XDIST := -n $(PYTEST_WORKERS) --maxprocesses $(PYTEST_MAX_WORKERS) --dist loadscope
 
