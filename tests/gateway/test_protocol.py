@@ -418,7 +418,7 @@ def test_a_file_whose_client_leaves_before_its_result_is_canceled(ws_and_wss_gat
         assert jobs[0].options["hotwords"] == [["达摩院", 20.0]]
         media = settings.media_dir / jobs[0].media_key
     engine.dispose()
-    data = open(media, "rb").read()
+    data = media.read_bytes()
     assert is_wav_container(data[:12]) and data[44:] == pcm
     _assert_nothing_left(ws_and_wss_gateway)
 

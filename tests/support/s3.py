@@ -29,9 +29,9 @@ class S3Server:
         :meth:`stop`, as far as its clients can tell: moto keeps its buckets in memory, so the caller
         puts back what it needs); ``prefix`` runs it inside another host's network (``ip netns exec HOST``)."""
         port = port or free_port()
-        log = open(log_path, "ab")
-        process = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log_path, "ab") as log:  # the child writes to its own copy
+            process = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
+                                       stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://{host}:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -98,20 +98,20 @@ class Service:
                                  "the system tier (put the test under tests/system/, take live_service or "
                                  "shared_service, or mark it @pytest.mark.live)")
         _stop_at_exit(self)
-        log = open(self.log_dir / f"{name}.log", "ab")
         # faults: flags of tests.support.faulty_worker, which runs the command with them injected.
         command = ["tests.support.faulty_worker", *faults, "--"] if faults else ["cli"]
         environ = settings_env(settings or self.settings)
         if self.code is not None:
             environ = release_env(environ, self.code)
-        return subprocess.Popen(
-            [*prefix, sys.executable, "-m", *command, *args],
-            cwd=self.code or REPO,
-            env={**environ, **(env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child writes to its own copy
+            return subprocess.Popen(
+                [*prefix, sys.executable, "-m", *command, *args],
+                cwd=self.code or REPO,
+                env={**environ, **(env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start_web(self) -> None:
         self.web = self._spawn("web", "web", "--dev", prefix=self.web_prefix)

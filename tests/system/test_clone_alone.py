@@ -27,9 +27,9 @@ def _tingxie_processes(root: psutil.Process) -> list[psutil.Process]:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupted_bench_stops_the_services_it_started(tmp_path, sig):
-    log = open(tmp_path / "bench.log", "wb")
-    bench = subprocess.Popen([sys.executable, "-m", "bench.service", "overhead", "--minutes", "0.2", "--rounds", "1"],
-                             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "bench.log", "wb") as log:  # the child writes to its own copy
+        bench = subprocess.Popen([sys.executable, "-m", "bench.service", "overhead", "--minutes", "0.2",
+                                  "--rounds", "1"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
     root = psutil.Process(bench.pid)
     started: list[psutil.Process] = []
     deadline = time.monotonic() + 300
