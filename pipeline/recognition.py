@@ -27,8 +27,9 @@ def recognize(
     pcm: PcmFile, feed: SpanFeed, options: TranscribeOptions, engine: Engine, on_progress: Callable[[float], None],
     checkpoint: Checkpoint | None = None,
 ) -> list[TimedWord]:
-    """ASR over the spans as VAD finds them, then once more over speech the first pass left without
-    words. ``on_progress`` gets 0..1 through the speech, never going back. With ``checkpoint``, a
+    """ASR over the spans as VAD finds them, then again over speech a pass left without words, until
+    a pass leaves none that a re-read could help (Whisper, prompted, may write only a window's first
+    sentence). ``on_progress`` gets 0..1 through the speech, never going back. With ``checkpoint``, a
     batch it already holds is taken from it instead of being recognised, and each batch
     recognised is handed to it."""
     done_ms = reported = 0.0
@@ -49,11 +50,17 @@ def recognize(
     spans = feed.spans
     total_ms = sum(s.duration_ms for s in spans)
     retry = uncovered(spans, words)
-    if retry:
+    pass_number = 1
+    # Again over what the last pass read and still left without words: each pass reads fewer parts
+    # than the one before (``uncovered`` never returns a whole span), so this ends.
+    while retry:
+        pass_number += 1
         total_ms += sum(s.duration_ms for s in retry)
         again = SpanFeed(ListedVad(retry), pcm, lambda f: None)
-        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine, lambda ms: progress(ms, total_ms), kept, 2)
+        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine,
+                                  lambda ms: progress(ms, total_ms), kept, pass_number)
         words.sort(key=lambda w: (w.start_ms, w.end_ms))
+        retry = uncovered(retry, words)
     make_monotonic(words)
     return words
 
