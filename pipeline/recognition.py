@@ -13,7 +13,7 @@ from pipeline.sentences import TimedWord, make_monotonic
 from pipeline.stages import AsrResult, Engine, SpeechSpan
 from pipeline.types import TranscribeOptions
 
-# Speech the first ASR pass left without words is read again when it lasts at least this long.
+# Speech an ASR pass left without words is read again when it lasts at least this long.
 MIN_RETRY_MS = 1000
 # A speech part counts as read when words lie over at least this share of it.
 MIN_COVERED_SHARE = 0.3
