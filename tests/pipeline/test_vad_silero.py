@@ -21,13 +21,13 @@ def test_finds_speech_in_jfk_with_silence_around(speech_dir, ffmpeg, make_media,
 
 
 def test_short_gaps_merge_long_gaps_split():
-    opt = VadOptions(speech_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
+    opt = VadOptions(speech_pad_ms=0, span_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
     spans = _shape_spans([(0, 1_000), (1_500, 3_000), (6_000, 7_000)], 10_000, opt)
     assert spans == [SpeechSpan(0, 3_000), SpeechSpan(6_000, 7_000)]
 
 
 def test_spans_never_exceed_max_span():
-    opt = VadOptions(speech_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
+    opt = VadOptions(speech_pad_ms=0, span_pad_ms=0, merge_gap_ms=2_000, max_span_ms=30_000)
     regions = [(i * 5_000, i * 5_000 + 4_500) for i in range(20)]  # 100 s of talk with short pauses
     spans = _shape_spans(regions, 100_000, opt)
     assert all(s.duration_ms <= 30_000 for s in spans)
@@ -37,9 +37,22 @@ def test_spans_never_exceed_max_span():
 
 
 def test_padding_stays_inside_the_file_and_between_neighbours():
-    opt = VadOptions(speech_pad_ms=400, merge_gap_ms=0, max_span_ms=30_000)
+    opt = VadOptions(speech_pad_ms=400, span_pad_ms=400, merge_gap_ms=0, max_span_ms=30_000)
     spans = _shape_spans([(100, 1_000), (1_300, 2_000), (9_800, 9_900)], 10_000, opt)
     assert spans == [SpeechSpan(0, 1_150), SpeechSpan(1_150, 2_400), SpeechSpan(9_400, 10_000)]
+
+
+def test_the_audio_asr_reads_reaches_further_than_the_speech_parts():
+    """A span reaches ``span_pad_ms`` out at its outer edges (what Whisper reads), its parts only
+    ``speech_pad_ms`` (where speaker windows are cut); neither past halfway to a neighbour."""
+    opt = VadOptions(speech_pad_ms=200, span_pad_ms=500, merge_gap_ms=2_000, max_span_ms=30_000)
+    spans = _shape_spans([(1_000, 2_000), (2_500, 4_000), (4_600, 5_000), (9_000, 9_800)], 10_000, opt)
+    assert spans == [SpeechSpan(500, 5_500), SpeechSpan(8_500, 10_000)]
+    assert spans[0].parts == ((800, 2_200), (2_300, 4_200), (4_400, 5_200))
+    assert spans[1].parts == ((8_800, 10_000),)
+    long_one = _shape_spans([(1_000, 61_000)], 70_000, opt)  # cut into equal parts, touching inside
+    assert [(s.start_ms, s.end_ms) for s in long_one] == [(500, 20_834), (20_834, 41_168), (41_168, 61_500)]
+    assert [s.parts for s in long_one] == [((800, 20_834),), ((20_834, 41_168),), ((41_168, 61_200),)]
 
 
 def test_spans_come_out_while_the_file_is_still_being_read(speech_dir, ffmpeg, make_media, tmp_path):
