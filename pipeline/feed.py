@@ -1,5 +1,5 @@
-"""VAD's spans as the ASR side takes them: a streaming VAD runs in a kept thread beside ASR, any
-other VAD runs to the end first."""
+"""VAD's spans as the ASR side takes them: a streaming VAD runs in a kept thread beside ASR (where
+the engine says a core is free for it), any other VAD runs to the end first."""
 from __future__ import annotations
 
 import queue
@@ -13,11 +13,13 @@ from pipeline.stages import SpeechSpan, StreamingVad
 
 class SpanFeed:
     """VAD's spans as they come. A :class:`~pipeline.stages.StreamingVad` runs in a thread of
-    its own, so ASR starts on the first spans while VAD reads the rest of the file; any other VAD
-    runs to the end first (``whole``). Progress and errors reach the job's thread through :meth:`next`;
-    leaving the ``with`` block stops the VAD and waits for it (the PCM file is removed next)."""
+    its own, so ASR starts on the first spans while VAD reads the rest of the file; any other VAD,
+    or any VAD with ``beside=False`` (the engine's ASR keeps every core busy, so a VAD thread beside
+    it would only take their time slices), runs to the end first (``whole``). Progress and errors
+    reach the job's thread through :meth:`next`; leaving the ``with`` block stops the VAD and waits
+    for it (the PCM file is removed next)."""
 
-    def __init__(self, vad, pcm: PcmFile, on_progress: Callable[[float], None]):
+    def __init__(self, vad, pcm: PcmFile, on_progress: Callable[[float], None], *, beside: bool = True):
         self.spans: list[SpeechSpan] = []  # every span taken so far, in time order
         self.finished = False
         self.progress = 0.0  # VAD's position in the file, 0..1
@@ -25,7 +27,8 @@ class SpanFeed:
         self._queue: queue.Queue = queue.Queue()  # unbounded: the producer never blocks on it
         self._stop = threading.Event()
         self._producer: Future | None = None
-        self.whole = not isinstance(vad, StreamingVad)  # every span known before the first is taken
+        # every span known before the first is taken
+        self.whole = not (beside and isinstance(vad, StreamingVad))
         if not self.whole:
             self._producer = _vad_threads().submit(self._produce, vad, pcm)
         else:

@@ -124,7 +124,7 @@ def transcribe(
         if options.hotwords and not engine.supports_hotwords:
             warnings.append(f"The {engine.name!r} model cannot use hotwords; they were ignored.")
         report(Stage.VAD, 0.0)
-        with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f)) as feed:
+        with SpanFeed(engine.vad, pcm, lambda f: report(Stage.VAD, f), beside=engine.vad_beside_asr) as feed:
             words = recognize(pcm, feed, options, engine, lambda f: report(Stage.ASR, f), checkpoint)
         if speaker_model is not None:
             report(Stage.DIARIZE, 0.0)

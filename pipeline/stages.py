@@ -238,6 +238,9 @@ class Engine:
     languages: tuple[str, ...] | None = None
     speaker: LazyModel[SpeakerModel] | None = None
     identity: EngineIdentity | None = None
+    # A streaming VAD reads the file in a thread beside ASR; False where ASR alone keeps every core
+    # busy (CTranslate2 on a small CPU host), so VAD reads the whole file first.
+    vad_beside_asr: bool = True
 
     @property
     def supports_hotwords(self) -> bool:
