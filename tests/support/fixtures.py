@@ -228,7 +228,7 @@ def shared_service(tmp_path_factory):
         service.start_worker()
         yield service
     finally:
-        service.stop()
+        service.discard()
 
 
 # --- the CLI in a process of its own -----------------------------------------------------------
