@@ -49,7 +49,8 @@ class CtPunc:
             import jieba
 
             self._jieba = jieba.Tokenizer()  # our own instance: funasr's global one is left alone
-            self._jieba.load_userdict(str(self.model_dir / "jieba_usr_dict"))
+            with open(self.model_dir / "jieba_usr_dict", "rb") as words:  # given a path, jieba leaves it open
+                self._jieba.load_userdict(words)
         onnx_file = _onnx_file(self.model_dir)
         if (self.model_dir / "model.pt").exists() or onnx_file is None:
             forward_batch = _torch_forward(self.model_dir, device)
