@@ -31,7 +31,7 @@ def plan_batches(feed: SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
     lookahead = 1 if engine.asr_window_ms else LOOKAHEAD_BATCHES
 
     def cost_ms(span: SpeechSpan) -> int:
-        return max(span.duration_ms, engine.asr_window_ms)
+        return max(span.read_ms, engine.asr_window_ms)
 
     pending: list[SpeechSpan] = []
     waiting_ms = 0
@@ -43,7 +43,7 @@ def plan_batches(feed: SpanFeed, engine: Engine) -> Iterator[list[SpeechSpan]]:
                 waiting_ms += cost_ms(span)
         if not pending:
             return
-        pending.sort(key=lambda s: s.duration_ms, reverse=True)
+        pending.sort(key=lambda s: s.read_ms, reverse=True)
         costs = [cost_ms(s) for s in pending]
         first, end = (0, _fill(costs, 0, budget_ms)) if feed.finished else evenest(costs, budget_ms)
         batch, pending = pending[first:end], pending[:first] + pending[end:]

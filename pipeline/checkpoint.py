@@ -86,7 +86,7 @@ def batch_key(scope: str, engine_name: str, options: TranscribeOptions, pass_num
         "language": options.language,
         "hotwords": [[h.text, h.weight] for h in options.hotwords],
         "pass": pass_number,
-        "spans": [[s.start_ms, s.end_ms] for s in batch],
+        "spans": [[s.start_ms, s.end_ms, *([[list(c) for c in s.cuts]] if s.cuts else [])] for s in batch],
         **({"task": options.task} if options.task != "transcribe" else {}),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()

@@ -103,22 +103,34 @@ def _recognize_spans(
 
 def _recognize_batch(pcm: PcmFile, batch: Sequence[SpeechSpan], options: TranscribeOptions,
                      engine: Engine) -> BatchResult:
-    audio = [pcm.read(span.start_ms, span.end_ms) for span in batch]
+    audio = [_read(pcm, span) for span in batch]
     task = {"task": options.task} if options.task != "transcribe" else {}  # only a translating model takes it
     results = engine.asr.recognize(audio, language=options.language, hotwords=options.hotwords, **task)
     del audio
     return BatchResult.of([(span.start_ms, _placed(span, result)) for span, result in zip(batch, results)])
 
 
+def _read(pcm: PcmFile, span: SpeechSpan):
+    """The audio ASR reads for ``span``: the span less its cuts, joined end to end."""
+    stretches = span.reads()
+    if len(stretches) == 1:
+        return pcm.read(*stretches[0])
+    # numpy is loaded by the engine's models long before a span with cuts is read
+    import numpy as np
+
+    return np.concatenate([pcm.read(start, end) for start, end in stretches])
+
+
 def _placed(span: SpeechSpan, result: AsrResult) -> list[TimedWord]:
     """The words of ``span`` on the file's timeline, inside its speech: ASR may read a span's audio
     from further out than its parts (Whisper reads a clip cut close to its first word worse), but
-    a word's times stay where VAD found speech."""
+    a word's times stay where VAD found speech. Times in audio with cuts are taken past them."""
     lo, hi = (span.parts[0][0], span.parts[-1][1]) if span.parts else (span.start_ms, span.end_ms)
     placed = []
     for w in result.words:
-        start = min(hi, max(lo, span.start_ms + w.start_ms))
-        placed.append(TimedWord(start, min(hi, max(start, span.start_ms + w.end_ms)), w.text, result.language))
+        start = min(hi, max(lo, span.file_ms(w.start_ms)))
+        end = min(hi, max(start, span.file_ms(w.end_ms, ending=True)))
+        placed.append(TimedWord(start, end, w.text, result.language))
     return placed
 
 
@@ -148,6 +160,6 @@ def uncovered(spans: Sequence[SpeechSpan], words: Sequence[TimedWord]) -> list[S
                     run.append(part)
                     continue
             if run and run[-1][1] - run[0][0] >= MIN_RETRY_MS and len(run) < len(span.parts):
-                retry.append(SpeechSpan(run[0][0], run[-1][1], tuple(run)))
+                retry.append(span.within(run[0][0], run[-1][1]))
             run = []
     return retry

@@ -31,15 +31,53 @@ class SpeechSpan:
     ``parts``: the speech regions a VAD merged into this span (``(start_ms, end_ms)`` pairs,
     pauses between them), when it merges; the pipeline re-reads a part that came back without
     words (Whisper can skip the part of a window that is in another language).
+
+    ``cuts``: stretches of long pauses between parts (``(start_ms, end_ms)``, in order) that ASR
+    does not read: it reads the span's audio with them left out (:meth:`reads`), so a 30 s window
+    holds more speech, and its times come back to the file's timeline through :meth:`file_ms`.
     """
 
     start_ms: int
     end_ms: int
     parts: tuple[tuple[int, int], ...] = field(default=(), compare=False)
+    cuts: tuple[tuple[int, int], ...] = field(default=(), compare=False)
 
     @property
     def duration_ms(self) -> int:
         return self.end_ms - self.start_ms
+
+    @property
+    def read_ms(self) -> int:
+        """How much audio ASR reads: the span less its cuts."""
+        return self.duration_ms - sum(end - start for start, end in self.cuts)
+
+    def reads(self) -> list[tuple[int, int]]:
+        """The stretches of the file ASR reads, in order, joined end to end: the span less its cuts."""
+        stretches, at = [], self.start_ms
+        for start, end in self.cuts:
+            stretches.append((at, start))
+            at = end
+        stretches.append((at, self.end_ms))
+        return [(start, end) for start, end in stretches if end > start]
+
+    def file_ms(self, read_ms: int, *, ending: bool = False) -> int:
+        """A time in the audio ASR read (ms from its start) on the file's timeline. A time that
+        falls on a cut lies after the cut (a word's start) or, with ``ending``, before it."""
+        at = self.start_ms + read_ms
+        for start, end in self.cuts:
+            if at < start or (ending and at == start):
+                break
+            at += end - start
+        return at
+
+    def within(self, start_ms: int, end_ms: int) -> "SpeechSpan":
+        """The part of this span from ``start_ms`` to ``end_ms`` (on a part's bounds): its parts and
+        cuts there."""
+        return SpeechSpan(
+            start_ms, end_ms,
+            tuple(p for p in self.parts if start_ms <= p[0] and p[1] <= end_ms),
+            tuple(c for c in self.cuts if start_ms <= c[0] and c[1] <= end_ms),
+        )
 
 
 @runtime_checkable

@@ -43,7 +43,11 @@ class VadOptions:
         ms); the parts stay close to the speech, so speaker windows hold no more silence.
     merge_gap_ms: regions closer than this are merged into one span, up to ``max_span_ms``;
         default 2000 ms.
-    max_span_ms: no span is longer than this (Whisper reads 30 s at once); default 30000 ms.
+    max_pause_ms: ASR reads at most this much of the pause between two parts of a span: the rest
+        is cut out (the span's ``cuts``), so a window holds more speech; with the parts' own
+        padding, that leaves at most 800 ms of silence between two stretches of speech, as
+        faster-whisper's batched pipeline does. Default 400 ms; None reads every pause whole.
+    max_span_ms: ASR reads no more of a span than this (Whisper reads 30 s at once); default 30000 ms.
     chunk_windows: windows scored per onnxruntime call (memory per call); default 625 (20 s).
     """
 
@@ -54,6 +58,7 @@ class VadOptions:
     speech_pad_ms: int = 200
     span_pad_ms: int = 500
     merge_gap_ms: int = 2000
+    max_pause_ms: int | None = 400
     max_span_ms: int = 30_000
     chunk_windows: int = 625
 
@@ -162,25 +167,39 @@ def _shape_spans(regions: list[tuple[int, int]], duration_ms: int, opt: VadOptio
 
 
 def _iter_spans(regions: Iterable[tuple[int, int]], duration_ms: int, opt: VadOptions) -> Iterator[SpeechSpan]:
-    """Pad regions, merge those separated by short gaps, and keep every span under max_span_ms;
-    each span as soon as the region after it is known.
+    """Pad regions, merge those separated by short gaps while ASR reads no more than max_span_ms of
+    the span (long pauses inside it cut down to ``max_pause_ms``); each span as soon as the region
+    after it is known.
 
     Merging gives Whisper whole phrases (it reads better with context and a batch item costs the
     same 30 s either way); cutting at the widest gaps first is not needed because regions are
     already split at every pause of ``min_silence_ms``.
     """
     current: list[tuple[int, int]] = []
+    cuts: list[tuple[int, int]] = []
     outer = (0, 0)  # the span's bounds: the first part's outer start, the last one's outer end
     for start, end, outer_start, outer_end in _pieces(_padded(iter(regions), duration_ms, opt), opt):
-        if current and start - current[-1][1] < opt.merge_gap_ms and outer_end - outer[0] <= opt.max_span_ms:
-            current.append((start, end))
-            outer = (outer[0], outer_end)
-            continue
+        if current and start - current[-1][1] < opt.merge_gap_ms:
+            cut = _cut(current[-1][1], start, opt.max_pause_ms)
+            cut_ms = sum(e - s for s, e in cuts) + (cut[1] - cut[0] if cut else 0)
+            if outer_end - outer[0] - cut_ms <= opt.max_span_ms:
+                current.append((start, end))
+                cuts += [cut] if cut else []
+                outer = (outer[0], outer_end)
+                continue
         if current:
-            yield SpeechSpan(*outer, tuple(current))
-        current, outer = [(start, end)], (outer_start, outer_end)
+            yield SpeechSpan(*outer, tuple(current), tuple(cuts))
+        current, cuts, outer = [(start, end)], [], (outer_start, outer_end)
     if current:
-        yield SpeechSpan(*outer, tuple(current))
+        yield SpeechSpan(*outer, tuple(current), tuple(cuts))
+
+
+def _cut(pause_start: int, pause_end: int, keep_ms: int | None) -> tuple[int, int] | None:
+    """The middle of a pause between two parts that ASR skips, keeping ``keep_ms`` of it (half
+    on each side); None when the pause is no longer than that."""
+    if keep_ms is None or pause_end - pause_start <= keep_ms:
+        return None
+    return pause_start + keep_ms // 2, pause_end - (keep_ms - keep_ms // 2)
 
 
 def _padded(regions: Iterator[tuple[int, int]], duration_ms: int,

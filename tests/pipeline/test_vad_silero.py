@@ -17,7 +17,7 @@ def test_finds_speech_in_jfk_with_silence_around(speech_dir, ffmpeg, make_media,
     assert spans and seen[-1] == 1.0
     assert 4_500 <= spans[0].start_ms <= 5_300  # speech starts 5 s in (padding aside)
     assert 15_000 <= spans[-1].end_ms <= 16_500  # and ends before the 5 s of trailing silence
-    assert all(s.duration_ms <= 30_000 for s in spans)
+    assert all(s.read_ms <= 30_000 for s in spans)
 
 
 def test_short_gaps_merge_long_gaps_split():
@@ -69,3 +69,20 @@ def test_spans_come_out_while_the_file_is_still_being_read(speech_dir, ffmpeg, m
     at_each_span = [seen[-1] if seen else 0.0 for _ in vad.iter_speech_spans(pcm, seen.append)]
     assert len(at_each_span) >= 3 and at_each_span[0] < 0.5 and seen[-1] == 1.0
     assert list(vad.iter_speech_spans(pcm)) == vad.speech_spans(pcm)
+
+
+def test_long_pauses_inside_a_span_are_cut_down_so_a_window_holds_more_speech():
+    """ASR reads at most ``max_pause_ms`` of a pause between two parts (faster-whisper's batched
+    pipeline leaves 800 ms between stretches of speech): a 30 s window then holds 30 s of what is
+    read, the span itself may reach further on the file."""
+    opt = VadOptions(speech_pad_ms=200, span_pad_ms=500, merge_gap_ms=2_000, max_pause_ms=400, max_span_ms=30_000)
+    regions = [(i * 6_400, i * 6_400 + 4_500) for i in range(10)]  # 4.5 s of talk, then 1.9 s of silence
+    spans = _shape_spans(regions, 64_000, opt)
+    assert all(s.read_ms <= 30_000 for s in spans)
+    assert spans[0].duration_ms > 30_000  # more than 30 s of the file in one window
+    first = spans[0]
+    assert first.parts[:2] == ((0, 4_700), (6_200, 11_100))
+    assert first.cuts[0] == (4_900, 6_000)  # 1,500 ms between the parts: 400 ms of it kept
+    assert len(first.cuts) == len(first.parts) - 1
+    no_cuts = _shape_spans(regions, 64_000, VadOptions(speech_pad_ms=200, span_pad_ms=500, max_pause_ms=None))
+    assert all(not s.cuts for s in no_cuts) and len(no_cuts) > len(spans)
