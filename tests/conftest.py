@@ -94,16 +94,8 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    heaviest: dict[str, int] = {}  # module -> the heaviest tier among its tests
     for item in items:
-        tier = tier_of(item)
-        item.add_marker(tier)
-        module = item.nodeid.split("::")[0]
-        heaviest[module] = max(heaviest.get(module, 0), TIERS.index(tier))
-    # Modules of the heaviest tier first, each kept whole: pytest-xdist hands modules out in this
-    # order, so the long system modules start at once and the short ones fill in at the end
-    # (longest first), instead of one worker running the last long module while the others idle.
-    items.sort(key=lambda item: -heaviest[item.nodeid.split("::")[0]])
+        item.add_marker(tier_of(item))
 
 
 @pytest.hookimpl(tryfirst=True)
