@@ -28,7 +28,33 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                           connect_args=dict(CLIENT_LINK_CHECKS))
+
+    @event.listens_for(engine, "connect")
+    def _server_link_checks(dbapi_connection, _record):
+        # SETs, not libpq's startup "options", which PgBouncer refuses.
+        with dbapi_connection.cursor() as cursor:
+            for name, value in SERVER_LINK_CHECKS.items():
+                cursor.execute(f"SET {name} = {int(value)}")
+        dbapi_connection.commit()
+
+    return engine
+
+
+# A host cut off the network in the middle of a transaction leaves its PostgreSQL session open, with
+# its row locks, until the server finds the client gone: by default after two hours of silence
+# (the OS's keepalive), or some 15 minutes of retransmitting a reply nobody acknowledges. A worker
+# that lost its link while writing a job's progress kept that job's row locked, and the worker
+# taking the job over after its lease waited on the lock (tests/system/test_three_hosts.py, with
+# both CPUs busy). The server now probes a silent client after 30 s, every 10 s, and gives up after
+# three unanswered probes; a reply unacknowledged for 60 s ends the session too. Either way the
+# session ends within about a minute and its locks go with it. libpq does the same the other way,
+# so that a worker whose link is gone finds out.
+SERVER_LINK_CHECKS = {"tcp_keepalives_idle": 30, "tcp_keepalives_interval": 10, "tcp_keepalives_count": 3,
+                      "tcp_user_timeout": 60_000}
+CLIENT_LINK_CHECKS = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                      "tcp_user_timeout": 60_000}
 
 
 def make_sessionmaker(engine: Engine, events_url: str = "") -> sessionmaker[Session]:

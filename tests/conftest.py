@@ -43,7 +43,7 @@ FOLDER_TIERS = {
 # Fixtures that start real processes, reach PostgreSQL/Redis, or load a model or ffmpeg.
 FIXTURE_TIERS = {
     "live_service": "system", "shared_service": "system", "private_redis": "system",
-    "private_postgres": "system",
+    "private_postgres": "system", "subnet": "system",
     "postgres_url": "backends", "redis_url": "backends",
     "settings": "component", "any_settings": "component", "db": "component", "app": "component",
     "client": "component", "engine": "component", "funasr_model_dir": "component",

@@ -284,6 +284,23 @@ def private_postgres():
 
 
 @pytest.fixture
+def subnet():
+    """A private subnet of Linux network namespaces (tests.support.netns): hosts whose links a
+    test can cut. Skips where namespaces cannot be made (not root)."""
+    from tests.support import netns
+
+    why = netns.available()
+    if why is not None:
+        pytest.skip(f"network namespaces cannot be made here: {why}")
+    net = netns.Network().start()
+    try:
+        yield net
+    finally:
+        left = net.remove()
+        assert not left, f"left behind: {left}"
+
+
+@pytest.fixture
 def sql():
     """sql(settings) -> a tests.support.faults.Sql on that database, closed after the test."""
     from tests.support import faults

@@ -14,24 +14,10 @@ from sqlalchemy import create_engine, text
 
 from tests.support.settings import make_settings
 from tests.support.service import Service
-from tests.support import netns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LEASE_S = 6.0
-
-
-@pytest.fixture
-def network():
-    why = netns.available()
-    if why is not None:
-        pytest.skip(f"network namespaces cannot be made here: {why}")
-    net = netns.Network().start()
-    try:
-        yield net
-    finally:
-        left = net.remove()
-        assert not left, f"left behind: {left}"
 
 
 def _node(proc: subprocess.Popen, hostname: str) -> str:
@@ -54,16 +40,16 @@ def _nothing_in_common(hosts: list) -> bool:
                for i, mine in enumerate(dirs) for theirs in dirs[i + 1:] for a in mine for b in theirs)
 
 
-def test_three_hosts_nothing_shared(network, tmp_path, speech_path):
+def test_three_hosts_nothing_shared(subnet, tmp_path, speech_path):
     from core.migrate import upgrade
     from tests.support.s3 import S3Server
     from tests.support.servers import PrivatePostgres, PrivateRedis
 
-    services = network.add_host("svc")
-    web_host = network.add_host("web")
-    worker_hosts = [network.add_host("wa"), network.add_host("wb")]
+    services = subnet.add_host("svc")
+    web_host = subnet.add_host("web")
+    worker_hosts = [subnet.add_host("wa"), subnet.add_host("wb")]
 
-    pg = PrivatePostgres(host=services.address, prefix=services.prefix, clients=network.cidr)
+    pg = PrivatePostgres(host=services.address, prefix=services.prefix, clients=subnet.cidr)
     redis = PrivateRedis(host=services.address, prefix=services.prefix)
     s3 = None
     service = None
@@ -145,7 +131,7 @@ def test_three_hosts_nothing_shared(network, tmp_path, speech_path):
 
         # 3. A fourth host joins at run time and takes work; nobody else is restarted.
         survivor = procs[other]
-        added = network.add_host("wc")
+        added = subnet.add_host("wc")
         added_settings = make_settings(tmp_path / "wc-host", **shared)
         assert _nothing_in_common([web, *workers.values(), added_settings])
         added_proc = service.start_worker(settings=added_settings, prefix=added.named("wc"))
