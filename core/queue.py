@@ -72,6 +72,8 @@ def make_celery(settings: Settings, *, include: tuple[str, ...] = ()) -> Celery:
     else:
         transport_options["queue_order_strategy"] = "priority"
     app.conf.update(
+        # The filesystem:// URL names kombu's transport; ours writes each message whole first (core.fsbroker).
+        broker_transport="core.fsbroker:Transport" if settings.embedded_broker else None,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_serializer="json",
