@@ -1,6 +1,8 @@
 """Database engine and sessions. SQLite (the embedded default) runs in WAL mode with a busy timeout."""
 from __future__ import annotations
 
+import os
+import weakref
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -11,7 +13,32 @@ from sqlalchemy.orm import Session, sessionmaker
 from core import events
 
 
+# Every engine made here, so that a forked child starts each with a pool of its own.
+_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+def _new_pools_in_child() -> None:
+    """After a fork, in the child: each engine gets a new, empty pool. The parent's pool and its
+    connections are left alone (``close=False``: a connection's socket or file is the parent's),
+    and so is the pool's lock, which a thread of the parent may have held at the moment of the fork
+    and which nobody in the child would ever release. A Celery worker forks a pool process while
+    its sweeper and announcer threads use the database; a pool process forked while the sweeper
+    was inside the pool waited on that lock for good and its job never started (seen under load in
+    tests/system/faults/test_attempts.py)."""
+    for engine in list(_ENGINES):
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_new_pools_in_child)
+
+
 def make_engine(database_url: str) -> Engine:
+    engine = _make_engine(database_url)
+    _ENGINES.add(engine)
+    return engine
+
+
+def _make_engine(database_url: str) -> Engine:
     if database_url.startswith("sqlite"):
         engine = create_engine(
             database_url,
