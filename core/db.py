@@ -23,8 +23,8 @@ def _new_pools_in_child() -> None:
     and so is the pool's lock, which a thread of the parent may have held at the moment of the fork
     and which nobody in the child would ever release. A Celery worker forks a pool process while
     its sweeper and announcer threads use the database; a pool process forked while the sweeper
-    was inside the pool waited on that lock for good and its job never started (seen under load in
-    tests/system/faults/test_attempts.py)."""
+    was inside the pool would wait on that lock for good, its job never started (the likely cause of
+    a job received and never started, under load, in tests/system/faults/test_attempts.py)."""
     for engine in list(_ENGINES):
         engine.dispose(close=False)
 
