@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from tests.support.faults import wait_for
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# Locks row ``ROW`` through core.db's engine, says so, then, once told, (busy) asks for a reply too
-# big to be acknowledged before the cut, or (idle) does nothing more.
+# Locks row ``ROW`` through core.db's engine, says so, then, once told, (busy) asks for a reply that
+# the server starts sending after a 5 s pause (the test cuts the link during the pause) and that is
+# too big for the socket's buffers, or (idle) does nothing more.
 _HOLDER = textwrap.dedent("""
     import sys, time
     from sqlalchemy import text
@@ -32,9 +35,16 @@ _HOLDER = textwrap.dedent("""
     print("locked", flush=True)
     sys.stdin.readline()
     if mode == "busy":
-        connection.execute(text("SELECT pg_sleep(1), repeat('x', 4000000)"))
+        connection.execute(text("SELECT pg_sleep(5), repeat('x', 4000000)"))
     time.sleep(3600)
 """)
+
+
+def _busy_wait_event(engine) -> str | None:
+    """What the busy holder's server process waits on (PgSleep, ClientWrite...), None if nothing."""
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT wait_event FROM pg_stat_activity WHERE query LIKE '%repeat(%' "
+                                 "AND query NOT LIKE '%pg_stat_activity%'")).scalar_one_or_none()
 
 
 def test_a_cut_host_does_not_keep_its_row_locks(subnet):
@@ -62,17 +72,13 @@ def test_a_cut_host_does_not_keep_its_row_locks(subnet):
         for host, proc in holders.values():
             proc.stdin.write("go\n")
             proc.stdin.flush()
-        # The busy holder's reply must be on its way when its link goes.
-        with engine.connect() as conn:
-            for _ in range(600):
-                if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%repeat(%' "
-                                     "AND query NOT LIKE '%pg_stat_activity%'")).scalar_one():
-                    break
-                time.sleep(0.05)
-        time.sleep(1.5)  # past its pg_sleep: the server is sending
+        # The links go while the busy holder's query pauses, so that its reply goes out into a dead link.
+        wait_for(lambda: _busy_wait_event(engine) == "PgSleep", 120, "the busy holder's query to start")
         cut_at = time.monotonic()
         for host, _ in holders.values():
             host.cut()
+        # The server is stuck sending the reply: unacknowledged data, the case keepalives never reach.
+        wait_for(lambda: _busy_wait_event(engine) == "ClientWrite", 120, "the server to block sending the reply")
         waited = {}
         for row in holders:
             with engine.begin() as conn:
