@@ -27,8 +27,9 @@ class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
         # kombu's naming, whose sorted order is the consuming order; nanoseconds, zero-padded, so
         # that messages put within one millisecond keep theirs.
-        name = f"{monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
-        partial = os.path.join(self.data_folder_out, f".{uuid.uuid4()}.partial")
+        key = uuid.uuid4()
+        name = f"{monotonic_ns():020d}_{key}.{queue}.msg"
+        partial = os.path.join(self.data_folder_out, f".{key}.partial")
         try:
             with open(partial, "xb") as f:
                 f.write(str_to_bytes(dumps(payload)))
