@@ -28,6 +28,7 @@ import re
 import struct
 import sys
 from array import array
+from collections import Counter
 from dataclasses import dataclass, replace
 
 from contract import HotwordError, Hotwords, Segment, TingxieError, Transcript
@@ -356,9 +357,10 @@ def unit_spans(segment: Segment, units: list[tuple[int, int]]) -> list[list[int]
             while j < len(words) - 1 and words[j].end_char <= start:
                 j += 1
             per_word.append(j)
+        counts = Counter(per_word)
         spans: list[list[int]] = []
         for j, word in enumerate(words):
-            count = per_word.count(j)
+            count = counts[j]
             if count:
                 spans += _even(word.start_ms, word.end_ms, count)
         return spans
