@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+from tests.support.requires import require_installed
+
+require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
+require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
 
 pytestmark = pytest.mark.funasr
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
-pytest.importorskip("sklearn", reason="speaker labels need scikit-learn")
+from tests.support.requires import require_installed
+
+require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
+require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_installed("sklearn", reason="speaker labels need scikit-learn")
 
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402

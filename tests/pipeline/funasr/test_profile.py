@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-pytest.importorskip("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
-pytest.importorskip("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
+from tests.support.requires import require_installed
+
+require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
+require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_installed("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
 from pipeline import transcribe  # noqa: E402
 from pipeline.errors import ModelNotReadyError  # noqa: E402

@@ -7,7 +7,9 @@ import json
 import pytest
 import requests
 
-pytest.importorskip("funasr", reason="the funasr profile needs `pip install 'tingxie[funasr]'` (and torch)")
+from tests.support.requires import require_installed
+
+require_installed("funasr", reason="the funasr profile needs `pip install 'tingxie[funasr]'` (and torch)")
 
 from tests.support.settings import make_settings  # noqa: E402
 
