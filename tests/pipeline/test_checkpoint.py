@@ -80,10 +80,19 @@ def test_a_stopped_run_resumes_from_its_kept_batches_with_the_same_transcript(en
     assert resumed.to_dict() == uninterrupted.to_dict()
     assert sorted(kept.kept) == sorted(whole.kept)
 
-    # Another model set (scope) or other options never reuse them.
+    # Another model set (scope) never reuses them: its first batch is recognised again (stopped
+    # there; a run that reused the kept batches would save none and end without stopping).
+    other = DictCheckpoint("other", kept.kept)
+
+    def stop_after_one(progress):
+        if other.saved:
+            raise Stop
+
     asr.batches = 0
-    transcribe(minute_of_speech, options, one_window, work_dir=tmp_path, checkpoint=DictCheckpoint("other", kept.kept))
-    assert asr.batches == total
+    with pytest.raises(Stop):
+        transcribe(minute_of_speech, options, one_window, work_dir=tmp_path, on_progress=stop_after_one,
+                   checkpoint=other)
+    assert asr.batches == 1 and other.saved[0] not in whole.kept
 
 
 def test_a_batch_key_depends_on_what_decides_its_words():
