@@ -116,6 +116,12 @@ class QueueClient:
         """The job's task, on its profile's queue: only workers that load that profile take it."""
         self.send(TRANSCRIBE, [job_id], queue=transcribe_queue(profile, priority))
 
+    def close(self) -> None:
+        """Close the broker connections this client opened (its Celery app's pools)."""
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
     def ping(self) -> None:
         """Raise if the broker cannot be reached."""
         with self.app.connection_for_write() as conn:

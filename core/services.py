@@ -39,6 +39,7 @@ class Services:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.queue.close()
 
     def enqueue(self, job_id: str, *, profile: str, priority: int) -> bool:
         """Send a committed job's task, then record that it was sent. If the broker cannot be

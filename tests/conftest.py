@@ -21,12 +21,17 @@ import socket
 import subprocess
 from pathlib import Path
 
+import flask
 import pytest
 
 from core.settings import Settings
+from tests.support.flask_client import ClosingClient
 from tests.support.service import Service
 from tests.support.settings import REPO, make_settings
 from tests.support.speech import SPEECH_DIR
+
+# Every app's test_client() (tests/support/flask_client.py).
+flask.Flask.test_client_class = ClosingClient
 
 # Fixtures shared by every folder (ffmpeg, engines, long speech, private servers...).
 pytest_plugins = ["tests.support.fixtures"]
@@ -110,18 +115,28 @@ def pytest_runtest_setup(item):
 @pytest.fixture(autouse=True)
 def _unit_touches_nothing(request, monkeypatch):
     """A unit test that starts a process or opens a network connection fails, saying how to
-    place it: the tiers stay what they say, and ``make test-unit`` needs nothing running."""
+    place it: the tiers stay what they say, and ``make test-unit`` needs nothing running. The
+    refusal is an OSError, so that a library holding a socket closes it as on any failed connect;
+    and it fails the test even when the code under test catches it (an S3 client retrying, then
+    reporting the store unreachable, would otherwise pass for the behaviour the test checks)."""
     if request.node.get_closest_marker("unit") is None:
+        yield
         return
+    refused: list[str] = []
 
     def refuse(what):
         def refuse_(*args, **kwargs):
-            raise AssertionError(f"a unit test {what}: take the fixture that provides it, or mark "
-                                 f"the test @pytest.mark.subprocess (tests/conftest.py, tiers)")
+            refused.append(what)
+            raise PermissionError(f"a unit test {what}: take the fixture that provides it, or mark "
+                                  f"the test @pytest.mark.subprocess (tests/conftest.py, tiers)")
         return refuse_
 
     monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a process"))
     monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection (mark it network)"))
+    yield
+    if refused:
+        pytest.fail(f"a unit test {refused[0]}: take the fixture that provides it, or mark the test "
+                    "(tests/conftest.py, tiers)", pytrace=False)
 
 
 @pytest.fixture
@@ -226,7 +241,7 @@ def app(any_settings, db):
 
     app = create_app(any_settings, {"TESTING": True})
     yield app
-    app.extensions["tingxie"].engine.dispose()
+    app.extensions["tingxie"].close()
 
 
 @pytest.fixture

@@ -155,7 +155,7 @@ def test_a_database_of_every_earlier_release_upgrades_and_serves(commit, any_set
             job = client.get(f"/api/v1/jobs/{posted.json['id']}", headers=auth[tenant])
             assert job.status_code == 200 and job.json["status"] == "queued"
     finally:
-        app.extensions["tingxie"].engine.dispose()
+        app.extensions["tingxie"].close()
 
 
 @pytest.mark.cli  # `tingxie db upgrade` in a process of its own: the system tier

@@ -66,6 +66,7 @@ def test_a_key_not_of_our_making_is_refused(store_settings):
             store.stat(key)
 
 
+@pytest.mark.network
 def test_an_unreachable_store_is_an_error_naming_it(tmp_path):
     from tests.support.service import free_port
 

@@ -23,7 +23,7 @@ def media_client(request, tmp_path, migrated):
     migrated.migrate(settings)
     app = create_app(settings, {"TESTING": True})
     yield app.test_client()
-    app.extensions["tingxie"].engine.dispose()
+    app.extensions["tingxie"].close()
 
 
 def test_ranges_and_conditional_requests(media_client, speech_path):

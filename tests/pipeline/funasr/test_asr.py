@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import wave
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,7 +99,7 @@ def test_a_hotword_list_is_made_once_and_reused_across_batches(seaco, spans, mon
     calls = []
     original = seaco._model.generate_hotwords_list
     monkeypatch.setattr(seaco._model, "generate_hotwords_list",
-                        lambda path, **kw: calls.append(open(path, encoding="utf-8").read()) or original(path, **kw))
+                        lambda path, **kw: calls.append(Path(path).read_text(encoding="utf-8")) or original(path, **kw))
     words = (Hotword("阿里巴巴", 20.0), Hotword("machine learning"))
     first = seaco.recognize(spans[:2], language="zh", hotwords=words)
     again = seaco.recognize(spans[:2], language="zh", hotwords=words)

@@ -30,7 +30,7 @@ def test_the_web_tier_removes_spool_files_nobody_holds_when_it_starts(settings):
     with open(held, "rb") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         app = create_app(settings, {"TESTING": True})
-        app.extensions["tingxie"].engine.dispose()
+        app.extensions["tingxie"].close()
         assert not orphan.exists() and recent.exists() and held.exists()
 
 
