@@ -115,8 +115,9 @@ def _queue_depths(svc) -> dict[str, int]:
         folder = settings.broker_dir / "queue"
         return {queue: sum(1 for _ in folder.glob(f"*.{queue}.msg")) for queue in ALL_QUEUES}
     if settings.broker_url.startswith(("redis://", "rediss://")):
-        client = redis.Redis.from_url(settings.broker_url, socket_timeout=3)
-        with client.pipeline(transaction=False) as pipe:
+        # Closed after each scrape: a client per call must not leave its connection to the collector.
+        with redis.Redis.from_url(settings.broker_url, socket_timeout=3) as client, \
+                client.pipeline(transaction=False) as pipe:
             for queue in ALL_QUEUES:
                 pipe.llen(queue)
             return dict(zip(ALL_QUEUES, pipe.execute()))

@@ -36,10 +36,11 @@ class Callers(threading.Thread):
 
     def run(self) -> None:
         async def main() -> list:
-            sdk = openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=self.token, max_retries=0, timeout=600)
-            calls = [sdk.audio.transcriptions.create(model=self.model, file=(self.filename, self.data))
-                     for _ in range(self.count)]
-            return await asyncio.gather(*calls, return_exceptions=True)
+            async with openai.AsyncOpenAI(base_url=self.base_url + "/v1", api_key=self.token, max_retries=0,
+                                          timeout=600) as sdk:
+                calls = [sdk.audio.transcriptions.create(model=self.model, file=(self.filename, self.data))
+                         for _ in range(self.count)]
+                return await asyncio.gather(*calls, return_exceptions=True)
 
         self.results = asyncio.run(main())
 

@@ -27,6 +27,7 @@ from tests.support.settings import REPO, make_settings
 from tests.support.funasr_testclient import Audio, read_answer, send_file
 from tests.support.service import settings_env
 from tests.support.gateway import pcm_of, start_gateway
+from tests.support.wsclient import close_ws
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +150,7 @@ def _events(service, job_id: str, token: str | None = None, origin: str | None =
             if messages[-1]["type"] == "snapshot" and messages[-1]["job"]["status"] not in ("done", "failed"):
                 return None, messages, None  # a live watch: the snapshot is what this test reads
     finally:
-        ws.close()
+        close_ws(ws)
 
 
 @pytest.mark.parametrize("who,refused", [
@@ -399,7 +400,7 @@ def _close_code(ws) -> int | None:
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return int.from_bytes(data[:2], "big") if len(data) >= 2 else None
     finally:
-        ws.close()
+        close_ws(ws)
 
 
 def test_revoked_or_expired_tokens_and_ended_sessions_lose_their_open_event_sockets(deployment):
@@ -430,12 +431,13 @@ def test_revoked_or_expired_tokens_and_ended_sessions_lose_their_open_event_sock
         s.execute(update(Token).where(Token.id == expiring.info.id).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert page.delete(f"{service.base_url}/api/v1/session", timeout=10, headers={
         "X-CSRF-Token": signed_in.json()["csrf_token"], "Origin": service.base_url}).status_code == 204
+    page.close()
     for name in ("revoked", "expired", "signed out"):
         assert _close_code(sockets[name]) == 1008, name
     still = sockets["kept"]
     still.ping(b"alive")
     assert still.recv_data(control_frame=True)[0] == websocket.ABNF.OPCODE_PONG  # not closed
-    still.close()
+    close_ws(still)
 
 
 def test_a_revoked_token_loses_its_gateway_connection_and_makes_no_more_jobs(deployment, speech_path):

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from core.db import make_engine, make_sessionmaker, session_scope
 from core.models import JobEvent
+from tests.support.wsclient import close_ws
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +34,7 @@ def watch(url: str, timeout_s: float = 300) -> tuple[list[dict], int | None]:
     except websocket.WebSocketConnectionClosedException:
         return messages, None
     finally:
-        ws.close()
+        close_ws(ws)
 
 
 def db_history(settings, job_id: str) -> list[tuple[int, str]]:
@@ -126,6 +127,8 @@ def test_the_readmes_events_example_runs_to_the_close(live_service):
     code = example.replace("ws://127.0.0.1:8000", f"ws://{service.settings.host}:{service.settings.port}")
     code = code.replace("JOB_ID", "0" * 32).replace('header=["Authorization: Bearer tx_…"]', "header=[]")
     printed = io.StringIO()
+    example_globals: dict = {}
     with contextlib.redirect_stdout(printed):
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "README.md", "exec"), example_globals)
+    close_ws(example_globals["ws"])  # the example ends with the script; here the test process goes on
     assert "not_found" in printed.getvalue()

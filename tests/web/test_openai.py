@@ -35,8 +35,9 @@ def openai_service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def openai_sdk(openai_service):
-    return openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key=openai_service.tokens["tenant-a"], max_retries=0,
-                         timeout=300)
+    with openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key=openai_service.tokens["tenant-a"],
+                       max_retries=0, timeout=300) as sdk:
+        yield sdk
 
 
 def _as(service, tenant: str) -> dict:
@@ -64,20 +65,22 @@ def test_the_api_key_is_a_token_and_another_tenant_sees_nothing(openai_sdk, open
     mine = requests.get(openai_service.base_url + "/api/v1/jobs?per_page=100", headers=_as(openai_service, "tenant-a"),
                         timeout=10).json()["items"]
     job_id = mine[0]["id"]
-    other = openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key=openai_service.tokens["tenant-b"], max_retries=0)
-    assert "whisper-1" in [m.id for m in other.models.list()]  # nothing of tenant-a's in there either
+    with openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key=openai_service.tokens["tenant-b"],
+                       max_retries=0) as other:
+        assert "whisper-1" in [m.id for m in other.models.list()]  # nothing of tenant-a's in there either
     for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/transcript", f"/api/v1/jobs/{job_id}/media"):
         r = requests.get(openai_service.base_url + path, headers=_as(openai_service, "tenant-b"), timeout=10)
         assert r.status_code == 404 and result.text.split()[0].lower() not in r.text.lower(), path
     theirs = requests.get(openai_service.base_url + "/api/v1/jobs?per_page=100", headers=_as(openai_service, "tenant-b"),
                           timeout=10).json()
     assert job_id not in {j["id"] for j in theirs["items"]} and JFK not in str(theirs).lower()
-    bogus = openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key="sk-not-a-tingxie-token", max_retries=0)
-    with pytest.raises(openai.AuthenticationError) as caught:
-        _transcribe(bogus, speech_path("jfk.flac"))
-    assert caught.value.body["code"] == "unauthorized"
-    with pytest.raises(openai.AuthenticationError):
-        bogus.models.list()
+    with openai.OpenAI(base_url=openai_service.base_url + "/v1", api_key="sk-not-a-tingxie-token",
+                       max_retries=0) as bogus:
+        with pytest.raises(openai.AuthenticationError) as caught:
+            _transcribe(bogus, speech_path("jfk.flac"))
+        assert caught.value.body["code"] == "unauthorized"
+        with pytest.raises(openai.AuthenticationError):
+            bogus.models.list()
     after = requests.get(openai_service.base_url + "/api/v1/jobs?per_page=100", headers=_as(openai_service, "tenant-a"),
                          timeout=10).json()
     assert after["total"] == len(mine)
@@ -169,8 +172,8 @@ def test_past_the_wait_the_answer_names_the_job_and_is_not_retried(tmp_path, spe
     svc.start_web()
     try:
         token = make_token(settings, "local")
-        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key=token, max_retries=2, timeout=60)
-        with pytest.raises(openai.APIStatusError) as caught:
+        with openai.OpenAI(base_url=svc.base_url + "/v1", api_key=token, max_retries=2, timeout=60) as sdk, \
+                pytest.raises(openai.APIStatusError) as caught:
             _transcribe(sdk, speech_path("jfk.flac"))
         assert caught.value.status_code == 504
         body = caught.value.body

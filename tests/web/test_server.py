@@ -19,6 +19,7 @@ import requests
 import websocket
 
 from tests.support.settings import make_settings
+from tests.support.wsclient import close_ws
 
 pytestmark = pytest.mark.slow
 
@@ -204,7 +205,7 @@ def test_an_event_socket_outlives_the_request_idle_timeout(live_service, tmp_pat
             else:
                 seen.append(json.loads(frame.data)["type"])
     finally:
-        ws.close()
+        close_ws(ws)
     assert close[0] == 1000 and seen[-1] == "done", (close, seen)
 
 

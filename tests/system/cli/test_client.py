@@ -78,8 +78,12 @@ class _Proxy:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         if b"upgrade: websocket" not in head.lower():
             upstream.sendall(head)
-            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+            back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+            back.start()
             self._pump(client, upstream)
+            back.join()  # ends once either side has closed: each pump shuts both sockets down
+            upstream.close()
+            client.close()
             return
         self.sockets_dropped += 1
         if self.mode == "refuse":
@@ -199,6 +203,7 @@ def test_an_answer_that_is_not_tingxie_is_a_server_error(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+        server.stdout.close()
     assert done.returncode == 3
     assert "is it a tingxie server?" in done.stderr
 

@@ -117,6 +117,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    proc.stdout.close()
 
 
 @pytest.mark.slow

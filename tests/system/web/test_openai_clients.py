@@ -41,8 +41,9 @@ def service(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sdk_client(service):
-    return openai.OpenAI(base_url=service.base_url + "/v1", api_key=service.tokens["tenant-a"], max_retries=0,
-                         timeout=300)
+    with openai.OpenAI(base_url=service.base_url + "/v1", api_key=service.tokens["tenant-a"], max_retries=0,
+                       timeout=300) as sdk:
+        yield sdk
 
 
 def _as(service, tenant: str = "tenant-a") -> dict:
@@ -206,11 +207,11 @@ def test_no_worker_the_model_is_refused_at_once_and_its_jobs_fail(tmp_path, spee
     try:
         job = svc.submit(speech_path("jfk.flac"), profile="funasr")
         time.sleep(1.0)  # the web tier's first TINGXIE_NO_WORKER_S, in which workers may still be starting
-        sdk = openai.OpenAI(base_url=svc.base_url + "/v1", api_key=make_token(settings, "local"), max_retries=2,
-                            timeout=60)
-        assert [m.id for m in sdk.models.list()] == []
-        with pytest.raises(openai.InternalServerError) as caught:
-            _transcribe(sdk, speech_path("jfk.flac"), model="funasr")
+        with openai.OpenAI(base_url=svc.base_url + "/v1", api_key=make_token(settings, "local"), max_retries=2,
+                           timeout=60) as sdk:
+            assert [m.id for m in sdk.models.list()] == []
+            with pytest.raises(openai.InternalServerError) as caught:
+                _transcribe(sdk, speech_path("jfk.flac"), model="funasr")
         error = caught.value.body
         assert caught.value.status_code == 503 and error["code"] == "no_worker" and "funasr" in error["message"]
         assert svc.jobs()["total"] == 1, "refused before any job, and not retried"
