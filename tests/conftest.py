@@ -139,6 +139,28 @@ def _unit_touches_nothing(request, monkeypatch):
                     "(tests/conftest.py, tiers)", pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _close_services(monkeypatch):
+    """Every ``Services`` a test starts (an app's, a dispatch world's...) has its connections
+    closed when the test ends, whether or not the test closes it: a connection left to the garbage
+    collector is a ResourceWarning, which fails whichever later test the collector runs in. Closing
+    twice is harmless, and a closed one still works (it connects again when used)."""
+    from core.services import Services
+
+    started: list[Services] = []
+    start = Services.start.__func__
+
+    def start_and_keep(cls, settings):
+        services = start(cls, settings)
+        started.append(services)
+        return services
+
+    monkeypatch.setattr(Services, "start", classmethod(start_and_keep))
+    yield
+    for services in started:
+        services.close()
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for one test, dropped afterwards."""

@@ -136,6 +136,7 @@ def test_rolling_upgrade_loses_and_repeats_nothing(tmp_path, postgres_url, redis
             claimed = next(e for e in mine[back[0]:] if e.type in ("running", "done"))
             recover_s.append((claimed.created_at - mine[back[0]].created_at).total_seconds())
     workers_of = dict(rows("select id, worker from jobs"))
+    engine.dispose()
     print(f"rolling upgrade {PREVIOUS} -> this checkout: {len(submitted)} jobs, lost {len(lost)}, duplicated "
           f"{len(duplicated)}; old workers ran {sum(workers_of[j] in old_nodes for j in submitted)} "
           f"({len(ran_on_new_schema)} claimed after the migration); {len(recover_s)} job(s) handed back, "
