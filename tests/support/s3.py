@@ -23,12 +23,10 @@ class S3Server:
     url: str
 
     @classmethod
-    def start(cls, log_path: Path, port: int | None = None, host: str = "127.0.0.1",
-              prefix: tuple[str, ...] = ()) -> "S3Server":
-        """Listening on ``host``, on a free port or on ``port`` (the same server back after
-        :meth:`stop`, as far as its clients can tell: moto keeps its buckets in memory, so the caller
-        puts back what it needs); ``prefix`` runs it inside another host's network (``ip netns exec HOST``)."""
-        port = port or free_port()
+    def start(cls, log_path: Path, host: str = "127.0.0.1", prefix: tuple[str, ...] = ()) -> "S3Server":
+        """Listening on ``host``, on a free port; ``prefix`` runs it inside another host's network
+        (``ip netns exec HOST``)."""
+        port = free_port()
         with open(log_path, "ab") as log:  # the child writes to its own copy
             process = subprocess.Popen([*prefix, sys.executable, "-m", "moto.server", "-H", host, "-p", str(port)],
                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
