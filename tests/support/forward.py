@@ -7,7 +7,8 @@ import socketserver
 import threading
 
 
-def _pump(source: socket.socket, target: socket.socket) -> None:
+def pump(source: socket.socket, target: socket.socket) -> None:
+    """Copy ``source`` to ``target`` until ``source`` ends, then end ``target``'s sending side."""
     try:
         while chunk := source.recv(65536):
             target.sendall(chunk)
@@ -23,9 +24,9 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         with socket.create_connection(self.server.target) as upstream:
-            back = threading.Thread(target=_pump, args=(upstream, self.request), daemon=True)
+            back = threading.Thread(target=pump, args=(upstream, self.request), daemon=True)
             back.start()
-            _pump(self.request, upstream)
+            pump(self.request, upstream)
             back.join()
 
 

@@ -14,6 +14,7 @@ import pytest
 from cli.client import ApiError, Client, JobUpdate
 from media import find_ffmpeg
 from tests.support.client import client_cli, client_env
+from tests.support.forward import pump
 from tests.support.settings import REPO
 
 STAGES = ("decode", "vad", "asr", "punc", "itn")
@@ -78,10 +79,10 @@ class _Proxy:
         upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
         if b"upgrade: websocket" not in head.lower():
             upstream.sendall(head)
-            back = threading.Thread(target=self._pump, args=(upstream, client), daemon=True)
+            back = threading.Thread(target=pump, args=(upstream, client), daemon=True)
             back.start()
-            self._pump(client, upstream)
-            back.join()  # ends once either side has closed: each pump shuts both sockets down
+            pump(client, upstream)
+            back.join()  # the server closes once the client has
             upstream.close()
             client.close()
             return
@@ -99,20 +100,6 @@ class _Proxy:
             client.sendall(answer)
         upstream.close()
         client.close()
-
-    @staticmethod
-    def _pump(source: socket.socket, target: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                target.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, target):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @pytest.mark.slow
