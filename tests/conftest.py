@@ -126,17 +126,16 @@ def _unit_touches_nothing(request, monkeypatch):
 
     def refuse(what):
         def refuse_(*args, **kwargs):
-            refused.append(what)
-            raise PermissionError(f"a unit test {what}: take the fixture that provides it, or mark "
-                                  f"the test @pytest.mark.subprocess (tests/conftest.py, tiers)")
+            refused.append(f"a unit test {what}: take the fixture that provides it, or mark the test "
+                           "(tests/conftest.py, tiers)")
+            raise PermissionError(refused[-1])
         return refuse_
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a process"))
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse("started a process (mark it subprocess)"))
     monkeypatch.setattr(socket.socket, "connect", refuse("opened a network connection (mark it network)"))
     yield
     if refused:
-        pytest.fail(f"a unit test {refused[0]}: take the fixture that provides it, or mark the test "
-                    "(tests/conftest.py, tiers)", pytrace=False)
+        pytest.fail(refused[0], pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -11,3 +11,9 @@ import pytest
 def require_installed(name: str, reason: str) -> None:
     if importlib.util.find_spec(name) is None:
         pytest.skip(reason, allow_module_level=True)
+
+
+def require_funasr() -> None:
+    """The funasr profile's packages: torch and funasr."""
+    require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
+    require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support.requires import require_installed
+from tests.support.requires import require_funasr
 
-require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_funasr()
 
 
 def _alphas_cases():

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.requires import require_installed
+from tests.support.requires import require_funasr, require_installed
 
-require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_funasr()
 require_installed("sklearn", reason="speaker labels need scikit-learn")
 
 from pipeline import transcribe  # noqa: E402

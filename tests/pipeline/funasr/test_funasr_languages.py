@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.requires import require_installed
+from tests.support.requires import require_funasr
 
-require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_funasr()
 
 from core.languages import TRADITIONAL_CHINESE, languages_for  # noqa: E402
 from pipeline import transcribe  # noqa: E402

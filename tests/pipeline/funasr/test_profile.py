@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.requires import require_installed
+from tests.support.requires import require_funasr, require_installed
 
-require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_funasr()
 require_installed("onnxscript", reason="exporting the tiny ONNX models needs onnxscript")
 
 from pipeline import transcribe  # noqa: E402

@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support.requires import require_installed
+from tests.support.requires import require_funasr
 
-require_installed("torch", reason="the funasr profile needs torch (pip install torch==2.13.0)")
-require_installed("funasr", reason="the funasr profile needs funasr (pip install 'tingxie[funasr]')")
+require_funasr()
 
 from media import find_ffmpeg  # noqa: E402
 from pipeline.audio import PcmFile, decode  # noqa: E402
