@@ -62,7 +62,7 @@ def _make_long_speech(tmp_path, speech_path, repeats: int):
 
 def test_kill_9_mid_job_is_delivered_again_and_completes_once(live_service, any_settings, speech_path, tmp_path):
     service = live_service(any_settings)
-    long_file = _make_long_speech(tmp_path, speech_path, repeats=12)  # 132 s of speech
+    long_file = _make_long_speech(tmp_path, speech_path, repeats=6)  # 66 s of speech: three 30-second windows
     job_id = service.submit(long_file, language="en")["id"]
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -84,8 +84,8 @@ def test_kill_9_mid_job_is_delivered_again_and_completes_once(live_service, any_
     finally:
         engine.dispose()
     data = requests.get(f"{service.base_url}/api/v1/jobs/{job_id}/transcript").json()
-    assert data["segments"][-1]["end_ms"] > 125_000  # the second attempt covered the whole file
-    assert data["text"].lower().count("fellow americans") >= 10
+    assert data["segments"][-1]["end_ms"] > 60_000  # the second attempt covered the whole file
+    assert data["text"].lower().count("fellow americans") >= 5
 
 
 def test_bad_files_fail_their_job_and_the_worker_goes_on(live_service, settings, speech_path, tmp_path):
