@@ -1,7 +1,8 @@
 """What one media probe costs (figures printed, not a test).
 
 Paired rounds over real speech; each round times, one after the other:
-  child      media.probe: PyAV in a limited child process (what the web tier and workers run)
+  child      media.probe: PyAV in a limited process forked by the probe's fork server (what the web
+             tier and workers run)
   in-process PyAV's av.open in this process, the same reads without the child (no isolation)
   ffmpeg -i  the replaced approach: `ffmpeg -i` with the bundled and Debian's binaries, stderr read
 Prints the median per call of each and the median of the per-round ratio child / in-process.

@@ -1,20 +1,16 @@
-"""The probe's child process: ``python -m media._probe_child PATH PARENT_PID MEMORY_BYTES CPU_S
-[CAP_MS WHOLE_BYTES]`` prints one line of JSON, ``{"info": {...}, "past_cap": ...}`` or ``{"error":
-{"type", "message", "detail"}}``; with CAP_MS the file is the first part of one still arriving, to
-be WHOLE_BYTES long ("-": not known) (:func:`media.probe.probe_prefix`).
+"""What the probe's reader runs (:mod:`media._probe_zygote`): :func:`answer` looks at one file;
+with a cap the file is the first part of one still arriving (:func:`media.probe.probe_prefix`).
 
-libavformat parses the untrusted file here, under resource limits set before PyAV is imported, so
-a file that makes it hang, crash or allocate without end takes down this process only.
+libavformat parses the untrusted file here, in a reader process forked for it under resource
+limits and a wall-clock alarm, so a file that makes it hang, crash or allocate without end takes
+down that process only.
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import traceback
 
 from media import errors
-from media._rlimited import die_with_parent, set_limits
 from media.formats import ALLOWED_DEMUXERS, demuxer_name, is_allowed, mime_type, refused_kind
 
 # A file cut to less than this share of the length it declares is refused as truncated (the
@@ -201,24 +197,15 @@ def probe(path: str, prefix_cap_ms: int | None = None, whole_bytes: int | None =
         return {"info": info, "past_cap": past_cap}
 
 
-def main(argv: list[str]) -> int:
-    path, parent_pid, memory_bytes, cpu_s, *prefix = argv
-    die_with_parent(int(parent_pid))
-    set_limits(int(memory_bytes), int(cpu_s), 0)  # a probe writes no file
-    cap_ms, whole = prefix or (None, "-")
+def answer(path: str, cap_ms: str | None, whole_bytes: str | None) -> dict:
+    """What :func:`probe` found, or the error a person can act on, as the reader reports it:
+    ``{"info": {...}, "past_cap": ...}`` or ``{"error": {"type", "message", "detail"}}``."""
     try:
-        result = probe(path, None if cap_ms is None else int(cap_ms), None if whole == "-" else int(whole))
+        return probe(path, None if cap_ms is None else int(cap_ms), None if whole_bytes is None else int(whole_bytes))
     except _Failed as failed:
-        result = {"error": {"type": failed.error.__name__, "message": failed.message, "detail": failed.detail}}
+        return {"error": {"type": failed.error.__name__, "message": failed.message, "detail": failed.detail}}
     except MemoryError:
-        result = {"error": {"type": "MediaError", "message": _TOO_MUCH_MEMORY, "detail": "MemoryError"}}
-    except Exception:  # anything else the file made PyAV raise: the file is unreadable, the child answers
-        result = {"error": {"type": "MediaError", "message": _NOT_MEDIA,
-                            "detail": traceback.format_exc()[-_DETAIL_KEEP_CHARS:]}}
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
-
-
-if __name__ == "__main__":
-    os._exit(main(sys.argv[1:]))
+        return {"error": {"type": "MediaError", "message": _TOO_MUCH_MEMORY, "detail": "MemoryError"}}
+    except Exception:  # anything else the file made PyAV raise: the file is unreadable, the reader answers
+        return {"error": {"type": "MediaError", "message": _NOT_MEDIA,
+                          "detail": traceback.format_exc()[-_DETAIL_KEEP_CHARS:]}}

@@ -1,18 +1,24 @@
 """One look at a media file before anything decodes it: which demuxer, which streams, how long.
 
-PyAV (libavformat) reads the container in a short-lived child process (:mod:`media._probe_child`)
-with the ``file`` protocol and the demuxer allowlist only, no stdin, and limits on memory, CPU
-time, file writes and wall-clock time. A hostile file that hangs or crashes the demuxer costs one
-child, never the web tier or a worker; the child costs a Python start and ``import av`` per call.
+PyAV (libavformat) reads the container in a short-lived process of its own, forked for that one
+file by the probe's fork server (:mod:`media._probe_zygote`, started once per process that probes,
+PyAV loaded once), with the ``file`` protocol and the demuxer allowlist only, no stdin, and limits
+on memory, CPU time, file writes and wall-clock time. A hostile file that hangs or crashes the
+demuxer costs that process, never the web tier or a worker; a probe costs a fork, not a Python
+start and ``import av``.
 """
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from media import errors
@@ -68,7 +74,7 @@ def probe(
     ``timeout_s`` bounds the wall-clock time, ``cpu_s`` the child's CPU seconds and
     ``memory_bytes`` its address space (RLIMIT_AS); past any of them the child is killed.
     """
-    info, _ = _run(Path(path), (), timeout_s, cpu_s, memory_bytes)
+    info, _ = _run(Path(path), (None, None), timeout_s, cpu_s, memory_bytes)
     if max_duration_ms is not None and info.duration_ms is not None and info.duration_ms > max_duration_ms:
         raise too_long(info.duration_ms, max_duration_ms)
     return info
@@ -93,7 +99,7 @@ def probe_prefix(
     container declares nothing). Not checked for truncation (it is cut short, by design); any
     other error may be the cut (an MP4 whose index comes last does not open before it arrives),
     and only the whole file's :func:`probe` can tell."""
-    extra = (str(int(max_duration_ms)), str(int(whole_bytes)) if whole_bytes is not None else "-")
+    extra = (str(int(max_duration_ms)), str(int(whole_bytes)) if whole_bytes is not None else None)
     info, past_cap = _run(Path(path), extra, timeout_s, cpu_s, memory_bytes)
     if info.duration_ms is not None and info.duration_ms > max_duration_ms:
         # Declared for the whole file, or estimated for the part there: at least this long either way.
@@ -103,30 +109,120 @@ def probe_prefix(
     return info
 
 
-def _run(path: Path, extra: tuple[str, ...], timeout_s: float, cpu_s: int,
+class _ForkServer:
+    """This process's :mod:`media._probe_zygote`, started on first use (and again in a forked
+    child, or after it died). It is started from a thread that lives as long as it does: the
+    kernel's parent-death signal follows the thread that started a process, not the process."""
+
+    def __init__(self):
+        self._forget()
+
+    def _forget(self) -> None:
+        """In a forked child: another thread of the parent may have held the lock, and the parent's
+        server is the parent's (its socket is closed here; the child starts its own)."""
+        if getattr(self, "_sock", None) is not None:
+            self._sock.close()
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._sock: socket.socket | None = None
+
+    def _start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        # -P: the working directory is not on the server's import path.
+        cmd = [sys.executable, "-P", "-m", "media._probe_zygote", str(os.getpid()), str(theirs.fileno())]
+        started: dict = {}
+        ready = threading.Event()
+
+        def keep() -> None:
+            try:
+                started["proc"] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                   pass_fds=(theirs.fileno(),), env=env, start_new_session=True)
+            except BaseException as exc:  # told to the caller below
+                started["error"] = exc
+            finally:
+                ready.set()
+            if "proc" in started:
+                started["proc"].wait()
+
+        threading.Thread(target=keep, name="media-probe-server", daemon=True).start()
+        ready.wait()
+        theirs.close()
+        if "error" in started:
+            ours.close()
+            raise started["error"]
+        if self._sock is not None:
+            self._sock.close()  # a server that died
+        self._proc, self._sock = started["proc"], ours
+
+    def _server(self, restart: bool) -> socket.socket:
+        with self._lock:
+            if restart or self._proc is None or self._proc.poll() is not None:
+                self._start()
+            return self._sock
+
+    def ask(self, args: list, timeout_s: float) -> dict | None:
+        """The watcher's report on one read of a file, or None when none came in ``timeout_s``."""
+        for attempt in range(2):
+            sock = self._server(restart=attempt > 0)
+            read_end, write_end = os.pipe()
+            try:
+                try:
+                    socket.send_fds(sock, [json.dumps(args).encode()], [write_end])
+                except OSError:  # the server is gone: start another, once
+                    if attempt:
+                        raise
+                    continue
+                finally:
+                    os.close(write_end)
+                answer = _read_all(read_end, timeout_s)
+            finally:
+                os.close(read_end)
+            if answer is None:
+                return None
+            if answer:
+                return json.loads(answer)
+            # No answer at all: the server died with the request (it is started again, once).
+        raise RuntimeError("the media probe's fork server ended without answering")
+
+
+def _read_all(fd: int, timeout_s: float) -> bytes | None:
+    """Everything written to ``fd`` until every writer has closed it, or None after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    data = bytearray()
+    with select.epoll() as poller:
+        poller.register(fd, select.EPOLLIN)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if not poller.poll(left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return bytes(data)
+            data += chunk
+
+
+_SERVER = _ForkServer()
+os.register_at_fork(after_in_child=_SERVER._forget)
+# How long past its own alarm a reader's report may take (a busy host) before the caller gives up.
+_REPORT_GRACE_S = 10.0
+
+
+def _run(path: Path, extra: tuple[str | None, str | None], timeout_s: float, cpu_s: int,
          memory_bytes: int) -> tuple[MediaInfo, bool | None]:
-    """The child's answer: what it found, and (a prefix) whether audio lies past the cap."""
+    """The reader's answer: what it found, and (a prefix) whether audio lies past the cap."""
     check_file(path)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-    # -P: the working directory is not on the child's import path.
-    cmd = [sys.executable, "-P", "-m", "media._probe_child", str(path.resolve()), str(os.getpid()),
-           str(memory_bytes), str(cpu_s), *extra]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        proc.communicate()
+    report = _SERVER.ask([str(path.resolve()), memory_bytes, cpu_s, timeout_s, *extra], timeout_s + _REPORT_GRACE_S)
+    if report is None or report["returncode"] == -signal.SIGALRM:
+        # The reader's alarm ended it; it kills itself whatever the file does, so none is left.
         raise errors.MediaTimeoutError(
             f"Reading the file's header took longer than {timeout_s:g} s and was stopped; "
             "the file may be damaged. Converting it to a common format (e.g. mp3 or flac) usually helps."
-        ) from None
-    finally:
-        kill_group(proc)
-    stderr = err.decode("utf-8", "replace")[-_DETAIL_KEEP_CHARS:]
-    return _result(proc.returncode, out, stderr, cpu_s)
+        )
+    return _result(report["returncode"], report["out"].encode(), report["err"], cpu_s)
 
 
 def _result(returncode: int, out: bytes, stderr: str, cpu_s: int) -> tuple[MediaInfo, bool | None]:

@@ -185,31 +185,31 @@ def test_a_first_part_that_does_not_open_is_not_too_long(make_media, tmp_path):
     assert err.value.code == "bad_media"
 
 
-def _probe_children() -> list:
-    """Probe processes still under this test process (other tests' services may run beside)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "media._probe_child" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.NoSuchProcess:
-            continue
-    return found
+def _readers_left() -> list:
+    """Processes the probe's fork server forked that still run (its watchers and readers), waited
+    for: a watcher reports, then exits."""
+    servers = [child for child in psutil.Process().children()
+               if "media._probe_zygote" in " ".join(child.cmdline())]
+    assert servers, "the probe's fork server is not running"
+    left = [p for server in servers for p in server.children(recursive=True)]
+    gone, alive = psutil.wait_procs(left, timeout=30)
+    return alive
 
 
-def test_a_probe_past_its_time_is_killed_with_its_child(speech_path):
+def test_a_probe_past_its_time_is_killed_with_its_reader(speech_path):
+    """A microsecond: the reader's alarm goes off before it can have read anything."""
     with pytest.raises(media.MediaTimeoutError) as err:
-        probe(speech_path("jfk.flac"), timeout_s=0.05)
+        probe(speech_path("jfk.flac"), timeout_s=1e-6)
     assert err.value.code == "media_timeout"
-    assert _probe_children() == []
+    assert _readers_left() == []
 
 
 def test_the_probe_runs_under_a_memory_limit(speech_path):
-    """With too little address space the child cannot even load libavformat: the limit is real."""
+    """With too little address space the reader cannot map what libavformat needs: the limit is real."""
     with pytest.raises(media.MediaError) as err:
         probe(speech_path("jfk.flac"), memory_bytes=64 << 20)
     assert "map" in err.value.detail or "memory" in err.value.message
-    assert _probe_children() == []
+    assert _readers_left() == []
 
 
 def test_media_info_round_trips_through_json(speech_path):

@@ -60,8 +60,9 @@ def wait_for(condition, timeout_s: float, what: str, poll_s: float = 0.1):
 
 
 def pool_processes(worker_pid: int) -> list[psutil.Process]:
-    """A prefork worker's pool processes (its Python children)."""
-    return [p for p in psutil.Process(worker_pid).children() if "python" in p.name().lower()]
+    """A prefork worker's pool processes (its Python children, not a media probe's fork server)."""
+    return [p for p in psutil.Process(worker_pid).children()
+            if "python" in p.name().lower() and "media._probe_zygote" not in " ".join(p.cmdline())]
 
 
 def gone(pid: int) -> bool:
