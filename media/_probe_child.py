@@ -7,6 +7,7 @@ down that process only.
 """
 from __future__ import annotations
 
+import errno
 import os
 import traceback
 
@@ -204,8 +205,16 @@ def answer(path: str, cap_ms: str | None, whole_bytes: str | None) -> dict:
         return probe(path, None if cap_ms is None else int(cap_ms), None if whole_bytes is None else int(whole_bytes))
     except _Failed as failed:
         return {"error": {"type": failed.error.__name__, "message": failed.message, "detail": failed.detail}}
-    except MemoryError:
-        return {"error": {"type": "MediaError", "message": _TOO_MUCH_MEMORY, "detail": "MemoryError"}}
-    except Exception:  # anything else the file made PyAV raise: the file is unreadable, the reader answers
-        return {"error": {"type": "MediaError", "message": _NOT_MEDIA,
-                          "detail": traceback.format_exc()[-_DETAIL_KEEP_CHARS:]}}
+    except Exception as exc:  # anything else the file made PyAV raise: the file is unreadable, the reader answers
+        detail = traceback.format_exc()[-_DETAIL_KEEP_CHARS:]
+        return {"error": {"type": "MediaError", "message": _TOO_MUCH_MEMORY if _out_of_memory(exc) else _NOT_MEDIA,
+                          "detail": detail}}
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """Whether the reader ran out of its address space, wherever that struck: an allocation
+    (MemoryError), a system call (ENOMEM), or a part of PyAV it loads as it goes (an extension
+    module whose segment could not be mapped)."""
+    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
+        return True
+    return isinstance(exc, ImportError) and "failed to map segment" in str(exc)
