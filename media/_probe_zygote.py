@@ -24,10 +24,10 @@ import signal
 import socket
 import sys
 
+from media._probe_child import _DETAIL_KEEP_CHARS
 from media._rlimited import die_with_parent, set_limits
 
 _MAX_OUT_BYTES = 1 << 20
-_DETAIL_KEEP_CHARS = 4000
 
 
 def _reader(args: list, out_w: int, err_w: int) -> None:
@@ -96,8 +96,6 @@ def serve(parent_pid: int, sock: socket.socket) -> None:
     die_with_parent(parent_pid)
     try:  # loaded once here, shared by every reader; without it each reader reports it missing
         import av  # noqa: F401
-
-        import media._probe_child  # noqa: F401
     except ImportError:
         pass
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # watchers are reaped by the kernel

@@ -31,7 +31,6 @@ PROBE_CPU_S = 20
 PROBE_MEMORY_BYTES = 512 << 20
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
-_DETAIL_KEEP_CHARS = 4000
 
 
 def check_file(path: Path) -> None:
