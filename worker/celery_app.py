@@ -12,6 +12,7 @@ from core import storage
 from core.metrics import use_multiprocess_dir
 from core.queue import make_celery, queues_for
 from core.settings import Settings
+from worker import lifeline
 from worker import metrics as worker_metrics
 from worker import runtime
 from worker.engines import check_profile_options
@@ -45,7 +46,9 @@ def create_worker_app(settings: Settings) -> Celery:
 
     def _start_pool_process(**_):
         """A prefork pool process reports ready at once and loads its models in a thread: no
-        start-up timeout can kill it mid-load (worker.startup)."""
+        start-up timeout can kill it mid-load (worker.startup). It ends with the main process, not
+        with the pool's thread that forked it (worker.lifeline)."""
+        lifeline.outlive_forking_thread()
         rt.may_end_process = True
         if settings.preload_models:
             load_in_background(load_all)
@@ -55,6 +58,7 @@ def create_worker_app(settings: Settings) -> Celery:
         worker_init.connect(_load_models, weak=False)
     else:
         rt.load_guard = LoadGuard(slots=64)  # made before the pool forks, shared by its processes
+        lifeline.install()
         worker_process_init.connect(_start_pool_process, weak=False)
 
     @worker_shutting_down.connect(weak=False)
