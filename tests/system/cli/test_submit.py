@@ -179,6 +179,7 @@ def test_cancel_a_job_a_waiting_submit_follows(shared_service, speech_path, tmp_
     finally:
         if waiting.poll() is None:
             waiting.kill()
+            waiting.communicate()  # reaped and its pipes closed: a failure here leaks nothing into later tests
     assert waiting.returncode == 1
     [item] = json.loads(stdout)
     assert item["id"] == job_id and item["status"] == "canceled" and item["output"] is None
@@ -236,6 +237,7 @@ def test_ctrl_c_leaves_the_job_going_and_names_it(shared_service, speech_path, t
     finally:
         if waiting.poll() is None:
             waiting.kill()
+            waiting.communicate()  # reaped and its pipes closed: a failure here leaks nothing into later tests
     assert waiting.returncode == 130
     assert "interrupted; the jobs submitted go on on the server" in stderr
     assert re.search(rf"long\.flac: job {job_id} is queued$", stderr, re.M)

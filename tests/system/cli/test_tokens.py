@@ -117,7 +117,10 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-    proc.stdout.close()
+        proc.wait()  # reaped: this failure leaks nothing into later tests
+        raise AssertionError("tingxie up did not stop within 60 s of Ctrl-C")
+    finally:
+        proc.stdout.close()
 
 
 @pytest.mark.slow
