@@ -122,18 +122,19 @@ def cmd_up(args) -> int:
         return 1
     with_gateway = not args.no_gateway and importlib.util.find_spec("cli.gateway") is not None
     supervisor = _up_children(args, with_gateway)
-    supervisor.start()
-    print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
-          *_up_banner(settings, with_gateway), sep="\n", flush=True)
     stopping = False
 
     def _stop(*_):
         nonlocal stopping
         stopping = True
 
+    # Before the first child starts: a Ctrl-C from then on stops them all, however early it comes.
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     try:
+        supervisor.start()
+        print(f"tingxie is up: http://{settings.host}:{settings.port}  (data in {settings.data_dir}; Ctrl-C stops)",
+              *_up_banner(settings, with_gateway), sep="\n", flush=True)
         supervisor.run(lambda: stopping)
     finally:
         supervisor.stop()

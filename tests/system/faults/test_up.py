@@ -2,7 +2,9 @@
 backoff, logged) while the web tier stays up."""
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import requests
 from core.migrate import upgrade
 from tests.support.faults import wait_for
 from tests.support.service import REPO, settings_env
+from tests.support.settings import make_settings
 
 pytestmark = pytest.mark.slow
 
@@ -69,3 +72,42 @@ def test_up_restarts_a_dead_worker_and_gateway_and_the_web_tier_stays_up(setting
         finally:
             if up.poll() is None:
                 os.killpg(up.pid, signal.SIGKILL)
+
+
+
+def test_ctrl_c_to_up_alone_the_moment_it_has_started_its_children_stops_them_all(tmp_path):
+    """A Ctrl-C (SIGINT to `tingxie up` alone, as a process manager sends it) however early still
+    stops every child. On another address `up` writes a sign-in link to the database between
+    starting its children and printing its banner: the signal lands in that time here."""
+    settings = make_settings(tmp_path, preload_models=False)
+    log_path = tmp_path / "up.log"
+    with open(log_path, "wb") as log:
+        up = subprocess.Popen([sys.executable, "-m", "cli", "up", "--host", "0.0.0.0", "--port", str(settings.port)],
+                              cwd=REPO, env=settings_env(settings), stdout=subprocess.DEVNULL, stderr=log,
+                              start_new_session=True)
+    children: list[psutil.Process] = []
+    try:
+        with open(log_path, encoding="utf-8") as log:
+            deadline = time.monotonic() + 60
+            while len(children) < 3 and up.poll() is None and time.monotonic() < deadline:
+                where = log.tell()
+                line = log.readline()
+                if not line.endswith("\n"):  # not written whole yet
+                    log.seek(where)
+                    time.sleep(0.005)
+                    continue
+                started = re.search(r"started (\w+) \(pid (\d+)\)", line)
+                if started:
+                    children.append(psutil.Process(int(started[2])))
+        assert len(children) == 3, log_path.read_text()
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, log_path.read_text()
+        _, alive = psutil.wait_procs(children, timeout=30)
+        assert not alive, f"left running: {[' '.join(child.cmdline()) for child in alive]}"
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+            up.wait()
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
