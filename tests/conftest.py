@@ -17,6 +17,7 @@ Only this file sets the tier markers."""
 from __future__ import annotations
 
 import dataclasses
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -94,6 +95,12 @@ def tier_of(item: pytest.Item) -> str:
 
 
 def pytest_configure(config):
+    # A suite started in the background by a non-interactive shell (`make test &` in a script, as a
+    # CI runner may start it) inherits SIGINT ignored, as would every process a test starts: the
+    # tests that press Ctrl-C on `tingxie up` or `tingxie submit --wait` would wait for ever. The
+    # processes a test starts begin as from a terminal, with SIGINT at its default.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for tier in TIERS:
         config.addinivalue_line("markers", f"{tier}: the {tier} tier (set by tests/conftest.py; README Development)")
 
