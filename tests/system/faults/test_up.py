@@ -74,11 +74,11 @@ def test_up_restarts_a_dead_worker_and_gateway_and_the_web_tier_stays_up(setting
                 os.killpg(up.pid, signal.SIGKILL)
 
 
-
 def test_ctrl_c_to_up_alone_the_moment_it_has_started_its_children_stops_them_all(tmp_path):
     """A Ctrl-C (SIGINT to `tingxie up` alone, as a process manager sends it) however early still
-    stops every child. On another address `up` writes a sign-in link to the database between
-    starting its children and printing its banner: the signal lands in that time here."""
+    stops every child. It is sent as soon as the last child is logged started; on another address
+    `up` then still writes a sign-in link to the database for its banner, and before `up` caught
+    Ctrl-C ahead of its children the signal fell in that time in every run."""
     settings = make_settings(tmp_path, preload_models=False)
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
